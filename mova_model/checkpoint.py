@@ -1,0 +1,264 @@
+"""Checkpoint folders in the official layout: config.json + safetensors (single or sharded).
+
+Loading is strict (every key present once, no extra key, exact shapes) and streams tensors one
+at a time from memory-mapped files into a module built on the meta device, so peak memory stays
+close to the component's own size. Errors name the folder, file and key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from mova_model.config import ComponentConfig
+from mova_model.errors import CheckpointError
+
+C = TypeVar("C", bound=ComponentConfig)
+
+WEIGHTS_NAME = "diffusion_pytorch_model"
+CONFIG_NAME = "config.json"
+_SHOWN = 10  # keys listed in an error message before "... and N more"
+
+KeyInfo = tuple[tuple[int, ...], str, Path]  # shape, dtype name, file
+
+
+def _listing(keys: list[str]) -> str:
+    head = ", ".join(keys[:_SHOWN])
+    return head + (f", ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+
+
+# ---- config -------------------------------------------------------------------------------
+
+
+def read_config(folder: Path, config_cls: type[C], filename: str = CONFIG_NAME) -> C:
+    """Parse `folder/config.json` into a typed config."""
+    path = Path(folder) / filename
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (expected the component's {filename})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: invalid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    try:
+        return config_cls.from_config_dict(data)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+
+
+def write_config(folder: Path, config: ComponentConfig, filename: str = CONFIG_NAME) -> None:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / filename).write_text(json.dumps(config.to_config_dict(), indent=2) + "\n")
+
+
+# ---- reading headers ----------------------------------------------------------------------
+
+
+def _weight_files(folder: Path, weights_name: str) -> list[Path]:
+    single = folder / f"{weights_name}.safetensors"
+    index = folder / f"{weights_name}.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{index}: not a safetensors index ({err!r})") from err
+        files = sorted({folder / name for name in weight_map.values()})
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{index}: names shard(s) that do not exist: "
+                                  f"{_listing(missing)}")
+        return files
+    if single.is_file():
+        return [single]
+    raise CheckpointError(f"{folder}: no weights ({single.name} or {index.name} expected)")
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked against the file size."""
+    try:
+        with path.open("rb") as handle:
+            raw_len = handle.read(8)
+            if len(raw_len) < 8:
+                raise CheckpointError(f"{path}: truncated (no safetensors header)")
+            (header_len,) = struct.unpack("<Q", raw_len)
+            size = path.stat().st_size
+            if header_len > size - 8:
+                raise CheckpointError(f"{path}: truncated or corrupt header "
+                                      f"({header_len} header bytes, file is {size} bytes)")
+            header: dict[str, Any] = json.loads(handle.read(header_len))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from err
+    data_len = size - 8 - header_len
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        end = info["data_offsets"][1]
+        if end > data_len:
+            raise CheckpointError(f"{path}: truncated: tensor {key!r} ends at byte {end} of a "
+                                  f"{data_len}-byte data section")
+    return header
+
+
+def list_checkpoint_keys(folder: Path, weights_name: str = WEIGHTS_NAME) -> dict[str, KeyInfo]:
+    """Every stored tensor (shape, dtype, file), read from the headers only."""
+    keys: dict[str, KeyInfo] = {}
+    for path in _weight_files(Path(folder), weights_name):
+        for key, info in _read_header(path).items():
+            if key == "__metadata__":
+                continue
+            if key in keys:
+                raise CheckpointError(f"{path}: key {key!r} is also stored in {keys[key][2]}")
+            keys[key] = (tuple(info["shape"]), info["dtype"], path)
+    return keys
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+
+def _expected_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers, as in module.state_dict(), without materialising."""
+    return dict(module.state_dict(keep_vars=True))
+
+
+def _assign(module: nn.Module, key: str, value: torch.Tensor) -> None:
+    owner_path, _, leaf = key.rpartition(".")
+    owner = module.get_submodule(owner_path) if owner_path else module
+    current = getattr(owner, leaf)
+    if isinstance(current, nn.Parameter):
+        setattr(owner, leaf, nn.Parameter(value, requires_grad=False))
+    else:
+        owner._buffers[leaf] = value
+
+
+def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None = None,
+                 device: str | torch.device = "cpu", weights_name: str = WEIGHTS_NAME) -> None:
+    """Fill `module` (typically on the meta device) from `folder`, strictly."""
+    folder = Path(folder)
+    stored = list_checkpoint_keys(folder, weights_name)
+    expected = _expected_tensors(module)
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
+        if unexpected:
+            files = sorted({stored[k][2].name for k in unexpected})
+            parts.append(f"{len(unexpected)} unexpected key(s) in {', '.join(files)}: "
+                         f"{_listing(unexpected)}")
+        raise CheckpointError(f"{folder}: checkpoint does not match {type(module).__name__}: "
+                              + "; ".join(parts))
+    for key, (shape, _, path) in stored.items():
+        if tuple(expected[key].shape) != shape:
+            raise CheckpointError(f"{path}: tensor {key!r} has shape {list(shape)}, the model "
+                                  f"expects {list(expected[key].shape)}")
+    by_file: dict[Path, list[str]] = {}
+    for key, (_, _, path) in stored.items():
+        by_file.setdefault(path, []).append(key)
+    for path, keys in by_file.items():
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                for key in keys:
+                    tensor = handle.get_tensor(key)
+                    target_dtype = dtype if dtype is not None and tensor.is_floating_point() \
+                        else tensor.dtype
+                    # One tensor at a time: convert, move, drop the mapped view.
+                    _assign(module, key, tensor.to(device=device, dtype=target_dtype))
+                    del tensor
+        except CheckpointError:
+            raise
+        except Exception as err:  # safetensors raises its own SafetensorError
+            raise CheckpointError(f"{path}: cannot read tensor data ({err})") from err
+    left_on_meta = [name for name, t in module.state_dict(keep_vars=True).items()
+                    if t.device.type == "meta"]
+    left_on_meta += [name for name, b in module.named_buffers() if b.device.type == "meta"]
+    if left_on_meta:
+        raise CheckpointError(f"{folder}: tensors left unloaded: {_listing(sorted(left_on_meta))}")
+
+
+def load_component(folder: Path, config_cls: type[C], build: Callable[[C], nn.Module], *,
+                   dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+                   ) -> tuple[nn.Module, C]:
+    """Read the config, build the module on the meta device, stream the weights in."""
+    config = read_config(Path(folder), config_cls)
+    with torch.device("meta"):
+        module = build(config)
+    load_weights(module, Path(folder), dtype=dtype, device=device)
+    return module.eval(), config
+
+
+# ---- saving -------------------------------------------------------------------------------
+
+
+def save_component(module: nn.Module, config: ComponentConfig, folder: Path, *,
+                   max_shard_bytes: int | None = None, dtype: torch.dtype | None = None,
+                   weights_name: str = WEIGHTS_NAME) -> None:
+    """Write config.json and the weights (one file, or shards + index), the official layout."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_config(folder, config)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, tensor in module.state_dict().items():
+        value = tensor.detach()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value.contiguous().clone()  # clone: no shared storage between keys
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key in sorted(tensors):
+        nbytes = tensors[key].numel() * tensors[key].element_size()
+        if max_shard_bytes is not None and shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensors[key]
+        size += nbytes
+    if len(shards) == 1:
+        save_file(shards[0], str(folder / f"{weights_name}.safetensors"))
+        return
+    weight_map = {}
+    total = 0
+    for i, shard in enumerate(shards, start=1):
+        name = f"{weights_name}-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / name))
+        for key, value in shard.items():
+            weight_map[key] = name
+            total += value.numel() * value.element_size()
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / f"{weights_name}.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+_FULL_HASH_BYTES = 64 * 2**20
+_SAMPLE_CHUNKS, _CHUNK_BYTES = 64, 2**20
+
+
+def fingerprint(folder: Path, weights_name: str = WEIGHTS_NAME) -> str:
+    """sha256 identifying a component: config.json, each weight file's header and size, and its
+    data (in full up to 64 MiB; above that 64 evenly spaced 1 MiB chunks, so a 28 GB expert is
+    fingerprinted in well under a second while any retrained or merged weights still change it)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    config = folder / CONFIG_NAME
+    if config.is_file():
+        digest.update(config.read_bytes())
+    for path in _weight_files(folder, weights_name):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as handle:
+            if size <= _FULL_HASH_BYTES:
+                digest.update(handle.read())
+                continue
+            step = (size - _CHUNK_BYTES) // (_SAMPLE_CHUNKS - 1)
+            for i in range(_SAMPLE_CHUNKS):
+                handle.seek(i * step)
+                digest.update(handle.read(_CHUNK_BYTES))
+    return digest.hexdigest()

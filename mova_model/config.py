@@ -1,0 +1,447 @@
+"""Typed configuration for every MOVA component, with named presets.
+
+Each component config reads and writes the fields of the official `config.json` in its subfolder
+(field names verbatim, including the upstream spelling `seperated_timestep`). Presets:
+
+- `tiny`: a few million parameters, one denoising step well under a second on 2 CPU cores.
+- `mova-360p`, `mova-720p`: the released sizes (identical architectures; they differ in the
+  default resolution only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from mova_model.errors import ConfigError
+
+C = TypeVar("C", bound="ComponentConfig")
+
+INTERACTION_STRATEGIES = ("shallow_focus", "distributed", "progressive", "custom", "full")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly value: tuples become lists, recursively."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _frozen(value: Any) -> Any:
+    """Hashable value: lists become tuples, recursively (frozen dataclasses stay hashable)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """Base: conversion to and from the official `config.json` dictionaries."""
+
+    # `_class_name` written to config.json; subclasses override.
+    CLASS_NAME = ""
+
+    @classmethod
+    def from_config_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+        """Build from a parsed config.json. Keys starting with `_` (diffusers metadata) and
+        fields this implementation does not know are ignored; the reference constructors accept
+        and drop extra keys too, and a real release may carry bookkeeping fields."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: _frozen(v) for k, v in data.items() if k in known}
+        try:
+            return cls(**kwargs)
+        except TypeError as err:  # a required field is absent
+            raise ConfigError(f"{cls.__name__}: {err}") from err
+
+    @classmethod
+    def unknown_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        """Keys of a config.json that this class ignores (metadata keys excluded)."""
+        known = {f.name for f in fields(cls)}
+        return sorted(k for k in data if k not in known and not k.startswith("_"))
+
+    def to_config_dict(self) -> dict[str, Any]:
+        """The config.json content, with `_class_name` first."""
+        out: dict[str, Any] = {"_class_name": self.CLASS_NAME} if self.CLASS_NAME else {}
+        for f in fields(self):
+            out[f.name] = _plain(getattr(self, f.name))
+        return out
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Diffusion towers
+# ---------------------------------------------------------------------------------------------
+
+# Flags of the upstream WanModel that add layers MOVA does not have; they must stay off.
+_INERT_DIT_FLAGS = (
+    "has_image_input",
+    "has_image_pos_emb",
+    "has_ref_conv",
+    "add_control_adapter",
+    "seperated_timestep",
+    "require_clip_embedding",
+    "fuse_vae_embedding_in_latents",
+)
+
+
+@dataclass(frozen=True)
+class DiTConfig(ComponentConfig):
+    """Fields shared by the video and audio DiT (`WanModel` / `WanAudioModel` config.json)."""
+
+    dim: int
+    in_dim: int
+    ffn_dim: int
+    out_dim: int
+    num_heads: int
+    num_layers: int
+    patch_size: tuple[int, ...]
+    text_dim: int = 4096
+    freq_dim: int = 256
+    eps: float = 1e-6
+    has_image_input: bool = False
+    has_image_pos_emb: bool = False
+    has_ref_conv: bool = False
+    add_control_adapter: bool = False
+    in_dim_control_adapter: int = 24
+    seperated_timestep: bool = False  # upstream spelling
+    require_vae_embedding: bool = True
+    require_clip_embedding: bool = False
+    fuse_vae_embedding_in_latents: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dim % self.num_heads:
+            raise ConfigError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
+        if self.head_dim % 2:
+            raise ConfigError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        if self.freq_dim % 2:
+            raise ConfigError(f"freq_dim={self.freq_dim} must be even")
+        for name in ("dim", "in_dim", "ffn_dim", "out_dim", "num_heads", "num_layers", "text_dim"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be positive")
+        for flag in _INERT_DIT_FLAGS:
+            if getattr(self, flag):
+                raise ConfigError(f"{flag}=true adds layers MOVA does not use; it is not supported")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+@dataclass(frozen=True)
+class VideoDiTConfig(DiTConfig):
+    """`video_dit` / `video_dit_2`: Wan 2.2 I2V style DiT over 3-D latent patches."""
+
+    CLASS_NAME = "WanModel"
+    patch_size: tuple[int, ...] = (1, 2, 2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.patch_size) != 3:
+            raise ConfigError(f"video patch_size={self.patch_size} must have 3 entries (t, h, w)")
+        # 3-D RoPE splits the head dim into (d - 2*(d//3), d//3, d//3); each block must be even.
+        axis = self.head_dim // 3
+        if axis % 2 or (self.head_dim - 2 * axis) % 2:
+            raise ConfigError(
+                f"head_dim={self.head_dim} splits into uneven RoPE axis blocks "
+                f"({self.head_dim - 2 * axis}, {axis}, {axis}); use e.g. 24, 48 or 128"
+            )
+
+
+@dataclass(frozen=True)
+class AudioDiTConfig(DiTConfig):
+    """`audio_dit`: Wan 2.1-1.3B shaped DiT over 1-D DAC latents."""
+
+    CLASS_NAME = "WanAudioModel"
+    patch_size: tuple[int, ...] = (1,)
+    vae_type: str = "dac"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if tuple(self.patch_size) != (1,):
+            raise ConfigError(f"audio patch_size={self.patch_size} must be [1]")
+        if self.vae_type != "dac":
+            raise ConfigError(f"vae_type={self.vae_type!r}: only 'dac' is used by MOVA")
+
+
+@dataclass(frozen=True)
+class BridgeConfig(ComponentConfig):
+    """`dual_tower_bridge`: bidirectional cross-attention between the towers."""
+
+    CLASS_NAME = "DualTowerConditionalBridge"
+    visual_layers: int
+    audio_layers: int
+    visual_hidden_dim: int
+    audio_hidden_dim: int
+    audio_fps: float = 50.0
+    head_dim: int = 128
+    interaction_strategy: str = "full"
+    apply_cross_rope: bool = True
+    apply_first_frame_bias_in_rope: bool = False
+    trainable_condition_scale: bool = False
+    pooled_adaln: bool = False
+
+    def __post_init__(self) -> None:
+        if self.interaction_strategy not in INTERACTION_STRATEGIES:
+            raise ConfigError(
+                f"interaction_strategy={self.interaction_strategy!r}; "
+                f"expected one of {', '.join(INTERACTION_STRATEGIES)}"
+            )
+        for name in ("visual_hidden_dim", "audio_hidden_dim"):
+            if getattr(self, name) % self.head_dim:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)} must be divisible by head_dim={self.head_dim}"
+                )
+        if self.head_dim % 2:
+            raise ConfigError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        if self.trainable_condition_scale or self.pooled_adaln:
+            raise ConfigError(
+                "trainable_condition_scale / pooled_adaln add layers the release does not have; "
+                "they are not supported"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Codecs, text encoder, scheduler
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioVAEConfig(ComponentConfig):
+    """`audio_vae`: continuous DAC-style autoencoder (48 kHz, hop 960, 128-d latents)."""
+
+    CLASS_NAME = "DAC"
+    encoder_dim: int = 128
+    encoder_rates: tuple[int, ...] = (2, 3, 4, 5, 8)
+    latent_dim: int = 128
+    decoder_dim: int = 2048
+    decoder_rates: tuple[int, ...] = (8, 5, 4, 3, 2)
+    n_codebooks: int = 9
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    quantizer_dropout: bool = False
+    sample_rate: int = 48000
+    continuous: bool = True
+    use_weight_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.continuous:
+            raise ConfigError("continuous=false (quantised DAC) is not used by MOVA")
+        if sorted(self.encoder_rates) != sorted(self.decoder_rates):
+            raise ConfigError(
+                f"encoder_rates={self.encoder_rates} and decoder_rates={self.decoder_rates} "
+                "must have the same product"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame: the product of the encoder strides (960 for the release)."""
+        hop = 1
+        for rate in self.encoder_rates:
+            hop *= rate
+        return hop
+
+
+# Wan 2.1 VAE latent statistics (diffusers defaults; §2.2 of the spec).
+WAN_LATENTS_MEAN = (
+    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
+)  # fmt: skip
+WAN_LATENTS_STD = (
+    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VideoVAEConfig(ComponentConfig):
+    """`video_vae`: diffusers `AutoencoderKLWan` (Wan 2.1 causal 3-D VAE)."""
+
+    CLASS_NAME = "AutoencoderKLWan"
+    base_dim: int = 96
+    z_dim: int = 16
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    attn_scales: tuple[float, ...] = ()
+    temperal_downsample: tuple[bool, ...] = (False, True, True)  # diffusers spelling
+    dropout: float = 0.0
+    latents_mean: tuple[float, ...] = WAN_LATENTS_MEAN
+    latents_std: tuple[float, ...] = WAN_LATENTS_STD
+
+    def __post_init__(self) -> None:
+        if len(self.latents_mean) != self.z_dim or len(self.latents_std) != self.z_dim:
+            raise ConfigError(f"latents_mean/std need {self.z_dim} values each")
+
+    @property
+    def scale_factor_temporal(self) -> int:
+        return 2 ** sum(self.temperal_downsample)
+
+    @property
+    def scale_factor_spatial(self) -> int:
+        return 2 ** (len(self.dim_mult) - 1)
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig(ComponentConfig):
+    """`text_encoder`: transformers `UMT5EncoderModel` sizes, plus the prompt length."""
+
+    CLASS_NAME = "UMT5EncoderModel"
+    vocab_size: int = 256384
+    d_model: int = 4096
+    d_kv: int = 64
+    d_ff: int = 10240
+    num_layers: int = 24
+    num_heads: int = 64
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    feed_forward_proj: str = "gated-gelu"
+    text_len: int = 512
+
+
+@dataclass(frozen=True)
+class SchedulerConfig(ComponentConfig):
+    """`scheduler/scheduler_config.json`: flow matching with shift, (video, audio) pairs."""
+
+    CLASS_NAME = "FlowMatchPairScheduler"
+    num_train_timesteps: int = 1000
+    shift: float = 5.0
+    sigma_max: float = 1.0
+    sigma_min: float = 0.003 / 1.002
+    extra_one_step: bool = True
+    inverse_timesteps: bool = False
+    reverse_sigmas: bool = False
+    exponential_shift: bool = False
+    exponential_shift_mu: float | None = None
+    shift_terminal: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.shift <= 0:
+            raise ConfigError(f"shift={self.shift} must be positive")
+        if self.inverse_timesteps or self.reverse_sigmas or self.exponential_shift:
+            raise ConfigError(
+                "inverse_timesteps / reverse_sigmas / exponential_shift are not used by MOVA"
+            )
+        if self.shift_terminal is not None:
+            raise ConfigError("shift_terminal is not used by MOVA")
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MovaConfig:
+    """Every component plus the pipeline fields of `model_index.json`."""
+
+    video_dit: VideoDiTConfig
+    audio_dit: AudioDiTConfig
+    bridge: BridgeConfig
+    audio_vae: AudioVAEConfig
+    video_vae: VideoVAEConfig
+    text_encoder: TextEncoderConfig
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    boundary_ratio: float = 0.9
+    audio_vae_type: str = "dac"
+    # Default render size of the preset (pixels); 360 is not divisible by 16, hence 352.
+    height: int = 352
+    width: int = 640
+    num_frames: int = 193
+    video_fps: float = 24.0
+
+    def __post_init__(self) -> None:
+        v, a, b = self.video_dit, self.audio_dit, self.bridge
+        checks = [
+            (b.visual_hidden_dim == v.dim, "bridge.visual_hidden_dim", b.visual_hidden_dim, v.dim),
+            (b.audio_hidden_dim == a.dim, "bridge.audio_hidden_dim", b.audio_hidden_dim, a.dim),
+            (b.visual_layers == v.num_layers, "bridge.visual_layers", b.visual_layers,
+             v.num_layers),
+            (b.audio_layers == a.num_layers, "bridge.audio_layers", b.audio_layers, a.num_layers),
+            (a.in_dim == self.audio_vae.latent_dim, "audio_dit.in_dim", a.in_dim,
+             self.audio_vae.latent_dim),
+            (v.out_dim == self.video_vae.z_dim, "video_dit.out_dim", v.out_dim,
+             self.video_vae.z_dim),
+            # TI2VA input: noisy latent + 4-channel mask + first-frame latent.
+            (v.in_dim == 2 * self.video_vae.z_dim + 4, "video_dit.in_dim", v.in_dim,
+             2 * self.video_vae.z_dim + 4),
+            (v.text_dim == self.text_encoder.d_model, "video_dit.text_dim", v.text_dim,
+             self.text_encoder.d_model),
+            (a.text_dim == self.text_encoder.d_model, "audio_dit.text_dim", a.text_dim,
+             self.text_encoder.d_model),
+        ]  # fmt: skip
+        for ok, name, found, expected in checks:
+            if not ok:
+                raise ConfigError(f"{name}={found} does not match the model (expected {expected})")
+        if not 0.0 < self.boundary_ratio <= 1.0:
+            raise ConfigError(f"boundary_ratio={self.boundary_ratio} must be in (0, 1]")
+        if self.audio_vae_type != "dac":
+            raise ConfigError(f"audio_vae_type={self.audio_vae_type!r}: only 'dac' is supported")
+
+    def model_index_fields(self) -> dict[str, Any]:
+        """The pipeline fields of `model_index.json`."""
+        return {"audio_vae_type": self.audio_vae_type, "boundary_ratio": self.boundary_ratio}
+
+
+def _release_config(height: int, width: int) -> MovaConfig:
+    return MovaConfig(
+        video_dit=VideoDiTConfig(
+            dim=5120, in_dim=36, ffn_dim=13824, out_dim=16, num_heads=40, num_layers=40
+        ),
+        audio_dit=AudioDiTConfig(
+            dim=1536, in_dim=128, ffn_dim=8960, out_dim=128, num_heads=12, num_layers=30
+        ),
+        bridge=BridgeConfig(
+            visual_layers=40, audio_layers=30, visual_hidden_dim=5120, audio_hidden_dim=1536
+        ),
+        audio_vae=AudioVAEConfig(),
+        video_vae=VideoVAEConfig(),
+        text_encoder=TextEncoderConfig(),
+        height=height,
+        width=width,
+    )
+
+
+def _tiny_config() -> MovaConfig:
+    text_dim = 32
+    return MovaConfig(
+        # head dim 24: RoPE axis blocks 8/8/8 (video) and 12 pairs (audio), as in spec §12.6.
+        video_dit=VideoDiTConfig(
+            dim=96, in_dim=36, ffn_dim=192, out_dim=16, num_heads=4, num_layers=3,
+            text_dim=text_dim, freq_dim=64,
+        ),
+        audio_dit=AudioDiTConfig(
+            dim=48, in_dim=128, ffn_dim=96, out_dim=128, num_heads=2, num_layers=2,
+            text_dim=text_dim, freq_dim=64,
+        ),
+        bridge=BridgeConfig(
+            visual_layers=3, audio_layers=2, visual_hidden_dim=96, audio_hidden_dim=48,
+            head_dim=24,
+        ),
+        audio_vae=AudioVAEConfig(encoder_dim=8, decoder_dim=64),
+        video_vae=VideoVAEConfig(base_dim=8, num_res_blocks=1),
+        text_encoder=TextEncoderConfig(
+            vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+        ),
+        height=64,
+        width=112,
+        num_frames=25,
+    )  # fmt: skip
+
+
+PRESETS: dict[str, MovaConfig] = {
+    "tiny": _tiny_config(),
+    "mova-360p": _release_config(height=352, width=640),
+    "mova-720p": _release_config(height=720, width=1280),
+}
+
+
+def get_preset(name: str) -> MovaConfig:
+    """The named preset, or a ConfigError listing the available names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}") from None

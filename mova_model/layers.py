@@ -1,0 +1,94 @@
+"""Leaf layers of the towers and the bridge: timestep sinusoid, modulation, attention, FFN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# A rotary embedding bound to its position table: acts on q or k laid out as (B, L, n, d).
+Rotary = Callable[[Tensor], Tensor]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Total number of parameter elements (works on meta-device modules)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """(B,) timesteps -> (B, dim) float32 sinusoid, cosine half first, computed in float64."""
+    half = dim // 2
+    omega = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    angles = torch.outer(t.to(torch.float64).reshape(-1), omega)  # (B, half)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(torch.float32)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """AdaLN modulation u * (1 + scale) + shift, in the dtype of the operands."""
+    return x * (1 + scale) + shift
+
+
+def linear_fp32(layer: nn.Linear, x: Tensor) -> Tensor:
+    """The linear layer evaluated in float32 whatever the weight dtype (fp32 autocast)."""
+    bias = None if layer.bias is None else layer.bias.float()
+    return F.linear(x.float(), layer.weight.float(), bias)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with a learned gain; statistics and gain in float32, result in the input dtype."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # fp32 math as torch's rms_norm does for low-precision inputs, cast back afterwards
+        out = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
+        return out.to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention from x (width dim) to y (width kv_dim), q/k RMSNorm over the full width.
+
+    Used for tower self-attention (y = x), text cross-attention (y = text) and the bridge.
+    """
+
+    def __init__(self, dim: int, kv_dim: int, num_heads: int, eps: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(kv_dim, dim)
+        self.v = nn.Linear(kv_dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def forward(
+        self, x: Tensor, y: Tensor, q_rope: Rotary | None = None, k_rope: Rotary | None = None
+    ) -> Tensor:
+        # x: (B, L_q, dim)  y: (B, L_k, kv_dim)
+        b, n = x.shape[0], self.num_heads
+        # 1. projections and full-width RMSNorm, split into heads: (B, L, n, d)
+        q = self.norm_q(self.q(x)).unflatten(-1, (n, -1))
+        k = self.norm_k(self.k(y)).unflatten(-1, (n, -1))
+        v = self.v(y).unflatten(-1, (n, -1))
+        # 2. rotary position embedding per head (absent for text cross-attention)
+        if q_rope is not None:
+            q = q_rope(q)
+        if k_rope is not None:
+            k = k_rope(k)
+        # 3. softmax(q k^T / sqrt(d)) v, no mask; SDPA wants (B, n, L, d)
+        q, k, v = (u.transpose(1, 2) for u in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # (B, L_q, n, d)
+        # 4. concatenate heads and project: (B, L_q, dim)
+        return self.o(out.reshape(b, x.shape[1], -1))
+
+
+def gelu_mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """Linear -> GELU(tanh) -> Linear; the indices 0 and 2 match the checkpoint keys."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim), nn.GELU(approximate="tanh"), nn.Linear(hidden_dim, out_dim)
+    )

@@ -1,0 +1,400 @@
+"""MovaPipeline: load a checkpoint folder in the official layout and turn a prompt into a Clip.
+
+Steps of `generate()` (spec §7.3):
+1. validate every input before any heavy work;
+2. encode the prompt and the negative prompt (UMT5, zero-padded to 512 rows);
+3. build the video condition: first-frame mask + latent (TI2VA), or the text-only condition (T2VA);
+4. draw the noise from the seed exactly as the reference does (video first, then audio);
+5. sample: flow matching with CFG, the expert switch at `boundary_ratio`;
+6. decode the video latents (Wan VAE) and the audio latents (DAC), trim the audio to the clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mova_model import lengths
+from mova_model.audio_dit import AudioDiT
+from mova_model.audio_vae import AudioVAE
+from mova_model.bridge import DualTowerBridge
+from mova_model.checkpoint import fingerprint, load_component, read_config
+from mova_model.clip import Clip, GenerationParams
+from mova_model.config import (
+    AudioDiTConfig,
+    AudioVAEConfig,
+    BridgeConfig,
+    SchedulerConfig,
+    VideoDiTConfig,
+    VideoVAEConfig,
+)
+from mova_model.errors import CheckpointError, InvalidRequest
+from mova_model.joint import joint_forward
+from mova_model.offload import OffloadMode, enable_block_streaming, on_device
+from mova_model.sampler import Guidance, draw_noise, sample
+from mova_model.schedule import FlowMatchPairScheduler
+from mova_model.text_encoder import TextEncoder, clean_prompt
+from mova_model.video_dit import VideoDiT
+from mova_model.video_vae import (
+    build_video_vae,
+    decode_latents,
+    encode_first_frame,
+    encode_video,
+    first_frame_mask,
+    prepare_first_frame,
+    text_only_condition,
+)
+
+MODEL_INDEX = "model_index.json"
+SCHEDULER_CONFIG = "scheduler_config.json"
+
+# Subfolder -> (library, class) written to model_index.json. The loader maps by subfolder name,
+# not by these strings (their exact upstream values are unknown, spec appendix).
+COMPONENT_CLASSES: dict[str, tuple[str, str]] = {
+    "video_dit": ("mova", "WanModel"),
+    "video_dit_2": ("mova", "WanModel"),
+    "audio_dit": ("mova", "WanAudioModel"),
+    "dual_tower_bridge": ("mova", "DualTowerConditionalBridge"),
+    "audio_vae": ("mova", "DAC"),
+    "video_vae": ("diffusers", "AutoencoderKLWan"),
+    "text_encoder": ("transformers", "UMT5EncoderModel"),
+    "tokenizer": ("transformers", "T5TokenizerFast"),
+    "scheduler": ("mova", "FlowMatchPairScheduler"),
+}
+GUIDANCE_MODES = ("reference", "dual")
+MODES = ("joint", "audio_only")
+TEXT_LEN = 512
+HIGH_NOISE, LOW_NOISE = 0, 1
+
+
+def _dtype(value: str | torch.dtype) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if value not in table:
+        raise InvalidRequest(f"dtype {value!r}; expected one of {', '.join(table)}")
+    return table[value]
+
+
+class MovaPipeline:
+    """All MOVA components, resident or offloaded, and the one call that renders a clip."""
+
+    def __init__(self, path: Path, *, dtype: torch.dtype, device: torch.device,
+                 offload: OffloadMode, release_unused: bool) -> None:
+        self.path = path
+        self.dtype = dtype
+        self.device = device
+        self.offload = offload
+        self.release_unused = release_unused
+        index = self._read_model_index(path)
+        self.boundary_ratio = float(index.get("boundary_ratio", 0.9))
+        self.scheduler = FlowMatchPairScheduler(
+            read_config(path / "scheduler", SchedulerConfig, filename=SCHEDULER_CONFIG)
+        )
+        self.video_vae_config = read_config(path / "video_vae", VideoVAEConfig)
+        self.audio_vae_config = read_config(path / "audio_vae", AudioVAEConfig)
+        self._modules: dict[str, nn.Module] = {}
+        self._text_encoder: TextEncoder | None = None
+        self.checkpoint_fingerprint = fingerprint_folder(path)
+
+    # ---- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, dtype: str | torch.dtype = "float32",
+                        device: str | torch.device = "cpu", offload: str = "none",
+                        release_unused: bool = False) -> MovaPipeline:
+        """Load every component strictly from a MOVA checkpoint folder (official layout)."""
+        folder = Path(path)
+        try:
+            mode = OffloadMode(offload)
+        except ValueError:
+            raise InvalidRequest(
+                f"offload={offload!r}; expected one of {', '.join(m.value for m in OffloadMode)}"
+            ) from None
+        pipe = cls(folder, dtype=_dtype(dtype), device=torch.device(device), offload=mode,
+                   release_unused=release_unused)
+        for name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge", "audio_vae",
+                     "video_vae"):
+            pipe._load(name)
+        pipe.text_encoder  # noqa: B018 - load eagerly so a broken folder fails here
+        return pipe
+
+    @staticmethod
+    def _read_model_index(path: Path) -> dict[str, Any]:
+        index_file = path / MODEL_INDEX
+        if not index_file.is_file():
+            raise CheckpointError(f"{index_file}: missing; is {path} a MOVA checkpoint folder?")
+        try:
+            index: dict[str, Any] = json.loads(index_file.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{index_file}: invalid JSON ({err})") from err
+        missing = [name for name in COMPONENT_CLASSES if not (path / name).is_dir()]
+        if missing:
+            raise CheckpointError(f"{path}: missing component folder(s): {', '.join(missing)}")
+        return index
+
+    def _storage_device(self) -> torch.device:
+        return torch.device("cpu") if self.offload is not OffloadMode.NONE else self.device
+
+    def _load(self, name: str) -> nn.Module:
+        builders: dict[str, tuple[Any, Callable[[Any], nn.Module]]] = {
+            "video_dit": (VideoDiTConfig, VideoDiT),
+            "video_dit_2": (VideoDiTConfig, VideoDiT),
+            "audio_dit": (AudioDiTConfig, AudioDiT),
+            "dual_tower_bridge": (BridgeConfig, DualTowerBridge),
+            "audio_vae": (AudioVAEConfig, AudioVAE),
+            "video_vae": (VideoVAEConfig, build_video_vae),
+        }
+        config_cls, build = builders[name]
+        # The DAC runs in float32 whatever the pipeline dtype (spec §3.9); bf16 weights upcast
+        # exactly, so this matches the reference's fp32-compute decode.
+        dtype = torch.float32 if name == "audio_vae" else self.dtype
+        module, _ = load_component(self.path / name, config_cls, build, dtype=dtype,
+                                   device=self._storage_device())
+        if self.offload is OffloadMode.BLOCK and hasattr(module, "blocks"):
+            enable_block_streaming(module, self.device, storage_device="cpu")
+        self._modules[name] = module
+        return module
+
+    def component(self, name: str) -> nn.Module:
+        """A loaded component; reloaded from the folder if it was released."""
+        return self._modules.get(name) or self._load(name)
+
+    def release(self, name: str) -> None:
+        """Drop a component from memory (it is reloaded from disk when needed again)."""
+        self._modules.pop(name, None)
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        if self._text_encoder is None:
+            self._text_encoder = TextEncoder.from_folders(
+                self.path / "text_encoder", self.path / "tokenizer", dtype=self.dtype,
+                device=self._storage_device(),
+            )
+        return self._text_encoder
+
+    @contextmanager
+    def _resident(self, *modules: nn.Module) -> Iterator[None]:
+        """In component-offload mode, keep these modules on the device for the block's duration."""
+        if self.offload is not OffloadMode.COMPONENT:
+            yield
+            return
+        with ExitStack() as stack:
+            for module in modules:
+                stack.enter_context(on_device(module, self.device))
+            yield
+
+    # ---- generation ----------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: str = "",
+        image: Any = None,
+        video: np.ndarray | None = None,
+        height: int = 352,
+        width: int = 640,
+        num_frames: int = 193,
+        video_fps: float = 24.0,
+        num_inference_steps: int = 50,
+        cfg_scale: float = 5.0,
+        bridge_scale: float = 1.0,
+        guidance_mode: str = "reference",
+        seed: int = 42,
+        mode: str = "joint",
+        batched_cfg: bool = True,
+        on_step: Callable[[int, int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Clip:
+        """Render one clip. `mode="audio_only"` keeps `video` (uint8 T x H x W x 3) and only
+        generates a new soundtrack for it; `image` (PIL image or H x W x 3 array) conditions the
+        first frame; without it the text-only condition is used (see video_vae)."""
+        # 1. validate everything before heavy work
+        params = self._validate(prompt, negative_prompt, image, video, height, width, num_frames,
+                                video_fps, num_inference_steps, cfg_scale, bridge_scale,
+                                guidance_mode, seed, mode, batched_cfg)
+        guidance = Guidance(mode=guidance_mode, text_scale=cfg_scale, bridge_scale=bridge_scale,
+                            batched=batched_cfg)
+        with torch.inference_mode():
+            # 2. text
+            context, negative_context = self._encode_text(params, guidance)
+            # 3. video condition [1, 20, F_lat, h, w] (mask then first-frame latent) and,
+            #    in audio-only mode, the clean video latents that stay fixed
+            condition, fixed_video = self._condition(params, image, video)
+            # 4. noise, exactly as the reference draws it
+            _, f_lat, h, w = lengths.video_latent_shape(height, width, num_frames)
+            l_a = lengths.audio_latent_frames(num_frames, video_fps)
+            video_noise, audio_noise = draw_noise(seed, (1, 16, f_lat, h, w),
+                                                  (1, self.audio_vae_config.latent_dim, l_a))
+            # 5. sampling
+            z_video, z_audio = self._sample(params, guidance, video_noise, audio_noise, condition,
+                                            context, negative_context, fixed_video, on_step,
+                                            should_cancel)
+            # 6. decode
+            frames = video if video is not None else self._decode_video(z_video)
+            audio = self._decode_audio(z_audio, lengths.audio_samples(num_frames, video_fps))
+        return Clip(video=frames, audio=audio, fps=video_fps,
+                    sample_rate=self.audio_vae_config.sample_rate, params=params)
+
+    def _validate(self, prompt: str, negative_prompt: str, image: Any, video: np.ndarray | None,
+                  height: int, width: int, num_frames: int, video_fps: float, steps: int,
+                  cfg_scale: float, bridge_scale: float, guidance_mode: str, seed: int,
+                  mode: str, batched_cfg: bool) -> GenerationParams:
+        if not isinstance(prompt, str) or not clean_prompt(prompt):
+            raise InvalidRequest("prompt is empty; describe the scene (and its speech) in words")
+        lengths.validate_video_size(height, width, num_frames)
+        if video_fps <= 0:
+            raise InvalidRequest(f"video_fps={video_fps} must be positive")
+        if steps < 1:
+            raise InvalidRequest(f"num_inference_steps={steps} must be at least 1")
+        if cfg_scale <= 0 or bridge_scale < 0:
+            raise InvalidRequest(f"cfg_scale={cfg_scale} must be > 0 and bridge_scale="
+                                 f"{bridge_scale} >= 0")
+        if guidance_mode not in GUIDANCE_MODES:
+            raise InvalidRequest(f"guidance_mode={guidance_mode!r}; expected "
+                                 f"{' or '.join(GUIDANCE_MODES)}")
+        if mode not in MODES:
+            raise InvalidRequest(f"mode={mode!r}; expected {' or '.join(MODES)}")
+        if not 0 <= seed < 2**63:
+            raise InvalidRequest(f"seed={seed} must be in [0, 2**63)")
+        if mode == "audio_only":
+            expected = (num_frames, height, width, 3)
+            if not isinstance(video, np.ndarray) or video.dtype != np.uint8 \
+                    or video.shape != expected:
+                found = getattr(video, "shape", type(video).__name__)
+                raise InvalidRequest(f"audio_only needs video as uint8 array {expected}; "
+                                     f"got {found}")
+            conditioning = "locked_video"
+        elif video is not None:
+            raise InvalidRequest("video is only used with mode='audio_only'")
+        else:
+            conditioning = "first_frame" if image is not None else "text_only"
+        if image is not None:
+            prepare_first_frame(image, height, width)  # raises InvalidRequest for non-images
+        return GenerationParams(
+            prompt=prompt, negative_prompt=negative_prompt, height=height, width=width,
+            num_frames=num_frames, video_fps=video_fps, num_inference_steps=steps,
+            cfg_scale=cfg_scale, bridge_scale=bridge_scale, guidance_mode=guidance_mode,
+            seed=seed, mode=mode, conditioning=conditioning, batched_cfg=batched_cfg,
+        )
+
+    def _encode_text(self, params: GenerationParams, guidance: Guidance
+                     ) -> tuple[Tensor, Tensor | None]:
+        encoder = self.text_encoder
+        needs_negative = guidance.mode == "dual" or guidance.text_scale != 1.0
+        prompts = [params.prompt] + ([params.negative_prompt] if needs_negative else [])
+        with self._resident(encoder.model):
+            encoded = encoder.encode(prompts, TEXT_LEN).to(self.device)
+        return encoded[:1], (encoded[1:] if needs_negative else None)
+
+    def _condition(self, params: GenerationParams, image: Any, video: np.ndarray | None
+                   ) -> tuple[Tensor, Tensor | None]:
+        vae = self.component("video_vae")
+        config = self.video_vae_config
+        h, w, frames = params.height, params.width, params.num_frames
+        with self._resident(vae):
+            fixed_video = None
+            if video is not None:
+                # Audio-only: the locked picture is both the fixed latent and the first frame.
+                fixed_video = encode_video(vae, video, config, device=self.device)
+                image = video[0]
+            if image is None:
+                mask, first = text_only_condition(vae, frames, h, w, config, device=self.device)
+            else:
+                pixels = prepare_first_frame(image, h, w).to(self.device)
+                first = encode_first_frame(vae, pixels, frames, config)
+                mask = first_frame_mask(first.shape[2], first.shape[3], first.shape[4])
+        condition = torch.cat([mask.to(first), first], dim=1).float()
+        return condition, fixed_video
+
+    def _sample(self, params: GenerationParams, guidance: Guidance, video_noise: Tensor,
+                audio_noise: Tensor, condition: Tensor, context: Tensor,
+                negative_context: Tensor | None, fixed_video: Tensor | None,
+                on_step: Callable[[int, int], None] | None,
+                should_cancel: Callable[[], bool] | None) -> tuple[Tensor, Tensor]:
+        denoiser = _ExpertDenoiser(self)
+        audio_dit, bridge = self.component("audio_dit"), self.component("dual_tower_bridge")
+        with self._resident(audio_dit, bridge), denoiser:
+            return sample(
+                denoiser, scheduler=self.scheduler, num_steps=params.num_inference_steps,
+                boundary_ratio=self.boundary_ratio, video_noise=video_noise.to(self.device),
+                audio_noise=audio_noise.to(self.device), video_condition=condition.to(self.device),
+                context=context, negative_context=negative_context, video_fps=params.video_fps,
+                guidance=guidance, fixed_video=fixed_video, on_step=on_step,
+                should_cancel=should_cancel,
+            )
+
+    def _decode_video(self, z_video: Tensor) -> np.ndarray:
+        vae = self.component("video_vae")
+        with self._resident(vae):
+            frames = decode_latents(vae, z_video, self.video_vae_config)
+        return frames[0].cpu().numpy()
+
+    def _decode_audio(self, z_audio: Tensor, num_samples: int) -> np.ndarray:
+        vae = self.component("audio_vae")
+        with self._resident(vae):
+            waveform = vae.decode(z_audio)  # [1, 1, 960 * L_a]
+        # The reference leaves 960*L_a samples and lets ffmpeg's -shortest trim at mux time; the
+        # clip carries exactly the video's duration instead, which is what the mux would keep.
+        return waveform[0, :, :num_samples].float().cpu().numpy()
+
+
+class _ExpertDenoiser:
+    """The sampler's Denoiser: picks the expert, keeps it on the device, frees the other."""
+
+    def __init__(self, pipe: MovaPipeline) -> None:
+        self.pipe = pipe
+        self.active: int | None = None
+        self._stack = ExitStack()
+
+    def __enter__(self) -> _ExpertDenoiser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _expert(self, expert: int) -> nn.Module:
+        names = ("video_dit", "video_dit_2")
+        if expert != self.active:
+            self._stack.close()
+            if self.active == HIGH_NOISE and self.pipe.release_unused:
+                # The switch is one-way within a generation; free the high-noise expert.
+                self.pipe.release(names[HIGH_NOISE])
+            module = self.pipe.component(names[expert])
+            self._stack = ExitStack()
+            self._stack.enter_context(self.pipe._resident(module))
+            self.active = expert
+        return self.pipe.component(names[expert])
+
+    def __call__(self, expert: int, video_input: Tensor, audio_input: Tensor, context: Tensor,
+                 t_video: Tensor, t_audio: Tensor, video_fps: float,
+                 bridge_scale: float | Tensor) -> tuple[Tensor, Tensor]:
+        video_dit = self._expert(expert)
+        return joint_forward(video_dit, self.pipe.component("audio_dit"),
+                             self.pipe.component("dual_tower_bridge"), video_input, audio_input,
+                             context, t_video, t_audio, video_fps, bridge_scale)
+
+
+def fingerprint_folder(path: Path) -> str:
+    """Checkpoint fingerprint for lineage: model_index + every component's fingerprint."""
+    digest = hashlib.sha256((path / MODEL_INDEX).read_bytes())
+    for name in sorted(COMPONENT_CLASSES):
+        folder = path / name
+        if name in ("tokenizer", "scheduler", "text_encoder"):
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                digest.update(file.name.encode())
+                digest.update(str(file.stat().st_size).encode())
+        else:
+            digest.update(fingerprint(folder).encode())
+    return digest.hexdigest()
+

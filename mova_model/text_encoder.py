@@ -1,0 +1,93 @@
+"""Prompt -> UMT5 text embedding, with the release's cleaning, padding and zeroing (spec §5)."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import ftfy
+import torch
+from torch import Tensor
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, UMT5Config, UMT5EncoderModel
+from transformers.utils import logging as transformers_logging
+
+from mova_model.config import TextEncoderConfig
+from mova_model.errors import CheckpointError
+
+
+def clean_prompt(text: str) -> str:
+    """Fix mojibake, unescape HTML twice, collapse whitespace (§5.1)."""
+    text = ftfy.fix_text(text)
+    text = html.unescape(html.unescape(text)).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def umt5_config(config: TextEncoderConfig) -> UMT5Config:
+    return UMT5Config(
+        vocab_size=config.vocab_size, d_model=config.d_model, d_kv=config.d_kv,
+        d_ff=config.d_ff, num_layers=config.num_layers, num_heads=config.num_heads,
+        relative_attention_num_buckets=config.relative_attention_num_buckets,
+        relative_attention_max_distance=config.relative_attention_max_distance,
+        feed_forward_proj=config.feed_forward_proj, is_encoder_decoder=False, use_cache=False,
+        dropout_rate=0.0,
+    )
+
+
+def build_text_encoder(config: TextEncoderConfig) -> UMT5EncoderModel:
+    """A randomly initialised UMT5 encoder of the given size (works on the meta device)."""
+    return UMT5EncoderModel(umt5_config(config)).eval()
+
+
+class TextEncoder:
+    """UMT5 encoder + tokenizer: `encode(prompts)` -> [B, text_len, d_model], padding zeroed."""
+
+    def __init__(self, model: UMT5EncoderModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_folders(cls, model_dir: Path, tokenizer_dir: Path, *,
+                     dtype: torch.dtype = torch.float32,
+                     device: str | torch.device = "cpu") -> TextEncoder:
+        """Load strictly (missing or unexpected weights are an error), offline."""
+        for folder in (model_dir, tokenizer_dir):
+            if not Path(folder).is_dir():
+                raise CheckpointError(f"{folder}: missing component folder")
+        transformers_logging.disable_progress_bar()  # the caller reports progress, not us
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+            model, info = UMT5EncoderModel.from_pretrained(
+                str(model_dir), dtype=dtype, local_files_only=True, output_loading_info=True
+            )
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{model_dir}: cannot load the text encoder ({err})") from err
+        problems = {kind: sorted(info.get(kind, [])) for kind in
+                    ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        problems = {k: v for k, v in problems.items() if v}
+        if problems:
+            listing = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:10]))}"
+                                for k, v in problems.items())
+            raise CheckpointError(f"{model_dir}: text encoder weights do not match ({listing})")
+        if len(tokenizer) > model.config.vocab_size:
+            raise CheckpointError(f"{tokenizer_dir}: tokenizer has {len(tokenizer)} ids but the "
+                                  f"encoder's vocab_size is {model.config.vocab_size}")
+        return cls(model.to(device).eval(), tokenizer)
+
+    def token_count(self, prompt: str) -> int:
+        """Tokens the cleaned prompt uses, EOS included (compare with text_len)."""
+        return len(self.tokenizer(clean_prompt(prompt)).input_ids)
+
+    @torch.inference_mode()
+    def encode(self, prompts: list[str], text_len: int = 512) -> Tensor:
+        """[B, text_len, d_model]: rows past each prompt's tokens (EOS included) exactly zero."""
+        batch = self.tokenizer(
+            [clean_prompt(p) for p in prompts], padding="max_length", max_length=text_len,
+            truncation=True, add_special_tokens=True, return_attention_mask=True,
+            return_tensors="pt",
+        )
+        device = next(self.model.parameters()).device
+        ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        # §5.4: keep rows 0..n-1, zero the rest; no mask is passed downstream.
+        return hidden * mask.unsqueeze(-1).to(hidden.dtype)

@@ -1,0 +1,99 @@
+"""DAC audio VAE: official keys and counts, lengths, both weight forms."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mova_model.audio_vae import AudioVAE
+from mova_model.checkpoint import load_component, save_component
+from mova_model.config import AudioVAEConfig, get_preset
+
+TINY = get_preset("tiny").audio_vae
+
+
+def test_release_config_has_the_official_keys_and_parameter_count() -> None:
+    with torch.device("meta"):
+        model = AudioVAE(AudioVAEConfig())
+    state = model.state_dict()
+    assert len(state) == 298
+    assert sum(t.numel() for t in state.values()) == 371_589_058
+    shapes = {
+        "encoder.block.0.weight_v": (128, 1, 7),
+        "encoder.block.0.weight_g": (128, 1, 1),
+        "encoder.block.1.block.0.block.0.alpha": (1, 128, 1),
+        "encoder.block.1.block.0.block.1.weight_v": (128, 128, 7),
+        "encoder.block.1.block.0.block.3.weight_v": (128, 128, 1),
+        "encoder.block.1.block.3.alpha": (1, 128, 1),
+        "encoder.block.1.block.4.weight_v": (256, 128, 4),
+        "encoder.block.5.block.4.weight_v": (4096, 2048, 16),
+        "encoder.block.6.alpha": (1, 4096, 1),
+        "encoder.block.7.weight_v": (128, 4096, 3),
+        "quant_conv.weight": (256, 128, 1),
+        "post_quant_conv.weight": (128, 128, 1),
+        "decoder.model.0.weight_v": (2048, 128, 7),
+        "decoder.model.1.block.0.alpha": (1, 2048, 1),
+        "decoder.model.1.block.1.weight_v": (2048, 1024, 16),
+        "decoder.model.1.block.1.weight_g": (2048, 1, 1),
+        "decoder.model.1.block.1.bias": (1024,),
+        "decoder.model.5.block.4.block.1.weight_v": (64, 64, 7),
+        "decoder.model.6.alpha": (1, 64, 1),
+        "decoder.model.7.weight_v": (1, 64, 7),
+    }
+    for key, shape in shapes.items():
+        assert tuple(state[key].shape) == shape, key
+    assert not any(k.startswith("quantizer") for k in state)
+
+
+def test_encode_decode_lengths_follow_the_hop() -> None:
+    torch.manual_seed(0)
+    model = AudioVAE(TINY).eval()
+    audio = 0.1 * torch.randn(1, 1, 50_000)
+    with torch.inference_mode():
+        latent = model.encode(audio)
+        started = time.perf_counter()
+        waveform = model.decode(latent)
+        seconds = time.perf_counter() - started
+    assert latent.shape == (1, 128, 53)  # ceil(50000 / 960)
+    assert waveform.shape == (1, 1, 53 * 960) and waveform.dtype == torch.float32
+    assert waveform.abs().max() <= 1.0
+    assert seconds < 1.0
+
+
+def test_plain_weights_equal_weight_norm_weights(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    normed = AudioVAE(TINY).eval()
+    with torch.no_grad():  # make g differ from ||v|| so the normalisation matters
+        for name, p in normed.named_parameters():
+            if name.endswith("weight_g"):
+                p.mul_(1.5)
+    plain = AudioVAE(TINY.replace(use_weight_norm=False)).eval()
+    plain_state = {}
+    for name in plain.state_dict():
+        if name.endswith(".weight") and name.replace(".weight", ".weight_v") in normed.state_dict():
+            module = normed.get_submodule(name.rsplit(".", 1)[0])
+            plain_state[name] = module.kernel().detach()
+        else:
+            plain_state[name] = normed.state_dict()[name]
+    plain.load_state_dict(plain_state)
+    latent = torch.randn(1, 128, 6)
+    with torch.inference_mode():
+        assert torch.allclose(normed.decode(latent), plain.decode(latent), atol=1e-5)
+    # both forms round-trip through the official folder layout
+    save_component(plain, plain.config, tmp_path / "plain")
+    loaded, config = load_component(tmp_path / "plain", AudioVAEConfig, AudioVAE)
+    assert config.use_weight_norm is False
+    with torch.inference_mode():
+        assert torch.equal(loaded.decode(latent), plain.decode(latent))
+
+
+@pytest.mark.parametrize("length", [960, 961, 48_000])
+def test_encoding_pads_to_whole_latent_frames(length: int) -> None:
+    torch.manual_seed(2)
+    model = AudioVAE(TINY).eval()
+    with torch.inference_mode():
+        latent = model.encode(torch.zeros(1, 1, length))
+    assert latent.shape[-1] == -(-length // 960)

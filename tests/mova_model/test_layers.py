@@ -1,0 +1,89 @@
+"""Leaf layers: timestep sinusoid, modulation, RMSNorm, attention, fp32 linear, parameter count."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mova_model.layers import (
+    Attention,
+    RMSNorm,
+    count_parameters,
+    linear_fp32,
+    modulate,
+    sinusoidal_embedding,
+)
+
+
+def test_sinusoid_cosine_half_first_float64() -> None:
+    t = torch.tensor([995.947, 0.0, 105.035])
+    e = sinusoidal_embedding(t, 256)
+    assert e.shape == (3, 256) and e.dtype == torch.float32
+    for k in (0, 1, 64, 127):
+        angle = t[0].item() * 10000.0 ** (-k / 128)  # the float32 timestep, widened
+        assert e[0, k].item() == torch.tensor(math.cos(angle), dtype=torch.float32).item()
+        assert e[0, 128 + k].item() == torch.tensor(math.sin(angle), dtype=torch.float32).item()
+    assert torch.equal(e[1, :128], torch.ones(128)) and torch.equal(e[1, 128:], torch.zeros(128))
+
+
+def test_modulate() -> None:
+    x, shift, scale = torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([3.0])
+    assert modulate(x, shift, scale).item() == 2.0 * 4.0 + 0.5
+
+
+def test_rms_norm_fp32_and_dtype() -> None:
+    torch.manual_seed(0)
+    norm = RMSNorm(8, 1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 1.5, 8))
+    x = torch.randn(2, 3, 8)
+    expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * norm.weight
+    torch.testing.assert_close(norm(x), expected, rtol=1e-6, atol=1e-6)
+    norm_bf16 = norm.to(torch.bfloat16)
+    out = norm_bf16(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    # fp32 statistics, one rounding at the end
+    ref = torch.nn.functional.rms_norm(
+        x.bfloat16().float(), (8,), norm_bf16.weight.float(), 1e-6
+    ).bfloat16()
+    assert torch.equal(out, ref)
+
+
+def test_attention_full_width_qk_norm_and_heads() -> None:
+    torch.manual_seed(0)
+    attn = Attention(dim=8, kv_dim=6, num_heads=2, eps=1e-6)
+    x, y = torch.randn(1, 4, 8), torch.randn(1, 5, 6)
+    out = attn(x, y)
+    # manual: RMSNorm over the full width 8, then split into 2 heads of 4
+    q = attn.norm_q(attn.q(x)).reshape(1, 4, 2, 4)
+    k = attn.norm_k(attn.k(y)).reshape(1, 5, 2, 4)
+    v = attn.v(y).reshape(1, 5, 2, 4)
+    w = torch.softmax(torch.einsum("bind,bjnd->bnij", q, k) / 2.0, dim=-1)
+    expected = attn.o(torch.einsum("bnij,bjnd->bind", w, v).reshape(1, 4, 8))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    # a rotary hook is applied to q and k per head (B, L, n, d)
+    seen: list[tuple[int, ...]] = []
+
+    def spy(u: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(u.shape))
+        return u
+
+    attn(x, y, spy, spy)
+    assert seen == [(1, 4, 2, 4), (1, 5, 2, 4)]
+
+
+def test_linear_fp32_with_bf16_weights() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3).to(torch.bfloat16)
+    x = torch.randn(2, 4)
+    out = linear_fp32(layer, x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, x @ layer.weight.float().T + layer.bias.float())
+
+
+def test_count_parameters() -> None:
+    assert count_parameters(nn.Linear(4, 3)) == 15
+    with torch.device("meta"):
+        assert count_parameters(nn.Linear(1000, 1000)) == 1_001_000

@@ -1,0 +1,84 @@
+"""Offline tokenizer and UMT5 text encoding: cleaning, padding rows zeroed, strict loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer
+
+from mova_model.config import TextEncoderConfig, get_preset
+from mova_model.errors import CheckpointError
+from mova_model.text_encoder import TextEncoder, build_text_encoder, clean_prompt
+from mova_model.tokenizer_build import build_tokenizer
+
+TINY = get_preset("tiny").text_encoder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("text")
+    build_tokenizer(root / "tokenizer", vocab_size=TINY.vocab_size)
+    torch.manual_seed(0)
+    build_text_encoder(TINY).save_pretrained(str(root / "text_encoder"))
+    return root / "text_encoder", root / "tokenizer"
+
+
+@pytest.mark.parametrize("text", ["Fresh coffee every morning.", "每天早上都有新鲜的咖啡",
+                                  "قهوة طازجة كل صباح", "Économisez 20 % aujourd'hui"])
+def test_tokenizer_covers_latin_cjk_and_arabic(folders: tuple[Path, Path], text: str) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(folders[1]))
+    ids = tokenizer(text).input_ids
+    assert ids[-1] == tokenizer.eos_token_id == 1 and tokenizer.pad_token_id == 0
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_tokenizer_build_is_deterministic(tmp_path: Path) -> None:
+    build_tokenizer(tmp_path / "a", vocab_size=4000)
+    build_tokenizer(tmp_path / "b", vocab_size=4000)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("  two   spaces\tand\nlines ", "two spaces and lines"),
+    ("Fish &amp;amp; chips", "Fish & chips"),
+    ("cafÃ© latte", "café latte"),
+])
+def test_prompt_cleaning(raw: str, clean: str) -> None:
+    assert clean_prompt(raw) == clean
+
+
+def test_rows_past_the_tokens_are_exactly_zero(folders: tuple[Path, Path]) -> None:
+    encoder = TextEncoder.from_folders(*folders)
+    prompts = ["Fresh coffee", "A longer prompt about a quiet beach at sunset"]
+    out = encoder.encode(prompts, text_len=512)
+    assert out.shape == (2, 512, 32)
+    for row, prompt in zip(out, prompts, strict=True):
+        n = encoder.token_count(prompt)
+        assert torch.all(row[n:] == 0) and torch.all(row[:n].abs().sum(-1) > 0)
+    one_by_one = torch.cat([encoder.encode([p], text_len=512) for p in prompts])
+    assert torch.allclose(out, one_by_one, atol=1e-6)
+    empty = encoder.encode([""], text_len=512)
+    assert encoder.token_count("") == 1 and torch.all(empty[0, 1:] == 0)
+
+
+def test_a_missing_weight_is_named(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "text_encoder"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((folders[0] / "config.json").read_bytes())
+    tensors = load_file(str(folders[0] / "model.safetensors"))
+    del tensors["encoder.block.1.layer.1.DenseReluDense.wo.weight"]
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    needle = r"missing keys: .*block\.1\.layer\.1\.DenseReluDense\.wo"
+    with pytest.raises(CheckpointError, match=needle):
+        TextEncoder.from_folders(broken, folders[1])
+
+
+def test_release_config_parameter_count() -> None:
+    with torch.device("meta"):
+        model = build_text_encoder(TextEncoderConfig())
+    assert sum(p.numel() for p in model.parameters()) == 5_680_910_336
