@@ -1,0 +1,79 @@
+"""Finishing contracts: what a deliverable must be, and what finishing measured."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.brief import Aspect, LoudnessProfile, OnScreenText
+
+# Delivery sizes (width, height) per aspect: 720p class.
+TARGET_SIZES: dict[Aspect, tuple[int, int]] = {
+    Aspect.LANDSCAPE: (1280, 720),
+    Aspect.PORTRAIT: (720, 1280),
+    Aspect.SQUARE: (720, 720),
+}
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LoudnessTarget(Frozen):
+    integrated_lufs: float
+    true_peak_dbtp: float = -1.0
+    loudness_range_lu: float = 11.0
+
+
+LOUDNESS_TARGETS = {
+    LoudnessProfile.WEB: LoudnessTarget(integrated_lufs=-14.0),
+    LoudnessProfile.BROADCAST: LoudnessTarget(integrated_lufs=-23.0),
+}
+
+
+class CaptionCue(Frozen):
+    start_s: float = Field(ge=0)
+    end_s: float = Field(gt=0)
+    lines: list[str] = Field(min_length=1, max_length=2)
+
+
+class FinishSpec(Frozen):
+    aspect: Aspect
+    locale: str
+    loudness: LoudnessTarget
+    captions: list[CaptionCue] = Field(default_factory=list)
+    on_screen_text: OnScreenText | None = None
+    focus: tuple[float, float] | None = None
+
+
+class QCCheck(Frozen):
+    name: str
+    passed: bool
+    measured: str
+    expected: str
+
+
+class QCReport(Frozen):
+    checks: list[QCCheck]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{c.name}: measured {c.measured}, expected {c.expected}"
+                for c in self.checks if not c.passed]
+
+
+class FinishResult(Frozen):
+    video_path: str  # on-screen text burned in, captions as a soft track
+    burned_path: str | None  # the same with captions burned in
+    srt_path: str | None
+    vtt_path: str | None
+    width: int
+    height: int
+    preview: bool  # upscaled from a smaller render: label it, don't ship it as final
+    loudness_in_lufs: float | None
+    loudness_out_lufs: float | None
+    true_peak_out_dbtp: float | None
+    qc: QCReport

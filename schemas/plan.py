@@ -1,0 +1,185 @@
+"""The production plan: every scene × language × aspect variant and the renders behind them.
+
+`plan_variants` is pure: the same brief, profile and checkpoint give the same plan, seeds and
+keys, which is what makes reruns find their earlier work instead of redoing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.brief import Aspect, Brief, DubbingStrategy, Scene
+
+VIDEO_FPS = 24.0
+MAX_FRAMES = 193
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Orientation(StrEnum):
+    LANDSCAPE = "landscape"
+    PORTRAIT = "portrait"
+
+
+# The render whose orientation is closest: 16:9 and 1:1 crop from landscape, 9:16 from portrait.
+ORIENTATION_FOR_ASPECT = {
+    Aspect.LANDSCAPE: Orientation.LANDSCAPE,
+    Aspect.SQUARE: Orientation.LANDSCAPE,
+    Aspect.PORTRAIT: Orientation.PORTRAIT,
+}
+
+
+class RenderProfile(Frozen):
+    """Model render settings (sizes are for landscape; portrait swaps them)."""
+
+    name: str
+    height: int
+    width: int
+    steps: int = Field(ge=1)
+    cfg_scale: float = Field(default=5.0, gt=0)
+    guidance_mode: str = "reference"
+    bridge_scale: float = 1.0
+    negative_prompt: str = ""
+
+    def size(self, orientation: Orientation) -> tuple[int, int]:
+        """(height, width) of a render in this orientation."""
+        if orientation is Orientation.PORTRAIT:
+            return self.width, self.height
+        return self.height, self.width
+
+
+RENDER_PROFILES = {
+    "tiny": RenderProfile(name="tiny", height=64, width=112, steps=8),
+    "360p": RenderProfile(name="360p", height=352, width=640, steps=50),
+    "720p": RenderProfile(name="720p", height=720, width=1280, steps=50),
+}
+
+
+class RenderMode(StrEnum):
+    JOINT = "joint"
+    AUDIO_ONLY = "audio_only"
+
+
+class RenderSpec(Frozen):
+    """Everything that determines one model render; `key` identifies its output."""
+
+    scene_id: str
+    locale: str
+    orientation: Orientation
+    prompt: str
+    negative_prompt: str
+    first_frame: str | None
+    height: int
+    width: int
+    num_frames: int
+    video_fps: float
+    steps: int
+    cfg_scale: float
+    guidance_mode: str
+    bridge_scale: float
+    seed: int
+    mode: RenderMode
+    master_key: str | None = None  # audio-only: the render whose picture is kept
+    checkpoint: str  # fingerprint of the model folder
+
+    @property
+    def key(self) -> str:
+        """sha256 of the canonical spec: equal specs render the same clip."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def with_seed(self, seed: int) -> RenderSpec:
+        return self.model_copy(update={"seed": seed})
+
+
+class VariantSpec(Frozen):
+    """One deliverable: a scene in a language at an aspect ratio, finished from one render."""
+
+    scene_id: str
+    locale: str
+    aspect: Aspect
+    duration_s: float
+    render_key: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.scene_id}/{self.locale}/{self.aspect.value}"
+
+
+class Plan(Frozen):
+    brief_sha256: str
+    renders: list[RenderSpec]
+    variants: list[VariantSpec]
+
+    def render(self, key: str) -> RenderSpec:
+        return next(r for r in self.renders if r.key == key)
+
+
+def frames_for_duration(duration_s: float, fps: float = VIDEO_FPS) -> int:
+    """The nearest 4k+1 frame count (at least 5, at most one clip) for a duration."""
+    k = max(1, round((duration_s * fps - 1) / 4))
+    return min(4 * k + 1, MAX_FRAMES)
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed from a stable hash (not Python's salted hash()), in [0, 2**31)."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def build_prompt(brief: Brief, scene: Scene, locale: str) -> str:
+    """The model prompt: picture, sound, then speech in quotes (`<speaker> says: "<line>"`)."""
+    parts = [scene.visual.rstrip(".") + "."]
+    parts.append(f"The ad is for {brief.brand} {brief.product}.")
+    if scene.ambience:
+        parts.append(f"Sound: {scene.ambience.rstrip('.')}.")
+    for line in scene.dialogue.get(locale, []):
+        parts.append(f'{line.speaker} says: "{line.text}"')
+    return " ".join(parts)
+
+
+def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
+                  checkpoint: str) -> Plan:
+    """Every (scene, locale, aspect) variant, in a stable order, and the renders they need.
+
+    lipsync: one joint render per (scene, locale, orientation), same seed for every language so
+    only the speech differs. voiceover: one joint master per (scene, orientation) in the first
+    locale, then an audio-only render per other locale on the master's locked picture.
+    """
+    renders: dict[str, RenderSpec] = {}
+    variants: list[VariantSpec] = []
+    for scene in brief.scenes:
+        frames = frames_for_duration(scene.duration_s)
+        for orientation in sorted({ORIENTATION_FOR_ASPECT[a] for a in brief.aspects}):
+            height, width = profile.size(orientation)
+            seed = stable_seed(brief.seed, scene.scene_id, orientation.value)
+            base = dict(scene_id=scene.scene_id, orientation=orientation,
+                        negative_prompt=profile.negative_prompt, first_frame=scene.first_frame,
+                        height=height, width=width, num_frames=frames, video_fps=VIDEO_FPS,
+                        steps=profile.steps, cfg_scale=profile.cfg_scale,
+                        guidance_mode=profile.guidance_mode, bridge_scale=profile.bridge_scale,
+                        seed=seed, checkpoint=checkpoint)
+            master: RenderSpec | None = None
+            for locale in brief.locales:
+                prompt = build_prompt(brief, scene, locale)
+                if brief.dubbing == DubbingStrategy.VOICEOVER and master is not None:
+                    spec = RenderSpec(locale=locale, prompt=prompt, mode=RenderMode.AUDIO_ONLY,
+                                      master_key=master.key, **base)  # type: ignore[arg-type]
+                else:
+                    spec = RenderSpec(locale=locale, prompt=prompt, mode=RenderMode.JOINT,
+                                      **base)  # type: ignore[arg-type]
+                    master = master or spec
+                renders[spec.key] = spec
+                for aspect in brief.aspects:
+                    if ORIENTATION_FOR_ASPECT[aspect] is orientation:
+                        variants.append(VariantSpec(scene_id=scene.scene_id, locale=locale,
+                                                    aspect=aspect, duration_s=scene.duration_s,
+                                                    render_key=spec.key))
+    variants.sort(key=lambda v: (v.scene_id, v.locale, v.aspect.value))
+    return Plan(brief_sha256=brief_sha256, renders=list(renders.values()), variants=variants)
