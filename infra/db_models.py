@@ -1,0 +1,154 @@
+"""ORM tables. Every status column is a small explicit state machine (infra/repository.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _updated() -> Mapped[datetime]:
+    # Python-side onupdate: SQLite's rendering of now() cannot be used in batched UPDATEs.
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=_now)
+
+
+class Campaign(Base):
+    __tablename__ = "campaign"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    brand: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+    briefs: Mapped[list[BriefRow]] = relationship(back_populates="campaign")
+
+
+class BriefRow(Base):
+    __tablename__ = "brief"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    campaign_id: Mapped[UUID] = mapped_column(ForeignKey("campaign.id"), index=True)
+    team: Mapped[str | None] = mapped_column(String(100), index=True)
+    raw: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True, default="submitted")
+    problems: Mapped[list[Any] | None] = mapped_column(JSON)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    campaign: Mapped[Campaign] = relationship(back_populates="briefs")
+    plan: Mapped[PlanRow | None] = relationship(back_populates="brief")
+    deliverables: Mapped[list[Deliverable]] = relationship(back_populates="brief",
+                                                           order_by="Deliverable.name")
+
+
+class PlanRow(Base):
+    __tablename__ = "plan"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    brief_id: Mapped[UUID] = mapped_column(ForeignKey("brief.id"), unique=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
+    created_at: Mapped[datetime] = _created()
+
+    brief: Mapped[BriefRow] = relationship(back_populates="plan")
+
+
+class RenderJob(Base):
+    """One model render, shared by every brief whose plan asks for the same spec key."""
+
+    __tablename__ = "render_job"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    spec_key: Mapped[str] = mapped_column(String(64), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    clip_artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
+    seconds: Mapped[float | None]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    clip: Mapped[Artifact | None] = relationship(foreign_keys=[clip_artifact_id])
+
+
+class Deliverable(Base):
+    """One variant of a brief (scene × locale × aspect) and its finished file."""
+
+    __tablename__ = "deliverable"
+    __table_args__ = (UniqueConstraint("brief_id", "name"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    brief_id: Mapped[UUID] = mapped_column(ForeignKey("brief.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))  # scene/locale/aspect
+    scene_id: Mapped[str] = mapped_column(String(63))
+    locale: Mapped[str] = mapped_column(String(35))
+    aspect: Mapped[str] = mapped_column(String(5))
+    render_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    video_artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
+    manifest_uri: Mapped[str | None] = mapped_column(String(1024))
+    published_uri: Mapped[str | None] = mapped_column(String(1024))
+    qc: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    brief: Mapped[BriefRow] = relationship(back_populates="deliverables")
+    video: Mapped[Artifact | None] = relationship(foreign_keys=[video_artifact_id])
+
+
+class Artifact(Base):
+    """Any stored output, content-addressed, with how it was made."""
+
+    __tablename__ = "artifact"
+    __table_args__ = (UniqueConstraint("kind", "input_key"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    kind: Mapped[str] = mapped_column(String(30))  # brief, plan, clip, video, captions, manifest
+    input_key: Mapped[str] = mapped_column(String(64))  # what it was made from (idempotence)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    uri: Mapped[str] = mapped_column(String(1024))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(60))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    checkpoint: Mapped[str | None] = mapped_column(String(64))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    code_version: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = _created()
+
+    parents: Mapped[list[LineageEdge]] = relationship(
+        foreign_keys="LineageEdge.child_id", back_populates="child")
+
+
+class LineageEdge(Base):
+    __tablename__ = "lineage_edge"
+    __table_args__ = (UniqueConstraint("child_id", "parent_id"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    child_id: Mapped[UUID] = mapped_column(ForeignKey("artifact.id"), index=True)
+    parent_id: Mapped[UUID] = mapped_column(ForeignKey("artifact.id"), index=True)
+    created_at: Mapped[datetime] = _created()
+
+    child: Mapped[Artifact] = relationship(foreign_keys=[child_id], back_populates="parents")
+    parent: Mapped[Artifact] = relationship(foreign_keys=[parent_id])

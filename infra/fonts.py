@@ -1,0 +1,56 @@
+"""Fonts for burned-in text, installed from PyPI wheels (no system fonts needed).
+
+libass finds fonts through fontconfig; `fontconfig_file` writes a config whose only font folder
+holds links to the packaged Noto fonts, and ffmpeg is run with FONTCONFIG_FILE pointing at it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+# family name -> (package, file inside it)
+FONTS = {
+    "Noto Sans": ("fontpkg_noto_sans", "files/NotoSans[wdth,wght].ttf"),
+    "Noto Sans Arabic": ("fontpkg_noto_sans_arabic", "files/NotoSansArabic[wdth,wght].ttf"),
+    "Noto Sans CJK TC": ("cvttf_NotoSansCJK_Regular", "NotoSansCJKtc-Regular.otf"),
+}
+CJK_LANGUAGES = {"zh", "ja", "ko", "yue"}
+ARABIC_SCRIPT_LANGUAGES = {"ar", "fa", "ur", "ps"}
+
+
+def font_family(locale: str) -> str:
+    """The family that covers a locale's script (Latin, CJK or Arabic)."""
+    language = locale.split("-")[0].lower()
+    if language in CJK_LANGUAGES:
+        return "Noto Sans CJK TC"  # its Han, Kana and Hangul cover SC, TC, JP and KR text
+    if language in ARABIC_SCRIPT_LANGUAGES:
+        return "Noto Sans Arabic"
+    return "Noto Sans"
+
+
+def font_files() -> dict[str, Path]:
+    """family -> installed font file."""
+    out = {}
+    for family, (package, name) in FONTS.items():
+        path = Path(str(importlib.resources.files(package).joinpath(name)))
+        if not path.is_file():
+            raise FileNotFoundError(f"font {family!r} missing: {path} (reinstall {package})")
+        out[family] = path
+    return out
+
+
+def fontconfig_file(cache_dir: Path) -> Path:
+    """A fonts.conf listing only the packaged fonts (created once per cache dir)."""
+    folder = cache_dir / "fonts"
+    folder.mkdir(parents=True, exist_ok=True)
+    for family, path in font_files().items():
+        link = folder / (family.replace(" ", "") + path.suffix)
+        if not link.exists():
+            link.symlink_to(path)
+    config = cache_dir / "fonts.conf"
+    config.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+        f"  <dir>{folder}</dir>\n  <cachedir>{cache_dir / 'fontcache'}</cachedir>\n"
+        "</fontconfig>\n")
+    return config

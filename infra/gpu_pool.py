@@ -1,0 +1,192 @@
+"""Ray render pool: actors that load the model once and keep it resident.
+
+One actor per GPU on a cluster (`num_gpus=1`), CPU actors locally. `RAY_ADDRESS` (passed in from
+settings) selects a cluster; empty means a local Ray started on demand. The pool is generic: it
+keeps whatever `load()` returns resident in each actor and runs `fn(model, payload)` there, so
+the model-specific work lives in tasks/ and this adapter stays about scheduling:
+
+- backpressure: at most `max_in_flight` calls are outstanding (one per actor by default);
+- failure propagation: a failed call yields `WorkFailed` with the original error text; a dead
+  actor is replaced and its call reported as a `TransientError` so the caller may retry;
+- metrics for the Ray dashboard: renders in flight, seconds per render, failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.util import metrics
+
+from schemas.errors import PipelineError, TransientError
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P")
+
+RENDER_SECONDS_BOUNDARIES = [1.0, 5.0, 15.0, 60.0, 180.0, 600.0, 1800.0, 3600.0]
+
+
+class WorkFailed(PipelineError):
+    """A call on a pool actor raised; the message carries the payload key and the cause."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How many actors, on what resources, and how much work may be outstanding."""
+
+    num_workers: int = 1
+    num_gpus_per_worker: float = 0.0
+    num_cpus_per_worker: float = 1.0
+    max_in_flight: int | None = None  # default: one call per actor
+    address: str | None = None  # RAY_ADDRESS; None/"" = local Ray
+    include_dashboard: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers={self.num_workers} must be at least 1")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight={self.max_in_flight} must be at least 1")
+
+
+class _ModelActor:
+    """Holds the loaded model for its whole life; serves one call at a time."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self.model = load()
+
+    def run(self, fn: Callable[[Any, Any], Any], payload: Any) -> Any:
+        return fn(self.model, payload)
+
+    def ready(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[P]):
+    """The result of one payload: `value` on success, `error` otherwise."""
+
+    payload: P
+    key: str
+    value: Any = None
+    error: PipelineError | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def ensure_ray(config: PoolConfig) -> None:
+    """Connect to the configured cluster, or start local Ray once per process."""
+    if ray.is_initialized():
+        return
+    if config.address:
+        ray.init(address=config.address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=config.include_dashboard, log_to_driver=False)
+    log.info("ray.connected address=%s", config.address or "local")
+
+
+class GpuPool:
+    """A fixed set of resident-model actors with bounded in-flight work."""
+
+    def __init__(self, load: Callable[[], Any], config: PoolConfig) -> None:
+        ensure_ray(config)
+        self.config = config
+        self._load = load
+        self._actor_cls = ray.remote(
+            num_gpus=config.num_gpus_per_worker, num_cpus=config.num_cpus_per_worker
+        )(_ModelActor)
+        self._actors = [self._new_actor() for _ in range(config.num_workers)]
+        self._in_flight = metrics.Gauge(
+            "mova_renders_in_flight", description="Render calls outstanding in the pool."
+        )
+        self._seconds = metrics.Histogram(
+            "mova_render_seconds", description="Wall seconds per render call.",
+            boundaries=RENDER_SECONDS_BOUNDARIES,
+        )
+        self._failures = metrics.Counter(
+            "mova_render_failures_total", description="Render calls that failed.",
+            tag_keys=("kind",),
+        )
+
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self._load)
+
+    def wait_ready(self, timeout_s: float = 600.0) -> None:
+        """Block until every actor has loaded its model (surfaces load errors early)."""
+        try:
+            ray.get([actor.ready.remote() for actor in self._actors], timeout=timeout_s)
+        except RayTaskError as err:
+            raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}") from err
+        except RayActorError as err:
+            raise TransientError(f"a pool actor died while loading its model: {err}") from err
+
+    def map_unordered(self, fn: Callable[[Any, P], Any], payloads: Iterable[P],
+                      key: Callable[[P], str]) -> Iterator[Outcome[P]]:
+        """Run `fn(model, payload)` for each payload on the actors; yield outcomes as they end."""
+        pending = iter(payloads)
+        limit = self.config.max_in_flight or len(self._actors)
+        idle = list(range(len(self._actors)))
+        running: dict[Any, tuple[int, P, float]] = {}  # ref -> (actor index, payload, start)
+
+        def submit() -> bool:
+            if not idle or len(running) >= limit:
+                return False
+            payload = next(pending, None)
+            if payload is None:
+                return False
+            index = idle.pop()
+            ref = self._actors[index].run.remote(fn, payload)
+            running[ref] = (index, payload, time.monotonic())
+            log.debug("pool.submit key=%s actor=%d", key(payload), index)
+            return True
+
+        while submit():
+            pass
+        self._in_flight.set(len(running))
+        while running:
+            [done], _ = ray.wait(list(running), num_returns=1)
+            index, payload, started = running.pop(done)
+            yield self._collect(done, index, payload, key(payload), started)
+            idle.append(index)
+            while submit():
+                pass
+            self._in_flight.set(len(running))
+
+    def _collect(self, ref: Any, index: int, payload: P, key: str, started: float) -> Outcome[P]:
+        try:
+            value = ray.get(ref)
+        except RayTaskError as err:
+            seconds = time.monotonic() - started
+            self._failures.inc(tags={"kind": "error"})
+            cause = err.cause if err.cause is not None else err
+            log.warning("pool.failed key=%s error=%r", key, cause)
+            error: PipelineError
+            if isinstance(cause, PipelineError):
+                error = cause
+            else:
+                error = WorkFailed(f"render {key} failed: {type(cause).__name__}: {cause}")
+            return Outcome(payload, key, error=error, seconds=seconds)
+        except RayActorError as err:
+            self._failures.inc(tags={"kind": "actor_died"})
+            log.warning("pool.actor_died key=%s actor=%d", key, index)
+            self._actors[index] = self._new_actor()
+            return Outcome(payload, key, seconds=time.monotonic() - started,
+                           error=TransientError(f"render {key}: worker died ({err}); retry"))
+        seconds = time.monotonic() - started
+        self._seconds.observe(seconds)
+        log.info("pool.done key=%s seconds=%.2f", key, seconds)
+        return Outcome(payload, key, value=value, seconds=seconds)
+
+    def shutdown(self) -> None:
+        """Stop the actors (the Ray instance itself is left to its owner)."""
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors = []

@@ -1,0 +1,92 @@
+"""Settings, read once from the environment and passed down (no module-level globals).
+
+Every field is an environment variable of the same name in upper case; the README's
+configuration table lists them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_DATA_DIR = ".mova"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mova_data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description=(
+        "Folder for the embedded defaults: SQLite file, local storage, checkpoints, lineage."))
+    database_url: str = Field("", description=(
+        "SQLAlchemy URL. Default: SQLite file `<data dir>/mova_ads.db`. Production: "
+        "`postgresql+psycopg://user@host:5432/db`."))
+    storage_url: str = Field("", description=(
+        "Where artifacts and deliverables go. Default: `file://<data dir>/storage`. "
+        "Production: `s3://bucket/prefix`."))
+    s3_endpoint_url: str | None = Field(None, description=(
+        "S3 endpoint for non-AWS stores (MinIO, moto); unset for AWS."))
+    aws_region: str = Field("us-east-1", description="S3 region.")
+    ray_address: str | None = Field(None, description=(
+        "Ray cluster address (`ray://head:10001` or `auto`). Unset: local Ray on this machine."))
+    ray_dashboard: bool = Field(False, description=(
+        "Start the Ray dashboard with local Ray (a cluster has its own)."))
+    mova_checkpoint: Path | None = Field(None, description=(
+        "MOVA checkpoint folder (official layout). Default: `<data dir>/checkpoints/tiny`, "
+        "made by `make demo` if absent."))
+    mova_render_profile: Literal["tiny", "360p", "720p"] = Field("tiny", description=(
+        "Render size and steps: `tiny` (64x112, 8 steps), `360p` (352x640, 50), `720p`."))
+    mova_device: str = Field("cpu", description="Torch device for the render actors: cpu, cuda.")
+    mova_dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="float32, bfloat16 or float16.")
+    mova_offload: Literal["none", "component", "block"] = Field(
+        "none", description="none, component or block (small GPUs).")
+    render_workers: int = Field(1, ge=1, description=(
+        "Render actors (one per GPU on a cluster; each CPU actor loads its own model)."))
+    render_gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per render actor.")
+    render_max_in_flight: int | None = Field(None, ge=1, description=(
+        "Outstanding renders at most (default: one per actor)."))
+    openlineage_url: str | None = Field(None, description=(
+        "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
+    prefect_api_url: str | None = Field(None, description=(
+        "Prefect server API. Unset: Prefect's ephemeral server (read by Prefect itself)."))
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.mova_data_dir / 'mova_ads.db'}"
+
+    @property
+    def storage(self) -> str:
+        return self.storage_url or f"file://{(self.mova_data_dir / 'storage').resolve()}"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.mova_checkpoint or self.mova_data_dir / "checkpoints" / "tiny"
+
+    @property
+    def lineage_dir(self) -> Path:
+        return self.mova_data_dir / "lineage"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.mova_data_dir / "work"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from environment variables (empty values count as unset)."""
+    source = os.environ if env is None else env
+    values = {name: source[name.upper()] for name in Settings.model_fields
+              if source.get(name.upper(), "") != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in err.errors())
+        raise SettingsInvalid(f"invalid configuration: {problems}") from err
+
+
+class SettingsInvalid(ValueError):
+    """An environment variable holds a value the pipeline cannot use."""

@@ -1,0 +1,86 @@
+"""The render pool on a real local Ray: resident models, backpressure, failure propagation."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+
+from infra.gpu_pool import GpuPool, PoolConfig, WorkFailed
+from schemas.errors import TransientError
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def load_counter() -> dict[str, Any]:
+    """Stands for a model load: records the process and how many calls it served."""
+    return {"pid": os.getpid(), "loaded_at": time.time(), "calls": 0}
+
+
+def serve(model: dict[str, Any], payload: int) -> dict[str, Any]:
+    model["calls"] += 1
+    started = time.time()
+    if payload < 0:
+        raise ValueError(f"bad payload {payload}")
+    time.sleep(0.2)
+    return {"pid": model["pid"], "loaded_at": model["loaded_at"], "calls": model["calls"],
+            "start": started, "end": time.time(), "payload": payload}
+
+
+def die(model: dict[str, Any], payload: int) -> int:
+    if payload == 0:
+        os._exit(1)
+    return payload
+
+
+def test_model_is_loaded_once_per_actor_and_stays_resident(local_ray: None) -> None:
+    pool = GpuPool(load_counter, PoolConfig(num_workers=1, num_cpus_per_worker=0.5))
+    pool.wait_ready()
+    outcomes = list(pool.map_unordered(serve, [1, 2, 3], key=str))
+    pool.shutdown()
+    values = sorted((o.value for o in outcomes), key=lambda v: v["calls"])
+    assert [v["calls"] for v in values] == [1, 2, 3]
+    assert len({v["loaded_at"] for v in values}) == 1, "the model was loaded more than once"
+    assert {v["payload"] for v in values} == {1, 2, 3}
+
+
+def test_in_flight_work_is_bounded(local_ray: None) -> None:
+    pool = GpuPool(load_counter, PoolConfig(num_workers=2, num_cpus_per_worker=0.5,
+                                            max_in_flight=1))
+    pool.wait_ready()
+    outcomes = list(pool.map_unordered(serve, [1, 2, 3, 4], key=str))
+    pool.shutdown()
+    spans = sorted((o.value["start"], o.value["end"]) for o in outcomes)
+    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+        assert next_start >= end - 0.01, f"calls overlapped although max_in_flight=1: {spans}"
+
+
+def test_a_failing_call_is_reported_with_its_key_and_the_rest_complete(local_ray: None) -> None:
+    pool = GpuPool(load_counter, PoolConfig(num_workers=2, num_cpus_per_worker=0.5))
+    outcomes = {o.key: o for o in pool.map_unordered(serve, [1, -5, 2], key=lambda p: f"job{p}")}
+    pool.shutdown()
+    assert outcomes["job1"].ok and outcomes["job2"].ok
+    failed = outcomes["job-5"]
+    assert isinstance(failed.error, WorkFailed)
+    assert "job-5" in str(failed.error) and "bad payload -5" in str(failed.error)
+
+
+def test_a_dead_worker_is_replaced_and_reported_as_transient(local_ray: None) -> None:
+    pool = GpuPool(load_counter, PoolConfig(num_workers=1, num_cpus_per_worker=0.5))
+    outcomes = list(pool.map_unordered(die, [0, 7], key=str))
+    pool.shutdown()
+    by_key = {o.key: o for o in outcomes}
+    assert isinstance(by_key["0"].error, TransientError)
+    assert by_key["7"].value == 7

@@ -1,0 +1,37 @@
+"""Settings come from the environment; bad values fail with the variable's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings, SettingsInvalid, load_settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_defaults_are_the_embedded_ones() -> None:
+    settings = load_settings({})
+    assert settings.database == "sqlite:///.mova/mova_ads.db"
+    assert settings.storage.startswith("file://") and settings.storage.endswith(".mova/storage")
+    assert settings.ray_address is None and settings.mova_render_profile == "tiny"
+
+
+def test_environment_overrides_and_empty_means_unset() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql+psycopg://u@h/db", "RAY_ADDRESS": "",
+                              "RENDER_WORKERS": "4", "MOVA_DTYPE": "bfloat16"})
+    assert settings.database == "postgresql+psycopg://u@h/db"
+    assert settings.ray_address is None and settings.render_workers == 4
+
+
+def test_bad_values_name_the_variable() -> None:
+    with pytest.raises(SettingsInvalid, match="MOVA_RENDER_PROFILE"):
+        load_settings({"MOVA_RENDER_PROFILE": "4k"})
+    with pytest.raises(SettingsInvalid, match="RENDER_WORKERS"):
+        load_settings({"RENDER_WORKERS": "0"})
+
+
+def test_readme_documents_every_variable() -> None:
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in README]
+    assert not missing, f"README configuration table lacks {missing}"

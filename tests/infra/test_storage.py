@@ -1,0 +1,212 @@
+"""Storage against moto's S3 server over HTTP and against a local folder."""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.hashing import sha256_file
+from infra.storage import (
+    InvalidKey,
+    LocalStore,
+    S3Store,
+    StorageError,
+    TransientStorageError,
+    deliverable_key,
+    open_store,
+)
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, aws_credentials: None) -> S3Store:
+    store = open_store(f"s3://bucket-{uuid.uuid4().hex[:8]}/deliveries",
+                       endpoint_url=s3_endpoint, create_bucket=True)
+    assert isinstance(store, S3Store)
+    return store
+
+
+def test_put_head_get_round_trip_with_type_and_metadata(s3: S3Store, tmp_path: Path) -> None:
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"\x00\x01 not really an mp4")
+    stored = s3.put_file(source, "a/clip.mp4", metadata={"campaign": "spring"})
+    assert stored.uploaded and stored.uri.endswith("/deliveries/a/clip.mp4")
+    head = s3.head("a/clip.mp4")
+    assert head is not None and head.content_type == "video/mp4"
+    assert head.metadata["campaign"] == "spring" and head.sha256 == stored.sha256
+    back = s3.get_file("a/clip.mp4", tmp_path / "back.mp4")
+    assert back.read_bytes() == source.read_bytes()
+    assert s3.list("a") == ["a/clip.mp4"] and s3.list("a/") == ["a/clip.mp4"]
+    assert s3.list() == ["a/clip.mp4"] and s3.list("b/") == []
+    assert s3.exists("a/clip.mp4") and not s3.exists("a/other.mp4")
+
+
+def test_changed_content_overwrites_and_missing_objects_fail(s3: S3Store, tmp_path: Path) -> None:
+    first = s3.put_bytes(b"version 1", "v.txt")
+    second = s3.put_bytes(b"version 2", "v.txt")
+    assert second.uploaded and second.sha256 != first.sha256
+    assert s3.head("v.txt") == second
+    with pytest.raises(StorageError, match="no object 'nope.txt'") as caught:
+        s3.get_file("nope.txt", tmp_path / "nope.txt")
+    assert not isinstance(caught.value, TransientStorageError)
+    assert not (tmp_path / "nope.txt").exists()
+
+
+def test_unreachable_endpoint_is_transient(aws_credentials: None) -> None:
+    with socket_port() as port:  # a port nobody listens on once released
+        store = S3Store("bucket", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1)
+    with pytest.raises(TransientStorageError, match="network failure"):
+        store.head("a.txt")
+
+
+def test_large_files_go_multipart_and_verify(s3_endpoint: str, aws_credentials: None,
+                                             tmp_path: Path) -> None:
+    store = S3Store(f"big-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint, create_bucket=True,
+                    multipart_threshold=5 * 2**20)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(12 * 2**20))
+    stored = store.put_file(source, "big.bin")
+    info = store.client.head_object(Bucket=store.bucket, Key="big.bin")
+    assert info["ETag"].strip('"').endswith("-3"), "expected a 3-part multipart upload"
+    assert stored.size_bytes == 12 * 2**20 and stored.metadata["sha256"] == stored.sha256
+    assert stored.sha256 == sha256_file(source)
+    # A multipart server-side copy keeps the type and the sha256 metadata.
+    copied = store.copy("big.bin", "published/big.bin")
+    info = store.client.head_object(Bucket=store.bucket, Key="published/big.bin")
+    assert info["ETag"].strip('"').endswith("-3")
+    assert copied.sha256 == stored.sha256 and copied.content_type == stored.content_type
+    back = store.get_file("published/big.bin", tmp_path / "back.bin")
+    assert sha256_file(back) == stored.sha256
+
+
+def test_same_content_is_not_uploaded_again(s3: S3Store, tmp_path: Path) -> None:
+    source = tmp_path / "x.json"
+    source.write_text('{"a": 1}')
+    first = s3.put_file(source, "x.json")
+    modified = s3.client.head_object(Bucket=s3.bucket, Key="deliveries/x.json")["LastModified"]
+    second = s3.put_file(source, "x.json")
+    assert first.uploaded and not second.uploaded
+    again = s3.client.head_object(Bucket=s3.bucket, Key="deliveries/x.json")["LastModified"]
+    assert again == modified
+
+
+def test_presigned_url_downloads_the_object(s3: S3Store) -> None:
+    s3.put_bytes(b"hello", "hello.txt")
+    url = s3.presigned_url("hello.txt")
+    assert url is not None
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        assert response.read() == b"hello"
+
+
+def test_copy_promotes_an_object(s3: S3Store) -> None:
+    s3.put_bytes(b"review me", "review/v.mp4")
+    copied = s3.copy("review/v.mp4", "final/v.mp4")
+    assert copied.sha256 == s3.head("review/v.mp4").sha256  # type: ignore[union-attr]
+    assert not s3.copy("review/v.mp4", "final/v.mp4").uploaded
+
+
+@pytest.mark.parametrize("bad", ["../etc/passwd", "/abs", "a//b", "a/./b", ""])
+def test_keys_cannot_escape(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(InvalidKey):
+        LocalStore(tmp_path).put_bytes(b"x", bad)
+
+
+def test_deliverable_key_layout() -> None:
+    assert deliverable_key("spring", "de-DE", "9:16", "run.mp4") == \
+        "campaigns/spring/de-DE/9x16/run.mp4"
+    with pytest.raises(InvalidKey, match="campaign '..'"):
+        deliverable_key("..", "de-DE", "9:16", "run.mp4")
+
+
+def test_open_store_selects_the_backend(tmp_path: Path) -> None:
+    assert isinstance(open_store(str(tmp_path / "plain")), LocalStore)
+    local = open_store((tmp_path / "url").as_uri())
+    assert isinstance(local, LocalStore) and local.root == (tmp_path / "url").resolve()
+    with pytest.raises(StorageError, match="unsupported storage URL"):
+        open_store("gs://bucket/x")
+
+
+@pytest.mark.parametrize("parts", [("a/b", "de-DE", "9:16", "x.mp4"), ("c", "", "9:16", "x.mp4"),
+                                   ("c", "de-DE", "..", "x.mp4"), ("c", "de-DE", "9:16", "")])
+def test_deliverable_key_rejects_bad_parts(parts: tuple[str, str, str, str]) -> None:
+    with pytest.raises(ValueError, match="cannot be part of an object key"):
+        deliverable_key(*parts)
+
+
+def test_local_store_round_trip_idempotence_and_versions(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(os.urandom(3 * 2**20 + 7))  # several streaming chunks
+    first = store.put_file(source, "a/clip.mp4", metadata={"k": "v"})
+    mtime = (tmp_path / "store" / "a" / "clip.mp4").stat().st_mtime_ns
+    second = store.put_file(source, "a/clip.mp4")
+    assert first.uploaded and not second.uploaded and second.sha256 == sha256_file(source)
+    assert (tmp_path / "store" / "a" / "clip.mp4").stat().st_mtime_ns == mtime
+    head = store.head("a/clip.mp4")
+    assert head is not None and head.metadata == {"k": "v"} and head.content_type == "video/mp4"
+    back = store.get_file("a/clip.mp4", tmp_path / "out" / "back.mp4")
+    assert back.read_bytes() == source.read_bytes()
+    newer = store.put_bytes(b"new cut", "a/clip.mp4")
+    assert newer.uploaded and store.head("a/clip.mp4") == newer
+    copied = store.copy("a/clip.mp4", "final/clip.mp4")
+    assert copied.sha256 == newer.sha256 and store.list("final/") == ["final/clip.mp4"]
+    assert store.exists("final/clip.mp4") and store.presigned_url("final/clip.mp4") is None
+    assert store.list() == ["a/clip.mp4", "final/clip.mp4"]
+
+
+@pytest.mark.parametrize("bad", ["a/b.meta.json", "a/.tmp-x"])
+def test_local_store_reserves_its_own_file_names(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(InvalidKey, match="reserved"):
+        LocalStore(tmp_path).put_bytes(b"x", bad)
+
+
+def test_source_changing_mid_write_leaves_the_old_version(tmp_path: Path) -> None:
+    """A FIFO yields different bytes on its second read: the hash pass and copy pass disagree."""
+    store = LocalStore(tmp_path / "store")
+    old = store.put_bytes(b"old", "a/v.bin")
+    fifo = tmp_path / "source"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        for payload in (b"first read", b"second read differs"):
+            with fifo.open("wb") as writer:
+                writer.write(payload)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    with pytest.raises(StorageError, match="changed while storing"):
+        store.put_file(fifo, "a/v.bin")
+    feeder.join(timeout=5)
+    assert not list((tmp_path / "store").rglob(".tmp-*"))
+    # The sidecar was dropped before the write, so the half-done key reads as absent...
+    assert store.head("a/v.bin") is None and store.list() == []
+    # ...while the bytes under the final name are still the complete old version.
+    assert (tmp_path / "store" / "a" / "v.bin").read_bytes() == b"old"
+    assert store.put_bytes(b"old", "a/v.bin").sha256 == old.sha256
+
+
+def test_failed_commit_removes_the_temp_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put_bytes(b"inner", "a/b/c.txt")  # makes a/b a directory
+    with pytest.raises(IsADirectoryError):
+        store.put_bytes(b"x", "a/b")
+    assert not list((tmp_path / "store").rglob(".tmp-*"))
+    assert store.list() == ["a/b/c.txt"]
+
+
+class socket_port:  # noqa: N801 - reads as a context manager call
+    """A free loopback port number, released on exit."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        return int(self.sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
