@@ -1,0 +1,221 @@
+"""`mova-ads`: submit briefs, run production, inspect status and lineage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from infra import repository as repo
+from infra.db import session_scope
+from infra.db_models import Artifact, BriefRow, Campaign, Deliverable, RenderJob
+from infra.settings import SettingsInvalid, load_settings
+from schemas.errors import BriefInvalid, NotFound
+from tasks.services import Services
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="MOVA ad factory: localized audio+video ads from campaign briefs.")
+# Tables are wide; off a terminal (CI logs, pipes) do not squeeze them to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+errors = Console(stderr=True)
+EXAMPLE_BRIEF = Path(__file__).resolve().parents[1] / "examples" / "brief.yaml"
+
+
+def _services() -> Services:
+    return Services(load_settings())
+
+
+@app.command()
+def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .json).")],
+           team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
+    """Validate a brief and queue it for production."""
+    if not brief.is_file():
+        errors.print(f"[red]error:[/] no file {brief}")
+        raise typer.Exit(2)
+    from tasks.ingest import submit_brief
+
+    services = _services()
+    fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
+    try:
+        brief_id = submit_brief(services, brief.read_bytes(), fmt=fmt, base_dir=brief.parent,
+                                team=team)
+    except BriefInvalid as err:
+        errors.print(f"[red]{brief} was rejected[/]: {len(err.problems)} problem(s)")
+        for path, message in err.problems:
+            errors.print(f"  {path}: {message}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"submitted brief {brief_id}")
+
+
+class _ProgressWatcher:
+    """Polls the database while a run works and draws renders / deliverables progress."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        with session_scope(self.services.engine) as session:
+            active = select(BriefRow.id).where(BriefRow.status.in_(
+                ("planned", "producing", "claimed")))
+            keys = select(Deliverable.render_key).where(Deliverable.brief_id.in_(active))
+            renders = session.execute(select(RenderJob.status, func.count()).where(
+                RenderJob.spec_key.in_(keys)).group_by(RenderJob.status)).all()
+            outs = session.execute(select(Deliverable.status, func.count()).where(
+                Deliverable.brief_id.in_(active)).group_by(Deliverable.status)).all()
+        r, d = dict(renders), dict(outs)  # type: ignore[arg-type]
+        done = d.get("published", 0) + d.get("in_review", 0) + d.get("failed", 0)
+        return r.get("done", 0), sum(r.values()), done, sum(d.values())
+
+    def _run(self) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=errors, transient=True) as progress:
+            renders = progress.add_task("renders", total=None)
+            outputs = progress.add_task("deliverables", total=None)
+            while not self.stop.wait(0.5):
+                try:
+                    r_done, r_total, d_done, d_total = self._counts()
+                except Exception:  # noqa: BLE001 - a busy database must not kill the bar
+                    continue
+                progress.update(renders, completed=r_done, total=r_total or None)
+                progress.update(outputs, completed=d_done, total=d_total or None)
+
+    def __enter__(self) -> _ProgressWatcher:
+        if errors.is_terminal:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+
+
+def _configure_prefect(verbose: bool) -> None:
+    """Embedded default: Prefect's ephemeral server keeps its state under the data dir (not
+    ~/.prefect, shared by every project), without telemetry. A PREFECT_API_URL wins."""
+    settings = load_settings()
+    os.environ.setdefault("PREFECT_HOME", str((settings.mova_data_dir / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    level = "INFO" if verbose else "WARNING"
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    logging.getLogger("prefect").setLevel(level)
+
+
+@app.command()
+def run(limit: Annotated[int, typer.Option(help="Briefs to claim at most.")] = 20,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Ingest submitted briefs and produce every planned brief now."""
+    _configure_prefect(verbose)
+    from flows.ingest import ingest_briefs
+
+    services = _services()
+    started = time.monotonic()
+    with _ProgressWatcher(services):
+        ingest_briefs(limit=limit, produce=True)
+    _deliverables_table(services, title=f"done in {time.monotonic() - started:.0f} s")
+
+
+@app.command()
+def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")] = None) -> None:
+    """Briefs and their deliverables, by campaign."""
+    services = _services()
+    with session_scope(services.engine) as session:
+        query = select(BriefRow).join(Campaign).order_by(BriefRow.created_at)
+        if campaign:
+            query = query.where(Campaign.slug == campaign)
+        rows = list(session.scalars(query))
+        table = Table("brief", "campaign", "status", "deliverables", "submitted")
+        for row in rows:
+            counts: dict[str, int] = {}
+            for d in row.deliverables:
+                counts[d.status] = counts.get(d.status, 0) + 1
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
+            table.add_row(str(row.id), row.campaign.slug, row.status, summary,
+                          f"{row.created_at:%Y-%m-%d %H:%M}")
+    if not rows:
+        console.print("no briefs" + (f" for campaign {campaign}" if campaign else ""))
+        return
+    console.print(table)
+    _deliverables_table(services, campaign=campaign)
+
+
+def _deliverables_table(services: Services, *, campaign: str | None = None,
+                        title: str | None = None) -> None:
+    with session_scope(services.engine) as session:
+        query = select(Deliverable).join(BriefRow).join(Campaign).order_by(
+            Campaign.slug, Deliverable.name)
+        if campaign:
+            query = query.where(Campaign.slug == campaign)
+        rows = list(session.scalars(query))
+        table = Table("deliverable", "variant", "status", "file", title=title)
+        root = services.settings.storage.rstrip("/") + "/"
+        for row in rows:
+            note = (row.published_uri or "").removeprefix(root) or (row.error or "")[:60]
+            preview = " (preview)" if row.qc and row.qc.get("preview") else ""
+            table.add_row(str(row.id)[:8], row.name, row.status + preview, note)
+    if rows:
+        console.print(table)
+
+
+@app.command()
+def lineage(deliverable: Annotated[str, typer.Argument(help="Deliverable id (or prefix).")]
+            ) -> None:
+    """Print a deliverable's chain back to its brief."""
+    services = _services()
+    with session_scope(services.engine) as session:
+        matches = [d for d in session.scalars(select(Deliverable))
+                   if str(d.id).startswith(deliverable.lower())]
+        if len(matches) != 1:
+            errors.print(f"[red]error:[/] {len(matches)} deliverables match {deliverable!r}")
+            raise typer.Exit(2)
+        row = matches[0]
+        start = session.scalars(select(Artifact).where(
+            Artifact.kind == "manifest", Artifact.uri == row.manifest_uri)).first() or row.video
+        if start is None:
+            errors.print(f"deliverable {row.id} ({row.status}) has no finished file yet")
+            raise typer.Exit(1)
+        console.print(f"[bold]{row.name}[/] {row.status} deliverable {row.id}")
+        for depth, artifact in repo.lineage_chain(session, start.id):
+            extra = f" seed={artifact.seed}" if artifact.seed is not None else ""
+            console.print(f"{'  ' * depth}└ {artifact.kind:<9} {artifact.sha256[:12]} "
+                          f"{artifact.task}{extra}  {artifact.uri}", highlight=False)
+        console.print(f"{'  ' * 4}brief {row.brief_id} (campaign {row.brief.campaign.slug})")
+
+
+@app.command()
+def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Make the tiny checkpoint if needed, submit the example brief and produce it."""
+    settings = load_settings()
+    if not (settings.checkpoint / "model_index.json").is_file():
+        from mova_model.make_checkpoint import make_checkpoint
+
+        console.print(f"making the tiny checkpoint in {settings.checkpoint} ...")
+        make_checkpoint(settings.checkpoint, preset="tiny", seed=0, overwrite=True)
+    submit(EXAMPLE_BRIEF)
+    run(verbose=verbose)
+    console.print(f"\n[bold]deliverables are in[/] {settings.storage}/campaigns/")
+
+
+def main() -> None:
+    try:
+        app()
+    except (NotFound, SettingsInvalid) as err:
+        errors.print(f"[red]error:[/] {err}", markup=True, highlight=False)
+        sys.exit(2)
+
+
+__all__ = ["main", "app", "UUID"]

@@ -1,0 +1,206 @@
+"""Finish each variant from its render, gate it with QC, publish it with a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from infra import repository as repo
+from infra.db import session_scope
+from infra.db_models import Artifact, BriefRow, Deliverable
+from infra.storage import deliverable_key
+from schemas.brief import Aspect, Brief, load_brief
+from schemas.finishing import LOUDNESS_TARGETS, FinishResult, FinishSpec, QCReport
+from schemas.plan import RenderSpec
+from tasks.captions import caption_cues
+from tasks.finishing import finish_clip
+from tasks.qc import next_action
+from tasks.render import read_clip
+from tasks.services import Services
+
+MP4, SRT, VTT, JSON_TYPE = "video/mp4", "application/x-subrip", "text/vtt", "application/json"
+REVIEW_PREFIX = "review"
+
+
+def _brief(row: BriefRow) -> Brief:
+    return load_brief(row.raw, fmt="json")
+
+
+def _finish_key(clip_sha: str, spec: FinishSpec, code_version: str) -> str:
+    """What a finished file is made from: equal keys mean an identical deliverable."""
+    payload = json.dumps({"clip": clip_sha, "spec": spec.model_dump(mode="json"),
+                          "code": code_version.split("+")[0]}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _store_file(services: Services, session: Any, path: Path, key: str, content_type: str,
+                kind: str, input_key: str, parents: list[Artifact],
+                params: dict[str, Any]) -> Artifact:
+    stored = services.store.put_file(path, key, content_type=content_type)
+    return repo.add_artifact(session, kind=kind, input_key=input_key, sha256=stored.sha256,
+                             uri=stored.uri, size_bytes=stored.size_bytes,
+                             content_type=content_type, task="finish.variant",
+                             code_version=services.code_version,
+                             params={"key": key, **params}, parents=parents)
+
+
+def finish_deliverable(services: Services, deliverable_id: UUID) -> str:
+    """Finish one variant; returns its new status (finished, pending = re-render, failed)."""
+    with session_scope(services.engine) as session:
+        row = repo.get(session, Deliverable, deliverable_id)
+        brief = _brief(row.brief)
+        job = repo.render_job(session, row.render_key)
+        if job.status != "done" or job.clip is None:
+            if job.status == "failed":
+                row.error = f"render failed: {job.error}"
+                repo.transition(row, "failed")
+            return row.status
+        clip_artifact = job.clip
+        spec = RenderSpec.model_validate(job.spec)
+        scene = next(s for s in brief.scenes if s.scene_id == row.scene_id)
+        clip = read_clip(services.store, str(clip_artifact.params["key"]))
+        lines = [line.text for line in scene.dialogue.get(row.locale, [])]
+        finish = FinishSpec(aspect=Aspect(row.aspect), locale=row.locale,
+                            loudness=LOUDNESS_TARGETS[brief.loudness_profile],
+                            captions=caption_cues(lines, clip.audio, clip.sample_rate),
+                            on_screen_text=scene.on_screen_text.get(row.locale),
+                            focus=scene.focus)
+        input_key = _finish_key(clip_artifact.sha256, finish, services.code_version)
+        video = repo.find_artifact(session, "video", input_key)
+        if video is None:  # not finished before: encode, QC, store
+            with tempfile.TemporaryDirectory() as tmp:
+                result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate, finish,
+                                     Path(tmp), name=row.scene_id)
+                video = _store_results(services, session, result, input_key, clip_artifact)
+        row.video_artifact_id = video.id
+        report = QCReport.model_validate(video.params["qc"])
+        row.qc = {"report": report.model_dump(mode="json"), "loudness": video.params["loudness"],
+                  "preview": video.params["preview"]}
+        action = next_action(report, row.attempts, brief.max_qc_retries)
+        if action == "accept":
+            row.error = None
+            repo.transition(row, "finished")
+        elif action == "retry":
+            # A new render with the next seed; the variant waits for it.
+            row.attempts += 1
+            retry = spec.with_seed(spec.seed + row.attempts)
+            repo.ensure_render_job(session, retry.key, retry.model_dump(mode="json"))
+            row.render_key = retry.key
+            row.error = "QC failed, re-rendering: " + "; ".join(report.failures)
+        else:
+            row.error = "QC failed: " + "; ".join(report.failures)
+            repo.transition(row, "failed")
+        return row.status
+
+
+def _store_results(services: Services, session: Any, result: FinishResult, input_key: str,
+                   clip: Artifact) -> Artifact:
+    digest = input_key[:16]
+    params = {"qc": result.qc.model_dump(mode="json"), "preview": result.preview,
+              "size": [result.width, result.height],
+              "loudness": {"input_lufs": result.loudness_in_lufs,
+                           "output_lufs": result.loudness_out_lufs,
+                           "true_peak_dbtp": result.true_peak_out_dbtp}}
+    video = _store_file(services, session, Path(result.video_path),
+                        f"deliverables/{digest}/video.mp4", MP4, "video", input_key, [clip],
+                        params)
+    if result.burned_path is not None:
+        _store_file(services, session, Path(result.burned_path),
+                    f"deliverables/{digest}/video.burned.mp4", MP4, "video_burned", input_key,
+                    [clip], {})
+    for path, content_type, kind in ((result.srt_path, SRT, "captions_srt"),
+                                     (result.vtt_path, VTT, "captions_vtt")):
+        if path is not None:
+            suffix = Path(path).suffix
+            _store_file(services, session, Path(path), f"deliverables/{digest}/captions{suffix}",
+                        content_type, kind, input_key, [clip], {})
+    return video
+
+
+def _manifest(session: Any, row: Deliverable, brief: Brief, files: list[dict[str, Any]],
+              video: Artifact) -> dict[str, Any]:
+    chain = [{"depth": depth, "kind": a.kind, "uri": a.uri, "sha256": a.sha256, "task": a.task,
+              "seed": a.seed, "checkpoint": a.checkpoint, "code_version": a.code_version}
+             for depth, a in repo.lineage_chain(session, video.id)]
+    clip = next((a for _, a in repo.lineage_chain(session, video.id) if a.kind == "clip"), None)
+    # Content only (no row ids): the same brief and render give a byte-identical manifest, so
+    # a rerun uploads nothing new.
+    return {
+        "brief_sha256": row.brief.sha256, "variant": row.name,
+        "campaign": brief.campaign, "brand": brief.brand, "product": brief.product,
+        "scene_id": row.scene_id, "locale": row.locale, "aspect": row.aspect,
+        "dubbing": brief.dubbing.value, "preview": bool(row.qc and row.qc.get("preview")),
+        "files": files, "qc": (row.qc or {}).get("report"),
+        "loudness": (row.qc or {}).get("loudness"),
+        "render": clip.params.get("generation") if clip is not None else None,
+        "lineage": chain,
+    }
+
+
+def publish_deliverable(services: Services, deliverable_id: UUID) -> str:
+    """Copy the finished files to the campaign layout (or the review area when the brief needs
+    approval) and publish the manifest beside them."""
+    with session_scope(services.engine) as session:
+        row = repo.get(session, Deliverable, deliverable_id)
+        if row.status != "finished" or row.video is None:
+            return row.status
+        brief = _brief(row.brief)
+        prefix = f"{REVIEW_PREFIX}/" if brief.requires_approval else ""
+        stem = row.scene_id
+        files = []
+        sources = [row.video] + _companions(session, row.video)
+        for artifact in sources:
+            suffix = {"video": ".mp4", "video_burned": ".burned.mp4", "captions_srt": ".srt",
+                      "captions_vtt": ".vtt"}[artifact.kind]
+            key = prefix + deliverable_key(brief.campaign, row.locale, row.aspect,
+                                           f"{stem}{suffix}")
+            stored = services.store.copy(str(artifact.params["key"]), key)
+            files.append({"kind": artifact.kind, "uri": stored.uri, "sha256": stored.sha256,
+                          "size_bytes": stored.size_bytes})
+        manifest = _manifest(session, row, brief, files, row.video)
+        data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        key = prefix + deliverable_key(brief.campaign, row.locale, row.aspect,
+                                       f"{stem}.manifest.json")
+        stored = services.store.put_bytes(data, key, content_type=JSON_TYPE)
+        repo.add_artifact(session, kind="manifest", input_key=hashlib.sha256(data).hexdigest(),
+                          sha256=stored.sha256, uri=stored.uri, size_bytes=stored.size_bytes,
+                          content_type=JSON_TYPE, task="publish.deliverable",
+                          code_version=services.code_version, params={"key": key},
+                          parents=[row.video])
+        row.manifest_uri = stored.uri
+        row.published_uri = str(files[0]["uri"])
+        repo.transition(row, "in_review" if brief.requires_approval else "published")
+        return row.status
+
+
+def _companions(session: Any, video: Artifact) -> list[Artifact]:
+    found = [repo.find_artifact(session, kind, video.input_key)
+             for kind in ("video_burned", "captions_srt", "captions_vtt")]
+    return [a for a in found if a is not None]
+
+
+@task(name="finish.variant", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def finish_task(services: Services, deliverable_id: UUID) -> str:
+    run_id = uuid4()
+    services.lineage.start("finish.variant", run_id, [])
+    status = finish_deliverable(services, deliverable_id)
+    services.lineage.complete("finish.variant", run_id, [], [f"deliverable:{deliverable_id}"])
+    get_run_logger().info("finish.done deliverable_id=%s status=%s", deliverable_id, status)
+    return status
+
+
+@task(name="publish.deliverable", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def publish_task(services: Services, deliverable_id: UUID) -> str:
+    run_id = uuid4()
+    status = publish_deliverable(services, deliverable_id)
+    services.lineage.complete("publish.deliverable", run_id, [f"deliverable:{deliverable_id}"],
+                              [])
+    get_run_logger().info("publish.done deliverable_id=%s status=%s", deliverable_id, status)
+    return status

@@ -1,0 +1,251 @@
+"""From a rendered clip to a finished 720p-class MP4: aspect crop, loudness, captions, encode.
+
+Commands are built purely (ffmpeg-python graphs compiled to argument lists) and run through
+infra.media; every step is a function that can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import wave
+from pathlib import Path
+
+import ffmpeg
+import langcodes
+import numpy as np
+
+from infra.fonts import fontconfig_file
+from infra.media import MediaError, probe, run_ffmpeg
+from schemas.brief import Aspect
+from schemas.finishing import (
+    TARGET_SIZES,
+    CaptionCue,
+    FinishResult,
+    FinishSpec,
+    LoudnessTarget,
+)
+from tasks.overlay import build_ass
+from tasks.qc import run_qc
+
+GOP_SECONDS = 2
+AUDIO_RATE = 48_000
+ASPECT_RATIOS = {Aspect.LANDSCAPE: (16, 9), Aspect.PORTRAIT: (9, 16), Aspect.SQUARE: (1, 1)}
+
+
+def iso639_2(locale: str) -> str:
+    """The 3-letter (ISO 639-2/B where it differs) language code MP4 track tags use."""
+    code = str(langcodes.Language.get(locale).to_alpha3(variant="B"))
+    return code or "und"
+
+
+def crop_box(src_w: int, src_h: int, aspect: Aspect,
+             focus: tuple[float, float] | None = None) -> tuple[int, int, int, int]:
+    """(width, height, x, y) of the largest crop with the target aspect, centred on `focus`
+    (fractions of the frame, default the centre), kept inside the frame; even sizes."""
+    rw, rh = ASPECT_RATIOS[aspect]
+    fx, fy = focus or (0.5, 0.5)
+    if src_w * rh > src_h * rw:  # source wider than target: crop width
+        height, width = src_h, min(src_w, round(src_h * rw / rh))
+    else:
+        width, height = src_w, min(src_h, round(src_w * rh / rw))
+    width, height = width - width % 2, height - height % 2
+    x = int(min(max(fx * src_w - width / 2, 0), src_w - width))
+    y = int(min(max(fy * src_h - height / 2, 0), src_h - height))
+    return width, height, x, y
+
+
+def write_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
+    """16-bit PCM WAV of float audio (channels, samples) in [-1, 1]."""
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).round().astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(pcm.shape[0])
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.T.tobytes())
+    return path
+
+
+# ---- loudness ---------------------------------------------------------------------------------
+# Two passes: loudnorm measures (pass 1), then the measured gain is applied with `volume` and a
+# limiter run at 4x the sample rate so true peaks stay under the target (pass 2), and the result
+# is measured again and corrected once. loudnorm's own pass 2 is not used because it cannot
+# normalise clips shorter than its 3 s window (our clips are 1-8 s) and falls back to leaving the
+# level unchanged when the linear gain would exceed the true-peak limit.
+
+# DC and subsonic rumble carry no loudness (K-weighting ignores them) but eat true-peak headroom.
+HIGHPASS_HZ = 20
+PEAK_HEADROOM_DB = 1.0  # below the true-peak target, for AAC's encoding overshoot
+LOUDNESS_SETTLE_LU = 0.3  # correct again when a pass lands further than this from the target
+MAX_CORRECTIONS = 2
+
+
+def parse_loudnorm(stderr: str) -> dict[str, str]:
+    """The JSON block loudnorm prints at the end of a run."""
+    blocks = re.findall(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
+    if not blocks:
+        raise MediaError("loudnorm printed no measurement")
+    return dict(json.loads(blocks[-1]))
+
+
+def measure_loudness(path: Path, target: LoudnessTarget) -> dict[str, str]:
+    """Integrated loudness, true peak and range of a file, as loudnorm measures them."""
+    measure = (f"highpass=f={HIGHPASS_HZ},loudnorm=I={target.integrated_lufs}:"
+               f"TP={target.true_peak_dbtp}:LRA={target.loudness_range_lu}:print_format=json")
+    return parse_loudnorm(run_ffmpeg(["-i", str(path), "-af", measure, "-f", "null", "-"]))
+
+
+def gain_filter(gain_db: float, target: LoudnessTarget) -> str:
+    """volume, then a limiter at 4x oversampling (a true-peak estimate) back at 48 kHz."""
+    limit = 10 ** ((target.true_peak_dbtp - PEAK_HEADROOM_DB) / 20)
+    return (f"highpass=f={HIGHPASS_HZ},volume={gain_db:.2f}dB,aresample={4 * AUDIO_RATE},"
+            f"alimiter=limit={limit:.4f}:level=disabled:attack=1:release=50,"
+            f"aresample={AUDIO_RATE}")
+
+
+def normalize_loudness(wav: Path, target: LoudnessTarget, out: Path) -> tuple[float | None,
+                                                                               float | None]:
+    """Write `out` at the target loudness; returns (input LUFS, output LUFS) as measured."""
+    before = _number(measure_loudness(wav, target)["input_i"])
+    if before is None:  # digital silence: nothing to normalise; QC reports it
+        run_ffmpeg(["-y", "-i", str(wav), "-af", f"aresample={AUDIO_RATE}", str(out)])
+        return None, None
+    gain, after = target.integrated_lufs - before, before
+    for _ in range(1 + MAX_CORRECTIONS):
+        run_ffmpeg(["-y", "-i", str(wav), "-af", gain_filter(gain, target), str(out)])
+        after = _number(measure_loudness(out, target)["input_i"]) or after
+        if abs(after - target.integrated_lufs) <= LOUDNESS_SETTLE_LU:
+            break
+        gain += target.integrated_lufs - after
+    return before, after
+
+
+# ---- captions ---------------------------------------------------------------------------------
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = round(seconds * 1000)
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def to_srt(cues: list[CaptionCue]) -> str:
+    return "".join(f"{i}\n{_timestamp(c.start_s, ',')} --> {_timestamp(c.end_s, ',')}\n"
+                   + "\n".join(c.lines) + "\n\n" for i, c in enumerate(cues, start=1))
+
+
+def to_vtt(cues: list[CaptionCue]) -> str:
+    return "WEBVTT\n\n" + "".join(
+        f"{_timestamp(c.start_s, '.')} --> {_timestamp(c.end_s, '.')}\n" + "\n".join(c.lines)
+        + "\n\n" for c in cues)
+
+
+# ---- encode -----------------------------------------------------------------------------------
+
+
+def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav: Path,
+                      srt: Path | None, overlay: Path | None, out: Path,
+                      spec: FinishSpec) -> list[str]:
+    """ffmpeg arguments: raw RGB frames on stdin + normalised WAV (+ SRT) -> H.264 High /
+    AAC-LC MP4 with BT.709 tags, 2 s GOP, language tags and faststart."""
+    src_w, src_h = src_size
+    target_w, target_h = TARGET_SIZES[spec.aspect]
+    crop_w, crop_h, x, y = crop_box(src_w, src_h, spec.aspect, spec.focus)
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{src_w}x{src_h}",
+                         framerate=fps)
+    picture = (video.filter("crop", crop_w, crop_h, x, y)
+               .filter("scale", target_w, target_h, flags="lanczos")
+               .filter("setsar", 1))
+    if overlay is not None:  # on-screen text (and burned-in captions) drawn by libass
+        picture = picture.filter("ass", str(overlay))
+    picture = (picture.filter("format", "yuv420p")
+               # BT.709 on the frames themselves: the encoder writes the VUI from them.
+               .filter("setparams", color_primaries="bt709", color_trc="bt709",
+                       colorspace="bt709", range="tv"))
+    sound = ffmpeg.input(str(wav)).audio
+    language = iso639_2(spec.locale)
+    streams = [picture, sound]
+    options: dict[str, object] = {
+        "vcodec": "libx264", "profile:v": "high", "preset": "veryfast", "crf": 20,
+        "g": round(GOP_SECONDS * fps), "keyint_min": round(GOP_SECONDS * fps),
+        "colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709",
+        "color_range": "tv", "acodec": "aac", "profile:a": "aac_low", "b:a": "192k",
+        "ar": AUDIO_RATE, "ac": 2, "metadata:s:a:0": f"language={language}",
+        "movflags": "+faststart",
+        # Bound by the picture's duration (-shortest would also count the subtitle track).
+        "t": f"{frames / fps:.6f}",
+    }
+    if srt is not None:
+        streams.append(ffmpeg.input(str(srt))["s"])
+        options.update({"scodec": "mov_text", "metadata:s:s:0": f"language={language}"})
+    args: list[str] = ffmpeg.output(*streams, str(out), **options).overwrite_output().compile()
+    return args[1:]  # drop the "ffmpeg" word: run_ffmpeg adds the bundled binary
+
+
+def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
+                spec: FinishSpec, workdir: Path, name: str = "deliverable") -> FinishResult:
+    """Encode one deliverable from raw frames (T, H, W, 3) and audio (C, N); QC the result."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    wav = write_wav(audio, sample_rate, workdir / f"{name}.raw.wav")
+    # 1. loudness: measure, apply, verify
+    normalized = workdir / f"{name}.wav"
+    loudness_in, _ = normalize_loudness(wav, spec.loudness, normalized)
+    # 2. caption sidecars
+    srt = vtt = None
+    if spec.captions:
+        srt = workdir / f"{name}.srt"
+        srt.write_text(to_srt(spec.captions), encoding="utf-8")
+        vtt = workdir / f"{name}.vtt"
+        vtt.write_text(to_vtt(spec.captions), encoding="utf-8")
+    # 3. encode: on-screen text burned in, captions as a soft track; then the variant with
+    #    captions burned in too
+    out = workdir / f"{name}.mp4"
+    src_h, src_w = frames.shape[1], frames.shape[2]
+    target_w, target_h = TARGET_SIZES[spec.aspect]
+    duration = frames.shape[0] / fps
+    fonts = {"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))}
+    raw = np.ascontiguousarray(frames).tobytes()
+    overlay = workdir / f"{name}.ass"
+    overlay.write_text(build_ass(width=target_w, height=target_h, locale=spec.locale,
+                                 duration_s=duration, captions=[],
+                                 on_screen=spec.on_screen_text), encoding="utf-8")
+    args = build_encode_args(src_size=(src_w, src_h), frames=frames.shape[0], fps=fps,
+                             wav=normalized, srt=srt, overlay=overlay, out=out, spec=spec)
+    run_ffmpeg(args, stdin=raw, env=fonts)
+    burned = None
+    if spec.captions:
+        burned = workdir / f"{name}.burned.mp4"
+        burned_overlay = workdir / f"{name}.burned.ass"
+        burned_overlay.write_text(build_ass(width=target_w, height=target_h,
+                                            locale=spec.locale, duration_s=duration,
+                                            captions=spec.captions,
+                                            on_screen=spec.on_screen_text), encoding="utf-8")
+        args = build_encode_args(src_size=(src_w, src_h), frames=frames.shape[0], fps=fps,
+                                 wav=normalized, srt=None, overlay=burned_overlay, out=burned,
+                                 spec=spec)
+        run_ffmpeg(args, stdin=raw, env=fonts)
+    # 4. measure again and check the file
+    after = measure_loudness(out, spec.loudness)
+    crop_w, crop_h, _, _ = crop_box(src_w, src_h, spec.aspect, spec.focus)
+    report = run_qc(probe(out), out, expected_frames=frames.shape[0], fps=fps,
+                    width=target_w, height=target_h, target=spec.loudness,
+                    captions=vtt, source_audio=audio)
+    return FinishResult(
+        video_path=str(out), burned_path=str(burned) if burned else None,
+        srt_path=str(srt) if srt else None,
+        vtt_path=str(vtt) if vtt else None, width=target_w, height=target_h,
+        preview=crop_w < target_w or crop_h < target_h,
+        loudness_in_lufs=loudness_in,
+        loudness_out_lufs=_number(after["input_i"]),
+        true_peak_out_dbtp=_number(after["input_tp"]), qc=report,
+    )
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if np.isfinite(number) else None

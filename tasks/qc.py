@@ -1,0 +1,129 @@
+"""QC gate on an encoded deliverable: what a media operations team checks before shipping."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+
+from infra.media import MediaProbe, decode_audio, decode_video_frames
+from schemas.finishing import LoudnessTarget, QCCheck, QCReport
+
+BLACK_LUMA = 16.0  # mean luma (0-255) under which a picture counts as black
+FROZEN_DIFF = 0.5  # mean absolute frame difference under which the picture is frozen
+SILENCE_DBFS = -60.0
+CLIPPED_FRACTION = 0.001  # share of samples at full scale that means clipping
+LOUDNESS_TOLERANCE_LU = 1.0
+_VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
+
+
+def _check(name: str, passed: bool, measured: object, expected: object) -> QCCheck:
+    return QCCheck(name=name, passed=bool(passed), measured=str(measured),
+                   expected=str(expected))
+
+
+def picture_checks(frames: np.ndarray) -> list[QCCheck]:
+    """Black and frozen picture from decoded RGB frames (T, H, W, 3)."""
+    luma = (frames[..., :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722])).mean()
+    diffs = np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3)) \
+        if len(frames) > 1 else np.array([np.inf])
+    return [
+        _check("black_picture", luma >= BLACK_LUMA, f"mean luma {luma:.1f}",
+               f">= {BLACK_LUMA}"),
+        _check("frozen_picture", diffs.max() >= FROZEN_DIFF,
+               f"max frame difference {diffs.max():.2f}", f">= {FROZEN_DIFF}"),
+    ]
+
+
+def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
+                 source_audio: np.ndarray | None = None) -> list[QCCheck]:
+    """Silence, clipping and integrated loudness (ITU-R BS.1770 via pyloudnorm). Clipping is
+    judged on the rendered source when given: loudness processing lowers the peaks of a clipped
+    render but cannot restore its flattened waveform."""
+    rms = float(np.sqrt(np.mean(np.square(audio)))) if audio.size else 0.0
+    rms_dbfs = 20 * np.log10(rms) if rms > 0 else -np.inf
+    judged = audio if source_audio is None else source_audio
+    clipped = float(np.mean(np.abs(judged) >= 0.999)) if judged.size else 0.0
+    meter = pyloudnorm.Meter(sample_rate)
+    loudness = float(meter.integrated_loudness(audio.T)) if audio.shape[1] >= 0.4 * \
+        sample_rate else float("-inf")
+    low = target.integrated_lufs - LOUDNESS_TOLERANCE_LU
+    high = target.integrated_lufs + LOUDNESS_TOLERANCE_LU
+    return [
+        _check("silence", rms_dbfs > SILENCE_DBFS, f"{rms_dbfs:.1f} dBFS RMS",
+               f"> {SILENCE_DBFS} dBFS"),
+        _check("clipping", clipped < CLIPPED_FRACTION, f"{clipped:.4%} samples at full scale",
+               f"< {CLIPPED_FRACTION:.1%}"),
+        _check("loudness", low <= loudness <= high, f"{loudness:.1f} LUFS",
+               f"{target.integrated_lufs:.0f} ± {LOUDNESS_TOLERANCE_LU:.0f} LUFS"),
+    ]
+
+
+def caption_problems(vtt_text: str) -> list[str]:
+    """Problems in a WebVTT file: header, timestamps, ordering, empty cues."""
+    if not vtt_text.startswith("WEBVTT"):
+        return ["missing WEBVTT header"]
+    problems, previous_end = [], -1.0
+    for block in vtt_text.strip().split("\n\n")[1:]:
+        lines = block.splitlines()
+        match = re.fullmatch(rf"{_VTT_TIME} --> {_VTT_TIME}", lines[0]) if lines else None
+        if match is None:
+            problems.append(f"bad cue timing line {lines[0] if lines else ''!r}")
+            continue
+        g = [int(x) for x in match.groups()]
+        start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
+        end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
+        if end <= start or start < previous_end:
+            problems.append(f"cue {lines[0]} overlaps or runs backwards")
+        if len(lines) < 2 or not all(line.strip() for line in lines[1:]):
+            problems.append(f"cue {lines[0]} has no text")
+        previous_end = end
+    return problems
+
+
+def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, width: int,
+           height: int, target: LoudnessTarget, captions: Path | None,
+           source_audio: np.ndarray | None = None) -> QCReport:
+    """Every check on one encoded file."""
+    checks: list[QCCheck] = []
+    expected_s = expected_frames / fps
+    checks.append(_check("duration", abs(media.duration_s - expected_s) <= 1 / fps + 1e-3,
+                         f"{media.duration_s:.3f} s", f"{expected_s:.3f} ± 1 frame"))
+    video, audio = media.video, media.audio
+    checks.append(_check("resolution", video is not None and (video.width, video.height) ==
+                         (width, height), f"{video.width}x{video.height}" if video else "none",
+                         f"{width}x{height}"))
+    video_ok = video is not None and video.codec == "h264" and video.profile == "High" \
+        and video.pix_fmt == "yuv420p"
+    checks.append(_check("video_codec", video_ok,
+                         f"{video.codec} {video.profile} {video.pix_fmt}" if video else "none",
+                         "h264 High yuv420p"))
+    audio_ok = audio is not None and audio.codec == "aac" and audio.sample_rate == 48_000 \
+        and audio.channels == 2
+    checks.append(_check("audio_codec", audio_ok,
+                         f"{audio.codec} {audio.sample_rate} Hz {audio.channels} ch"
+                         if audio else "none", "aac 48000 Hz 2 ch"))
+    checks.append(_check("faststart", media.faststart, media.faststart, True))
+    frames = decode_video_frames(path)
+    checks.append(_check("frame_count", len(frames) == expected_frames, len(frames),
+                         expected_frames))
+    checks += picture_checks(frames)
+    samples, rate = decode_audio(path)
+    checks += sound_checks(samples, rate, target, source_audio)
+    offset = abs(samples.shape[1] / rate - expected_s)
+    checks.append(_check("av_offset", offset <= 1 / fps + 0.025, f"{offset * 1000:.0f} ms",
+                         f"<= {1000 / fps + 25:.0f} ms"))
+    if captions is not None:
+        problems = caption_problems(captions.read_text(encoding="utf-8"))
+        checks.append(_check("captions", not problems, "; ".join(problems) or "valid",
+                             "valid WebVTT"))
+    return QCReport(checks=checks)
+
+
+def next_action(report: QCReport, attempt: int, max_retries: int) -> str:
+    """accept a passing file; otherwise retry with the next seed until the limit, then fail."""
+    if report.passed:
+        return "accept"
+    return "retry" if attempt < max_retries else "fail"

@@ -1,0 +1,269 @@
+"""Render jobs: run pending model renders on the Ray pool and record their clips.
+
+The pool's actors hold a `RenderModel` (the loaded pipeline and a storage client); a call sends
+a small JSON payload and gets back the stored clip's key and checksum, never arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from uuid import UUID, uuid4
+
+import numpy as np
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from infra import repository as repo
+from infra.db import session_scope
+from infra.db_models import Artifact, BriefRow, RenderJob
+from infra.gpu_pool import GpuPool, PoolConfig
+from infra.hashing import sha256_bytes
+from infra.settings import Settings
+from infra.storage import ObjectStore, open_store
+from schemas.plan import RenderMode, RenderSpec
+from tasks.services import Services
+
+CLIP_CONTENT_TYPE = "application/x-npz"
+
+
+class RenderPayload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    job_id: UUID
+    spec: RenderSpec
+    master_clip_key: str | None = None
+
+
+class RenderResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    job_id: UUID
+    key: str
+    uri: str
+    sha256: str
+    size_bytes: int
+    seconds: float
+    params: dict[str, Any]
+
+
+# ---- clip files -----------------------------------------------------------------------------
+
+
+def clip_to_npz(video: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
+                params: dict[str, Any]) -> bytes:
+    """A lossless, compressed clip file (frames, soundtrack, rates, generation settings)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, video=video, audio=audio, fps=np.float64(fps),
+                        sample_rate=np.int64(sample_rate), params=json.dumps(params))
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class ClipArrays:
+    video: np.ndarray
+    audio: np.ndarray
+    fps: float
+    sample_rate: int
+    params: dict[str, Any]
+
+
+def read_clip(store: ObjectStore, key: str) -> ClipArrays:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = store.get_file(key, Path(tmp) / "clip.npz")
+        with np.load(path) as data:
+            return ClipArrays(video=data["video"], audio=data["audio"], fps=float(data["fps"]),
+                              sample_rate=int(data["sample_rate"]),
+                              params=json.loads(str(data["params"])))
+
+
+def clip_key(sha256: str) -> str:
+    return f"renders/{sha256[:2]}/{sha256}.npz"
+
+
+# ---- inside the Ray actor --------------------------------------------------------------------
+
+
+@dataclass
+class RenderModel:
+    pipeline: Any  # mova_model.pipeline.MovaPipeline
+    store: ObjectStore
+    settings: Settings
+
+
+def load_render_model(settings_json: str) -> RenderModel:
+    """Actor start-up: load the pipeline once (it stays resident) and open storage."""
+    import torch
+
+    from mova_model.pipeline import MovaPipeline
+
+    settings = Settings.model_validate_json(settings_json)
+    if settings.mova_device == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.render_workers))
+    pipeline = MovaPipeline.from_pretrained(settings.checkpoint, dtype=settings.mova_dtype,
+                                            device=settings.mova_device,
+                                            offload=settings.mova_offload)
+    store = open_store(settings.storage, endpoint_url=settings.s3_endpoint_url,
+                       region=settings.aws_region)
+    return RenderModel(pipeline=pipeline, store=store, settings=settings)
+
+
+def _first_frame(model: RenderModel, ref: str | None) -> Any:
+    if ref is None:
+        return None
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if ref.startswith("s3://"):
+            parsed = urlparse(ref)
+            store = open_store(f"s3://{parsed.netloc}", endpoint_url=model.settings.s3_endpoint_url,
+                               region=model.settings.aws_region)
+            path = store.get_file(parsed.path.lstrip("/"), Path(tmp) / "first")
+        else:
+            path = model.store.get_file(ref, Path(tmp) / "first")
+        return Image.open(path).convert("RGB")
+
+
+def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any]:
+    """Generate one clip and store it; returns a RenderResult as a dict."""
+    request = RenderPayload.model_validate(payload)
+    spec = request.spec
+    started = time.monotonic()
+    video = None
+    if spec.mode == RenderMode.AUDIO_ONLY:
+        if request.master_clip_key is None:
+            raise ValueError(f"audio-only render {spec.key[:12]} has no master clip")
+        video = read_clip(model.store, request.master_clip_key).video
+    clip = model.pipeline.generate(
+        spec.prompt, negative_prompt=spec.negative_prompt,
+        image=_first_frame(model, spec.first_frame), video=video, height=spec.height,
+        width=spec.width, num_frames=spec.num_frames, video_fps=spec.video_fps,
+        num_inference_steps=spec.steps, cfg_scale=spec.cfg_scale,
+        bridge_scale=spec.bridge_scale, guidance_mode=spec.guidance_mode, seed=spec.seed,
+        mode=spec.mode.value,
+    )
+    params = clip.params.to_dict()
+    data = clip_to_npz(clip.video, clip.audio, clip.fps, clip.sample_rate, params)
+    sha = sha256_bytes(data)
+    stored = model.store.put_bytes(data, clip_key(sha), content_type=CLIP_CONTENT_TYPE,
+                                   metadata={"spec_key": spec.key})
+    return RenderResult(job_id=request.job_id, key=clip_key(sha), uri=stored.uri, sha256=sha,
+                        size_bytes=stored.size_bytes, seconds=time.monotonic() - started,
+                        params=params).model_dump(mode="json")
+
+
+# ---- in the flow -----------------------------------------------------------------------------
+
+
+def open_pool(settings: Settings) -> GpuPool:
+    """The render pool as configured: local CPU actors by default, GPU actors on a cluster."""
+    from functools import partial
+
+    config = PoolConfig(num_workers=settings.render_workers,
+                        num_gpus_per_worker=settings.render_gpus_per_worker,
+                        num_cpus_per_worker=1.0 if settings.render_gpus_per_worker == 0 else 0.0,
+                        max_in_flight=settings.render_max_in_flight,
+                        address=settings.ray_address, include_dashboard=settings.ray_dashboard)
+    return GpuPool(partial(load_render_model, settings.model_dump_json()), config)
+
+
+def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]:
+    """Render jobs of this brief that still need running and can run now (an audio-only job
+    waits for its master). Jobs a dead run left `running` are taken again."""
+    with session_scope(services.engine) as session:
+        brief = repo.get(session, BriefRow, brief_id)
+        keys = {d.render_key for d in brief.deliverables}
+        jobs = {job.spec_key: job for job in session.scalars(
+            select(RenderJob).where(RenderJob.spec_key.in_(keys)))}
+        masters = {job.spec.get("master_key") for job in jobs.values()} - {None}
+        jobs.update({job.spec_key: job for job in session.scalars(
+            select(RenderJob).where(RenderJob.spec_key.in_(masters)))})
+        payloads = []
+        for job in sorted(jobs.values(), key=lambda j: j.spec_key):
+            if job.status in ("done", "failed"):
+                continue
+            spec = RenderSpec.model_validate(job.spec)
+            master_clip = None
+            if spec.master_key is not None:
+                master = jobs[spec.master_key]
+                if master.status != "done" or master.clip is None:
+                    continue
+                master_clip = _key_of(master.clip)
+            if job.status == "running":
+                repo.transition(job, "pending")
+            repo.transition(job, "running")
+            job.attempts += 1
+            payloads.append(RenderPayload(job_id=job.id, spec=spec,
+                                          master_clip_key=master_clip).model_dump(mode="json"))
+    return payloads
+
+
+def _key_of(artifact: Artifact) -> str:
+    return str(artifact.params["key"])
+
+
+def record_render(services: Services, brief_id: UUID, result: RenderResult) -> None:
+    """Clip artifact with its lineage (the plan, and the master clip for a dub); job done."""
+    with session_scope(services.engine) as session:
+        job = repo.get(session, RenderJob, result.job_id)
+        spec = RenderSpec.model_validate(job.spec)
+        brief = repo.get(session, BriefRow, brief_id)
+        parents = []
+        if brief.plan is not None and brief.plan.artifact_id is not None:
+            parents.append(repo.get(session, Artifact, brief.plan.artifact_id))
+        if spec.master_key is not None:
+            master = repo.render_job(session, spec.master_key)
+            if master.clip is not None:
+                parents.append(master.clip)
+        artifact = repo.add_artifact(
+            session, kind="clip", input_key=spec.key, sha256=result.sha256, uri=result.uri,
+            size_bytes=result.size_bytes, content_type=CLIP_CONTENT_TYPE,
+            task="render.generate", code_version=services.code_version,
+            params={"key": result.key, "spec": job.spec, "generation": result.params},
+            checkpoint=spec.checkpoint[:64], seed=spec.seed, parents=parents)
+        job.clip_artifact_id = artifact.id
+        job.seconds = result.seconds
+        job.error = None
+        repo.transition(job, "done")
+
+
+def record_failure(services: Services, job_id: UUID, error: str) -> None:
+    with session_scope(services.engine) as session:
+        job = repo.get(session, RenderJob, job_id)
+        job.error = error[:4000]
+        repo.transition(job, "failed")
+
+
+@task(name="render.generate", cache_policy=NO_CACHE)
+def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> int:
+    """Run every render the brief still needs (masters first, then their dubs); returns the
+    number rendered now. Failures are recorded on the job and reported, not swallowed."""
+    logger = get_run_logger()
+    rendered, failures = 0, []
+    while payloads := pending_payloads(services, brief_id):
+        for outcome in pool.map_unordered(render_on_worker, payloads,
+                                          key=lambda p: str(p["spec"]["seed"])):
+            job_id = UUID(outcome.payload["job_id"])
+            run_id = uuid4()
+            services.lineage.start("render.generate", run_id, [])
+            if outcome.ok:
+                result = RenderResult.model_validate(outcome.value)
+                record_render(services, brief_id, result)
+                services.lineage.complete("render.generate", run_id, [], [result.uri])
+                rendered += 1
+                logger.info("render.done job_id=%s seconds=%.1f", job_id, result.seconds)
+            else:
+                record_failure(services, job_id, str(outcome.error))
+                services.lineage.fail("render.generate", run_id, [], str(outcome.error))
+                failures.append(f"{job_id}: {outcome.error}")
+                logger.error("render.failed job_id=%s error=%s", job_id, outcome.error)
+    if failures:
+        logger.error("render.failures n=%d", len(failures))
+    return rendered

@@ -1,0 +1,146 @@
+"""Dubbing strategies and the QC gate, through the real task functions (SQLite, local storage,
+the tiny model in-process instead of a Ray actor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from infra.db import session_scope
+from infra.db_models import Deliverable, RenderJob
+from infra.media import decode_video_frames
+from infra.settings import load_settings
+from schemas.plan import RenderSpec
+from tasks.deliver import finish_deliverable, publish_deliverable
+from tasks.ingest import plan_brief, submit_brief
+from tasks.render import (
+    RenderResult,
+    clip_to_npz,
+    load_render_model,
+    pending_payloads,
+    read_clip,
+    record_render,
+    render_on_worker,
+)
+from tasks.services import Services
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "brief.yaml").read_text()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mova_model.make_checkpoint import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
+
+
+def _services(tmp_path: Path, checkpoint: Path) -> Services:
+    return Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
+                                   "MOVA_CHECKPOINT": str(checkpoint)}))
+
+
+def _produce(services: Services, brief_text: str) -> dict[str, Deliverable]:
+    brief_id = submit_brief(services, brief_text)
+    with session_scope(services.engine) as session:
+        from infra.repository import claim_submitted_briefs
+
+        claim_submitted_briefs(session, 1, "test")
+    plan_brief(services, brief_id)
+    model = load_render_model(services.settings.model_dump_json())
+    while payloads := pending_payloads(services, brief_id):
+        for payload in payloads:  # the Ray actor's function, called in-process
+            record_render(services, brief_id,
+                          RenderResult.model_validate(render_on_worker(model, payload)))
+    return _finish_all(services, brief_id)
+
+
+def _finish_all(services: Services, brief_id: UUID) -> dict[str, Deliverable]:
+    with session_scope(services.engine) as session:
+        ids = [d.id for d in session.scalars(select(Deliverable).where(
+            Deliverable.brief_id == brief_id))]
+    for deliverable_id in ids:
+        finish_deliverable(services, deliverable_id)
+        publish_deliverable(services, deliverable_id)
+    with session_scope(services.engine) as session:
+        return {d.name: d for d in session.scalars(select(Deliverable).where(
+            Deliverable.brief_id == brief_id))}
+
+
+def _clip_video(data_dir: Path, row: Deliverable) -> np.ndarray:
+    """The model render behind a deliverable (before finishing)."""
+    services = Services(load_settings({"MOVA_DATA_DIR": str(data_dir)}))
+    with session_scope(services.engine) as session:
+        job = session.scalars(select(RenderJob).where(RenderJob.spec_key == row.render_key)).one()
+        key = str(job.clip.params["key"]) if job.clip else ""
+    return read_clip(services.store, key).video
+
+
+def _frames(row: Deliverable) -> np.ndarray:
+    assert row.published_uri is not None
+    return decode_video_frames(Path(row.published_uri.removeprefix("file://")))
+
+
+def test_voiceover_keeps_the_master_picture_and_lipsync_renders_each_language(
+        tmp_path: Path, checkpoint: Path) -> None:
+    # Without per-language on-screen text the picture has nothing language-specific left, so
+    # the encoded video streams must match frame for frame. (With localized text drawn on the
+    # picture the encoder's rate control spreads those pixel changes across the frame.)
+    no_text = EXAMPLE[:EXAMPLE.index("    on_screen_text:")]
+    voiceover = _produce(_services(tmp_path / "vo", checkpoint),
+                         no_text.replace("dubbing: lipsync", "dubbing: voiceover"))
+    assert {r.status for r in voiceover.values()} == {"published"}
+    for aspect in ("16:9", "9:16"):
+        en = voiceover[f"morning-run/en-US/{aspect}"]
+        de = voiceover[f"morning-run/de-DE/{aspect}"]
+        assert np.array_equal(_clip_video(tmp_path / "vo", en), _clip_video(tmp_path / "vo", de))
+        assert np.array_equal(_frames(en), _frames(de)), "voice-over changed the picture"
+    lipsync = _produce(_services(tmp_path / "ls", checkpoint), no_text)
+    en, de = lipsync["morning-run/en-US/16:9"], lipsync["morning-run/de-DE/16:9"]
+    assert not np.array_equal(_clip_video(tmp_path / "ls", en), _clip_video(tmp_path / "ls", de))
+    assert not np.array_equal(_frames(en), _frames(de))
+
+
+def test_a_broken_render_fails_qc_is_rerendered_with_the_next_seed_then_fails(
+        tmp_path: Path, checkpoint: Path) -> None:
+    services = _services(tmp_path, checkpoint)
+    brief_text = EXAMPLE.replace('aspects: ["16:9", "9:16"]', 'aspects: ["16:9"]') \
+        .replace("locales: [en-US, de-DE]", "locales: [en-US]")
+    start = brief_text.index("      de-DE:\n        - speaker")
+    brief_text = brief_text[:start] + brief_text[brief_text.index("    on_screen_text:"):]
+    brief_text = brief_text.replace(
+        "      de-DE: {brand_line: Aurora One, call_to_action: Heute loslaufen, "
+        'price: "129 €"}\n', "")
+    brief_id = submit_brief(services, brief_text)
+    with session_scope(services.engine) as session:
+        from infra.repository import claim_submitted_briefs
+
+        claim_submitted_briefs(session, 1, "test")
+    plan_brief(services, brief_id)
+
+    def record_black_silent_render() -> RenderSpec:
+        [payload] = pending_payloads(services, brief_id)
+        spec = RenderSpec.model_validate(payload["spec"])
+        video = np.zeros((spec.num_frames, spec.height, spec.width, 3), np.uint8)
+        audio = np.zeros((1, 50_000), np.float32)
+        data = clip_to_npz(video, audio, 24.0, 48_000, {"seed": spec.seed})
+        stored = services.store.put_bytes(data, f"renders/broken-{spec.seed}.npz")
+        record_render(services, brief_id, RenderResult(
+            job_id=payload["job_id"], key=f"renders/broken-{spec.seed}.npz", uri=stored.uri,
+            sha256=stored.sha256, size_bytes=stored.size_bytes, seconds=0.0, params={}))
+        return spec
+
+    first = record_black_silent_render()
+    [row] = _finish_all(services, brief_id).values()
+    assert row.status == "pending" and "black_picture" in (row.error or "")
+    assert "silence" in (row.error or "")
+    second = record_black_silent_render()  # the re-render the gate asked for
+    assert second.seed == first.seed + 1
+    [row] = _finish_all(services, brief_id).values()
+    assert row.status == "failed" and row.error is not None
+    assert row.error.startswith("QC failed: ") and "black_picture" in row.error
+    with session_scope(services.engine) as session:
+        assert len(list(session.scalars(select(RenderJob)))) == 2

@@ -1,0 +1,126 @@
+"""Finishing on real encoded files: probed with PyAV, loudness checked with pyloudnorm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pyloudnorm
+import pytest
+
+from infra.media import decode_audio, probe
+from schemas.brief import Aspect, LoudnessProfile
+from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
+from tasks.finishing import crop_box, finish_clip, iso639_2, to_srt, to_vtt
+from tasks.qc import caption_problems, next_action
+
+FPS, RATE = 24.0, 48_000
+
+
+def synthetic_clip(seconds: float = 2.0, *, height: int = 72, width: int = 128,
+                   black: bool = False, silent: bool = False, clipped: bool = False,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A moving gradient with a speech-like modulated tone (or a broken variant)."""
+    rng = np.random.default_rng(seed)
+    frames_n = int(seconds * FPS)
+    x = np.linspace(0, 255, width)[None, :]
+    frames = np.stack([np.broadcast_to((x + 9 * t) % 255, (height, width)) for t in
+                       range(frames_n)]).astype(np.uint8)
+    frames = np.repeat(frames[..., None], 3, axis=-1)
+    if black:
+        frames = np.zeros_like(frames)
+    t = np.arange(int(seconds * RATE)) / RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    audio = 0.1 * envelope * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(t.size)
+    if silent:
+        audio = np.zeros_like(audio)
+    if clipped:
+        audio = np.clip(audio * 40, -1, 1)
+    return frames, audio[None].astype(np.float32)
+
+
+def _finish(tmp_path: Path, aspect: Aspect = Aspect.LANDSCAPE, locale: str = "de-DE",
+            profile: LoudnessProfile = LoudnessProfile.WEB, **broken: bool):  # type: ignore[no-untyped-def]
+    frames, audio = synthetic_clip(**broken)
+    lines = ["Jeder Morgen beginnt", "mit einem Schritt."]
+    cues = [CaptionCue(start_s=0.2, end_s=1.6, lines=lines)]
+    spec = FinishSpec(aspect=aspect, locale=locale, loudness=LOUDNESS_TARGETS[profile],
+                      captions=cues)
+    return finish_clip(frames, audio, FPS, RATE, spec, tmp_path), frames
+
+
+@pytest.mark.parametrize(("aspect", "size"), [(Aspect.LANDSCAPE, (1280, 720)),
+                                              (Aspect.PORTRAIT, (720, 1280)),
+                                              (Aspect.SQUARE, (720, 720))])
+def test_encoded_file_meets_the_delivery_spec(tmp_path: Path, aspect: Aspect,
+                                              size: tuple[int, int]) -> None:
+    result, frames = _finish(tmp_path, aspect=aspect)
+    path = Path(result.video_path)
+    media = probe(path)
+    assert media.video is not None and media.audio is not None
+    assert (media.video.codec, media.video.profile, media.video.pix_fmt) == \
+        ("h264", "High", "yuv420p")
+    assert (media.video.width, media.video.height) == size
+    assert media.video.fps == pytest.approx(24.0)
+    assert (media.audio.codec, media.audio.sample_rate, media.audio.channels) == \
+        ("aac", 48_000, 2)
+    assert media.audio.language == "ger" and media.subtitles[0].codec == "mov_text"
+    assert media.subtitles[0].language == "ger"
+    assert media.faststart
+    with av.open(str(path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == len(frames)
+        stream = container.streams.video[0].codec_context
+        assert stream.color_primaries == 1 and stream.color_trc == 1  # BT.709 tags
+    assert result.qc.passed, result.qc.failures
+    assert result.preview  # 128x72 upscaled to 720p is a preview, and says so
+
+
+@pytest.mark.parametrize("profile", [LoudnessProfile.WEB, LoudnessProfile.BROADCAST])
+def test_loudness_hits_the_target_measured_independently(tmp_path: Path,
+                                                         profile: LoudnessProfile) -> None:
+    result, _ = _finish(tmp_path, profile=profile)
+    audio, rate = decode_audio(Path(result.video_path))
+    loudness = pyloudnorm.Meter(rate).integrated_loudness(audio.T)
+    target = LOUDNESS_TARGETS[profile].integrated_lufs
+    assert abs(loudness - target) <= 1.0
+    assert result.true_peak_out_dbtp is not None and result.true_peak_out_dbtp <= -1.0
+
+
+@pytest.mark.parametrize(("broken", "failing"), [
+    ({"silent": True}, {"silence", "loudness"}),
+    ({"black": True}, {"black_picture", "frozen_picture"}),  # a black picture is also still
+    ({"clipped": True}, {"clipping"}),
+])
+def test_broken_clips_fail_qc_with_the_right_reasons(tmp_path: Path, broken: dict[str, bool],
+                                                     failing: set[str]) -> None:
+    result, _ = _finish(tmp_path, **broken)
+    failed = {check.name for check in result.qc.checks if not check.passed}
+    assert failed == failing
+    if failing:
+        assert next_action(result.qc, attempt=0, max_retries=1) == "retry"
+        assert next_action(result.qc, attempt=1, max_retries=1) == "fail"
+    else:
+        assert next_action(result.qc, attempt=0, max_retries=1) == "accept"
+
+
+def test_crop_box_keeps_the_aspect_and_the_focus() -> None:
+    assert crop_box(640, 352, Aspect.LANDSCAPE) == (626, 352, 7, 0)
+    assert crop_box(640, 352, Aspect.SQUARE) == (352, 352, 144, 0)
+    assert crop_box(640, 352, Aspect.SQUARE, focus=(0.0, 0.5)) == (352, 352, 0, 0)
+    assert crop_box(352, 640, Aspect.PORTRAIT) == (352, 626, 0, 7)
+
+
+def test_caption_files() -> None:
+    cues = [CaptionCue(start_s=0.5, end_s=2.25, lines=["Hello", "world"]),
+            CaptionCue(start_s=3723.004, end_s=3724.0, lines=["late"])]
+    assert to_srt(cues).startswith("1\n00:00:00,500 --> 00:00:02,250\nHello\nworld\n\n2\n")
+    vtt = to_vtt(cues)
+    assert "01:02:03.004 --> 01:02:04.000" in vtt and not caption_problems(vtt)
+    assert caption_problems("WEBVTT\n\n00:00:02.000 --> 00:00:01.000\nbackwards\n")
+    assert caption_problems("not a vtt") == ["missing WEBVTT header"]
+
+
+def test_language_tags_are_iso_639_2() -> None:
+    assert [iso639_2(t) for t in ("en-US", "de-DE", "zh-CN", "ar", "fr-FR")] == \
+        ["eng", "ger", "chi", "ara", "fre"]
