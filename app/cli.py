@@ -196,6 +196,69 @@ def lineage(deliverable: Annotated[str, typer.Argument(help="Deliverable id (or 
         console.print(f"{'  ' * 4}brief {row.brief_id} (campaign {row.brief.campaign.slug})")
 
 
+team_app = typer.Typer(no_args_is_help=True, help="Teams and their API tokens.")
+app.add_typer(team_app, name="team")
+
+
+@team_app.command("create")
+def team_create(name: Annotated[str, typer.Argument(help="Team name: a-z, 0-9, dashes.")]
+                ) -> None:
+    """Add a team and print its API token (shown once; only its hash is stored)."""
+    from app.auth import create_team
+    from schemas.errors import InvalidTransition
+
+    services = _services()
+    try:
+        with session_scope(services.engine) as session:
+            token = create_team(session, name)
+    except (ValueError, InvalidTransition) as err:
+        errors.print(f"[red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    errors.print(f"team {name} created; its token (store it now, it is not shown again):")
+    sys.stdout.write(token + "\n")  # stdout: just the token, for scripts
+
+
+@team_app.command("list")
+def team_list() -> None:
+    """The teams."""
+    from infra.db_models import Team
+
+    services = _services()
+    with session_scope(services.engine) as session:
+        for team in session.scalars(select(Team).order_by(Team.name)):
+            console.print(f"{team.name}  (since {team.created_at:%Y-%m-%d})")
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port.")] = 8000,
+          worker: Annotated[bool | None, typer.Option(
+              "--worker/--no-worker",
+              help="Run production in this process's embedded worker. Default: on unless "
+                   "PREFECT_API_URL is set (then deployments do the work).")] = None) -> None:
+    """Start the review service: API at /api (docs at /docs), review page at /."""
+    import uvicorn
+
+    from app.service import create_app
+    from app.worker import EmbeddedWorker
+
+    _configure_prefect(verbose=False)
+    settings = load_settings()
+    embedded = None
+    if worker if worker is not None else not settings.prefect_api_url:
+        embedded = EmbeddedWorker(settings)
+        embedded.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                           log_level="info", access_log=False))
+    errors.print(f"review service on http://{host}:{port}/ (API docs: /docs); "
+                 f"production: {'embedded worker' if embedded else 'Prefect deployments'}")
+    try:
+        server.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 @app.command()
 def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Make the tiny checkpoint if needed, submit the example brief and produce it."""
@@ -219,3 +282,6 @@ def main() -> None:
 
 
 __all__ = ["main", "app", "UUID"]
+
+if __name__ == "__main__":  # `python -m app.cli`: the embedded worker's child runs
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from infra.settings import load_settings
 from tasks.deliver import finish_task, publish_task
@@ -23,7 +24,7 @@ def produce_campaign(brief_id: str) -> dict[str, int]:
     services = Services(load_settings())
     logger = get_run_logger()
     brief = UUID(brief_id)
-    open_production(services, brief)
+    open_production(services, brief, flow_run_id=str(flow_run.id) if flow_run.id else None)
     pool = open_pool(services.settings)
     try:
         while True:

@@ -49,6 +49,7 @@ class BriefRow(Base):
     status: Mapped[str] = mapped_column(String(20), index=True, default="submitted")
     problems: Mapped[list[Any] | None] = mapped_column(JSON)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))  # the Prefect run producing it
     artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
@@ -115,6 +116,7 @@ class Deliverable(Base):
 
     brief: Mapped[BriefRow] = relationship(back_populates="deliverables")
     video: Mapped[Artifact | None] = relationship(foreign_keys=[video_artifact_id])
+    decisions: Mapped[list[ReviewDecision]] = relationship(order_by="ReviewDecision.created_at")
 
 
 class Artifact(Base):
@@ -152,3 +154,32 @@ class LineageEdge(Base):
 
     child: Mapped[Artifact] = relationship(foreign_keys=[child_id], back_populates="parents")
     parent: Mapped[Artifact] = relationship(foreign_keys=[parent_id])
+
+
+class Team(Base):
+    """A marketing team: it sees and acts on its own briefs only. The API token is stored as
+    its SHA-256 (tokens are 256-bit random, so a fast hash cannot be brute-forced)."""
+
+    __tablename__ = "team"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class ReviewDecision(Base):
+    """An approve / reject decision on a deliverable: who, when, what."""
+
+    __tablename__ = "review_decision"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    deliverable_id: Mapped[UUID] = mapped_column(ForeignKey("deliverable.id"), index=True)
+    team: Mapped[str] = mapped_column(String(100))
+    reviewer: Mapped[str] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(10))  # approve, reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+    rerender: Mapped[bool] = mapped_column(default=False)
+    new_seed: Mapped[int | None] = mapped_column(BigInteger)
+    artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

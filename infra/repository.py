@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -19,6 +20,8 @@ from infra.db_models import (
     LineageEdge,
     PlanRow,
     RenderJob,
+    ReviewDecision,
+    Team,
 )
 from schemas.errors import InvalidTransition, NotFound
 
@@ -30,9 +33,9 @@ TRANSITIONS: dict[str, dict[str, set[str]]] = {
         "submitted": {"claimed"},
         "claimed": {"planned", "invalid", "submitted"},
         "planned": {"producing"},
-        "producing": {"done", "failed"},
-        "failed": {"producing"},
-        "done": {"producing"},  # a rerun checks everything again and renders nothing new
+        "producing": {"done", "failed", "planned"},
+        "failed": {"producing", "planned"},
+        "done": {"producing", "planned"},  # planned again: a reviewer asked for a re-render
         "invalid": set(),
     },
     "render_job": {
@@ -129,6 +132,43 @@ def save_plan(session: Session, brief: BriefRow, body: dict[str, Any],
                              lambda: PlanRow(brief_id=brief.id, body=body,
                                              artifact_id=artifact.id))
     return plan
+
+
+def recent_submissions(session: Session, team: str, window: timedelta) -> int:
+    """Briefs `team` submitted within the last `window` (for the per-minute limit)."""
+    since = datetime.now(UTC) - window
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        since = since.replace(tzinfo=None)  # SQLite keeps naive UTC text
+    return int(session.scalar(select(func.count()).select_from(BriefRow).where(
+        BriefRow.team == team, BriefRow.created_at >= since)) or 0)
+
+
+# ---- teams and review decisions -------------------------------------------------------------
+
+
+def add_team(session: Session, name: str, token_sha256: str) -> Team:
+    if session.scalars(select(Team).where(Team.name == name)).first() is not None:
+        raise InvalidTransition(f"team {name!r} exists already")
+    team = Team(name=name, token_sha256=token_sha256)
+    session.add(team)
+    session.flush()
+    return team
+
+
+def team_by_token_hash(session: Session, token_sha256: str) -> Team | None:
+    return session.scalars(select(Team).where(Team.token_sha256 == token_sha256)).first()
+
+
+def add_decision(session: Session, deliverable: Deliverable, *, decision_id: UUID, team: str,
+                 reviewer: str, decision: str, comment: str, rerender: bool = False,
+                 new_seed: int | None = None, artifact: Artifact | None = None
+                 ) -> ReviewDecision:
+    row = ReviewDecision(id=decision_id, deliverable_id=deliverable.id, team=team,
+                         reviewer=reviewer, decision=decision, comment=comment, rerender=rerender,
+                         new_seed=new_seed, artifact_id=artifact.id if artifact else None)
+    session.add(row)
+    session.flush()
+    return row
 
 
 # ---- renders and deliverables --------------------------------------------------------------

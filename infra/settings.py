@@ -52,7 +52,20 @@ class Settings(BaseModel):
     openlineage_url: str | None = Field(None, description=(
         "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
     prefect_api_url: str | None = Field(None, description=(
-        "Prefect server API. Unset: Prefect's ephemeral server (read by Prefect itself)."))
+        "Prefect server API. Unset: Prefect's ephemeral server (read by Prefect itself). Set: "
+        "the review service starts the `produce-campaign` deployment for each new brief."))
+    prefect_ui_url: str | None = Field(None, description=(
+        "Prefect UI for flow-run links on the review page. Default: `PREFECT_API_URL` "
+        "without its `/api`."))
+    ray_dashboard_url: str | None = Field(None, description=(
+        "Ray dashboard link on the review page. Default with `RAY_DASHBOARD`: "
+        "`http://127.0.0.1:8265`."))
+    api_max_body_bytes: int = Field(20 * 2**20, ge=1024, description=(
+        "Largest request body the review service accepts (brief plus first-frame images)."))
+    api_submissions_per_minute: int = Field(10, ge=1, description=(
+        "Briefs one team may submit per minute; more get HTTP 429."))
+    produce_deployment: str = Field("produce-campaign/produce-campaign", description=(
+        "Deployment the review service starts for a new brief when `PREFECT_API_URL` is set."))
 
     @property
     def database(self) -> str:
@@ -65,6 +78,19 @@ class Settings(BaseModel):
     @property
     def checkpoint(self) -> Path:
         return self.mova_checkpoint or self.mova_data_dir / "checkpoints" / "tiny"
+
+    @property
+    def prefect_ui(self) -> str | None:
+        if self.prefect_ui_url:
+            return self.prefect_ui_url.rstrip("/")
+        return self.prefect_api_url.rstrip("/").removesuffix("/api") if self.prefect_api_url \
+            else None
+
+    @property
+    def ray_dashboard_link(self) -> str | None:
+        if self.ray_dashboard_url:
+            return self.ray_dashboard_url
+        return "http://127.0.0.1:8265" if self.ray_dashboard and not self.ray_address else None
 
     @property
     def lineage_dir(self) -> Path:

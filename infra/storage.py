@@ -79,6 +79,10 @@ class ObjectStore(Protocol):
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str | None: ...
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's file when the store is a local folder (served directly), else None."""
+        ...
+
     def copy(self, src_key: str, dst_key: str) -> StoredObject: ...
 
 
@@ -244,6 +248,9 @@ class LocalStore:
     def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:
         return None  # a folder has no URL of its own; the application serves local files
 
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key) if self.exists(key) else None
+
     def copy(self, src_key: str, dst_key: str) -> StoredObject:
         source = self.head(src_key)
         if source is None:
@@ -400,6 +407,9 @@ class S3Store:
 
     def uri_for(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
+
+    def local_path(self, key: str) -> Path | None:
+        return None
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:
         return str(self.client.generate_presigned_url(

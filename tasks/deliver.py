@@ -124,15 +124,26 @@ def _store_results(services: Services, session: Any, result: FinishResult, input
     return video
 
 
+FILE_SUFFIXES = {"video": ".mp4", "video_burned": ".burned.mp4", "captions_srt": ".srt",
+                 "captions_vtt": ".vtt", "manifest": ".manifest.json"}
+
+
+def published_key(row: Deliverable, campaign: str, kind: str, *, review: bool) -> str:
+    """Where a deliverable's file of `kind` is published: the campaign layout, or the same
+    layout under review/ while it waits for approval."""
+    key = deliverable_key(campaign, row.locale, row.aspect, row.scene_id + FILE_SUFFIXES[kind])
+    return f"{REVIEW_PREFIX}/{key}" if review else key
+
+
 def _manifest(session: Any, row: Deliverable, brief: Brief, files: list[dict[str, Any]],
-              video: Artifact) -> dict[str, Any]:
+              video: Artifact, approval: dict[str, Any] | None) -> dict[str, Any]:
     chain = [{"depth": depth, "kind": a.kind, "uri": a.uri, "sha256": a.sha256, "task": a.task,
               "seed": a.seed, "checkpoint": a.checkpoint, "code_version": a.code_version}
              for depth, a in repo.lineage_chain(session, video.id)]
     clip = next((a for _, a in repo.lineage_chain(session, video.id) if a.kind == "clip"), None)
     # Content only (no row ids): the same brief and render give a byte-identical manifest, so
     # a rerun uploads nothing new.
-    return {
+    manifest = {
         "brief_sha256": row.brief.sha256, "variant": row.name,
         "campaign": brief.campaign, "brand": brief.brand, "product": brief.product,
         "scene_id": row.scene_id, "locale": row.locale, "aspect": row.aspect,
@@ -142,41 +153,48 @@ def _manifest(session: Any, row: Deliverable, brief: Brief, files: list[dict[str
         "render": clip.params.get("generation") if clip is not None else None,
         "lineage": chain,
     }
+    if approval is not None:
+        manifest["approval"] = approval
+    return manifest
+
+
+def publish_files(services: Services, session: Any, row: Deliverable, *, review: bool,
+                  approval: Artifact | None = None) -> None:
+    """Copy the finished files to their published keys (see `published_key`) and write the
+    manifest beside them; `approval` is the reviewer's decision, recorded in the manifest."""
+    assert row.video is not None
+    brief = _brief(row.brief)
+    files = []
+    for artifact in [row.video] + _companions(session, row.video):
+        stored = services.store.copy(str(artifact.params["key"]),
+                                     published_key(row, brief.campaign, artifact.kind,
+                                                   review=review))
+        files.append({"kind": artifact.kind, "uri": stored.uri, "sha256": stored.sha256,
+                      "size_bytes": stored.size_bytes})
+    decision = dict(approval.params) if approval is not None else None
+    manifest = _manifest(session, row, brief, files, row.video, decision)
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    key = published_key(row, brief.campaign, "manifest", review=review)
+    stored = services.store.put_bytes(data, key, content_type=JSON_TYPE)
+    repo.add_artifact(session, kind="manifest", input_key=hashlib.sha256(data).hexdigest(),
+                      sha256=stored.sha256, uri=stored.uri, size_bytes=stored.size_bytes,
+                      content_type=JSON_TYPE, task="publish.deliverable",
+                      code_version=services.code_version, params={"key": key},
+                      parents=[row.video] + ([approval] if approval is not None else []))
+    row.manifest_uri = stored.uri
+    row.published_uri = str(files[0]["uri"])
 
 
 def publish_deliverable(services: Services, deliverable_id: UUID) -> str:
-    """Copy the finished files to the campaign layout (or the review area when the brief needs
-    approval) and publish the manifest beside them."""
+    """Publish a finished variant to the campaign layout, or to the review area when the brief
+    needs approval."""
     with session_scope(services.engine) as session:
         row = repo.get(session, Deliverable, deliverable_id)
         if row.status != "finished" or row.video is None:
             return row.status
-        brief = _brief(row.brief)
-        prefix = f"{REVIEW_PREFIX}/" if brief.requires_approval else ""
-        stem = row.scene_id
-        files = []
-        sources = [row.video] + _companions(session, row.video)
-        for artifact in sources:
-            suffix = {"video": ".mp4", "video_burned": ".burned.mp4", "captions_srt": ".srt",
-                      "captions_vtt": ".vtt"}[artifact.kind]
-            key = prefix + deliverable_key(brief.campaign, row.locale, row.aspect,
-                                           f"{stem}{suffix}")
-            stored = services.store.copy(str(artifact.params["key"]), key)
-            files.append({"kind": artifact.kind, "uri": stored.uri, "sha256": stored.sha256,
-                          "size_bytes": stored.size_bytes})
-        manifest = _manifest(session, row, brief, files, row.video)
-        data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        key = prefix + deliverable_key(brief.campaign, row.locale, row.aspect,
-                                       f"{stem}.manifest.json")
-        stored = services.store.put_bytes(data, key, content_type=JSON_TYPE)
-        repo.add_artifact(session, kind="manifest", input_key=hashlib.sha256(data).hexdigest(),
-                          sha256=stored.sha256, uri=stored.uri, size_bytes=stored.size_bytes,
-                          content_type=JSON_TYPE, task="publish.deliverable",
-                          code_version=services.code_version, params={"key": key},
-                          parents=[row.video])
-        row.manifest_uri = stored.uri
-        row.published_uri = str(files[0]["uri"])
-        repo.transition(row, "in_review" if brief.requires_approval else "published")
+        review = _brief(row.brief).requires_approval
+        publish_files(services, session, row, review=review)
+        repo.transition(row, "in_review" if review else "published")
         return row.status
 
 

@@ -24,27 +24,34 @@ BRIEF_CONTENT_TYPE = "application/json"
 
 
 def _upload_first_frames(services: Services, brief: Brief, base_dir: Path | None) -> Brief:
-    """Store local first-frame images and point the brief at their storage keys."""
-    scenes = []
-    for index, scene in enumerate(brief.scenes):
-        ref = scene.first_frame
-        if ref is None or ref.startswith(("s3://", "inputs/")):
-            scenes.append(scene)
-            continue
-        path = (base_dir or Path.cwd()) / ref
-        if not path.is_file():
-            raise BriefInvalid([(f"scenes[{index}].first_frame", f"no file at {path}")])
+    """Store local first-frame images and point the brief at their storage keys. Every file
+    is checked before any is stored, so a brief with a missing image leaves nothing behind."""
+    local = {index: (base_dir or Path.cwd()) / scene.first_frame
+             for index, scene in enumerate(brief.scenes)
+             if scene.first_frame is not None
+             and not scene.first_frame.startswith(("s3://", "inputs/"))}
+    missing = [(f"scenes[{i}].first_frame", f"no file {path.name!r} was given with the brief")
+               for i, path in local.items() if not path.is_file()]
+    if missing:
+        raise BriefInvalid(missing)
+    scenes = list(brief.scenes)
+    for index, path in local.items():
         data = path.read_bytes()
         key = f"inputs/{sha256_bytes(data)}{path.suffix.lower()}"
         services.store.put_bytes(data, key, content_type=mimetypes.guess_type(path.name)[0])
-        scenes.append(scene.model_copy(update={"first_frame": key}))
+        scenes[index] = scenes[index].model_copy(update={"first_frame": key})
     return brief.model_copy(update={"scenes": scenes})
 
 
 def submit_brief(services: Services, raw: bytes | str, *, fmt: str | None = None,
-                 base_dir: Path | None = None, team: str | None = None) -> UUID:
-    """Validate a brief and queue it; an invalid brief raises BriefInvalid and stores nothing."""
-    brief = _upload_first_frames(services, load_brief(raw, fmt=fmt), base_dir)
+                 base_dir: Path | None = None, team: str | None = None,
+                 requires_approval: bool | None = None) -> UUID:
+    """Validate a brief and queue it; an invalid brief raises BriefInvalid and stores nothing.
+    `requires_approval` overrides the brief's own field (the review form's checkbox)."""
+    brief = load_brief(raw, fmt=fmt)
+    if requires_approval is not None:
+        brief = brief.model_copy(update={"requires_approval": requires_approval})
+    brief = _upload_first_frames(services, brief, base_dir)
     canonical = brief.model_dump_json(indent=2)
     with session_scope(services.engine) as session:
         row = repo.add_brief(session, campaign_slug=brief.campaign, brand=brief.brand,

@@ -13,11 +13,13 @@ from infra.db_models import BriefRow, Deliverable, RenderJob
 from tasks.services import Services
 
 
-def open_production(services: Services, brief_id: UUID) -> None:
-    """Mark the brief producing; failed renders and failed variants get another chance."""
+def open_production(services: Services, brief_id: UUID, flow_run_id: str | None = None) -> None:
+    """Mark the brief producing (by this Prefect flow run); failed renders and failed variants
+    get another chance."""
     with session_scope(services.engine) as session:
         brief = repo.get(session, BriefRow, brief_id)
         repo.transition(brief, "producing")
+        brief.flow_run_id = flow_run_id or brief.flow_run_id
         for row in brief.deliverables:
             if row.status == "failed":
                 repo.transition(row, "pending")
@@ -36,12 +38,18 @@ def deliverables_in(services: Services, brief_id: UUID, status: str) -> list[UUI
 
 
 def close_production(services: Services, brief_id: UUID) -> dict[str, int]:
-    """Brief done when every variant is published or in review, else failed; the counts."""
+    """Brief done when every variant is published or in review, else failed; planned again
+    when a reviewer sent a variant back for a re-render during the run. The counts."""
     with session_scope(services.engine) as session:
         brief = repo.get(session, BriefRow, brief_id)
         counts = Counter(row.status for row in brief.deliverables)
-        finished = counts["published"] + counts["in_review"] + counts["approved"]
-        repo.transition(brief, "done" if finished == len(brief.deliverables) else "failed")
+        finished = counts["published"] + counts["in_review"] + counts["approved"] \
+            + counts["rejected"]
+        if counts["pending"]:
+            status = "planned"
+        else:
+            status = "done" if finished == len(brief.deliverables) else "failed"
+        repo.transition(brief, status)
         return dict(counts)
 
 

@@ -21,7 +21,8 @@ from infra.repository import (
 )
 from schemas.errors import InvalidTransition
 
-TABLES = {"campaign", "brief", "plan", "render_job", "deliverable", "artifact", "lineage_edge"}
+TABLES = {"campaign", "brief", "plan", "render_job", "deliverable", "artifact", "lineage_edge",
+          "team", "review_decision"}
 
 
 def _submit(engine: Engine, n: int) -> None:
@@ -38,6 +39,18 @@ def test_migrations_create_every_table_and_downgrade_removes_them(engine: Engine
     upgrade_to_head(engine)
     upgrade_to_head(engine)  # idempotent
     assert TABLES <= set(inspect(engine).get_table_names())
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    """A model change without its migration would break every deployed database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from infra.db_models import Base
+
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
 
 
 def test_state_machine_refuses_illegal_moves(engine: Engine) -> None:

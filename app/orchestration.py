@@ -1,0 +1,50 @@
+"""Starting production for a brief submitted to the review service.
+
+With a Prefect server (`PREFECT_API_URL`), the brief is planned at once and the
+`produce-campaign` deployment is started for it; its flow-run id is kept for the campaign
+page's link. Without one, nothing happens here: the scheduled `ingest-briefs` deployment (or
+`mova-ads serve`'s embedded worker) picks the brief up. If the server cannot be reached the
+brief stays planned, and the next scheduled ingest produces it: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+from infra import repository as repo
+from infra.db import session_scope
+from infra.db_models import BriefRow
+from tasks.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def start_production(services: Services, brief_id: UUID) -> str | None:
+    """The started flow run's id, or None when production is left to the schedule."""
+    settings = services.settings
+    if not settings.prefect_api_url:
+        return None
+    from tasks.ingest import plan_brief
+
+    with session_scope(services.engine) as session:
+        row = repo.get(session, BriefRow, brief_id)
+        if row.status != "submitted":  # an ingest run took it first
+            return None
+        repo.transition(row, "claimed")
+        row.claimed_by = "review-service"
+    if plan_brief(services, brief_id) is None:
+        return None
+    try:
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(name=settings.produce_deployment,
+                             parameters={"brief_id": str(brief_id)}, timeout=0)
+    except Exception as err:  # noqa: BLE001 - the schedule will still produce the brief
+        log.warning("orchestration.start_failed brief_id=%s deployment=%s error=%s", brief_id,
+                    settings.produce_deployment, err)
+        return None
+    with session_scope(services.engine) as session:
+        repo.get(session, BriefRow, brief_id).flow_run_id = str(run.id)
+    log.info("orchestration.started brief_id=%s flow_run_id=%s", brief_id, run.id)
+    return str(run.id)
