@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,16 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/mova-ads demo
 
-test: install
+test: install browser
 	$(PY) -m pytest
+
+# The review page's browser test drives Debian's chromium (no browser download): install it
+# when this is a Debian machine and we are root; otherwise that one test is skipped.
+browser:
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "chromium could not be installed: the browser test will be skipped"
 
 lint: install
 	$(VENV)/bin/ruff check .

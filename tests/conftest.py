@@ -50,6 +50,12 @@ def postgres_url() -> Iterator[str]:
     yield from _fresh_postgres_database()
 
 
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """A database shared by one test module (a server process running for the module)."""
+    yield from _fresh_postgres_database()
+
+
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A database of the test's own, for end-to-end runs."""

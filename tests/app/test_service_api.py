@@ -1,0 +1,186 @@
+"""The review service's API against a real server process, on SQLite and on PostgreSQL:
+submission in every format, access between teams, limits, readable errors, and that a refused
+request leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from infra.db import make_engine, session_scope
+from infra.db_models import Artifact, BriefRow, Campaign
+from tests.app.conftest import ROOT, Service
+
+EXAMPLE = (ROOT / "examples" / "brief.yaml").read_text()
+BODY_LIMIT = 300_000
+PER_MINUTE = 6  # per team; team "flood" is the one that reaches it
+
+
+@pytest.fixture(scope="module")
+def service(database_url: str, service_factory: Callable[..., Service],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield service_factory(tmp_path_factory.mktemp("svc"), database_url,
+                          teams=("emea", "apac", "flood"), worker=False,
+                          API_MAX_BODY_BYTES=str(BODY_LIMIT), API_SUBMISSIONS_PER_MINUTE=str(PER_MINUTE))
+
+
+def _counts(service: Service) -> tuple[int, int, int, list[str]]:
+    """Briefs, campaigns, artifacts and stored files: what a refused request must not add."""
+    engine = make_engine(service.database_url)
+    with session_scope(engine) as session:
+        counts = tuple(int(session.scalar(select(func.count()).select_from(model)) or 0)
+                       for model in (BriefRow, Campaign, Artifact))
+    engine.dispose()
+    storage = service.data_dir / "storage"
+    files = sorted(str(p.relative_to(storage)) for p in storage.rglob("*") if p.is_file()) \
+        if storage.exists() else []
+    return (*counts, files)  # type: ignore[return-value]
+
+
+def _brief(**changes: object) -> dict[str, object]:
+    brief = yaml.safe_load(EXAMPLE)
+    brief.update(changes)
+    return brief
+
+
+def test_a_brief_submitted_as_yaml_json_or_form_can_be_read_back(service: Service) -> None:
+    with service.client() as client:
+        as_yaml = client.post("/api/briefs", content=EXAMPLE,
+                              headers={"Content-Type": "application/yaml"})
+        as_json = client.post("/api/briefs?requires_approval=true", json=_brief())
+        assert as_yaml.status_code == as_json.status_code == 201, (as_yaml.text, as_json.text)
+        assert as_yaml.headers["location"] == f"/api/briefs/{as_yaml.json()['id']}"
+        png = (ROOT / "tests" / "app" / "first_frame.png").read_bytes()
+        scenes = _brief()["scenes"]
+        scenes[0]["first_frame"] = "hero.png"  # type: ignore[index]
+        form = client.post("/api/briefs", files={
+            "brief": ("brief.yaml", yaml.safe_dump(_brief(scenes=scenes)), "application/yaml"),
+            "first_frames": ("hero.png", png, "image/png")})
+        assert form.status_code == 201, form.text
+
+        read = client.get(f"/api/briefs/{as_json.json()['id']}").json()
+        assert read["status"] == "submitted" and read["team"] == "emea"
+        assert read["requires_approval"] is True and read["active"] is True
+        assert read["locales"] == ["en-US", "de-DE"] and read["aspects"] == ["16:9", "9:16"]
+        assert client.get(f"/api/briefs/{as_yaml.json()['id']}").json()[
+            "requires_approval"] is False
+        listed = [b["id"] for b in client.get("/api/briefs").json()]
+        assert {as_yaml.json()["id"], as_json.json()["id"], form.json()["id"]} <= set(listed)
+    stored = [f for f in _counts(service)[3] if f.startswith("inputs/")]
+    assert any(f.endswith(".png") for f in stored), "the uploaded first frame was not stored"
+
+
+def test_another_teams_brief_is_not_found_and_tokens_are_required(service: Service) -> None:
+    with service.client("emea") as emea, service.client("apac") as apac, \
+            service.client(None) as anonymous:
+        brief_id = emea.post("/api/briefs", json=_brief()).json()["id"]
+        for path in (f"/api/briefs/{brief_id}", f"/api/briefs/{brief_id}/deliverables"):
+            response = apac.get(path)
+            assert response.status_code == 404 and brief_id in response.json()["detail"]
+            assert "emea" not in response.text and "aurora" not in response.text
+        assert brief_id not in [b["id"] for b in apac.get("/api/briefs").json()]
+        assert anonymous.get(f"/api/briefs/{brief_id}").status_code == 401
+        assert anonymous.get("/api/briefs").status_code == 401
+        wrong = httpx.get(f"{service.url}/api/briefs", headers={
+            "Authorization": "Bearer mova_not-a-token"})
+        assert wrong.status_code == 401 and "token" in wrong.json()["detail"]
+        # page requests carry the token as a cookie instead
+        cookie = httpx.get(f"{service.url}/api/briefs/{brief_id}",
+                           cookies={"mova_token": service.tokens["emea"]})
+        assert cookie.status_code == 200
+
+
+@pytest.mark.parametrize("path", [
+    "/api/briefs/00000000-0000-0000-0000-000000000000", "/api/briefs/not-an-id",
+    "/api/deliverables/00000000-0000-0000-0000-000000000000",
+    "/api/deliverables/not-an-id/files/video"])
+def test_unknown_ids_are_404_with_a_message(service: Service, path: str) -> None:
+    with service.client() as client:
+        response = client.get(path)
+    assert response.status_code == 404 and response.json()["detail"]
+
+
+def test_decisions_on_unknown_or_foreign_deliverables_are_404(service: Service) -> None:
+    with service.client("apac") as client:
+        response = client.post("/api/deliverables/00000000-0000-0000-0000-000000000000/approve",
+                               json={"comment": "fine"})
+        assert response.status_code == 404
+        response = client.post("/api/deliverables/00000000-0000-0000-0000-000000000000/reject",
+                               json={"comment": ""})
+        assert response.status_code == 422
+        assert response.json()["problems"][0]["path"] == "comment"
+
+
+def test_a_malformed_brief_is_422_with_every_problem_and_leaves_nothing(
+        service: Service) -> None:
+    before = _counts(service)
+    bad = EXAMPLE.replace("[en-US, de-DE]", "[en-US, xx-QQ]").replace("duration_s: 1.0",
+                                                                      "duration_s: -2")
+    with service.client() as client:
+        response = client.post("/api/briefs", content=bad,
+                               headers={"Content-Type": "text/yaml"})
+        assert response.status_code == 422
+        paths = {p["path"] for p in response.json()["problems"]}
+        assert {"locales[1]", "scenes[0].duration_s"} <= paths, response.text
+        not_yaml = client.post("/api/briefs", content="campaign: [unclosed",
+                               headers={"Content-Type": "application/yaml"})
+        assert not_yaml.status_code == 422 and not_yaml.json()["problems"]
+        not_json = client.post("/api/briefs", content="{not json",
+                               headers={"Content-Type": "application/json"})
+        assert not_json.status_code == 422
+        # a first frame must come with the brief: the server's own files are never read
+        scenes = _brief()["scenes"]
+        scenes[0]["first_frame"] = "pyproject.toml"  # type: ignore[index]
+        missing = client.post("/api/briefs", json=_brief(scenes=scenes))
+        assert missing.status_code == 422
+        assert missing.json()["problems"][0]["path"] == "scenes[0].first_frame"
+        wrong_type = client.post("/api/briefs", content=b"\x00\x01",
+                                 headers={"Content-Type": "application/octet-stream"})
+        assert wrong_type.status_code == 415 and "Content-Type" in wrong_type.json()["detail"]
+    assert _counts(service) == before
+
+
+def test_oversize_bodies_are_413_whether_declared_or_streamed(service: Service) -> None:
+    before = _counts(service)
+    padding = "#" + "x" * (BODY_LIMIT + 10) + "\n"
+    with service.client() as client:
+        declared = client.post("/api/briefs", content=EXAMPLE + padding,
+                               headers={"Content-Type": "application/yaml"})
+        assert declared.status_code == 413
+        assert f"{BODY_LIMIT:,}" in declared.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield EXAMPLE.encode()
+            for _ in range(40):
+                yield b"#" + b"x" * 10_000 + b"\n"
+
+        streamed = client.post("/api/briefs", content=chunks(),
+                               headers={"Content-Type": "application/yaml"})
+        assert streamed.status_code == 413
+    assert _counts(service) == before
+
+
+def test_submissions_beyond_the_per_minute_limit_are_429(service: Service) -> None:
+    with service.client("flood") as client:
+        accepted = [client.post("/api/briefs", json=_brief()).status_code
+                    for _ in range(PER_MINUTE)]
+        before = _counts(service)
+        refused = client.post("/api/briefs", json=_brief())
+    assert accepted == [201] * PER_MINUTE
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+    assert f"limit {PER_MINUTE}" in refused.json()["detail"]
+    assert _counts(service) == before
+    with service.client("apac") as other:  # the limit is per team
+        assert other.post("/api/briefs", json=_brief()).status_code == 201
+
+
+def test_openapi_docs_are_served(service: Service) -> None:
+    assert httpx.get(f"{service.url}/docs").status_code == 200
+    spec = httpx.get(f"{service.url}/openapi.json").json()
+    assert {"/api/briefs", "/api/briefs/{brief_id}", "/api/deliverables/{deliverable_id}/approve",
+            "/api/deliverables/{deliverable_id}/files/{kind}"} <= set(spec["paths"])
