@@ -5,7 +5,6 @@ request leaves nothing behind."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,7 +25,8 @@ def service(database_url: str, service_factory: Callable[..., Service],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield service_factory(tmp_path_factory.mktemp("svc"), database_url,
                           teams=("emea", "apac", "flood"), worker=False,
-                          API_MAX_BODY_BYTES=str(BODY_LIMIT), API_SUBMISSIONS_PER_MINUTE=str(PER_MINUTE))
+                          API_MAX_BODY_BYTES=str(BODY_LIMIT),
+                          API_SUBMISSIONS_PER_MINUTE=str(PER_MINUTE))
 
 
 def _counts(service: Service) -> tuple[int, int, int, list[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import urllib.request
 import uuid
 from pathlib import Path
@@ -164,23 +163,26 @@ def test_local_store_reserves_its_own_file_names(tmp_path: Path, bad: str) -> No
         LocalStore(tmp_path).put_bytes(b"x", bad)
 
 
-def test_source_changing_mid_write_leaves_the_old_version(tmp_path: Path) -> None:
-    """A FIFO yields different bytes on its second read: the hash pass and copy pass disagree."""
+def test_source_changing_mid_write_leaves_the_old_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source file is rewritten between the hash pass and the copy pass (another process
+    writing it): the copy's hash disagrees and the store refuses it."""
+    import infra.storage as storage_module
+
     store = LocalStore(tmp_path / "store")
     old = store.put_bytes(b"old", "a/v.bin")
-    fifo = tmp_path / "source"
-    os.mkfifo(fifo)
+    source = tmp_path / "source"
+    source.write_bytes(b"first read")
+    hash_file = storage_module.sha256_file
 
-    def feed() -> None:
-        for payload in (b"first read", b"second read differs"):
-            with fifo.open("wb") as writer:
-                writer.write(payload)
+    def hash_then_rewrite(path: Path) -> str:
+        digest = hash_file(path)
+        Path(path).write_bytes(b"second read differs")
+        return digest
 
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
+    monkeypatch.setattr(storage_module, "sha256_file", hash_then_rewrite)
     with pytest.raises(StorageError, match="changed while storing"):
-        store.put_file(fifo, "a/v.bin")
-    feeder.join(timeout=5)
+        store.put_file(source, "a/v.bin")
     assert not list((tmp_path / "store").rglob(".tmp-*"))
     # The sidecar was dropped before the write, so the half-done key reads as absent...
     assert store.head("a/v.bin") is None and store.list() == []

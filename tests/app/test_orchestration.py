@@ -1,0 +1,88 @@
+"""With a Prefect server configured, a brief submitted to the service is planned at once and
+the produce-campaign deployment is started for it; the campaign page links the flow run.
+Runs a real `prefect server` on 127.0.0.1 (slow: the server takes a while to start)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.app.conftest import ROOT, Service
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def prefect_api(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false")
+    log = (tmp_path / "prefect.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
+                               "127.0.0.1", "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail("prefect server did not start:\n"
+                        + (tmp_path / "prefect.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield api
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_a_new_brief_starts_the_produce_deployment_and_links_its_run(
+        prefect_api: str, service_factory: Callable[..., Service], tiny_checkpoint: Path,
+        tmp_path: Path) -> None:
+    register = subprocess.run(
+        [sys.executable, "-c", "from flows.produce import produce_campaign; "
+         "print(produce_campaign.to_deployment(name='produce-campaign').apply())"],
+        env={**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert register.returncode == 0, register.stderr[-3000:]
+    deployment_id = register.stdout.strip().splitlines()[-1]
+
+    service = service_factory(tmp_path / "svc", f"sqlite:///{tmp_path / 'svc' / 'db.sqlite'}",
+                              teams=("emea",), worker=False, checkpoint=tiny_checkpoint,
+                              PREFECT_API_URL=prefect_api)
+    with service.client() as client:
+        brief_id = client.post("/api/briefs", content=(ROOT / "examples" / "brief.yaml")
+                               .read_bytes(), headers={"Content-Type": "application/yaml"}
+                               ).json()["id"]
+        deadline = time.monotonic() + 60
+        while (brief := client.get(f"/api/briefs/{brief_id}").json())["flow_run_id"] is None:
+            assert time.monotonic() < deadline, f"no flow run started:\n{service.log()}"
+            time.sleep(0.5)
+        assert brief["status"] == "planned" and len(brief["deliverables"]) == 4
+        run_id = brief["flow_run_id"]
+        ui = prefect_api.removesuffix("/api")
+        assert brief["flow_run_url"] == f"{ui}/runs/flow-run/{run_id}"
+        page = client.get(f"/briefs/{brief_id}")  # the page accepts the Bearer token too
+        assert f'href="{ui}/runs/flow-run/{run_id}"' in page.text
+
+    run = httpx.get(f"{prefect_api}/flow_runs/{run_id}").json()
+    assert run["deployment_id"] == deployment_id
+    assert run["parameters"] == {"brief_id": brief_id}
