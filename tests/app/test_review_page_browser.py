@@ -50,7 +50,9 @@ def test_submit_watch_play_approve_in_the_browser(
             expect(page.locator("#brief-progress")).to_be_attached()
 
             # live progress: the page redraws itself until all four variants wait for review
+            # (and once more when the brief closes; after that it stops polling)
             page.wait_for_function(
+                "document.getElementById('brief').dataset.status === 'done' && "
                 "document.querySelectorAll('.variant[data-status=in_review] video').length"
                 " === 4", timeout=420_000, polling=1000)
             page.wait_for_load_state("networkidle")

@@ -1,7 +1,8 @@
 """The approval gate end to end through the service and its embedded worker, with the tiny
 model: variants wait in the review area, play with range requests, an approval publishes one
 variant, a rejection re-renders another with a new seed and leaves the rest untouched, and
-each decision is in the lineage. Slow (a production run); runs on SQLite and PostgreSQL."""
+each decision is in the lineage. Slow (a production run): runs on PostgreSQL; the browser test
+runs the same service on the SQLite default, and the fast API tests run on both."""
 
 from __future__ import annotations
 
@@ -58,16 +59,17 @@ def _render_seed(database_url: str, deliverable_id: str) -> int:
 
 
 def test_approve_publishes_and_reject_rerenders_only_that_variant(
-        database_url: str, service_factory: Callable[..., Service], tiny_checkpoint: Path,
+        module_postgres_url: str, service_factory: Callable[..., Service], tiny_checkpoint: Path,
         tmp_path_factory: pytest.TempPathFactory) -> None:
-    service = service_factory(tmp_path_factory.mktemp("review"), database_url, teams=("emea",),
-                              worker=True, checkpoint=tiny_checkpoint)
+    service = service_factory(tmp_path_factory.mktemp("review"), module_postgres_url,
+                              teams=("emea",), worker=True, checkpoint=tiny_checkpoint)
     storage = service.data_dir / "storage"
     with service.client() as client:
         brief_id = client.post("/api/briefs", json=_two_variant_brief()).json()["id"]
-        brief = _wait(client, brief_id, lambda b: len(b["deliverables"]) == 2 and all(
-            v["status"] == "in_review" for v in b["deliverables"]), service)
-        assert brief["status"] == "done" and brief["progress"] == 1.0
+        # the run closes the brief (done) just after its last variant reaches review
+        brief = _wait(client, brief_id, lambda b: b["status"] == "done", service)
+        assert [v["status"] for v in brief["deliverables"]] == ["in_review", "in_review"]
+        assert brief["progress"] == 1.0 and not brief["active"]
         assert brief["flow_run_id"], "the producing flow run is not recorded"
         landscape, portrait = brief["deliverables"]
         assert (landscape["aspect"], portrait["aspect"]) == ("16:9", "9:16")
@@ -102,8 +104,8 @@ def test_approve_publishes_and_reject_rerenders_only_that_variant(
             "comment": "the runner's shoes should be orange", "rerender": True}).json()
         assert rejected["status"] == "pending"
         assert rejected["decisions"][-1]["new_seed"] == seed_before + 1
-        brief = _wait(client, brief_id, lambda b: b["deliverables"][1]["status"] == "in_review",
-                      service)
+        brief = _wait(client, brief_id, lambda b: b["status"] == "done", service)
+        assert brief["deliverables"][1]["status"] == "in_review"
         assert _render_seed(service.database_url, portrait["id"]) == seed_before + 1
         assert brief["deliverables"][0]["status"] == "published"
         assert (final / "morning-run.mp4").stat().st_mtime == published_at, \
