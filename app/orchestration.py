@@ -44,7 +44,8 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
         log.warning("orchestration.start_failed brief_id=%s deployment=%s error=%s", brief_id,
                     settings.produce_deployment, err)
         return None
+    run_id = str(run.id)  # type: ignore[union-attr]  # called from sync code: a FlowRun
     with session_scope(services.engine) as session:
-        repo.get(session, BriefRow, brief_id).flow_run_id = str(run.id)
-    log.info("orchestration.started brief_id=%s flow_run_id=%s", brief_id, run.id)
-    return str(run.id)
+        repo.get(session, BriefRow, brief_id).flow_run_id = run_id
+    log.info("orchestration.started brief_id=%s flow_run_id=%s", brief_id, run_id)
+    return run_id

@@ -27,13 +27,13 @@ EXAMPLE_BRIEF = Path(__file__).resolve().parents[1] / "examples" / "brief.yaml"
 
 
 def add_pages(app: FastAPI, settings: Settings) -> None:
-    from app.service import TOKEN_COOKIE, ServiceError
+    from app.service import TOKEN_COOKIE, ServiceError, current_team
 
     services = app.state.services
 
     def page_team(request: Request) -> Team | None:
         try:
-            team: Team = app.state.current_team(request)
+            team = current_team(request)
         except ServiceError:
             return None
         return team

@@ -151,8 +151,6 @@ def create_app(settings: Settings) -> FastAPI:
         with session_scope(services.engine) as s:
             yield s
 
-    app.state.current_team = current_team
-
     @app.get("/api/health", tags=["service"])
     def health() -> dict[str, str]:
         with session() as s:
