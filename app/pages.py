@@ -12,13 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 from starlette.background import BackgroundTask
 
 from app import views
 from app.auth import team_for_token
 from infra.db import session_scope
-from infra.db_models import BriefRow, Team
+from infra.db_models import Team
 from infra.settings import Settings
 from schemas.errors import BriefInvalid
 
@@ -69,9 +68,7 @@ def add_pages(app: FastAPI, settings: Settings) -> None:
     def briefs_page(request: Request, team: Team, status: int = 200,
                     **context: Any) -> Response:
         with session_scope(services.engine) as session:
-            rows = [views.brief_summary(row) for row in session.scalars(
-                select(BriefRow).where(BriefRow.team == team.name)
-                .order_by(BriefRow.created_at.desc()).limit(100))]
+            rows = views.team_briefs(session, team.name, limit=100)
         context.setdefault("brief_text", EXAMPLE_BRIEF.read_text())
         return render(request, "briefs.html", status=status, team=team.name, briefs=rows,
                       **context)

@@ -226,9 +226,7 @@ def create_app(settings: Settings) -> FastAPI:
     def list_briefs(team: TeamDep) -> list[dict[str, Any]]:
         """The team's briefs, newest first."""
         with session() as s:
-            rows = s.scalars(select(BriefRow).where(BriefRow.team == team.name)
-                             .order_by(BriefRow.created_at.desc()))
-            return [views.brief_summary(row) for row in rows]
+            return views.team_briefs(s, team.name)
 
     @app.get("/api/briefs/{brief_id}", tags=["briefs"])
     def read_brief(brief_id: str, team: TeamDep) -> dict[str, Any]:
@@ -263,7 +261,7 @@ def create_app(settings: Settings) -> FastAPI:
         stored = services.store.head(key)
         if stored is None:
             raise ServiceError(404, f"{key} is missing from storage")
-        local = services.store.local_path(key)
+        local = services.store.local_path(key)  # exists: head() just found it
         if local is not None:
             return FileResponse(local, media_type=stored.content_type,
                                 filename=PurePath(key).name, content_disposition_type="inline")

@@ -97,6 +97,12 @@ def brief_view(session: Session, row: BriefRow, settings: Settings) -> dict[str,
     }
 
 
+def team_briefs(session: Session, team: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """A team's briefs, newest first, as summaries."""
+    query = select(BriefRow).where(BriefRow.team == team).order_by(BriefRow.created_at.desc())
+    return [brief_summary(row) for row in session.scalars(query.limit(limit))]
+
+
 def brief_summary(row: BriefRow) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for d in row.deliverables:

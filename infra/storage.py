@@ -80,7 +80,8 @@ class ObjectStore(Protocol):
     def presigned_url(self, key: str, expires_s: int = 3600) -> str | None: ...
 
     def local_path(self, key: str) -> Path | None:
-        """The object's file when the store is a local folder (served directly), else None."""
+        """Where the object's file is when the store is a local folder (served directly);
+        None for remote stores. Says nothing about whether the object exists: use head()."""
         ...
 
     def copy(self, src_key: str, dst_key: str) -> StoredObject: ...
@@ -249,7 +250,7 @@ class LocalStore:
         return None  # a folder has no URL of its own; the application serves local files
 
     def local_path(self, key: str) -> Path | None:
-        return self._path(key) if self.exists(key) else None
+        return self._path(key)
 
     def copy(self, src_key: str, dst_key: str) -> StoredObject:
         source = self.head(src_key)

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 
 from app.auth import create_team
 from infra.db import make_engine, session_scope, upgrade_to_head
+from tests.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = [sys.executable, "-c", "from app.cli import main; main()", "serve"]
@@ -40,12 +39,6 @@ class Service:
         return path.read_text()[-4000:] + (worker.read_text()[-4000:] if worker.exists() else "")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_service(data_dir: Path, database_url: str, *, teams: tuple[str, ...],
                   worker: bool, checkpoint: Path | None = None, **env_extra: str) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,23 +52,14 @@ def start_service(data_dir: Path, database_url: str, *, teams: tuple[str, ...],
                 "PYTHONPATH": str(ROOT), **env_extra})
     if checkpoint is not None:
         env["MOVA_CHECKPOINT"] = str(checkpoint)
-    port = _free_port()
+    port = free_port()
     log = (data_dir / "serve.log").open("wb")
     process = subprocess.Popen([*SERVE, "--port", str(port),
                                 "--worker" if worker else "--no-worker"],
                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     service = Service(f"http://127.0.0.1:{port}", data_dir, database_url, tokens, process)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{service.url}/api/health", timeout=2).status_code == 200:
-                return service
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the service did not start:\n{service.log()}")
-        time.sleep(0.3)
+    wait_until_up(f"{service.url}/api/health", process, timeout=60, log=service.log)
+    return service
 
 
 def stop_service(service: Service) -> None:

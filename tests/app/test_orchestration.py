@@ -5,7 +5,6 @@ Runs a real `prefect server` on 127.0.0.1 (slow: the server takes a while to sta
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,14 @@ import httpx
 import pytest
 
 from tests.app.conftest import ROOT, Service
+from tests.servers import free_port, wait_until_up
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def prefect_api(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_UI_ENABLED="false")
@@ -37,18 +31,8 @@ def prefect_api(tmp_path: Path) -> Iterator[str]:
                                "127.0.0.1", "--port", str(port)], env=env, stdout=log,
                               stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail("prefect server did not start:\n"
-                        + (tmp_path / "prefect.log").read_text()[-3000:])
-        time.sleep(0.5)
+    wait_until_up(f"{api}/health", server, timeout=120,
+                  log=lambda: (tmp_path / "prefect.log").read_text()[-3000:])
     yield api
     server.terminate()
     server.wait(timeout=30)
