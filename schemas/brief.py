@@ -28,6 +28,13 @@ from schemas.errors import BriefInvalid
 
 MAX_BRIEF_BYTES = 1_000_000
 MAX_CLIP_SECONDS = 193 / 24  # one model clip: 193 frames at 24 fps
+# Loudness is measured in 400 ms gating blocks (ITU-R BS.1770); a shorter scene has no loudness
+# and can never pass QC. 0.5 s renders as 13 frames (0.54 s), the shortest clip that measures.
+MIN_SCENE_SECONDS = 0.5
+MAX_NESTING = 16  # a brief is at most 5 levels deep; deeper documents are refused unparsed
+MAX_LINES_PER_LOCALE = 20
+MAX_LOCALES = 40
+MAX_SCENES = 50
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
@@ -92,13 +99,14 @@ class OnScreenText(Frozen):
 class Scene(Frozen):
     scene_id: Slug
     visual: LongText = Field(description="What the camera sees, in words.")
-    duration_s: float = Field(gt=0, le=MAX_CLIP_SECONDS)
+    duration_s: float = Field(ge=MIN_SCENE_SECONDS, le=MAX_CLIP_SECONDS)
     first_frame: str | None = Field(
         default=None, max_length=1024,
         description="Optional first image: a path relative to the brief, or an s3:// URI.")
     ambience: LongText | None = None
-    dialogue: dict[str, list[DialogueLine]] = Field(default_factory=dict)
-    on_screen_text: dict[str, OnScreenText] = Field(default_factory=dict)
+    dialogue: dict[str, Annotated[list[DialogueLine], Field(max_length=MAX_LINES_PER_LOCALE)]] \
+        = Field(default_factory=dict, max_length=MAX_LOCALES)
+    on_screen_text: dict[str, OnScreenText] = Field(default_factory=dict, max_length=MAX_LOCALES)
     focus: tuple[float, float] | None = Field(
         default=None, description="Crop focus point (x, y) in [0, 1] for aspect variants.")
 
@@ -115,7 +123,8 @@ class Scene(Frozen):
     @field_validator("dialogue", "on_screen_text", mode="before")
     @classmethod
     def _locale_keys(cls, value: Any) -> Any:
-        if isinstance(value, dict):
+        # Oversized mappings are left to the max_length check (no tag parsing for each key).
+        if isinstance(value, dict) and len(value) <= MAX_LOCALES:
             return {normalize_locale(str(k)): v for k, v in value.items()}
         return value
 
@@ -131,10 +140,11 @@ class Brief(Frozen):
     campaign: Slug = Field(description="Campaign slug: lower-case letters, digits and dashes.")
     brand: ShortText
     product: ShortText
-    locales: list[Locale] = Field(min_length=1, max_length=40)
-    platforms: list[Platform] = Field(default_factory=lambda: [Platform.WEB], min_length=1)
-    aspects: list[Aspect] = Field(min_length=1)
-    scenes: list[Scene] = Field(min_length=1, max_length=50)
+    locales: list[Locale] = Field(min_length=1, max_length=MAX_LOCALES)
+    platforms: list[Platform] = Field(default_factory=lambda: [Platform.WEB], min_length=1,
+                                      max_length=len(Platform))
+    aspects: list[Aspect] = Field(min_length=1, max_length=len(Aspect))
+    scenes: list[Scene] = Field(min_length=1, max_length=MAX_SCENES)
     dubbing: DubbingStrategy = DubbingStrategy.LIPSYNC
     loudness_profile: LoudnessProfile = LoudnessProfile.WEB
     max_qc_retries: int = Field(default=1, ge=0, le=5)
@@ -181,7 +191,38 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(brief)"
 
 
+class _BriefYamlLoader(yaml.SafeLoader):
+    """Safe YAML without anchors/aliases: a brief never needs them, and aliases let a few bytes
+    stand for millions of nodes that validation would then walk."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in a brief", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket/indent nesting a parser would recurse into, counted without parsing:
+    the larger of the bracket depth and the indentation depth (in steps of one space)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    indents = {len(line) - len(line.lstrip(" ")) for line in text.splitlines() if line.strip()}
+    return max(deepest, len(indents) - 1)
+
+
 def _parse(raw: str, fmt: str | None) -> Any:
+    # Checked before parsing: both parsers recurse per nesting level (RecursionError, a 500).
+    # Brackets inside quoted strings count too, which only matters for absurd briefs.
+    if _nesting_depth(raw) > MAX_NESTING:
+        raise BriefInvalid([("(document)", f"nested more than {MAX_NESTING} levels deep; a brief "
+                                           "is a few levels of mappings and lists")])
     if fmt == "json" or (fmt is None and raw.lstrip().startswith("{")):
         try:
             return json.loads(raw)
@@ -189,7 +230,7 @@ def _parse(raw: str, fmt: str | None) -> Any:
             raise BriefInvalid([("(document)", f"invalid JSON at line {err.lineno} column "
                                                f"{err.colno}: {err.msg}")]) from err
     try:
-        return yaml.safe_load(raw)
+        return yaml.load(raw, Loader=_BriefYamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -230,6 +271,10 @@ def load_brief(raw: bytes | str, *, fmt: str | None = None) -> Brief:
                     "campaign", "scene_id"):
                 message = (f"{error['input']!r} must be a slug: lower-case letters, digits and "
                            "dashes, at most 63 characters")
+            elif error["type"] == "greater_than_equal" and error["loc"][-1] == "duration_s":
+                message = (f"{error['input']} s is too short: a scene lasts at least "
+                           f"{MIN_SCENE_SECONDS} s (loudness is measured over 0.4 s blocks, so a "
+                           "shorter scene can never pass QC)")
             elif error["type"] == "string_too_long":
                 message = f"too long ({len(str(error['input'])):,} characters); {message}"
             problems.append((_path(error["loc"]), message))

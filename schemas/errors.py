@@ -11,13 +11,19 @@ class TransientError(PipelineError):
     """Safe to retry: throttling, network, a restarting GPU worker."""
 
 
+MAX_PROBLEMS_SHOWN = 100  # a hostile brief can have 100,000s of problems; answers stay small
+
+
 class BriefInvalid(PipelineError, ValueError):
-    """The brief cannot be produced as written; `problems` holds (path, message) pairs."""
+    """The brief cannot be produced as written. `problems` holds the first (path, message) pairs
+    (at most MAX_PROBLEMS_SHOWN), `total` how many there were in all."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        lines = [f"{path}: {message}" for path, message in problems]
-        super().__init__(f"brief has {len(problems)} problem(s):\n" + "\n".join(lines))
+        self.total = len(problems)
+        self.problems = problems[:MAX_PROBLEMS_SHOWN]
+        lines = [f"{path}: {message}" for path, message in self.problems]
+        shown = f" (first {len(self.problems)} shown)" if self.total > len(self.problems) else ""
+        super().__init__(f"brief has {self.total} problem(s){shown}:\n" + "\n".join(lines))
 
 
 class NotFound(PipelineError, LookupError):

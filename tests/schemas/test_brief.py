@@ -36,7 +36,7 @@ def test_json_briefs_are_accepted_too() -> None:
     (EXAMPLE.replace("campaign: aurora-spring-launch", "campaign: ../../etc"), "campaign",
      "must be a slug"),
     (EXAMPLE.replace("duration_s: 1.0", "duration_s: -2"), "scenes[0].duration_s",
-     "greater than 0"),
+     "a scene lasts at least 0.5 s"),
     (EXAMPLE.replace("duration_s: 1.0", "duration_s: 30"), "scenes[0].duration_s",
      "less than or equal to 8.04"),
     (EXAMPLE.replace('"$129"', '"' + "x" * 10_000 + '"'),
