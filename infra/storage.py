@@ -288,13 +288,18 @@ class S3Store:
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  region: str = "us-east-1", create_bucket: bool = False,
-                 multipart_threshold: int = MULTIPART_THRESHOLD, max_attempts: int = 5) -> None:
+                 multipart_threshold: int = MULTIPART_THRESHOLD, max_attempts: int = 5,
+                 connect_timeout_s: float = 10.0, read_timeout_s: float = 60.0) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         if self.prefix:
             check_key(self.prefix)
+        # Standard retry mode: 5xx, throttling, connection resets and timeouts are retried with
+        # exponential backoff and jitter, up to max_attempts per request (each multipart part and
+        # each ranged download read on its own).
         self.client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region,
-            config=BotoConfig(retries={"max_attempts": max_attempts, "mode": "standard"}))
+            config=BotoConfig(retries={"max_attempts": max_attempts, "mode": "standard"},
+                              connect_timeout=connect_timeout_s, read_timeout=read_timeout_s))
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(multipart_threshold, _MIN_PART))
         if create_bucket:
