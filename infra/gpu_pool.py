@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 
+_END = object()  # end of the payload iterator
+
 RENDER_SECONDS_BOUNDARIES = [1.0, 5.0, 15.0, 60.0, 180.0, 600.0, 1800.0, 3600.0]
 
 
@@ -46,6 +48,7 @@ class PoolConfig:
     max_in_flight: int | None = None  # default: one call per actor
     address: str | None = None  # RAY_ADDRESS; None/"" = local Ray
     include_dashboard: bool | None = None
+    placement_timeout_s: float = 900.0  # how long work may wait for any actor to be placed
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
@@ -60,8 +63,9 @@ class _ModelActor:
     def __init__(self, load: Callable[[], Any]) -> None:
         self.model = load()
 
-    def run(self, fn: Callable[[Any, Any], Any], payload: Any) -> Any:
-        return fn(self.model, payload)
+    def run(self, fn: Callable[[Any, Any], Any], payload: Any) -> tuple[Any, str]:
+        """fn's result and the address of the node that computed it (for lineage and tests)."""
+        return fn(self.model, payload), ray.util.get_node_ip_address()
 
     def ready(self) -> bool:
         return True
@@ -76,6 +80,7 @@ class Outcome(Generic[P]):
     value: Any = None
     error: PipelineError | None = None
     seconds: float = 0.0
+    node: str | None = None  # address of the Ray node that ran it (None when it failed)
 
     @property
     def ok(self) -> bool:
@@ -100,8 +105,11 @@ class GpuPool:
         ensure_ray(config)
         self.config = config
         self._load = load
+        # SPREAD: actors go to different nodes while there are nodes to spread over, so a
+        # cluster's hosts all render and losing one host loses as few resident models as possible.
         self._actor_cls = ray.remote(
-            num_gpus=config.num_gpus_per_worker, num_cpus=config.num_cpus_per_worker
+            num_gpus=config.num_gpus_per_worker, num_cpus=config.num_cpus_per_worker,
+            scheduling_strategy="SPREAD",
         )(_ModelActor)
         self._actors = [self._new_actor() for _ in range(config.num_workers)]
         self._in_flight = metrics.Gauge(
@@ -130,39 +138,94 @@ class GpuPool:
 
     def map_unordered(self, fn: Callable[[Any, P], Any], payloads: Iterable[P],
                       key: Callable[[P], str]) -> Iterator[Outcome[P]]:
-        """Run `fn(model, payload)` for each payload on the actors; yield outcomes as they end."""
+        """Run `fn(model, payload)` for each payload on the actors; yield outcomes as they end.
+
+        Work goes only to actors whose model is loaded: an actor that replaces a dead one may
+        wait for capacity (its host is gone), and work handed to it would wait with it. When no
+        actor can take work for `placement_timeout_s`, the remaining payloads come back as
+        TransientError outcomes instead of hanging the caller."""
         pending = iter(payloads)
         limit = self.config.max_in_flight or len(self._actors)
-        idle = list(range(len(self._actors)))
+        idle: list[int] = []
+        warming = {self._actors[i].ready.remote(): i for i in range(len(self._actors))}
         running: dict[Any, tuple[int, P, float]] = {}  # ref -> (actor index, payload, start)
+        waiting_since = time.monotonic()
+        next_payload: list[P] = []  # one payload read ahead, to know whether any is left
+
+        def has_work() -> bool:
+            if not next_payload:
+                item = next(pending, _END)
+                if item is _END:
+                    return False
+                next_payload.append(item)  # type: ignore[arg-type]
+            return True
 
         def submit() -> bool:
-            if not idle or len(running) >= limit:
+            if not idle or len(running) >= limit or not has_work():
                 return False
-            payload = next(pending, None)
-            if payload is None:
-                return False
+            payload = next_payload.pop()
             index = idle.pop()
             ref = self._actors[index].run.remote(fn, payload)
             running[ref] = (index, payload, time.monotonic())
             log.debug("pool.submit key=%s actor=%d", key(payload), index)
             return True
 
-        while submit():
-            pass
-        self._in_flight.set(len(running))
-        while running:
-            [done], _ = ray.wait(list(running), num_returns=1)
-            index, payload, started = running.pop(done)
-            yield self._collect(done, index, payload, key(payload), started)
-            idle.append(index)
+        while running or has_work():
             while submit():
                 pass
             self._in_flight.set(len(running))
+            if not running and not idle:
+                left = self.config.placement_timeout_s - (time.monotonic() - waiting_since)
+                ready, _ = ray.wait(list(warming), num_returns=1, timeout=max(0.0, left))
+                if not ready:
+                    yield from self._unplaced(next_payload, pending, key)
+                    return
+            else:
+                [ready], _ = ray.wait(list(running) + list(warming), num_returns=1)
+                ready = [ready]
+            done = ready[0]
+            if done in warming:
+                index = warming.pop(done)
+                if self._warmed(done, index):
+                    idle.append(index)
+                else:
+                    warming[self._actors[index].ready.remote()] = index
+                waiting_since = time.monotonic()
+                continue
+            index, payload, started = running.pop(done)
+            outcome, replaced = self._collect(done, index, payload, key(payload), started)
+            yield outcome
+            if replaced:
+                warming[self._actors[index].ready.remote()] = index
+            else:
+                idle.append(index)
+            waiting_since = time.monotonic()
+        self._in_flight.set(0)
 
-    def _collect(self, ref: Any, index: int, payload: P, key: str, started: float) -> Outcome[P]:
+    def _warmed(self, ready_ref: Any, index: int) -> bool:
+        """True when the actor loaded its model; a dead one is replaced (False)."""
         try:
-            value = ray.get(ref)
+            ray.get(ready_ref)
+            return True
+        except RayTaskError as err:
+            raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}") from err
+        except RayActorError:
+            log.warning("pool.actor_died_loading actor=%d", index)
+            self._actors[index] = self._new_actor()
+            return False
+
+    def _unplaced(self, first: list[P], rest: Iterator[P], key: Callable[[P], str]
+                  ) -> Iterator[Outcome[P]]:
+        message = (f"no render worker could be placed within {self.config.placement_timeout_s:.0f}"
+                   " s (hosts lost or no free capacity); retry")
+        for payload in [*first, *rest]:
+            yield Outcome(payload, key(payload), error=TransientError(message))
+
+    def _collect(self, ref: Any, index: int, payload: P, key: str, started: float
+                 ) -> tuple[Outcome[P], bool]:
+        """The outcome, and whether the actor died and was replaced."""
+        try:
+            value, node = ray.get(ref)
         except RayTaskError as err:
             seconds = time.monotonic() - started
             self._failures.inc(tags={"kind": "error"})
@@ -173,17 +236,17 @@ class GpuPool:
                 error = cause
             else:
                 error = WorkFailed(f"render {key} failed: {type(cause).__name__}: {cause}")
-            return Outcome(payload, key, error=error, seconds=seconds)
+            return Outcome(payload, key, error=error, seconds=seconds), False
         except RayActorError as err:
             self._failures.inc(tags={"kind": "actor_died"})
             log.warning("pool.actor_died key=%s actor=%d", key, index)
             self._actors[index] = self._new_actor()
             return Outcome(payload, key, seconds=time.monotonic() - started,
-                           error=TransientError(f"render {key}: worker died ({err}); retry"))
+                           error=TransientError(f"render {key}: worker died ({err}); retry")), True
         seconds = time.monotonic() - started
         self._seconds.observe(seconds)
-        log.info("pool.done key=%s seconds=%.2f", key, seconds)
-        return Outcome(payload, key, value=value, seconds=seconds)
+        log.info("pool.done key=%s seconds=%.2f node=%s", key, seconds, node)
+        return Outcome(payload, key, value=value, seconds=seconds, node=node), False
 
     def shutdown(self) -> None:
         """Stop the actors (the Ray instance itself is left to its owner)."""

@@ -84,3 +84,18 @@ def test_a_dead_worker_is_replaced_and_reported_as_transient(local_ray: None) ->
     by_key = {o.key: o for o in outcomes}
     assert isinstance(by_key["0"].error, TransientError)
     assert by_key["7"].value == 7
+
+
+def test_work_that_no_actor_can_take_comes_back_transient_instead_of_hanging(
+        local_ray: None) -> None:
+    # One GPU per actor on a CPU-only Ray: the actor can never be placed (as when the only
+    # host with a free GPU has died). The caller gets its payloads back to retry later.
+    pool = GpuPool(load_counter, PoolConfig(num_workers=1, num_gpus_per_worker=1.0,
+                                            num_cpus_per_worker=0.5, placement_timeout_s=2.0))
+    started = time.monotonic()
+    outcomes = list(pool.map_unordered(serve, [1, 2, 3], key=str))
+    pool.shutdown()
+    assert sorted(o.payload for o in outcomes) == [1, 2, 3]
+    assert all(isinstance(o.error, TransientError) and "could be placed" in str(o.error)
+               for o in outcomes)
+    assert time.monotonic() - started < 60
