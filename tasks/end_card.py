@@ -115,6 +115,7 @@ def _fit(text: str, font_path: Path, size: int, box_w: int, max_lines: int,
     """The largest font up to `size` px at which `text` wraps into `max_lines` lines of
     `box_w` px."""
     direction = _direction(locale)
+    size = max(size, MIN_FONT_PX)  # on a small card the share would fall below legibility
     while size >= MIN_FONT_PX:
         font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.RAQM)
         lines = _wrap(text, font, box_w, locale)

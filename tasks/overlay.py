@@ -14,6 +14,10 @@ from schemas.finishing import CaptionCue
 from schemas.platforms import SafeZone
 
 TITLE_SAFE_MARGIN = 0.10
+OUTLINE_PX = 3
+# libass places the glyphs at the margin and strokes the outline outside them: margins grow by
+# the outline (and a pixel of antialiasing) so the drawn text, outline included, stays inside.
+OUTLINE_PAD_PX = OUTLINE_PX + 1
 # ASS alignments (numpad layout): 1-3 bottom, 7-9 top.
 BOTTOM_CENTRE, BOTTOM_RIGHT, TOP_LEFT, TOP_RIGHT = 2, 3, 7, 9
 
@@ -54,21 +58,23 @@ def build_timed_ass(*, width: int, height: int, locale: str, captions: list[Capt
     """An ASS script at the delivery size with each text inside `safe_zone`: top styles keep the
     top margin, bottom styles the bottom margin, all the side margins."""
     family = font_family(locale)
-    margin_l, margin_r = round(width * safe_zone.left), round(width * safe_zone.right)
-    margin_top, margin_bottom = round(height * safe_zone.top), round(height * safe_zone.bottom)
+    margin_l = round(width * safe_zone.left) + OUTLINE_PAD_PX
+    margin_r = round(width * safe_zone.right) + OUTLINE_PAD_PX
+    margin_top = round(height * safe_zone.top) + OUTLINE_PAD_PX
+    margin_bottom = round(height * safe_zone.bottom) + OUTLINE_PAD_PX
     caption_size = round(min(height * 0.055, width * 0.065))
     title_size = round(caption_size * 1.2)
     style = ("{name},{font},{size},&H00FFFFFF,&H00FFFFFF,&H00000000,&H80000000,{bold},0,0,0,"
              "100,100,0,0,1,{outline},0,{align},{ml},{mr},{my},1")
     styles = [
-        style.format(name="Caption", font=family, size=caption_size, bold=0, outline=3,
+        style.format(name="Caption", font=family, size=caption_size, bold=0, outline=OUTLINE_PX,
                      align=BOTTOM_CENTRE, ml=margin_l, mr=margin_r, my=margin_bottom),
-        style.format(name="Brand", font=family, size=title_size, bold=1, outline=3,
+        style.format(name="Brand", font=family, size=title_size, bold=1, outline=OUTLINE_PX,
                      align=TOP_LEFT, ml=margin_l, mr=margin_r, my=margin_top),
-        style.format(name="Price", font=family, size=title_size, bold=1, outline=3,
+        style.format(name="Price", font=family, size=title_size, bold=1, outline=OUTLINE_PX,
                      align=TOP_RIGHT, ml=margin_l, mr=margin_r, my=margin_top),
         # The call to action sits above the caption band, bottom right.
-        style.format(name="Action", font=family, size=caption_size, bold=1, outline=3,
+        style.format(name="Action", font=family, size=caption_size, bold=1, outline=OUTLINE_PX,
                      align=BOTTOM_RIGHT, ml=margin_l, mr=margin_r,
                      my=margin_bottom + 3 * caption_size),
     ]
