@@ -14,7 +14,7 @@ from PIL import Image
 
 from infra.fonts import fontconfig_file
 from infra.media import decode_audio, decode_video_frames, probe, run_ffmpeg
-from schemas.finishing import QCCheck, QCReport
+from schemas.finishing import LoudnessTarget, QCCheck, QCReport
 from schemas.platforms import SafeZone, duration_problem
 from schemas.spot import SpotSpec
 from tasks.finishing import measure_loudness
@@ -35,6 +35,9 @@ STEP_FLOOR = 1e-4  # steps below this (-80 dBFS) are silence, never a click refe
 TEXT_DIFF = 40  # a pixel differing by this much (0-255) from the canvas is drawn text
 TEXT_CANVAS = 128  # mid grey: both the white fill and the black outline of the text stand out
 OUTSIDE_TOLERANCE = 0.001  # share of the frame outside the zone that encoding noise may change
+# loudnorm's measuring pass reports the input whatever the target; the target only has to be one
+# loudnorm accepts (its TP parameter stops at -9 dBTP, a stricter spec would be refused).
+_MEASURE_TARGET = LoudnessTarget(integrated_lufs=-23.0, true_peak_dbtp=-1.0)
 _ASS_EVENT = re.compile(r"^Dialogue: \d+,(\d+):(\d{2}):(\d{2})\.(\d{2}),"
                         r"(\d+):(\d{2}):(\d{2})\.(\d{2})")
 
@@ -196,7 +199,7 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path) -> QCReport:
     checks.append(_check("platform_duration", not reasons, "; ".join(reasons) or
                          f"{duration:.2f} s", ", ".join(p.value for p in spec.platforms)))
     # 3. true peak over the whole spot (ffmpeg's 4x oversampled estimate)
-    peak = float(measure_loudness(path, spec.loudness)["input_tp"])
+    peak = float(measure_loudness(path, _MEASURE_TARGET)["input_tp"])
     checks.append(_check("true_peak", peak <= spec.loudness.true_peak_dbtp,
                          f"{peak:.1f} dBTP", f"<= {spec.loudness.true_peak_dbtp:.0f} dBTP"))
     # 4. sound across the joins: no click, no hole between scenes; no click into the end card
