@@ -84,7 +84,8 @@ def render_order(brief: Brief) -> list[str]:
     order: list[str] = []
     placed: set[str] = set()
     for scene in brief.scenes:
-        chain, current = [], scene.scene_id
+        chain: list[str] = []
+        current: str | None = scene.scene_id
         while current is not None and current not in placed:
             chain.append(current)
             current = parent[current]

@@ -11,7 +11,7 @@ import pytest
 from schemas.brief import Aspect, OnScreenText, Platform
 from schemas.finishing import CaptionCue, LoudnessTarget
 from schemas.platforms import TITLE_SAFE_ZONE, safe_zone
-from schemas.spot import plan_spots
+from schemas.spot import SpotSpec, plan_spots
 from tasks.overlay import TimedText, build_timed_ass
 from tasks.spot import SpotResult, assemble_spot
 from tasks.spot_qc import ass_event_times, join_problems, rendered_text_checks, run_spot_qc
@@ -87,7 +87,7 @@ def test_text_laid_out_for_title_safe_fails_the_reels_zone(tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def cut_spot(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, SpotResult, Path]:
+def cut_spot(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpotSpec, SpotResult, Path]:
     """A 4 s two-scene de-DE 9:16 spot on cuts, without end card."""
     folder = tmp_path_factory.mktemp("qc")
     paths = {"open": make_scene_clip(folder / "open.mp4", tone_hz=220.0),
@@ -99,9 +99,9 @@ def cut_spot(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, SpotResu
     return spec, result, folder
 
 
-def test_a_good_spot_passes_every_check(cut_spot: tuple[object, SpotResult, Path]) -> None:
+def test_a_good_spot_passes_every_check(cut_spot: tuple[SpotSpec, SpotResult, Path]) -> None:
     spec, result, folder = cut_spot
-    report = run_spot_qc(spec, result, folder / "qc")  # type: ignore[arg-type]
+    report = run_spot_qc(spec, result, folder / "qc")
     assert report.passed, report.failures
     names = {c.name for c in report.checks}
     assert {"platform_duration", "true_peak", "joins", "text_safe_zone", "captions_safe_zone",
@@ -109,9 +109,9 @@ def test_a_good_spot_passes_every_check(cut_spot: tuple[object, SpotResult, Path
 
 
 def test_platform_limits_loudness_and_peak_are_measured_on_the_spot(
-        cut_spot: tuple[object, SpotResult, Path]) -> None:
+        cut_spot: tuple[SpotSpec, SpotResult, Path]) -> None:
     spec, result, folder = cut_spot
-    strict = spec.model_copy(update={  # type: ignore[attr-defined]
+    strict = spec.model_copy(update={
         "platforms": [Platform.TIKTOK],
         "loudness": LoudnessTarget(integrated_lufs=-23.0, true_peak_dbtp=-12.0)})
     report = run_spot_qc(strict, result, folder / "qc-strict")
