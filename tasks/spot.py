@@ -75,15 +75,19 @@ class SpotResult(Frozen):
 
 
 def clip_frames(path: Path) -> tuple[int, int, int]:
-    """(frames, width, height) of a clip's video stream, frames counted when the header has
-    none."""
+    """(frames at SPOT_FPS, width, height) of a clip's video stream; frames are counted when the
+    header has none, and converted when the clip runs at another rate (the fps filter then
+    drops or repeats frames to keep its duration)."""
     media = probe(path)
-    if media.video is None or media.video.width is None or media.video.height is None:
+    video = media.video
+    if video is None or video.width is None or video.height is None:
         raise MediaError(f"{path}: no video stream to assemble")
     if media.audio is None:
         raise MediaError(f"{path}: no audio stream; a spot needs every scene's sound")
-    frames = media.video.frames or len(decode_video_frames(path))
-    return frames, media.video.width, media.video.height
+    frames = video.frames or len(decode_video_frames(path))
+    if video.fps and abs(video.fps - SPOT_FPS) > 1e-3:
+        frames = round(frames * SPOT_FPS / video.fps)
+    return frames, video.width, video.height
 
 
 def crossfade_frames(spec: SpotSpec) -> int:

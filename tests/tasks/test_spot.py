@@ -11,8 +11,9 @@ import pyloudnorm
 import pytest
 from PIL import Image
 
-from infra.media import decode_audio, decode_video_frames, probe
-from schemas.brief import Aspect, Transition
+from infra.media import decode_audio, decode_video_frames, probe, run_ffmpeg
+from schemas.brief import Aspect, Transition, load_brief
+from schemas.finishing import CaptionCue
 from schemas.spot import SpotSpec, plan_spots
 from tasks.spot import (
     SPOT_FPS,
@@ -20,11 +21,13 @@ from tasks.spot import (
     assemble_spot,
     build_spot_audio_args,
     build_spot_video_args,
+    clip_frames,
     scene_starts,
     spot_text,
 )
 from tasks.spot_qc import join_problems
 from tests.tasks.spot_fixtures import (
+    EXAMPLE,
     LOCALES,
     SCENE_S,
     TEST_SIZES,
@@ -179,3 +182,26 @@ def test_clips_that_do_not_match_the_plan_are_refused(
     with pytest.raises(Exception, match="not a readable media file"):
         assemble_spot(spec, [silent, scene_clips(BRIEF, "en-US", clip_paths)[1]], tmp_path,
                       size=(320, 180), end_card=tmp_path / "c.png")
+
+
+def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
+        tmp_path: Path) -> None:
+    example = load_brief(EXAMPLE.read_text())
+    spots = plan_spots(example)
+    assert [(s.locale, s.aspect.value) for s in spots] == [
+        ("en-US", "16:9"), ("en-US", "9:16"), ("de-DE", "16:9"), ("de-DE", "9:16")]
+    clip = tmp_path / "morning-run.mp4"
+    run_ffmpeg(["-y", "-f", "lavfi", "-i", "testsrc2=s=128x72:r=25:d=1", "-f", "lavfi", "-i",
+                "sine=f=440:sample_rate=44100:d=1", "-c:v", "libx264", "-preset", "ultrafast",
+                "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(clip)])
+    assert clip_frames(clip) == (24, 128, 72)  # 25 frames at 25 fps: one second at 24 fps
+    spec = spots[3]
+    scene = example.scenes[0]
+    result = assemble_spot(spec, [SceneClip(
+        scene_id=scene.scene_id, path=str(clip), on_screen_text=scene.on_screen_text["de-DE"],
+        captions=[CaptionCue(start_s=0.0, end_s=0.9, lines=["Jeder Morgen beginnt"])])],
+        tmp_path, size=TEST_SIZES[spec.aspect], end_card=None)
+    frames = decode_video_frames(Path(result.video_path))
+    samples, rate = decode_audio(Path(result.video_path))
+    assert len(frames) == result.frames == 24 and result.scene_starts_s == [0.0]
+    assert abs(pyloudnorm.Meter(rate).integrated_loudness(samples.T) + 14.0) <= 1.0
