@@ -237,7 +237,12 @@ def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
     workdir.mkdir(parents=True, exist_ok=True)
     paths = [Path(c.path) for c in clips]
     probed = [clip_frames(p) for p in paths]
-    frames = [p[0] for p in probed]
+    # A render is the nearest 4k+1 frames, up to 2 frames over the brief's duration: trim to the
+    # planned length so the spot is as long as the brief (and its platform check) said.
+    frames = [min(info[0], round(planned * SPOT_FPS))
+              for info, planned in zip(probed, spec.scene_durations_s, strict=True)]
+    probed = [(count, width, height) for count, (_, width, height) in
+              zip(frames, probed, strict=True)]
     overlap = crossfade_frames(spec)
     if overlap and min(frames) <= 2 * overlap:
         raise MediaError(f"spot {spec.spot_id}: a {overlap}-frame crossfade at each end needs "

@@ -191,10 +191,10 @@ def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
     assert [(s.locale, s.aspect.value) for s in spots] == [
         ("en-US", "16:9"), ("en-US", "9:16"), ("de-DE", "16:9"), ("de-DE", "9:16")]
     clip = tmp_path / "morning-run.mp4"
-    run_ffmpeg(["-y", "-f", "lavfi", "-i", "testsrc2=s=128x72:r=25:d=1", "-f", "lavfi", "-i",
-                "sine=f=440:sample_rate=44100:d=1", "-c:v", "libx264", "-preset", "ultrafast",
+    run_ffmpeg(["-y", "-f", "lavfi", "-i", "testsrc2=s=128x72:r=25:d=1.2", "-f", "lavfi", "-i",
+                "sine=f=440:sample_rate=44100:d=1.2", "-c:v", "libx264", "-preset", "ultrafast",
                 "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(clip)])
-    assert clip_frames(clip) == (24, 128, 72)  # 25 frames at 25 fps: one second at 24 fps
+    assert clip_frames(clip) == (29, 128, 72)  # 30 frames at 25 fps: 1.2 s at 24 fps
     spec = spots[3]
     scene = example.scenes[0]
     result = assemble_spot(spec, [SceneClip(
@@ -203,5 +203,7 @@ def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
         tmp_path, size=TEST_SIZES[spec.aspect], end_card=None)
     frames = decode_video_frames(Path(result.video_path))
     samples, rate = decode_audio(Path(result.video_path))
+    # trimmed to the brief's 1.0 s: the spot is as long as the platform check was told
     assert len(frames) == result.frames == 24 and result.scene_starts_s == [0.0]
+    assert abs(samples.shape[1] / rate - 1.0) < 0.03
     assert abs(pyloudnorm.Meter(rate).integrated_loudness(samples.T) + 14.0) <= 1.0
