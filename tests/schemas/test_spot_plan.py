@@ -85,3 +85,12 @@ def test_a_retake_in_one_locale_reassembles_only_that_locales_spots() -> None:
                                                      ("ar-SA", Aspect.PORTRAIT)]
     assert len(spots_to_reassemble(spots, ["a"])) == 8
     assert spots_to_reassemble(spots, ["not-there"]) == []
+
+
+def test_the_spots_example_brief_plans_eight_spots_with_its_chain() -> None:
+    brief = load_brief((Path(__file__).parents[2] / "examples" / "spots-brief.yaml").read_text())
+    spots = plan_spots(brief)
+    assert len(spots) == 8 and {s.locale for s in spots} == set(LOCALES)
+    assert render_order(brief) == ["city-dawn", "city-stride"]
+    assert scenes_to_rerender(brief, "city-dawn") == ["city-dawn", "city-stride"]
+    assert all(s.duration_s == pytest.approx(4 + 4 - 0.25 + 2) for s in spots)

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, ImageFont
 
 from infra.fonts import font_files
-from schemas.brief import Aspect, Platform
+from schemas.brief import Aspect, Platform, load_brief
+from schemas.finishing import TARGET_SIZES
 from schemas.platforms import safe_zone
 from tasks.end_card import (
     EndCardError,
@@ -90,3 +91,21 @@ def test_one_colour_kits_get_the_more_legible_of_black_and_white_text() -> None:
     assert card_colours(["#101820"]) == ((16, 24, 32), (255, 255, 255))
     assert card_colours(["#FEE715"]) == ((254, 231, 21), (0, 0, 0))
     assert card_colours(["#FFFFFF", "#FF0000"])[1] == (255, 0, 0)
+
+
+@pytest.mark.parametrize("aspect", [Aspect.LANDSCAPE, Aspect.PORTRAIT])
+def test_the_spots_example_brief_composes_a_card_for_every_locale(aspect: Aspect) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    brief = load_brief((examples / "spots-brief.yaml").read_text())
+    assert brief.brand_kit is not None
+    zone = safe_zone(brief.platforms, aspect)
+    size = TARGET_SIZES[aspect]
+    for locale in brief.locales:
+        text = end_card_text(brief, locale)
+        assert text.call_to_action and text.legal  # CTA from the last scene, legal from the kit
+        card = compose_end_card(size=size, text=text,
+                                logo=Image.open(examples / brief.brand_kit.logo),
+                                colours=brief.brand_kit.colours, safe_zone=zone)
+        drawn = np.abs(np.asarray(card, np.int16) - hex_rgb(brief.brand_kit.colours[0])).max(-1)
+        x0, y0, x1, y1 = zone.box(*size)
+        assert drawn[y0:y1, x0:x1].sum() == drawn.sum() > 0
