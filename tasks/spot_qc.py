@@ -27,8 +27,11 @@ from tasks.spot import SPOT_FPS, SpotResult
 CLICK_RATIO = 4.0
 CLICK_WINDOW_S = 0.02  # searched either side of the join (AAC smears a step over ~1024 samples)
 CONTEXT_S = (0.04, 0.3)  # the reference sound: from 40 ms to 300 ms away from the join
-# A hole: a 10 ms block near the join this far below the sound around it. A 5 ms fade each side
-# of a cut costs ~5 dB in the block that holds it; a dropped block of samples costs everything.
+# A hole: a 10 ms block near the join that is silent (under HOLE_DBFS) while the sound around it
+# is at least GAP_DROP_DB louder. A 5 ms fade each side of a cut costs ~5 dB in the block that
+# holds it; sound missing from a scene (padded with zeros) costs everything. A quiet but
+# non-silent tail of a render is the render's, not a hole.
+HOLE_DBFS = -60.0
 GAP_DROP_DB = 20.0
 GAP_BLOCK_S = 0.01
 STEP_FLOOR = 1e-4  # steps below this (-80 dBFS) are silence, never a click reference
@@ -77,8 +80,8 @@ def join_problems(audio: np.ndarray, sample_rate: int, joins_s: list[float], *,
         around = np.concatenate([_block_levels_db(mono, at - hi, at - lo, block),
                                  _block_levels_db(mono, at + lo, at + hi, block)])
         inside = _block_levels_db(mono, at - 2 * block, at + 2 * block, block)
-        if around.size and inside.size and float(np.median(around)) > -60 \
-                and float(inside.min()) < float(np.median(around)) - GAP_DROP_DB:
+        if around.size and inside.size and float(inside.min()) < HOLE_DBFS \
+                and float(np.median(around)) > HOLE_DBFS + GAP_DROP_DB:
             problems.append(f"hole at {join:.3f} s: {inside.min():.0f} dBFS against "
                             f"{np.median(around):.0f} dBFS around it")
     return problems

@@ -132,3 +132,9 @@ def test_a_full_spot_with_crossfade_and_end_card_passes(tmp_path: Path) -> None:
                            end_card=end_card_png(brief, spec, tmp_path))
     report = run_spot_qc(spec, result, tmp_path / "qc")
     assert report.passed, report.failures
+
+
+def test_a_quiet_tail_of_a_render_is_not_a_hole() -> None:
+    first, second = _tone(220, 1.0), _tone(220, 1.0)
+    first[:, -int(0.03 * RATE):] *= 0.01  # -40 dB, but not silent: the render's own quiet
+    assert join_problems(np.concatenate([first, second], axis=1), RATE, [1.0]) == []
