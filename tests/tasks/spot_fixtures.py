@@ -23,6 +23,9 @@ LOCALES = ["en-US", "de-DE", "ar-SA", "zh-CN"]
 # layout is the one a 720x1280 delivery gets.
 TEST_SIZES = {Aspect.LANDSCAPE: (320, 180), Aspect.PORTRAIT: (180, 320)}
 SCENE_S = 2.0
+# 440.25 cycles in 2 s: the first scene's tone ends at the top of a swing, so joining it to the
+# next scene (which starts at zero) without a fade or crossfade is an audible click.
+OPEN_TONE_HZ = 220.125
 LINES = {
     "en-US": ("Every morning starts", "with one step."),
     "de-DE": ("Jeder Morgen beginnt", "mit einem Schritt."),

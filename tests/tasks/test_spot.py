@@ -29,6 +29,7 @@ from tasks.spot_qc import join_problems
 from tests.tasks.spot_fixtures import (
     EXAMPLE,
     LOCALES,
+    OPEN_TONE_HZ,
     SCENE_S,
     TEST_SIZES,
     end_card_png,
@@ -47,7 +48,7 @@ CARD_FRAMES = 36  # 1.5 s
 @pytest.fixture(scope="module")
 def clip_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("scenes")
-    return {"open": make_scene_clip(folder / "open.mp4", tone_hz=220.0),
+    return {"open": make_scene_clip(folder / "open.mp4", tone_hz=OPEN_TONE_HZ),
             "stride": make_scene_clip(folder / "stride.mp4", tone_hz=330.0)}
 
 

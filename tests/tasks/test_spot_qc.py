@@ -16,6 +16,7 @@ from tasks.overlay import TimedText, build_timed_ass
 from tasks.spot import SpotResult, assemble_spot
 from tasks.spot_qc import ass_event_times, join_problems, rendered_text_checks, run_spot_qc
 from tests.tasks.spot_fixtures import (
+    OPEN_TONE_HZ,
     TEST_SIZES,
     end_card_png,
     make_scene_clip,
@@ -90,7 +91,7 @@ def test_text_laid_out_for_title_safe_fails_the_reels_zone(tmp_path: Path) -> No
 def cut_spot(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpotSpec, SpotResult, Path]:
     """A 4 s two-scene de-DE 9:16 spot on cuts, without end card."""
     folder = tmp_path_factory.mktemp("qc")
-    paths = {"open": make_scene_clip(folder / "open.mp4", tone_hz=220.0),
+    paths = {"open": make_scene_clip(folder / "open.mp4", tone_hz=OPEN_TONE_HZ),
              "stride": make_scene_clip(folder / "stride.mp4", tone_hz=330.0)}
     brief = spot_brief(transition="cut", brand_kit=None, aspects=["9:16"])
     spec = next(s for s in plan_spots(brief) if s.locale == "de-DE")
@@ -125,7 +126,7 @@ def test_a_full_spot_with_crossfade_and_end_card_passes(tmp_path: Path) -> None:
     brief = spot_brief()
     spec = next(s for s in plan_spots(brief) if s.locale == "zh-CN"
                 and s.aspect == Aspect.PORTRAIT)
-    paths = {"open": make_scene_clip(tmp_path / "open.mp4", tone_hz=220.0),
+    paths = {"open": make_scene_clip(tmp_path / "open.mp4", tone_hz=OPEN_TONE_HZ),
              "stride": make_scene_clip(tmp_path / "stride.mp4", tone_hz=330.0)}
     result = assemble_spot(spec, scene_clips(brief, "zh-CN", paths), tmp_path,
                            size=TEST_SIZES[Aspect.PORTRAIT],
