@@ -17,6 +17,7 @@ import ffmpeg
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.fonts import fontconfig_file
+from infra.hashing import sha256_file
 from infra.media import MediaError, decode_video_frames, probe, run_ffmpeg
 from schemas.brief import OnScreenText, Transition
 from schemas.finishing import CaptionCue
@@ -54,6 +55,35 @@ class SceneClip(Frozen):
     captions: list[CaptionCue] = Field(default_factory=list)
     on_screen_text: OnScreenText | None = None
     focus: tuple[float, float] | None = None
+    render_id: str | None = None  # lineage: which render (and seed) this clip came from
+    seed: int | None = None
+
+
+class ManifestScene(Frozen):
+    scene_id: str
+    start_s: float  # on the spot timeline
+    frames: int  # of the clip used (after trimming to the brief's duration)
+    clip_sha256: str
+    render_id: str | None
+    seed: int | None
+
+
+class SpotManifest(Frozen):
+    """What went into a spot: the record a reviewer or an auditor reads next to the file."""
+
+    spot_id: str
+    campaign: str
+    locale: str
+    aspect: str
+    platforms: list[str]
+    file_names: dict[str, str]
+    scenes: list[ManifestScene]
+    end_card_s: float
+    duration_s: float
+    loudness_target_lufs: float
+    loudness_out_lufs: float | None
+    true_peak_out_dbtp: float | None
+    video_sha256: str
 
 
 class SpotResult(Frozen):
@@ -72,6 +102,7 @@ class SpotResult(Frozen):
     loudness_in_lufs: float | None
     loudness_out_lufs: float | None
     true_peak_out_dbtp: float | None
+    scene_frames: list[int]  # frames used from each clip
 
 
 def clip_frames(path: Path) -> tuple[int, int, int]:
@@ -299,4 +330,23 @@ def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
         duration_s=total_frames / SPOT_FPS, scene_starts_s=starts_s,
         end_card_start_s=content_frames / SPOT_FPS if card_frames else None,
         loudness_in_lufs=loudness_in, loudness_out_lufs=_number(after["input_i"]),
-        true_peak_out_dbtp=_number(after["input_tp"]))
+        true_peak_out_dbtp=_number(after["input_tp"]), scene_frames=frames)
+
+
+def spot_manifest(spec: SpotSpec, clips: list[SceneClip], result: SpotResult) -> SpotManifest:
+    """The spot's manifest: its scenes (clip hash, render, seed, place on the timeline), the
+    platforms and file names it serves, and what finishing measured."""
+    scenes = [ManifestScene(scene_id=clip.scene_id, start_s=start, frames=count,
+                            clip_sha256=sha256_file(Path(clip.path)), render_id=clip.render_id,
+                            seed=clip.seed)
+              for clip, start, count in zip(clips, result.scene_starts_s, result.scene_frames,
+                                            strict=True)]
+    return SpotManifest(
+        spot_id=spec.spot_id, campaign=spec.campaign, locale=spec.locale,
+        aspect=spec.aspect.value, platforms=[p.value for p in spec.platforms],
+        file_names={p.value: name for p, name in spec.file_names.items()}, scenes=scenes,
+        end_card_s=spec.end_card_s, duration_s=result.duration_s,
+        loudness_target_lufs=spec.loudness.integrated_lufs,
+        loudness_out_lufs=result.loudness_out_lufs,
+        true_peak_out_dbtp=result.true_peak_out_dbtp,
+        video_sha256=sha256_file(Path(result.video_path)))

@@ -11,6 +11,7 @@ import pyloudnorm
 import pytest
 from PIL import Image
 
+from infra.hashing import sha256_file
 from infra.media import decode_audio, decode_video_frames, probe, run_ffmpeg
 from schemas.brief import Aspect, Transition, load_brief
 from schemas.finishing import CaptionCue
@@ -23,6 +24,7 @@ from tasks.spot import (
     build_spot_video_args,
     clip_frames,
     scene_starts,
+    spot_manifest,
     spot_text,
 )
 from tasks.spot_qc import join_problems
@@ -198,13 +200,22 @@ def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
     assert clip_frames(clip) == (29, 128, 72)  # 30 frames at 25 fps: 1.2 s at 24 fps
     spec = spots[3]
     scene = example.scenes[0]
-    result = assemble_spot(spec, [SceneClip(
+    clips = [SceneClip(
         scene_id=scene.scene_id, path=str(clip), on_screen_text=scene.on_screen_text["de-DE"],
-        captions=[CaptionCue(start_s=0.0, end_s=0.9, lines=["Jeder Morgen beginnt"])])],
-        tmp_path, size=TEST_SIZES[spec.aspect], end_card=None)
+        captions=[CaptionCue(start_s=0.0, end_s=0.9, lines=["Jeder Morgen beginnt"])],
+        render_id="render-1", seed=1234)]
+    result = assemble_spot(spec, clips, tmp_path, size=TEST_SIZES[spec.aspect], end_card=None)
     frames = decode_video_frames(Path(result.video_path))
     samples, rate = decode_audio(Path(result.video_path))
     # trimmed to the brief's 1.0 s: the spot is as long as the platform check was told
     assert len(frames) == result.frames == 24 and result.scene_starts_s == [0.0]
     assert abs(samples.shape[1] / rate - 1.0) < 0.03
+    manifest = spot_manifest(spec, clips, result)
+    assert [(s.scene_id, s.frames, s.render_id, s.seed) for s in manifest.scenes] == [
+        ("morning-run", 24, "render-1", 1234)]
+    assert manifest.scenes[0].clip_sha256 == sha256_file(clip)
+    assert manifest.file_names == {
+        "youtube": "aurora-spring-launch_de-DE_9x16_youtube.mp4",
+        "instagram": "aurora-spring-launch_de-DE_9x16_instagram.mp4"}
+    assert manifest.video_sha256 == sha256_file(Path(result.video_path))
     assert abs(pyloudnorm.Meter(rate).integrated_loudness(samples.T) + 14.0) <= 1.0
