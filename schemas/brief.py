@@ -36,6 +36,11 @@ MAX_LINES_PER_LOCALE = 20
 MAX_LOCALES = 40
 MAX_SCENES = 50
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+HEX_COLOUR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
+MAX_BRAND_COLOURS = 8
+# A dissolve longer than this stops reading as a transition; 0.25 s (6 frames) is a short mix.
+MAX_CROSSFADE_SECONDS = 2.0
+DEFAULT_CROSSFADE_SECONDS = 0.25
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -67,6 +72,11 @@ class LoudnessProfile(StrEnum):
     BROADCAST = "broadcast"  # EBU R128: -23 LUFS, -1 dBTP
 
 
+class Transition(StrEnum):
+    CUT = "cut"
+    CROSSFADE = "crossfade"  # picture dissolve and audio crossfade of `crossfade_s`
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -83,6 +93,20 @@ def normalize_locale(tag: str) -> str:
 
 
 Locale = Annotated[str, AfterValidator(normalize_locale)]
+
+
+def _check_reference(value: str | None) -> str | None:
+    """A file the brief points at: relative inside the brief's folder, or an s3:// URI."""
+    if value is None or value.startswith("s3://"):
+        return value
+    if value.startswith("/") or ".." in value.split("/") or "\\" in value:
+        raise ValueError(f"{value!r} must be a relative path inside the brief's folder or an "
+                         "s3:// URI")
+    return value
+
+
+FileReference = Annotated[str, StringConstraints(min_length=1, max_length=1024),
+                          AfterValidator(_check_reference)]
 
 
 class DialogueLine(Frozen):
@@ -109,6 +133,8 @@ class Scene(Frozen):
     on_screen_text: dict[str, OnScreenText] = Field(default_factory=dict, max_length=MAX_LOCALES)
     focus: tuple[float, float] | None = Field(
         default=None, description="Crop focus point (x, y) in [0, 1] for aspect variants.")
+    continue_from: Slug | None = Field(
+        default=None, description="Start from the last frame of this other scene's render.")
 
     @field_validator("first_frame")
     @classmethod
@@ -136,6 +162,31 @@ class Scene(Frozen):
         return value
 
 
+HexColour = Annotated[str, StringConstraints(pattern=HEX_COLOUR_PATTERN)]
+
+
+class BrandKit(Frozen):
+    """What the end card is made of. The CTA comes from `call_to_action` or, when a locale has
+    none there, from the last scene whose on-screen text carries one."""
+
+    logo: FileReference = Field(description="Logo image: relative to the brief, or s3://.")
+    colours: list[HexColour] = Field(
+        min_length=1, max_length=MAX_BRAND_COLOURS,
+        description="#RRGGBB; the first is the end card's background, the second its text.")
+    font: FileReference | None = Field(
+        default=None, description="Optional font file (TTF/OTF) for the end card text.")
+    legal: dict[str, LongText] = Field(default_factory=dict, max_length=MAX_LOCALES)
+    call_to_action: dict[str, ShortText] = Field(default_factory=dict, max_length=MAX_LOCALES)
+    end_card_s: float = Field(default=2.0, ge=1.0, le=10.0)
+
+    @field_validator("legal", "call_to_action", mode="before")
+    @classmethod
+    def _locale_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) <= MAX_LOCALES:
+            return {normalize_locale(str(k)): v for k, v in value.items()}
+        return value
+
+
 class Brief(Frozen):
     campaign: Slug = Field(description="Campaign slug: lower-case letters, digits and dashes.")
     brand: ShortText
@@ -150,6 +201,23 @@ class Brief(Frozen):
     max_qc_retries: int = Field(default=1, ge=0, le=5)
     requires_approval: bool = False
     seed: int = Field(default=0, ge=0, lt=2**31)
+    transition: Transition = Transition.CUT
+    crossfade_s: float = Field(default=DEFAULT_CROSSFADE_SECONDS, gt=0,
+                               le=MAX_CROSSFADE_SECONDS)
+    brand_kit: BrandKit | None = None
+
+    @property
+    def end_card_s(self) -> float:
+        """Seconds of end card after the last scene (0 without a brand kit)."""
+        return self.brand_kit.end_card_s if self.brand_kit else 0.0
+
+    @property
+    def spot_duration_s(self) -> float:
+        """Planned length of each spot: the scenes, less the overlaps of the crossfades between
+        them, plus the end card (which always follows on a cut)."""
+        overlaps = (len(self.scenes) - 1) * self.crossfade_s \
+            if self.transition == Transition.CROSSFADE else 0.0
+        return sum(s.duration_s for s in self.scenes) - overlaps + self.end_card_s
 
     @field_validator("locales", "aspects", "platforms")
     @classmethod
@@ -176,12 +244,74 @@ class Brief(Frozen):
                 missing = sorted(set(self.locales) - set(scene.dialogue))
                 if missing:
                     problems.append(f"scenes[{index}].dialogue: no lines for {missing}")
+        problems += self._spot_problems()
         if problems:
             raise ValueError(_JOIN.join(problems))
         return self
 
+    def _spot_problems(self) -> list[str]:
+        """Chains, transitions, brand kit and platform limits: what it takes to assemble a spot."""
+        # Imported here: the presets import this module (Aspect, Platform, LoudnessProfile).
+        from schemas.platforms import aspect_problem, duration_problem
+
+        problems = _chain_problems(self.scenes)
+        if self.transition == Transition.CROSSFADE and len(self.scenes) > 1:
+            for index, scene in enumerate(self.scenes):
+                # A dissolve at each end of the scene must leave some of it undissolved.
+                if scene.duration_s < 2 * self.crossfade_s:
+                    problems.append(f"scenes[{index}].duration_s: {scene.duration_s} s is shorter "
+                                    f"than two crossfades of {self.crossfade_s} s")
+        if self.brand_kit is not None:
+            for field in ("legal", "call_to_action"):
+                given = set(getattr(self.brand_kit, field))
+                if extra := sorted(given - set(self.locales)):
+                    problems.append(f"brand_kit.{field}: locale(s) {extra} are not in locales "
+                                    f"{self.locales}")
+                # Legal text is all-or-nothing: a spot without its market's line is not legal.
+                if field == "legal" and given and set(self.locales) - given:
+                    problems.append(f"brand_kit.legal: no line for "
+                                    f"{sorted(set(self.locales) - given)}")
+        duration = self.spot_duration_s
+        for index, platform in enumerate(self.platforms):
+            reasons = [aspect_problem(platform, aspect) for aspect in self.aspects]
+            reasons.append(duration_problem(platform, duration))
+            problems += [f"platforms[{index}]: {reason}" for reason in reasons if reason]
+        return problems
+
+
+def _chain_problems(scenes: list[Scene]) -> list[str]:
+    """`continue_from` must name another scene of the brief, start no scene twice and loop
+    nowhere; each problem carries the path of the scene that names the wrong one."""
+    problems = []
+    index_of = {scene.scene_id: i for i, scene in enumerate(scenes)}
+    for index, scene in enumerate(scenes):
+        parent = scene.continue_from
+        if parent is None:
+            continue
+        path = f"scenes[{index}].continue_from"
+        if parent == scene.scene_id:
+            problems.append(f"{path}: a scene cannot continue from itself")
+        elif parent not in index_of:
+            problems.append(f"{path}: {parent!r} is not a scene of this brief (scene ids: "
+                            f"{list(index_of)})")
+        if scene.first_frame is not None:
+            problems.append(f"{path}: the scene also has a first_frame; it starts from one or "
+                            "the other")
+    for index, scene in enumerate(scenes):
+        chain, current = [scene.scene_id], scene.continue_from
+        while current is not None and current in index_of and current != scene.scene_id:
+            if current in chain:  # a loop that does not pass through this scene: reported there
+                break
+            chain.append(current)
+            current = scenes[index_of[current]].continue_from
+        if current == scene.scene_id and len(chain) > 1:
+            problems.append(f"scenes[{index}].continue_from: the chain loops back to this scene: "
+                            f"{' -> '.join([*chain, scene.scene_id])}")
+    return problems
+
 
 _JOIN = " ;; "  # separates whole-brief problems, each already carrying its own path
+_WHOLE_BRIEF_PATHS = ("platforms[", "brand_kit.")  # single whole-brief problems with a path
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -262,7 +392,8 @@ def load_brief(raw: bytes | str, *, fmt: str | None = None) -> Brief:
         problems = []
         for error in err.errors():
             message = re.sub(r"^(Value|Assertion) error, ", "", error["msg"])
-            if not error["loc"] and _JOIN in message or message.startswith("scene"):
+            if not error["loc"] and (_JOIN in message or message.startswith(_WHOLE_BRIEF_PATHS)) \
+                    or message.startswith("scene"):
                 for item in message.split(_JOIN):
                     path, _, text = item.partition(": ")
                     problems.append((path, text) if text else ("(brief)", item))

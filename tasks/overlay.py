@@ -6,11 +6,18 @@ Everything stays inside the title-safe area: the central 80 % of the frame (10 %
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from infra.fonts import font_family
 from schemas.brief import OnScreenText
 from schemas.finishing import CaptionCue
+from schemas.platforms import SafeZone
 
 TITLE_SAFE_MARGIN = 0.10
+OUTLINE_PX = 3
+# libass places the glyphs at the margin and strokes the outline outside them: margins grow by
+# the outline (and a pixel of antialiasing) so the drawn text, outline included, stays inside.
+OUTLINE_PAD_PX = OUTLINE_PX + 1
 # ASS alignments (numpad layout): 1-3 bottom, 7-9 top.
 BOTTOM_CENTRE, BOTTOM_RIGHT, TOP_LEFT, TOP_RIGHT = 2, 3, 7, 9
 
@@ -30,30 +37,54 @@ def _escape(text: str) -> str:
 def build_ass(*, width: int, height: int, locale: str, duration_s: float,
               captions: list[CaptionCue], on_screen: OnScreenText | None) -> str:
     """An ASS script at the delivery size; empty inputs give a script with no events."""
+    zone = SafeZone(top=TITLE_SAFE_MARGIN, bottom=TITLE_SAFE_MARGIN, left=TITLE_SAFE_MARGIN,
+                    right=TITLE_SAFE_MARGIN)
+    timed = [TimedText(start_s=0.0, end_s=duration_s, text=on_screen)] if on_screen else []
+    return build_timed_ass(width=width, height=height, locale=locale, captions=captions,
+                           on_screen=timed, safe_zone=zone)
+
+
+@dataclass(frozen=True)
+class TimedText:
+    """A scene's on-screen text, shown from `start_s` to `end_s` of the spot's timeline."""
+
+    start_s: float
+    end_s: float
+    text: OnScreenText
+
+
+def build_timed_ass(*, width: int, height: int, locale: str, captions: list[CaptionCue],
+                    on_screen: list[TimedText], safe_zone: SafeZone) -> str:
+    """An ASS script at the delivery size with each text inside `safe_zone`: top styles keep the
+    top margin, bottom styles the bottom margin, all the side margins."""
     family = font_family(locale)
-    margin_x, margin_y = round(width * TITLE_SAFE_MARGIN), round(height * TITLE_SAFE_MARGIN)
+    margin_l = round(width * safe_zone.left) + OUTLINE_PAD_PX
+    margin_r = round(width * safe_zone.right) + OUTLINE_PAD_PX
+    margin_top = round(height * safe_zone.top) + OUTLINE_PAD_PX
+    margin_bottom = round(height * safe_zone.bottom) + OUTLINE_PAD_PX
     caption_size = round(min(height * 0.055, width * 0.065))
     title_size = round(caption_size * 1.2)
     style = ("{name},{font},{size},&H00FFFFFF,&H00FFFFFF,&H00000000,&H80000000,{bold},0,0,0,"
-             "100,100,0,0,1,{outline},0,{align},{mx},{mx},{my},1")
+             "100,100,0,0,1,{outline},0,{align},{ml},{mr},{my},1")
     styles = [
-        style.format(name="Caption", font=family, size=caption_size, bold=0, outline=3,
-                     align=BOTTOM_CENTRE, mx=margin_x, my=margin_y),
-        style.format(name="Brand", font=family, size=title_size, bold=1, outline=3,
-                     align=TOP_LEFT, mx=margin_x, my=margin_y),
-        style.format(name="Price", font=family, size=title_size, bold=1, outline=3,
-                     align=TOP_RIGHT, mx=margin_x, my=margin_y),
+        style.format(name="Caption", font=family, size=caption_size, bold=0, outline=OUTLINE_PX,
+                     align=BOTTOM_CENTRE, ml=margin_l, mr=margin_r, my=margin_bottom),
+        style.format(name="Brand", font=family, size=title_size, bold=1, outline=OUTLINE_PX,
+                     align=TOP_LEFT, ml=margin_l, mr=margin_r, my=margin_top),
+        style.format(name="Price", font=family, size=title_size, bold=1, outline=OUTLINE_PX,
+                     align=TOP_RIGHT, ml=margin_l, mr=margin_r, my=margin_top),
         # The call to action sits above the caption band, bottom right.
-        style.format(name="Action", font=family, size=caption_size, bold=1, outline=3,
-                     align=BOTTOM_RIGHT, mx=margin_x, my=margin_y + 3 * caption_size),
+        style.format(name="Action", font=family, size=caption_size, bold=1, outline=OUTLINE_PX,
+                     align=BOTTOM_RIGHT, ml=margin_l, mr=margin_r,
+                     my=margin_bottom + 3 * caption_size),
     ]
     events = []
-    end = _time(duration_s)
-    if on_screen is not None:
-        for name, text in (("Brand", on_screen.brand_line), ("Price", on_screen.price),
-                           ("Action", on_screen.call_to_action)):
+    for timed in on_screen:
+        start, end = _time(timed.start_s), _time(timed.end_s)
+        for name, text in (("Brand", timed.text.brand_line), ("Price", timed.text.price),
+                           ("Action", timed.text.call_to_action)):
             if text:
-                events.append(f"Dialogue: 1,0:00:00.00,{end},{name},,0,0,0,,{_escape(text)}")
+                events.append(f"Dialogue: 1,{start},{end},{name},,0,0,0,,{_escape(text)}")
     for cue in captions:
         text = "\\N".join(_escape(line) for line in cue.lines)
         events.append(f"Dialogue: 0,{_time(cue.start_s)},{_time(cue.end_s)},Caption,,0,0,0,,"

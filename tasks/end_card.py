@@ -1,0 +1,189 @@
+"""The brand end card, composed in post with PIL: logo, call to action and legal line on the
+brand colour, every element inside the spot's safe zone.
+
+Text is shaped by libraqm (HarfBuzz + FriBiDi, built into Pillow's wheel), so Arabic joins and
+runs right to left and CJK lines break between characters, as the burned-in captions do; the
+fonts are the same packaged Noto families (`infra.fonts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from infra.fonts import ARABIC_SCRIPT_LANGUAGES, font_family, font_files
+from schemas.brief import Brief
+from schemas.errors import PipelineError
+from schemas.platforms import SafeZone
+from tasks.captions import is_cjk
+
+LOGO_SHARE = (0.7, 0.4)  # the logo fits in this share of the safe box (width, height)
+CTA_HEIGHT_SHARE = 0.09  # call-to-action font size, share of the safe box height
+LEGAL_HEIGHT_SHARE = 0.035
+MIN_FONT_PX = 9  # below this a legal line is not legible at 720p; refuse instead of shrinking
+GAP_SHARE = 0.05  # vertical gap between logo, CTA and legal, share of the safe box height
+CTA_MAX_LINES, LEGAL_MAX_LINES = 2, 4
+
+
+class EndCardError(PipelineError):
+    """The end card cannot be composed as asked (text too long for the card, bad logo)."""
+
+
+@dataclass(frozen=True)
+class EndCardText:
+    locale: str
+    call_to_action: str | None
+    legal: str | None
+
+
+def end_card_text(brief: Brief, locale: str) -> EndCardText:
+    """The CTA (the brand kit's for the locale, else the last scene's on-screen CTA) and the
+    legal line of `locale`."""
+    kit = brief.brand_kit
+    if kit is None:
+        raise EndCardError(f"brief {brief.campaign!r} has no brand_kit: no end card to compose")
+    action = kit.call_to_action.get(locale)
+    if action is None:
+        for scene in reversed(brief.scenes):
+            text = scene.on_screen_text.get(locale)
+            if text is not None and text.call_to_action:
+                action = text.call_to_action
+                break
+    return EndCardText(locale=locale, call_to_action=action, legal=kit.legal.get(locale))
+
+
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    """(r, g, b) of a #RRGGBB colour."""
+    value = int(colour.lstrip("#"), 16)
+    return value >> 16, (value >> 8) & 0xFF, value & 0xFF
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG relative luminance."""
+    srgb = [c / 255 for c in rgb]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in srgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def card_colours(colours: list[str]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(background, text): the kit's first two colours, or black/white text, whichever
+    contrasts more with the background, when the kit has one colour."""
+    background = hex_rgb(colours[0])
+    if len(colours) > 1:
+        return background, hex_rgb(colours[1])
+    light = _luminance(background)
+    white_contrast, black_contrast = 1.05 / (light + 0.05), (light + 0.05) / 0.05
+    return background, (255, 255, 255) if white_contrast >= black_contrast else (0, 0, 0)
+
+
+def _font_file(locale: str, brand_font: Path | None) -> Path:
+    # A brand font is a Latin design; Arabic and CJK text falls back to the packaged Noto
+    # families, which cover those scripts (a Latin font would draw empty boxes).
+    family = font_family(locale)
+    if brand_font is not None and family == "Noto Sans":
+        return brand_font
+    return font_files()[family]
+
+
+def _direction(locale: str) -> str:
+    return "rtl" if locale.split("-")[0].lower() in ARABIC_SCRIPT_LANGUAGES else "ltr"
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int, locale: str) -> list[str]:
+    """Lines of at most `width` pixels: on spaces for spaced scripts, anywhere for CJK."""
+    direction = _direction(locale)
+    units = list(text) if is_cjk(text) else text.split()
+    joiner = "" if is_cjk(text) else " "
+    lines: list[str] = []
+    current = ""
+    for unit in units:
+        candidate = f"{current}{joiner}{unit}" if current else unit
+        if current and font.getlength(candidate, direction=direction) > width:
+            lines.append(current)
+            current = unit
+        else:
+            current = candidate
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _fit(text: str, font_path: Path, size: int, box_w: int, max_lines: int,
+         locale: str) -> tuple[ImageFont.FreeTypeFont, list[str]]:
+    """The largest font up to `size` px at which `text` wraps into `max_lines` lines of
+    `box_w` px."""
+    direction = _direction(locale)
+    size = max(size, MIN_FONT_PX)  # on a small card the share would fall below legibility
+    while size >= MIN_FONT_PX:
+        font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.RAQM)
+        lines = _wrap(text, font, box_w, locale)
+        widest = max(font.getlength(line, direction=direction) for line in lines)
+        if len(lines) <= max_lines and widest <= box_w:
+            return font, lines
+        size -= 1
+    raise EndCardError(f"end card text for {locale} does not fit in {max_lines} line(s) of "
+                       f"{box_w} px at {MIN_FONT_PX} px or more: {text[:80]!r}")
+
+
+def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Image,
+                     colours: list[str], safe_zone: SafeZone,
+                     brand_font: Path | None = None) -> Image.Image:
+    """An RGB card of `size` (width, height): logo in the upper part of the safe box, the CTA
+    below it, the legal line at the bottom of the safe box; all centred."""
+    width, height = size
+    background, ink = card_colours(colours)
+    card = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(card)
+    x0, y0, x1, y1 = safe_zone.box(width, height)
+    box_w, box_h = x1 - x0, y1 - y0
+    gap = round(box_h * GAP_SHARE)
+    font_path = _font_file(text.locale, brand_font)
+    direction = _direction(text.locale)
+    language = text.locale.split("-")[0].lower()
+
+    def draw_lines(lines: list[str], font: ImageFont.FreeTypeFont, top: int) -> int:
+        ascent, descent = font.getmetrics()
+        for line in lines:
+            line_w = font.getlength(line, direction=direction)
+            draw.text((x0 + (box_w - line_w) / 2, top), line, font=font, fill=ink,
+                      direction=direction, language=language)
+            top += ascent + descent
+        return top
+
+    # 1. legal line, anchored to the bottom of the safe box
+    legal_top = y1
+    if text.legal:
+        font, lines = _fit(text.legal, font_path, round(box_h * LEGAL_HEIGHT_SHARE), box_w,
+                           LEGAL_MAX_LINES, text.locale)
+        ascent, descent = font.getmetrics()
+        legal_top = y1 - len(lines) * (ascent + descent)
+        draw_lines(lines, font, legal_top)
+    # 2. logo, scaled to fit its share of the box, at the top of the box
+    try:
+        mark = logo.convert("RGBA")
+    except OSError as err:
+        raise EndCardError(f"logo image cannot be read: {err}") from err
+    scale = min(box_w * LOGO_SHARE[0] / mark.width, box_h * LOGO_SHARE[1] / mark.height)
+    mark = mark.resize((max(1, round(mark.width * scale)), max(1, round(mark.height * scale))),
+                       Image.Resampling.LANCZOS)
+    card.paste(mark, (x0 + (box_w - mark.width) // 2, y0), mark)
+    # 3. call to action between the logo and the legal line
+    if text.call_to_action:
+        font, lines = _fit(text.call_to_action, font_path, round(box_h * CTA_HEIGHT_SHARE),
+                           box_w, CTA_MAX_LINES, text.locale)
+        ascent, descent = font.getmetrics()
+        top = y0 + mark.height + gap
+        if top + len(lines) * (ascent + descent) > legal_top - gap:
+            raise EndCardError(f"call to action for {text.locale} collides with the legal line "
+                               "on the end card; shorten one of them")
+        draw_lines(lines, font, top)
+    return card
+
+
+def write_end_card(card: Image.Image, path: Path) -> Path:
+    """The card as a PNG (lossless: the encoder sees exactly what was drawn)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card.save(path, format="PNG")
+    return path

@@ -1,0 +1,168 @@
+"""Platform presets and the brief's new spot fields: what a team is told at submission."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from schemas.brief import Aspect, LoudnessProfile, Platform, Transition, load_brief
+from schemas.errors import BriefInvalid
+from schemas.platforms import (
+    PLATFORM_PRESETS,
+    TITLE_SAFE_ZONE,
+    SafeZone,
+    deliverable_name,
+    loudness_target,
+    safe_zone,
+)
+
+EXAMPLE = (Path(__file__).parents[2] / "examples" / "brief.yaml").read_text()
+
+
+def _example(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE)
+    data.update(changes)
+    return data
+
+
+def _scene(scene_id: str, duration_s: float = 4.0, **extra: Any) -> dict[str, Any]:
+    return {"scene_id": scene_id, "visual": f"{scene_id} shot", "duration_s": duration_s, **extra}
+
+
+def _problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(BriefInvalid) as info:
+        load_brief(json.dumps(data))
+    return info.value.problems
+
+
+def test_the_example_brief_is_still_valid_and_unchanged_in_meaning() -> None:
+    brief = load_brief(EXAMPLE)
+    assert brief.transition == Transition.CUT and brief.brand_kit is None
+    assert brief.end_card_s == 0.0 and brief.spot_duration_s == pytest.approx(1.0)
+    assert all(scene.continue_from is None for scene in brief.scenes)
+
+
+def test_every_platform_has_a_preset_with_the_published_numbers() -> None:
+    assert set(PLATFORM_PRESETS) == set(Platform)
+    tiktok = PLATFORM_PRESETS[Platform.TIKTOK]
+    assert (tiktok.min_duration_s, tiktok.max_duration_s) == (5.0, 60.0)
+    assert PLATFORM_PRESETS[Platform.BROADCAST].aspects == (Aspect.LANDSCAPE,)
+    assert loudness_target(Platform.BROADCAST, LoudnessProfile.WEB).integrated_lufs == -23.0
+    assert loudness_target(Platform.TIKTOK, LoudnessProfile.BROADCAST).integrated_lufs == -14.0
+    # web follows the brief's own profile, as before presets existed
+    assert loudness_target(Platform.WEB, LoudnessProfile.BROADCAST).integrated_lufs == -23.0
+    assert all(p.loudness is None or p.loudness.true_peak_dbtp == -1.0
+               for p in PLATFORM_PRESETS.values())
+    assert PLATFORM_PRESETS[Platform.YOUTUBE].video_bitrate_kbps == 5000  # 720p SDR, YouTube help
+
+
+def test_portrait_safe_zone_is_the_tightest_of_the_platforms_and_never_below_title_safe() -> None:
+    reels = safe_zone([Platform.INSTAGRAM], Aspect.PORTRAIT)
+    assert (reels.top, reels.bottom) == (0.14, 0.35)
+    assert reels.left == reels.right == 0.10  # Meta's 6 % sides raised to title-safe
+    both = safe_zone([Platform.TIKTOK, Platform.INSTAGRAM], Aspect.PORTRAIT)
+    assert both.bottom == 0.35 and both.right == pytest.approx(150 / 1080)
+    assert safe_zone([Platform.TIKTOK], Aspect.LANDSCAPE) == TITLE_SAFE_ZONE
+    assert SafeZone(top=0.14, bottom=0.35, left=0.1, right=0.1).box(720, 1280) == (
+        72, 179, 648, 832)
+    with pytest.raises(ValueError, match="less than 10 %"):
+        SafeZone(top=0.45, bottom=0.45, left=0.1, right=0.1)
+
+
+def test_deliverable_names_are_per_platform_and_file_system_safe() -> None:
+    name = deliverable_name("aurora-spring-launch", "de-DE", Aspect.PORTRAIT, Platform.TIKTOK)
+    assert name == "aurora-spring-launch_de-DE_9x16_tiktok.mp4"
+
+
+def test_a_spot_too_short_for_tiktok_is_rejected_with_the_reason_and_path() -> None:
+    problems = _problems(_example(platforms=["youtube", "tiktok"]))
+    assert problems == [("platforms[1]", "tiktok takes spots of 5-60 s; this spot lasts 1.00 s")]
+
+
+def test_a_spot_too_long_for_tiktok_is_rejected() -> None:
+    scenes = [_scene(f"s{i}", 8.0) for i in range(8)]  # 64 s
+    problems = _problems(_example(platforms=["tiktok"], scenes=scenes))
+    assert problems == [("platforms[0]", "tiktok takes spots of 5-60 s; this spot lasts 64.00 s")]
+
+
+def test_broadcast_refuses_portrait_and_square() -> None:
+    data = _example(platforms=["broadcast"], aspects=["16:9", "9:16", "1:1"],
+                    scenes=[_scene("a", 6.0)])
+    paths = [path for path, _ in _problems(data)]
+    messages = [message for _, message in _problems(data)]
+    assert paths == ["platforms[0]", "platforms[0]"]
+    assert messages[0].startswith("broadcast does not take 9:16 spots (allowed: 16:9)")
+    assert "1:1" in messages[1]
+
+
+def test_crossfades_and_end_card_count_towards_the_platform_limit() -> None:
+    kit = {"logo": "logo.png", "colours": ["#101820", "#FEE715"], "end_card_s": 2.0}
+    # 3 x 2 s - 2 x 0.5 s crossfade + 2 s card = 7 s: fits TikTok's 5 s minimum
+    ok = load_brief(json.dumps(_example(
+        platforms=["tiktok"], transition="crossfade", crossfade_s=0.5, brand_kit=kit,
+        scenes=[_scene("a", 2.0), _scene("b", 2.0), _scene("c", 2.0)])))
+    assert ok.spot_duration_s == pytest.approx(7.0)
+    # without the end card: 5 s - still fits; with 1.2 s crossfades it no longer would
+    problems = _problems(_example(
+        platforms=["tiktok"], transition="crossfade", crossfade_s=1.0,
+        scenes=[_scene("a", 2.0), _scene("b", 2.0), _scene("c", 2.0)]))
+    assert problems == [("platforms[0]", "tiktok takes spots of 5-60 s; this spot lasts 4.00 s")]
+
+
+def test_a_scene_shorter_than_two_crossfades_is_rejected() -> None:
+    problems = _problems(_example(transition="crossfade", crossfade_s=0.4,
+                                  scenes=[_scene("a", 0.7), _scene("b", 2.0)]))
+    assert problems == [("scenes[0].duration_s",
+                         "0.7 s is shorter than two crossfades of 0.4 s")]
+
+
+def test_continue_from_must_name_another_existing_scene() -> None:
+    scenes = [_scene("a", continue_from="a"), _scene("b", continue_from="nope"),
+              _scene("c", continue_from="a", first_frame="c.png")]
+    problems = _problems(_example(scenes=scenes))
+    assert problems[0] == ("scenes[0].continue_from", "a scene cannot continue from itself")
+    assert problems[1][0] == "scenes[1].continue_from" and "'nope' is not a scene" in problems[1][1]
+    assert problems[2][0] == "scenes[2].continue_from" and "first_frame" in problems[2][1]
+
+
+def test_continue_from_loops_are_rejected_on_every_scene_of_the_loop() -> None:
+    scenes = [_scene("a", continue_from="c"), _scene("b", continue_from="a"),
+              _scene("c", continue_from="b"), _scene("d", continue_from="a")]
+    problems = _problems(_example(scenes=scenes))
+    assert [path for path, _ in problems] == [f"scenes[{i}].continue_from" for i in range(3)]
+    assert problems[0][1] == "the chain loops back to this scene: a -> c -> b -> a"
+
+
+def test_a_chain_to_a_later_scene_is_allowed() -> None:
+    brief = load_brief(json.dumps(_example(scenes=[_scene("a", continue_from="b"),
+                                                   _scene("b")])))
+    assert brief.scenes[0].continue_from == "b"
+
+
+def test_brand_kit_is_checked_like_the_rest_of_the_brief() -> None:
+    kit = {"logo": "../secret.png", "colours": ["red", "#00FF00"], "font": "/etc/font.ttf",
+           "legal": {"en-US": "Terms apply.", "fr-FR": "Voir conditions."},
+           "call_to_action": {"de-DE": "Jetzt kaufen"}, "end_card_s": 30}
+    paths = {path for path, _ in _problems(_example(brand_kit=kit))}
+    assert {"brand_kit.logo", "brand_kit.colours[0]", "brand_kit.font",
+            "brand_kit.end_card_s"} <= paths
+    kit = {"logo": "brand/logo.png", "colours": ["#101820"],
+           "legal": {"en-US": "Terms apply.", "fr-FR": "Voir conditions."}}
+    problems = _problems(_example(brand_kit=kit))
+    assert ("brand_kit.legal", "locale(s) ['fr-FR'] are not in locales ['en-US', 'de-DE']") \
+        in problems
+    assert ("brand_kit.legal", "no line for ['de-DE']") in problems
+
+
+def test_a_valid_brand_kit_normalises_locales() -> None:
+    kit = {"logo": "brand/logo.png", "colours": ["#101820", "#fee715"],
+           "legal": {"en-us": "Terms apply.", "de-de": "Es gelten die AGB."},
+           "call_to_action": {"en-us": "Run today"}}
+    brief = load_brief(json.dumps(_example(brand_kit=kit)))
+    assert brief.brand_kit is not None
+    assert set(brief.brand_kit.legal) == {"en-US", "de-DE"}
+    assert brief.brand_kit.end_card_s == 2.0 and brief.spot_duration_s == pytest.approx(3.0)
