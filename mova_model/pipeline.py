@@ -38,6 +38,7 @@ from mova_model.config import (
 )
 from mova_model.errors import CheckpointError, InvalidRequest
 from mova_model.joint import joint_forward
+from mova_model.lora import AttachedLora, LoraError, check_lora, read_lora
 from mova_model.offload import OffloadMode, enable_block_streaming, on_device
 from mova_model.sampler import Guidance, draw_noise, sample
 from mova_model.schedule import FlowMatchPairScheduler
@@ -104,6 +105,7 @@ class MovaPipeline:
         self.audio_vae_config = read_config(path / "audio_vae", AudioVAEConfig)
         self._modules: dict[str, nn.Module] = {}
         self._text_encoder: TextEncoder | None = None
+        self._lora: AttachedLora | None = None
         self.checkpoint_fingerprint = fingerprint_folder(path)
 
     # ---- loading -------------------------------------------------------------------------
@@ -162,6 +164,8 @@ class MovaPipeline:
                                    device=self._storage_device())
         if self.offload is OffloadMode.BLOCK and hasattr(module, "blocks"):
             enable_block_streaming(module, self.device, storage_device="cpu")
+        if self._lora is not None and name in self._lora.weights.factors:
+            self._lora.attach(name, module)  # a released component comes back with its LoRA
         self._modules[name] = module
         return module
 
@@ -347,6 +351,67 @@ class MovaPipeline:
         # The reference leaves 960*L_a samples and lets ffmpeg's -shortest trim at mux time; the
         # clip carries exactly the video's duration instead, which is what the mux would keep.
         return waveform[0, :, :num_samples].float().cpu().numpy()
+
+    # ---- LoRA (spec §13.3) -----------------------------------------------------------------
+
+    @property
+    def lora(self) -> AttachedLora | None:
+        """The applied LoRA (source file, sha256, scale, merged), or None."""
+        return self._lora
+
+    def load_lora(self, path: str | Path, scale: float = 1.0) -> None:
+        """Apply a LoRA folder (or weights file); replaces a LoRA already loaded."""
+        _check_lora_scale(scale)
+        weights = read_lora(path)
+        modules = {name: self.component(name) for name in weights.factors}
+        check_lora(weights, modules)  # everything is checked before anything changes
+        self.unload_lora()
+        attached = AttachedLora(weights, scale=float(scale))
+        for name, module in modules.items():
+            attached.attach(name, module)
+        self._lora = attached
+
+    def set_lora_scale(self, scale: float) -> None:
+        """scaling = alpha / rank * scale; 0 gives exactly the base model."""
+        _check_lora_scale(scale)
+        lora = self._require_lora("set_lora_scale")
+        if lora.merged:  # merged weights are rebuilt from the kept originals
+            self._reattach(lora, scale=float(scale), merged=True)
+        lora.scale = float(scale)
+
+    def merge_lora(self) -> None:
+        """Fold W + (B @ A) * scaling into the weights (no per-call LoRA cost)."""
+        lora = self._require_lora("merge_lora")
+        if not lora.merged:
+            self._reattach(lora, scale=lora.scale, merged=True)
+
+    def unload_lora(self) -> None:
+        """Remove the LoRA; the base weights come back bit for bit. No-op without a LoRA."""
+        if self._lora is None:
+            return
+        for name in self._lora.components():
+            if name in self._modules:  # a released component is reloaded from the folder
+                self._lora.detach(name, self._modules[name])
+        self._lora = None
+
+    def _require_lora(self, action: str) -> AttachedLora:
+        if self._lora is None:
+            raise LoraError(f"{action}: no LoRA is loaded; call load_lora(folder) first")
+        return self._lora
+
+    def _reattach(self, lora: AttachedLora, *, scale: float, merged: bool) -> None:
+        for name in lora.components():
+            if name in self._modules:
+                lora.detach(name, self._modules[name])
+        lora.scale, lora.merged = scale, merged
+        for name in lora.components():
+            if name in self._modules:
+                lora.attach(name, self._modules[name])
+
+
+def _check_lora_scale(scale: float) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not np.isfinite(scale):
+        raise LoraError(f"LoRA scale={scale!r}; expected a finite number")
 
 
 class _ExpertDenoiser:
