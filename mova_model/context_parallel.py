@@ -108,6 +108,9 @@ class ContextParallel:
         self.profile = profile
         self.stats = CommStats()
         self._lengths: dict[str, int] = {}
+        # One core per (query, key) stream pair, reused: a compiled block then sees the same
+        # function every step instead of a new closure (which would force a recompile).
+        self._cores: dict[tuple[str, str], AttentionCore] = {}
 
     # ---- collectives (counted; timed when profiling) --------------------------------------
 
@@ -134,6 +137,13 @@ class ContextParallel:
         return out
 
     # ---- sequence shards ------------------------------------------------------------------
+
+    def check_device(self, device: torch.device) -> None:
+        """gloo exchanges CPU tensors and NCCL CUDA tensors; refuse a mismatch up front."""
+        expected = default_backend(device)
+        if self.backend != expected:
+            raise ConfigError(f"context parallel on {device.type} needs a {expected} process "
+                              f"group; this one is {self.backend}")
 
     def shard(self, x: Tensor, stream: str) -> Tensor:
         """(B, L, D) -> this rank's (B, ceil(L/N), D) chunk; the last chunks carry zero padding."""
@@ -198,7 +208,10 @@ class ContextParallel:
         check_heads(self.world_size, attentions)
         try:
             for _, layer, q_stream, k_stream in attentions:
-                layer.core = self.ulysses_core(q_stream, k_stream)
+                key = (q_stream, k_stream)
+                if key not in self._cores:
+                    self._cores[key] = self.ulysses_core(q_stream, k_stream)
+                layer.core = self._cores[key]
             yield
         finally:
             for _, layer, _, _ in attentions:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from mova_model import lengths
+from mova_model.attention import SDPA, AttentionBackend, sdpa_kernel, select_attention_backend
 from mova_model.audio_dit import AudioDiT
 from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import DualTowerBridge
@@ -36,8 +38,10 @@ from mova_model.config import (
     VideoDiTConfig,
     VideoVAEConfig,
 )
+from mova_model.context_parallel import ContextParallel, check_heads, replaced_attentions
 from mova_model.errors import CheckpointError, InvalidRequest
 from mova_model.joint import joint_forward
+from mova_model.layers import set_attention_kernel
 from mova_model.lora import AttachedLora, LoraError, check_lora, read_lora
 from mova_model.offload import OffloadMode, enable_block_streaming, on_device
 from mova_model.sampler import Guidance, draw_noise, sample
@@ -106,6 +110,10 @@ class MovaPipeline:
         self._modules: dict[str, nn.Module] = {}
         self._text_encoder: TextEncoder | None = None
         self._lora: AttachedLora | None = None
+        # Set by from_pretrained before any component is loaded (issue 11).
+        self.attention = AttentionBackend(SDPA, sdpa_kernel)
+        self.compile_blocks = False
+        self.context_parallel: ContextParallel | None = None
         self.checkpoint_fingerprint = fingerprint_folder(path)
 
     # ---- loading -------------------------------------------------------------------------
@@ -113,8 +121,16 @@ class MovaPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, dtype: str | torch.dtype = "float32",
                         device: str | torch.device = "cpu", offload: str = "none",
-                        release_unused: bool = False) -> MovaPipeline:
-        """Load every component strictly from a MOVA checkpoint folder (official layout)."""
+                        release_unused: bool = False, attention: str | None = None,
+                        compile_blocks: bool | None = None, context_parallel: int = 1,
+                        process_group: Any = None) -> MovaPipeline:
+        """Load every component strictly from a MOVA checkpoint folder (official layout).
+
+        attention: auto | sdpa | flash | sage, default $MOVA_ATTENTION or auto; compile_blocks:
+        torch.compile each DiT block, default $MOVA_COMPILE == "1". These two environment reads
+        are the only ones in the package. context_parallel=N splits each joint step over the N
+        ranks of process_group (default: the initialised default group), spec §13.4.
+        """
         folder = Path(path)
         try:
             mode = OffloadMode(offload)
@@ -124,11 +140,31 @@ class MovaPipeline:
             ) from None
         pipe = cls(folder, dtype=_dtype(dtype), device=torch.device(device), offload=mode,
                    release_unused=release_unused)
+        requested = attention if attention is not None else os.environ.get("MOVA_ATTENTION", "auto")
+        pipe.attention = select_attention_backend(requested, pipe.device, pipe.dtype)
+        pipe.compile_blocks = (compile_blocks if compile_blocks is not None
+                               else os.environ.get("MOVA_COMPILE", "0") == "1")
+        if context_parallel < 1:
+            raise InvalidRequest(f"context_parallel={context_parallel} must be at least 1")
+        if context_parallel > 1 or process_group is not None:
+            pipe.context_parallel = ContextParallel(process_group, expected_size=context_parallel)
+            pipe.context_parallel.check_device(pipe.device)
         for name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge", "audio_vae",
                      "video_vae"):
             pipe._load(name)
         pipe.text_encoder  # noqa: B018 - load eagerly so a broken folder fails here
+        if pipe.context_parallel is not None:  # fail at load, not at the first step
+            bridge = pipe.component("dual_tower_bridge")
+            for expert in ("video_dit", "video_dit_2"):
+                check_heads(pipe.context_parallel.world_size, replaced_attentions(
+                    pipe.component(expert), pipe.component("audio_dit"), bridge,
+                    set(bridge.layers)))  # type: ignore[arg-type]
         return pipe
+
+    @property
+    def attention_backend(self) -> str:
+        """Name of the attention kernel in use (sdpa, flash_attn_3, flash_attn_2, sage)."""
+        return self.attention.name
 
     @staticmethod
     def _read_model_index(path: Path) -> dict[str, Any]:
@@ -164,6 +200,11 @@ class MovaPipeline:
                                    device=self._storage_device())
         if self.offload is OffloadMode.BLOCK and hasattr(module, "blocks"):
             enable_block_streaming(module, self.device, storage_device="cpu")
+        if name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge"):
+            set_attention_kernel(module, self.attention.kernel)
+            if self.compile_blocks:
+                for block in getattr(module, "blocks", []):
+                    block.compile()  # in place: state-dict keys and hooks are unchanged
         if self._lora is not None and name in self._lora.weights.factors:
             self._lora.attach(name, module)  # a released component comes back with its LoRA
         self._modules[name] = module
@@ -447,7 +488,8 @@ class _ExpertDenoiser:
         video_dit = self._expert(expert)
         return joint_forward(video_dit, self.pipe.component("audio_dit"),
                              self.pipe.component("dual_tower_bridge"), video_input, audio_input,
-                             context, t_video, t_audio, video_fps, bridge_scale)
+                             context, t_video, t_audio, video_fps, bridge_scale,
+                             context_parallel=self.pipe.context_parallel)
 
 
 def fingerprint_folder(path: Path) -> str:
