@@ -80,7 +80,7 @@ def timed_steps(args: argparse.Namespace, models: tuple[Any, ...], batch: dict[s
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         with torch.inference_mode():
-            joint_forward(*models, **batch, context_parallel=cp)
+            joint_forward(*models, **batch, context_parallel=cp)  # type: ignore[misc]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= args.warmup:
@@ -147,8 +147,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        mp.start_processes(run_rank, args=(args, str(Path(tmp) / "rendezvous"), tmp),
-                           nprocs=args.ranks, join=True, start_method="spawn")
+        mp.start_processes(  # type: ignore[attr-defined, no-untyped-call]
+            run_rank, args=(args, str(Path(tmp) / "rendezvous"), tmp), nprocs=args.ranks,
+            join=True, start_method="spawn")
         ranks = [json.loads((Path(tmp) / f"rank{r}.json").read_text())
                  for r in range(args.ranks)]
     result: dict[str, Any] = {

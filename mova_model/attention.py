@@ -52,7 +52,8 @@ def _flash_attn_3_kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     func = importlib.import_module(KERNEL_MODULES[FLASH_ATTN_3]).flash_attn_func
     out = func(q, k, v)
     # FA3 releases differ: some return (out, softmax_lse), later ones only out.
-    return out[0] if isinstance(out, tuple) else out
+    result: Tensor = out[0] if isinstance(out, tuple) else out
+    return result
 
 
 def _flash_attn_2_kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -58,12 +59,15 @@ def replaced_attentions(
     """(name, layer, query stream, key stream) of every attention that runs with Ulysses."""
     out: list[tuple[str, Attention, str, str]] = []
     for tower, stream in ((video_dit, VIDEO), (audio_dit, AUDIO)):
-        for i, block in enumerate(tower.blocks):  # type: ignore[union-attr, arg-type]
-            out.append((f"{stream} block {i} self_attn", block.self_attn, stream, stream))
+        for i, block in enumerate(cast(nn.ModuleList, tower.blocks)):
+            out.append((f"{stream} block {i} self_attn", cast(Attention, block.self_attn), stream,
+                        stream))
     if bridge is not None:
+        a2v_all = cast(nn.ModuleDict, bridge.audio_to_video_conditioners)
+        v2a_all = cast(nn.ModuleDict, bridge.video_to_audio_conditioners)
         for i in sorted(layers):
-            a2v = bridge.audio_to_video_conditioners[str(i)].inner  # type: ignore[index]
-            v2a = bridge.video_to_audio_conditioners[str(i)].inner  # type: ignore[index]
+            a2v = cast(Attention, a2v_all[str(i)].inner)
+            v2a = cast(Attention, v2a_all[str(i)].inner)
             out.append((f"bridge layer {i} a2v", a2v, VIDEO, AUDIO))
             out.append((f"bridge layer {i} v2a", v2a, AUDIO, VIDEO))
     return out
