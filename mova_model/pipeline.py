@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.distributed import ProcessGroup
 
 from mova_model import lengths
 from mova_model.attention import SDPA, AttentionBackend, sdpa_kernel, select_attention_backend
@@ -123,7 +124,7 @@ class MovaPipeline:
                         device: str | torch.device = "cpu", offload: str = "none",
                         release_unused: bool = False, attention: str | None = None,
                         compile_blocks: bool | None = None, context_parallel: int = 1,
-                        process_group: Any = None) -> MovaPipeline:
+                        process_group: ProcessGroup | None = None) -> MovaPipeline:
         """Load every component strictly from a MOVA checkpoint folder (official layout).
 
         attention: auto | sdpa | flash | sage, default $MOVA_ATTENTION or auto; compile_blocks:

@@ -275,3 +275,21 @@ def test_a_released_component_comes_back_with_its_lora(clean_pipe: MovaPipeline,
     with_lora = step(clean_pipe)
     clean_pipe.release("video_dit")  # as release_unused does after the expert switch
     assert all(torch.equal(u, v) for u, v in zip(step(clean_pipe), with_lora, strict=True))
+
+
+def test_a_safetensors_file_path_takes_the_config_beside_it(clean_pipe: MovaPipeline,
+                                                            tmp_path: Path) -> None:
+    factors = make_factors()
+    folder = write_lora(tmp_path / "st", factors, CONFIG, safetensors=True)
+    clean_pipe.load_lora(folder / "lora_weights.safetensors", scale=0.7)
+    assert clean_pipe.lora is not None and clean_pipe.lora.scaling == pytest.approx(0.35)
+    expected = step(clean_pipe, expected_modules(clean_pipe, factors, 0.35))
+    assert max_diff(step(clean_pipe), expected) < 1e-5
+
+
+def test_the_same_layer_in_both_key_formats_is_refused(clean_pipe: MovaPipeline,
+                                                       tmp_path: Path) -> None:
+    tensors = make_factors()
+    tensors["video_dit.blocks.0.self_attn.q.lora_A.default.weight"] = torch.zeros(4, 96)
+    with pytest.raises(LoraError, match="given twice"):
+        clean_pipe.load_lora(write_lora(tmp_path / "dup", tensors, CONFIG))
