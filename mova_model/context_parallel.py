@@ -120,16 +120,18 @@ class ContextParallel:
 
     @contextmanager
     def _collective(self, sent_bytes: int, device: torch.device) -> Iterator[None]:
-        if self.profile and device.type == "cuda":
+        self.stats.bytes_sent += sent_bytes
+        self.stats.collectives += 1
+        if not self.profile:  # no clock reads: a compiled block would break its graph on them
+            yield
+            return
+        if device.type == "cuda":
             torch.cuda.synchronize(device)  # time the exchange, not the queued compute
         start = time.perf_counter()
         yield
-        if self.profile:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            self.stats.comm_s += time.perf_counter() - start
-        self.stats.bytes_sent += sent_bytes
-        self.stats.collectives += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.stats.comm_s += time.perf_counter() - start
 
     def _all_to_all(self, x: Tensor) -> Tensor:
         """x (N, ...): slice j goes to rank j; returns slice r received from each rank r."""
