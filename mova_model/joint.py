@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import Tensor
 
 from mova_model.audio_dit import AudioDiT
 from mova_model.bridge import DualTowerBridge
+from mova_model.context_parallel import AUDIO, VIDEO, ContextParallel
 from mova_model.errors import ConfigError, InvalidRequest
 from mova_model.video_dit import VideoDiT
 
@@ -47,12 +50,15 @@ def joint_forward(
     t_audio: Tensor,
     video_fps: float,
     bridge_scale: float | Tensor = 1.0,
+    context_parallel: ContextParallel | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One joint denoiser evaluation -> (video velocity (B,16,F,H,W), audio (B,128,L_a)), fp32.
 
     video_input (B, 36, F_lat, H, W) = [z_t, mask, first-frame latent]; audio_input (B, 128, L_a);
     context (B, L_t, text_dim) with zero padding rows; t_video, t_audio (B,) = 1000*sigma.
     bridge_scale 0 (scalar) or bridge None: the towers run independently.
+    context_parallel: every rank of the group calls this with the same inputs; each runs the
+    blocks on 1/N of the tokens (spec §13.4) and all return the full outputs.
     """
     batch = video_input.shape[0]
     scale = _bridge_strength(bridge_scale, batch, video_dit.dtype)
@@ -78,18 +84,29 @@ def joint_forward(
             grid_v, a.shape[1], video_fps, v.dtype, v.device
         )
         layers = set(bridge.layers)
-    # 5. shared depth: bridge exchange on the pre-block states, then both blocks
-    shared = min(len(video_dit.blocks), len(audio_dit.blocks))
-    for i in range(shared):
-        if i in layers:
-            assert bridge is not None
-            v, a = bridge.exchange(i, v, a, bridge_rope_v, bridge_rope_a, scale)
-        v = video_dit.blocks[i](v, ctx_v, t_mod_v, rope_v)
-        a = audio_dit.blocks[i](a, ctx_a, t_mod_a, rope_a)
-    # 6. deeper blocks of the taller tower (video 30..39 in the release) run without the bridge
-    for i in range(shared, len(video_dit.blocks)):
-        v = video_dit.blocks[i](v, ctx_v, t_mod_v, rope_v)
-    for i in range(shared, len(audio_dit.blocks)):
-        a = audio_dit.blocks[i](a, ctx_a, t_mod_a, rope_a)
+    # 4b. context parallel: this rank keeps 1/N of each modality's tokens (the RoPE tables stay
+    #     whole: the exchanging attentions apply them after gathering the sequence)
+    cp = context_parallel
+    if cp is not None:
+        v, a = cp.shard(v, VIDEO), cp.shard(a, AUDIO)
+    exchange = cp.attached(video_dit, audio_dit, bridge if use_bridge else None, layers) \
+        if cp is not None else nullcontext()
+    with exchange:
+        # 5. shared depth: bridge exchange on the pre-block states, then both blocks
+        shared = min(len(video_dit.blocks), len(audio_dit.blocks))
+        for i in range(shared):
+            if i in layers:
+                assert bridge is not None
+                v, a = bridge.exchange(i, v, a, bridge_rope_v, bridge_rope_a, scale)
+            v = video_dit.blocks[i](v, ctx_v, t_mod_v, rope_v)
+            a = audio_dit.blocks[i](a, ctx_a, t_mod_a, rope_a)
+        # 6. deeper blocks of the taller tower (video 30..39 in the release), no bridge
+        for i in range(shared, len(video_dit.blocks)):
+            v = video_dit.blocks[i](v, ctx_v, t_mod_v, rope_v)
+        for i in range(shared, len(audio_dit.blocks)):
+            a = audio_dit.blocks[i](a, ctx_a, t_mod_a, rope_a)
+    # 6b. context parallel: every rank gets all tokens back before the heads
+    if cp is not None:
+        v, a = cp.gather(v, VIDEO), cp.gather(a, AUDIO)
     # 7. heads + unpatchify, upcast to float32
     return video_dit.output(v, t_emb_v, grid_v), audio_dit.output(a, t_emb_a, grid_a)

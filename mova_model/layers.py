@@ -8,8 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mova_model.attention import AttentionKernel, sdpa_kernel
+
 # A rotary embedding bound to its position table: acts on q or k laid out as (B, L, n, d).
 Rotary = Callable[[Tensor], Tensor]
+# RoPE + kernel on (B, L, n, d) q, k, v -> (B, L_q, n, d). Context parallel swaps it for one that
+# exchanges tokens between ranks around the same steps (mova_model/context_parallel.py).
+AttentionCore = Callable[
+    [Tensor, Tensor, Tensor, Rotary | None, Rotary | None, AttentionKernel], Tensor
+]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -34,6 +41,24 @@ def linear_fp32(layer: nn.Linear, x: Tensor) -> Tensor:
     """The linear layer evaluated in float32 whatever the weight dtype (fp32 autocast)."""
     bias = None if layer.bias is None else layer.bias.float()
     return F.linear(x.float(), layer.weight.float(), bias)
+
+
+def attention_core(q: Tensor, k: Tensor, v: Tensor, q_rope: Rotary | None,
+                   k_rope: Rotary | None, kernel: AttentionKernel) -> Tensor:
+    """Rotary embedding on q and k (when given), then softmax(q k^T / sqrt(d)) v, no mask."""
+    if q_rope is not None:
+        q = q_rope(q)
+    if k_rope is not None:
+        k = k_rope(k)
+    return kernel(q, k, v)
+
+
+def set_attention_kernel(root: nn.Module, kernel: AttentionKernel) -> int:
+    """Route every Attention under root through kernel; the number of layers changed."""
+    layers = [m for m in root.modules() if isinstance(m, Attention)]
+    for layer in layers:
+        layer.kernel = kernel
+    return len(layers)
 
 
 class RMSNorm(nn.Module):
@@ -65,6 +90,10 @@ class Attention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
+        # Plain attributes (not state): the pipeline sets the kernel of its attention backend,
+        # context parallel swaps the core for the duration of a joint step.
+        self.kernel: AttentionKernel = sdpa_kernel
+        self.core: AttentionCore = attention_core
 
     def forward(
         self, x: Tensor, y: Tensor, q_rope: Rotary | None = None, k_rope: Rotary | None = None
@@ -75,14 +104,9 @@ class Attention(nn.Module):
         q = self.norm_q(self.q(x)).unflatten(-1, (n, -1))
         k = self.norm_k(self.k(y)).unflatten(-1, (n, -1))
         v = self.v(y).unflatten(-1, (n, -1))
-        # 2. rotary position embedding per head (absent for text cross-attention)
-        if q_rope is not None:
-            q = q_rope(q)
-        if k_rope is not None:
-            k = k_rope(k)
-        # 3. softmax(q k^T / sqrt(d)) v, no mask; SDPA wants (B, n, L, d)
-        q, k, v = (u.transpose(1, 2) for u in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # (B, L_q, n, d)
+        # 2-3. rotary position embedding per head (absent for text cross-attention), then
+        #      softmax(q k^T / sqrt(d)) v with no mask through the selected kernel
+        out = self.core(q, k, v, q_rope, k_rope, self.kernel)  # (B, L_q, n, d)
         # 4. concatenate heads and project: (B, L_q, dim)
         return self.o(out.reshape(b, x.shape[1], -1))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.distributed import ProcessGroup
 
 from mova_model import lengths
+from mova_model.attention import SDPA, AttentionBackend, sdpa_kernel, select_attention_backend
 from mova_model.audio_dit import AudioDiT
 from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import DualTowerBridge
@@ -36,8 +39,11 @@ from mova_model.config import (
     VideoDiTConfig,
     VideoVAEConfig,
 )
+from mova_model.context_parallel import ContextParallel, check_heads, replaced_attentions
 from mova_model.errors import CheckpointError, InvalidRequest
 from mova_model.joint import joint_forward
+from mova_model.layers import set_attention_kernel
+from mova_model.lora import AttachedLora, LoraError, check_lora, read_lora
 from mova_model.offload import OffloadMode, enable_block_streaming, on_device
 from mova_model.sampler import Guidance, draw_noise, sample
 from mova_model.schedule import FlowMatchPairScheduler
@@ -104,6 +110,11 @@ class MovaPipeline:
         self.audio_vae_config = read_config(path / "audio_vae", AudioVAEConfig)
         self._modules: dict[str, nn.Module] = {}
         self._text_encoder: TextEncoder | None = None
+        self._lora: AttachedLora | None = None
+        # Set by from_pretrained before any component is loaded (issue 11).
+        self.attention = AttentionBackend(SDPA, sdpa_kernel)
+        self.compile_blocks = False
+        self.context_parallel: ContextParallel | None = None
         self.checkpoint_fingerprint = fingerprint_folder(path)
 
     # ---- loading -------------------------------------------------------------------------
@@ -111,8 +122,16 @@ class MovaPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, dtype: str | torch.dtype = "float32",
                         device: str | torch.device = "cpu", offload: str = "none",
-                        release_unused: bool = False) -> MovaPipeline:
-        """Load every component strictly from a MOVA checkpoint folder (official layout)."""
+                        release_unused: bool = False, attention: str | None = None,
+                        compile_blocks: bool | None = None, context_parallel: int = 1,
+                        process_group: ProcessGroup | None = None) -> MovaPipeline:
+        """Load every component strictly from a MOVA checkpoint folder (official layout).
+
+        attention: auto | sdpa | flash | sage, default $MOVA_ATTENTION or auto; compile_blocks:
+        torch.compile each DiT block, default $MOVA_COMPILE == "1". These two environment reads
+        are the only ones in the package. context_parallel=N splits each joint step over the N
+        ranks of process_group (default: the initialised default group), spec §13.4.
+        """
         folder = Path(path)
         try:
             mode = OffloadMode(offload)
@@ -122,11 +141,31 @@ class MovaPipeline:
             ) from None
         pipe = cls(folder, dtype=_dtype(dtype), device=torch.device(device), offload=mode,
                    release_unused=release_unused)
+        requested = attention if attention is not None else os.environ.get("MOVA_ATTENTION", "auto")
+        pipe.attention = select_attention_backend(requested, pipe.device, pipe.dtype)
+        pipe.compile_blocks = (compile_blocks if compile_blocks is not None
+                               else os.environ.get("MOVA_COMPILE", "0") == "1")
+        if context_parallel < 1:
+            raise InvalidRequest(f"context_parallel={context_parallel} must be at least 1")
+        if context_parallel > 1 or process_group is not None:
+            pipe.context_parallel = ContextParallel(process_group, expected_size=context_parallel)
+            pipe.context_parallel.check_device(pipe.device)
         for name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge", "audio_vae",
                      "video_vae"):
             pipe._load(name)
         pipe.text_encoder  # noqa: B018 - load eagerly so a broken folder fails here
+        if pipe.context_parallel is not None:  # fail at load, not at the first step
+            bridge = pipe.component("dual_tower_bridge")
+            for expert in ("video_dit", "video_dit_2"):
+                check_heads(pipe.context_parallel.world_size, replaced_attentions(
+                    pipe.component(expert), pipe.component("audio_dit"), bridge,
+                    set(bridge.layers)))  # type: ignore[arg-type]
         return pipe
+
+    @property
+    def attention_backend(self) -> str:
+        """Name of the attention kernel in use (sdpa, flash_attn_3, flash_attn_2, sage)."""
+        return self.attention.name
 
     @staticmethod
     def _read_model_index(path: Path) -> dict[str, Any]:
@@ -162,6 +201,13 @@ class MovaPipeline:
                                    device=self._storage_device())
         if self.offload is OffloadMode.BLOCK and hasattr(module, "blocks"):
             enable_block_streaming(module, self.device, storage_device="cpu")
+        if name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge"):
+            set_attention_kernel(module, self.attention.kernel)
+            if self.compile_blocks:
+                for block in getattr(module, "blocks", []):
+                    block.compile()  # in place: state-dict keys and hooks are unchanged
+        if self._lora is not None and name in self._lora.weights.factors:
+            self._lora.attach(name, module)  # a released component comes back with its LoRA
         self._modules[name] = module
         return module
 
@@ -348,6 +394,67 @@ class MovaPipeline:
         # clip carries exactly the video's duration instead, which is what the mux would keep.
         return waveform[0, :, :num_samples].float().cpu().numpy()
 
+    # ---- LoRA (spec §13.3) -----------------------------------------------------------------
+
+    @property
+    def lora(self) -> AttachedLora | None:
+        """The applied LoRA (source file, sha256, scale, merged), or None."""
+        return self._lora
+
+    def load_lora(self, path: str | Path, scale: float = 1.0) -> None:
+        """Apply a LoRA folder (or weights file); replaces a LoRA already loaded."""
+        _check_lora_scale(scale)
+        weights = read_lora(path)
+        modules = {name: self.component(name) for name in weights.factors}
+        check_lora(weights, modules)  # everything is checked before anything changes
+        self.unload_lora()
+        attached = AttachedLora(weights, scale=float(scale))
+        for name, module in modules.items():
+            attached.attach(name, module)
+        self._lora = attached
+
+    def set_lora_scale(self, scale: float) -> None:
+        """scaling = alpha / rank * scale; 0 gives exactly the base model."""
+        _check_lora_scale(scale)
+        lora = self._require_lora("set_lora_scale")
+        if lora.merged:  # merged weights are rebuilt from the kept originals
+            self._reattach(lora, scale=float(scale), merged=True)
+        lora.scale = float(scale)
+
+    def merge_lora(self) -> None:
+        """Fold W + (B @ A) * scaling into the weights (no per-call LoRA cost)."""
+        lora = self._require_lora("merge_lora")
+        if not lora.merged:
+            self._reattach(lora, scale=lora.scale, merged=True)
+
+    def unload_lora(self) -> None:
+        """Remove the LoRA; the base weights come back bit for bit. No-op without a LoRA."""
+        if self._lora is None:
+            return
+        for name in self._lora.components():
+            if name in self._modules:  # a released component is reloaded from the folder
+                self._lora.detach(name, self._modules[name])
+        self._lora = None
+
+    def _require_lora(self, action: str) -> AttachedLora:
+        if self._lora is None:
+            raise LoraError(f"{action}: no LoRA is loaded; call load_lora(folder) first")
+        return self._lora
+
+    def _reattach(self, lora: AttachedLora, *, scale: float, merged: bool) -> None:
+        for name in lora.components():
+            if name in self._modules:
+                lora.detach(name, self._modules[name])
+        lora.scale, lora.merged = scale, merged
+        for name in lora.components():
+            if name in self._modules:
+                lora.attach(name, self._modules[name])
+
+
+def _check_lora_scale(scale: float) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not np.isfinite(scale):
+        raise LoraError(f"LoRA scale={scale!r}; expected a finite number")
+
 
 class _ExpertDenoiser:
     """The sampler's Denoiser: picks the expert, keeps it on the device, frees the other."""
@@ -382,7 +489,8 @@ class _ExpertDenoiser:
         video_dit = self._expert(expert)
         return joint_forward(video_dit, self.pipe.component("audio_dit"),
                              self.pipe.component("dual_tower_bridge"), video_input, audio_input,
-                             context, t_video, t_audio, video_fps, bridge_scale)
+                             context, t_video, t_audio, video_fps, bridge_scale,
+                             context_parallel=self.pipe.context_parallel)
 
 
 def fingerprint_folder(path: Path) -> str:
