@@ -59,7 +59,7 @@ def transition(row: BriefRow | RenderJob | Deliverable, new_status: Status | str
     kind = _STATUS_OF[row.__tablename__]
     new = kind(new_status)
     check_transition(row.__tablename__, row.id, kind(row.status), new)
-    row.status = new  # type: ignore[assignment]
+    row.status = new
 
 
 def _get_or_create(session: Session, model: type[T], lookup: dict[str, Any],
