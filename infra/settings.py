@@ -1,23 +1,40 @@
 """Settings, read once from the environment and passed down (no module-level globals).
 
-Every field is an environment variable of the same name in upper case; the README's
-configuration table lists them.
+Every field is an environment variable of the same name in upper case (pydantic-settings reads
+them; an empty value counts as unset); the README's configuration table lists them.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 DEFAULT_DATA_DIR = ".mova"
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_ignore_empty=True)
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments and the process environment only: no .env file or secrets folder is read
+        # behind the operator's back.
+        return init_settings, env_settings
 
     mova_data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description=(
         "Folder for the embedded defaults: SQLite file, local storage, checkpoints, lineage."))
@@ -101,17 +118,37 @@ class Settings(BaseModel):
         return self.mova_data_dir / "work"
 
 
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source reading a given mapping instead of os.environ (the pattern
+    pydantic-settings' own .env source follows)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._mapping = env
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Names are matched case-insensitively (Settings' default), like the real environment.
+        return {name.lower(): value for name, value in self._mapping.items()
+                if not (self.env_ignore_empty and value == "")}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from environment variables (empty values count as unset)."""
-    source = os.environ if env is None else env
-    values = {name: source[name.upper()] for name in Settings.model_fields
-              if source.get(name.upper(), "") != ""}
+    """Settings from the process environment, or from `env` in its place (empty values count
+    as unset)."""
     try:
-        return Settings.model_validate(values)
+        if env is None:
+            return Settings()
+        given = _MappingEnvSource(env)()
+        # Every field passed (arguments outrank the environment source), so nothing of the
+        # process environment fills in what `env` leaves out.
+        return Settings(**{name: given.get(name, field.get_default(call_default_factory=True))
+                           for name, field in Settings.model_fields.items()})
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                              for e in err.errors())
         raise SettingsInvalid(f"invalid configuration: {problems}") from err
+    except SettingsError as err:
+        raise SettingsInvalid(f"invalid configuration: {err}") from err
 
 
 class SettingsInvalid(ValueError):
