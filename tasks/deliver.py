@@ -25,6 +25,7 @@ from tasks.captions import caption_cues
 from tasks.finishing import finish_clip
 from tasks.qc import next_action
 from tasks.render import read_clip
+from tasks.retry import retry_on_transient
 from tasks.services import Services
 
 MP4, SRT, VTT, JSON_TYPE = "video/mp4", "application/x-subrip", "text/vtt", "application/json"
@@ -205,7 +206,8 @@ def _companions(session: Session, video: Artifact) -> list[Artifact]:
     return repo.find_artifacts(session, COMPANION_KINDS, video.input_key)
 
 
-@task(name="finish.variant", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="finish.variant", retries=1, retry_delay_seconds=2,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def finish_task(services: Services, deliverable_id: UUID) -> str:
     run_id = uuid4()
     services.lineage.start("finish.variant", run_id, [])
@@ -215,7 +217,8 @@ def finish_task(services: Services, deliverable_id: UUID) -> str:
     return status
 
 
-@task(name="publish.deliverable", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="publish.deliverable", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def publish_task(services: Services, deliverable_id: UUID) -> str:
     run_id = uuid4()
     status = publish_deliverable(services, deliverable_id)

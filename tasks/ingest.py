@@ -17,6 +17,7 @@ from infra.hashing import sha256_bytes
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid
 from schemas.plan import RENDER_PROFILES, Plan, plan_variants
+from tasks.retry import retry_on_transient
 from tasks.services import Services
 
 BRIEF_CONTENT_TYPE = "application/json"
@@ -105,7 +106,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}-{uuid4().hex[:8]}"
 
 
-@task(name="ingest.claim", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="ingest.claim", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def claim_briefs_task(services: Services, limit: int) -> list[UUID]:
     with session_scope(services.engine) as session:
         rows = repo.claim_submitted_briefs(session, limit, worker_id())
@@ -114,7 +116,8 @@ def claim_briefs_task(services: Services, limit: int) -> list[UUID]:
     return ids
 
 
-@task(name="plan.variants", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="plan.variants", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def plan_brief_task(services: Services, brief_id: UUID) -> int:
     run_id = uuid4()
     services.lineage.start("plan.variants", run_id, [])

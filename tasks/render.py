@@ -30,6 +30,7 @@ from infra.settings import Settings
 from infra.statuses import RENDER_SETTLED, RenderStatus
 from infra.storage import ObjectStore, open_store
 from schemas.plan import RenderMode, RenderSpec
+from tasks.retry import retry_on_transient
 from tasks.services import Services
 
 CLIP_CONTENT_TYPE = "application/x-npz"
@@ -224,7 +225,9 @@ def record_failure(services: Services, job_id: UUID, error: str) -> None:
         repo.fail_render(session, job_id, error)
 
 
-@task(name="render.generate", cache_policy=NO_CACHE)
+# A rerun is safe: finished renders are recorded and skipped, a job left running is taken again.
+@task(name="render.generate", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> int:
     """Run every render the brief still needs (masters first, then their dubs); returns the
     number rendered now. Failures are recorded on the job and reported, not swallowed."""
