@@ -43,10 +43,12 @@ class EmbeddedWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._child is not None and self._child.poll() is None:
-            self._child.terminate()  # the run resumes, without duplicates, on the next start
-        self._thread.join(timeout=30)
-        self.services.close()
+        try:
+            if self._child is not None and self._child.poll() is None:
+                self._child.terminate()  # the run resumes, without duplicates, on the next start
+            self._thread.join(timeout=30)
+        finally:
+            self.services.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):

@@ -438,10 +438,6 @@ def set_published(row: Deliverable, *, manifest_uri: str, published_uri: str) ->
 # ---- artifacts and lineage -----------------------------------------------------------------
 
 
-def get_artifact(session: Session, artifact_id: UUID) -> Artifact:
-    return _get(session, Artifact, artifact_id)
-
-
 def find_artifact(session: Session, kind: str, input_key: str) -> Artifact | None:
     return session.scalars(select(Artifact).where(Artifact.kind == kind,
                                                   Artifact.input_key == input_key)).first()

@@ -114,10 +114,6 @@ class Settings(BaseSettings):
     def lineage_dir(self) -> Path:
         return self.mova_data_dir / "lineage"
 
-    @property
-    def work_dir(self) -> Path:
-        return self.mova_data_dir / "work"
-
 
 class _MappingEnvSource(EnvSettingsSource):
     """The environment source reading a given mapping instead of os.environ (the pattern
