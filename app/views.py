@@ -32,9 +32,9 @@ STAGES: dict[DeliverableStatus, tuple[str, float]] = {
     D.FINISHED: ("publishing", 0.9),
     D.IN_REVIEW: ("awaiting review", 1.0),
     D.APPROVED: ("publishing", 0.95),
-    D.PUBLISHED: ("published", 1.0),
-    D.REJECTED: ("rejected", 1.0),
-    D.FAILED: ("failed", 1.0),
+    D.PUBLISHED: (D.PUBLISHED.value, 1.0),
+    D.REJECTED: (D.REJECTED.value, 1.0),
+    D.FAILED: (D.FAILED.value, 1.0),
 }
 del D, R
 
@@ -73,7 +73,8 @@ def variant_view(session: Session, row: Deliverable,
         "qc_passed": all(c["passed"] for c in qc["report"]["checks"]) if qc.get("report")
         else None,
         "loudness": qc.get("loudness"), "files": files_of(session, row),
-        "published_uri": row.published_uri if row.status == "published" else None,
+        "published_uri": row.published_uri if row.status == DeliverableStatus.PUBLISHED
+        else None,
         "decisions": [{"decision": d.decision, "team": d.team, "reviewer": d.reviewer,
                        "comment": d.comment, "rerender": d.rerender, "new_seed": d.new_seed,
                        "at": d.created_at.isoformat()} for d in row.decisions],

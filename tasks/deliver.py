@@ -23,7 +23,7 @@ from schemas.finishing import LOUDNESS_TARGETS, FinishResult, FinishSpec, QCRepo
 from schemas.plan import RenderSpec
 from tasks.captions import caption_cues
 from tasks.finishing import finish_clip
-from tasks.qc import next_action
+from tasks.qc import QCAction, next_action
 from tasks.render import read_clip
 from tasks.retry import retry_on_transient
 from tasks.services import Services
@@ -86,9 +86,9 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
                                              "loudness": video.params["loudness"],
                                              "preview": video.params["preview"]})
         action = next_action(report, row.attempts, brief.max_qc_retries)
-        if action == "accept":
+        if action == QCAction.ACCEPT:
             repo.accept_deliverable(row)
-        elif action == "retry":
+        elif action == QCAction.RETRY:
             # A new render with the next seed; the variant waits for it.
             retry = spec.with_seed(spec.seed + row.attempts + 1)
             repo.ensure_render_job(session, retry.key, retry.model_dump(mode="json"))
