@@ -18,24 +18,23 @@ from tasks.services import Services
 
 
 def create_app(settings: Settings) -> FastAPI:
-    services = Services(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            services.close()
-
-    app = FastAPI(title="MOVA ad factory: review service", version="1", lifespan=lifespan,
+    app = FastAPI(title="MOVA ad factory: review service", version="1", lifespan=_lifespan,
                   description="Submit campaign briefs, follow their production, play and "
                               "approve or reject every localized variant.")
-    app.state.services = services  # read by app.deps.get_services
+    app.state.services = Services(settings)  # read by app.deps.get_services
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     add_error_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        app.state.services.close()  # the database pool, once the server stops
 
 
 class BodyLimit:
