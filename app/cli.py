@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -15,12 +16,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import Artifact, BriefRow, Campaign, Deliverable, RenderJob
 from infra.settings import SettingsInvalid, load_settings
+from infra.statuses import DELIVERABLE_ENDED, RenderStatus
 from schemas.errors import BriefInvalid, NotFound
 from tasks.services import Services
 
@@ -45,11 +45,11 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
         raise typer.Exit(2)
     from tasks.ingest import submit_brief
 
-    services = _services()
     fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
     try:
-        brief_id = submit_brief(services, brief.read_bytes(), fmt=fmt, base_dir=brief.parent,
-                                team=team)
+        with _services() as services:
+            brief_id = submit_brief(services, brief.read_bytes(), fmt=fmt,
+                                    base_dir=brief.parent, team=team)
     except BriefInvalid as err:
         errors.print(f"[red]{brief} was rejected[/]: {len(err.problems)} problem(s)")
         for path, message in err.problems:
@@ -68,16 +68,9 @@ class _ProgressWatcher:
 
     def _counts(self) -> tuple[int, int, int, int]:
         with session_scope(self.services.engine) as session:
-            active = select(BriefRow.id).where(BriefRow.status.in_(
-                ("planned", "producing", "claimed")))
-            keys = select(Deliverable.render_key).where(Deliverable.brief_id.in_(active))
-            renders = session.execute(select(RenderJob.status, func.count()).where(
-                RenderJob.spec_key.in_(keys)).group_by(RenderJob.status)).all()
-            outs = session.execute(select(Deliverable.status, func.count()).where(
-                Deliverable.brief_id.in_(active)).group_by(Deliverable.status)).all()
-        r, d = dict(renders), dict(outs)  # type: ignore[arg-type]
-        done = d.get("published", 0) + d.get("in_review", 0) + d.get("failed", 0)
-        return r.get("done", 0), sum(r.values()), done, sum(d.values())
+            renders, outputs = repo.render_progress(session)
+        done = sum(outputs[status] for status in DELIVERABLE_ENDED)
+        return renders[RenderStatus.DONE], renders.total(), done, outputs.total()
 
     def _run(self) -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -122,45 +115,36 @@ def run(limit: Annotated[int, typer.Option(help="Briefs to claim at most.")] = 2
     _configure_prefect(verbose)
     from flows.ingest import ingest_briefs
 
-    services = _services()
-    started = time.monotonic()
-    with _ProgressWatcher(services):
-        ingest_briefs(limit=limit, produce=True)
-    _deliverables_table(services, title=f"done in {time.monotonic() - started:.0f} s")
+    with _services() as services:
+        started = time.monotonic()
+        with _ProgressWatcher(services):
+            ingest_briefs(limit=limit, produce=True)
+        _deliverables_table(services, title=f"done in {time.monotonic() - started:.0f} s")
 
 
 @app.command()
 def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")] = None) -> None:
     """Briefs and their deliverables, by campaign."""
-    services = _services()
-    with session_scope(services.engine) as session:
-        query = select(BriefRow).join(Campaign).order_by(BriefRow.created_at)
-        if campaign:
-            query = query.where(Campaign.slug == campaign)
-        rows = list(session.scalars(query))
-        table = Table("brief", "campaign", "status", "deliverables", "submitted")
-        for row in rows:
-            counts: dict[str, int] = {}
-            for d in row.deliverables:
-                counts[d.status] = counts.get(d.status, 0) + 1
-            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
-            table.add_row(str(row.id), row.campaign.slug, row.status, summary,
-                          f"{row.created_at:%Y-%m-%d %H:%M}")
-    if not rows:
-        console.print("no briefs" + (f" for campaign {campaign}" if campaign else ""))
-        return
-    console.print(table)
-    _deliverables_table(services, campaign=campaign)
+    with _services() as services:
+        with session_scope(services.engine) as session:
+            rows = repo.campaign_briefs(session, campaign)
+            table = Table("brief", "campaign", "status", "deliverables", "submitted")
+            for row in rows:
+                counts = Counter(str(d.status) for d in row.deliverables)
+                summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
+                table.add_row(str(row.id), row.campaign.slug, row.status, summary,
+                              f"{row.created_at:%Y-%m-%d %H:%M}")
+        if not rows:
+            console.print("no briefs" + (f" for campaign {campaign}" if campaign else ""))
+            return
+        console.print(table)
+        _deliverables_table(services, campaign=campaign)
 
 
 def _deliverables_table(services: Services, *, campaign: str | None = None,
                         title: str | None = None) -> None:
     with session_scope(services.engine) as session:
-        query = select(Deliverable).join(BriefRow).join(Campaign).order_by(
-            Campaign.slug, Deliverable.name)
-        if campaign:
-            query = query.where(Campaign.slug == campaign)
-        rows = list(session.scalars(query))
+        rows = repo.campaign_deliverables(session, campaign)
         table = Table("deliverable", "variant", "status", "file", title=title)
         root = services.settings.storage.rstrip("/") + "/"
         for row in rows:
@@ -175,16 +159,13 @@ def _deliverables_table(services: Services, *, campaign: str | None = None,
 def lineage(deliverable: Annotated[str, typer.Argument(help="Deliverable id (or prefix).")]
             ) -> None:
     """Print a deliverable's chain back to its brief."""
-    services = _services()
-    with session_scope(services.engine) as session:
-        matches = [d for d in session.scalars(select(Deliverable))
-                   if str(d.id).startswith(deliverable.lower())]
+    with _services() as services, session_scope(services.engine) as session:
+        matches = repo.deliverables_by_id_prefix(session, deliverable)
         if len(matches) != 1:
             errors.print(f"[red]error:[/] {len(matches)} deliverables match {deliverable!r}")
             raise typer.Exit(2)
         row = matches[0]
-        start = session.scalars(select(Artifact).where(
-            Artifact.kind == "manifest", Artifact.uri == row.manifest_uri)).first() or row.video
+        start = repo.manifest_artifact(session, row.manifest_uri) or row.video
         if start is None:
             errors.print(f"deliverable {row.id} ({row.status}) has no finished file yet")
             raise typer.Exit(1)
@@ -207,9 +188,8 @@ def team_create(name: Annotated[str, typer.Argument(help="Team name: a-z, 0-9, d
     from app.auth import create_team
     from schemas.errors import InvalidTransition
 
-    services = _services()
     try:
-        with session_scope(services.engine) as session:
+        with _services() as services, session_scope(services.engine) as session:
             token = create_team(session, name)
     except (ValueError, InvalidTransition) as err:
         errors.print(f"[red]error:[/] {err}", highlight=False)
@@ -221,11 +201,8 @@ def team_create(name: Annotated[str, typer.Argument(help="Team name: a-z, 0-9, d
 @team_app.command("list")
 def team_list() -> None:
     """The teams."""
-    from infra.db_models import Team
-
-    services = _services()
-    with session_scope(services.engine) as session:
-        for team in session.scalars(select(Team).order_by(Team.name)):
+    with _services() as services, session_scope(services.engine) as session:
+        for team in repo.teams(session):
             console.print(f"{team.name}  (since {team.created_at:%Y-%m-%d})")
 
 

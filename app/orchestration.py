@@ -14,7 +14,6 @@ from uuid import UUID
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import BriefRow
 from tasks.services import Services
 
 log = logging.getLogger(__name__)
@@ -28,11 +27,8 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
     from tasks.ingest import plan_brief
 
     with session_scope(services.engine) as session:
-        row = repo.get(session, BriefRow, brief_id)
-        if row.status != "submitted":  # an ingest run took it first
-            return None
-        repo.transition(row, "claimed")
-        row.claimed_by = "review-service"
+        if not repo.claim_brief(session, brief_id, "review-service"):
+            return None  # an ingest run took it first
     if plan_brief(services, brief_id) is None:
         return None
     try:
@@ -46,6 +42,6 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
         return None
     run_id = str(run.id)  # type: ignore[union-attr]  # called from sync code: a FlowRun
     with session_scope(services.engine) as session:
-        repo.get(session, BriefRow, brief_id).flow_run_id = run_id
+        repo.set_flow_run(session, brief_id, run_id)
     log.info("orchestration.started brief_id=%s flow_run_id=%s", brief_id, run_id)
     return run_id

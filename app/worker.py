@@ -14,16 +14,13 @@ import subprocess
 import sys
 import threading
 
-from sqlalchemy import select
-
+from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import BriefRow
 from infra.settings import Settings
 from tasks.services import Services
 
 log = logging.getLogger(__name__)
 
-WAITING = ("submitted", "planned", "producing")
 BACKOFF_S = 30.0  # after a failed run, so a broken setup does not spin
 
 
@@ -38,8 +35,7 @@ class EmbeddedWorker:
 
     def work_waiting(self) -> bool:
         with session_scope(self.services.engine) as session:
-            return session.scalars(select(BriefRow.id).where(
-                BriefRow.status.in_(WAITING)).limit(1)).first() is not None
+            return repo.any_brief_waiting(session)
 
     def start(self) -> None:
         self._thread.start()
@@ -47,10 +43,12 @@ class EmbeddedWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._child is not None and self._child.poll() is None:
-            self._child.terminate()  # the run resumes, without duplicates, on the next start
-        self._thread.join(timeout=30)
-        self.services.close()
+        try:
+            if self._child is not None and self._child.poll() is None:
+                self._child.terminate()  # the run resumes, without duplicates, on the next start
+            self._thread.join(timeout=30)
+        finally:
+            self.services.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):

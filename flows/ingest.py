@@ -15,13 +15,11 @@ from tasks.services import Services
 def ingest_briefs(limit: int = 20, produce: bool = False) -> list[str]:
     """Plan every claimable brief; with `produce`, also run each planned brief to the end
     (briefs a dead run left half-produced are picked up again)."""
-    services = Services(load_settings())
-    logger = get_run_logger()
-    for claimed in claim_briefs_task(services, limit):
-        plan_brief_task(services, claimed)
-    ready = [str(b) for b in briefs_ready(services)]
-    logger.info("ingest.ready n=%d", len(ready))
-    services.close()
+    with Services(load_settings()) as services:
+        for claimed in claim_briefs_task(services, limit):
+            plan_brief_task(services, claimed)
+        ready = [str(b) for b in briefs_ready(services)]
+    get_run_logger().info("ingest.ready n=%d", len(ready))
     if produce:
         for brief_id in ready:
             produce_campaign(brief_id)

@@ -11,7 +11,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+
+from schemas.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,15 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
     return engine
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors a retry can cure: our TransientError (storage throttling, a restarting
+    worker, ...), a database that is unreachable, restarting or locked (OperationalError), and
+    a connection the pool found dead. Integrity, programming and data errors are not."""
+    if isinstance(error, TransientError | OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 @contextmanager

@@ -1,13 +1,49 @@
-"""ORM tables. Every status column is a small explicit state machine (infra/repository.py)."""
+"""ORM tables. Every status column is a small explicit state machine (infra/statuses.py).
+
+Only infra/repository.py queries these; tasks, flows and the app call its functions."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus, ReviewVerdict
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumText(TypeDecorator[E], Generic[E]):
+    """A StrEnum stored as its plain text value (the schema stays VARCHAR, no DB enum type);
+    rows read back hold the enum member, and an unknown stored value fails loudly."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 class Base(DeclarativeBase):
@@ -46,7 +82,8 @@ class BriefRow(Base):
     team: Mapped[str | None] = mapped_column(String(100), index=True)
     raw: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(20), index=True, default="submitted")
+    status: Mapped[BriefStatus] = mapped_column(StrEnumText(BriefStatus, 20), index=True,
+                                                default=BriefStatus.SUBMITTED)
     problems: Mapped[list[Any] | None] = mapped_column(JSON)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     flow_run_id: Mapped[str | None] = mapped_column(String(64))  # the Prefect run producing it
@@ -80,7 +117,8 @@ class RenderJob(Base):
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     spec_key: Mapped[str] = mapped_column(String(64), unique=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(20), index=True, default="pending")
+    status: Mapped[RenderStatus] = mapped_column(StrEnumText(RenderStatus, 20), index=True,
+                                                 default=RenderStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     clip_artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
@@ -104,7 +142,9 @@ class Deliverable(Base):
     locale: Mapped[str] = mapped_column(String(35))
     aspect: Mapped[str] = mapped_column(String(5))
     render_key: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), index=True, default="pending")
+    status: Mapped[DeliverableStatus] = mapped_column(StrEnumText(DeliverableStatus, 20),
+                                                      index=True,
+                                                      default=DeliverableStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     video_artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
@@ -177,7 +217,7 @@ class ReviewDecision(Base):
     deliverable_id: Mapped[UUID] = mapped_column(ForeignKey("deliverable.id"), index=True)
     team: Mapped[str] = mapped_column(String(100))
     reviewer: Mapped[str] = mapped_column(String(100))
-    decision: Mapped[str] = mapped_column(String(10))  # approve, reject
+    decision: Mapped[ReviewVerdict] = mapped_column(StrEnumText(ReviewVerdict, 10))
     comment: Mapped[str] = mapped_column(Text, default="")
     rerender: Mapped[bool] = mapped_column(default=False)
     new_seed: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,13 +1,21 @@
-"""Data functions over the ORM. Each takes a Session; the caller owns the transaction."""
+"""The one door to the database: every query and every write of the pipeline lives here.
+
+Each function takes a Session; the caller owns the transaction (`with session_scope(engine)`).
+Tasks, flows and the app call these and never import the ORM module or build queries. The rows
+returned are the ORM records (re-exported below as the record types); callers read them, and
+change them only through the functions here, so every status change passes `transition`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Text, cast, func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,49 +31,35 @@ from infra.db_models import (
     ReviewDecision,
     Team,
 )
+from infra.statuses import (
+    BRIEF_ACTIVE,
+    BRIEF_TO_PRODUCE,
+    BRIEF_WAITING,
+    BriefStatus,
+    DeliverableStatus,
+    RenderStatus,
+    ReviewVerdict,
+    Status,
+    check_transition,
+)
 from schemas.errors import InvalidTransition, NotFound
 
+__all__ = ["Artifact", "BriefRow", "Deliverable", "RenderJob", "ReviewDecision", "Team"]
+
 T = TypeVar("T", bound=Base)
-
-# Allowed status changes per table. Anything else is a bug or a race, and is refused.
-TRANSITIONS: dict[str, dict[str, set[str]]] = {
-    "brief": {
-        "submitted": {"claimed"},
-        "claimed": {"planned", "invalid", "submitted"},
-        "planned": {"producing"},
-        "producing": {"done", "failed", "planned"},
-        "failed": {"producing", "planned"},
-        "done": {"producing", "planned"},  # planned again: a reviewer asked for a re-render
-        "invalid": set(),
-    },
-    "render_job": {
-        "pending": {"running"},
-        "running": {"done", "failed", "pending"},  # pending again: a run died mid-render
-        "failed": {"pending"},
-        "done": set(),
-    },
-    "deliverable": {
-        "pending": {"finished", "failed"},
-        "finished": {"published", "in_review", "failed", "pending"},
-        "in_review": {"approved", "rejected"},
-        "approved": {"published"},
-        "rejected": {"pending"},
-        "failed": {"pending"},
-        "published": set(),
-    },
-}
+S = TypeVar("S", BriefStatus, RenderStatus, DeliverableStatus)
 
 
-def transition(row: BriefRow | RenderJob | Deliverable, new_status: str) -> None:
-    """Move `row` to `new_status` if its table's state machine allows it."""
-    table = row.__tablename__
-    if row.status == new_status:
-        return
-    if new_status not in TRANSITIONS[table].get(row.status, set()):
-        raise InvalidTransition(f"{table} {row.id}: cannot go from {row.status!r} to "
-                                f"{new_status!r} (allowed: "
-                                f"{sorted(TRANSITIONS[table].get(row.status, set())) or 'none'})")
-    row.status = new_status
+_STATUS_OF: dict[str, type[BriefStatus] | type[RenderStatus] | type[DeliverableStatus]] = {
+    "brief": BriefStatus, "render_job": RenderStatus, "deliverable": DeliverableStatus}
+
+
+def transition(row: BriefRow | RenderJob | Deliverable, new_status: Status | str) -> None:
+    """Move `row` to `new_status` if its table's state machine (infra/statuses.py) allows it."""
+    kind = _STATUS_OF[row.__tablename__]
+    new = kind(new_status)
+    check_transition(row.__tablename__, row.id, kind(row.status), new)
+    row.status = new
 
 
 def _get_or_create(session: Session, model: type[T], lookup: dict[str, Any],
@@ -84,21 +78,39 @@ def _get_or_create(session: Session, model: type[T], lookup: dict[str, Any],
         return session.scalars(select(model).filter_by(**lookup)).one(), False
 
 
-def get(session: Session, model: type[T], row_id: UUID) -> T:
+def _get(session: Session, model: type[T], row_id: UUID) -> T:
     row = session.get(model, row_id)
     if row is None:
         raise NotFound(f"{model.__tablename__} {row_id} does not exist")
     return row
 
 
+def ping(session: Session) -> None:
+    """Raise if the database does not answer."""
+    session.execute(select(1))
+
+
+def count_rows(session: Session, model: type[Base]) -> int:
+    return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _is_dialect(session: Session, name: str) -> bool:
+    return session.bind is not None and session.bind.dialect.name == name
+
+
 # ---- briefs ---------------------------------------------------------------------------------
+
+
+def get_brief(session: Session, brief_id: UUID) -> BriefRow:
+    return _get(session, BriefRow, brief_id)
 
 
 def add_brief(session: Session, *, campaign_slug: str, brand: str, raw: str, sha256: str,
               team: str | None = None) -> BriefRow:
     campaign, _ = _get_or_create(session, Campaign, {"slug": campaign_slug},
                                  lambda: Campaign(slug=campaign_slug, brand=brand))
-    row = BriefRow(campaign=campaign, raw=raw, sha256=sha256, team=team, status="submitted")
+    row = BriefRow(campaign=campaign, raw=raw, sha256=sha256, team=team,
+                   status=BriefStatus.SUBMITTED)
     session.add(row)
     session.flush()
     return row
@@ -108,39 +120,128 @@ def claim_submitted_briefs(session: Session, limit: int, worker_id: str) -> list
     """Take up to `limit` submitted briefs for this worker. On PostgreSQL the rows are locked
     with FOR UPDATE SKIP LOCKED, so concurrent ingesters never take the same brief; SQLite
     serialises writers, which gives the same guarantee."""
-    query = select(BriefRow).where(BriefRow.status == "submitted") \
+    query = select(BriefRow).where(BriefRow.status == BriefStatus.SUBMITTED) \
         .order_by(BriefRow.created_at, BriefRow.id).limit(limit)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if _is_dialect(session, "postgresql"):
         query = query.with_for_update(skip_locked=True)
     rows = list(session.scalars(query))
     for row in rows:
-        transition(row, "claimed")
+        transition(row, BriefStatus.CLAIMED)
         row.claimed_by = worker_id
     session.flush()
     return rows
 
 
+def claim_brief(session: Session, brief_id: UUID, worker_id: str) -> bool:
+    """Claim one brief if it is still submitted; False when a worker took it first."""
+    query = select(BriefRow).where(BriefRow.id == brief_id)
+    if _is_dialect(session, "postgresql"):
+        query = query.with_for_update()
+    row = session.scalars(query).first()
+    if row is None:
+        raise NotFound(f"brief {brief_id} does not exist")
+    if row.status != BriefStatus.SUBMITTED:
+        return False
+    transition(row, BriefStatus.CLAIMED)
+    row.claimed_by = worker_id
+    return True
+
+
 def briefs_to_produce(session: Session) -> list[BriefRow]:
     """Planned briefs, and briefs a dead run left producing (resumed, never duplicated)."""
     return list(session.scalars(select(BriefRow).where(
-        BriefRow.status.in_(("planned", "producing"))).order_by(BriefRow.created_at)))
+        BriefRow.status.in_(BRIEF_TO_PRODUCE)).order_by(BriefRow.created_at)))
 
 
-def save_plan(session: Session, brief: BriefRow, body: dict[str, Any],
-              artifact: Artifact) -> PlanRow:
+def any_brief_waiting(session: Session) -> bool:
+    """True when some brief waits for a production run (submitted, planned or producing)."""
+    return session.scalars(select(BriefRow.id).where(
+        BriefRow.status.in_(BRIEF_WAITING)).limit(1)).first() is not None
+
+
+def mark_brief_invalid(session: Session, brief: BriefRow, problems: list[tuple[str, str]]) -> None:
+    brief.problems = [list(p) for p in problems]
+    transition(brief, BriefStatus.INVALID)
+
+
+def save_plan(session: Session, brief: BriefRow, body: dict[str, Any], brief_artifact: Artifact,
+              plan_artifact: Artifact) -> PlanRow:
+    """Keep the plan (and the stored brief it was made from); the brief becomes planned."""
+    brief.artifact_id = brief_artifact.id
     plan, _ = _get_or_create(session, PlanRow, {"brief_id": brief.id},
                              lambda: PlanRow(brief_id=brief.id, body=body,
-                                             artifact_id=artifact.id))
+                                             artifact_id=plan_artifact.id))
+    transition(brief, BriefStatus.PLANNED)
     return plan
+
+
+def plan_artifact(session: Session, brief: BriefRow) -> Artifact | None:
+    """The stored plan of a brief, if it was planned."""
+    if brief.plan is None or brief.plan.artifact_id is None:
+        return None
+    return _get(session, Artifact, brief.plan.artifact_id)
+
+
+def set_flow_run(session: Session, brief_id: UUID, flow_run_id: str) -> None:
+    get_brief(session, brief_id).flow_run_id = flow_run_id
+
+
+def open_production(session: Session, brief_id: UUID, flow_run_id: str | None) -> None:
+    """Mark the brief producing (by this flow run); its failed variants and failed renders
+    go back to pending for another chance."""
+    brief = get_brief(session, brief_id)
+    transition(brief, BriefStatus.PRODUCING)
+    brief.flow_run_id = flow_run_id or brief.flow_run_id
+    for row in brief.deliverables:
+        if row.status == DeliverableStatus.FAILED:
+            transition(row, DeliverableStatus.PENDING)
+            row.attempts = 0
+    for job in render_jobs(session, [row.render_key for row in brief.deliverables]).values():
+        if job.status == RenderStatus.FAILED:
+            transition(job, RenderStatus.PENDING)
+
+
+def deliverable_counts(session: Session, brief_id: UUID) -> Counter[DeliverableStatus]:
+    """How many of the brief's variants are in each status."""
+    return Counter(row.status for row in get_brief(session, brief_id).deliverables)
+
+
+def set_brief_status(session: Session, brief_id: UUID, status: BriefStatus) -> None:
+    transition(get_brief(session, brief_id), status)
 
 
 def recent_submissions(session: Session, team: str, window: timedelta) -> int:
     """Briefs `team` submitted within the last `window` (for the per-minute limit)."""
     since = datetime.now(UTC) - window
-    if session.bind is not None and session.bind.dialect.name == "sqlite":
+    if _is_dialect(session, "sqlite"):
         since = since.replace(tzinfo=None)  # SQLite keeps naive UTC text
     return int(session.scalar(select(func.count()).select_from(BriefRow).where(
         BriefRow.team == team, BriefRow.created_at >= since)) or 0)
+
+
+def campaign_briefs(session: Session, campaign: str | None) -> list[BriefRow]:
+    """Briefs, oldest first; only those of `campaign` when given."""
+    query = select(BriefRow).join(Campaign).order_by(BriefRow.created_at)
+    if campaign:
+        query = query.where(Campaign.slug == campaign)
+    return list(session.scalars(query))
+
+
+def team_briefs(session: Session, team: str, limit: int | None = None) -> list[BriefRow]:
+    """A team's briefs, newest first."""
+    return list(session.scalars(select(BriefRow).where(BriefRow.team == team)
+                                .order_by(BriefRow.created_at.desc()).limit(limit)))
+
+
+def team_brief(session: Session, team: str, brief_id: UUID) -> BriefRow | None:
+    """The brief if it belongs to `team`; another team's brief is as if it did not exist."""
+    row = session.get(BriefRow, brief_id)
+    return row if row is not None and row.team == team else None
+
+
+def team_deliverable(session: Session, team: str, deliverable_id: UUID) -> Deliverable | None:
+    row = session.get(Deliverable, deliverable_id)
+    return row if row is not None and row.brief.team == team else None
 
 
 # ---- teams and review decisions -------------------------------------------------------------
@@ -159,8 +260,12 @@ def team_by_token_hash(session: Session, token_sha256: str) -> Team | None:
     return session.scalars(select(Team).where(Team.token_sha256 == token_sha256)).first()
 
 
+def teams(session: Session) -> list[Team]:
+    return list(session.scalars(select(Team).order_by(Team.name)))
+
+
 def add_decision(session: Session, deliverable: Deliverable, *, decision_id: UUID, team: str,
-                 reviewer: str, decision: str, comment: str, rerender: bool = False,
+                 reviewer: str, decision: ReviewVerdict, comment: str, rerender: bool = False,
                  new_seed: int | None = None, artifact: Artifact | None = None
                  ) -> ReviewDecision:
     row = ReviewDecision(id=decision_id, deliverable_id=deliverable.id, team=team,
@@ -171,22 +276,25 @@ def add_decision(session: Session, deliverable: Deliverable, *, decision_id: UUI
     return row
 
 
-# ---- renders and deliverables --------------------------------------------------------------
+def last_decision_artifact(session: Session, deliverable: Deliverable) -> Artifact | None:
+    """The lineage artifact of the latest review decision on a variant."""
+    if not deliverable.decisions or deliverable.decisions[-1].artifact_id is None:
+        return None
+    return _get(session, Artifact, deliverable.decisions[-1].artifact_id)
+
+
+# ---- renders --------------------------------------------------------------------------------
 
 
 def ensure_render_job(session: Session, spec_key: str, spec: dict[str, Any]) -> RenderJob:
     job, _ = _get_or_create(session, RenderJob, {"spec_key": spec_key},
-                            lambda: RenderJob(spec_key=spec_key, spec=spec, status="pending"))
+                            lambda: RenderJob(spec_key=spec_key, spec=spec,
+                                              status=RenderStatus.PENDING))
     return job
 
 
-def ensure_deliverable(session: Session, brief: BriefRow, *, name: str, scene_id: str,
-                       locale: str, aspect: str, render_key: str) -> Deliverable:
-    row, _ = _get_or_create(
-        session, Deliverable, {"brief_id": brief.id, "name": name},
-        lambda: Deliverable(brief_id=brief.id, name=name, scene_id=scene_id, locale=locale,
-                            aspect=aspect, render_key=render_key, status="pending"))
-    return row
+def get_render_job(session: Session, job_id: UUID) -> RenderJob:
+    return _get(session, RenderJob, job_id)
 
 
 def render_job(session: Session, spec_key: str) -> RenderJob:
@@ -196,12 +304,158 @@ def render_job(session: Session, spec_key: str) -> RenderJob:
     return job
 
 
+def render_jobs(session: Session, spec_keys: Iterable[str]) -> dict[str, RenderJob]:
+    """The render jobs with these spec keys, by key."""
+    keys = set(spec_keys)
+    if not keys:
+        return {}
+    return {job.spec_key: job for job in session.scalars(
+        select(RenderJob).where(RenderJob.spec_key.in_(keys)))}
+
+
+def brief_render_jobs(session: Session, brief_id: UUID) -> dict[str, RenderJob]:
+    """Every render job the brief's variants use, and the masters their dubs wait for."""
+    brief = get_brief(session, brief_id)
+    jobs = render_jobs(session, [d.render_key for d in brief.deliverables])
+    masters = {job.spec.get("master_key") for job in jobs.values()} - {None}
+    jobs.update(render_jobs(session, [str(m) for m in masters]))
+    return jobs
+
+
+def start_render(job: RenderJob) -> None:
+    """The job runs now (again, if a dead run left it running); counts the attempt."""
+    if job.status == RenderStatus.RUNNING:
+        transition(job, RenderStatus.PENDING)
+    transition(job, RenderStatus.RUNNING)
+    job.attempts += 1
+
+
+def finish_render(session: Session, job_id: UUID, clip: Artifact, seconds: float) -> None:
+    job = get_render_job(session, job_id)
+    job.clip_artifact_id = clip.id
+    job.seconds = seconds
+    job.error = None
+    transition(job, RenderStatus.DONE)
+
+
+def fail_render(session: Session, job_id: UUID, error: str) -> None:
+    job = get_render_job(session, job_id)
+    job.error = error[:4000]
+    transition(job, RenderStatus.FAILED)
+
+
+def render_progress(session: Session) -> tuple[Counter[str], Counter[str]]:
+    """Render jobs and variants of the active briefs, counted by status (progress bars)."""
+    active = select(BriefRow.id).where(BriefRow.status.in_(BRIEF_ACTIVE))
+    keys = select(Deliverable.render_key).where(Deliverable.brief_id.in_(active))
+    renders = session.execute(select(RenderJob.status, func.count()).where(
+        RenderJob.spec_key.in_(keys)).group_by(RenderJob.status)).all()
+    outs = session.execute(select(Deliverable.status, func.count()).where(
+        Deliverable.brief_id.in_(active)).group_by(Deliverable.status)).all()
+    return Counter({str(s): int(n) for s, n in renders}), \
+        Counter({str(s): int(n) for s, n in outs})
+
+
+# ---- deliverables ---------------------------------------------------------------------------
+
+
+def ensure_deliverable(session: Session, brief: BriefRow, *, name: str, scene_id: str,
+                       locale: str, aspect: str, render_key: str) -> Deliverable:
+    row, _ = _get_or_create(
+        session, Deliverable, {"brief_id": brief.id, "name": name},
+        lambda: Deliverable(brief_id=brief.id, name=name, scene_id=scene_id, locale=locale,
+                            aspect=aspect, render_key=render_key,
+                            status=DeliverableStatus.PENDING))
+    return row
+
+
+def get_deliverable(session: Session, deliverable_id: UUID) -> Deliverable:
+    return _get(session, Deliverable, deliverable_id)
+
+
+def deliverable_ids(session: Session, brief_id: UUID, status: DeliverableStatus) -> list[UUID]:
+    """The brief's variants in `status`, by name."""
+    return list(session.scalars(
+        select(Deliverable.id).where(Deliverable.brief_id == brief_id,
+                                     Deliverable.status == status).order_by(Deliverable.name)))
+
+
+def campaign_deliverables(session: Session, campaign: str | None) -> list[Deliverable]:
+    """Every variant by campaign and name; only those of `campaign` when given."""
+    query = select(Deliverable).join(BriefRow).join(Campaign).order_by(
+        Campaign.slug, Deliverable.name)
+    if campaign:
+        query = query.where(Campaign.slug == campaign)
+    return list(session.scalars(query))
+
+
+_HEX_PREFIX = re.compile(r"[0-9a-f]{0,32}")
+
+
+def deliverables_by_id_prefix(session: Session, prefix: str) -> list[Deliverable]:
+    """Variants whose id starts with `prefix` (dashes optional). Compared on the id's 32 hex
+    digits: SQLite stores a UUID as those digits, PostgreSQL's text form adds dashes."""
+    digits = prefix.lower().replace("-", "")
+    if not _HEX_PREFIX.fullmatch(digits):
+        return []  # not hex: no id can match (and no LIKE wildcard gets through)
+    as_hex = func.replace(cast(Deliverable.id, Text), "-", "")
+    return list(session.scalars(select(Deliverable).where(as_hex.like(f"{digits}%"))
+                                .order_by(Deliverable.id)))
+
+
+def fail_deliverable(row: Deliverable, error: str) -> None:
+    row.error = error
+    transition(row, DeliverableStatus.FAILED)
+
+
+def set_finished_video(row: Deliverable, video: Artifact, qc: dict[str, Any]) -> None:
+    """The variant's encoded file and its QC summary (status unchanged)."""
+    row.video_artifact_id = video.id
+    row.video = video
+    row.qc = qc
+
+
+def accept_deliverable(row: Deliverable) -> None:
+    row.error = None
+    transition(row, DeliverableStatus.FINISHED)
+
+
+def rerender_deliverable(row: Deliverable, render_key: str, *, error: str | None,
+                         reset_attempts: bool) -> None:
+    """Point the variant at a new render; it waits (pending) for it. A QC retry counts an
+    attempt; a reviewer's re-render starts the count again."""
+    row.render_key = render_key
+    row.error = error
+    row.attempts = 0 if reset_attempts else row.attempts + 1
+    transition(row, DeliverableStatus.PENDING)
+
+
+def set_published(row: Deliverable, *, manifest_uri: str, published_uri: str) -> None:
+    row.manifest_uri = manifest_uri
+    row.published_uri = published_uri
+
+
 # ---- artifacts and lineage -----------------------------------------------------------------
 
 
 def find_artifact(session: Session, kind: str, input_key: str) -> Artifact | None:
     return session.scalars(select(Artifact).where(Artifact.kind == kind,
                                                   Artifact.input_key == input_key)).first()
+
+
+def find_artifacts(session: Session, kinds: Iterable[str], input_key: str) -> list[Artifact]:
+    """Artifacts of these kinds made from the same inputs, in the order of `kinds`."""
+    order = list(kinds)
+    found = {a.kind: a for a in session.scalars(select(Artifact).where(
+        Artifact.kind.in_(order), Artifact.input_key == input_key))}
+    return [found[kind] for kind in order if kind in found]
+
+
+def manifest_artifact(session: Session, uri: str | None) -> Artifact | None:
+    if uri is None:
+        return None
+    return session.scalars(select(Artifact).where(Artifact.kind == "manifest",
+                                                  Artifact.uri == uri)).first()
 
 
 def add_artifact(session: Session, *, kind: str, input_key: str, sha256: str, uri: str,
@@ -223,22 +477,35 @@ def add_artifact(session: Session, *, kind: str, input_key: str, sha256: str, ur
 
 
 def lineage_chain(session: Session, artifact_id: UUID) -> list[tuple[int, Artifact]]:
-    """The artifact and all its ancestors, depth first: (depth, artifact)."""
+    """The artifact and all its ancestors, depth first with parents in id order: (depth,
+    artifact). An ancestor reached twice (a dub's clip and its master share the plan) is listed
+    each time but its own ancestors only under the first.
+
+    One recursive query walks every path; each row carries its path of ids, so ordering by the
+    path is the depth-first order (ids are fixed-length text, compared bytewise)."""
+    as_text = cast(Artifact.id, Text)
+    parent_text = cast(LineageEdge.parent_id, Text)
+    chain = select(Artifact.id.label("id"), literal_column("0", Integer).label("depth"),
+                   as_text.label("path")).where(Artifact.id == artifact_id) \
+        .cte("chain", recursive=True)
+    chain = chain.union_all(
+        select(LineageEdge.parent_id, chain.c.depth + 1,
+               (chain.c.path + "/" + parent_text).label("path"))
+        .join(chain, LineageEdge.child_id == chain.c.id)
+        .where(~chain.c.path.contains(parent_text)))  # a cycle would never end; stop it
+    path = chain.c.path.collate("C") if _is_dialect(session, "postgresql") else chain.c.path
+    rows = session.execute(select(Artifact, chain.c.depth, chain.c.path)
+                           .join(chain, Artifact.id == chain.c.id).order_by(path)).all()
+    if not rows:
+        raise NotFound(f"artifact {artifact_id} does not exist")
     out: list[tuple[int, Artifact]] = []
     seen: set[UUID] = set()
-
-    def walk(current: Artifact, depth: int) -> None:
-        out.append((depth, current))
-        if current.id in seen:
-            return
-        seen.add(current.id)
-        edges = session.scalars(select(LineageEdge).where(LineageEdge.child_id == current.id))
-        for edge in sorted(edges, key=lambda e: str(e.parent_id)):
-            walk(get(session, Artifact, edge.parent_id), depth + 1)
-
-    walk(get(session, Artifact, artifact_id), 0)
+    expanded: set[str] = set()  # paths whose ancestors are listed
+    for artifact, depth, artifact_path in rows:
+        if depth and artifact_path.rsplit("/", 1)[0] not in expanded:
+            continue  # under a repeated ancestor: listed the first time already
+        out.append((depth, artifact))
+        if artifact.id not in seen:
+            seen.add(artifact.id)
+            expanded.add(artifact_path)
     return out
-
-
-def count_rows(session: Session, model: type[Base]) -> int:
-    return int(session.scalar(select(func.count()).select_from(model)) or 0)

@@ -1,70 +1,88 @@
 """Settings, read once from the environment and passed down (no module-level globals).
 
-Every field is an environment variable of the same name in upper case; the README's
-configuration table lists them.
+Every field is an environment variable of the same name in upper case (pydantic-settings reads
+them; an empty value counts as unset); the README's configuration table lists them.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 DEFAULT_DATA_DIR = ".mova"
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_ignore_empty=True)
 
-    mova_data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description=(
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments and the process environment only: no .env file or secrets folder is read
+        # behind the operator's back.
+        return init_settings, env_settings
+
+    mova_data_dir: Path = Field(default=Path(DEFAULT_DATA_DIR), description=(
         "Folder for the embedded defaults: SQLite file, local storage, checkpoints, lineage."))
-    database_url: str = Field("", description=(
+    database_url: str = Field(default="", description=(
         "SQLAlchemy URL. Default: SQLite file `<data dir>/mova_ads.db`. Production: "
         "`postgresql+psycopg://user@host:5432/db`."))
-    storage_url: str = Field("", description=(
+    storage_url: str = Field(default="", description=(
         "Where artifacts and deliverables go. Default: `file://<data dir>/storage`. "
         "Production: `s3://bucket/prefix`."))
-    s3_endpoint_url: str | None = Field(None, description=(
+    s3_endpoint_url: str | None = Field(default=None, description=(
         "S3 endpoint for non-AWS stores (MinIO, moto); unset for AWS."))
-    aws_region: str = Field("us-east-1", description="S3 region.")
-    ray_address: str | None = Field(None, description=(
+    aws_region: str = Field(default="us-east-1", description="S3 region.")
+    ray_address: str | None = Field(default=None, description=(
         "Ray cluster address (`ray://head:10001` or `auto`). Unset: local Ray on this machine."))
-    ray_dashboard: bool = Field(False, description=(
+    ray_dashboard: bool = Field(default=False, description=(
         "Start the Ray dashboard with local Ray (a cluster has its own)."))
-    mova_checkpoint: Path | None = Field(None, description=(
+    mova_checkpoint: Path | None = Field(default=None, description=(
         "MOVA checkpoint folder (official layout). Default: `<data dir>/checkpoints/tiny`, "
         "made by `make demo` if absent."))
-    mova_render_profile: Literal["tiny", "360p", "720p"] = Field("tiny", description=(
+    mova_render_profile: Literal["tiny", "360p", "720p"] = Field(default="tiny", description=(
         "Render size and steps: `tiny` (64x112, 8 steps), `360p` (352x640, 50), `720p`."))
-    mova_device: str = Field("cpu", description="Torch device for the render actors: cpu, cuda.")
+    mova_device: str = Field(default="cpu", description=(
+        "Torch device for the render actors: cpu, cuda."))
     mova_dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="float32, bfloat16 or float16.")
+        default="float32", description="float32, bfloat16 or float16.")
     mova_offload: Literal["none", "component", "block"] = Field(
-        "none", description="none, component or block (small GPUs).")
-    render_workers: int = Field(1, ge=1, description=(
+        default="none", description="none, component or block (small GPUs).")
+    render_workers: int = Field(default=1, ge=1, description=(
         "Render actors (one per GPU on a cluster; each CPU actor loads its own model)."))
-    render_gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per render actor.")
-    render_max_in_flight: int | None = Field(None, ge=1, description=(
+    render_gpus_per_worker: float = Field(default=0.0, ge=0, description="GPUs per render actor.")
+    render_max_in_flight: int | None = Field(default=None, ge=1, description=(
         "Outstanding renders at most (default: one per actor)."))
-    openlineage_url: str | None = Field(None, description=(
+    openlineage_url: str | None = Field(default=None, description=(
         "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
-    prefect_api_url: str | None = Field(None, description=(
+    prefect_api_url: str | None = Field(default=None, description=(
         "Prefect server API. Unset: Prefect's ephemeral server (read by Prefect itself). Set: "
         "the review service starts the `produce-campaign` deployment for each new brief."))
-    prefect_ui_url: str | None = Field(None, description=(
+    prefect_ui_url: str | None = Field(default=None, description=(
         "Prefect UI for flow-run links on the review page. Default: `PREFECT_API_URL` "
         "without its `/api`."))
-    ray_dashboard_url: str | None = Field(None, description=(
+    ray_dashboard_url: str | None = Field(default=None, description=(
         "Ray dashboard link on the review page. Default with `RAY_DASHBOARD`: "
         "`http://127.0.0.1:8265`."))
-    api_max_body_bytes: int = Field(20 * 2**20, ge=1024, description=(
+    api_max_body_bytes: int = Field(default=20 * 2**20, ge=1024, description=(
         "Largest request body the review service accepts (brief plus first-frame images)."))
-    api_submissions_per_minute: int = Field(10, ge=1, description=(
+    api_submissions_per_minute: int = Field(default=10, ge=1, description=(
         "Briefs one team may submit per minute; more get HTTP 429."))
-    produce_deployment: str = Field("produce-campaign/produce-campaign", description=(
+    produce_deployment: str = Field(default="produce-campaign/produce-campaign", description=(
         "Deployment the review service starts for a new brief when `PREFECT_API_URL` is set."))
 
     @property
@@ -96,22 +114,38 @@ class Settings(BaseModel):
     def lineage_dir(self) -> Path:
         return self.mova_data_dir / "lineage"
 
-    @property
-    def work_dir(self) -> Path:
-        return self.mova_data_dir / "work"
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source reading a given mapping instead of os.environ (the pattern
+    pydantic-settings' own .env source follows)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._mapping = env
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Names are matched case-insensitively (Settings' default), like the real environment.
+        return {name.lower(): value for name, value in self._mapping.items()
+                if not (self.env_ignore_empty and value == "")}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from environment variables (empty values count as unset)."""
-    source = os.environ if env is None else env
-    values = {name: source[name.upper()] for name in Settings.model_fields
-              if source.get(name.upper(), "") != ""}
+    """Settings from the process environment, or from `env` in its place (empty values count
+    as unset)."""
     try:
-        return Settings.model_validate(values)
+        if env is None:
+            return Settings()
+        given = _MappingEnvSource(env)()
+        # Every field passed (arguments outrank the environment source), so nothing of the
+        # process environment fills in what `env` leaves out.
+        return Settings(**{name: given.get(name, field.get_default(call_default_factory=True))
+                           for name, field in Settings.model_fields.items()})
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                              for e in err.errors())
         raise SettingsInvalid(f"invalid configuration: {problems}") from err
+    except SettingsError as err:
+        raise SettingsInvalid(f"invalid configuration: {err}") from err
 
 
 class SettingsInvalid(ValueError):

@@ -11,18 +11,21 @@ from uuid import UUID, uuid4
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import Artifact, BriefRow, Deliverable
+from infra.repository import Artifact, BriefRow, Deliverable
+from infra.statuses import DeliverableStatus, RenderStatus
 from infra.storage import deliverable_key
 from schemas.brief import Aspect, Brief, load_brief
 from schemas.finishing import LOUDNESS_TARGETS, FinishResult, FinishSpec, QCReport
 from schemas.plan import RenderSpec
 from tasks.captions import caption_cues
 from tasks.finishing import finish_clip
-from tasks.qc import next_action
+from tasks.qc import QCAction, next_action
 from tasks.render import read_clip
+from tasks.retry import retry_on_transient
 from tasks.services import Services
 
 MP4, SRT, VTT, JSON_TYPE = "video/mp4", "application/x-subrip", "text/vtt", "application/json"
@@ -40,7 +43,7 @@ def _finish_key(clip_sha: str, spec: FinishSpec, code_version: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _store_file(services: Services, session: Any, path: Path, key: str, content_type: str,
+def _store_file(services: Services, session: Session, path: Path, key: str, content_type: str,
                 kind: str, input_key: str, parents: list[Artifact],
                 params: dict[str, Any]) -> Artifact:
     stored = services.store.put_file(path, key, content_type=content_type)
@@ -51,16 +54,15 @@ def _store_file(services: Services, session: Any, path: Path, key: str, content_
                              params={"key": key, **params}, parents=parents)
 
 
-def finish_deliverable(services: Services, deliverable_id: UUID) -> str:
+def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableStatus:
     """Finish one variant; returns its new status (finished, pending = re-render, failed)."""
     with session_scope(services.engine) as session:
-        row = repo.get(session, Deliverable, deliverable_id)
+        row = repo.get_deliverable(session, deliverable_id)
         brief = _brief(row.brief)
         job = repo.render_job(session, row.render_key)
-        if job.status != "done" or job.clip is None:
-            if job.status == "failed":
-                row.error = f"render failed: {job.error}"
-                repo.transition(row, "failed")
+        if job.status != RenderStatus.DONE or job.clip is None:
+            if job.status == RenderStatus.FAILED:
+                repo.fail_deliverable(row, f"render failed: {job.error}")
             return row.status
         clip_artifact = job.clip
         spec = RenderSpec.model_validate(job.spec)
@@ -79,28 +81,26 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> str:
                 result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate, finish,
                                      Path(tmp), name=row.scene_id)
                 video = _store_results(services, session, result, input_key, clip_artifact)
-        row.video_artifact_id = video.id
         report = QCReport.model_validate(video.params["qc"])
-        row.qc = {"report": report.model_dump(mode="json"), "loudness": video.params["loudness"],
-                  "preview": video.params["preview"]}
+        repo.set_finished_video(row, video, {"report": report.model_dump(mode="json"),
+                                             "loudness": video.params["loudness"],
+                                             "preview": video.params["preview"]})
         action = next_action(report, row.attempts, brief.max_qc_retries)
-        if action == "accept":
-            row.error = None
-            repo.transition(row, "finished")
-        elif action == "retry":
+        if action == QCAction.ACCEPT:
+            repo.accept_deliverable(row)
+        elif action == QCAction.RETRY:
             # A new render with the next seed; the variant waits for it.
-            row.attempts += 1
-            retry = spec.with_seed(spec.seed + row.attempts)
+            retry = spec.with_seed(spec.seed + row.attempts + 1)
             repo.ensure_render_job(session, retry.key, retry.model_dump(mode="json"))
-            row.render_key = retry.key
-            row.error = "QC failed, re-rendering: " + "; ".join(report.failures)
+            repo.rerender_deliverable(row, retry.key, reset_attempts=False,
+                                      error="QC failed, re-rendering: "
+                                      + "; ".join(report.failures))
         else:
-            row.error = "QC failed: " + "; ".join(report.failures)
-            repo.transition(row, "failed")
+            repo.fail_deliverable(row, "QC failed: " + "; ".join(report.failures))
         return row.status
 
 
-def _store_results(services: Services, session: Any, result: FinishResult, input_key: str,
+def _store_results(services: Services, session: Session, result: FinishResult, input_key: str,
                    clip: Artifact) -> Artifact:
     digest = input_key[:16]
     params = {"qc": result.qc.model_dump(mode="json"), "preview": result.preview,
@@ -135,12 +135,13 @@ def published_key(row: Deliverable, campaign: str, kind: str, *, review: bool) -
     return f"{REVIEW_PREFIX}/{key}" if review else key
 
 
-def _manifest(session: Any, row: Deliverable, brief: Brief, files: list[dict[str, Any]],
+def _manifest(session: Session, row: Deliverable, brief: Brief, files: list[dict[str, Any]],
               video: Artifact, approval: dict[str, Any] | None) -> dict[str, Any]:
+    ancestry = repo.lineage_chain(session, video.id)
     chain = [{"depth": depth, "kind": a.kind, "uri": a.uri, "sha256": a.sha256, "task": a.task,
               "seed": a.seed, "checkpoint": a.checkpoint, "code_version": a.code_version}
-             for depth, a in repo.lineage_chain(session, video.id)]
-    clip = next((a for _, a in repo.lineage_chain(session, video.id) if a.kind == "clip"), None)
+             for depth, a in ancestry]
+    clip = next((a for _, a in ancestry if a.kind == "clip"), None)
     # Content only (no row ids): the same brief and render give a byte-identical manifest, so
     # a rerun uploads nothing new.
     manifest = {
@@ -158,7 +159,7 @@ def _manifest(session: Any, row: Deliverable, brief: Brief, files: list[dict[str
     return manifest
 
 
-def publish_files(services: Services, session: Any, row: Deliverable, *, review: bool,
+def publish_files(services: Services, session: Session, row: Deliverable, *, review: bool,
                   approval: Artifact | None = None) -> None:
     """Copy the finished files to their published keys (see `published_key`) and write the
     manifest beside them; `approval` is the reviewer's decision, recorded in the manifest."""
@@ -181,30 +182,32 @@ def publish_files(services: Services, session: Any, row: Deliverable, *, review:
                       content_type=JSON_TYPE, task="publish.deliverable",
                       code_version=services.code_version, params={"key": key},
                       parents=[row.video] + ([approval] if approval is not None else []))
-    row.manifest_uri = stored.uri
-    row.published_uri = str(files[0]["uri"])
+    repo.set_published(row, manifest_uri=stored.uri, published_uri=str(files[0]["uri"]))
 
 
-def publish_deliverable(services: Services, deliverable_id: UUID) -> str:
+def publish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableStatus:
     """Publish a finished variant to the campaign layout, or to the review area when the brief
     needs approval."""
     with session_scope(services.engine) as session:
-        row = repo.get(session, Deliverable, deliverable_id)
-        if row.status != "finished" or row.video is None:
+        row = repo.get_deliverable(session, deliverable_id)
+        if row.status != DeliverableStatus.FINISHED or row.video is None:
             return row.status
         review = _brief(row.brief).requires_approval
         publish_files(services, session, row, review=review)
-        repo.transition(row, "in_review" if review else "published")
+        repo.transition(row, DeliverableStatus.IN_REVIEW if review
+                        else DeliverableStatus.PUBLISHED)
         return row.status
 
 
-def _companions(session: Any, video: Artifact) -> list[Artifact]:
-    found = [repo.find_artifact(session, kind, video.input_key)
-             for kind in ("video_burned", "captions_srt", "captions_vtt")]
-    return [a for a in found if a is not None]
+COMPANION_KINDS = ("video_burned", "captions_srt", "captions_vtt")
 
 
-@task(name="finish.variant", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def _companions(session: Session, video: Artifact) -> list[Artifact]:
+    return repo.find_artifacts(session, COMPANION_KINDS, video.input_key)
+
+
+@task(name="finish.variant", retries=1, retry_delay_seconds=2,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def finish_task(services: Services, deliverable_id: UUID) -> str:
     run_id = uuid4()
     services.lineage.start("finish.variant", run_id, [])
@@ -214,7 +217,8 @@ def finish_task(services: Services, deliverable_id: UUID) -> str:
     return status
 
 
-@task(name="publish.deliverable", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="publish.deliverable", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def publish_task(services: Services, deliverable_id: UUID) -> str:
     run_id = uuid4()
     status = publish_deliverable(services, deliverable_id)

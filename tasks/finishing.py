@@ -14,9 +14,10 @@ from pathlib import Path
 import ffmpeg
 import langcodes
 import numpy as np
+import pyloudnorm
 
 from infra.fonts import fontconfig_file
-from infra.media import MediaError, probe, run_ffmpeg
+from infra.media import MediaError, decode_audio, probe, run_ffmpeg
 from schemas.brief import Aspect
 from schemas.finishing import (
     TARGET_SIZES,
@@ -55,6 +56,16 @@ def crop_box(src_w: int, src_h: int, aspect: Aspect,
     return width, height, x, y
 
 
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM WAV as float (channels, samples) in [-1, 1], and its sample rate."""
+    with wave.open(str(path), "rb") as source:
+        if source.getsampwidth() != 2:
+            raise MediaError(f"{path}: expected 16-bit PCM, found {8 * source.getsampwidth()}-bit")
+        channels, rate = source.getnchannels(), source.getframerate()
+        pcm = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
+    return pcm.reshape(-1, channels).T.astype(np.float64) / 32768, rate
+
+
 def write_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
     """16-bit PCM WAV of float audio (channels, samples) in [-1, 1]."""
     pcm = (np.clip(audio, -1.0, 1.0) * 32767).round().astype("<i2")
@@ -67,17 +78,20 @@ def write_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
 
 
 # ---- loudness ---------------------------------------------------------------------------------
-# Two passes: loudnorm measures (pass 1), then the measured gain is applied with `volume` and a
-# limiter run at 4x the sample rate so true peaks stay under the target (pass 2), and the result
-# is measured again and corrected once. loudnorm's own pass 2 is not used because it cannot
-# normalise clips shorter than its 3 s window (our clips are 1-8 s) and falls back to leaving the
-# level unchanged when the linear gain would exceed the true-peak limit.
+# Integrated loudness is measured with pyloudnorm (ITU-R BS.1770, the meter QC uses too); the
+# measured gain is applied by ffmpeg with `volume` and a limiter run at 4x the sample rate so true
+# peaks stay under the target, and the result is measured again and corrected. loudnorm's own
+# normalisation is not used because it cannot normalise clips shorter than its 3 s window (our
+# clips are 1-8 s) and falls back to leaving the level unchanged when the linear gain would exceed
+# the true-peak limit. True peak (4x oversampled) is still measured by ffmpeg's loudnorm, which
+# pyloudnorm does not offer.
 
 # DC and subsonic rumble carry no loudness (K-weighting ignores them) but eat true-peak headroom.
 HIGHPASS_HZ = 20
 PEAK_HEADROOM_DB = 1.0  # below the true-peak target, for AAC's encoding overshoot
 LOUDNESS_SETTLE_LU = 0.3  # correct again when a pass lands further than this from the target
 MAX_CORRECTIONS = 2
+GATING_BLOCK_S = 0.4  # BS.1770's block: shorter audio has no integrated loudness
 
 
 def parse_loudnorm(stderr: str) -> dict[str, str]:
@@ -88,11 +102,22 @@ def parse_loudnorm(stderr: str) -> dict[str, str]:
     return dict(json.loads(blocks[-1]))
 
 
-def measure_loudness(path: Path, target: LoudnessTarget) -> dict[str, str]:
-    """Integrated loudness, true peak and range of a file, as loudnorm measures them."""
+def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness (LUFS) of float audio (channels, samples); None for digital silence
+    or audio shorter than one gating block."""
+    if audio.shape[-1] < GATING_BLOCK_S * sample_rate:
+        return None
+    with np.errstate(divide="ignore"):  # silence: log10(0) = -inf, reported as None
+        loudness = float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T))
+    return loudness if np.isfinite(loudness) else None
+
+
+def true_peak_dbtp(path: Path, target: LoudnessTarget) -> float | None:
+    """True peak (dBTP) of a file's audio as ffmpeg's loudnorm measures it; None for silence."""
     measure = (f"highpass=f={HIGHPASS_HZ},loudnorm=I={target.integrated_lufs}:"
                f"TP={target.true_peak_dbtp}:LRA={target.loudness_range_lu}:print_format=json")
-    return parse_loudnorm(run_ffmpeg(["-i", str(path), "-af", measure, "-f", "null", "-"]))
+    stderr = run_ffmpeg(["-i", str(path), "-af", measure, "-f", "null", "-"])
+    return _number(parse_loudnorm(stderr)["input_tp"])
 
 
 def gain_filter(gain_db: float, target: LoudnessTarget) -> str:
@@ -106,14 +131,14 @@ def gain_filter(gain_db: float, target: LoudnessTarget) -> str:
 def normalize_loudness(wav: Path, target: LoudnessTarget, out: Path) -> tuple[float | None,
                                                                                float | None]:
     """Write `out` at the target loudness; returns (input LUFS, output LUFS) as measured."""
-    before = _number(measure_loudness(wav, target)["input_i"])
+    before = integrated_lufs(*read_wav(wav))
     if before is None:  # digital silence: nothing to normalise; QC reports it
         run_ffmpeg(["-y", "-i", str(wav), "-af", f"aresample={AUDIO_RATE}", str(out)])
         return None, None
     gain, after = target.integrated_lufs - before, before
     for _ in range(1 + MAX_CORRECTIONS):
         run_ffmpeg(["-y", "-i", str(wav), "-af", gain_filter(gain, target), str(out)])
-        after = _number(measure_loudness(out, target)["input_i"]) or after
+        after = integrated_lufs(*read_wav(out)) or after
         if abs(after - target.integrated_lufs) <= LOUDNESS_SETTLE_LU:
             break
         gain += target.integrated_lufs - after
@@ -227,7 +252,7 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
                                  spec=spec)
         run_ffmpeg(args, stdin=raw, env=fonts)
     # 4. measure again and check the file
-    after = measure_loudness(out, spec.loudness)
+    decoded, decoded_rate = decode_audio(out)
     crop_w, crop_h, _, _ = crop_box(src_w, src_h, spec.aspect, spec.focus)
     report = run_qc(probe(out), out, expected_frames=frames.shape[0], fps=fps,
                     width=target_w, height=target_h, target=spec.loudness,
@@ -238,8 +263,8 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
         vtt_path=str(vtt) if vtt else None, width=target_w, height=target_h,
         preview=crop_w < target_w or crop_h < target_h,
         loudness_in_lufs=loudness_in,
-        loudness_out_lufs=_number(after["input_i"]),
-        true_peak_out_dbtp=_number(after["input_tp"]), qc=report,
+        loudness_out_lufs=integrated_lufs(decoded, decoded_rate),
+        true_peak_out_dbtp=true_peak_dbtp(out, spec.loudness), qc=report,
     )
 
 

@@ -13,11 +13,11 @@ from prefect.cache_policies import NO_CACHE
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import BriefRow
 from infra.hashing import sha256_bytes
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid
 from schemas.plan import RENDER_PROFILES, Plan, plan_variants
+from tasks.retry import retry_on_transient
 from tasks.services import Services
 
 BRIEF_CONTENT_TYPE = "application/json"
@@ -67,12 +67,11 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
 
     checkpoint = fingerprint_folder(settings.checkpoint)
     with session_scope(services.engine) as session:
-        row = repo.get(session, BriefRow, brief_id)
+        row = repo.get_brief(session, brief_id)
         try:
             brief = load_brief(row.raw, fmt="json")
         except BriefInvalid as err:
-            row.problems = [list(p) for p in err.problems]
-            repo.transition(row, "invalid")
+            repo.mark_brief_invalid(session, row, err.problems)
             return None
         profile = RENDER_PROFILES[settings.mova_render_profile]
         plan = plan_variants(brief, row.sha256, profile, checkpoint)
@@ -83,7 +82,6 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
             uri=brief_obj.uri, size_bytes=brief_obj.size_bytes, content_type=BRIEF_CONTENT_TYPE,
             task="ingest.submit", code_version=services.code_version,
             params={"campaign": brief.campaign})
-        row.artifact_id = brief_artifact.id
         body = plan.model_dump(mode="json")
         plan_bytes = json.dumps(body, indent=2, sort_keys=True).encode()
         plan_sha = sha256_bytes(plan_bytes)
@@ -94,14 +92,13 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
             size_bytes=plan_obj.size_bytes, content_type=BRIEF_CONTENT_TYPE,
             task="plan.variants", code_version=services.code_version, checkpoint=checkpoint,
             params={"profile": profile.model_dump(mode="json")}, parents=[brief_artifact])
-        repo.save_plan(session, row, body, plan_artifact)
         for spec in plan.renders:
             repo.ensure_render_job(session, spec.key, spec.model_dump(mode="json"))
         for variant in plan.variants:
             repo.ensure_deliverable(session, row, name=variant.name, scene_id=variant.scene_id,
                                     locale=variant.locale, aspect=variant.aspect.value,
                                     render_key=variant.render_key)
-        repo.transition(row, "planned")
+        repo.save_plan(session, row, body, brief_artifact, plan_artifact)
     return plan
 
 
@@ -109,7 +106,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}-{uuid4().hex[:8]}"
 
 
-@task(name="ingest.claim", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="ingest.claim", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def claim_briefs_task(services: Services, limit: int) -> list[UUID]:
     with session_scope(services.engine) as session:
         rows = repo.claim_submitted_briefs(session, limit, worker_id())
@@ -118,7 +116,8 @@ def claim_briefs_task(services: Services, limit: int) -> list[UUID]:
     return ids
 
 
-@task(name="plan.variants", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="plan.variants", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def plan_brief_task(services: Services, brief_id: UUID) -> int:
     run_id = uuid4()
     services.lineage.start("plan.variants", run_id, [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,14 @@ def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, w
     return QCReport(checks=checks)
 
 
-def next_action(report: QCReport, attempt: int, max_retries: int) -> str:
+class QCAction(StrEnum):
+    ACCEPT = "accept"
+    RETRY = "retry"  # render again with the next seed
+    FAIL = "fail"
+
+
+def next_action(report: QCReport, attempt: int, max_retries: int) -> QCAction:
     """accept a passing file; otherwise retry with the next seed until the limit, then fail."""
     if report.passed:
-        return "accept"
-    return "retry" if attempt < max_retries else "fail"
+        return QCAction.ACCEPT
+    return QCAction.RETRY if attempt < max_retries else QCAction.FAIL

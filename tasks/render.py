@@ -21,16 +21,16 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import Artifact, BriefRow, RenderJob
 from infra.gpu_pool import GpuPool, PoolConfig
 from infra.hashing import sha256_bytes
 from infra.settings import Settings
+from infra.statuses import RENDER_SETTLED, RenderStatus
 from infra.storage import ObjectStore, open_store
 from schemas.plan import RenderMode, RenderSpec
+from tasks.retry import retry_on_transient
 from tasks.services import Services
 
 CLIP_CONTENT_TYPE = "application/x-npz"
@@ -178,46 +178,35 @@ def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]
     """Render jobs of this brief that still need running and can run now (an audio-only job
     waits for its master). Jobs a dead run left `running` are taken again."""
     with session_scope(services.engine) as session:
-        brief = repo.get(session, BriefRow, brief_id)
-        keys = {d.render_key for d in brief.deliverables}
-        jobs = {job.spec_key: job for job in session.scalars(
-            select(RenderJob).where(RenderJob.spec_key.in_(keys)))}
-        masters = {job.spec.get("master_key") for job in jobs.values()} - {None}
-        jobs.update({job.spec_key: job for job in session.scalars(
-            select(RenderJob).where(RenderJob.spec_key.in_(masters)))})
+        jobs = repo.brief_render_jobs(session, brief_id)
         payloads = []
         for job in sorted(jobs.values(), key=lambda j: j.spec_key):
-            if job.status in ("done", "failed"):
+            if job.status in RENDER_SETTLED:
                 continue
             spec = RenderSpec.model_validate(job.spec)
             master_clip = None
             if spec.master_key is not None:
                 master = jobs[spec.master_key]
-                if master.status != "done" or master.clip is None:
+                if master.status != RenderStatus.DONE or master.clip is None:
                     continue
                 master_clip = _key_of(master.clip)
-            if job.status == "running":
-                repo.transition(job, "pending")
-            repo.transition(job, "running")
-            job.attempts += 1
+            repo.start_render(job)
             payloads.append(RenderPayload(job_id=job.id, spec=spec,
                                           master_clip_key=master_clip).model_dump(mode="json"))
     return payloads
 
 
-def _key_of(artifact: Artifact) -> str:
+def _key_of(artifact: repo.Artifact) -> str:
     return str(artifact.params["key"])
 
 
 def record_render(services: Services, brief_id: UUID, result: RenderResult) -> None:
     """Clip artifact with its lineage (the plan, and the master clip for a dub); job done."""
     with session_scope(services.engine) as session:
-        job = repo.get(session, RenderJob, result.job_id)
+        job = repo.get_render_job(session, result.job_id)
         spec = RenderSpec.model_validate(job.spec)
-        brief = repo.get(session, BriefRow, brief_id)
-        parents = []
-        if brief.plan is not None and brief.plan.artifact_id is not None:
-            parents.append(repo.get(session, Artifact, brief.plan.artifact_id))
+        plan = repo.plan_artifact(session, repo.get_brief(session, brief_id))
+        parents = [plan] if plan is not None else []
         if spec.master_key is not None:
             master = repo.render_job(session, spec.master_key)
             if master.clip is not None:
@@ -228,20 +217,17 @@ def record_render(services: Services, brief_id: UUID, result: RenderResult) -> N
             task="render.generate", code_version=services.code_version,
             params={"key": result.key, "spec": job.spec, "generation": result.params},
             checkpoint=spec.checkpoint[:64], seed=spec.seed, parents=parents)
-        job.clip_artifact_id = artifact.id
-        job.seconds = result.seconds
-        job.error = None
-        repo.transition(job, "done")
+        repo.finish_render(session, job.id, artifact, result.seconds)
 
 
 def record_failure(services: Services, job_id: UUID, error: str) -> None:
     with session_scope(services.engine) as session:
-        job = repo.get(session, RenderJob, job_id)
-        job.error = error[:4000]
-        repo.transition(job, "failed")
+        repo.fail_render(session, job_id, error)
 
 
-@task(name="render.generate", cache_policy=NO_CACHE)
+# A rerun is safe: finished renders are recorded and skipped, a job left running is taken again.
+@task(name="render.generate", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> int:
     """Run every render the brief still needs (masters first, then their dubs); returns the
     number rendered now. Failures are recorded on the job and reported, not swallowed."""

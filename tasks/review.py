@@ -11,26 +11,26 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
 from uuid import UUID, uuid4
+
+from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import Artifact, BriefRow, Deliverable, ReviewDecision
 from infra.hashing import sha256_bytes
+from infra.repository import Artifact, Deliverable, ReviewDecision
+from infra.statuses import BRIEF_CLOSED, BriefStatus, DeliverableStatus, ReviewVerdict
 from schemas.errors import InvalidTransition
 from schemas.plan import RenderSpec
 from tasks.deliver import publish_files
 from tasks.services import Services
 
-Decision = Literal["approve", "reject"]
 
-
-def _record(services: Services, session: Any, row: Deliverable, *, decision: Decision,
-            team: str, reviewer: str, comment: str, rerender: bool = False,
+def _record(services: Services, session: Session, row: Deliverable, *,
+            decision: ReviewVerdict, team: str, reviewer: str, comment: str, rerender: bool = False,
             new_seed: int | None = None) -> tuple[ReviewDecision, Artifact]:
     decision_id = uuid4()
-    body = {"decision": decision, "deliverable": str(row.id), "variant": row.name,
+    body = {"decision": decision.value, "deliverable": str(row.id), "variant": row.name,
             "brief_sha256": row.brief.sha256, "team": team, "reviewer": reviewer,
             "comment": comment, "rerender": rerender, "new_seed": new_seed,
             "decided_at": datetime.now(UTC).isoformat(), "id": str(decision_id)}
@@ -52,52 +52,50 @@ def _record(services: Services, session: Any, row: Deliverable, *, decision: Dec
 
 
 def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: str,
-            comment: str = "") -> str:
+            comment: str = "") -> DeliverableStatus:
     """Approve a variant in review and publish it to the campaign layout. Calling it again on
     an approved variant whose publishing failed (storage down) publishes it without a second
     decision. Returns the new status."""
     with session_scope(services.engine) as session:
-        row = repo.get(session, Deliverable, deliverable_id)
-        if row.status != "approved":
-            _require(row, "in_review", "approve")
-            _record(services, session, row, decision="approve", team=team,
+        row = repo.get_deliverable(session, deliverable_id)
+        if row.status != DeliverableStatus.APPROVED:
+            _require(row, DeliverableStatus.IN_REVIEW, "approve")
+            _record(services, session, row, decision=ReviewVerdict.APPROVE, team=team,
                     reviewer=reviewer, comment=comment)
-            repo.transition(row, "approved")
+            repo.transition(row, DeliverableStatus.APPROVED)
     # Committed: the decision stands even if copying the files fails below.
     with session_scope(services.engine) as session:
-        row = repo.get(session, Deliverable, deliverable_id)
-        approval = session.get(Artifact, row.decisions[-1].artifact_id)
+        row = repo.get_deliverable(session, deliverable_id)
+        approval = repo.last_decision_artifact(session, row)
         publish_files(services, session, row, review=False, approval=approval)
-        repo.transition(row, "published")
+        repo.transition(row, DeliverableStatus.PUBLISHED)
         return row.status
 
 
 def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str,
-           comment: str, rerender: bool) -> str:
+           comment: str, rerender: bool) -> DeliverableStatus:
     """Reject a variant in review; with `rerender`, queue a new render of it with the next
     seed (the brief goes back to `planned`, so the next production run picks it up)."""
     with session_scope(services.engine) as session:
-        row = repo.get(session, Deliverable, deliverable_id)
-        _require(row, "in_review", "reject")
-        repo.transition(row, "rejected")
+        row = repo.get_deliverable(session, deliverable_id)
+        _require(row, DeliverableStatus.IN_REVIEW, "reject")
+        repo.transition(row, DeliverableStatus.REJECTED)
         new_seed = None
         if rerender:
             spec = RenderSpec.model_validate(repo.render_job(session, row.render_key).spec)
             # Seeds only grow (QC retries add to the current one), so +1 is always unused.
             retry = spec.with_seed(spec.seed + 1)
             repo.ensure_render_job(session, retry.key, retry.model_dump(mode="json"))
-            new_seed, row.render_key, row.attempts, row.error = retry.seed, retry.key, 0, None
-            repo.transition(row, "pending")
-            brief = session.get(BriefRow, row.brief_id)
-            assert brief is not None
-            if brief.status in ("done", "failed"):
-                repo.transition(brief, "planned")
-        _record(services, session, row, decision="reject", team=team, reviewer=reviewer,
+            new_seed = retry.seed
+            repo.rerender_deliverable(row, retry.key, error=None, reset_attempts=True)
+            if row.brief.status in BRIEF_CLOSED:
+                repo.transition(row.brief, BriefStatus.PLANNED)
+        _record(services, session, row, decision=ReviewVerdict.REJECT, team=team, reviewer=reviewer,
                 comment=comment, rerender=rerender, new_seed=new_seed)
         return row.status
 
 
-def _require(row: Deliverable, status: str, action: str) -> None:
+def _require(row: Deliverable, status: DeliverableStatus, action: str) -> None:
     if row.status != status:
         raise InvalidTransition(f"deliverable {row.name} is {row.status}; only a deliverable "
                                 f"{status.replace('_', ' ')} can be {action}d")

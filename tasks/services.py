@@ -55,3 +55,9 @@ class Services:
     def close(self) -> None:
         if "engine" in self.__dict__:
             self.engine.dispose()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # also on error: the pooled connections are returned either way

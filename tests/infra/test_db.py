@@ -7,6 +7,7 @@ from uuid import uuid4
 
 import pytest
 from sqlalchemy import Engine, inspect
+from sqlalchemy.orm import Session
 
 from infra.db import downgrade_to_base, session_scope, upgrade_to_head
 from infra.db_models import Artifact, BriefRow, RenderJob
@@ -15,10 +16,13 @@ from infra.repository import (
     add_brief,
     claim_submitted_briefs,
     count_rows,
+    deliverables_by_id_prefix,
+    ensure_deliverable,
     ensure_render_job,
     lineage_chain,
     transition,
 )
+from infra.statuses import BriefStatus
 from schemas.errors import InvalidTransition
 
 TABLES = {"campaign", "brief", "plan", "render_job", "deliverable", "artifact", "lineage_edge",
@@ -60,8 +64,8 @@ def test_state_machine_refuses_illegal_moves(engine: Engine) -> None:
         with pytest.raises(InvalidTransition, match=r"cannot go from 'submitted' to 'done'"):
             transition(brief, "done")
         transition(brief, "claimed")
-        transition(brief, "planned")
-        assert brief.status == "planned"
+        transition(brief, BriefStatus.PLANNED)
+        assert brief.status == "planned" and brief.status is BriefStatus.PLANNED
 
 
 def test_claims_take_each_brief_once(engine: Engine) -> None:
@@ -123,3 +127,45 @@ def test_timestamps_are_timezone_aware(engine: Engine) -> None:
         assert brief.id.version == uuid4().version
         if engine.dialect.name == "postgresql":  # SQLite stores no zone; Postgres keeps it
             assert brief.created_at.tzinfo is not None
+
+
+def _artifact(session: Session, kind: str, parents: list[Artifact]) -> Artifact:
+    key = uuid4().hex * 2
+    return add_artifact(session, kind=kind, input_key=key, sha256=key, uri=f"file:///{kind}",
+                        size_bytes=1, content_type="x", task="t", code_version="test",
+                        parents=parents)
+
+
+def test_lineage_chain_is_depth_first_and_expands_a_shared_ancestor_once(engine: Engine) -> None:
+    """A dub's clip has two parents (the plan and its master clip, itself made from the plan):
+    parents come in id order, and the plan's own ancestry is listed under its first visit."""
+    with session_scope(engine) as session:
+        brief = _artifact(session, "brief", [])
+        plan = _artifact(session, "plan", [brief])
+        master = _artifact(session, "master", [plan])
+        clip = _artifact(session, "clip", [plan, master])
+        video = _artifact(session, "video", [clip])
+        chain = [(depth, a.kind) for depth, a in lineage_chain(session, video.id)]
+    if str(plan.id) < str(master.id):
+        expected = [(0, "video"), (1, "clip"), (2, "plan"), (3, "brief"), (2, "master"),
+                    (3, "plan")]
+    else:
+        expected = [(0, "video"), (1, "clip"), (2, "master"), (3, "plan"), (4, "brief"),
+                    (2, "plan")]
+    assert chain == expected
+
+
+def test_deliverable_id_prefix_is_a_query_on_both_backends(engine: Engine) -> None:
+    _submit(engine, 1)
+    with session_scope(engine) as session:
+        brief = session.query(BriefRow).one()
+        rows = [ensure_deliverable(session, brief, name=f"s/en-US/{i}", scene_id="s",
+                                   locale="en-US", aspect="16:9", render_key="k" * 64)
+                for i in range(3)]
+    with session_scope(engine) as session:
+        target = rows[1].id
+        for prefix in (str(target)[:13], str(target)[:8].upper(), target.hex[:10], str(target)):
+            assert [d.id for d in deliverables_by_id_prefix(session, prefix)] == [target]
+        assert len(deliverables_by_id_prefix(session, "")) == 3
+        assert deliverables_by_id_prefix(session, "%") == []
+        assert deliverables_by_id_prefix(session, "zz") == []

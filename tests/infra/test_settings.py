@@ -35,3 +35,15 @@ def test_bad_values_name_the_variable() -> None:
 def test_readme_documents_every_variable() -> None:
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in README]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_the_process_environment_is_read_and_a_given_mapping_replaces_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDER_WORKERS", "3")
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    from_process = load_settings()
+    assert from_process.render_workers == 3 and from_process.ray_address is None
+    assert load_settings({}).render_workers == 1  # the process environment is not consulted
+    monkeypatch.setenv("RENDER_WORKERS", "-1")
+    with pytest.raises(SettingsInvalid, match="RENDER_WORKERS"):
+        load_settings()

@@ -1,0 +1,140 @@
+"""The review service's JSON API: briefs, deliverables and review decisions.
+
+Every route acts for one team, named by its token (`Authorization: Bearer …`, or the page's
+cookie); another team's ids answer 404.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from app import views
+from app.auth import TeamDep, own_brief, own_deliverable
+from app.deps import ServicesDep, SessionDep, SettingsDep
+from app.errors import ServiceError
+from app.orchestration import start_production
+from app.submission import submit_request
+from infra import repository as repo
+from infra.db import session_scope
+from infra.statuses import DELIVERABLE_IN_REVIEW_AREA
+from tasks import review
+from tasks.deliver import published_key
+
+router = APIRouter(prefix="/api")
+
+
+class Decision(BaseModel):
+    comment: str = Field("", max_length=2000)
+    reviewer: str | None = Field(None, max_length=100,
+                                 description="Who decides; default: the team's name.")
+
+
+class Rejection(Decision):
+    comment: str = Field(min_length=1, max_length=2000,
+                         description="Why: the team producing the re-render reads it.")
+    rerender: bool = Field(False, description="Render this variant again with a new seed.")
+
+
+@router.get("/health", tags=["service"])
+def health(session: SessionDep) -> dict[str, str]:
+    repo.ping(session)
+    return {"status": "ok"}
+
+
+@router.post("/briefs", status_code=201, tags=["briefs"])
+async def submit(request: Request, team: TeamDep, services: ServicesDep,
+                 background: BackgroundTasks,
+                 requires_approval: Annotated[bool | None, Query(
+                     description="Override the brief's requires_approval")] = None
+                 ) -> JSONResponse:
+    """Submit a brief: a YAML or JSON body, or a multipart form with a `brief` file (or
+    text) and the `first_frames` images it names. 422 lists every problem with its path."""
+    brief_id = await submit_request(services, request, team, requires_approval)
+    background.add_task(start_production, services, brief_id)
+    return JSONResponse({"id": str(brief_id), "status": "submitted",
+                         "url": f"/briefs/{brief_id}"}, status_code=201,
+                        headers={"Location": f"/api/briefs/{brief_id}"},
+                        background=background)
+
+
+@router.get("/briefs", tags=["briefs"])
+def list_briefs(team: TeamDep, session: SessionDep) -> list[dict[str, Any]]:
+    """The team's briefs, newest first."""
+    return views.team_briefs(session, team.name)
+
+
+@router.get("/briefs/{brief_id}", tags=["briefs"])
+def read_brief(brief_id: str, team: TeamDep, session: SessionDep,
+               settings: SettingsDep) -> dict[str, Any]:
+    """A brief, its campaign status and every variant's progress."""
+    return views.brief_view(session, own_brief(session, brief_id, team), settings)
+
+
+@router.get("/briefs/{brief_id}/deliverables", tags=["deliverables"])
+def list_deliverables(brief_id: str, team: TeamDep, session: SessionDep
+                      ) -> list[dict[str, Any]]:
+    row = own_brief(session, brief_id, team)
+    return [views.variant_view(session, d) for d in row.deliverables]
+
+
+@router.get("/deliverables/{deliverable_id}", tags=["deliverables"])
+def read_deliverable(deliverable_id: str, team: TeamDep, session: SessionDep
+                     ) -> dict[str, Any]:
+    return views.variant_view(session, own_deliverable(session, deliverable_id, team))
+
+
+@router.get("/deliverables/{deliverable_id}/files/{kind}", tags=["deliverables"],
+            response_class=Response)
+def stream_file(deliverable_id: str, kind: str, team: TeamDep, services: ServicesDep,
+                session: SessionDep) -> Response:
+    """A published or in-review file (video, video_burned, captions_vtt, captions_srt,
+    manifest). Local storage is served with HTTP range support (players can seek); S3
+    answers with a redirect to a presigned URL."""
+    row = own_deliverable(session, deliverable_id, team)
+    if kind not in views.files_of(session, row):
+        raise ServiceError(404, f"deliverable {row.name} ({row.status}) has no "
+                                f"{kind} file to show")
+    key = published_key(row, row.brief.campaign.slug, kind,
+                        review=row.status in DELIVERABLE_IN_REVIEW_AREA)
+    stored = services.store.head(key)
+    if stored is None:
+        raise ServiceError(404, f"{key} is missing from storage")
+    local = services.store.local_path(key)  # exists: head() just found it
+    if local is not None:
+        return FileResponse(local, media_type=stored.content_type,
+                            filename=PurePath(key).name, content_disposition_type="inline")
+    url = services.store.presigned_url(key, expires_s=3600)
+    assert url is not None  # only local storage has no URL of its own
+    return RedirectResponse(url, status_code=307)
+
+
+# The decisions open their own transactions (the decision commits before the files are
+# copied), so the ownership check and the answer each get a short session of their own.
+@router.post("/deliverables/{deliverable_id}/approve", tags=["review"])
+def approve(deliverable_id: str, decision: Decision, team: TeamDep,
+            services: ServicesDep) -> dict[str, Any]:
+    """Approve a variant in review: it is published to the campaign layout."""
+    with session_scope(services.engine) as session:
+        row_id = own_deliverable(session, deliverable_id, team).id
+    review.approve(services, row_id, team=team.name, reviewer=decision.reviewer or team.name,
+                   comment=decision.comment)
+    with session_scope(services.engine) as session:
+        return views.variant_view(session, repo.get_deliverable(session, row_id))
+
+
+@router.post("/deliverables/{deliverable_id}/reject", tags=["review"])
+def reject(deliverable_id: str, decision: Rejection, team: TeamDep,
+           services: ServicesDep) -> dict[str, Any]:
+    """Reject a variant in review; `rerender` renders it again with a new seed (the other
+    variants are left as they are)."""
+    with session_scope(services.engine) as session:
+        row_id = own_deliverable(session, deliverable_id, team).id
+    review.reject(services, row_id, team=team.name, reviewer=decision.reviewer or team.name,
+                  comment=decision.comment, rerender=decision.rerender)
+    with session_scope(services.engine) as session:
+        return views.variant_view(session, repo.get_deliverable(session, row_id))

@@ -1,0 +1,80 @@
+"""Reading a submitted brief from an HTTP request (API or review page) and queueing it."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path, PurePath
+from typing import Any
+from uuid import UUID
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.errors import ServiceError
+from infra import repository as repo
+from infra.db import session_scope
+from infra.repository import Team
+from schemas.brief import MAX_BRIEF_BYTES
+from tasks.ingest import submit_brief
+from tasks.services import Services
+
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
+              "text/plain"}
+SUBMIT_WINDOW = timedelta(minutes=1)
+
+
+async def submit_request(services: Services, request: Request, team: Team,
+                         requires_approval: bool | None) -> UUID:
+    """Queue the brief the request carries (YAML or JSON body, or a multipart form) for
+    `team`; 429 past the team's per-minute limit, 413/415 for bodies it cannot take."""
+    settings = services.settings
+    with session_scope(services.engine) as session:
+        recent = repo.recent_submissions(session, team.name, SUBMIT_WINDOW)
+    if recent >= settings.api_submissions_per_minute:
+        raise ServiceError(429, f"team {team.name} submitted {recent} briefs in the last "
+                                f"minute (limit {settings.api_submissions_per_minute}); "
+                                "try again in a minute", headers={"Retry-After": "60"})
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    with tempfile.TemporaryDirectory(prefix="mova-upload-") as uploads:
+        # The brief's first_frame names resolve only among the uploaded files, never
+        # against the server's own folders.
+        if content_type == "multipart/form-data":
+            raw, fmt, approval = await _read_form(request, Path(uploads))
+            requires_approval = approval if requires_approval is None else requires_approval
+        elif content_type == "application/json":
+            raw, fmt = await request.body(), "json"
+        elif content_type in YAML_TYPES or content_type == "":
+            raw, fmt = await request.body(), "yaml"
+        else:
+            raise ServiceError(415, f"unsupported Content-Type {content_type!r}: send "
+                                    "YAML, JSON or a multipart form")
+        if len(raw) > MAX_BRIEF_BYTES:
+            raise ServiceError(413, f"a brief is at most {MAX_BRIEF_BYTES:,} bytes; this "
+                                    f"one has {len(raw):,}")
+        brief_id: UUID = await run_in_threadpool(
+            submit_brief, services, raw, fmt=fmt, base_dir=Path(uploads), team=team.name,
+            requires_approval=requires_approval)
+        return brief_id
+
+
+async def _read_form(request: Request, uploads: Path) -> tuple[bytes, str, bool | None]:
+    """The brief (file or text field) from a multipart form; uploaded images are saved under
+    `uploads` by their file names."""
+    form = await request.form(max_files=60, max_fields=20)
+    brief: Any = form.get("brief")
+    if isinstance(brief, UploadFile):
+        raw = await brief.read()
+        fmt = "json" if (brief.filename or "").lower().endswith(".json") else "yaml"
+    elif isinstance(brief, str) and brief.strip():
+        raw, fmt = brief.encode(), "json" if brief.lstrip().startswith("{") else "yaml"
+    else:
+        raise ServiceError(422, "the form has no brief", [("brief", "give a file or text")])
+    for upload in form.getlist("first_frames"):
+        if isinstance(upload, UploadFile) and upload.filename:
+            name = PurePath(upload.filename).name
+            (uploads / name).write_bytes(await upload.read())
+    approval = form.get("requires_approval")
+    return raw, fmt, (str(approval).lower() in ("on", "true", "1")) if approval is not None \
+        else None
