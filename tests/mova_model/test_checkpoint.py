@@ -142,6 +142,7 @@ PEAK_SCRIPT = textwrap.dedent("""
 def test_peak_memory_while_loading_stays_near_the_component_size(tmp_path: Path) -> None:
     # A bridge of ~200 MB (fp32): wide enough to dwarf interpreter noise, quick to write.
     config = BridgeConfig(visual_layers=6, audio_layers=6, visual_hidden_dim=1024,
+                          interaction_strategy="full",
                           audio_hidden_dim=512, head_dim=128)
     module = DualTowerBridge(config)
     save_component(module, config, tmp_path)
