@@ -19,6 +19,7 @@ import numpy as np
 
 from mova_model.clip import Clip
 from mova_model.errors import MovaError
+from mova_model.request import GenerationRequest
 
 
 def write_mp4(clip: Clip, path: Path) -> Path:
@@ -93,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         image = Image.open(args.image).convert("RGB") if args.image else None
         pipe = MovaPipeline.from_pretrained(args.checkpoint, dtype=args.dtype,
                                             device=args.device, offload=args.offload)
-        clip = pipe.generate(
-            args.prompt, negative_prompt=args.negative_prompt, image=image, height=args.height,
+        request = GenerationRequest(
+            args.prompt, negative_prompt=args.negative_prompt, height=args.height,
             width=args.width, num_frames=args.frames, video_fps=args.fps,
             num_inference_steps=args.steps, cfg_scale=args.cfg_scale,
             bridge_scale=args.bridge_scale, guidance_mode=args.guidance, seed=args.seed,
-            on_step=_Progress(),
         )
+        clip = pipe.generate(request, image=image, on_step=_Progress())
     except (MovaError, OSError) as err:
         sys.stderr.write(f"error: {err}\n")
         return 2

@@ -92,7 +92,7 @@ def test_a_truncated_weight_file_is_reported_not_crashed_on(tmp_path: Path) -> N
     _saved_video_dit(tmp_path)
     path = tmp_path / WEIGHTS
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=rf"{WEIGHTS}: truncated: tensor '.+' ends at"):
+    with pytest.raises(CheckpointError, match=rf"{WEIGHTS}: truncated or corrupt"):
         load_component(tmp_path, VideoDiTConfig, VideoDiT)
 
 
