@@ -45,10 +45,15 @@ from mova_model.config import (
 from mova_model.errors import CheckpointError, InvalidRequest
 from mova_model.joint import joint_forward
 from mova_model.offload import OffloadMode, enable_block_streaming, on_device
-from mova_model.request import GenerationRequest, RenderMode
+from mova_model.request import Compat, GenerationRequest, NoiseDevice, RenderMode
 from mova_model.sampler import Guidance, draw_noise, sample
 from mova_model.schedule import FlowMatchPairScheduler
-from mova_model.text_encoder import TextEncoder, clean_prompt
+from mova_model.text_encoder import (
+    FAST_ATTENTION,
+    REFERENCE_ATTENTION,
+    TextEncoder,
+    clean_prompt,
+)
 from mova_model.video_dit import VideoDiT
 from mova_model.video_vae import (
     build_video_vae,
@@ -144,11 +149,13 @@ class MovaPipeline:
             "video_vae": (VideoVAEConfig, build_video_vae),
         }
         config_cls, build = builders[name]
-        # The DAC runs in float32 whatever the pipeline dtype (spec §3.9); bf16 weights upcast
-        # exactly, so this matches the reference's fp32-compute decode.
-        dtype = torch.float32 if name == "audio_vae" else self.dtype
-        module, _ = load_component(self.path / name, config_cls, build, dtype=dtype,
+        module, _ = load_component(self.path / name, config_cls, build, dtype=self.dtype,
                                    device=self._storage_device())
+        if name == "audio_vae" and self.device.type != "cuda":
+            # Every component is loaded in the pipeline dtype, the DAC included (spec §13.2); on
+            # CUDA it then runs under fp32 autocast. The CPU has no fp32 autocast: upcasting the
+            # rounded weights once gives the same fp32 arithmetic on the same weight values.
+            module.float()
         if self.offload is OffloadMode.BLOCK and hasattr(module, "blocks"):
             enable_block_streaming(module, self.device, storage_device="cpu")
         self._modules[name] = module
@@ -209,18 +216,27 @@ class MovaPipeline:
             _, f_lat, h, w = lengths.video_latent_shape(request.height, request.width,
                                                         request.num_frames)
             l_a = lengths.audio_latent_frames(request.num_frames, request.video_fps)
+            # The release draws on its render device (CUDA noise differs from CPU noise for one
+            # seed); noise_device="cpu" gives the same clip on any machine.
+            noise_device = self.device if request.noise_device is NoiseDevice.RENDER \
+                else torch.device("cpu")
             video_noise, audio_noise = draw_noise(request.seed, (1, 16, f_lat, h, w),
-                                                  (1, self.audio_vae_config.latent_dim, l_a))
+                                                  (1, self.audio_vae_config.latent_dim, l_a),
+                                                  device=noise_device)
             # 5. sampling
             z_video, z_audio = self._sample(request, guidance, video_noise, audio_noise,
                                             condition, context, negative_context, fixed_video,
                                             on_step, should_cancel)
             # 6. decode
-            frames = video if video is not None else self._decode_video(z_video)
+            tiled = False
+            if video is not None:
+                frames = video
+            else:
+                frames, tiled = self._decode_video(z_video, tile=request.vae_tiling)
             audio = self._decode_audio(
                 z_audio, lengths.audio_samples(request.num_frames, request.video_fps))
         params = ClipParams(request=request, conditioning=conditioning,
-                            noise_drawn_on=video_noise.device.type, vae_tiled=False)
+                            noise_drawn_on=noise_device.type, vae_tiled=tiled)
         return Clip(video=frames, audio=audio, fps=request.video_fps,
                     sample_rate=self.audio_vae_config.sample_rate, params=params)
 
@@ -253,11 +269,17 @@ class MovaPipeline:
     def _encode_text(self, request: GenerationRequest, guidance: Guidance
                      ) -> tuple[Tensor, Tensor | None]:
         encoder = self.text_encoder
-        needs_negative = guidance.needs_negative
-        prompts = [request.prompt] + ([request.negative_prompt] if needs_negative else [])
+        prompts = [request.prompt] + ([request.negative_prompt] if guidance.needs_negative else [])
         with self._resident(encoder.model):
-            encoded = encoder.encode(prompts, TEXT_LEN).to(self.device)
-        return encoded[:1], (encoded[1:] if needs_negative else None)
+            if request.compat is Compat.FAST:
+                encoded = list(encoder.encode(prompts, TEXT_LEN, attention=FAST_ATTENTION)
+                               .split(1))
+            else:
+                # The release encodes each prompt on its own with the fp32-softmax kernel.
+                encoded = [encoder.encode([p], TEXT_LEN, attention=REFERENCE_ATTENTION)
+                           for p in prompts]
+        context = encoded[0].to(self.device)
+        return context, (encoded[1].to(self.device) if len(encoded) > 1 else None)
 
     def _condition(self, request: GenerationRequest, image: Any, video: np.ndarray | None
                    ) -> tuple[Tensor, Tensor | None]:
@@ -297,16 +319,32 @@ class MovaPipeline:
                 should_cancel=should_cancel,
             )
 
-    def _decode_video(self, z_video: Tensor) -> np.ndarray:
+    def _decode_video(self, z_video: Tensor, *, tile: bool) -> tuple[np.ndarray, bool]:
+        """(frames T x H x W x 3 uint8, whether they were decoded in tiles). Untiled unless
+        asked, as the release; tiles only as the fallback when the whole decode runs out of
+        device memory, which the clip's params record (mova_model does not log)."""
         vae = self.component("video_vae")
         with self._resident(vae):
-            frames = decode_latents(vae, z_video, self.video_vae_config)
-        return frames[0].cpu().numpy()
+            try:
+                frames = decode_latents(vae, z_video, self.video_vae_config, tile=tile)
+            except torch.OutOfMemoryError:
+                if tile:
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                frames, tile = decode_latents(vae, z_video, self.video_vae_config,
+                                              tile=True), True
+        return frames[0].cpu().numpy(), tile
 
     def _decode_audio(self, z_audio: Tensor, num_samples: int) -> np.ndarray:
         vae = self.component("audio_vae")
         with self._resident(vae):
-            waveform = vae.decode(z_audio)  # [1, 1, 960 * L_a]
+            weight = next(vae.parameters())
+            on_cuda = weight.device.type == "cuda"
+            # The release decodes the DAC in the checkpoint dtype under fp32 autocast on CUDA;
+            # on the CPU (no fp32 autocast) the weights were upcast at load: same arithmetic.
+            with torch.autocast("cuda", dtype=torch.float32, enabled=on_cuda):
+                waveform = vae.decode(z_audio.to(weight.device, torch.float32))  # [1,1,960*L_a]
         # The reference leaves 960*L_a samples and lets ffmpeg's -shortest trim at mux time; the
         # clip carries exactly the video's duration instead, which is what the mux would keep.
         return waveform[0, :, :num_samples].float().cpu().numpy()

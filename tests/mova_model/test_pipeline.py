@@ -209,3 +209,38 @@ def test_prompt_routing_checked_by_value(pipe: MovaPipeline) -> None:
     # 5e-4 in the waveform for these random tiny weights, far outside the tolerance above.
     assert np.abs(clip.video.astype(int) - swapped[0].astype(int)).max() > 8
     assert np.abs(clip.audio - swapped[1]).max() > 1e-4
+
+
+def test_fast_mode_is_the_same_model_with_other_rounding(pipe: MovaPipeline) -> None:
+    reference = pipe.generate(small(seed=6))
+    fast = pipe.generate(small(seed=6, compat="fast"))
+    assert fast.params.request.compat == "fast" and reference.params.request.compat == "reference"
+    # Batched guidance and SDPA in the text encoder: float rounding apart, not another clip.
+    assert np.abs(fast.audio - reference.audio).max() < 1e-3
+    assert np.abs(fast.video.astype(int) - reference.video.astype(int)).max() <= 2
+
+
+def test_asked_for_tiling_is_recorded_and_not_left_on(pipe: MovaPipeline) -> None:
+    untiled = pipe.generate(small(seed=8))
+    tiled = pipe.generate(small(seed=8, vae_tiling=True))
+    assert tiled.params.vae_tiled and not untiled.params.vae_tiled
+    assert tiled.params.to_dict()["vae_tiled"] is True
+    assert not pipe.component("video_vae").use_tiling
+    # The next untiled clip is the first one again: no state carried between calls.
+    assert np.array_equal(pipe.generate(small(seed=8)).video, untiled.video)
+
+
+def test_noise_device_is_recorded(pipe: MovaPipeline) -> None:
+    clip = pipe.generate(small(seed=9, noise_device="cpu"))
+    assert clip.params.noise_drawn_on == "cpu"
+    assert clip.params.to_dict()["noise_device"] == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_render_device_noise_is_what_the_release_draws_on_cuda() -> None:
+    video, audio = draw_noise(42, (1, 16, 3, 4, 6), (1, 128, 10), device="cuda")
+    torch.manual_seed(42)  # the release script, then randn on the device: video, then audio
+    expected_video = torch.randn((1, 16, 3, 4, 6), device="cuda")
+    expected_audio = torch.randn((1, 128, 10), device="cuda")
+    assert torch.equal(video, expected_video) and torch.equal(audio, expected_audio)
