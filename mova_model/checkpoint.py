@@ -18,7 +18,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from mova_model.config import ComponentConfig
+from mova_model.config import (
+    INERT_DIT_FLAGS,
+    PRESETS,
+    AudioDiTConfig,
+    AudioVAEConfig,
+    BridgeConfig,
+    ComponentConfig,
+    VideoDiTConfig,
+    VideoVAEConfig,
+)
 from mova_model.errors import CheckpointError
 
 C = TypeVar("C", bound=ComponentConfig)
@@ -277,3 +286,30 @@ def fingerprint_folder(path: Path) -> str:
         else:
             digest.update(fingerprint(folder).encode())
     return digest.hexdigest()
+
+
+def detect_preset(path: Path) -> str | None:
+    """The preset whose architecture the folder's configs describe, or None for other sizes.
+
+    The two release presets share every config field (they differ in default resolution), so
+    between them the folder name decides: one naming "720" is mova-720p, else mova-360p."""
+    path = Path(path)
+    found = {
+        "video_dit": read_config(path / "video_dit", VideoDiTConfig),
+        "audio_dit": read_config(path / "audio_dit", AudioDiTConfig),
+        "bridge": read_config(path / "dual_tower_bridge", BridgeConfig),
+        "audio_vae": read_config(path / "audio_vae", AudioVAEConfig),
+        "video_vae": read_config(path / "video_vae", VideoVAEConfig),
+    }
+    # Inert flags (require_clip_embedding, ...) do not change the architecture: compare without.
+    def arch(config: ComponentConfig) -> ComponentConfig:
+        if isinstance(config, VideoDiTConfig | AudioDiTConfig):
+            return config.replace(in_dim_control_adapter=24,
+                                  **{flag: False for flag in INERT_DIT_FLAGS})
+        return config
+
+    matches = [name for name, preset in PRESETS.items()
+               if all(arch(getattr(preset, key)) == arch(value) for key, value in found.items())]
+    if len(matches) > 1:
+        return "mova-720p" if "720" in path.resolve().name else "mova-360p"
+    return matches[0] if matches else None

@@ -364,11 +364,12 @@ class MovaConfig:
     scheduler: SchedulerConfig
     boundary_ratio: float = 0.9
     audio_vae_type: str = "dac"
-    # Default render size of the preset (pixels); 360 is not divisible by 16, hence 352.
+    # Default render settings of the preset (pixels); 360 is not divisible by 16, hence 352.
     height: int = 352
     width: int = 640
     num_frames: int = 193
     video_fps: float = 24.0
+    num_inference_steps: int = 50
 
     def __post_init__(self) -> None:
         v, a, b = self.video_dit, self.audio_dit, self.bridge
@@ -465,6 +466,7 @@ def _tiny_config() -> MovaConfig:
         height=64,
         width=112,
         num_frames=25,
+        num_inference_steps=8,
     )  # fmt: skip
 
 

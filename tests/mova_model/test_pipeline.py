@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from mova_model import lengths
-from mova_model.checkpoint import COMPONENT_CLASSES, load_component
-from mova_model.config import VideoDiTConfig
+from mova_model.checkpoint import COMPONENT_CLASSES, detect_preset, load_component
+from mova_model.config import VideoDiTConfig, get_preset
 from mova_model.errors import CheckpointError, GenerationCancelled, InvalidRequest
 from mova_model.generate import main as generate_main
 from mova_model.generate import write_mp4
@@ -157,6 +157,41 @@ def test_command_line_writes_an_mp4(checkpoint: Path, tmp_path: Path) -> None:
     assert code == 0 and out.stat().st_size > 0
     assert generate_main(["--checkpoint", str(tmp_path / "nowhere"), "--prompt", PROMPT,
                           "--out", str(out)]) == 2
+
+
+def test_command_line_sizes_default_to_the_checkpoints_preset(checkpoint: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "preset.mp4"
+    # No size flags: 64x112, 25 frames from the tiny preset (one step keeps the test short).
+    assert generate_main(["--checkpoint", str(checkpoint), "--prompt", PROMPT, "--steps", "1",
+                          "--out", str(out)]) == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (112, 64)
+        assert sum(1 for _ in container.decode(video=0)) == 25
+
+
+def test_preset_detection_and_help(checkpoint: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert detect_preset(checkpoint) == "tiny"
+    tiny = get_preset("tiny")
+    assert (tiny.height, tiny.width, tiny.num_frames, tiny.num_inference_steps) == (64, 112, 25, 8)
+    # A folder the original saved (require_clip_embedding true) is still the same architecture.
+    copy = tmp_path / "copy"
+    shutil.copytree(checkpoint, copy)
+    config_path = copy / "audio_dit" / "config.json"
+    config_path.write_text(config_path.read_text().replace('"require_clip_embedding": false',
+                                                           '"require_clip_embedding": true'))
+    assert detect_preset(copy) == "tiny"
+    bridge = copy / "dual_tower_bridge" / "config.json"
+    bridge.write_text(bridge.read_text().replace('"head_dim": 24', '"head_dim": 48'))
+    assert detect_preset(copy) is None
+    with pytest.raises(SystemExit):
+        generate_main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "tiny       64x112, 25 frames at 24 fps, 8 steps" in help_text
+    assert "mova-360p  352x640, 193 frames at 24 fps, 50 steps" in help_text
+    assert "mova-720p  720x1280, 193 frames at 24 fps, 50 steps" in help_text
 
 
 def test_dtype_choice_applies_to_the_towers(checkpoint: Path) -> None:
