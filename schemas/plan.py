@@ -192,6 +192,18 @@ def build_prompt(brief: Brief, scene: Scene, locale: str) -> str:
     return " ".join(parts)
 
 
+def _request(profile: RenderProfile, prompt: str, mode: RenderMode,
+             size: tuple[int, int, int], seed: int) -> GenerationRequest:
+    """The render request of one spec; raises InvalidRequest for sizes the model cannot do."""
+    height, width, frames = size
+    return GenerationRequest(
+        prompt, negative_prompt=profile.negative_prompt, height=height, width=width,
+        num_frames=frames, video_fps=VIDEO_FPS, num_inference_steps=profile.steps,
+        cfg_scale=profile.cfg_scale, guidance_mode=profile.guidance_mode,
+        bridge_scale=profile.bridge_scale, seed=seed, mode=mode,
+    )
+
+
 def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
                   checkpoint: str) -> Plan:
     """Every (scene, locale, aspect) variant, in a stable order, and the renders they need.
@@ -209,20 +221,16 @@ def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
             seed = stable_seed(brief.seed, scene.scene_id, orientation.value)
             base = dict(scene_id=scene.scene_id, orientation=orientation,
                         first_frame=scene.first_frame, checkpoint=checkpoint)
-            settings = dict(negative_prompt=profile.negative_prompt, height=height, width=width,
-                            num_frames=frames, video_fps=VIDEO_FPS,
-                            num_inference_steps=profile.steps, cfg_scale=profile.cfg_scale,
-                            guidance_mode=profile.guidance_mode,
-                            bridge_scale=profile.bridge_scale, seed=seed)
+            size = (height, width, frames)
             master: RenderSpec | None = None
             for locale in brief.locales:
                 prompt = build_prompt(brief, scene, locale)
                 if brief.dubbing == DubbingStrategy.VOICEOVER and master is not None:
-                    request = GenerationRequest(prompt, mode=RenderMode.AUDIO_ONLY, **settings)
+                    request = _request(profile, prompt, RenderMode.AUDIO_ONLY, size, seed)
                     spec = RenderSpec(locale=locale, request=request, master_key=master.key,
                                       **base)  # type: ignore[arg-type]
                 else:
-                    request = GenerationRequest(prompt, mode=RenderMode.JOINT, **settings)
+                    request = _request(profile, prompt, RenderMode.JOINT, size, seed)
                     spec = RenderSpec(locale=locale, request=request,
                                       **base)  # type: ignore[arg-type]
                     master = master or spec
