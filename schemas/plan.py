@@ -17,12 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 
 # The one exception to "schemas imports no mova_model": the render request is defined once, in a
 # standard-library-only module, so the plan validates it without importing torch.
-from mova_model.request import (
-    RELEASE_NEGATIVE_PROMPT,
-    GenerationRequest,
-    GuidanceMode,
-    RenderMode,
-)
+from mova_model.request import RELEASE_NEGATIVE_PROMPT, GenerationRequest, GuidanceMode
+from mova_model.request import RenderMode as RenderMode  # re-exported: tasks import it from here
 from schemas.brief import Aspect, Brief, DubbingStrategy, Scene
 
 VIDEO_FPS = 24.0
