@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -117,7 +117,7 @@ def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
                 tensor_slice = handle.get_slice(key)
                 header[key] = (tuple(tensor_slice.get_shape()), tensor_slice.get_dtype())
             return header
-    except Exception as err:  # safetensors raises its own SafetensorError (not exported)
+    except SafetensorError as err:
         if "not fully covered" in str(err) or "too small" in str(err) \
                 or "header length" in str(err):
             raise CheckpointError(f"{path}: truncated or corrupt safetensors file "
@@ -181,7 +181,7 @@ def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None =
                     # once and the peak stays near the component's own size.
                     state[key] = tensor.to(device=device, dtype=target_dtype)
                     del tensor
-        except Exception as err:  # safetensors raises its own SafetensorError
+        except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: cannot read tensor data ({err})") from err
     # assign=True adopts the loaded tensors as the parameters (no copy into meta storage);
     # strict is a second guard after the named checks above.
