@@ -31,12 +31,11 @@ from mova_model.bridge import DualTowerBridge  # noqa: E402
 from mova_model.config import (  # noqa: E402
     PRESETS,
     AudioDiTConfig,
-    AudioVAEConfig,
-    BridgeConfig,
     MovaConfig,
     TextEncoderConfig,
     VideoDiTConfig,
     VideoVAEConfig,
+    get_preset,
 )
 from mova_model.flops import guided_step_flops, joint_forward_flops  # noqa: E402
 from mova_model.joint import joint_forward  # noqa: E402
@@ -53,22 +52,22 @@ TEXT_ROWS = 24  # non-padding prompt rows; the rest of the context is zero, as a
 def mid_config() -> MovaConfig:
     """A CPU-sized model between `tiny` and the release: head dim 96 (RoPE blocks 32/32/32)."""
     text_dim = 64
+    release = get_preset("mova-360p")
     return MovaConfig(
-        video_dit=VideoDiTConfig(
-            dim=768, in_dim=36, ffn_dim=2048, out_dim=16, num_heads=8, num_layers=8,
-            text_dim=text_dim,
+        video_dit=release.video_dit.replace(
+            dim=768, ffn_dim=2048, num_heads=8, num_layers=8, text_dim=text_dim,
         ),
         # ffn/dim = 8960/1536 as in the release audio tower
-        audio_dit=AudioDiTConfig(
-            dim=384, in_dim=128, ffn_dim=2240, out_dim=128, num_heads=4, num_layers=6,
-            text_dim=text_dim,
+        audio_dit=release.audio_dit.replace(
+            dim=384, ffn_dim=2240, num_heads=4, num_layers=6, text_dim=text_dim,
         ),
-        bridge=BridgeConfig(
+        bridge=release.bridge.replace(
             visual_layers=8, audio_layers=6, visual_hidden_dim=768, audio_hidden_dim=384,
             head_dim=96,
         ),
-        audio_vae=AudioVAEConfig(),
+        audio_vae=release.audio_vae,
         video_vae=VideoVAEConfig(),
+        scheduler=release.scheduler,
         text_encoder=TextEncoderConfig(
             vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
         ),

@@ -62,6 +62,10 @@ class DualTowerBridge(nn.Module):
         self.video_to_audio_conditioners = nn.ModuleDict(
             {str(i): Conditioner(a, v, d) for i in self.layers}
         )
+        if config.trainable_condition_scale:
+            # Stored for checkpoint fidelity only: inference passes an explicit scale to
+            # `exchange` (1.0 unless asked otherwise), which overrides it as in the original.
+            self.condition_scale = nn.Parameter(torch.ones(1, dtype=torch.float32))
 
     def aligned_rope(
         self,

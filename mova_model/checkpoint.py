@@ -9,23 +9,47 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from mova_model.config import ComponentConfig
+from mova_model.config import (
+    INERT_DIT_FLAGS,
+    PRESETS,
+    AudioDiTConfig,
+    AudioVAEConfig,
+    BridgeConfig,
+    ComponentConfig,
+    VideoDiTConfig,
+    VideoVAEConfig,
+)
 from mova_model.errors import CheckpointError
 
 C = TypeVar("C", bound=ComponentConfig)
 
 WEIGHTS_NAME = "diffusion_pytorch_model"
 CONFIG_NAME = "config.json"
+MODEL_INDEX = "model_index.json"
+SCHEDULER_CONFIG = "scheduler_config.json"
+
+# Subfolder -> (library, class) written to model_index.json. The loader maps by subfolder name,
+# not by these strings (their exact upstream values are unknown, spec appendix).
+COMPONENT_CLASSES: dict[str, tuple[str, str]] = {
+    "video_dit": ("mova", "WanModel"),
+    "video_dit_2": ("mova", "WanModel"),
+    "audio_dit": ("mova", "WanAudioModel"),
+    "dual_tower_bridge": ("mova", "DualTowerConditionalBridge"),
+    "audio_vae": ("mova", "DAC"),
+    "video_vae": ("diffusers", "AutoencoderKLWan"),
+    "text_encoder": ("transformers", "UMT5EncoderModel"),
+    "tokenizer": ("transformers", "T5TokenizerFast"),
+    "scheduler": ("mova", "FlowMatchPairScheduler"),
+}
 _SHOWN = 10  # keys listed in an error message before "... and N more"
 
 KeyInfo = tuple[tuple[int, ...], str, Path]  # shape, dtype name, file
@@ -83,42 +107,32 @@ def _weight_files(folder: Path, weights_name: str) -> list[Path]:
     raise CheckpointError(f"{folder}: no weights ({single.name} or {index.name} expected)")
 
 
-def _read_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file, checked against the file size."""
+def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """key -> (shape, dtype name) from a safetensors header; safetensors itself checks that the
+    header is well formed and that the data section covers every tensor."""
     try:
-        with path.open("rb") as handle:
-            raw_len = handle.read(8)
-            if len(raw_len) < 8:
-                raise CheckpointError(f"{path}: truncated (no safetensors header)")
-            (header_len,) = struct.unpack("<Q", raw_len)
-            size = path.stat().st_size
-            if header_len > size - 8:
-                raise CheckpointError(f"{path}: truncated or corrupt header "
-                                      f"({header_len} header bytes, file is {size} bytes)")
-            header: dict[str, Any] = json.loads(handle.read(header_len))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = {}
+            for key in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
+                tensor_slice = handle.get_slice(key)
+                header[key] = (tuple(tensor_slice.get_shape()), tensor_slice.get_dtype())
+            return header
+    except SafetensorError as err:
+        if "not fully covered" in str(err) or "too small" in str(err) \
+                or "header length" in str(err):
+            raise CheckpointError(f"{path}: truncated or corrupt safetensors file "
+                                  f"({path.stat().st_size} bytes): {err}") from err
         raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from err
-    data_len = size - 8 - header_len
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        end = info["data_offsets"][1]
-        if end > data_len:
-            raise CheckpointError(f"{path}: truncated: tensor {key!r} ends at byte {end} of a "
-                                  f"{data_len}-byte data section")
-    return header
 
 
 def list_checkpoint_keys(folder: Path, weights_name: str = WEIGHTS_NAME) -> dict[str, KeyInfo]:
     """Every stored tensor (shape, dtype, file), read from the headers only."""
     keys: dict[str, KeyInfo] = {}
     for path in _weight_files(Path(folder), weights_name):
-        for key, info in _read_header(path).items():
-            if key == "__metadata__":
-                continue
+        for key, (shape, dtype) in _read_header(path).items():
             if key in keys:
                 raise CheckpointError(f"{path}: key {key!r} is also stored in {keys[key][2]}")
-            keys[key] = (tuple(info["shape"]), info["dtype"], path)
+            keys[key] = (shape, dtype, path)
     return keys
 
 
@@ -128,16 +142,6 @@ def list_checkpoint_keys(folder: Path, weights_name: str = WEIGHTS_NAME) -> dict
 def _expected_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     """Parameters and persistent buffers, as in module.state_dict(), without materialising."""
     return dict(module.state_dict(keep_vars=True))
-
-
-def _assign(module: nn.Module, key: str, value: torch.Tensor) -> None:
-    owner_path, _, leaf = key.rpartition(".")
-    owner = module.get_submodule(owner_path) if owner_path else module
-    current = getattr(owner, leaf)
-    if isinstance(current, nn.Parameter):
-        setattr(owner, leaf, nn.Parameter(value, requires_grad=False))
-    else:
-        owner._buffers[leaf] = value
 
 
 def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None = None,
@@ -165,6 +169,7 @@ def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None =
     by_file: dict[Path, list[str]] = {}
     for key, (_, _, path) in stored.items():
         by_file.setdefault(path, []).append(key)
+    state: dict[str, torch.Tensor] = {}
     for path, keys in by_file.items():
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -172,13 +177,17 @@ def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None =
                     tensor = handle.get_tensor(key)
                     target_dtype = dtype if dtype is not None and tensor.is_floating_point() \
                         else tensor.dtype
-                    # One tensor at a time: convert, move, drop the mapped view.
-                    _assign(module, key, tensor.to(device=device, dtype=target_dtype))
+                    # One tensor at a time: convert and move, so the read copy is dropped at
+                    # once and the peak stays near the component's own size.
+                    state[key] = tensor.to(device=device, dtype=target_dtype)
                     del tensor
-        except CheckpointError:
-            raise
-        except Exception as err:  # safetensors raises its own SafetensorError
+        except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: cannot read tensor data ({err})") from err
+    # assign=True adopts the loaded tensors as the parameters (no copy into meta storage);
+    # strict is a second guard after the named checks above.
+    module.load_state_dict(state, strict=True, assign=True)
+    del state
+    module.requires_grad_(False)
     left_on_meta = [name for name, t in module.state_dict(keep_vars=True).items()
                     if t.device.type == "meta"]
     left_on_meta += [name for name, b in module.named_buffers() if b.device.type == "meta"]
@@ -262,3 +271,45 @@ def fingerprint(folder: Path, weights_name: str = WEIGHTS_NAME) -> str:
                 handle.seek(i * step)
                 digest.update(handle.read(_CHUNK_BYTES))
     return digest.hexdigest()
+
+
+def fingerprint_folder(path: Path) -> str:
+    """Checkpoint fingerprint for lineage: model_index + every component's fingerprint."""
+    path = Path(path)
+    digest = hashlib.sha256((path / MODEL_INDEX).read_bytes())
+    for name in sorted(COMPONENT_CLASSES):
+        folder = path / name
+        if name in ("tokenizer", "scheduler", "text_encoder"):
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                digest.update(file.name.encode())
+                digest.update(str(file.stat().st_size).encode())
+        else:
+            digest.update(fingerprint(folder).encode())
+    return digest.hexdigest()
+
+
+def detect_preset(path: Path) -> str | None:
+    """The preset whose architecture the folder's configs describe, or None for other sizes.
+
+    The two release presets share every config field (they differ in default resolution), so
+    between them the folder name decides: one naming "720" is mova-720p, else mova-360p."""
+    path = Path(path)
+    found = {
+        "video_dit": read_config(path / "video_dit", VideoDiTConfig),
+        "audio_dit": read_config(path / "audio_dit", AudioDiTConfig),
+        "bridge": read_config(path / "dual_tower_bridge", BridgeConfig),
+        "audio_vae": read_config(path / "audio_vae", AudioVAEConfig),
+        "video_vae": read_config(path / "video_vae", VideoVAEConfig),
+    }
+    # Inert flags (require_clip_embedding, ...) do not change the architecture: compare without.
+    def arch(config: ComponentConfig) -> ComponentConfig:
+        if isinstance(config, VideoDiTConfig | AudioDiTConfig):
+            return config.replace(in_dim_control_adapter=24,
+                                  **{flag: False for flag in INERT_DIT_FLAGS})
+        return config
+
+    matches = [name for name, preset in PRESETS.items()
+               if all(arch(getattr(preset, key)) == arch(value) for key, value in found.items())]
+    if len(matches) > 1:
+        return "mova-720p" if "720" in path.resolve().name else "mova-360p"
+    return matches[0] if matches else None

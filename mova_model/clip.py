@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from mova_model.request import GenerationRequest
+
+
+class Conditioning(StrEnum):
+    """What the first latent frame was conditioned on, derived from the inputs."""
+
+    FIRST_FRAME = "first_frame"  # TI2VA: an image was given
+    TEXT_ONLY = "text_only"  # T2VA: no image
+    LOCKED_VIDEO = "locked_video"  # audio-only: the given picture is kept
+
 
 @dataclass(frozen=True)
-class GenerationParams:
-    """Every setting that determines a clip; with the same checkpoint it reproduces the clip."""
+class ClipParams:
+    """The request that made a clip, plus what the pipeline derived or decided while running it."""
 
-    prompt: str
-    negative_prompt: str
-    height: int
-    width: int
-    num_frames: int
-    video_fps: float
-    num_inference_steps: int
-    cfg_scale: float
-    bridge_scale: float
-    guidance_mode: str
-    seed: int
-    mode: str
-    conditioning: str  # "first_frame" (TI2VA), "text_only" (T2VA) or "locked_video" (audio-only)
-    batched_cfg: bool
+    request: GenerationRequest
+    conditioning: Conditioning
+    noise_drawn_on: str  # device type the initial noise came from ("cpu", "cuda")
+    vae_tiled: bool  # the video was decoded in spatial tiles (asked for, or memory fallback)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat JSON-friendly record for lineage: the request's fields and the derived ones."""
+        return {**self.request.to_dict(), "conditioning": self.conditioning.value,
+                "noise_drawn_on": self.noise_drawn_on, "vae_tiled": self.vae_tiled}
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Clip:
     audio: np.ndarray
     fps: float
     sample_rate: int
-    params: GenerationParams
+    params: ClipParams
 
     def __post_init__(self) -> None:
         if self.video.dtype != np.uint8 or self.video.ndim != 4 or self.video.shape[-1] != 3:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar
 
 from mova_model.errors import ConfigError
@@ -49,11 +49,15 @@ class ComponentConfig:
         fields this implementation does not know are ignored; the reference constructors accept
         and drop extra keys too, and a real release may carry bookkeeping fields."""
         known = {f.name for f in fields(cls)}
-        kwargs = {k: _frozen(v) for k, v in data.items() if k in known}
-        try:
-            return cls(**kwargs)
-        except TypeError as err:  # a required field is absent
-            raise ConfigError(f"{cls.__name__}: {err}") from err
+        required = [f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            # The upstream constructor has no default for these either.
+            raise ConfigError(f"{cls.CLASS_NAME or cls.__name__}: required field(s) absent: "
+                              f"{', '.join(missing)}")
+        # Absent optional fields take the upstream constructor's default (the dataclass default).
+        return cls(**{k: _frozen(v) for k, v in data.items() if k in known})
 
     @classmethod
     def unknown_fields(cls, data: Mapping[str, Any]) -> list[str]:
@@ -77,40 +81,44 @@ class ComponentConfig:
 # Diffusion towers
 # ---------------------------------------------------------------------------------------------
 
-# Flags of the upstream WanModel that add layers MOVA does not have; they must stay off.
-_INERT_DIT_FLAGS = (
-    "has_image_input",
-    "has_image_pos_emb",
-    "has_ref_conv",
-    "add_control_adapter",
-    "seperated_timestep",
-    "require_clip_embedding",
-    "fuse_vae_embedding_in_latents",
+# Flags of the upstream WanModel that build layers MOVA does not have (image-embedding MLP,
+# reference conv, camera adapter); a folder that sets one cannot be loaded faithfully: an error.
+STRUCTURAL_DIT_FLAGS = (
+    "has_image_input", "has_image_pos_emb", "has_ref_conv", "add_control_adapter",
 )
+# Flags the upstream WanModel / WanAudioModel only store: no tensor, and the inference pipeline
+# never reads them. They are accepted whatever their value (a folder saved by the original says
+# `"require_clip_embedding": true`, its constructor default).
+INERT_DIT_FLAGS = ("seperated_timestep", "require_vae_embedding", "require_clip_embedding",
+                   "fuse_vae_embedding_in_latents")
 
 
 @dataclass(frozen=True)
 class DiTConfig(ComponentConfig):
-    """Fields shared by the video and audio DiT (`WanModel` / `WanAudioModel` config.json)."""
+    """Fields shared by the video and audio DiT (`WanModel` / `WanAudioModel` config.json).
+
+    Fields without a default are required by the upstream constructor too; the others default to
+    the upstream constructor's value (diffusers fills an absent field from the signature), which
+    is not always the release value (spec §13.1)."""
 
     dim: int
     in_dim: int
     ffn_dim: int
     out_dim: int
+    text_dim: int
+    freq_dim: int
+    eps: float
+    patch_size: tuple[int, ...]
     num_heads: int
     num_layers: int
-    patch_size: tuple[int, ...]
-    text_dim: int = 4096
-    freq_dim: int = 256
-    eps: float = 1e-6
-    has_image_input: bool = False
+    has_image_input: bool
     has_image_pos_emb: bool = False
     has_ref_conv: bool = False
     add_control_adapter: bool = False
     in_dim_control_adapter: int = 24
     seperated_timestep: bool = False  # upstream spelling
     require_vae_embedding: bool = True
-    require_clip_embedding: bool = False
+    require_clip_embedding: bool = True
     fuse_vae_embedding_in_latents: bool = False
 
     def __post_init__(self) -> None:
@@ -123,7 +131,7 @@ class DiTConfig(ComponentConfig):
         for name in ("dim", "in_dim", "ffn_dim", "out_dim", "num_heads", "num_layers", "text_dim"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be positive")
-        for flag in _INERT_DIT_FLAGS:
+        for flag in STRUCTURAL_DIT_FLAGS:
             if getattr(self, flag):
                 raise ConfigError(f"{flag}=true adds layers MOVA does not use; it is not supported")
 
@@ -137,7 +145,6 @@ class VideoDiTConfig(DiTConfig):
     """`video_dit` / `video_dit_2`: Wan 2.2 I2V style DiT over 3-D latent patches."""
 
     CLASS_NAME = "WanModel"
-    patch_size: tuple[int, ...] = (1, 2, 2)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -157,31 +164,38 @@ class AudioDiTConfig(DiTConfig):
     """`audio_dit`: Wan 2.1-1.3B shaped DiT over 1-D DAC latents."""
 
     CLASS_NAME = "WanAudioModel"
-    patch_size: tuple[int, ...] = (1,)
-    vae_type: str = "dac"
+    # Upstream default "oobleck" (a 44.1 kHz audio RoPE); only the release's "dac" is implemented.
+    vae_type: str = "oobleck"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if tuple(self.patch_size) != (1,):
             raise ConfigError(f"audio patch_size={self.patch_size} must be [1]")
         if self.vae_type != "dac":
-            raise ConfigError(f"vae_type={self.vae_type!r}: only 'dac' is used by MOVA")
+            raise ConfigError(f"vae_type={self.vae_type!r} is not supported: only 'dac' (the "
+                              "release's audio RoPE) is implemented; 'oobleck' is the upstream "
+                              "default when the field is absent")
 
 
 @dataclass(frozen=True)
 class BridgeConfig(ComponentConfig):
-    """`dual_tower_bridge`: bidirectional cross-attention between the towers."""
+    """`dual_tower_bridge`: bidirectional cross-attention between the towers.
+
+    Defaults are the upstream constructor's (used when config.json lacks a field), not the
+    release's: the release presets write every field explicitly."""
 
     CLASS_NAME = "DualTowerConditionalBridge"
-    visual_layers: int
-    audio_layers: int
-    visual_hidden_dim: int
-    audio_hidden_dim: int
-    audio_fps: float = 50.0
+    visual_layers: int = 30
+    audio_layers: int = 30
+    visual_hidden_dim: int = 3072
+    audio_hidden_dim: int = 1536
+    audio_fps: float = 44100.0 / 2048.0
     head_dim: int = 128
-    interaction_strategy: str = "full"
-    apply_cross_rope: bool = True
+    interaction_strategy: str = "shallow_focus"
+    apply_cross_rope: bool = False
     apply_first_frame_bias_in_rope: bool = False
+    # Adds one fp32 parameter `condition_scale` [1] (init 1.0); inference always passes an
+    # explicit scale, which overrides it, as the original pipeline does.
     trainable_condition_scale: bool = False
     pooled_adaln: bool = False
 
@@ -198,11 +212,9 @@ class BridgeConfig(ComponentConfig):
                 )
         if self.head_dim % 2:
             raise ConfigError(f"head_dim={self.head_dim} must be even for rotary embeddings")
-        if self.trainable_condition_scale or self.pooled_adaln:
-            raise ConfigError(
-                "trainable_condition_scale / pooled_adaln add layers the release does not have; "
-                "they are not supported"
-            )
+        if self.pooled_adaln:
+            raise ConfigError("pooled_adaln=true adds per-frame pooling and AdaLN layers the "
+                              "release does not have; it is not supported")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,20 +227,24 @@ class AudioVAEConfig(ComponentConfig):
     """`audio_vae`: continuous DAC-style autoencoder (48 kHz, hop 960, 128-d latents)."""
 
     CLASS_NAME = "DAC"
-    encoder_dim: int = 128
-    encoder_rates: tuple[int, ...] = (2, 3, 4, 5, 8)
-    latent_dim: int = 128
-    decoder_dim: int = 2048
-    decoder_rates: tuple[int, ...] = (8, 5, 4, 3, 2)
+    # Defaults: the upstream DAC constructor's (44.1 kHz, quantised), used for absent fields.
+    encoder_dim: int = 64
+    encoder_rates: tuple[int, ...] = (2, 4, 8, 8)
+    latent_dim: int | None = None  # upstream: encoder_dim * 2**len(encoder_rates) when absent
+    decoder_dim: int = 1536
+    decoder_rates: tuple[int, ...] = (8, 8, 4, 2)
     n_codebooks: int = 9
     codebook_size: int = 1024
     codebook_dim: int = 8
     quantizer_dropout: bool = False
-    sample_rate: int = 48000
-    continuous: bool = True
+    sample_rate: int = 44100
+    continuous: bool = False
     use_weight_norm: bool = True
 
     def __post_init__(self) -> None:
+        if self.latent_dim is None:
+            object.__setattr__(self, "latent_dim",
+                               self.encoder_dim * 2 ** len(self.encoder_rates))
         if not self.continuous:
             raise ConfigError("continuous=false (quantised DAC) is not used by MOVA")
         if sorted(self.encoder_rates) != sorted(self.decoder_rates):
@@ -307,11 +323,12 @@ class SchedulerConfig(ComponentConfig):
     """`scheduler/scheduler_config.json`: flow matching with shift, (video, audio) pairs."""
 
     CLASS_NAME = "FlowMatchPairScheduler"
+    # Defaults: the upstream constructor's (shift 3, no extra step); the release writes 5 / true.
     num_train_timesteps: int = 1000
-    shift: float = 5.0
+    shift: float = 3.0
     sigma_max: float = 1.0
     sigma_min: float = 0.003 / 1.002
-    extra_one_step: bool = True
+    extra_one_step: bool = False
     inverse_timesteps: bool = False
     reverse_sigmas: bool = False
     exponential_shift: bool = False
@@ -344,14 +361,15 @@ class MovaConfig:
     audio_vae: AudioVAEConfig
     video_vae: VideoVAEConfig
     text_encoder: TextEncoderConfig
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    scheduler: SchedulerConfig
     boundary_ratio: float = 0.9
     audio_vae_type: str = "dac"
-    # Default render size of the preset (pixels); 360 is not divisible by 16, hence 352.
+    # Default render settings of the preset (pixels); 360 is not divisible by 16, hence 352.
     height: int = 352
     width: int = 640
     num_frames: int = 193
     video_fps: float = 24.0
+    num_inference_steps: int = 50
 
     def __post_init__(self) -> None:
         v, a, b = self.video_dit, self.audio_dit, self.bridge
@@ -386,23 +404,40 @@ class MovaConfig:
         return {"audio_vae_type": self.audio_vae_type, "boundary_ratio": self.boundary_ratio}
 
 
+# Release values of the components whose upstream constructor defaults differ (spec §2.2).
+RELEASE_AUDIO_VAE = AudioVAEConfig(
+    encoder_dim=128, encoder_rates=(2, 3, 4, 5, 8), latent_dim=128, decoder_dim=2048,
+    decoder_rates=(8, 5, 4, 3, 2), sample_rate=48000, continuous=True,
+)
+RELEASE_SCHEDULER = SchedulerConfig(shift=5.0, extra_one_step=True)
+# The DiT fields every release tower writes (besides its sizes).
+_RELEASE_DIT_FLAGS: dict[str, Any] = dict(
+    text_dim=4096, freq_dim=256, eps=1e-6, has_image_input=False, require_vae_embedding=True,
+    require_clip_embedding=False,
+)
+
+
 def _release_config(height: int, width: int) -> MovaConfig:
     return MovaConfig(
         video_dit=VideoDiTConfig(
-            dim=5120, in_dim=36, ffn_dim=13824, out_dim=16, num_heads=40, num_layers=40
+            dim=5120, in_dim=36, ffn_dim=13824, out_dim=16, num_heads=40, num_layers=40,
+            patch_size=(1, 2, 2), **_RELEASE_DIT_FLAGS,
         ),
         audio_dit=AudioDiTConfig(
-            dim=1536, in_dim=128, ffn_dim=8960, out_dim=128, num_heads=12, num_layers=30
+            dim=1536, in_dim=128, ffn_dim=8960, out_dim=128, num_heads=12, num_layers=30,
+            patch_size=(1,), vae_type="dac", **_RELEASE_DIT_FLAGS,
         ),
         bridge=BridgeConfig(
-            visual_layers=40, audio_layers=30, visual_hidden_dim=5120, audio_hidden_dim=1536
+            visual_layers=40, audio_layers=30, visual_hidden_dim=5120, audio_hidden_dim=1536,
+            audio_fps=50.0, head_dim=128, interaction_strategy="full", apply_cross_rope=True,
         ),
-        audio_vae=AudioVAEConfig(),
+        audio_vae=RELEASE_AUDIO_VAE,
         video_vae=VideoVAEConfig(),
         text_encoder=TextEncoderConfig(),
+        scheduler=RELEASE_SCHEDULER,
         height=height,
         width=width,
-    )
+    )  # fmt: skip
 
 
 def _tiny_config() -> MovaConfig:
@@ -411,17 +446,19 @@ def _tiny_config() -> MovaConfig:
         # head dim 24: RoPE axis blocks 8/8/8 (video) and 12 pairs (audio), as in spec §12.6.
         video_dit=VideoDiTConfig(
             dim=96, in_dim=36, ffn_dim=192, out_dim=16, num_heads=4, num_layers=3,
-            text_dim=text_dim, freq_dim=64,
+            patch_size=(1, 2, 2), **{**_RELEASE_DIT_FLAGS, "text_dim": text_dim, "freq_dim": 64},
         ),
         audio_dit=AudioDiTConfig(
             dim=48, in_dim=128, ffn_dim=96, out_dim=128, num_heads=2, num_layers=2,
-            text_dim=text_dim, freq_dim=64,
+            patch_size=(1,), vae_type="dac",
+            **{**_RELEASE_DIT_FLAGS, "text_dim": text_dim, "freq_dim": 64},
         ),
         bridge=BridgeConfig(
             visual_layers=3, audio_layers=2, visual_hidden_dim=96, audio_hidden_dim=48,
-            head_dim=24,
+            audio_fps=50.0, head_dim=24, interaction_strategy="full", apply_cross_rope=True,
         ),
-        audio_vae=AudioVAEConfig(encoder_dim=8, decoder_dim=64),
+        audio_vae=RELEASE_AUDIO_VAE.replace(encoder_dim=8, decoder_dim=64),
+        scheduler=RELEASE_SCHEDULER,
         video_vae=VideoVAEConfig(base_dim=8, num_res_blocks=1),
         text_encoder=TextEncoderConfig(
             vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
@@ -429,6 +466,7 @@ def _tiny_config() -> MovaConfig:
         height=64,
         width=112,
         num_frames=25,
+        num_inference_steps=8,
     )  # fmt: skip
 
 

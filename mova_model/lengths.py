@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import math
 
-from mova_model.errors import InvalidRequest
+from mova_model.request import VAE_TEMPORAL_STRIDE, validate_video_size
 
-VAE_TEMPORAL_STRIDE = 4
 VAE_SPATIAL_STRIDE = 8
-PATCH = 2  # video patch (1, 2, 2): pixel sizes must divide by 8 * 2 = 16
+PATCH = 2  # video patch (1, 2, 2): pixel sizes must divide by 8 * 2 = 16 (request.SIZE_MULTIPLE)
 VIDEO_LATENT_CHANNELS = 16
 AUDIO_SAMPLE_RATE = 48_000
 AUDIO_HOP = 960  # DAC: 2 * 3 * 4 * 5 * 8 samples per latent frame
-
-
-def validate_video_size(height: int, width: int, num_frames: int) -> None:
-    """Raise InvalidRequest (one line) unless the size is renderable."""
-    multiple = VAE_SPATIAL_STRIDE * PATCH
-    if height <= 0 or width <= 0 or num_frames <= 0:
-        raise InvalidRequest(f"height={height}, width={width}, num_frames={num_frames} must all "
-                             "be positive")
-    if height % multiple or width % multiple:
-        raise InvalidRequest(f"height={height} and width={width} must be multiples of {multiple} "
-                             f"(e.g. {height // multiple * multiple or multiple}x"
-                             f"{width // multiple * multiple or multiple})")
-    if num_frames % VAE_TEMPORAL_STRIDE != 1:
-        nearest = num_frames - (num_frames - 1) % VAE_TEMPORAL_STRIDE
-        raise InvalidRequest(f"num_frames={num_frames} must be 4k+1 (e.g. {max(nearest, 1)}, "
-                             f"{nearest + VAE_TEMPORAL_STRIDE}, 193)")
 
 
 def latent_frames(num_frames: int) -> int:

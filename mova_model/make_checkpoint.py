@@ -23,9 +23,8 @@ from transformers.utils import logging as transformers_logging
 from mova_model.audio_dit import AudioDiT
 from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import DualTowerBridge
-from mova_model.checkpoint import save_component
+from mova_model.checkpoint import COMPONENT_CLASSES, MODEL_INDEX, SCHEDULER_CONFIG, save_component
 from mova_model.config import MovaConfig, get_preset
-from mova_model.pipeline import COMPONENT_CLASSES, MODEL_INDEX, SCHEDULER_CONFIG
 from mova_model.text_encoder import build_text_encoder
 from mova_model.tokenizer_build import build_tokenizer
 from mova_model.video_dit import VideoDiT

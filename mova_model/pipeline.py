@@ -11,7 +11,6 @@ Steps of `generate()` (spec §7.3):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -29,8 +28,15 @@ from mova_model.attention import SDPA, AttentionBackend, sdpa_kernel, select_att
 from mova_model.audio_dit import AudioDiT
 from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import DualTowerBridge
-from mova_model.checkpoint import fingerprint, load_component, read_config
-from mova_model.clip import Clip, GenerationParams
+from mova_model.checkpoint import (
+    COMPONENT_CLASSES,
+    MODEL_INDEX,
+    SCHEDULER_CONFIG,
+    fingerprint_folder,
+    load_component,
+    read_config,
+)
+from mova_model.clip import Clip, ClipParams, Conditioning
 from mova_model.config import (
     AudioDiTConfig,
     AudioVAEConfig,
@@ -45,9 +51,15 @@ from mova_model.joint import joint_forward
 from mova_model.layers import set_attention_kernel
 from mova_model.lora import AttachedLora, LoraError, check_lora, read_lora
 from mova_model.offload import OffloadMode, enable_block_streaming, on_device
+from mova_model.request import Compat, GenerationRequest, NoiseDevice, RenderMode
 from mova_model.sampler import Guidance, draw_noise, sample
 from mova_model.schedule import FlowMatchPairScheduler
-from mova_model.text_encoder import TextEncoder, clean_prompt
+from mova_model.text_encoder import (
+    FAST_ATTENTION,
+    REFERENCE_ATTENTION,
+    TextEncoder,
+    clean_prompt,
+)
 from mova_model.video_dit import VideoDiT
 from mova_model.video_vae import (
     build_video_vae,
@@ -59,24 +71,6 @@ from mova_model.video_vae import (
     text_only_condition,
 )
 
-MODEL_INDEX = "model_index.json"
-SCHEDULER_CONFIG = "scheduler_config.json"
-
-# Subfolder -> (library, class) written to model_index.json. The loader maps by subfolder name,
-# not by these strings (their exact upstream values are unknown, spec appendix).
-COMPONENT_CLASSES: dict[str, tuple[str, str]] = {
-    "video_dit": ("mova", "WanModel"),
-    "video_dit_2": ("mova", "WanModel"),
-    "audio_dit": ("mova", "WanAudioModel"),
-    "dual_tower_bridge": ("mova", "DualTowerConditionalBridge"),
-    "audio_vae": ("mova", "DAC"),
-    "video_vae": ("diffusers", "AutoencoderKLWan"),
-    "text_encoder": ("transformers", "UMT5EncoderModel"),
-    "tokenizer": ("transformers", "T5TokenizerFast"),
-    "scheduler": ("mova", "FlowMatchPairScheduler"),
-}
-GUIDANCE_MODES = ("reference", "dual")
-MODES = ("joint", "audio_only")
 TEXT_LEN = 512
 HIGH_NOISE, LOW_NOISE = 0, 1
 
@@ -194,11 +188,13 @@ class MovaPipeline:
             "video_vae": (VideoVAEConfig, build_video_vae),
         }
         config_cls, build = builders[name]
-        # The DAC runs in float32 whatever the pipeline dtype (spec §3.9); bf16 weights upcast
-        # exactly, so this matches the reference's fp32-compute decode.
-        dtype = torch.float32 if name == "audio_vae" else self.dtype
-        module, _ = load_component(self.path / name, config_cls, build, dtype=dtype,
+        module, _ = load_component(self.path / name, config_cls, build, dtype=self.dtype,
                                    device=self._storage_device())
+        if name == "audio_vae" and self.device.type != "cuda":
+            # Every component is loaded in the pipeline dtype, the DAC included (spec §13.2); on
+            # CUDA it then runs under fp32 autocast. The CPU has no fp32 autocast: upcasting the
+            # rounded weights once gives the same fp32 arithmetic on the same weight values.
+            module.float()
         if self.offload is OffloadMode.BLOCK and hasattr(module, "blocks"):
             enable_block_streaming(module, self.device, storage_device="cpu")
         if name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge"):
@@ -243,111 +239,99 @@ class MovaPipeline:
 
     def generate(
         self,
-        prompt: str,
+        request: GenerationRequest,
         *,
-        negative_prompt: str = "",
         image: Any = None,
         video: np.ndarray | None = None,
-        height: int = 352,
-        width: int = 640,
-        num_frames: int = 193,
-        video_fps: float = 24.0,
-        num_inference_steps: int = 50,
-        cfg_scale: float = 5.0,
-        bridge_scale: float = 1.0,
-        guidance_mode: str = "reference",
-        seed: int = 42,
-        mode: str = "joint",
-        batched_cfg: bool = True,
         on_step: Callable[[int, int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> Clip:
-        """Render one clip. `mode="audio_only"` keeps `video` (uint8 T x H x W x 3) and only
-        generates a new soundtrack for it; `image` (PIL image or H x W x 3 array) conditions the
-        first frame; without it the text-only condition is used (see video_vae)."""
-        # 1. validate everything before heavy work
-        params = self._validate(prompt, negative_prompt, image, video, height, width, num_frames,
-                                video_fps, num_inference_steps, cfg_scale, bridge_scale,
-                                guidance_mode, seed, mode, batched_cfg)
-        guidance = Guidance(mode=guidance_mode, text_scale=cfg_scale, bridge_scale=bridge_scale,
-                            batched=batched_cfg)
+        """Render one clip. `request.mode == "audio_only"` keeps `video` (uint8 T x H x W x 3)
+        and only generates a new soundtrack for it; `image` (PIL image or H x W x 3 array)
+        conditions the first frame; without it the text-only condition is used (see video_vae)."""
+        # 1. the request validated itself; check the inputs that travel beside it
+        conditioning = self._check_inputs(request, image, video)
+        guidance = Guidance.from_request(request)
         with torch.inference_mode():
             # 2. text
-            context, negative_context = self._encode_text(params, guidance)
+            context, negative_context = self._encode_text(request, guidance)
             # 3. video condition [1, 20, F_lat, h, w] (mask then first-frame latent) and,
             #    in audio-only mode, the clean video latents that stay fixed
-            condition, fixed_video = self._condition(params, image, video)
+            condition, fixed_video = self._condition(request, image, video)
             # 4. noise, exactly as the reference draws it
-            _, f_lat, h, w = lengths.video_latent_shape(height, width, num_frames)
-            l_a = lengths.audio_latent_frames(num_frames, video_fps)
-            video_noise, audio_noise = draw_noise(seed, (1, 16, f_lat, h, w),
-                                                  (1, self.audio_vae_config.latent_dim, l_a))
+            _, f_lat, h, w = lengths.video_latent_shape(request.height, request.width,
+                                                        request.num_frames)
+            l_a = lengths.audio_latent_frames(request.num_frames, request.video_fps)
+            # The release draws on its render device (CUDA noise differs from CPU noise for one
+            # seed); noise_device="cpu" gives the same clip on any machine.
+            noise_device = self.device if request.noise_device is NoiseDevice.RENDER \
+                else torch.device("cpu")
+            video_noise, audio_noise = draw_noise(request.seed, (1, 16, f_lat, h, w),
+                                                  (1, self.audio_vae_config.latent_dim, l_a),
+                                                  device=noise_device)
             # 5. sampling
-            z_video, z_audio = self._sample(params, guidance, video_noise, audio_noise, condition,
-                                            context, negative_context, fixed_video, on_step,
-                                            should_cancel)
+            z_video, z_audio = self._sample(request, guidance, video_noise, audio_noise,
+                                            condition, context, negative_context, fixed_video,
+                                            on_step, should_cancel)
             # 6. decode
-            frames = video if video is not None else self._decode_video(z_video)
-            audio = self._decode_audio(z_audio, lengths.audio_samples(num_frames, video_fps))
-        return Clip(video=frames, audio=audio, fps=video_fps,
+            tiled = False
+            if video is not None:
+                frames = video
+            else:
+                frames, tiled = self._decode_video(z_video, tile=request.vae_tiling)
+            audio = self._decode_audio(
+                z_audio, lengths.audio_samples(request.num_frames, request.video_fps))
+        params = ClipParams(request=request, conditioning=conditioning,
+                            noise_drawn_on=noise_device.type, vae_tiled=tiled)
+        return Clip(video=frames, audio=audio, fps=request.video_fps,
                     sample_rate=self.audio_vae_config.sample_rate, params=params)
 
-    def _validate(self, prompt: str, negative_prompt: str, image: Any, video: np.ndarray | None,
-                  height: int, width: int, num_frames: int, video_fps: float, steps: int,
-                  cfg_scale: float, bridge_scale: float, guidance_mode: str, seed: int,
-                  mode: str, batched_cfg: bool) -> GenerationParams:
-        if not isinstance(prompt, str) or not clean_prompt(prompt):
-            raise InvalidRequest("prompt is empty; describe the scene (and its speech) in words")
-        lengths.validate_video_size(height, width, num_frames)
-        if video_fps <= 0:
-            raise InvalidRequest(f"video_fps={video_fps} must be positive")
-        if steps < 1:
-            raise InvalidRequest(f"num_inference_steps={steps} must be at least 1")
-        if cfg_scale <= 0 or bridge_scale < 0:
-            raise InvalidRequest(f"cfg_scale={cfg_scale} must be > 0 and bridge_scale="
-                                 f"{bridge_scale} >= 0")
-        if guidance_mode not in GUIDANCE_MODES:
-            raise InvalidRequest(f"guidance_mode={guidance_mode!r}; expected "
-                                 f"{' or '.join(GUIDANCE_MODES)}")
-        if mode not in MODES:
-            raise InvalidRequest(f"mode={mode!r}; expected {' or '.join(MODES)}")
-        if not 0 <= seed < 2**63:
-            raise InvalidRequest(f"seed={seed} must be in [0, 2**63)")
-        if mode == "audio_only":
-            expected = (num_frames, height, width, 3)
+    def _check_inputs(self, request: GenerationRequest, image: Any, video: np.ndarray | None
+                      ) -> Conditioning:
+        """The image/video inputs against the request; returns the conditioning they imply."""
+        if not isinstance(request, GenerationRequest):
+            raise InvalidRequest(f"generate() takes a GenerationRequest, not "
+                                 f"{type(request).__name__}")
+        if not clean_prompt(request.prompt):
+            raise InvalidRequest("prompt is empty after cleaning; describe the scene in words")
+        if request.mode is RenderMode.AUDIO_ONLY:
+            expected = (request.num_frames, request.height, request.width, 3)
             if not isinstance(video, np.ndarray) or video.dtype != np.uint8 \
                     or video.shape != expected:
                 found = getattr(video, "shape", type(video).__name__)
                 raise InvalidRequest(f"audio_only needs video as uint8 array {expected}; "
                                      f"got {found}")
-            conditioning = "locked_video"
+            conditioning = Conditioning.LOCKED_VIDEO
         elif video is not None:
             raise InvalidRequest("video is only used with mode='audio_only'")
         else:
-            conditioning = "first_frame" if image is not None else "text_only"
+            conditioning = Conditioning.FIRST_FRAME if image is not None \
+                else Conditioning.TEXT_ONLY
         if image is not None:
-            prepare_first_frame(image, height, width)  # raises InvalidRequest for non-images
-        return GenerationParams(
-            prompt=prompt, negative_prompt=negative_prompt, height=height, width=width,
-            num_frames=num_frames, video_fps=video_fps, num_inference_steps=steps,
-            cfg_scale=cfg_scale, bridge_scale=bridge_scale, guidance_mode=guidance_mode,
-            seed=seed, mode=mode, conditioning=conditioning, batched_cfg=batched_cfg,
-        )
+            # raises InvalidRequest for non-images
+            prepare_first_frame(image, request.height, request.width)
+        return conditioning
 
-    def _encode_text(self, params: GenerationParams, guidance: Guidance
+    def _encode_text(self, request: GenerationRequest, guidance: Guidance
                      ) -> tuple[Tensor, Tensor | None]:
         encoder = self.text_encoder
-        needs_negative = guidance.mode == "dual" or guidance.text_scale != 1.0
-        prompts = [params.prompt] + ([params.negative_prompt] if needs_negative else [])
+        prompts = [request.prompt] + ([request.negative_prompt] if guidance.needs_negative else [])
         with self._resident(encoder.model):
-            encoded = encoder.encode(prompts, TEXT_LEN).to(self.device)
-        return encoded[:1], (encoded[1:] if needs_negative else None)
+            if request.compat is Compat.FAST:
+                encoded = list(encoder.encode(prompts, TEXT_LEN, attention=FAST_ATTENTION)
+                               .split(1))
+            else:
+                # The release encodes each prompt on its own with the fp32-softmax kernel.
+                encoded = [encoder.encode([p], TEXT_LEN, attention=REFERENCE_ATTENTION)
+                           for p in prompts]
+        context = encoded[0].to(self.device)
+        return context, (encoded[1].to(self.device) if len(encoded) > 1 else None)
 
-    def _condition(self, params: GenerationParams, image: Any, video: np.ndarray | None
+    def _condition(self, request: GenerationRequest, image: Any, video: np.ndarray | None
                    ) -> tuple[Tensor, Tensor | None]:
         vae = self.component("video_vae")
         config = self.video_vae_config
-        h, w, frames = params.height, params.width, params.num_frames
+        h, w, frames = request.height, request.width, request.num_frames
         with self._resident(vae):
             fixed_video = None
             if video is not None:
@@ -363,7 +347,7 @@ class MovaPipeline:
         condition = torch.cat([mask.to(first), first], dim=1).float()
         return condition, fixed_video
 
-    def _sample(self, params: GenerationParams, guidance: Guidance, video_noise: Tensor,
+    def _sample(self, request: GenerationRequest, guidance: Guidance, video_noise: Tensor,
                 audio_noise: Tensor, condition: Tensor, context: Tensor,
                 negative_context: Tensor | None, fixed_video: Tensor | None,
                 on_step: Callable[[int, int], None] | None,
@@ -372,24 +356,41 @@ class MovaPipeline:
         audio_dit, bridge = self.component("audio_dit"), self.component("dual_tower_bridge")
         with self._resident(audio_dit, bridge), denoiser:
             return sample(
-                denoiser, scheduler=self.scheduler, num_steps=params.num_inference_steps,
+                denoiser, scheduler=self.scheduler, num_steps=request.num_inference_steps,
                 boundary_ratio=self.boundary_ratio, video_noise=video_noise.to(self.device),
                 audio_noise=audio_noise.to(self.device), video_condition=condition.to(self.device),
-                context=context, negative_context=negative_context, video_fps=params.video_fps,
+                context=context, negative_context=negative_context,
+                video_fps=request.video_fps,
                 guidance=guidance, fixed_video=fixed_video, on_step=on_step,
                 should_cancel=should_cancel,
             )
 
-    def _decode_video(self, z_video: Tensor) -> np.ndarray:
+    def _decode_video(self, z_video: Tensor, *, tile: bool) -> tuple[np.ndarray, bool]:
+        """(frames T x H x W x 3 uint8, whether they were decoded in tiles). Untiled unless
+        asked, as the release; tiles only as the fallback when the whole decode runs out of
+        device memory, which the clip's params record (mova_model does not log)."""
         vae = self.component("video_vae")
         with self._resident(vae):
-            frames = decode_latents(vae, z_video, self.video_vae_config)
-        return frames[0].cpu().numpy()
+            try:
+                frames = decode_latents(vae, z_video, self.video_vae_config, tile=tile)
+            except torch.OutOfMemoryError:
+                if tile:
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                frames, tile = decode_latents(vae, z_video, self.video_vae_config,
+                                              tile=True), True
+        return frames[0].cpu().numpy(), tile
 
     def _decode_audio(self, z_audio: Tensor, num_samples: int) -> np.ndarray:
         vae = self.component("audio_vae")
         with self._resident(vae):
-            waveform = vae.decode(z_audio)  # [1, 1, 960 * L_a]
+            weight = next(vae.parameters())
+            on_cuda = weight.device.type == "cuda"
+            # The release decodes the DAC in the checkpoint dtype under fp32 autocast on CUDA;
+            # on the CPU (no fp32 autocast) the weights were upcast at load: same arithmetic.
+            with torch.autocast("cuda", dtype=torch.float32, enabled=on_cuda):
+                waveform = vae.decode(z_audio.to(weight.device, torch.float32))  # [1,1,960*L_a]
         # The reference leaves 960*L_a samples and lets ffmpeg's -shortest trim at mux time; the
         # clip carries exactly the video's duration instead, which is what the mux would keep.
         return waveform[0, :, :num_samples].float().cpu().numpy()
@@ -491,18 +492,4 @@ class _ExpertDenoiser:
                              self.pipe.component("dual_tower_bridge"), video_input, audio_input,
                              context, t_video, t_audio, video_fps, bridge_scale,
                              context_parallel=self.pipe.context_parallel)
-
-
-def fingerprint_folder(path: Path) -> str:
-    """Checkpoint fingerprint for lineage: model_index + every component's fingerprint."""
-    digest = hashlib.sha256((path / MODEL_INDEX).read_bytes())
-    for name in sorted(COMPONENT_CLASSES):
-        folder = path / name
-        if name in ("tokenizer", "scheduler", "text_encoder"):
-            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-                digest.update(file.name.encode())
-                digest.update(str(file.stat().st_size).encode())
-        else:
-            digest.update(fingerprint(folder).encode())
-    return digest.hexdigest()
 

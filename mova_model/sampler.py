@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 
 from mova_model.errors import GenerationCancelled, InvalidRequest
+from mova_model.request import GenerationRequest, GuidanceMode
 from mova_model.schedule import FlowMatchPairScheduler
 
 HIGH_NOISE_EXPERT, LOW_NOISE_EXPERT = 0, 1
-GUIDANCE_MODES = ("reference", "dual")
 
 
 class Denoiser(Protocol):
@@ -36,21 +36,21 @@ class Guidance:
                p_T = V(c₊, no bridge), p_F = V(c₊, bridge) (the paper's Dual CFG, §7.5).
     """
 
-    mode: str = "reference"
+    # Values come from a GenerationRequest, which validated them; not checked again here.
+    mode: GuidanceMode = GuidanceMode.REFERENCE
     text_scale: float = 5.0
     bridge_scale: float = 1.0
     batched: bool = True  # all branches of a step in one denoiser call (batch axis)
 
-    def __post_init__(self) -> None:
-        if self.mode not in GUIDANCE_MODES:
-            raise InvalidRequest(f"guidance mode {self.mode!r}; expected reference or dual")
-        if self.text_scale <= 0 or self.bridge_scale < 0:
-            raise InvalidRequest(f"guidance scales must be positive (text_scale="
-                                 f"{self.text_scale}, bridge_scale={self.bridge_scale})")
+    @classmethod
+    def from_request(cls, request: GenerationRequest) -> Guidance:
+        """The request's guidance; batched passes only in compat="fast" (§13.2)."""
+        return cls(mode=request.guidance_mode, text_scale=request.cfg_scale,
+                   bridge_scale=request.bridge_scale, batched=request.batched_guidance)
 
     def branches(self) -> list[tuple[bool, float]]:
         """(use the positive prompt, bridge λ) per branch, in the order combine() expects."""
-        if self.mode == "dual":
+        if self.mode == GuidanceMode.DUAL:
             return [(False, 0.0), (True, 0.0), (True, 1.0)]
         if self.text_scale == 1.0:
             return [(True, 1.0)]  # scale 1: the conditional pass alone (as the reference)
@@ -63,7 +63,7 @@ class Guidance:
 
 def combine_guidance(guidance: Guidance, outputs: Sequence[Tensor]) -> Tensor:
     """The guided velocity from branch outputs ordered as `guidance.branches()` (float32)."""
-    if guidance.mode == "dual":
+    if guidance.mode == GuidanceMode.DUAL:
         unconditional, text_only, full = outputs
         return (unconditional + guidance.text_scale * (text_only - unconditional)
                 + guidance.bridge_scale * (full - text_only))

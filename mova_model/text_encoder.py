@@ -8,12 +8,44 @@ from pathlib import Path
 
 import ftfy
 import torch
-from torch import Tensor
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, UMT5Config, UMT5EncoderModel
+from torch import Tensor, nn
+from transformers import (
+    AttentionInterface,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    UMT5Config,
+    UMT5EncoderModel,
+)
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.utils import logging as transformers_logging
 
 from mova_model.config import TextEncoderConfig
 from mova_model.errors import CheckpointError
+
+# transformers 5 runs UMT5 with SDPA by default and its "eager" kernel no longer upcasts the
+# softmax; the release pinned transformers<5, whose UMT5 took the softmax in float32. This
+# registered kernel is that computation (measured up to 0.03 apart from SDPA in bf16, §13.2).
+REFERENCE_ATTENTION = "mova_eager_fp32_softmax"
+FAST_ATTENTION = "sdpa"
+
+
+def _eager_attention_fp32_softmax(module: nn.Module, query: Tensor, key: Tensor, value: Tensor,
+                                  attention_mask: Tensor | None, scaling: float | None = None,
+                                  dropout: float = 0.0, position_bias: Tensor | None = None,
+                                  **_: object) -> tuple[Tensor, Tensor]:
+    """UMT5 attention as transformers 4 computed it: q·kᵀ (+ bias, + mask), softmax in fp32."""
+    # query/key/value: (B, n, L, d)
+    scores = torch.matmul(query, key.transpose(2, 3))
+    if scaling is not None and scaling != 1.0:  # UMT5 folds the scale into its init (1.0)
+        scores = scores * scaling
+    if position_bias is not None:
+        scores = scores + position_bias
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = nn.functional.softmax(scores.float(), dim=-1).type_as(scores)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    out = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, L, n, d)
+    return out, weights
 
 
 def clean_prompt(text: str) -> str:
@@ -69,6 +101,10 @@ class TextEncoder:
             listing = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:10]))}"
                                 for k, v in problems.items())
             raise CheckpointError(f"{model_dir}: text encoder weights do not match ({listing})")
+        AttentionInterface.register(REFERENCE_ATTENTION, _eager_attention_fp32_softmax)
+        # ... with eager's additive float padding mask (unknown names would get another kind).
+        AttentionMaskInterface.register(REFERENCE_ATTENTION, eager_mask)
+        model.set_attn_implementation(REFERENCE_ATTENTION)
         if len(tokenizer) > model.config.vocab_size:
             raise CheckpointError(f"{tokenizer_dir}: tokenizer has {len(tokenizer)} ids but the "
                                   f"encoder's vocab_size is {model.config.vocab_size}")
@@ -79,8 +115,13 @@ class TextEncoder:
         return len(self.tokenizer(clean_prompt(prompt)).input_ids)
 
     @torch.inference_mode()
-    def encode(self, prompts: list[str], text_len: int = 512) -> Tensor:
-        """[B, text_len, d_model]: rows past each prompt's tokens (EOS included) exactly zero."""
+    def encode(self, prompts: list[str], text_len: int = 512, *,
+               attention: str = REFERENCE_ATTENTION) -> Tensor:
+        """[B, text_len, d_model]: rows past each prompt's tokens (EOS included) exactly zero.
+
+        `attention`: REFERENCE_ATTENTION (the release's numbers) or FAST_ATTENTION (SDPA)."""
+        if self.model.config._attn_implementation != attention:
+            self.model.set_attn_implementation(attention)
         batch = self.tokenizer(
             [clean_prompt(p) for p in prompts], padding="max_length", max_length=text_len,
             truncation=True, add_special_tokens=True, return_attention_mask=True,

@@ -23,9 +23,11 @@ class VideoDiT(DiTTower):
 
     def embed_inputs(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """(B, C, F, H, W) -> tokens (B, f*h*w, D) in (f, y, x) order, grid (f, h, w)."""
-        emb = self.patch_embedding(x)  # (B, D, f, h, w)
-        grid = tuple(emb.shape[2:])
-        return emb.flatten(2).transpose(1, 2), grid  # (B, L, D)
+        # The release feeds the patch conv a channels-last-3d input and makes the tokens
+        # contiguous; the conv kernel (and so bf16 rounding) depends on the layout (spec §13.2).
+        emb = self.patch_embedding(x.contiguous(memory_format=torch.channels_last_3d))
+        grid = tuple(emb.shape[2:])  # emb: (B, D, f, h, w)
+        return emb.flatten(2).transpose(1, 2).contiguous(), grid  # (B, L, D)
 
     def rotary(self, grid: tuple[int, ...], device: torch.device) -> Rotary:
         """3-D RoPE over the (frame, row, column) grid."""

@@ -5,11 +5,14 @@ Denoising happens in normalised latent space: z_norm = (z − mean) / std per ch
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
+from diffusers.video_processor import VideoProcessor
 from PIL import Image
 from torch import Tensor
 
@@ -18,9 +21,6 @@ from mova_model.errors import InvalidRequest
 from mova_model.lengths import VAE_SPATIAL_STRIDE, latent_frames
 
 MASK_CHANNELS = 4  # the pixel-frame mask folded 4 frames per latent frame (§3.1)
-# Above this many pixels per frame, decoding tiles the picture (diffusers' spatial tiling):
-# the temporal axis is already decoded one latent frame at a time by the causal VAE.
-TILED_DECODE_MIN_PIXELS = 480 * 832
 
 
 def build_video_vae(config: VideoVAEConfig) -> AutoencoderKLWan:
@@ -51,7 +51,8 @@ def denormalize_latents(z: Tensor, config: VideoVAEConfig) -> Tensor:
 
 
 def prepare_first_frame(image: Any, height: int, width: int) -> Tensor:
-    """[1, 3, H, W] in [−1, 1]: centre crop to the target aspect, resize (PIL default filter)."""
+    """[1, 3, H, W] in [−1, 1]: centre crop to the target aspect, resize (PIL default filter),
+    as the release script's `crop_and_resize` does it (spec §13.2)."""
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InvalidRequest(f"first frame array must be uint8 (H, W, 3); got {image.dtype} "
@@ -62,13 +63,14 @@ def prepare_first_frame(image: Any, height: int, width: int) -> Tensor:
                              f"{type(image).__name__}")
     image = image.convert("RGB")
     src_w, src_h = image.size
-    # Crop the longer side so the aspect matches, keeping the centre.
-    if src_w * height > src_h * width:
-        crop_w = round(src_h * width / height)
+    # Crop the longer side so the aspect matches, keeping the centre. The float comparison,
+    # the floor of the crop size and the else-branch for equal aspects are the release's.
+    if src_h / src_w < height / width:
+        crop_w = int(src_h / height * width)
         left = (src_w - crop_w) // 2
         image = image.crop((left, 0, left + crop_w, src_h))
-    elif src_w * height < src_h * width:
-        crop_h = round(src_w * height / width)
+    else:
+        crop_h = int(src_w / width * height)
         top = (src_h - crop_h) // 2
         image = image.crop((0, top, src_w, top + crop_h))
     image = image.resize((width, height))
@@ -79,7 +81,8 @@ def prepare_first_frame(image: Any, height: int, width: int) -> Tensor:
 def _encode_mode(vae: AutoencoderKLWan, clip: Tensor) -> Tensor:
     """Posterior mode (no sampling) of a pixel clip [B, 3, F, H, W] in [−1, 1]."""
     weight = next(vae.parameters())
-    return vae.encode(clip.to(device=weight.device, dtype=weight.dtype)).latent_dist.mode()
+    with spatial_tiling(vae, False):  # the release encodes the first frame untiled
+        return vae.encode(clip.to(device=weight.device, dtype=weight.dtype)).latent_dist.mode()
 
 
 def encode_first_frame(vae: AutoencoderKLWan, pixels: Tensor, num_frames: int,
@@ -123,20 +126,37 @@ def encode_video(vae: AutoencoderKLWan, frames: np.ndarray, config: VideoVAEConf
     return normalize_latents(_encode_mode(vae, clip).float(), config)
 
 
-def decode_latents(vae: AutoencoderKLWan, z_norm: Tensor, config: VideoVAEConfig, *,
-                   tile: bool | None = None) -> Tensor:
-    """uint8 frames [B, T, H, W, 3] from normalised latents.
-
-    The causal VAE decodes one latent frame at a time; `tile` (default: on above
-    TILED_DECODE_MIN_PIXELS) also splits each frame into overlapping spatial tiles."""
-    weight = next(vae.parameters())
-    z = denormalize_latents(z_norm.float(), config).to(device=weight.device, dtype=weight.dtype)
-    pixels_per_frame = z.shape[-2] * z.shape[-1] * VAE_SPATIAL_STRIDE**2
-    if tile if tile is not None else pixels_per_frame > TILED_DECODE_MIN_PIXELS:
+@contextmanager
+def spatial_tiling(vae: AutoencoderKLWan, enabled: bool) -> Iterator[None]:
+    """Tile the decode inside the block only: the VAE always leaves it untiled, so a later
+    first-frame encode never inherits tiling from an earlier large decode (spec §13.2)."""
+    if enabled:
         vae.enable_tiling()
     else:
         vae.disable_tiling()
-    video = vae.decode(z).sample.float().clamp(-1, 1)  # [B, 3, T, H, W]
-    # [-1, 1] -> [0, 255], rounded as diffusers' video post-processing does.
-    frames = ((video + 1) * 127.5).round().to(torch.uint8)
-    return frames.permute(0, 2, 3, 4, 1)  # (B, 3, T, H, W) -> (B, T, H, W, 3)
+    try:
+        yield
+    finally:
+        vae.disable_tiling()
+
+
+def decode_latents(vae: AutoencoderKLWan, z_norm: Tensor, config: VideoVAEConfig, *,
+                   tile: bool = False) -> Tensor:
+    """uint8 frames [B, T, H, W, 3] from normalised latents, as the release decodes them.
+
+    The whole latent is decoded at once (bf16 autocast on CUDA, as the release), unless `tile`
+    splits each frame into overlapping spatial tiles. The decoder output goes as it comes out
+    (in its own dtype) through diffusers' video post-processing, which the release uses too."""
+    weight = next(vae.parameters())
+    z = denormalize_latents(z_norm.float(), config).to(weight.device)
+    on_cuda = weight.device.type == "cuda"
+    if not on_cuda:
+        z = z.to(weight.dtype)  # CPU has no autocast here: feed the weights' dtype
+    with spatial_tiling(vae, tile), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                   enabled=on_cuda):
+        video = vae.decode(z).sample  # [B, 3, T, H, W]
+    # (x/2 + 0.5).clamp(0, 1) in the decoder's dtype, ×255, round, uint8 (diffusers' order).
+    pil_frames = VideoProcessor(vae_scale_factor=VAE_SPATIAL_STRIDE).postprocess_video(
+        video, output_type="pil")
+    frames = np.stack([np.stack([np.asarray(f) for f in clip]) for clip in pil_frames])
+    return torch.from_numpy(frames)  # (B, T, H, W, 3) uint8

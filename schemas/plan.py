@@ -6,12 +6,19 @@ keys, which is what makes reruns find their earlier work instead of redoing it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
 
+# The one exception to "schemas imports no mova_model": the render request is defined once, in a
+# standard-library-only module, so the plan validates it without importing torch.
+from mova_model.request import RELEASE_NEGATIVE_PROMPT, GenerationRequest, GuidanceMode
+from mova_model.request import RenderMode as RenderMode  # re-exported: tasks import it from here
 from schemas.brief import Aspect, Brief, DubbingStrategy, Scene
 
 VIDEO_FPS = 24.0
@@ -43,9 +50,9 @@ class RenderProfile(Frozen):
     width: int
     steps: int = Field(ge=1)
     cfg_scale: float = Field(default=5.0, gt=0)
-    guidance_mode: str = "reference"
+    guidance_mode: GuidanceMode = GuidanceMode.REFERENCE
     bridge_scale: float = 1.0
-    negative_prompt: str = ""
+    negative_prompt: str = RELEASE_NEGATIVE_PROMPT
 
     def size(self, orientation: Orientation) -> tuple[int, int]:
         """(height, width) of a render in this orientation."""
@@ -61,41 +68,78 @@ RENDER_PROFILES = {
 }
 
 
-class RenderMode(StrEnum):
-    JOINT = "joint"
-    AUDIO_ONLY = "audio_only"
+def _to_request(value: Any) -> GenerationRequest:
+    if isinstance(value, GenerationRequest):
+        return value
+    if isinstance(value, Mapping):
+        return GenerationRequest.from_dict(value)  # InvalidRequest is a ValueError
+    raise ValueError(f"request must be a GenerationRequest or a mapping, not "
+                     f"{type(value).__name__}")
+
+
+# Validated by GenerationRequest itself (its __post_init__), stored as its plain dict.
+RequestField = Annotated[
+    GenerationRequest,
+    PlainValidator(_to_request),
+    PlainSerializer(lambda request: request.to_dict(), return_type=dict),
+]
 
 
 class RenderSpec(Frozen):
-    """Everything that determines one model render; `key` identifies its output."""
+    """One model render: where it belongs in the plan, and the request the model runs as is.
+    `key` identifies its output."""
 
     scene_id: str
     locale: str
     orientation: Orientation
-    prompt: str
-    negative_prompt: str
     first_frame: str | None
-    height: int
-    width: int
-    num_frames: int
-    video_fps: float
-    steps: int
-    cfg_scale: float
-    guidance_mode: str
-    bridge_scale: float
-    seed: int
-    mode: RenderMode
+    request: RequestField
     master_key: str | None = None  # audio-only: the render whose picture is kept
     checkpoint: str  # fingerprint of the model folder
 
+    @model_validator(mode="after")
+    def _master_matches_mode(self) -> RenderSpec:
+        if (self.request.mode is RenderMode.AUDIO_ONLY) != (self.master_key is not None):
+            raise ValueError(f"mode={self.request.mode.value} with master_key="
+                             f"{self.master_key!r}: an audio-only render needs the key of the "
+                             "render whose picture it keeps, a joint render has none")
+        return self
+
     @property
     def key(self) -> str:
-        """sha256 of the canonical spec: equal specs render the same clip."""
+        """sha256 of the canonical spec (every field, the request's included): equal specs
+        render the same clip."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    # Read-only views used across tasks; the request stays the one definition.
+    @property
+    def prompt(self) -> str:
+        return self.request.prompt
+
+    @property
+    def seed(self) -> int:
+        return self.request.seed
+
+    @property
+    def mode(self) -> RenderMode:
+        return self.request.mode
+
+    @property
+    def height(self) -> int:
+        return self.request.height
+
+    @property
+    def width(self) -> int:
+        return self.request.width
+
+    @property
+    def num_frames(self) -> int:
+        return self.request.num_frames
+
     def with_seed(self, seed: int) -> RenderSpec:
-        return self.model_copy(update={"seed": seed})
+        """The same render with another seed (validated again)."""
+        return self.model_copy(update={"request": dataclasses.replace(self.request, seed=seed)})
 
 
 class VariantSpec(Frozen):
@@ -144,6 +188,18 @@ def build_prompt(brief: Brief, scene: Scene, locale: str) -> str:
     return " ".join(parts)
 
 
+def _request(profile: RenderProfile, prompt: str, mode: RenderMode,
+             size: tuple[int, int, int], seed: int) -> GenerationRequest:
+    """The render request of one spec; raises InvalidRequest for sizes the model cannot do."""
+    height, width, frames = size
+    return GenerationRequest(
+        prompt, negative_prompt=profile.negative_prompt, height=height, width=width,
+        num_frames=frames, video_fps=VIDEO_FPS, num_inference_steps=profile.steps,
+        cfg_scale=profile.cfg_scale, guidance_mode=profile.guidance_mode,
+        bridge_scale=profile.bridge_scale, seed=seed, mode=mode,
+    )
+
+
 def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
                   checkpoint: str) -> Plan:
     """Every (scene, locale, aspect) variant, in a stable order, and the renders they need.
@@ -160,19 +216,18 @@ def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
             height, width = profile.size(orientation)
             seed = stable_seed(brief.seed, scene.scene_id, orientation.value)
             base = dict(scene_id=scene.scene_id, orientation=orientation,
-                        negative_prompt=profile.negative_prompt, first_frame=scene.first_frame,
-                        height=height, width=width, num_frames=frames, video_fps=VIDEO_FPS,
-                        steps=profile.steps, cfg_scale=profile.cfg_scale,
-                        guidance_mode=profile.guidance_mode, bridge_scale=profile.bridge_scale,
-                        seed=seed, checkpoint=checkpoint)
+                        first_frame=scene.first_frame, checkpoint=checkpoint)
+            size = (height, width, frames)
             master: RenderSpec | None = None
             for locale in brief.locales:
                 prompt = build_prompt(brief, scene, locale)
                 if brief.dubbing == DubbingStrategy.VOICEOVER and master is not None:
-                    spec = RenderSpec(locale=locale, prompt=prompt, mode=RenderMode.AUDIO_ONLY,
-                                      master_key=master.key, **base)  # type: ignore[arg-type]
+                    request = _request(profile, prompt, RenderMode.AUDIO_ONLY, size, seed)
+                    spec = RenderSpec(locale=locale, request=request, master_key=master.key,
+                                      **base)  # type: ignore[arg-type]
                 else:
-                    spec = RenderSpec(locale=locale, prompt=prompt, mode=RenderMode.JOINT,
+                    request = _request(profile, prompt, RenderMode.JOINT, size, seed)
+                    spec = RenderSpec(locale=locale, request=request,
                                       **base)  # type: ignore[arg-type]
                     master = master or spec
                 renders[spec.key] = spec

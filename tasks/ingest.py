@@ -63,7 +63,7 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
     """Validate the claimed brief again, store it and its plan, create render jobs and
     deliverable rows. Returns None (brief marked invalid) if it no longer validates."""
     settings = services.settings
-    from mova_model.pipeline import fingerprint_folder  # heavy import only where needed
+    from mova_model.checkpoint import fingerprint_folder  # heavy import only where needed
 
     checkpoint = fingerprint_folder(settings.checkpoint)
     with session_scope(services.engine) as session:

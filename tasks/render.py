@@ -141,14 +141,9 @@ def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, A
         if request.master_clip_key is None:
             raise ValueError(f"audio-only render {spec.key[:12]} has no master clip")
         video = read_clip(model.store, request.master_clip_key).video
-    clip = model.pipeline.generate(
-        spec.prompt, negative_prompt=spec.negative_prompt,
-        image=_first_frame(model, spec.first_frame), video=video, height=spec.height,
-        width=spec.width, num_frames=spec.num_frames, video_fps=spec.video_fps,
-        num_inference_steps=spec.steps, cfg_scale=spec.cfg_scale,
-        bridge_scale=spec.bridge_scale, guidance_mode=spec.guidance_mode, seed=spec.seed,
-        mode=spec.mode.value,
-    )
+    # The request was validated when the plan was made; the model runs it as is.
+    clip = model.pipeline.generate(spec.request, image=_first_frame(model, spec.first_frame),
+                                   video=video)
     params = clip.params.to_dict()
     data = clip_to_npz(clip.video, clip.audio, clip.fps, clip.sample_rate, params)
     sha = sha256_bytes(data)

@@ -53,7 +53,7 @@ def _render_seed(database_url: str, deliverable_id: str) -> int:
             Deliverable.id == UUID(deliverable_id))).one()
         job = session.scalars(select(RenderJob).where(RenderJob.spec_key == row.render_key)
                               ).one()
-        seed = int(job.spec["seed"])
+        seed = int(job.spec["request"]["seed"])  # RenderSpec keeps the render request nested
     engine.dispose()
     return seed
 

@@ -10,14 +10,14 @@ import torch
 
 from mova_model.audio_vae import AudioVAE
 from mova_model.checkpoint import load_component, save_component
-from mova_model.config import AudioVAEConfig, get_preset
+from mova_model.config import RELEASE_AUDIO_VAE, AudioVAEConfig, get_preset
 
 TINY = get_preset("tiny").audio_vae
 
 
 def test_release_config_has_the_official_keys_and_parameter_count() -> None:
     with torch.device("meta"):
-        model = AudioVAE(AudioVAEConfig())
+        model = AudioVAE(RELEASE_AUDIO_VAE)
     state = model.state_dict()
     assert len(state) == 298
     assert sum(t.numel() for t in state.values()) == 371_589_058

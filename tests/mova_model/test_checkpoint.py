@@ -92,7 +92,7 @@ def test_a_truncated_weight_file_is_reported_not_crashed_on(tmp_path: Path) -> N
     _saved_video_dit(tmp_path)
     path = tmp_path / WEIGHTS
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=rf"{WEIGHTS}: truncated: tensor '.+' ends at"):
+    with pytest.raises(CheckpointError, match=rf"{WEIGHTS}: truncated or corrupt"):
         load_component(tmp_path, VideoDiTConfig, VideoDiT)
 
 
@@ -142,6 +142,7 @@ PEAK_SCRIPT = textwrap.dedent("""
 def test_peak_memory_while_loading_stays_near_the_component_size(tmp_path: Path) -> None:
     # A bridge of ~200 MB (fp32): wide enough to dwarf interpreter noise, quick to write.
     config = BridgeConfig(visual_layers=6, audio_layers=6, visual_hidden_dim=1024,
+                          interaction_strategy="full",
                           audio_hidden_dim=512, head_dim=128)
     module = DualTowerBridge(config)
     save_component(module, config, tmp_path)

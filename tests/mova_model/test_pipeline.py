@@ -12,17 +12,26 @@ import numpy as np
 import pytest
 import torch
 
-from mova_model.checkpoint import load_component
-from mova_model.config import VideoDiTConfig
+from mova_model import lengths
+from mova_model.checkpoint import COMPONENT_CLASSES, detect_preset, load_component
+from mova_model.config import VideoDiTConfig, get_preset
 from mova_model.errors import CheckpointError, GenerationCancelled, InvalidRequest
 from mova_model.generate import main as generate_main
 from mova_model.generate import write_mp4
+from mova_model.joint import joint_forward
 from mova_model.make_checkpoint import make_checkpoint
-from mova_model.pipeline import COMPONENT_CLASSES, MovaPipeline
+from mova_model.pipeline import MovaPipeline
+from mova_model.request import GenerationRequest
+from mova_model.sampler import draw_noise
 from mova_model.video_dit import VideoDiT
+from mova_model.video_vae import decode_latents, text_only_condition
 
 PROMPT = 'A barista smiles at the camera. She says: "Fresh coffee, every morning."'
 SMALL = dict(height=32, width=48, num_frames=9, video_fps=24.0, num_inference_steps=2)
+
+
+def small(prompt: str = PROMPT, **changes: object) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, **{**SMALL, **changes})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +57,16 @@ def test_tiny_generation_end_to_end_writes_a_playable_mp4(pipe: MovaPipeline,
                                                           tmp_path: Path) -> None:
     steps: list[int] = []
     started = time.perf_counter()
-    clip = pipe.generate(PROMPT, height=64, width=112, num_frames=25, num_inference_steps=8,
-                         seed=7, on_step=lambda k, n: steps.append(k))
+    request = GenerationRequest(PROMPT, height=64, width=112, num_frames=25,
+                                num_inference_steps=8, seed=7)
+    clip = pipe.generate(request, on_step=lambda k, n: steps.append(k))
     seconds = time.perf_counter() - started
     assert seconds < 60, f"tiny generation took {seconds:.1f} s"
     assert steps == list(range(1, 9))
     assert clip.video.shape == (25, 64, 112, 3) and clip.video.dtype == np.uint8
     assert clip.audio.shape == (1, 50_000) and clip.sample_rate == 48_000  # 48000 * 25 / 24
-    assert clip.params.seed == 7 and clip.params.conditioning == "text_only"
+    assert clip.params.request == request and clip.params.conditioning == "text_only"
+    assert clip.params.noise_drawn_on == "cpu" and not clip.params.vae_tiled
     path = write_mp4(clip, tmp_path / "clip.mp4")
     with av.open(str(path)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
@@ -68,17 +79,17 @@ def test_tiny_generation_end_to_end_writes_a_playable_mp4(pipe: MovaPipeline,
 
 
 def test_same_seed_same_clip_other_seed_other_clip(pipe: MovaPipeline) -> None:
-    first = pipe.generate(PROMPT, seed=3, **SMALL)  # type: ignore[arg-type]
-    again = pipe.generate(PROMPT, seed=3, **SMALL)  # type: ignore[arg-type]
-    other = pipe.generate(PROMPT, seed=4, **SMALL)  # type: ignore[arg-type]
+    first = pipe.generate(small(seed=3))
+    again = pipe.generate(small(seed=3))
+    other = pipe.generate(small(seed=4))
     assert np.array_equal(first.video, again.video) and np.array_equal(first.audio, again.audio)
     assert not np.array_equal(first.audio, other.audio)
 
 
 def test_audio_only_keeps_the_picture_and_makes_a_new_soundtrack(pipe: MovaPipeline) -> None:
-    master = pipe.generate(PROMPT, seed=5, **SMALL)  # type: ignore[arg-type]
-    dub = pipe.generate('The same barista says: "Frischer Kaffee, jeden Morgen."', seed=5,
-                        mode="audio_only", video=master.video, **SMALL)  # type: ignore[arg-type]
+    master = pipe.generate(small(seed=5))
+    dub = pipe.generate(small('The same barista says: "Frischer Kaffee, jeden Morgen."', seed=5,
+                              mode="audio_only"), video=master.video)
     assert np.array_equal(dub.video, master.video)
     assert dub.audio.shape == master.audio.shape
     assert not np.allclose(dub.audio, master.audio)
@@ -88,47 +99,47 @@ def test_audio_only_keeps_the_picture_and_makes_a_new_soundtrack(pipe: MovaPipel
 def test_first_frame_conditioning_and_dual_guidance(pipe: MovaPipeline) -> None:
     image = np.zeros((40, 60, 3), np.uint8)
     image[:, :30] = (230, 40, 40)
-    ti2va = pipe.generate(PROMPT, image=image, seed=1, **SMALL)  # type: ignore[arg-type]
-    t2va = pipe.generate(PROMPT, seed=1, **SMALL)  # type: ignore[arg-type]
-    dual = pipe.generate(PROMPT, image=image, seed=1, guidance_mode="dual", bridge_scale=2.0,
-                         **SMALL)  # type: ignore[arg-type]
+    ti2va = pipe.generate(small(seed=1), image=image)
+    t2va = pipe.generate(small(seed=1))
+    dual = pipe.generate(small(seed=1, guidance_mode="dual", bridge_scale=2.0), image=image)
     assert ti2va.params.conditioning == "first_frame"
     assert not np.array_equal(ti2va.video, t2va.video)
     assert not np.array_equal(dual.video, ti2va.video)
 
 
 def test_offload_modes_give_the_same_clip(checkpoint: Path, pipe: MovaPipeline) -> None:
-    expected = pipe.generate(PROMPT, seed=2, **SMALL)  # type: ignore[arg-type]
+    expected = pipe.generate(small(seed=2))
     for mode in ("component", "block"):
         offloaded = MovaPipeline.from_pretrained(checkpoint, offload=mode, release_unused=True)
-        clip = offloaded.generate(PROMPT, seed=2, **SMALL)  # type: ignore[arg-type]
+        clip = offloaded.generate(small(seed=2))
         assert np.array_equal(clip.video, expected.video), mode
         assert np.allclose(clip.audio, expected.audio, atol=1e-6), mode
 
 
 def test_cancellation_stops_between_steps(pipe: MovaPipeline) -> None:
     with pytest.raises(GenerationCancelled):
-        pipe.generate(PROMPT, should_cancel=lambda: True, **SMALL)  # type: ignore[arg-type]
+        pipe.generate(small(), should_cancel=lambda: True)
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"num_frames": 24}, "num_frames=24 must be 4k+1"),
-    ({"height": 60}, "must be multiples of 16"),
-    ({"prompt": "   "}, "prompt is empty"),
     ({"image": "not-an-image.png"}, "first frame must be a PIL image"),
     ({"mode": "audio_only"}, "audio_only needs video as uint8 array (9, 32, 48, 3)"),
-    ({"guidance_mode": "triple"}, "guidance_mode='triple'"),
-    ({"num_inference_steps": 0}, "num_inference_steps=0 must be at least 1"),
+    ({"video": np.zeros((9, 32, 48, 3), np.uint8)}, "video is only used with mode='audio_only'"),
 ])
 def test_bad_inputs_fail_fast_with_one_line(pipe: MovaPipeline, change: dict[str, object],
                                             message: str) -> None:
-    kwargs: dict[str, object] = {"prompt": PROMPT, **SMALL, **change}
-    prompt = kwargs.pop("prompt")
+    inputs = {k: v for k, v in change.items() if k in ("image", "video")}
+    request = small(**{k: v for k, v in change.items() if k not in inputs})
     started = time.perf_counter()
     with pytest.raises(InvalidRequest) as info:
-        pipe.generate(prompt, **kwargs)  # type: ignore[arg-type]
+        pipe.generate(request, **inputs)  # type: ignore[arg-type]
     assert message in str(info.value) and "\n" not in str(info.value)
     assert time.perf_counter() - started < 0.5, "validation must come before heavy work"
+
+
+def test_generate_takes_only_a_request(pipe: MovaPipeline) -> None:
+    with pytest.raises(InvalidRequest, match="takes a GenerationRequest, not str"):
+        pipe.generate(PROMPT)  # type: ignore[arg-type]
 
 
 def test_missing_component_folder_is_named(checkpoint: Path, tmp_path: Path) -> None:
@@ -148,7 +159,123 @@ def test_command_line_writes_an_mp4(checkpoint: Path, tmp_path: Path) -> None:
                           "--out", str(out)]) == 2
 
 
+def test_command_line_sizes_default_to_the_checkpoints_preset(checkpoint: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "preset.mp4"
+    # No size flags: 64x112, 25 frames from the tiny preset (one step keeps the test short).
+    assert generate_main(["--checkpoint", str(checkpoint), "--prompt", PROMPT, "--steps", "1",
+                          "--out", str(out)]) == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (112, 64)
+        assert sum(1 for _ in container.decode(video=0)) == 25
+
+
+def test_preset_detection_and_help(checkpoint: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert detect_preset(checkpoint) == "tiny"
+    tiny = get_preset("tiny")
+    assert (tiny.height, tiny.width, tiny.num_frames, tiny.num_inference_steps) == (64, 112, 25, 8)
+    # A folder the original saved (require_clip_embedding true) is still the same architecture.
+    copy = tmp_path / "copy"
+    shutil.copytree(checkpoint, copy)
+    config_path = copy / "audio_dit" / "config.json"
+    config_path.write_text(config_path.read_text().replace('"require_clip_embedding": false',
+                                                           '"require_clip_embedding": true'))
+    assert detect_preset(copy) == "tiny"
+    bridge = copy / "dual_tower_bridge" / "config.json"
+    bridge.write_text(bridge.read_text().replace('"head_dim": 24', '"head_dim": 48'))
+    assert detect_preset(copy) is None
+    with pytest.raises(SystemExit):
+        generate_main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "tiny       64x112, 25 frames at 24 fps, 8 steps" in help_text
+    assert "mova-360p  352x640, 193 frames at 24 fps, 50 steps" in help_text
+    assert "mova-720p  720x1280, 193 frames at 24 fps, 50 steps" in help_text
+
+
 def test_dtype_choice_applies_to_the_towers(checkpoint: Path) -> None:
     pipe = MovaPipeline.from_pretrained(checkpoint, dtype="bfloat16")
     assert next(pipe.component("video_dit").parameters()).dtype == torch.bfloat16
     assert next(pipe.component("audio_vae").parameters()).dtype == torch.float32
+
+
+def test_prompt_routing_checked_by_value(pipe: MovaPipeline) -> None:
+    """The guided step is neg + s·(pos − neg) with pos from the prompt and neg from the negative
+    prompt, each encoded on its own: recomputed here from the components, one step, no sampler."""
+    request = small(seed=11, num_inference_steps=1, cfg_scale=8.0,
+                    negative_prompt="blurry, static, washed out")
+    clip = pipe.generate(request)
+    encoder, config = pipe.text_encoder, pipe.video_vae_config
+    positive = encoder.encode([request.prompt])
+    negative = encoder.encode([request.negative_prompt])
+    vae = pipe.component("video_vae")
+    with torch.inference_mode():
+        mask, first = text_only_condition(vae, request.num_frames, request.height, request.width,
+                                          config)
+        condition = torch.cat([mask, first], dim=1)
+        l_a = lengths.audio_latent_frames(request.num_frames, request.video_fps)
+        video_noise, audio_noise = draw_noise(request.seed, (1, 16, 3, 4, 6), (1, 128, l_a))
+        t_video, t_audio = pipe.scheduler.pair_timesteps(1)[0]
+        models = (pipe.component("video_dit"), pipe.component("audio_dit"),
+                  pipe.component("dual_tower_bridge"))
+        video_input = torch.cat([video_noise, condition], dim=1)
+
+        def velocities(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return joint_forward(*models, video_input, audio_noise, context, t_video.reshape(1),
+                                 t_audio.reshape(1), request.video_fps, 1.0)
+
+        (v_pos, a_pos), (v_neg, a_neg) = velocities(positive), velocities(negative)
+
+        def clip_from(v: torch.Tensor, a: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            z_video = pipe.scheduler.step(video_noise, v, t_video, None)
+            z_audio = pipe.scheduler.step(audio_noise, a, t_audio, None)
+            frames = decode_latents(vae, z_video, config)[0].numpy()
+            audio = pipe.component("audio_vae").decode(z_audio)[0, :, :clip.audio.shape[1]]
+            return frames, audio.numpy()
+
+        s = request.cfg_scale
+        frames, audio = clip_from(v_neg + s * (v_pos - v_neg), a_neg + s * (a_pos - a_neg))
+        swapped = clip_from(v_pos + s * (v_neg - v_pos), a_pos + s * (a_neg - a_pos))
+    # Routing right: equal up to float rounding (measured: identical); at most one uint8 step.
+    assert np.abs(clip.video.astype(int) - frames.astype(int)).max() <= 1
+    assert np.abs(clip.audio - audio).max() <= 1e-6
+    # Routing swapped differs by (2s − 1)(pos − neg) per step: measured 26 uint8 steps and
+    # 5e-4 in the waveform for these random tiny weights, far outside the tolerance above.
+    assert np.abs(clip.video.astype(int) - swapped[0].astype(int)).max() > 8
+    assert np.abs(clip.audio - swapped[1]).max() > 1e-4
+
+
+def test_fast_mode_is_the_same_model_with_other_rounding(pipe: MovaPipeline) -> None:
+    reference = pipe.generate(small(seed=6))
+    fast = pipe.generate(small(seed=6, compat="fast"))
+    assert fast.params.request.compat == "fast" and reference.params.request.compat == "reference"
+    # Batched guidance and SDPA in the text encoder: float rounding apart, not another clip.
+    assert np.abs(fast.audio - reference.audio).max() < 1e-3
+    assert np.abs(fast.video.astype(int) - reference.video.astype(int)).max() <= 2
+
+
+def test_asked_for_tiling_is_recorded_and_not_left_on(pipe: MovaPipeline) -> None:
+    untiled = pipe.generate(small(seed=8))
+    tiled = pipe.generate(small(seed=8, vae_tiling=True))
+    assert tiled.params.vae_tiled and not untiled.params.vae_tiled
+    assert tiled.params.to_dict()["vae_tiled"] is True
+    assert not pipe.component("video_vae").use_tiling
+    # The next untiled clip is the first one again: no state carried between calls.
+    assert np.array_equal(pipe.generate(small(seed=8)).video, untiled.video)
+
+
+def test_noise_device_is_recorded(pipe: MovaPipeline) -> None:
+    clip = pipe.generate(small(seed=9, noise_device="cpu"))
+    assert clip.params.noise_drawn_on == "cpu"
+    assert clip.params.to_dict()["noise_device"] == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_render_device_noise_is_what_the_release_draws_on_cuda() -> None:
+    video, audio = draw_noise(42, (1, 16, 3, 4, 6), (1, 128, 10), device="cuda")
+    torch.manual_seed(42)  # the release script, then randn on the device: video, then audio
+    expected_video = torch.randn((1, 16, 3, 4, 6), device="cuda")
+    expected_audio = torch.randn((1, 128, 10), device="cuda")
+    assert torch.equal(video, expected_video) and torch.equal(audio, expected_audio)

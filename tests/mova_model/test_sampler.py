@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import Tensor
 
-from mova_model.config import SchedulerConfig
+from mova_model.config import RELEASE_SCHEDULER
 from mova_model.errors import GenerationCancelled
 from mova_model.joint import joint_forward
 from mova_model.sampler import Guidance, combine_guidance, draw_noise, sample
 from mova_model.schedule import FlowMatchPairScheduler
 from tests.mova_model.tiny_models import tiny_models
 
-SCHEDULER = FlowMatchPairScheduler(SchedulerConfig())
+SCHEDULER = FlowMatchPairScheduler(RELEASE_SCHEDULER)
 
 
 def test_release_schedule_matches_the_reference_values() -> None:

@@ -11,7 +11,13 @@ from transformers import AutoTokenizer
 
 from mova_model.config import TextEncoderConfig, get_preset
 from mova_model.errors import CheckpointError
-from mova_model.text_encoder import TextEncoder, build_text_encoder, clean_prompt
+from mova_model.text_encoder import (
+    FAST_ATTENTION,
+    REFERENCE_ATTENTION,
+    TextEncoder,
+    build_text_encoder,
+    clean_prompt,
+)
 from mova_model.tokenizer_build import build_tokenizer
 
 TINY = get_preset("tiny").text_encoder
@@ -82,3 +88,30 @@ def test_release_config_parameter_count() -> None:
     with torch.device("meta"):
         model = build_text_encoder(TextEncoderConfig())
     assert sum(p.numel() for p in model.parameters()) == 5_680_910_336
+
+
+def test_the_reference_kernel_is_loaded_and_computes_attention_right(
+        folders: tuple[Path, Path]) -> None:
+    encoder = TextEncoder.from_folders(*folders)
+    assert encoder.model.config._attn_implementation == REFERENCE_ATTENTION
+    prompts = ["Fresh coffee every morning.", "A longer prompt about a sunny morning run."]
+    reference = encoder.encode(prompts, 32)
+    fast = encoder.encode(prompts, 32, attention=FAST_ATTENTION)
+    # fp32: the kernel is the same attention as SDPA (relative bias, padding mask, no scale),
+    # only the softmax precision differs, which is invisible in fp32.
+    assert torch.allclose(reference, fast, atol=1e-5)
+    assert encoder.model.config._attn_implementation == FAST_ATTENTION
+
+
+def test_reference_kernel_takes_the_softmax_in_fp32_in_bf16(
+        folders: tuple[Path, Path]) -> None:
+    encoder = TextEncoder.from_folders(*folders, dtype=torch.bfloat16)
+    prompts = ["Fresh coffee every morning, with a smile and a song."]
+    exact = TextEncoder.from_folders(*folders, dtype=torch.float64).encode(prompts, 32)
+    reference = encoder.encode(prompts, 32).double()
+    fast = encoder.encode(prompts, 32, attention=FAST_ATTENTION).double()
+    # Both are bf16 runs of the same model, a few bf16 ulps from the fp64 result; they differ
+    # from each other (the softmax precision), which is why the release mode pins the kernel.
+    assert not torch.equal(reference, fast)
+    scale = exact.abs().max()
+    assert (reference - exact).abs().max() < 0.05 * scale

@@ -98,3 +98,44 @@ def test_first_frame_is_centre_cropped_to_the_target_aspect() -> None:
 def test_non_images_are_rejected(bad: object) -> None:
     with pytest.raises(InvalidRequest, match="first frame"):
         prepare_first_frame(bad, 32, 32)
+
+
+def test_first_frame_crop_floors_like_the_release_script() -> None:
+    # 100 x 333 to 48 x 80: crop width int(100 / 48 * 80) = int(166.67) = 166 (rounding would
+    # take 167), left = (333 - 166) // 2 = 83, then PIL's default resize to 80 x 48.
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (100, 333, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image[:, 83:83 + 166]).resize((80, 48)))
+    pixels = prepare_first_frame(image, 48, 80)
+    found = ((pixels[0].permute(1, 2, 0) + 1) / 2 * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(found, expected)
+    # Taller than the target: crop height int(w / W * H), centred.
+    tall = rng.integers(0, 256, (300, 100, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(tall[90:90 + 120]).resize((80, 96)))
+    assert (int(100 / 80 * 96), (300 - 120) // 2) == (120, 90)
+    found = ((prepare_first_frame(tall, 96, 80)[0].permute(1, 2, 0) + 1) / 2 * 255).round()
+    assert np.array_equal(found.to(torch.uint8).numpy(), expected)
+
+
+def test_decode_leaves_no_tiling_behind(vae: torch.nn.Module) -> None:
+    z = torch.randn(1, 16, 2, 4, 6, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        decode_latents(vae, z, TINY, tile=True)
+        assert not vae.use_tiling, "a tiled decode must not leave tiling on for the next encode"
+        vae.enable_tiling()  # even if someone switched it on, the release encode is untiled
+        first = encode_first_frame(vae, torch.zeros(1, 3, 32, 48), 5, TINY)
+        assert not vae.use_tiling
+        again = encode_first_frame(vae, torch.zeros(1, 3, 32, 48), 5, TINY)
+    assert torch.equal(first, again)
+
+
+def test_uint8_frames_are_the_rounded_decoder_output(vae: torch.nn.Module) -> None:
+    z = torch.randn(1, 16, 2, 4, 6, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        frames = decode_latents(vae, z, TINY)
+        raw = vae.decode(denormalize_latents(z, TINY)).sample.double()  # [1, 3, T, H, W]
+    # round(255 · clamp(x/2 + 0.5, 0, 1)), computed here in float64 from the decoder output.
+    expected = ((raw / 2 + 0.5).clamp(0, 1) * 255).round().permute(0, 2, 3, 4, 1)
+    assert frames.dtype == torch.uint8 and frames.shape == (1, 5, 32, 48, 3)
+    assert (frames.double() - expected).abs().max() <= 1  # fp32 vs fp64 at a .5 boundary
+    assert (frames.double() == expected).double().mean() > 0.999

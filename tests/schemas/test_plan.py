@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
+from mova_model.errors import InvalidRequest
+from mova_model.request import GenerationRequest, GuidanceMode
 from schemas.brief import load_brief
 from schemas.plan import (
     RENDER_PROFILES,
+    Orientation,
     RenderMode,
+    RenderSpec,
     build_prompt,
     frames_for_duration,
     plan_variants,
@@ -78,3 +86,46 @@ def test_prompt_puts_speech_in_quotes() -> None:
     prompt = build_prompt(brief, brief.scenes[0], "de-DE")
     assert prompt.endswith('Läuferin says: "Jeder Morgen beginnt mit einem Schritt."')
     assert "Sound: birds, distant traffic" in prompt
+
+
+def test_render_key_is_pinned_for_a_fixed_spec() -> None:
+    # A changed key re-renders every stored clip: change this literal only on purpose.
+    spec = RenderSpec(
+        scene_id="s1", locale="en-US", orientation=Orientation.LANDSCAPE, first_frame=None,
+        request=GenerationRequest("A cup of coffee.", height=64, width=112, num_frames=25,
+                                  num_inference_steps=8, seed=7),
+        checkpoint="ckpt",
+    )
+    assert spec.key == PINNED_KEY
+    assert spec.with_seed(8).key != spec.key and spec.with_seed(7).key == spec.key
+
+
+PINNED_KEY = "7714e83cb26a9306a468b290aa7deb819a3a763f174fa12f6ac0be477a971809"
+
+
+def test_spec_round_trips_through_json_with_the_same_key() -> None:
+    plan = plan_variants(load_brief(_two_scenes("voiceover")), "sha", TINY, "ckpt")
+    for spec in plan.renders:
+        again = RenderSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
+        assert again == spec and again.key == spec.key
+        assert again.request.guidance_mode is GuidanceMode.REFERENCE
+
+
+def test_a_bad_size_fails_at_planning_not_on_the_worker() -> None:
+    bad = TINY.model_copy(update={"height": 60})
+    with pytest.raises(InvalidRequest, match="height=60 and width=112 must be multiples of 16"):
+        plan_variants(load_brief(EXAMPLE), "sha", bad, "ckpt")
+    with pytest.raises(ValidationError, match="guidance_mode"):
+        RENDER_PROFILES["tiny"].model_validate({**TINY.model_dump(), "guidance_mode": "triple"})
+
+
+def test_stored_spec_with_a_bad_request_is_refused() -> None:
+    spec = plan_variants(load_brief(EXAMPLE), "sha", TINY, "ckpt").renders[0]
+    data = spec.model_dump(mode="json")
+    data["request"]["num_frames"] = 24
+    with pytest.raises(ValidationError, match="num_frames=24 must be 4k\\+1"):
+        RenderSpec.model_validate(data)
+    data["request"]["num_frames"] = 25
+    data["request"]["mode"] = "audio_only"
+    with pytest.raises(ValidationError, match="audio-only render needs the key"):
+        RenderSpec.model_validate(data)

@@ -1,0 +1,163 @@
+"""The one render request: every setting of a generation, validated once when it is built.
+
+Standard library only (plus the package's own error classes), so the planning layer can build and
+check requests without importing torch: a bad size fails where the plan is made, not on a GPU
+worker. `MovaPipeline.generate` takes the request as is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from mova_model.errors import InvalidRequest
+
+VAE_TEMPORAL_STRIDE = 4
+SIZE_MULTIPLE = 16  # VAE stride 8 x video patch 2
+MAX_SEED = 2**63
+
+# The release inference script's default negative prompt (spec §5; §13.2).
+RELEASE_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
+    "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指"
+)
+
+
+class GuidanceMode(StrEnum):
+    """reference: V₋ + s(V₊ − V₋) with the bridge on (the release); dual: the paper's Dual CFG."""
+
+    REFERENCE = "reference"
+    DUAL = "dual"
+
+
+class RenderMode(StrEnum):
+    """joint: picture and sound; audio_only: a new soundtrack for a given (locked) picture."""
+
+    JOINT = "joint"
+    AUDIO_ONLY = "audio_only"
+
+
+class Compat(StrEnum):
+    """reference: reproduce the release's numbers (spec §13.2); fast: batch guidance passes and
+    use the fused attention kernel in the text encoder (different rounding, same model)."""
+
+    REFERENCE = "reference"
+    FAST = "fast"
+
+
+class NoiseDevice(StrEnum):
+    """render: draw the initial noise on the render device, as the release does (CPU and CUDA
+    noise differ for one seed); cpu: always on the CPU, so a seed gives the same clip anywhere."""
+
+    RENDER = "render"
+    CPU = "cpu"
+
+
+def validate_video_size(height: int, width: int, num_frames: int) -> None:
+    """Raise InvalidRequest (one line) unless the size is renderable (spec §6.3)."""
+    if height <= 0 or width <= 0 or num_frames <= 0:
+        raise InvalidRequest(f"height={height}, width={width}, num_frames={num_frames} must all "
+                             "be positive")
+    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        m = SIZE_MULTIPLE
+        raise InvalidRequest(f"height={height} and width={width} must be multiples of {m} "
+                             f"(e.g. {height // m * m or m}x{width // m * m or m})")
+    if num_frames % VAE_TEMPORAL_STRIDE != 1:
+        nearest = num_frames - (num_frames - 1) % VAE_TEMPORAL_STRIDE
+        raise InvalidRequest(f"num_frames={num_frames} must be 4k+1 (e.g. {max(nearest, 1)}, "
+                             f"{nearest + VAE_TEMPORAL_STRIDE}, 193)")
+
+
+def _check_type(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    # bool is an int in Python; a flag passed as a size (or the reverse) is a caller's bug.
+    if isinstance(value, bool) and kind is not bool:
+        raise InvalidRequest(f"{name}={value!r} must be a number, not a bool")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InvalidRequest(f"{name}={value!r} must be {names}, not {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Every setting that, with the checkpoint and the input image or video, determines a clip.
+
+    Defaults are the release script's (50 steps, CFG 5, seed 42, its negative prompt, 352x640x193
+    at 24 fps) in the release-matching mode.
+    """
+
+    prompt: str
+    negative_prompt: str = RELEASE_NEGATIVE_PROMPT
+    height: int = 352
+    width: int = 640
+    num_frames: int = 193
+    video_fps: float = 24.0
+    num_inference_steps: int = 50
+    cfg_scale: float = 5.0
+    bridge_scale: float = 1.0
+    guidance_mode: GuidanceMode = GuidanceMode.REFERENCE
+    seed: int = 42
+    mode: RenderMode = RenderMode.JOINT
+    compat: Compat = Compat.REFERENCE
+    noise_device: NoiseDevice = NoiseDevice.RENDER
+    # True: decode in spatial tiles. False: never tile by choice; the pipeline still falls back
+    # to tiles when the whole decode runs out of device memory, and records that it did.
+    vae_tiling: bool = False
+
+    def __post_init__(self) -> None:
+        _check_type("prompt", self.prompt, str)
+        if not self.prompt.strip():
+            raise InvalidRequest("prompt is empty; describe the scene (and its speech) in words")
+        _check_type("negative_prompt", self.negative_prompt, str)
+        for name in ("height", "width", "num_frames", "num_inference_steps", "seed"):
+            _check_type(name, getattr(self, name), int)
+        for name in ("video_fps", "cfg_scale", "bridge_scale"):
+            _check_type(name, getattr(self, name), (int, float))
+            if not math.isfinite(getattr(self, name)):
+                raise InvalidRequest(f"{name}={getattr(self, name)} must be finite")
+        _check_type("vae_tiling", self.vae_tiling, bool)
+        validate_video_size(self.height, self.width, self.num_frames)
+        if self.video_fps <= 0:
+            raise InvalidRequest(f"video_fps={self.video_fps} must be positive")
+        if self.num_inference_steps < 1:
+            raise InvalidRequest(f"num_inference_steps={self.num_inference_steps} must be at "
+                                 "least 1")
+        if self.cfg_scale <= 0 or self.bridge_scale < 0:
+            raise InvalidRequest(f"cfg_scale={self.cfg_scale} must be > 0 and bridge_scale="
+                                 f"{self.bridge_scale} >= 0")
+        if not 0 <= self.seed < MAX_SEED:
+            raise InvalidRequest(f"seed={self.seed} must be in [0, 2**63)")
+        # Enum fields accept their string values (requests arrive as JSON); stored as the enum.
+        for name, enum in (("guidance_mode", GuidanceMode), ("mode", RenderMode),
+                           ("compat", Compat), ("noise_device", NoiseDevice)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                raise InvalidRequest(f"{name}={value!r}; expected "
+                                     f"{' or '.join(m.value for m in enum)}") from None
+
+    @property
+    def batched_guidance(self) -> bool:
+        """Guidance passes in one batched call (fast) or one after the other (the release)."""
+        return self.compat is Compat.FAST
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: enums as their string values."""
+        return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationRequest:
+        """Build from `to_dict()` output (or JSON); unknown keys are an error, not ignored."""
+        if not isinstance(data, Mapping):
+            raise InvalidRequest(f"a generation request must be a mapping, not "
+                                 f"{type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequest(f"unknown request field(s): {', '.join(unknown)}")
+        if "prompt" not in data:
+            raise InvalidRequest("a generation request needs a prompt")
+        return cls(**dict(data))

@@ -1,0 +1,91 @@
+"""GenerationRequest: one validated render request, built without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
+import pytest
+
+from mova_model.errors import InvalidRequest
+from mova_model.request import (
+    RELEASE_NEGATIVE_PROMPT,
+    Compat,
+    GenerationRequest,
+    GuidanceMode,
+    NoiseDevice,
+    RenderMode,
+)
+
+PROMPT = "A barista smiles."
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"num_frames": 24}, "num_frames=24 must be 4k+1"),
+    ({"height": 60}, "must be multiples of 16"),
+    ({"width": 0}, "must all be positive"),
+    ({"prompt": "   "}, "prompt is empty"),
+    ({"prompt": None}, "prompt=None must be str"),
+    ({"guidance_mode": "triple"}, "guidance_mode='triple'; expected reference or dual"),
+    ({"mode": "dub"}, "mode='dub'; expected joint or audio_only"),
+    ({"compat": "exact"}, "compat='exact'; expected reference or fast"),
+    ({"noise_device": "gpu"}, "noise_device='gpu'; expected render or cpu"),
+    ({"num_inference_steps": 0}, "num_inference_steps=0 must be at least 1"),
+    ({"cfg_scale": 0.0}, "cfg_scale=0.0 must be > 0"),
+    ({"bridge_scale": -1.0}, "bridge_scale=-1.0 >= 0"),
+    ({"video_fps": 0}, "video_fps=0 must be positive"),
+    ({"video_fps": float("nan")}, "video_fps=nan must be finite"),
+    ({"seed": -1}, "seed=-1 must be in [0, 2**63)"),
+    ({"seed": 2**63}, "must be in [0, 2**63)"),
+    ({"height": True}, "height=True must be a number, not a bool"),
+    ({"height": "64"}, "height='64' must be int"),
+    ({"vae_tiling": 1}, "vae_tiling=1 must be bool"),
+])
+def test_every_bad_field_is_refused_with_one_line(change: dict[str, object],
+                                                  message: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        GenerationRequest(**{"prompt": PROMPT, **change})  # type: ignore[arg-type]
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_defaults_are_the_release_script_in_reference_mode() -> None:
+    request = GenerationRequest(PROMPT)
+    assert (request.height, request.width, request.num_frames) == (352, 640, 193)
+    assert (request.num_inference_steps, request.cfg_scale, request.seed) == (50, 5.0, 42)
+    assert request.negative_prompt == RELEASE_NEGATIVE_PROMPT
+    assert request.negative_prompt.startswith("色调艳丽，过曝") and "多余的手指" in \
+        request.negative_prompt
+    assert request.compat is Compat.REFERENCE and not request.batched_guidance
+    assert request.noise_device is NoiseDevice.RENDER and request.vae_tiling is False
+    assert GenerationRequest(PROMPT, compat="fast").batched_guidance
+
+
+def test_strings_become_enums_and_the_request_is_frozen() -> None:
+    request = GenerationRequest(PROMPT, guidance_mode="dual", mode="audio_only")
+    assert request.guidance_mode is GuidanceMode.DUAL and request.mode is RenderMode.AUDIO_ONLY
+    with pytest.raises(FrozenInstanceError):
+        request.seed = 3  # type: ignore[misc]
+
+
+def test_dict_round_trip_through_json_and_unknown_fields_refused() -> None:
+    request = GenerationRequest(PROMPT, height=64, width=112, num_frames=25, seed=9,
+                                guidance_mode="dual", noise_device="cpu", vae_tiling=True)
+    data = json.loads(json.dumps(request.to_dict()))
+    assert data["guidance_mode"] == "dual" and data["noise_device"] == "cpu"
+    assert GenerationRequest.from_dict(data) == request
+    with pytest.raises(InvalidRequest, match="unknown request field.*: lora"):
+        GenerationRequest.from_dict({**data, "lora": "x"})
+    with pytest.raises(InvalidRequest, match="needs a prompt"):
+        GenerationRequest.from_dict({"seed": 1})
+
+
+def test_building_a_request_does_not_import_torch() -> None:
+    code = ("import sys; from mova_model.request import GenerationRequest; "
+            "GenerationRequest('x', height=64, width=112, num_frames=25); "
+            "print(sorted(m for m in ('torch', 'numpy', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[2]).stdout
+    assert out.strip() == "[]"
