@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mova_model.audio_dit import AudioDiT
 from mova_model.bridge import DualTowerBridge
-from mova_model.config import AudioDiTConfig, BridgeConfig, MovaConfig, VideoDiTConfig, get_preset
+from mova_model.config import MovaConfig, get_preset
 from mova_model.context_parallel import (
     ContextParallel,
     check_heads,
@@ -26,6 +26,7 @@ from mova_model.errors import ConfigError
 from mova_model.joint import joint_forward
 from mova_model.make_checkpoint import make_checkpoint
 from mova_model.pipeline import MovaPipeline
+from mova_model.request import GenerationRequest
 from mova_model.video_dit import VideoDiT
 from tests.mova_model.tiny_models import randomize_
 
@@ -48,13 +49,14 @@ def mid_config() -> MovaConfig:
     tiny = get_preset("tiny")
     return dataclasses.replace(
         tiny,
-        video_dit=VideoDiTConfig(dim=192, in_dim=36, ffn_dim=384, out_dim=16, num_heads=8,
-                                 num_layers=4, text_dim=TEXT_DIM, freq_dim=64),
-        audio_dit=AudioDiTConfig(dim=96, in_dim=128, ffn_dim=192, out_dim=128, num_heads=4,
-                                 num_layers=3, text_dim=TEXT_DIM, freq_dim=64),
-        bridge=BridgeConfig(visual_layers=4, audio_layers=3, visual_hidden_dim=192,
-                            audio_hidden_dim=96, head_dim=24, interaction_strategy="distributed",
-                            apply_first_frame_bias_in_rope=True),
+        video_dit=dataclasses.replace(tiny.video_dit, dim=192, ffn_dim=384, num_heads=8,
+                                      num_layers=4),
+        audio_dit=dataclasses.replace(tiny.audio_dit, dim=96, ffn_dim=192, num_heads=4,
+                                      num_layers=3),
+        bridge=dataclasses.replace(tiny.bridge, visual_layers=4, audio_layers=3,
+                                   visual_hidden_dim=192, audio_hidden_dim=96,
+                                   interaction_strategy="distributed",
+                                   apply_first_frame_bias_in_rope=True),
     )
 
 
@@ -202,7 +204,8 @@ def test_single_rank_group_is_the_plain_step(tmp_path: Path) -> None:
 
 
 PROMPT = 'A barista smiles at the camera. She says: "Fresh coffee, every morning."'
-SMALL = dict(height=32, width=48, num_frames=9, video_fps=24.0, num_inference_steps=2, seed=3)
+REQUEST = GenerationRequest(prompt=PROMPT, height=32, width=48, num_frames=9, video_fps=24.0,
+                            num_inference_steps=2, seed=3)
 
 
 def run_pipeline_rank(rank: int, world_size: int, init_file: str, checkpoint: str,
@@ -213,7 +216,7 @@ def run_pipeline_rank(rank: int, world_size: int, init_file: str, checkpoint: st
                           timeout_s=TIMEOUT_S / 2)
     try:
         pipe = MovaPipeline.from_pretrained(checkpoint, context_parallel=world_size)
-        clip = pipe.generate(PROMPT, **SMALL)  # type: ignore[arg-type]
+        clip = pipe.generate(REQUEST)
         assert pipe.context_parallel is not None
         torch.save({"video": torch.from_numpy(clip.video), "audio": torch.from_numpy(clip.audio),
                     "bytes_sent": pipe.context_parallel.stats.bytes_sent},
@@ -237,7 +240,7 @@ def test_pipeline_renders_the_same_clip_on_two_ranks(tmp_path: Path) -> None:
         for process in ctx.processes:
             if process.is_alive():
                 process.kill()
-    expected = MovaPipeline.from_pretrained(checkpoint).generate(PROMPT, **SMALL)  # type: ignore[arg-type]
+    expected = MovaPipeline.from_pretrained(checkpoint).generate(REQUEST)
     for rank in range(2):
         clip = torch.load(tmp_path / f"clip-rank{rank}.pt")
         assert clip["bytes_sent"] > 0  # the steps really were split over the ranks
