@@ -15,6 +15,7 @@ import ffmpeg
 import langcodes
 import numpy as np
 import pyloudnorm
+from scipy.io import wavfile
 
 from infra.fonts import fontconfig_file
 from infra.media import MediaError, decode_audio, probe, run_ffmpeg
@@ -57,13 +58,22 @@ def crop_box(src_w: int, src_h: int, aspect: Aspect,
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """A 16-bit PCM WAV as float (channels, samples) in [-1, 1], and its sample rate."""
-    with wave.open(str(path), "rb") as source:
-        if source.getsampwidth() != 2:
-            raise MediaError(f"{path}: expected 16-bit PCM, found {8 * source.getsampwidth()}-bit")
-        channels, rate = source.getnchannels(), source.getframerate()
-        pcm = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
-    return pcm.reshape(-1, channels).T.astype(np.float64) / 32768, rate
+    """A PCM (8/16/32-bit) or float WAV as float64 (channels, samples) in [-1, 1], and its
+    sample rate (ffmpeg writes float WAVs for float sources, the clip writer 16-bit ones)."""
+    try:
+        rate, data = wavfile.read(str(path))
+    except ValueError as err:
+        raise MediaError(f"{path}: not a readable WAV file ({err})") from err
+    scale = {np.dtype("int16"): 2.0**15, np.dtype("int32"): 2.0**31}
+    if data.dtype == np.uint8:
+        samples = (data.astype(np.float64) - 128.0) / 128.0
+    elif data.dtype in scale:
+        samples = data.astype(np.float64) / scale[data.dtype]
+    elif np.issubdtype(data.dtype, np.floating):
+        samples = data.astype(np.float64)
+    else:
+        raise MediaError(f"{path}: unsupported WAV sample type {data.dtype}")
+    return samples.reshape(len(samples), -1).T, int(rate)
 
 
 def write_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:

@@ -18,20 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infra.fonts import fontconfig_file
 from infra.hashing import sha256_file
-from infra.media import MediaError, decode_video_frames, probe, run_ffmpeg
+from infra.media import MediaError, decode_audio, decode_video_frames, probe, run_ffmpeg
 from schemas.brief import OnScreenText, Transition
 from schemas.finishing import CaptionCue
 from schemas.spot import SpotSpec
 from tasks.finishing import (
     AUDIO_RATE,
     GOP_SECONDS,
-    _number,
     crop_box,
+    integrated_lufs,
     iso639_2,
-    measure_loudness,
     normalize_loudness,
     to_srt,
     to_vtt,
+    true_peak_dbtp,
 )
 from tasks.overlay import TimedText, build_timed_ass
 
@@ -322,15 +322,15 @@ def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
                                          overlap_frames=overlap, end_card=card, wav=wav,
                                          srt=None, overlay=burned_overlay, out=burned,
                                          focus=focus), env=env)
-    after = measure_loudness(out, spec.loudness)
+    decoded, decoded_rate = decode_audio(out)
     return SpotResult(
         spot_id=spec.spot_id, video_path=str(out), burned_path=str(burned) if burned else None,
         srt_path=str(srt) if srt else None, vtt_path=str(vtt) if vtt else None,
         ass_path=str(burned_overlay), width=width, height=height, frames=total_frames,
         duration_s=total_frames / SPOT_FPS, scene_starts_s=starts_s,
         end_card_start_s=content_frames / SPOT_FPS if card_frames else None,
-        loudness_in_lufs=loudness_in, loudness_out_lufs=_number(after["input_i"]),
-        true_peak_out_dbtp=_number(after["input_tp"]), scene_frames=frames)
+        loudness_in_lufs=loudness_in, loudness_out_lufs=integrated_lufs(decoded, decoded_rate),
+        true_peak_out_dbtp=true_peak_dbtp(out, spec.loudness), scene_frames=frames)
 
 
 def spot_manifest(spec: SpotSpec, clips: list[SceneClip], result: SpotResult) -> SpotManifest:

@@ -17,7 +17,7 @@ from infra.media import decode_audio, decode_video_frames, probe, run_ffmpeg
 from schemas.finishing import LoudnessTarget, QCCheck, QCReport
 from schemas.platforms import SafeZone, duration_problem
 from schemas.spot import SpotSpec
-from tasks.finishing import measure_loudness
+from tasks.finishing import true_peak_dbtp
 from tasks.qc import run_qc
 from tasks.spot import SPOT_FPS, SpotResult
 
@@ -202,7 +202,8 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path) -> QCReport:
     checks.append(_check("platform_duration", not reasons, "; ".join(reasons) or
                          f"{duration:.2f} s", ", ".join(p.value for p in spec.platforms)))
     # 3. true peak over the whole spot (ffmpeg's 4x oversampled estimate)
-    peak = float(measure_loudness(path, _MEASURE_TARGET)["input_tp"])
+    measured = true_peak_dbtp(path, _MEASURE_TARGET)
+    peak = measured if measured is not None else float("-inf")  # None: digital silence
     checks.append(_check("true_peak", peak <= spec.loudness.true_peak_dbtp,
                          f"{peak:.1f} dBTP", f"<= {spec.loudness.true_peak_dbtp:.0f} dBTP"))
     # 4. sound across the joins: no click, no hole between scenes; no click into the end card
