@@ -124,8 +124,8 @@ class Scene(Frozen):
     scene_id: Slug
     visual: LongText = Field(description="What the camera sees, in words.")
     duration_s: float = Field(ge=MIN_SCENE_SECONDS, le=MAX_CLIP_SECONDS)
-    first_frame: str | None = Field(
-        default=None, max_length=1024,
+    first_frame: FileReference | None = Field(
+        default=None,
         description="Optional first image: a path relative to the brief, or an s3:// URI.")
     ambience: LongText | None = None
     dialogue: dict[str, Annotated[list[DialogueLine], Field(max_length=MAX_LINES_PER_LOCALE)]] \
@@ -135,16 +135,6 @@ class Scene(Frozen):
         default=None, description="Crop focus point (x, y) in [0, 1] for aspect variants.")
     continue_from: Slug | None = Field(
         default=None, description="Start from the last frame of this other scene's render.")
-
-    @field_validator("first_frame")
-    @classmethod
-    def _safe_reference(cls, value: str | None) -> str | None:
-        if value is None or value.startswith("s3://"):
-            return value
-        if value.startswith("/") or ".." in value.split("/") or "\\" in value:
-            raise ValueError(f"{value!r} must be a relative path inside the brief's folder or an "
-                             "s3:// URI")
-        return value
 
     @field_validator("dialogue", "on_screen_text", mode="before")
     @classmethod
