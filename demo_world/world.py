@@ -299,7 +299,10 @@ def render(scene: Scene) -> RenderedClip:
         x0, y0 = rng.uniform(lo, hi), rng.uniform(BOX_HALF_H + 2, HEIGHT - BOX_HALF_H - 3)
     else:
         x0, y0 = rng.uniform(BALL_RADIUS + 4, WIDTH - BALL_RADIUS - 4), float(FLOOR_Y)
-    phase = float(rng.uniform(0, 1))
+    # First contact at frame c in [1.5, 2.5] or [5.5, 9.5]: then no contact falls within
+    # 1.5 frames of either end of the clip, where a bounce could not be seen as a lowest point.
+    first = rng.uniform(1.5, 2.5) if rng.uniform() < 0.25 else rng.uniform(5.5, 9.5)
+    phase = 1.0 - first / BOUNCE_PERIOD_FRAMES
     heights = _ball_height(scene, phase)
     bounces = _bounce_times(phase) if scene.obj == "ball" else ()
 
