@@ -57,20 +57,30 @@ VOICE_OVER_MARGIN = 0.10  # voice-over lip sync may trail joint generation by 10
 
 
 def evaluation_scenes(count: int) -> list[Scene]:
-    """A fixed, balanced list: half speaking faces, a quarter balls, a quarter boxes, with
-    colours, backgrounds, motions and syllables cycled so each value appears evenly."""
+    """A fixed list: half speaking faces, a quarter balls, a quarter boxes (interleaved).
+
+    Within each kind, the j-th scene has colour j mod 3 and background (j + j div 3) mod 3, so
+    every 9 consecutive scenes of a kind hold each (colour, background) pair once; a face's
+    syllable count (1 + j div 3 mod 3) and motion form Latin squares over the same cells, and
+    each run of three faces says the three vowels in a seeded order."""
     rng = np.random.default_rng(EVAL_SEED)
     kinds = ("face", "ball", "face", "box")
     colours, backgrounds, syllables = list(COLOURS), list(BACKGROUNDS), list(SYLLABLES)
+    seen: dict[str, int] = {}
+    vowels: list[int] = []
     scenes = []
     for i in range(count):
         obj = kinds[i % len(kinds)]
+        j = seen[obj] = seen.get(obj, -1) + 1
+        row, col = j % 3, j // 3
         motions = MOTIONS[obj]
+        if obj == "face" and row == 0:
+            vowels = [int(v) for v in rng.permutation(3)]
         scenes.append(Scene(
-            obj=obj, colour=colours[i % 3], background=backgrounds[(i // 3) % 3],
-            motion=motions[(i // 2) % len(motions)],
-            syllable=syllables[(i // 4) % 3] if obj == "face" else "ba",
-            num_syllables=1 + (i // 2) % 3 if obj == "face" else 0,
+            obj=obj, colour=colours[row], background=backgrounds[(row + col) % 3],
+            motion=motions[(row + 2 * col) % len(motions)],
+            syllable=syllables[vowels[row]] if obj == "face" else "ba",
+            num_syllables=1 + col % 3 if obj == "face" else 0,
             seed=int(rng.integers(2**31)),
         ))
     return scenes

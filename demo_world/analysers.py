@@ -55,14 +55,14 @@ def row_background(frame: np.ndarray) -> np.ndarray:
     """(H, 3) background colour per row: median of the two leftmost and two rightmost columns
     (objects never touch the side edges in this world)."""
     edge = np.concatenate([frame[:, :2], frame[:, -2:]], axis=1).astype(float)
-    return np.median(edge, axis=1)
+    return np.asarray(np.median(edge, axis=1))
 
 
 def object_mask(frame: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels that differ from their row's background."""
     background = row_background(frame)
     distance = np.linalg.norm(frame.astype(float) - background[:, None, :], axis=-1)
-    return distance > OBJECT_DISTANCE
+    return np.asarray(distance > OBJECT_DISTANCE)
 
 
 def read_background(frames: np.ndarray) -> str:
@@ -183,7 +183,7 @@ def lip_sync_lag(frames: np.ndarray, audio: np.ndarray, max_lag: int = 5) -> int
 def _hop_rms(wave: np.ndarray, hop_s: float = HOP_S) -> np.ndarray:
     hop = int(round(hop_s * SAMPLE_RATE_HZ))
     usable = wave[: wave.size // hop * hop].reshape(-1, hop)
-    return np.sqrt(np.mean(usable**2, axis=1))
+    return np.asarray(np.sqrt(np.mean(usable**2, axis=1)))
 
 
 def _runs(active: np.ndarray) -> list[tuple[int, int]]:
@@ -236,7 +236,7 @@ def bounce_times(frames: np.ndarray) -> list[float]:
         return []
     ys = np.where(np.isnan(ys), np.nanmin(ys), ys)
     floor = ys.max()
-    out = []
+    out: list[float] = []
     for f in range(len(ys)):
         left = ys[f - 1] if f > 0 else -math.inf
         right = ys[f + 1] if f + 1 < len(ys) else -math.inf

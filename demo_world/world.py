@@ -211,7 +211,7 @@ def _voice(syllable: str, env: np.ndarray, rng: np.random.Generator) -> np.ndarr
         gain = np.exp(-((f - f1) / 160) ** 2) + 0.6 * np.exp(-((f - f2) / 220) ** 2) + 0.04
         out += gain * np.sin(k * phase)
     out /= np.abs(out).max() + 1e-9
-    return 0.5 * out * env
+    return np.asarray(0.5 * out * env)
 
 
 def _click(length: int, rng: np.random.Generator) -> np.ndarray:
@@ -245,7 +245,7 @@ def _background(name: str) -> np.ndarray:
     """(H, W, 3) float: the colour with a gentle vertical shading, so it is not a flat card."""
     base = np.array(BACKGROUNDS[name], dtype=np.float32)
     shade = 1.0 + 0.12 * (0.5 - _YY / (HEIGHT - 1))
-    return base[None, None, :] * shade[..., None]
+    return np.asarray(base[None, None, :] * shade[..., None])
 
 
 def _paint(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:

@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKLWan
 from torch import Tensor
 
 from demo_world.world import HEIGHT, NUM_FRAMES, WIDTH, render, sample_scene
 from mova_model.audio_vae import AudioVAE
 from mova_model.config import AudioVAEConfig, VideoVAEConfig
-from training.common import Budget, Progress, load_state, lr_at, save_state
+from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
 
 KL_WEIGHT = 1e-6  # per latent element relative to per-pixel MSE: a gentle pull, no blur
 STFT_SIZES = (256, 1024, 2048)
@@ -46,18 +45,18 @@ def pixels(frames: np.ndarray) -> Tensor:
 # ---- video VAE -------------------------------------------------------------------------------
 
 
-def video_vae_loss(vae: AutoencoderKLWan, x: Tensor, generator: torch.Generator) -> Tensor:
+def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator) -> Tensor:
     """MSE + L1 on pixels + KL: x (B, 3, T, H, W) in [-1, 1]."""
     posterior = vae.encode(x).latent_dist
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
-    recon = vae.decode(z).sample
-    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    recon: Tensor = vae.decode(z).sample
+    kl: Tensor = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
     return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + KL_WEIGHT * kl
 
 
-def train_video_vae(vae: AutoencoderKLWan, budget: Budget, state_path: Path, seed: int) -> None:
+def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int) -> None:
     """Train in place on random frame windows of fresh clips; resumable from `state_path`."""
-    optimiser = torch.optim.AdamW(vae.parameters(), lr=budget.codec_lr, weight_decay=0.0)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=budget.video_vae_lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     start = 0
@@ -83,11 +82,11 @@ def train_video_vae(vae: AutoencoderKLWan, budget: Budget, state_path: Path, see
             batch.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
         x = pixels(np.stack(batch))
         for group in optimiser.param_groups:
-            group["lr"] = lr_at(step, budget.video_vae_steps, budget.codec_lr,
+            group["lr"] = lr_at(step, budget.video_vae_steps, budget.video_vae_lr,
                                 budget.warmup_steps)
         loss = video_vae_loss(vae, x, generator)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimiser.step()
         done = step + 1
@@ -100,7 +99,7 @@ def train_video_vae(vae: AutoencoderKLWan, budget: Budget, state_path: Path, see
 
 
 @torch.no_grad()
-def measure_latent_stats(vae: AutoencoderKLWan, config: VideoVAEConfig, seed: int,
+def measure_latent_stats(vae: VideoVAE, config: VideoVAEConfig, seed: int,
                          num_clips: int = 24) -> VideoVAEConfig:
     """The config with `latents_mean`/`latents_std` measured on fresh clips (posterior mode)."""
     rng = np.random.default_rng(seed)
@@ -148,7 +147,7 @@ def audio_vae_loss(dac: AudioVAE, audio: Tensor, generator: torch.Generator) -> 
 
 def train_audio_vae(dac: AudioVAE, budget: Budget, state_path: Path, seed: int) -> None:
     """Train in place on random segments of fresh soundtracks; resumable from `state_path`."""
-    optimiser = torch.optim.AdamW(dac.parameters(), lr=budget.codec_lr, weight_decay=0.0)
+    optimiser = torch.optim.AdamW(dac.parameters(), lr=budget.audio_vae_lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     start = 0
@@ -171,11 +170,11 @@ def train_audio_vae(dac: AudioVAE, budget: Budget, state_path: Path, seed: int) 
                 segments.append(audio[first:first + length])
         x = torch.from_numpy(np.stack(segments[:budget.audio_vae_batch]))[:, None]  # (B, 1, N)
         for group in optimiser.param_groups:
-            group["lr"] = lr_at(step, budget.audio_vae_steps, budget.codec_lr,
+            group["lr"] = lr_at(step, budget.audio_vae_steps, budget.audio_vae_lr,
                                 budget.warmup_steps)
         loss = audio_vae_loss(dac, x, generator)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(dac.parameters(), 1.0)
         optimiser.step()
         done = step + 1
@@ -200,6 +199,7 @@ def normalise_dac_latents(dac: AudioVAE, seed: int, num_clips: int = 24) -> floa
     latent_dim = dac.config.latent_dim
     mean = dac.encode(audio)
     factor = float(1.0 / mean.std().clamp_min(1e-4))
+    assert dac.quant_conv.bias is not None  # built with bias (audio_vae.py)
     dac.quant_conv.weight[:latent_dim] *= factor
     dac.quant_conv.bias[:latent_dim] *= factor
     dac.post_quant_conv.weight /= factor
@@ -207,7 +207,7 @@ def normalise_dac_latents(dac: AudioVAE, seed: int, num_clips: int = 24) -> floa
 
 
 def build_codecs(video_config: VideoVAEConfig, audio_config: AudioVAEConfig, seed: int
-                 ) -> tuple[AutoencoderKLWan, AudioVAE]:
+                 ) -> tuple[VideoVAE, AudioVAE]:
     """Freshly initialised codecs, each under its own seed."""
     from mova_model.video_vae import build_video_vae
 

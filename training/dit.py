@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKLWan
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase, UMT5EncoderModel
 
@@ -40,7 +39,7 @@ from mova_model.text_encoder import clean_prompt
 from mova_model.video_dit import VideoDiT
 from mova_model.video_vae import first_frame_mask, normalize_latents
 from training.codecs import pixels
-from training.common import Budget, Progress, load_state, lr_at, save_state
+from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
 
 TEXT_LEN = 512  # the pipeline pads every prompt to 512 rows (spec §5)
 TI2VA_FRACTION = 0.5
@@ -61,11 +60,12 @@ class LatentSet:
 
 
 @torch.no_grad()
-def encode_world(vae: AutoencoderKLWan, vae_config: VideoVAEConfig, dac: AudioVAE,
+def encode_world(vae: VideoVAE, vae_config: VideoVAEConfig, dac: AudioVAE,
                  tokenizer: PreTrainedTokenizerBase, num_clips: int, seed: int,
                  progress: Progress | None = None) -> LatentSet:
     """Render `num_clips` scenes from `seed` and encode them with the trained codecs."""
-    video, first, audio, ids = [], [], [], []
+    video, first, audio = [], [], []
+    ids: list[list[int]] = []
     clips = render_many(seed, num_clips)
     for start in range(0, num_clips, ENCODE_BATCH):
         chunk = clips[start:start + ENCODE_BATCH]
@@ -217,7 +217,7 @@ def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMat
                                                 expert, generator)
         loss = video_loss + audio_loss
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
         optimiser.step()
         _ema_update(ema, models, budget.ema_decay)

@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers.utils import logging as transformers_logging
@@ -38,20 +39,25 @@ from training.codecs import (
     train_audio_vae,
     train_video_vae,
 )
-from training.common import BUDGETS, Budget, Progress, load_state, save_state
+from training.common import BUDGETS, Budget, Progress, VideoVAE, load_state, save_state
 from training.dit import DiffusionModels, LatentSet, encode_world, train_diffusion
 
 log = logging.getLogger("training")
 WORLD_SEED_OFFSET = 1_000  # training scenes come from seeds the evaluation set does not use
 
 
+def _build_video_vae(config: VideoVAEConfig) -> torch.nn.Module:
+    # an nn.Module at run time; diffusers' class is untyped for mypy
+    return cast(torch.nn.Module, build_video_vae(config))
+
+
 def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
-                 ) -> tuple[torch.nn.Module, VideoVAEConfig, AudioVAE]:
+                 ) -> tuple[VideoVAE, VideoVAEConfig, AudioVAE]:
     """Train (or reload) both codecs; returns (video VAE, its config with stats, DAC)."""
     video_dir, audio_dir = work / "video_vae", work / "audio_vae"
     vae, dac = build_codecs(config.video_vae, config.audio_vae, seed)
     if (video_dir / "config.json").is_file():
-        vae, video_config = load_component(video_dir, VideoVAEConfig, build_video_vae)
+        vae, video_config = load_component(video_dir, VideoVAEConfig, _build_video_vae)
     else:
         train_video_vae(vae, budget, work / "state" / "video_vae.pt", seed)
         video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
@@ -59,7 +65,9 @@ def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
         log.info("stage=video_vae done latents_std=%s", ",".join(
             f"{v:.3g}" for v in video_config.latents_std))
     if (audio_dir / "config.json").is_file():
-        dac, _ = load_component(audio_dir, AudioVAEConfig, AudioVAE)
+        loaded, _ = load_component(audio_dir, AudioVAEConfig, AudioVAE)
+        assert isinstance(loaded, AudioVAE)
+        dac = loaded
     else:
         train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
         factor = normalise_dac_latents(dac, seed + 3)
@@ -68,7 +76,7 @@ def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
     return vae.eval(), video_config, dac.eval()
 
 
-def _latent_stage(work: Path, budget: Budget, vae: torch.nn.Module, video_config: VideoVAEConfig,
+def _latent_stage(work: Path, budget: Budget, vae: VideoVAE, video_config: VideoVAEConfig,
                   dac: AudioVAE, seed: int) -> LatentSet:
     path = work / "state" / "latents.pt"
     state = load_state(path)
@@ -90,7 +98,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     started = time.monotonic()
     config = get_preset(preset)
     work.mkdir(parents=True, exist_ok=True)
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if not (work / "tokenizer").is_dir():
         build_tokenizer(work / "tokenizer", vocab_size=config.text_encoder.vocab_size, seed=seed)
     vae, video_config, dac = _codec_stage(work, budget, config, seed)
@@ -134,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for resumable state (rerun to resume)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 is fastest on a shared CPU (many small ops)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+import training.dit
+from demo_world.world import Scene, render
 from mova_model.config import get_preset
 from mova_model.pipeline import MovaPipeline
 from mova_model.schedule import FlowMatchPairScheduler
@@ -19,11 +23,19 @@ from training.codecs import (
     audio_vae_loss,
     build_codecs,
     normalise_dac_latents,
+    pixels,
     train_audio_vae,
     train_video_vae,
+    video_vae_loss,
 )
-from training.common import BUDGETS, Budget
-from training.dit import DiffusionModels, encode_text, encode_world, train_diffusion
+from training.common import BUDGETS, Budget, save_state
+from training.dit import (
+    DiffusionModels,
+    diffusion_loss,
+    encode_text,
+    encode_world,
+    train_diffusion,
+)
 from training.run import train_demo_model
 
 TINY = get_preset("tiny")
@@ -57,13 +69,10 @@ def test_dac_rescale_keeps_reconstruction_and_gives_unit_latents() -> None:
 
 def test_codec_losses_go_down(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    budget = dataclasses.replace(BUDGETS["smoke"], video_vae_steps=25, audio_vae_steps=25,
-                                 checkpoint_every=100, warmup_steps=3)
+    budget = dataclasses.replace(BUDGETS["smoke"], video_vae_steps=12, audio_vae_steps=12,
+                                 video_vae_batch=1, audio_vae_batch=2, checkpoint_every=100,
+                                 warmup_steps=2)
     vae, dac = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
-    from demo_world.world import render
-    from training.codecs import pixels, video_vae_loss
-    from demo_world.world import Scene
-
     clip = render(Scene("face", "red", "blue", "still", "ba", 2, seed=3))
     x = pixels(clip.frames[None, :5])
     wave = torch.from_numpy(clip.audio[:4800])[None, None]
@@ -76,12 +85,13 @@ def test_codec_losses_go_down(tmp_path: Path) -> None:
     with torch.no_grad():
         v1 = video_vae_loss(vae, x, g.manual_seed(0)).item()
         a1 = audio_vae_loss(dac, wave, g.manual_seed(0)).item()
-    assert v1 < 0.7 * v0 and a1 < a0
+    assert v1 < 0.9 * v0 and a1 < a0
 
 
-def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path) -> None:
-    budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=40, num_clips=8,
-                                 checkpoint_every=20, log_every=40)
+def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=30, num_clips=8,
+                                 checkpoint_every=15, log_every=30)
     build_tokenizer(tmp_path / "tok", vocab_size=TINY.text_encoder.vocab_size)
     from transformers import AutoTokenizer
 
@@ -94,8 +104,6 @@ def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path) -> None:
     def fresh() -> DiffusionModels:
         torch.manual_seed(0)
         return DiffusionModels(TINY, build_text_encoder(TINY.text_encoder), seed=0)
-
-    from training.dit import diffusion_loss
 
     def eval_loss(models: DiffusionModels) -> float:
         g = torch.Generator().manual_seed(123)
@@ -110,16 +118,22 @@ def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path) -> None:
 
     models = fresh()
     before = eval_loss(models)
+    # keep a copy of the step-15 state, as a crash right after that checkpoint would leave it
+    saved: dict[int, dict[str, Any]] = {}
+
+    def save_and_keep(path: Path, state: dict[str, Any]) -> None:
+        save_state(path, state)
+        saved[state["step"]] = copy.deepcopy(state)
+
+    monkeypatch.setattr(training.dit, "save_state", save_and_keep)
     train_diffusion(models, data, scheduler, TINY.boundary_ratio, budget,
                     tmp_path / "d.pt", seed=1)
     after = eval_loss(models)
     assert after < 0.8 * before
-    # resuming from the step-20 state gives the same weights as the uninterrupted run
-    state = torch.load(tmp_path / "d.pt", weights_only=False)
-    assert state["step"] == 40
-    half = dataclasses.replace(budget, dit_steps=20)
+    assert sorted(saved) == [15, 30]
+    # resuming from the step-15 state gives the same weights as the uninterrupted run
+    save_state(tmp_path / "r.pt", saved[15])
     resumed = fresh()
-    train_diffusion(resumed, data, scheduler, TINY.boundary_ratio, half, tmp_path / "r.pt", 1)
     train_diffusion(resumed, data, scheduler, TINY.boundary_ratio, budget, tmp_path / "r.pt", 1)
     for p, q in zip(models.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(p, q)
