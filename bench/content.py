@@ -113,6 +113,11 @@ class Tally:
         return sum(values) / len(values) if values else None
 
 
+def _in_sync(lag: int | None) -> bool:
+    """Within one frame; no measurable lag (no mouth or no voice) is a failure."""
+    return lag is not None and abs(lag) <= 1
+
+
 def score_joint(tally: Tally, truth: RenderedClip, frames: np.ndarray, audio: np.ndarray) -> None:
     """Adherence, lip sync, syllables and bounce clicks of one text-only generation."""
     scene = truth.scene
@@ -120,7 +125,7 @@ def score_joint(tally: Tally, truth: RenderedClip, frames: np.ndarray, audio: np
     tally.add("object", analysers.read_object(frames) == scene.obj)
     tally.add("background", analysers.read_background(frames) == scene.background)
     if scene.obj == "face":
-        tally.add("lip_sync", abs(analysers.lip_sync_lag(frames, audio)) <= 1)
+        tally.add("lip_sync", _in_sync(analysers.lip_sync_lag(frames, audio)))
         tally.add("syllables", analysers.count_syllables(audio) == scene.num_syllables)
     if scene.obj == "ball":
         tally.add("bounce_click", analysers.bounce_click_sync(frames, audio).aligned)
@@ -145,7 +150,7 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
                 _, dubbed = generate(pipe, truth.prompt, seed=seed, steps=steps,
                                      cfg_scale=cfg_scale, video=truth.frames)
                 tally.add("voice_over_lip_sync",
-                          abs(analysers.lip_sync_lag(truth.frames, dubbed)) <= 1)
+                          _in_sync(analysers.lip_sync_lag(truth.frames, dubbed)))
                 tally.add("voice_over_syllables",
                           analysers.count_syllables(dubbed) == scene.num_syllables)
     rates = {name: tally.rate(name) for name in sorted(tally.hits)}

@@ -162,13 +162,16 @@ def voice_envelope_per_frame(audio: np.ndarray, num_frames: int) -> np.ndarray:
                      for a, b in zip(edges[:-1], edges[1:], strict=True)])
 
 
-def lip_sync_lag(frames: np.ndarray, audio: np.ndarray, max_lag: int = 5) -> int:
+def lip_sync_lag(frames: np.ndarray, audio: np.ndarray, max_lag: int = 5) -> int | None:
     """Frames by which the voice trails the mouth (negative: leads), at the best normalised
-    cross-correlation of mouth opening and voice envelope over lags -max_lag..max_lag."""
+    cross-correlation of mouth opening and voice envelope over lags -max_lag..max_lag.
+
+    None when there is nothing to correlate (no moving mouth, or no voice), so that a clip
+    without a talking face never passes as in sync."""
     mouth = mouth_opening(frames)
     voice = voice_envelope_per_frame(audio, frames.shape[0])
-    best, best_lag = -math.inf, 0
-    # Search from lag 0 outwards so that ties (e.g. a flat mouth) resolve to the smallest lag.
+    best, best_lag = -math.inf, None
+    # Search from lag 0 outwards so that ties resolve to the smallest lag.
     for lag in sorted(range(-max_lag, max_lag + 1), key=abs):
         m = mouth[max(0, -lag):len(mouth) - max(0, lag)]
         v = voice[max(0, lag):len(voice) - max(0, -lag)]

@@ -46,6 +46,14 @@ def test_lip_sync_lag_is_zero_in_sync_and_finds_a_shifted_voice(shift_frames: in
         assert analysers.lip_sync_lag(clip.frames, shifted) == shift_frames
 
 
+def test_no_face_or_no_voice_has_no_lip_sync() -> None:
+    face = render(Scene("face", "red", "blue", "still", "ba", 2, seed=1))
+    ball = render(Scene("ball", "red", "blue", "bounces", seed=1))
+    silence = np.zeros_like(face.audio)
+    assert analysers.lip_sync_lag(ball.frames, face.audio) is None  # no mouth
+    assert analysers.lip_sync_lag(face.frames, silence) is None  # no voice
+
+
 def test_mouth_opening_tracks_a_moving_face() -> None:
     clip = render(Scene("face", "yellow", "green", "right", "bi", 2, seed=5))
     assert np.corrcoef(analysers.mouth_opening(clip.frames), clip.mouth_open)[0, 1] > 0.9
