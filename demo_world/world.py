@@ -159,7 +159,7 @@ def _syllable_onsets(scene: Scene, rng: np.random.Generator) -> tuple[float, ...
     return tuple(float(start + i * spacing) for i in range(scene.num_syllables))
 
 
-def _ball_height(scene: Scene, phase: float) -> np.ndarray:
+def _ball_height(phase: float) -> np.ndarray:
     """Height above the floor per frame (pixels): |sin|, so contacts are sharp like a bounce."""
     t = np.arange(NUM_FRAMES) / BOUNCE_PERIOD_FRAMES + phase
     return BOUNCE_HEIGHT_PX * np.abs(np.sin(np.pi * t))
@@ -303,7 +303,7 @@ def render(scene: Scene) -> RenderedClip:
     # 1.5 frames of either end of the clip, where a bounce could not be seen as a lowest point.
     first = rng.uniform(1.5, 2.5) if rng.uniform() < 0.25 else rng.uniform(5.5, 9.5)
     phase = 1.0 - first / BOUNCE_PERIOD_FRAMES
-    heights = _ball_height(scene, phase)
+    heights = _ball_height(phase)
     bounces = _bounce_times(phase) if scene.obj == "ball" else ()
 
     background = _background(scene.background)
