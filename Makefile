@@ -35,3 +35,11 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .mova
+
+# The demo model: the tiny MOVA trained on the synthetic world of demo_world/ (issue 17), seeded
+# and resumable (rerun to continue); about 90 minutes on 2 CPU cores. Measure it with
+# `$(PY) bench/content.py --checkpoint $(DEMO_MODEL)`.
+DEMO_MODEL ?= assets/demo-model
+.PHONY: demo-model
+demo-model: install
+	$(PY) -m training.run --out $(DEMO_MODEL) --work .demo-model-run/work --budget full --threads 1

@@ -1,0 +1,1 @@
+"""A synthetic talking world for training and measuring the tiny MOVA (issue 17)."""

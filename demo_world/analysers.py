@@ -1,0 +1,282 @@
+"""Hand-written measurements of clips of the demo world (no learned models).
+
+They read what a viewer would check on a generated clip: which colour, object and background
+are on screen; whether the mouth moves with the voice (lag of the best cross-correlation, in
+frames); how many syllables are heard; whether the ball's clicks land on its bounces; and how
+close the first frame is to a given image (PSNR). Each works on uint8 frames (T, H, W, 3) and a
+mono float waveform at 48 kHz, so the same code scores ground truth and generated clips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from demo_world.world import BACKGROUNDS, COLOURS, FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+
+# A pixel belongs to the object when it is this far (Euclidean RGB) from its row's background.
+OBJECT_DISTANCE = 70.0
+# Features (eyes, mouth, box outline) are darker than any object colour and any background.
+DARK_MAX_CHANNEL = 80
+BOX_FILL = 0.88  # a filled rectangle fills its bounding box; a disc fills pi/4 = 0.785 of it
+FACE_MIN_AREA = 480  # pixels: the face disc is ~900, the ball ~200, the box ~900 (but square)
+VOICE_BAND_HZ = (150.0, 3500.0)
+CLICK_BAND_HZ = 1500.0
+SPEECH_MIN_RMS = 0.04  # below this voice-band level nothing is being said
+HOP_S = 0.01
+
+
+def _nearest(rgb: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> str:
+    names = list(palette)
+    dist = [float(np.linalg.norm(rgb - np.array(palette[n], dtype=float))) for n in names]
+    return names[int(np.argmin(dist))]
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3); got {frames.dtype} {frames.shape}")
+
+
+def _check_audio(audio: np.ndarray) -> np.ndarray:
+    wave = np.asarray(audio, dtype=np.float64)
+    if wave.ndim == 2 and wave.shape[0] == 1:
+        wave = wave[0]  # a (1, N) clip soundtrack
+    if wave.ndim != 1 or wave.size == 0:
+        raise ValueError(f"audio must be mono (N,) or (1, N); got shape {np.shape(audio)}")
+    return wave
+
+
+# ---- picture ---------------------------------------------------------------------------------
+
+
+def row_background(frame: np.ndarray) -> np.ndarray:
+    """(H, 3) background colour per row: median of the two leftmost and two rightmost columns
+    (objects never touch the side edges in this world)."""
+    edge = np.concatenate([frame[:, :2], frame[:, -2:]], axis=1).astype(float)
+    return np.asarray(np.median(edge, axis=1))
+
+
+def object_mask(frame: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels that differ from their row's background."""
+    background = row_background(frame)
+    distance = np.linalg.norm(frame.astype(float) - background[:, None, :], axis=-1)
+    return np.asarray(distance > OBJECT_DISTANCE)
+
+
+def read_background(frames: np.ndarray) -> str:
+    """Name of the background colour (the side edges, averaged over all frames)."""
+    _check_frames(frames)
+    edges = np.concatenate([frames[:, :, :2], frames[:, :, -2:]], axis=2).astype(float)
+    return _nearest(edges.reshape(-1, 3).mean(axis=0), BACKGROUNDS)
+
+
+def read_colour(frames: np.ndarray) -> str | None:
+    """Name of the object's colour (its bright pixels), or None when nothing is on screen."""
+    _check_frames(frames)
+    pixels = []
+    for frame in frames:
+        mask = object_mask(frame) & (frame.max(axis=-1) > DARK_MAX_CHANNEL)
+        pixels.append(frame[mask].astype(float))
+    stacked = np.concatenate(pixels)
+    if len(stacked) < 20:
+        return None
+    return _nearest(np.median(stacked, axis=0), COLOURS)
+
+
+def read_object(frames: np.ndarray) -> str | None:
+    """'face', 'ball' or 'box' from the object's area and how much of its bounding box it fills
+    (medians over frames), or None when nothing is on screen."""
+    _check_frames(frames)
+    areas, fills = [], []
+    for frame in frames:
+        ys, xs = np.nonzero(object_mask(frame))
+        if len(ys) < 20:
+            continue
+        box_area = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        areas.append(len(ys))
+        fills.append(len(ys) / box_area)
+    if not areas:
+        return None
+    if float(np.median(fills)) >= BOX_FILL:
+        return "box"
+    return "face" if float(np.median(areas)) >= FACE_MIN_AREA else "ball"
+
+
+def object_centres(frames: np.ndarray) -> np.ndarray:
+    """(T, 2) centroid (y, x) of the object per frame; NaN where nothing is on screen."""
+    _check_frames(frames)
+    out = np.full((frames.shape[0], 2), np.nan)
+    for i, frame in enumerate(frames):
+        ys, xs = np.nonzero(object_mask(frame))
+        if len(ys) >= 20:
+            out[i] = ys.mean(), xs.mean()
+    return out
+
+
+def mouth_opening(frames: np.ndarray) -> np.ndarray:
+    """(T,) dark pixels inside the lower half of the face per frame (a closed mouth is a line).
+
+    The face's centre is the midpoint of its mask's bounding box; the mouth sits below it."""
+    _check_frames(frames)
+    out = np.zeros(frames.shape[0])
+    for i, frame in enumerate(frames):
+        mask = object_mask(frame)
+        ys, xs = np.nonzero(mask)
+        if len(ys) < 20:
+            continue
+        cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+        top, bottom = int(round(cy + 1)), int(round(cy + 14))
+        left, right = int(round(cx - 9)), int(round(cx + 9))
+        region = frame[max(top, 0):bottom, max(left, 0):right]
+        inside = mask[max(top, 0):bottom, max(left, 0):right]
+        out[i] = float(((region.max(axis=-1) <= DARK_MAX_CHANNEL) & inside).sum())
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images of the same shape (dB; inf if equal)."""
+    if a.shape != b.shape:
+        raise ValueError(f"PSNR needs equal shapes; got {a.shape} and {b.shape}")
+    mse = float(np.mean((a.astype(float) - b.astype(float)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+# ---- sound -----------------------------------------------------------------------------------
+
+
+def _band(wave: np.ndarray, low_hz: float, high_hz: float) -> np.ndarray:
+    """Brick-wall band-pass by FFT (clips are one second; no streaming needed)."""
+    spectrum = np.fft.rfft(wave)
+    freqs = np.fft.rfftfreq(wave.size, 1 / SAMPLE_RATE_HZ)
+    spectrum[(freqs < low_hz) | (freqs > high_hz)] = 0
+    return np.fft.irfft(spectrum, n=wave.size)
+
+
+def voice_envelope_per_frame(audio: np.ndarray, num_frames: int) -> np.ndarray:
+    """(T,) RMS of the voice band over each video frame's span of samples."""
+    voice = _band(_check_audio(audio), *VOICE_BAND_HZ)
+    edges = np.round(np.arange(num_frames + 1) * SAMPLES_PER_FRAME).astype(int)
+    return np.array([np.sqrt(np.mean(voice[a:b] ** 2)) if b > a else 0.0
+                     for a, b in zip(edges[:-1], edges[1:], strict=True)])
+
+
+def lip_sync_lag(frames: np.ndarray, audio: np.ndarray, max_lag: int = 5) -> int | None:
+    """Frames by which the voice trails the mouth (negative: leads), at the best normalised
+    cross-correlation of mouth opening and voice envelope over lags -max_lag..max_lag.
+
+    None when there is nothing to correlate (no moving mouth, or no voice), so that a clip
+    without a talking face never passes as in sync."""
+    mouth = mouth_opening(frames)
+    voice = voice_envelope_per_frame(audio, frames.shape[0])
+    best, best_lag = -math.inf, None
+    # Search from lag 0 outwards so that ties resolve to the smallest lag.
+    for lag in sorted(range(-max_lag, max_lag + 1), key=abs):
+        m = mouth[max(0, -lag):len(mouth) - max(0, lag)]
+        v = voice[max(0, lag):len(voice) - max(0, -lag)]
+        if m.std() == 0 or v.std() == 0:
+            continue
+        score = float(np.corrcoef(m, v)[0, 1])
+        if score > best + 1e-9:
+            best, best_lag = score, lag
+    return best_lag
+
+
+def _hop_rms(wave: np.ndarray, hop_s: float = HOP_S) -> np.ndarray:
+    hop = int(round(hop_s * SAMPLE_RATE_HZ))
+    usable = wave[: wave.size // hop * hop].reshape(-1, hop)
+    return np.asarray(np.sqrt(np.mean(usable**2, axis=1)))
+
+
+def _runs(active: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) index ranges where `active` is True."""
+    padded = np.concatenate([[False], active, [False]])
+    change = np.flatnonzero(padded[1:] != padded[:-1])
+    return list(zip(change[::2], change[1::2], strict=True))
+
+
+def count_syllables(audio: np.ndarray) -> int:
+    """Voiced bursts heard: voice-band RMS (10 ms hops) above 35 % of its peak for >= 60 ms,
+    gaps under 30 ms bridged; 0 when the voice band stays below speaking level."""
+    rms = _hop_rms(_band(_check_audio(audio), *VOICE_BAND_HZ))
+    rms = np.convolve(rms, np.ones(3) / 3, mode="same")  # 30 ms smoothing
+    if rms.size == 0 or rms.max() < SPEECH_MIN_RMS:
+        return 0
+    runs = _runs(rms > 0.35 * rms.max())
+    merged: list[tuple[int, int]] = []
+    for start, end in runs:
+        if merged and start - merged[-1][1] < 3:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return sum(1 for start, end in merged if end - start >= 6)
+
+
+def click_times(audio: np.ndarray, min_gap_s: float = 0.1) -> list[float]:
+    """Onset times (s) of sharp broadband knocks: peaks of the >1.5 kHz energy (2.5 ms hops)
+    that stand far above that band's median level."""
+    high = _band(_check_audio(audio), CLICK_BAND_HZ, SAMPLE_RATE_HZ / 2)
+    rms = _hop_rms(high, 0.0025)
+    if rms.size == 0 or rms.max() < 0.05:
+        return []
+    threshold = max(0.3 * rms.max(), 6 * float(np.median(rms)))
+    peaks = [i for i in range(rms.size) if rms[i] >= threshold
+             and rms[i] == rms[max(0, i - 2):i + 3].max()]
+    times: list[float] = []
+    for i in peaks:
+        t = i * 0.0025
+        if not times or t - times[-1] >= min_gap_s:
+            times.append(t)
+    return times
+
+
+def bounce_times(frames: np.ndarray) -> list[float]:
+    """Times (s) where the object is at its lowest: interior local maxima of the centroid row
+    within 4 px of the lowest point seen."""
+    ys = object_centres(frames)[:, 0]
+    if np.isnan(ys).all():
+        return []
+    ys = np.where(np.isnan(ys), np.nanmin(ys), ys)
+    floor = ys.max()
+    out: list[float] = []
+    for f in range(len(ys)):
+        left = ys[f - 1] if f > 0 else -math.inf
+        right = ys[f + 1] if f + 1 < len(ys) else -math.inf
+        # the world keeps contacts 1.5 frames away from the clip's ends, so an end frame is
+        # never a bounce (it would only be a ball on its way down or up)
+        lowest = 0 < f < len(ys) - 1 and ys[f] >= left and ys[f] >= right \
+            and ys[f] > min(left, right)
+        # a contact between two frames shows as two equal lowest frames: keep the first
+        if ys[f] >= floor - 4 and lowest and not (out and f / FPS - out[-1] <= 1.5 / FPS):
+            out.append(f / FPS)
+    return out
+
+
+@dataclass(frozen=True)
+class BounceSync:
+    """How clicks and bounces line up."""
+
+    bounces: int
+    clicks: int
+    matched: int  # bounces with a click within one frame
+    mean_offset_frames: float  # over matched bounces (NaN if none)
+
+    @property
+    def aligned(self) -> bool:
+        """Every bounce clicks and every click is at a bounce (within one frame)."""
+        return self.bounces > 0 and self.matched == self.bounces == self.clicks
+
+
+def bounce_click_sync(frames: np.ndarray, audio: np.ndarray) -> BounceSync:
+    """Match each bounce seen to the nearest click heard (within one frame)."""
+    seen, heard = bounce_times(frames), click_times(audio)
+    offsets = []
+    for t in seen:
+        if heard:
+            nearest = min(heard, key=lambda c: abs(c - t))
+            if abs(nearest - t) * FPS <= 1.0:
+                offsets.append((nearest - t) * FPS)
+    mean = float(np.mean(offsets)) if offsets else math.nan
+    return BounceSync(bounces=len(seen), clicks=len(heard), matched=len(offsets),
+                      mean_offset_frames=mean)

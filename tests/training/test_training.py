@@ -1,0 +1,163 @@
+"""A few-steps training run: the losses go down and the folder loads strictly in MovaPipeline."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import training.dit
+from demo_world.world import Scene, render
+from mova_model.config import get_preset
+from mova_model.pipeline import MovaPipeline
+from mova_model.schedule import FlowMatchPairScheduler
+from mova_model.text_encoder import TextEncoder, build_text_encoder
+from mova_model.tokenizer_build import build_tokenizer
+from training.codecs import (
+    audio_vae_loss,
+    build_codecs,
+    normalise_dac_latents,
+    pixels,
+    train_audio_vae,
+    train_video_vae,
+    video_vae_loss,
+)
+from training.common import BUDGETS, Budget, save_state
+from training.dit import (
+    DiffusionModels,
+    diffusion_loss,
+    encode_text,
+    encode_world,
+    train_diffusion,
+)
+from training.run import train_demo_model
+
+TINY = get_preset("tiny")
+
+
+def test_encode_text_matches_the_pipeline_encoder(tmp_path: Path) -> None:
+    """Training reads prompts exactly as generation will (same rows, zero padding to 512)."""
+    build_tokenizer(tmp_path / "tok", vocab_size=TINY.text_encoder.vocab_size)
+    torch.manual_seed(0)
+    model = build_text_encoder(TINY.text_encoder)
+    model.save_pretrained(tmp_path / "enc")
+    encoder = TextEncoder.from_folders(tmp_path / "enc", tmp_path / "tok")
+    prompts = ['A red face on a blue background says "ba ba", over a soft wind.', ""]
+    ids = [encoder.tokenizer(p).input_ids for p in prompts]
+    with torch.no_grad():
+        ours = encode_text(encoder.model, ids)
+    assert ours.shape == (2, 512, TINY.text_encoder.d_model)
+    torch.testing.assert_close(ours, encoder.encode(prompts, 512), atol=1e-5, rtol=1e-5)
+
+
+def test_dac_rescale_keeps_reconstruction_and_gives_unit_latents() -> None:
+    _, dac = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    audio = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 1, 4800))
+                             .astype(np.float32))
+    with torch.no_grad():
+        before = dac.decode(dac.encode(audio))
+        normalise_dac_latents(dac, seed=1, num_clips=4)
+        after = dac.decode(dac.encode(audio))
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-3)
+
+
+def test_codec_losses_go_down(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    budget = dataclasses.replace(BUDGETS["smoke"], video_vae_steps=12, audio_vae_steps=12,
+                                 video_vae_batch=1, audio_vae_batch=2, checkpoint_every=100,
+                                 warmup_steps=2)
+    vae, dac = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    clip = render(Scene("face", "red", "blue", "still", "ba", 2, seed=3))
+    x = pixels(clip.frames[None, :5])
+    wave = torch.from_numpy(clip.audio[:4800])[None, None]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        v0 = video_vae_loss(vae, x, g.manual_seed(0)).item()
+        a0 = audio_vae_loss(dac, wave, g.manual_seed(0)).item()
+    train_video_vae(vae, budget, tmp_path / "v.pt", seed=1)
+    train_audio_vae(dac, budget, tmp_path / "a.pt", seed=1)
+    with torch.no_grad():
+        v1 = video_vae_loss(vae, x, g.manual_seed(0)).item()
+        a1 = audio_vae_loss(dac, wave, g.manual_seed(0)).item()
+    assert v1 < 0.9 * v0 and a1 < a0
+
+
+def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=30, num_clips=8,
+                                 checkpoint_every=15, log_every=30)
+    build_tokenizer(tmp_path / "tok", vocab_size=TINY.text_encoder.vocab_size)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tok"), local_files_only=True)
+    vae, dac = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    data = encode_world(vae.eval(), TINY.video_vae, dac.eval(), tokenizer, budget.num_clips, 5)
+    assert data.video.shape == (8, 16, 7, 8, 14) and data.audio.shape == (8, 128, 53)
+    scheduler = FlowMatchPairScheduler(TINY.scheduler)
+
+    def fresh() -> DiffusionModels:
+        torch.manual_seed(0)
+        return DiffusionModels(TINY, build_text_encoder(TINY.text_encoder), seed=0)
+
+    def eval_loss(models: DiffusionModels) -> float:
+        g = torch.Generator().manual_seed(123)
+        total = 0.0
+        with torch.no_grad():
+            for expert in (0, 1):
+                for _ in range(3):
+                    v, a = diffusion_loss(models, data, scheduler, TINY.boundary_ratio,
+                                          torch.arange(8), expert, g)
+                    total += v.item() + a.item()
+        return total
+
+    models = fresh()
+    before = eval_loss(models)
+    # keep a copy of the step-15 state, as a crash right after that checkpoint would leave it
+    saved: dict[int, dict[str, Any]] = {}
+
+    def save_and_keep(path: Path, state: dict[str, Any]) -> None:
+        save_state(path, state)
+        saved[state["step"]] = copy.deepcopy(state)
+
+    monkeypatch.setattr(training.dit, "save_state", save_and_keep)
+    train_diffusion(models, data, scheduler, TINY.boundary_ratio, budget,
+                    tmp_path / "d.pt", seed=1)
+    after = eval_loss(models)
+    assert after < 0.8 * before
+    assert sorted(saved) == [15, 30]
+    # resuming from the step-15 state gives the same weights as the uninterrupted run
+    save_state(tmp_path / "r.pt", saved[15])
+    resumed = fresh()
+    train_diffusion(resumed, data, scheduler, TINY.boundary_ratio, budget, tmp_path / "r.pt", 1)
+    for p, q in zip(models.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_a_folder_that_loads_strictly_and_generates(tmp_path: Path) -> None:
+    out = train_demo_model(tmp_path / "model", tmp_path / "work", BUDGETS["smoke"], seed=0)
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["_class_name"] == "MOVA"
+    pipe = MovaPipeline.from_pretrained(out)
+    # the trained video VAE carries the latent statistics measured on the world
+    assert pipe.video_vae_config.latents_std != TINY.video_vae.latents_std
+    clip = pipe.generate("A red ball bounces on a grey background.", height=64, width=112,
+                         num_frames=25, video_fps=24.0, num_inference_steps=2, seed=0)
+    assert clip.video.shape == (25, 64, 112, 3) and clip.audio.shape == (1, 50_000)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size < 20 * 2**20
+
+
+def test_budget_validation() -> None:
+    with pytest.raises(ValueError, match="4k\\+1"):
+        dataclasses.replace(BUDGETS["smoke"], video_vae_frames=6)
+    with pytest.raises(ValueError, match="hop"):
+        Budget(video_vae_steps=1, video_vae_batch=1, video_vae_frames=5, audio_vae_steps=1,
+               audio_vae_batch=1, audio_vae_samples=1000, num_clips=1, dit_steps=1,
+               dit_batch=1)

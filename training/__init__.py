@@ -1,0 +1,1 @@
+"""Training of the tiny MOVA on the demo world (issue 17)."""

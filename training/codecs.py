@@ -1,0 +1,218 @@
+"""Reconstruction training of the two codecs on the demo world: the Wan video VAE and the DAC.
+
+Both are trained as VAEs (reparameterised sample + a small KL), so their latent spaces are
+smooth for the diffusion stage. After training, the latents are put on the scale the pipeline
+expects: the video VAE's per-channel `latents_mean`/`latents_std` config fields are measured
+on the world, and the DAC (which the pipeline uses unnormalised, spec §6.2) is reparameterised
+so its posterior mean has unit standard deviation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from demo_world.world import HEIGHT, NUM_FRAMES, WIDTH, render, sample_scene
+from mova_model.audio_vae import AudioVAE
+from mova_model.config import AudioVAEConfig, VideoVAEConfig
+from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
+
+KL_WEIGHT = 1e-6  # per latent element relative to per-pixel MSE: a gentle pull, no blur
+STFT_SIZES = (256, 1024, 2048)
+CROP_H, CROP_W = 32, 56  # video VAE training crop (pixels)
+
+
+def _clip_batch(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(frames uint8 (T, H, W, 3), audio float32 (N,)) of freshly drawn scenes."""
+    out = []
+    for _ in range(count):
+        clip = render(sample_scene(rng))
+        out.append((clip.frames, clip.audio))
+    return out
+
+
+def pixels(frames: np.ndarray) -> Tensor:
+    """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1)
+    return x.permute(0, 4, 1, 2, 3)  # (B, T, H, W, 3) -> (B, 3, T, H, W)
+
+
+# ---- video VAE -------------------------------------------------------------------------------
+
+
+def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator) -> Tensor:
+    """MSE + L1 on pixels + KL: x (B, 3, T, H, W) in [-1, 1]."""
+    posterior = vae.encode(x).latent_dist
+    z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+    recon: Tensor = vae.decode(z).sample
+    kl: Tensor = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + KL_WEIGHT * kl
+
+
+def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int) -> None:
+    """Train in place on random frame windows of fresh clips; resumable from `state_path`."""
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=budget.video_vae_lr, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    start = 0
+    state = load_state(state_path)
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = state["rng"]
+        generator.set_state(state["generator"])
+        start = state["step"]
+    progress = Progress("video_vae", budget.video_vae_steps, budget.log_every, start)
+    vae.train()
+    for step in range(start, budget.video_vae_steps):
+        window = budget.video_vae_frames
+        batch = []
+        for frames, _ in _clip_batch(rng, budget.video_vae_batch):
+            # A window of frames and a half-size spatial crop (multiples of 8): the VAE is
+            # convolutional with per-frame attention, and a quarter of the pixels is a quarter
+            # of the cost, which is what makes this stage fit the CPU budget.
+            first = int(rng.integers(0, NUM_FRAMES - window + 1))
+            top = 8 * int(rng.integers(0, (HEIGHT - CROP_H) // 8 + 1))
+            left = 8 * int(rng.integers(0, (WIDTH - CROP_W) // 8 + 1))
+            batch.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
+        x = pixels(np.stack(batch))
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(step, budget.video_vae_steps, budget.video_vae_lr,
+                                budget.warmup_steps)
+        loss = video_vae_loss(vae, x, generator)
+        optimiser.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimiser.step()
+        done = step + 1
+        progress(done, loss=loss.item())
+        if done % budget.checkpoint_every == 0 or done == budget.video_vae_steps:
+            save_state(state_path, {"model": vae.state_dict(), "optimiser":
+                                    optimiser.state_dict(), "rng": rng.bit_generator.state,
+                                    "generator": generator.get_state(), "step": done})
+    vae.eval()
+
+
+@torch.no_grad()
+def measure_latent_stats(vae: VideoVAE, config: VideoVAEConfig, seed: int,
+                         num_clips: int = 24) -> VideoVAEConfig:
+    """The config with `latents_mean`/`latents_std` measured on fresh clips (posterior mode)."""
+    rng = np.random.default_rng(seed)
+    latents = []
+    for frames, _ in _clip_batch(rng, num_clips):
+        latents.append(vae.encode(pixels(frames[None])).latent_dist.mode())
+    z = torch.cat(latents)  # (n, 16, F_lat, h, w)
+    mean = z.mean(dim=(0, 2, 3, 4))
+    std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
+    return config.replace(latents_mean=tuple(round(float(v), 5) for v in mean),
+                          latents_std=tuple(round(float(v), 5) for v in std))
+
+
+# ---- DAC -------------------------------------------------------------------------------------
+
+
+def _stft_loss(recon: Tensor, target: Tensor) -> Tensor:
+    """Multi-resolution log- and linear-magnitude STFT distance (recon/target: (B, N))."""
+    total = recon.new_zeros(())
+    for size in STFT_SIZES:
+        window = torch.hann_window(size)
+        spec_r = torch.stft(recon, size, size // 4, window=window, return_complex=True).abs()
+        spec_t = torch.stft(target, size, size // 4, window=window, return_complex=True).abs()
+        total = total + F.l1_loss(torch.log(spec_r + 1e-5), torch.log(spec_t + 1e-5))
+        total = total + F.l1_loss(spec_r, spec_t)
+    return total / len(STFT_SIZES)
+
+
+def dac_moments(dac: AudioVAE, audio: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean, log-variance) of the DAC posterior for audio (B, 1, N), N a multiple of the hop."""
+    moments = dac.quant_conv(dac.encoder(audio))
+    mean, log_variance = moments.chunk(2, dim=1)
+    return mean, log_variance.clamp(-30.0, 20.0)
+
+
+def audio_vae_loss(dac: AudioVAE, audio: Tensor, generator: torch.Generator) -> Tensor:
+    """Waveform L1 + multi-resolution STFT + KL for audio (B, 1, N)."""
+    mean, log_variance = dac_moments(dac, audio)
+    z = mean + torch.exp(0.5 * log_variance) * torch.randn(mean.shape, generator=generator)
+    recon = dac.decode(z)
+    kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance).mean()
+    return (F.l1_loss(recon, audio) + _stft_loss(recon[:, 0], audio[:, 0])
+            + KL_WEIGHT * kl)
+
+
+def train_audio_vae(dac: AudioVAE, budget: Budget, state_path: Path, seed: int) -> None:
+    """Train in place on random segments of fresh soundtracks; resumable from `state_path`."""
+    optimiser = torch.optim.AdamW(dac.parameters(), lr=budget.audio_vae_lr, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    start = 0
+    state = load_state(state_path)
+    if state is not None:
+        dac.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = state["rng"]
+        generator.set_state(state["generator"])
+        start = state["step"]
+    progress = Progress("audio_vae", budget.audio_vae_steps, budget.log_every, start)
+    dac.train()
+    length = budget.audio_vae_samples
+    for step in range(start, budget.audio_vae_steps):
+        segments = []
+        # two segments per clip: half as many scenes to render per step
+        for _, audio in _clip_batch(rng, math.ceil(budget.audio_vae_batch / 2)):
+            for _ in range(2):
+                first = int(rng.integers(0, audio.size - length + 1))
+                segments.append(audio[first:first + length])
+        x = torch.from_numpy(np.stack(segments[:budget.audio_vae_batch]))[:, None]  # (B, 1, N)
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(step, budget.audio_vae_steps, budget.audio_vae_lr,
+                                budget.warmup_steps)
+        loss = audio_vae_loss(dac, x, generator)
+        optimiser.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        torch.nn.utils.clip_grad_norm_(dac.parameters(), 1.0)
+        optimiser.step()
+        done = step + 1
+        progress(done, loss=loss.item())
+        if done % budget.checkpoint_every == 0 or done == budget.audio_vae_steps:
+            save_state(state_path, {"model": dac.state_dict(), "optimiser":
+                                    optimiser.state_dict(), "rng": rng.bit_generator.state,
+                                    "generator": generator.get_state(), "step": done})
+    dac.eval()
+
+
+@torch.no_grad()
+def normalise_dac_latents(dac: AudioVAE, seed: int, num_clips: int = 24) -> float:
+    """Rescale the DAC so its posterior mean has unit std on the world; returns the factor.
+
+    Exact reparameterisation: the mean rows of `quant_conv` are multiplied by s and the input
+    columns of `post_quant_conv` divided by s, so decode(encode(x)) is unchanged. Spec §6.2:
+    the pipeline feeds DAC latents to the diffusion model without any scaling, so the scale
+    has to live in the codec's weights."""
+    rng = np.random.default_rng(seed)
+    audio = torch.from_numpy(np.stack([a for _, a in _clip_batch(rng, num_clips)]))[:, None]
+    latent_dim = dac.config.latent_dim
+    mean = dac.encode(audio)
+    factor = float(1.0 / mean.std().clamp_min(1e-4))
+    assert dac.quant_conv.bias is not None  # built with bias (audio_vae.py)
+    dac.quant_conv.weight[:latent_dim] *= factor
+    dac.quant_conv.bias[:latent_dim] *= factor
+    dac.post_quant_conv.weight /= factor
+    return factor
+
+
+def build_codecs(video_config: VideoVAEConfig, audio_config: AudioVAEConfig, seed: int
+                 ) -> tuple[VideoVAE, AudioVAE]:
+    """Freshly initialised codecs, each under its own seed."""
+    from mova_model.video_vae import build_video_vae
+
+    torch.manual_seed(seed * 1000 + 4)
+    dac = AudioVAE(audio_config)
+    torch.manual_seed(seed * 1000 + 5)
+    vae = build_video_vae(video_config)
+    return vae, dac

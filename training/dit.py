@@ -1,0 +1,231 @@
+"""Flow-matching training of the dual-tower DiT + bridge + text encoder (spec §9), on latents of
+the demo world encoded once by the trained codecs.
+
+Per step (released recipe, §9): one training-grid index shared by video and audio; experts by step
+parity (even: `video_dit` on t >= 1000·boundary, odd: `video_dit_2` below); x_σ = (1 − σ)x₀ + σε;
+loss = MSE(v̂_v, ε_v − x₀_v) + MSE(v̂_a, ε_a − x₀_a). Additions the release does not have, each
+needed by a mode this pipeline offers:
+- first-frame conditioning (TI2VA) on half of the samples, the text-only condition on the rest
+  (the pipeline's T2VA path: mask 0 and the latent of a mid-grey clip);
+- text dropout (the empty prompt, 10 %), so the CFG negative branch ("" by default) has been seen;
+  the paper mentions text dropout, the released code has none;
+- voice-over samples on the low-noise expert's steps (20 %): the video latent clean at t = 0
+  with the first-frame condition and the audio at any noise level, which is exactly what
+  audio-only generation feeds the model (the sampler switches to `video_dit_2` at once, since
+  t_video = 0 < boundary). Their video loss is not counted.
+The text encoder (tiny UMT5) is trained end to end through both towers' text MLPs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase, UMT5EncoderModel
+
+from demo_world.world import FPS, render_many
+from mova_model.audio_dit import AudioDiT
+from mova_model.audio_vae import AudioVAE
+from mova_model.bridge import DualTowerBridge
+from mova_model.config import MovaConfig, VideoVAEConfig
+from mova_model.joint import joint_forward
+from mova_model.schedule import FlowMatchPairScheduler
+from mova_model.text_encoder import clean_prompt
+from mova_model.video_dit import VideoDiT
+from mova_model.video_vae import first_frame_mask, normalize_latents
+from training.codecs import pixels
+from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
+
+TEXT_LEN = 512  # the pipeline pads every prompt to 512 rows (spec §5)
+TI2VA_FRACTION = 0.5
+TEXT_DROPOUT = 0.1
+VOICE_OVER_FRACTION = 0.2
+ENCODE_BATCH = 4
+
+
+@dataclass
+class LatentSet:
+    """The diffusion training set: one row per clip."""
+
+    video: Tensor  # (n, 16, F_lat, h, w) normalised posterior mode
+    first_frame: Tensor  # (n, 16, F_lat, h, w) Y = normalise(encode([I, 0, ..., 0]))
+    audio: Tensor  # (n, 128, L_a) DAC posterior mean
+    token_ids: list[list[int]]  # tokenised prompt, EOS included
+    text_only: Tensor  # (1, 16, F_lat, h, w) Y of the all-grey clip (the T2VA condition)
+
+
+@torch.no_grad()
+def encode_world(vae: VideoVAE, vae_config: VideoVAEConfig, dac: AudioVAE,
+                 tokenizer: PreTrainedTokenizerBase, num_clips: int, seed: int,
+                 progress: Progress | None = None) -> LatentSet:
+    """Render `num_clips` scenes from `seed` and encode them with the trained codecs."""
+    video, first, audio = [], [], []
+    ids: list[list[int]] = []
+    clips = render_many(seed, num_clips)
+    for start in range(0, num_clips, ENCODE_BATCH):
+        chunk = clips[start:start + ENCODE_BATCH]
+        x = pixels(np.stack([c.frames for c in chunk]))  # (B, 3, T, H, W)
+        video.append(normalize_latents(vae.encode(x).latent_dist.mode().float(), vae_config))
+        only_first = torch.zeros_like(x)
+        only_first[:, :, 0] = x[:, :, 0]
+        first.append(normalize_latents(vae.encode(only_first).latent_dist.mode().float(),
+                                       vae_config))
+        wave = torch.from_numpy(np.stack([c.audio for c in chunk]))[:, None]  # (B, 1, N)
+        audio.append(dac.encode(wave))
+        ids.extend(tokenizer(clean_prompt(c.prompt)).input_ids for c in chunk)
+        if progress is not None:
+            progress(min(start + ENCODE_BATCH, num_clips))
+    grey = torch.zeros_like(x[:1])
+    text_only = normalize_latents(vae.encode(grey).latent_dist.mode().float(), vae_config)
+    return LatentSet(video=torch.cat(video), first_frame=torch.cat(first),
+                     audio=torch.cat(audio), token_ids=ids, text_only=text_only)
+
+
+def encode_text(encoder: UMT5EncoderModel, token_ids: list[list[int]]) -> Tensor:
+    """(B, 512, d_model) with rows past each prompt exactly zero, as TextEncoder.encode gives.
+
+    The encoder runs on the batch's longest prompt only: with the attention mask, padding
+    positions cannot change the kept rows (relative position buckets depend on i - j only), so
+    this equals the 512-token forward at a fraction of the cost."""
+    length = max(len(ids) for ids in token_ids)
+    ids = torch.zeros(len(token_ids), length, dtype=torch.long)
+    mask = torch.zeros(len(token_ids), length, dtype=torch.long)
+    for row, seq in enumerate(token_ids):
+        ids[row, :len(seq)] = torch.tensor(seq)
+        mask[row, :len(seq)] = 1
+    hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
+    return F.pad(hidden, (0, 0, 0, TEXT_LEN - length))
+
+
+class DiffusionModels(nn.Module):
+    """Everything the diffusion stage trains, under one module (for the optimiser and EMA)."""
+
+    def __init__(self, config: MovaConfig, text_encoder: UMT5EncoderModel, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed * 1000)
+        self.video_dit = VideoDiT(config.video_dit)
+        torch.manual_seed(seed * 1000 + 1)
+        self.video_dit_2 = VideoDiT(config.video_dit)
+        torch.manual_seed(seed * 1000 + 2)
+        self.audio_dit = AudioDiT(config.audio_dit)
+        torch.manual_seed(seed * 1000 + 3)
+        self.dual_tower_bridge = DualTowerBridge(config.bridge)
+        self.text_encoder = text_encoder
+
+    def expert(self, index: int) -> VideoDiT:
+        return self.video_dit if index == 0 else self.video_dit_2
+
+
+def _timestep_ranges(scheduler: FlowMatchPairScheduler, boundary_ratio: float
+                     ) -> tuple[range, range]:
+    """Training-grid indices of the high-noise expert (t >= boundary) and of the low one."""
+    boundary = boundary_ratio * scheduler.config.num_train_timesteps
+    n_high = int((scheduler.train_timesteps >= boundary).sum())
+    return range(0, n_high), range(n_high, scheduler.config.num_train_timesteps)
+
+
+def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
+                   boundary_ratio: float, rows: Tensor, expert: int,
+                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(video loss, audio loss) of one batch for one expert."""
+    b = rows.numel()
+    grid = scheduler.train_sigmas
+    high, low = _timestep_ranges(scheduler, boundary_ratio)
+    span = high if expert == 0 else low
+
+    def uniform(count: int) -> Tensor:
+        return torch.rand(count, generator=generator)
+
+    index = (span.start + (uniform(b) * len(span)).long().clamp_max(len(span) - 1))
+    sigma_v = grid[index].clone()
+    sigma_a = grid[index].clone()
+    ti2va = uniform(b) < TI2VA_FRACTION
+    voice_over = torch.zeros(b, dtype=torch.bool)
+    if expert == 1:
+        voice_over = uniform(b) < VOICE_OVER_FRACTION
+        any_index = (uniform(b) * len(grid)).long().clamp_max(len(grid) - 1)
+        sigma_a = torch.where(voice_over, grid[any_index], sigma_a)
+        sigma_v = torch.where(voice_over, torch.zeros_like(sigma_v), sigma_v)
+        ti2va = ti2va | voice_over  # audio-only generation conditions on the locked frame 0
+    token_ids = [data.token_ids[int(r)] if uniform(1).item() >= TEXT_DROPOUT else [1]
+                 for r in rows]  # [1] = EOS alone: the empty prompt
+    # 1. condition: mask (B, 4, F, h, w) and first-frame latent (B, 16, F, h, w)
+    x0_v, x0_a = data.video[rows], data.audio[rows]
+    _, _, f_lat, h, w = x0_v.shape
+    mask = first_frame_mask(f_lat, h, w).expand(b, -1, -1, -1, -1) \
+        * ti2va.float().view(b, 1, 1, 1, 1)
+    first = torch.where(ti2va.view(b, 1, 1, 1, 1), data.first_frame[rows],
+                        data.text_only.expand(b, -1, -1, -1, -1))
+    # 2. noise both modalities independently
+    eps_v = torch.randn(x0_v.shape, generator=generator)
+    eps_a = torch.randn(x0_a.shape, generator=generator)
+    sv, sa = sigma_v.view(b, 1, 1, 1, 1), sigma_a.view(b, 1, 1)
+    x_v = (1 - sv) * x0_v + sv * eps_v
+    x_a = (1 - sa) * x0_a + sa * eps_a
+    # 3. one joint forward
+    context = encode_text(models.text_encoder, token_ids)
+    scale = scheduler.config.num_train_timesteps
+    video_in = torch.cat([x_v, mask, first], dim=1)  # (B, 36, F, h, w)
+    v_pred, a_pred = joint_forward(models.expert(expert), models.audio_dit,
+                                   models.dual_tower_bridge, video_in, x_a, context,
+                                   sigma_v * scale, sigma_a * scale, FPS)
+    # 4. velocity targets; voice-over samples do not count for video
+    keep = (~voice_over).float().view(b, 1, 1, 1, 1)
+    video_err = ((v_pred - (eps_v - x0_v)) ** 2 * keep).sum()
+    video_loss = video_err / (keep.sum() * x0_v[0].numel()).clamp_min(1.0)
+    audio_loss = F.mse_loss(a_pred, eps_a - x0_a)
+    return video_loss, audio_loss
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1 - decay)
+
+
+def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
+                    boundary_ratio: float, budget: Budget, state_path: Path, seed: int
+                    ) -> DiffusionModels:
+    """Train in place; returns the EMA copy (what gets saved). Resumable from `state_path`."""
+    optimiser = torch.optim.AdamW(models.parameters(), lr=budget.dit_lr, weight_decay=0.01,
+                                  betas=(0.9, 0.99))
+    ema = copy.deepcopy(models).requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    start = 0
+    state = load_state(state_path)
+    if state is not None:
+        models.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        start = state["step"]
+    progress = Progress("diffusion", budget.dit_steps, budget.log_every, start)
+    models.train()
+    n = data.video.shape[0]
+    for step in range(start, budget.dit_steps):
+        rows = torch.randint(n, (budget.dit_batch,), generator=generator)
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(step, budget.dit_steps, budget.dit_lr, budget.warmup_steps)
+        expert = step % 2  # even steps: high-noise expert, odd: low-noise (spec §9)
+        video_loss, audio_loss = diffusion_loss(models, data, scheduler, boundary_ratio, rows,
+                                                expert, generator)
+        loss = video_loss + audio_loss
+        optimiser.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
+        optimiser.step()
+        _ema_update(ema, models, budget.ema_decay)
+        done = step + 1
+        progress(done, video=video_loss.item(), audio=audio_loss.item(), expert=expert)
+        if done % budget.checkpoint_every == 0 or done == budget.dit_steps:
+            save_state(state_path, {"model": models.state_dict(), "ema": ema.state_dict(),
+                                    "optimiser": optimiser.state_dict(),
+                                    "generator": generator.get_state(), "step": done})
+    models.eval()
+    return ema.eval()

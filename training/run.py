@@ -1,0 +1,156 @@
+"""Train the tiny MOVA on the demo world and write it as a checkpoint folder (official layout).
+
+    python -m training.run --out assets/demo-model --work .demo-model-run [--budget full]
+
+Stages, each resumable (state files and finished components live under --work):
+1. tokenizer (built offline, as for the random tiny checkpoint);
+2. video VAE, then DAC: reconstruction training; latent statistics / scale set on the world;
+3. the world encoded once into latents;
+4. diffusion: both video experts, the audio tower, the bridge and the text encoder;
+5. the folder: written with mova_model's own writers, then loaded back strictly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import cast
+
+import torch
+from transformers.utils import logging as transformers_logging
+
+from mova_model.audio_vae import AudioVAE
+from mova_model.checkpoint import load_component, save_component
+from mova_model.config import AudioVAEConfig, MovaConfig, VideoVAEConfig, get_preset
+from mova_model.make_checkpoint import make_checkpoint
+from mova_model.pipeline import MovaPipeline
+from mova_model.schedule import FlowMatchPairScheduler
+from mova_model.text_encoder import build_text_encoder
+from mova_model.tokenizer_build import build_tokenizer
+from mova_model.video_vae import build_video_vae
+from training.codecs import (
+    build_codecs,
+    measure_latent_stats,
+    normalise_dac_latents,
+    train_audio_vae,
+    train_video_vae,
+)
+from training.common import BUDGETS, Budget, Progress, VideoVAE, load_state, save_state
+from training.dit import DiffusionModels, LatentSet, encode_world, train_diffusion
+
+log = logging.getLogger("training")
+WORLD_SEED_OFFSET = 1_000  # training scenes come from seeds the evaluation set does not use
+
+
+def _build_video_vae(config: VideoVAEConfig) -> torch.nn.Module:
+    # an nn.Module at run time; diffusers' class is untyped for mypy
+    return cast(torch.nn.Module, build_video_vae(config))
+
+
+def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
+                 ) -> tuple[VideoVAE, VideoVAEConfig, AudioVAE]:
+    """Train (or reload) both codecs; returns (video VAE, its config with stats, DAC)."""
+    video_dir, audio_dir = work / "video_vae", work / "audio_vae"
+    vae, dac = build_codecs(config.video_vae, config.audio_vae, seed)
+    if (video_dir / "config.json").is_file():
+        vae, video_config = load_component(video_dir, VideoVAEConfig, _build_video_vae)
+    else:
+        train_video_vae(vae, budget, work / "state" / "video_vae.pt", seed)
+        video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
+        save_component(vae, video_config, video_dir)
+        log.info("stage=video_vae done latents_std=%s", ",".join(
+            f"{v:.3g}" for v in video_config.latents_std))
+    if (audio_dir / "config.json").is_file():
+        loaded, _ = load_component(audio_dir, AudioVAEConfig, AudioVAE)
+        assert isinstance(loaded, AudioVAE)
+        dac = loaded
+    else:
+        train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
+        factor = normalise_dac_latents(dac, seed + 3)
+        save_component(dac, config.audio_vae, audio_dir)
+        log.info("stage=audio_vae done latent_scale=%.4g", factor)
+    return vae.eval(), video_config, dac.eval()
+
+
+def _latent_stage(work: Path, budget: Budget, vae: VideoVAE, video_config: VideoVAEConfig,
+                  dac: AudioVAE, seed: int) -> LatentSet:
+    path = work / "state" / "latents.pt"
+    state = load_state(path)
+    if state is not None:
+        return LatentSet(**state)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"), local_files_only=True)
+    progress = Progress("encode_world", budget.num_clips, max(1, budget.num_clips // 10))
+    data = encode_world(vae, video_config, dac, tokenizer, budget.num_clips,
+                        seed + WORLD_SEED_OFFSET, progress)
+    save_state(path, dict(vars(data)))
+    return data
+
+
+def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
+                     preset: str = "tiny") -> Path:
+    """Run every stage (resuming what is done) and write the checkpoint folder `out`."""
+    started = time.monotonic()
+    config = get_preset(preset)
+    work.mkdir(parents=True, exist_ok=True)
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if not (work / "tokenizer").is_dir():
+        build_tokenizer(work / "tokenizer", vocab_size=config.text_encoder.vocab_size, seed=seed)
+    vae, video_config, dac = _codec_stage(work, budget, config, seed)
+    data = _latent_stage(work, budget, vae, video_config, dac, seed)
+    log.info("stage=encode_world done clips=%d", data.video.shape[0])
+
+    torch.manual_seed(seed * 1000 + 100)
+    text_encoder = build_text_encoder(config.text_encoder)
+    models = DiffusionModels(config, text_encoder, seed)
+    scheduler = FlowMatchPairScheduler(config.scheduler)
+    ema = train_diffusion(models, data, scheduler, config.boundary_ratio, budget,
+                          work / "state" / "diffusion.pt", seed + 4)
+
+    # The folder: mova_model's writer lays out every component (model_index, scheduler, ...);
+    # the trained components then replace the random ones through the same save functions.
+    staging = out.with_name(out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    make_checkpoint(staging, preset=preset, seed=seed)
+    for name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge"):
+        component = getattr(ema, name)
+        save_component(component, component.config, staging / name)
+    save_component(vae, video_config, staging / "video_vae")
+    save_component(dac, config.audio_vae, staging / "audio_vae")
+    shutil.rmtree(staging / "text_encoder")
+    ema.text_encoder.save_pretrained(staging / "text_encoder")
+    shutil.rmtree(staging / "tokenizer")
+    shutil.copytree(work / "tokenizer", staging / "tokenizer")
+    MovaPipeline.from_pretrained(staging)  # strict load of every component, or it raises
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    log.info("stage=done out=%s size_mb=%.1f elapsed=%.0fs", out, size_mb,
+             time.monotonic() - started)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--work", type=Path, required=True,
+                        help="folder for resumable state (rerun to resume)")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="full")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 is fastest on a shared CPU (many small ops)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    train_demo_model(args.out, args.work, BUDGETS[args.budget], seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
