@@ -49,6 +49,7 @@ from demo_world.world import (  # noqa: E402
     render,
 )
 from mova_model.pipeline import MovaPipeline  # noqa: E402
+from mova_model.request import GenerationRequest, RenderMode  # noqa: E402
 
 EVAL_SEED = 7  # the training set draws scenes from seeds >= 1000 (training.run)
 TARGETS = {"colour": 0.9, "object": 0.9, "background": 0.9, "lip_sync": 0.9, "syllables": 0.8,
@@ -93,10 +94,14 @@ def generate(pipe: MovaPipeline, prompt: str, *, seed: int, steps: int, cfg_scal
 
     The one place this script calls the pipeline, so a change of its signature is a one-line
     change here."""
-    clip = pipe.generate(prompt, image=image, video=video, height=HEIGHT, width=WIDTH,
-                         num_frames=NUM_FRAMES, video_fps=FPS, num_inference_steps=steps,
-                         cfg_scale=cfg_scale, seed=seed,
-                         mode="audio_only" if video is not None else "joint")
+    # The demo model learnt the empty prompt as its unconditional branch (the release's Chinese
+    # negative prompt is outside its vocabulary), so guidance contrasts with "".
+    request = GenerationRequest(prompt=prompt, negative_prompt="", height=HEIGHT, width=WIDTH,
+                                num_frames=NUM_FRAMES, video_fps=FPS, num_inference_steps=steps,
+                                cfg_scale=cfg_scale, seed=seed,
+                                mode=RenderMode.AUDIO_ONLY if video is not None
+                                else RenderMode.JOINT)
+    clip = pipe.generate(request, image=image, video=video)
     return clip.video, clip.audio[0]
 
 

@@ -16,6 +16,7 @@ import training.dit
 from demo_world.world import Scene, render
 from mova_model.config import get_preset
 from mova_model.pipeline import MovaPipeline
+from mova_model.request import GenerationRequest
 from mova_model.schedule import FlowMatchPairScheduler
 from mova_model.text_encoder import TextEncoder, build_text_encoder
 from mova_model.tokenizer_build import build_tokenizer
@@ -147,8 +148,9 @@ def test_smoke_run_writes_a_folder_that_loads_strictly_and_generates(tmp_path: P
     pipe = MovaPipeline.from_pretrained(out)
     # the trained video VAE carries the latent statistics measured on the world
     assert pipe.video_vae_config.latents_std != TINY.video_vae.latents_std
-    clip = pipe.generate("A red ball bounces on a grey background.", height=64, width=112,
-                         num_frames=25, video_fps=24.0, num_inference_steps=2, seed=0)
+    clip = pipe.generate(GenerationRequest(
+        prompt="A red ball bounces on a grey background.", negative_prompt="", height=64,
+        width=112, num_frames=25, video_fps=24.0, num_inference_steps=2, seed=0))
     assert clip.video.shape == (25, 64, 112, 3) and clip.audio.shape == (1, 50_000)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert size < 20 * 2**20
