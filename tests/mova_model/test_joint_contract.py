@@ -56,3 +56,19 @@ def test_a_bridge_scale_of_the_wrong_shape_is_refused(shape: tuple[int, ...]) ->
         joint_forward(video, audio, bridge, **tiny_inputs(batch=2), video_fps=24.0,
                       bridge_scale=torch.ones(shape))
     assert str(info.value) == f"bridge_scale has shape {shape}; expected (2,)"
+
+
+@torch.no_grad()
+def test_bfloat16_towers_take_float32_inputs_and_return_float32() -> None:
+    """Inputs and a per-sample λ are cast to the towers' dtype (bf16 on GPUs); the result is
+    upcast to float32 and close to the float32 forward."""
+    video, audio, bridge = tiny_models()
+    inputs = tiny_inputs(batch=2, seed=6)
+    scale = torch.tensor([0.5, 1.0])
+    expected = joint_forward(video, audio, bridge, **inputs, video_fps=24.0, bridge_scale=scale)
+    for module in (video, audio, bridge):
+        module.to(torch.bfloat16)
+    found = joint_forward(video, audio, bridge, **inputs, video_fps=24.0, bridge_scale=scale)
+    for f, e in zip(found, expected, strict=True):
+        assert f.dtype == torch.float32
+        assert rel_err(f, e) < 0.05
