@@ -161,3 +161,19 @@ def test_encoder_matches_the_float64_reference(model: AudioVAE) -> None:
     expected = torch.from_numpy(reference_encode(_state(model), audio[0].numpy()))
     assert found.shape == (1, TINY.latent_dim, 3) and expected.shape == (TINY.latent_dim, 3)
     assert rel_err(found[0], expected) <= 1e-5
+
+
+@torch.no_grad()
+def test_a_bfloat16_vae_takes_float32_and_returns_float32(model: AudioVAE) -> None:
+    """The pipeline may hold the VAE in bf16: inputs are cast to its dtype, results come back
+    as float32, close to the float32 model's."""
+    latent = torch.randn(1, TINY.latent_dim, 2, generator=torch.Generator().manual_seed(8))
+    audio = 0.2 * torch.randn(1, 1, 1500, generator=torch.Generator().manual_seed(9))
+    expected_wave, expected_latent = model.decode(latent), model.encode(audio)
+    half = AudioVAE(TINY).eval()
+    half.load_state_dict(model.state_dict())
+    half.to(torch.bfloat16)
+    wave, found_latent = half.decode(latent), half.encode(audio)
+    assert wave.dtype == found_latent.dtype == torch.float32
+    assert rel_err(wave, expected_wave) < 0.1 and rel_err(found_latent, expected_latent) < 0.1
+    assert found_latent.shape == (1, TINY.latent_dim, 2)  # 1500 samples pad to 2 hops
