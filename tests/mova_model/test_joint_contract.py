@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mova_model.audio_dit import AudioDiT
 from mova_model.bridge import DualTowerBridge
 from mova_model.config import get_preset
 from mova_model.errors import ConfigError, InvalidRequest
@@ -72,3 +73,20 @@ def test_bfloat16_towers_take_float32_inputs_and_return_float32() -> None:
     for f, e in zip(found, expected, strict=True):
         assert f.dtype == torch.float32
         assert rel_err(f, e) < 0.05
+
+
+@torch.no_grad()
+def test_a_taller_audio_tower_runs_its_extra_blocks() -> None:
+    """With the audio tower deeper than the video tower, its extra blocks run after the shared
+    depth; unbridged, each tower's output equals that tower run alone."""
+    cfg = get_preset("tiny")
+    video, _, _ = tiny_models()
+    audio = AudioDiT(cfg.audio_dit.replace(num_layers=5))
+    randomize_(audio, 4)
+    audio.eval()
+    inputs = tiny_inputs(batch=1, seed=7)
+    out_v, out_a = joint_forward(video, audio, None, **inputs, video_fps=24.0)
+    alone_a = audio(inputs["audio_input"], inputs["context"], inputs["t_audio"])
+    alone_v = video(inputs["video_input"], inputs["context"], inputs["t_video"])
+    torch.testing.assert_close(out_a, alone_a, rtol=0, atol=0)
+    torch.testing.assert_close(out_v, alone_v, rtol=0, atol=0)
