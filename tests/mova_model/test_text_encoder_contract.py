@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from mova_model.config import get_preset
@@ -98,3 +99,45 @@ def test_a_tokenizer_larger_than_the_vocabulary_is_refused(folders: tuple[Path, 
 
 def test_the_release_text_length_is_512() -> None:
     assert get_preset("tiny").text_encoder.text_len == 512
+
+
+def test_the_feed_forward_kind_reaches_umt5() -> None:
+    assert umt5_config(TINY.replace(feed_forward_proj="relu")).feed_forward_proj == "relu"
+
+
+def test_weights_load_in_the_asked_dtype(folders: tuple[Path, Path]) -> None:  # noqa: F811
+    encoder = TextEncoder.from_folders(*folders, dtype=torch.bfloat16)
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in TextEncoder.from_folders(*folders).model.parameters()} == \
+        {torch.float32}
+
+
+def test_every_kind_of_weight_mismatch_is_listed(folders: tuple[Path, Path],  # noqa: F811
+                                                 tmp_path: Path) -> None:
+    broken = tmp_path / "text_encoder"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((folders[0] / "config.json").read_bytes())
+    tensors = load_file(str(folders[0] / "model.safetensors"))
+    del tensors["encoder.block.1.layer.1.DenseReluDense.wo.weight"]
+    del tensors["encoder.block.1.layer.1.DenseReluDense.wi_0.weight"]
+    tensors["encoder.block.9.extra.weight"] = torch.zeros(2)
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError) as info:
+        TextEncoder.from_folders(broken, folders[1])
+    assert str(info.value) == (
+        f"{broken}: text encoder weights do not match (missing keys: "
+        "encoder.block.1.layer.1.DenseReluDense.wi_0.weight, "
+        "encoder.block.1.layer.1.DenseReluDense.wo.weight; unexpected keys: "
+        "encoder.block.9.extra.weight)")
+
+
+def test_a_weight_of_the_wrong_shape_is_a_checkpoint_error(folders: tuple[Path, Path],  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    broken = tmp_path / "text_encoder"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((folders[0] / "config.json").read_bytes())
+    tensors = load_file(str(folders[0] / "model.safetensors"))
+    tensors["encoder.block.1.layer.1.DenseReluDense.wo.weight"] = torch.zeros(3, 3)
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"text_encoder: cannot load the text encoder"):
+        TextEncoder.from_folders(broken, folders[1])
