@@ -141,3 +141,19 @@ def test_a_weight_of_the_wrong_shape_is_a_checkpoint_error(folders: tuple[Path, 
     save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=r"text_encoder: cannot load the text encoder"):
         TextEncoder.from_folders(broken, folders[1])
+
+
+def test_at_most_ten_keys_are_listed_per_kind(folders: tuple[Path, Path],  # noqa: F811
+                                              tmp_path: Path) -> None:
+    broken = tmp_path / "text_encoder"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((folders[0] / "config.json").read_bytes())
+    tensors = load_file(str(folders[0] / "model.safetensors"))
+    dropped = sorted(k for k in tensors if k.startswith("encoder.block."))[:12]
+    for key in dropped:
+        del tensors[key]
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError) as info:
+        TextEncoder.from_folders(broken, folders[1])
+    listed = str(info.value).split("(missing keys: ", 1)[1].rstrip(")").split(", ")
+    assert listed == dropped[:10]
