@@ -106,9 +106,10 @@ def test_which_guidance_needs_a_negative_prompt() -> None:
 @pytest.mark.parametrize("batched", [True, False])
 def test_a_missing_negative_context_is_refused(batched: bool) -> None:
     inputs = {**_inputs(), "negative_context": None}
-    with pytest.raises(InvalidRequest, match="this guidance needs a negative prompt context"):
+    with pytest.raises(InvalidRequest) as info:
         sample(AnalyticDenoiser(), scheduler=SCHEDULER, num_steps=2, boundary_ratio=0.9,
                video_fps=24.0, guidance=Guidance(batched=batched), **inputs)
+    assert str(info.value) == "this guidance needs a negative prompt context"
     # scale 1 runs the conditional pass alone: no negative prompt needed
     sample(AnalyticDenoiser(), scheduler=SCHEDULER, num_steps=2, boundary_ratio=0.9,
            video_fps=24.0, guidance=Guidance(text_scale=1.0), **inputs)
@@ -125,3 +126,12 @@ def test_the_fps_reaches_the_denoiser() -> None:
     sample(denoiser, scheduler=SCHEDULER, num_steps=2, boundary_ratio=0.9, video_fps=12.5,
            guidance=Guidance(), **_inputs())
     assert seen == [12.5, 12.5]
+
+
+def test_a_batched_step_passes_one_float_lambda_when_the_branches_agree() -> None:
+    """Reference guidance runs both branches bridged (λ = 1): one float λ for the stacked batch,
+    which lets the joint forward take its plain path (and skip the bridge when λ = 0)."""
+    denoiser = AnalyticDenoiser()
+    sample(denoiser, scheduler=SCHEDULER, num_steps=2, boundary_ratio=0.9, video_fps=24.0,
+           guidance=Guidance(text_scale=3.0), **_inputs())
+    assert denoiser.calls == [(0, 2, 1.0), (1, 2, 1.0)]
