@@ -170,3 +170,18 @@ def test_too_long_texts_say_how_long() -> None:
     [(path, message)] = _problems(_brief(brand="b" * 201))
     assert path == "brand" and message.startswith("too long (201 characters); ")
     assert load_brief(json.dumps(_brief(brand="b" * 200))).brand == "b" * 200
+
+
+def test_json_is_detected_by_its_opening_brace_even_after_whitespace() -> None:
+    # the parser named in the error shows which one ran
+    [(_, message)] = _problems('  \n {"campaign": }')
+    assert message.startswith("invalid JSON at line 2 column 15: ")
+    # told YAML, the same text parses (as YAML: campaign is null) and fails validation instead
+    problems = dict(_problems('{"campaign": }', fmt="yaml"))
+    assert problems["campaign"] == "Input should be a valid string"
+
+
+def test_a_yaml_error_without_a_position_still_reads_well() -> None:
+    [(path, message)] = _problems("campaign: \x07")  # a control character: no line mark
+    assert path == "(document)"
+    assert message.startswith("invalid YAML: ") and "#x0007" in message
