@@ -142,7 +142,9 @@ def test_document_errors_name_line_and_column() -> None:
     [(path, message)] = _problems('{"campaign": "x",\n  "brand": }', fmt="json")
     assert path == "(document)" and message.startswith("invalid JSON at line 2 column 12: ")
     [(path, message)] = _problems("campaign: x\nbrand: [a\n")
-    assert path == "(document)" and message.startswith("invalid YAML at line 3 column 1: ")
+    assert path == "(document)"
+    assert message == "invalid YAML at line 3 column 1: expected ',' or ']', but got " \
+                      "'<stream end>'"  # the parser's own problem, not its context line
     [(_, message)] = _problems(b"campaign: \xff\xfe")
     assert message == "not UTF-8 text (invalid start byte at byte 10)"
     [(_, message)] = _problems("campaign: x", fmt="toml")
