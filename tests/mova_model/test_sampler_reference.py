@@ -135,3 +135,12 @@ def test_a_batched_step_passes_one_float_lambda_when_the_branches_agree() -> Non
     sample(denoiser, scheduler=SCHEDULER, num_steps=2, boundary_ratio=0.9, video_fps=24.0,
            guidance=Guidance(text_scale=3.0), **_inputs())
     assert denoiser.calls == [(0, 2, 1.0), (1, 2, 1.0)]
+
+
+def test_the_high_noise_expert_keeps_a_step_exactly_at_the_boundary() -> None:
+    """Spec §1/§7: the high-noise expert runs while t_video >= 1000·boundary_ratio."""
+    t = SCHEDULER.timesteps(STEPS)
+    denoiser = AnalyticDenoiser()
+    sample(denoiser, scheduler=SCHEDULER, num_steps=STEPS, boundary_ratio=float(t[3]) / 1000,
+           video_fps=24.0, guidance=Guidance(), **_inputs())
+    assert [expert for expert, _, _ in denoiser.calls] == [0] * 4 + [1] * (STEPS - 4)

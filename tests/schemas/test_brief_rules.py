@@ -145,10 +145,10 @@ def test_document_errors_name_line_and_column() -> None:
     assert path == "(document)"
     assert message == "invalid YAML at line 3 column 1: expected ',' or ']', but got " \
                       "'<stream end>'"  # the parser's own problem, not its context line
-    [(_, message)] = _problems(b"campaign: \xff\xfe")
-    assert message == "not UTF-8 text (invalid start byte at byte 10)"
-    [(_, message)] = _problems("campaign: x", fmt="toml")
-    assert message == "unknown format 'toml'; use yaml or json"
+    assert _problems(b"campaign: \xff\xfe") == [
+        ("(document)", "not UTF-8 text (invalid start byte at byte 10)")]
+    assert _problems("campaign: x", fmt="toml") == [
+        ("(document)", "unknown format 'toml'; use yaml or json")]
     [(_, message)] = _problems("just text")
     assert message == "a brief is a mapping of fields (campaign, brand, ...), found str"
 
