@@ -30,13 +30,15 @@ browser:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "chromium could not be installed: the browser test will be skipped"
 
-# Mutation testing of the modules where a silent bug costs most ([tool.mutmut] in pyproject.toml),
-# against the fast tests only; not part of `make test`. One module at a time, niced, one worker
-# by default (CPU is shared): `make mutation MUTATE='schemas.finishing.*'`; the default runs
-# them all (hours on 2 cores). Prints per module killed / survived / equivalent and the score.
-MUTATE ?= mova_model.sampler.* mova_model.text_encoder.* mova_model.audio_vae.* \
-	mova_model.pipeline.* mova_model.joint.* schemas.brief.* schemas.finishing.* tasks.qc.* \
-	infra.repository.* infra.storage.* app.auth.*
+# Mutation testing ([tool.mutmut] in pyproject.toml) against the fast tests only; not part of
+# `make test`. One module at a time, niced, one worker by default (CPU is shared):
+# `make mutation MUTATE='mova_model.joint.*'`. Prints per module killed / survived / equivalent
+# (tests/mutation_equivalents.md) and the score. The default covers the modules whose tests are
+# in the mutation test selection; tasks/qc, infra/{repository,storage} and mova_model/pipeline
+# are mutated too but their tests (ffmpeg, moto, PostgreSQL, the tiny pipeline) are not yet in
+# the selection: mutmut's stats pass failed on that wider selection (cause not yet found).
+MUTATE ?= mova_model.joint.* mova_model.sampler.* mova_model.text_encoder.* \
+	mova_model.audio_vae.* schemas.brief.* schemas.finishing.* app.auth.*
 MUTATION_JOBS ?= 1
 
 mutation: install
