@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean browser
+.PHONY: install demo test lint clean browser mutation mutation-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,33 @@ browser:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "chromium could not be installed: the browser test will be skipped"
 
+# Mutation testing ([tool.mutmut] in pyproject.toml) against the fast tests only; not part of
+# `make test`. One module at a time, niced, one worker by default (CPU is shared):
+# `make mutation MUTATE='mova_model.joint.*'`. Prints per module killed / survived / equivalent
+# (tests/mutation_equivalents.md) and the score. The default covers the modules whose tests are
+# in the mutation test selection; tasks/qc, infra/{repository,storage} and mova_model/pipeline
+# are mutated too but their tests (ffmpeg, moto, PostgreSQL, the tiny pipeline) are not yet in
+# the selection: mutmut's stats pass failed on that wider selection (cause not yet found).
+MUTATE ?= mova_model.joint.* mova_model.sampler.* mova_model.text_encoder.* \
+	mova_model.audio_vae.* schemas.brief.* schemas.finishing.* app.auth.*
+MUTATION_JOBS ?= 1
+
+mutation: install
+	@set -f; for module in $(MUTATE); do \
+	  echo "== mutmut: $$module"; \
+	  nice $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) "$$module" || \
+	    echo "mutmut: no mutants or no result for $$module"; \
+	done
+	$(PY) tests/mutation_report.py
+
+mutation-report:
+	$(PY) tests/mutation_report.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .mova
+	rm -rf $(VENV) .mova mutants
 
 # The demo model: the tiny MOVA trained on the synthetic world of demo_world/ (issue 17), seeded
 # and resumable (rerun to continue); about 90 minutes on 2 CPU cores. Measure it with

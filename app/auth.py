@@ -23,7 +23,7 @@ from infra.repository import BriefRow, Deliverable, Team
 
 TOKEN_PREFIX = "mova_"
 TOKEN_COOKIE = "mova_token"
-TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TEAM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # used with fullmatch: no trailing newline
 
 
 def hash_token(token: str) -> str:
@@ -32,7 +32,7 @@ def hash_token(token: str) -> str:
 
 def create_team(session: Session, name: str) -> str:
     """Add a team and return its token (only its hash is kept: print it now or lose it)."""
-    if not TEAM_NAME.match(name):
+    if not TEAM_NAME.fullmatch(name):  # match() with $ would let a trailing newline through
         raise ValueError(f"team name {name!r}: use lowercase letters, digits and dashes")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     repo.add_team(session, name, hash_token(token))

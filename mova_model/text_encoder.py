@@ -92,7 +92,7 @@ class TextEncoder:
             model, info = UMT5EncoderModel.from_pretrained(
                 str(model_dir), dtype=dtype, local_files_only=True, output_loading_info=True
             )
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a tensor shape differs
             raise CheckpointError(f"{model_dir}: cannot load the text encoder ({err})") from err
         problems = {kind: sorted(info.get(kind, [])) for kind in
                     ("missing_keys", "unexpected_keys", "mismatched_keys")}

@@ -221,7 +221,7 @@ class Brief(Frozen):
         problems = []
         scene_ids = [scene.scene_id for scene in self.scenes]
         if len(set(scene_ids)) != len(scene_ids):
-            problems.append(f"scene_id values repeat: {scene_ids}")
+            problems.append(f"scenes: scene_id values repeat: {scene_ids}")
         for index, scene in enumerate(self.scenes):
             for field in ("dialogue", "on_screen_text"):
                 extra = set(getattr(scene, field)) - set(self.locales)

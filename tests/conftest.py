@@ -1,7 +1,10 @@
-"""Shared fixtures: real databases (SQLite file and the PostgreSQL server), migrated to head."""
+"""Shared fixtures: real databases (SQLite file and the PostgreSQL server), migrated to head,
+and moto's S3 server. A missing backend skips its tests on a developer's machine and fails them
+under CI=true (tests/servers.py: backend_missing)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,14 +12,20 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from infra.db import make_engine, upgrade_to_head
-from tests.servers import free_port, wait_until_up
+from tests.servers import backend_missing, free_port, wait_until_up
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_admin_url() -> str:
+    """The server the PostgreSQL tests use (MOVA_TEST_POSTGRES_URL overrides the local one)."""
+    return os.environ.get("MOVA_TEST_POSTGRES_URL", POSTGRES_ADMIN_URL)
 
 
 @pytest.fixture
@@ -29,14 +38,17 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 def _fresh_postgres_database() -> Iterator[str]:
     """A new, uniquely named database on the local PostgreSQL server, dropped afterwards."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin_url = postgres_admin_url()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT",
+                          connect_args={"connect_timeout": 5})
     name = f"mova_test_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as err:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {err}")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        admin.dispose()
+        backend_missing("PostgreSQL", f"{admin_url} is not reachable: {err}")
+    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -81,6 +93,19 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server over HTTP: started here, or the one MOVA_TEST_S3_ENDPOINT
+    names (checked to answer)."""
+    external = os.environ.get("MOVA_TEST_S3_ENDPOINT")
+    if external:
+        try:
+            httpx.get(external, timeout=5)
+        except httpx.TransportError as err:
+            backend_missing("the moto S3 server", f"{external} is not reachable: {err}")
+        yield external
+        return
+    if importlib.util.find_spec("moto") is None:
+        backend_missing("the moto S3 server", "the moto package is not installed "
+                                              "(pip install 'moto[server]')")
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
                                 str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

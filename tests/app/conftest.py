@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from app.auth import create_team
 from infra.db import make_engine, session_scope, upgrade_to_head
@@ -99,3 +102,45 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mova_model.make_checkpoint import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
+
+
+@dataclass
+class ReviewedBrief:
+    """A brief that team "emea" produced with the tiny model: two variants (16:9 and 9:16)
+    waiting in review, with real encoded files. Team "apac" shares the service."""
+
+    service: Service
+    brief_id: str
+    deliverables: list[dict[str, Any]]  # as emea's API shows them
+
+
+def two_variant_brief() -> dict[str, Any]:
+    """The example brief cut to one locale (two aspects), held for approval."""
+    brief: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    scene = brief["scenes"][0]
+    scene["dialogue"] = {"en-US": scene["dialogue"]["en-US"]}
+    scene["on_screen_text"] = {"en-US": scene["on_screen_text"]["en-US"]}
+    brief.update(locales=["en-US"], requires_approval=True)
+    return brief
+
+
+@pytest.fixture(scope="module")
+def reviewed_brief(service_factory: Callable[..., Service], tiny_checkpoint: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> ReviewedBrief:
+    data_dir = tmp_path_factory.mktemp("reviewed")
+    service = service_factory(data_dir, f"sqlite:///{data_dir / 'mova_ads.db'}",
+                              teams=("emea", "apac"), worker=True, checkpoint=tiny_checkpoint)
+    with service.client("emea") as client:
+        response = client.post("/api/briefs", json=two_variant_brief())
+        assert response.status_code == 201, response.text
+        brief_id = response.json()["id"]
+        deadline = time.monotonic() + 600
+        while True:
+            brief = client.get(f"/api/briefs/{brief_id}").json()
+            if brief["status"] == "done":
+                break
+            if time.monotonic() > deadline or brief["status"] in ("failed", "invalid"):
+                pytest.fail(f"brief {brief_id} was not produced: {brief}\n{service.log()}")
+            time.sleep(1)
+    assert [d["status"] for d in brief["deliverables"]] == ["in_review", "in_review"], brief
+    return ReviewedBrief(service, brief_id, brief["deliverables"])

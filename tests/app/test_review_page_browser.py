@@ -2,7 +2,7 @@
 download): sign in, submit the example brief through the form, watch it produce, play a
 variant, approve it and see it published. A screenshot of the campaign page is saved under
 test-artifacts/review/. Skipped where /usr/bin/chromium is not installed (`make test` installs
-it when it can)."""
+it when it can), and failed then under CI=true."""
 
 from __future__ import annotations
 
@@ -12,18 +12,21 @@ from pathlib import Path
 import pytest
 
 from tests.app.conftest import ROOT, Service
+from tests.servers import require_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "review"
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(),
-                                 reason="Debian's chromium is not installed (apt install "
-                                        "chromium)")]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Checked before the slower fixtures run, so a missing browser stops the test at once."""
+    return require_chromium()
 
 
 def test_submit_watch_play_approve_in_the_browser(
-        service_factory: Callable[..., Service], tiny_checkpoint: Path,
+        chromium: Path, service_factory: Callable[..., Service], tiny_checkpoint: Path,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -32,7 +35,7 @@ def test_submit_watch_play_approve_in_the_browser(
                               teams=("emea",), worker=True, checkpoint=tiny_checkpoint)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{service.url}/briefs")

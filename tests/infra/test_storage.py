@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.request
 import uuid
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.hashing import sha256_file
 from infra.storage import (
     InvalidKey,
     LocalStore,
@@ -36,7 +36,8 @@ def test_put_head_get_round_trip_with_type_and_metadata(s3: S3Store, tmp_path: P
     assert stored.uploaded and stored.uri.endswith("/deliveries/a/clip.mp4")
     head = s3.head("a/clip.mp4")
     assert head is not None and head.content_type == "video/mp4"
-    assert head.metadata["campaign"] == "spring" and head.sha256 == stored.sha256
+    assert head.metadata["campaign"] == "spring"
+    assert head.sha256 == stored.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
     back = s3.get_file("a/clip.mp4", tmp_path / "back.mp4")
     assert back.read_bytes() == source.read_bytes()
     assert s3.list("a") == ["a/clip.mp4"] and s3.list("a/") == ["a/clip.mp4"]
@@ -48,7 +49,11 @@ def test_changed_content_overwrites_and_missing_objects_fail(s3: S3Store, tmp_pa
     first = s3.put_bytes(b"version 1", "v.txt")
     second = s3.put_bytes(b"version 2", "v.txt")
     assert second.uploaded and second.sha256 != first.sha256
-    assert s3.head("v.txt") == second
+    head = s3.head("v.txt")  # expected values computed here, not taken from put's answer
+    assert head is not None and head.sha256 == hashlib.sha256(b"version 2").hexdigest()
+    assert head.size_bytes == 9 and head.content_type == "text/plain"
+    assert s3.client.get_object(Bucket=s3.bucket, Key="deliveries/v.txt")["Body"].read() == \
+        b"version 2"
     with pytest.raises(StorageError, match="no object 'nope.txt'") as caught:
         s3.get_file("nope.txt", tmp_path / "nope.txt")
     assert not isinstance(caught.value, TransientStorageError)
@@ -67,19 +72,22 @@ def test_large_files_go_multipart_and_verify(s3_endpoint: str, aws_credentials: 
     store = S3Store(f"big-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint, create_bucket=True,
                     multipart_threshold=5 * 2**20)
     source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(12 * 2**20))
+    data = os.urandom(12 * 2**20)
+    source.write_bytes(data)
     stored = store.put_file(source, "big.bin")
     info = store.client.head_object(Bucket=store.bucket, Key="big.bin")
     assert info["ETag"].strip('"').endswith("-3"), "expected a 3-part multipart upload"
-    assert stored.size_bytes == 12 * 2**20 and stored.metadata["sha256"] == stored.sha256
-    assert stored.sha256 == sha256_file(source)
+    expected = hashlib.sha256(data).hexdigest()
+    assert stored.size_bytes == 12 * 2**20 and info["Metadata"]["sha256"] == expected
+    assert stored.sha256 == expected
     # A multipart server-side copy keeps the type and the sha256 metadata.
     copied = store.copy("big.bin", "published/big.bin")
     info = store.client.head_object(Bucket=store.bucket, Key="published/big.bin")
     assert info["ETag"].strip('"').endswith("-3")
-    assert copied.sha256 == stored.sha256 and copied.content_type == stored.content_type
+    assert copied.sha256 == expected and info["Metadata"]["sha256"] == expected
+    assert copied.content_type == info["ContentType"] == "application/octet-stream"
     back = store.get_file("published/big.bin", tmp_path / "back.bin")
-    assert sha256_file(back) == stored.sha256
+    assert back.read_bytes() == data
 
 
 def test_same_content_is_not_uploaded_again(s3: S3Store, tmp_path: Path) -> None:
@@ -104,7 +112,10 @@ def test_presigned_url_downloads_the_object(s3: S3Store) -> None:
 def test_copy_promotes_an_object(s3: S3Store) -> None:
     s3.put_bytes(b"review me", "review/v.mp4")
     copied = s3.copy("review/v.mp4", "final/v.mp4")
-    assert copied.sha256 == s3.head("review/v.mp4").sha256  # type: ignore[union-attr]
+    assert copied.sha256 == hashlib.sha256(b"review me").hexdigest()
+    assert copied.content_type == "video/mp4" and copied.size_bytes == 9
+    body = s3.client.get_object(Bucket=s3.bucket, Key="deliveries/final/v.mp4")["Body"].read()
+    assert body == b"review me"
     assert not s3.copy("review/v.mp4", "final/v.mp4").uploaded
 
 
@@ -143,16 +154,21 @@ def test_local_store_round_trip_idempotence_and_versions(tmp_path: Path) -> None
     first = store.put_file(source, "a/clip.mp4", metadata={"k": "v"})
     mtime = (tmp_path / "store" / "a" / "clip.mp4").stat().st_mtime_ns
     second = store.put_file(source, "a/clip.mp4")
-    assert first.uploaded and not second.uploaded and second.sha256 == sha256_file(source)
+    assert first.uploaded and not second.uploaded
+    assert second.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
     assert (tmp_path / "store" / "a" / "clip.mp4").stat().st_mtime_ns == mtime
     head = store.head("a/clip.mp4")
     assert head is not None and head.metadata == {"k": "v"} and head.content_type == "video/mp4"
     back = store.get_file("a/clip.mp4", tmp_path / "out" / "back.mp4")
     assert back.read_bytes() == source.read_bytes()
     newer = store.put_bytes(b"new cut", "a/clip.mp4")
-    assert newer.uploaded and store.head("a/clip.mp4") == newer
+    head = store.head("a/clip.mp4")
+    assert newer.uploaded and head is not None and head.size_bytes == 7
+    assert head.sha256 == hashlib.sha256(b"new cut").hexdigest()
     copied = store.copy("a/clip.mp4", "final/clip.mp4")
-    assert copied.sha256 == newer.sha256 and store.list("final/") == ["final/clip.mp4"]
+    assert copied.sha256 == hashlib.sha256(b"new cut").hexdigest()
+    assert (tmp_path / "store" / "final" / "clip.mp4").read_bytes() == b"new cut"
+    assert store.list("final/") == ["final/clip.mp4"]
     assert store.exists("final/clip.mp4") and store.presigned_url("final/clip.mp4") is None
     assert store.list() == ["a/clip.mp4", "final/clip.mp4"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -54,13 +53,10 @@ def test_encode_decode_lengths_follow_the_hop() -> None:
     audio = 0.1 * torch.randn(1, 1, 50_000)
     with torch.inference_mode():
         latent = model.encode(audio)
-        started = time.perf_counter()
         waveform = model.decode(latent)
-        seconds = time.perf_counter() - started
     assert latent.shape == (1, 128, 53)  # ceil(50000 / 960)
     assert waveform.shape == (1, 1, 53 * 960) and waveform.dtype == torch.float32
     assert waveform.abs().max() <= 1.0
-    assert seconds < 1.0
 
 
 def test_plain_weights_equal_weight_norm_weights(tmp_path: Path) -> None:

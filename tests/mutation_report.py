@@ -1,0 +1,78 @@
+"""Per-module mutation figures from mutmut's results (mutants/**/*.meta): killed, survived,
+equivalent (survivors listed with a reason in tests/mutation_equivalents.md), and the score.
+
+    python tests/mutation_report.py            # every module mutmut has results for
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.md"
+# mutmut's exit codes: 1 and 3 are kills (a test failed / pytest errored), 0 a survivor
+KILLED, SURVIVED = {1, 3}, {0}
+TIMEOUT = {36, 24, -24, 152, 255}
+NO_TESTS = {5, 33}
+
+
+def equivalent_mutants() -> set[str]:
+    """Mutant names listed as `- \\`name\\`: reason` in the equivalents file."""
+    if not EQUIVALENTS.exists():
+        return set()
+    return set(re.findall(r"^- `([^`]+)`:", EQUIVALENTS.read_text(), flags=re.M))
+
+
+def module_figures(meta: Path, equivalent: set[str]) -> Counter[str]:
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    counts: Counter[str] = Counter()
+    for name, code in codes.items():
+        if code is None:
+            counts["not checked"] += 1
+        elif code in KILLED:
+            counts["killed"] += 1
+        elif code in TIMEOUT:
+            counts["timeout"] += 1  # the mutant hung: the tests noticed, counted as killed
+        elif code in SURVIVED:
+            counts["equivalent" if name in equivalent else "survived"] += 1
+        elif code in NO_TESTS:
+            counts["no tests"] += 1
+        else:
+            counts["other"] += 1
+    return counts
+
+
+def main() -> int:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    equivalent = equivalent_mutants()
+    columns = ["killed", "timeout", "survived", "no tests", "equivalent", "not checked", "other"]
+    print(f"{'module':32} " + " ".join(f"{c:>11}" for c in columns) + "      score")  # noqa: T201
+    totals: Counter[str] = Counter()
+    for module in config["only_mutate"]:
+        meta = ROOT / "mutants" / f"{module}.meta"
+        if not meta.exists():
+            print(f"{module:32} (not run)")  # noqa: T201
+            continue
+        counts = module_figures(meta, equivalent)
+        totals += counts
+        print(f"{module:32} " + " ".join(f"{counts[c]:>11}" for c in columns)  # noqa: T201
+              + f"  {score(counts)}")
+    print(f"{'total':32} " + " ".join(f"{totals[c]:>11}" for c in columns)  # noqa: T201
+          + f"  {score(totals)}")
+    return 0
+
+
+def score(counts: Counter[str]) -> str:
+    """Killed share of the mutants that could be killed (equivalents and unchecked excluded)."""
+    caught = counts["killed"] + counts["timeout"]
+    judged = caught + counts["survived"] + counts["no tests"] + counts["other"]
+    return f"{100 * caught / judged:6.1f} %" if judged else "     -"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Brief rules one by one, with the exact words a team reads: paths, limits on both sides of
+each bound, defaults, locale normalisation and the document-level errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from schemas.brief import Brief, load_brief
+from schemas.errors import BriefInvalid
+
+EXAMPLE = (Path(__file__).parents[2] / "examples" / "brief.yaml").read_text()
+
+
+def _brief(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE)
+    data.update(changes)
+    return data
+
+
+def _scene(**changes: Any) -> dict[str, Any]:
+    data = _brief()
+    data["scenes"][0].update(changes)
+    return data
+
+
+def _problems(data: dict[str, Any] | str | bytes, fmt: str | None = None
+              ) -> list[tuple[str, str]]:
+    raw = json.dumps(data) if isinstance(data, dict) else data
+    with pytest.raises(BriefInvalid) as info:
+        load_brief(raw, fmt=fmt)
+    return info.value.problems
+
+
+def test_defaults() -> None:
+    data = _brief()
+    for key in ("platforms", "dubbing", "loudness_profile", "max_qc_retries",
+                "requires_approval", "seed"):
+        data.pop(key, None)
+    brief = load_brief(json.dumps(data))
+    assert [str(p) for p in brief.platforms] == ["web"]
+    assert str(brief.dubbing) == "lipsync" and str(brief.loudness_profile) == "web"
+    assert brief.max_qc_retries == 1 and brief.requires_approval is False and brief.seed == 0
+
+
+@pytest.mark.parametrize(("duration", "ok"), [(193 / 24, True), (8.05, False), (0.01, True),
+                                              (0, False)])
+def test_a_scene_lasts_at_most_one_193_frame_clip(duration: float, ok: bool) -> None:
+    data = _scene(duration_s=duration)
+    if ok:
+        assert load_brief(json.dumps(data)).scenes[0].duration_s == duration
+    else:
+        assert _problems(data)[0][0] == "scenes[0].duration_s"
+
+
+@pytest.mark.parametrize(("field", "value", "ok"), [
+    ("max_qc_retries", 0, True), ("max_qc_retries", 5, True), ("max_qc_retries", 6, False),
+    ("max_qc_retries", -1, False), ("seed", 0, True), ("seed", 2**31 - 1, True),
+    ("seed", 2**31, False), ("seed", -1, False)])
+def test_integer_bounds(field: str, value: int, ok: bool) -> None:
+    data = _brief(**{field: value})
+    if ok:
+        assert getattr(load_brief(json.dumps(data)), field) == value
+    else:
+        assert [p for p, _ in _problems(data)] == [field]
+
+
+def test_slugs_are_lowercase_and_at_most_63_characters() -> None:
+    assert load_brief(json.dumps(_brief(campaign="a" * 63))).campaign == "a" * 63
+    for bad in ("a" * 64, "-spring", "Spring", "spring launch"):
+        [(path, message)] = _problems(_brief(campaign=bad))
+        assert path == "campaign"
+        assert message == (f"{bad!r} must be a slug: lower-case letters, digits and dashes, "
+                           "at most 63 characters")
+    [(path, message)] = _problems(_scene(scene_id="Run"))
+    assert path == "scenes[0].scene_id" and message.startswith("'Run' must be a slug")
+
+
+def test_repeated_entries_are_refused_with_the_list() -> None:
+    [(path, message)] = _problems(_brief(aspects=["16:9", "16:9"]))
+    assert path == "aspects" and message == "entries repeat: ['16:9', '16:9']"
+    [(path, _)] = _problems(_brief(locales=["en-US", "en-us"]))  # the same tag once normalised
+    assert path == "locales"
+    [(path, _)] = _problems(_brief(platforms=["web", "web"]))
+    assert path == "platforms"
+
+
+def test_locale_keys_are_normalised() -> None:
+    data = _brief()
+    scene = data["scenes"][0]
+    scene["dialogue"] = {k.lower(): v for k, v in scene["dialogue"].items()}
+    brief = load_brief(json.dumps(data))
+    assert brief.locales == ["en-US", "de-DE"]
+    assert set(brief.scenes[0].dialogue) == {"en-US", "de-DE"}
+
+
+def test_whole_brief_problems_each_carry_their_path() -> None:
+    data = _brief()
+    data["scenes"].append(dict(data["scenes"][0]))  # the same scene_id twice
+    data["scenes"][1]["on_screen_text"] = {"fr-FR": {"brand_line": "Aurora"}}
+    problems = _problems(data)
+    assert ("scenes", "scene_id values repeat: ['morning-run', 'morning-run']") in problems
+    assert ("scenes[1].on_screen_text",
+            "locale(s) ['fr-FR'] are not in locales ['en-US', 'de-DE']") in problems
+
+
+def test_a_silent_scene_needs_no_dialogue() -> None:
+    brief = load_brief(json.dumps(_scene(dialogue={})))
+    assert brief.scenes[0].dialogue == {}
+
+
+@pytest.mark.parametrize(("focus", "ok"), [([0.0, 1.0], True), ([0.5, 0.5], True),
+                                           ([1.01, 0.5], False), ([0.5, -0.01], False)])
+def test_focus_is_inside_the_frame(focus: list[float], ok: bool) -> None:
+    data = _scene(focus=focus)
+    if ok:
+        assert load_brief(json.dumps(data)).scenes[0].focus == tuple(focus)
+    else:
+        [(path, message)] = _problems(data)
+        assert path == "scenes[0].focus" and "must be two numbers in [0, 1]" in message
+
+
+@pytest.mark.parametrize(("reference", "ok"), [
+    ("frames/hero.png", True), ("s3://bucket/hero.png", True), ("/etc/passwd", False),
+    ("a/../../x.png", False), ("a\\b.png", False), ("..", False)])
+def test_first_frame_references(reference: str, ok: bool) -> None:
+    data = _scene(first_frame=reference)
+    if ok:
+        assert load_brief(json.dumps(data)).scenes[0].first_frame == reference
+    else:
+        [(path, message)] = _problems(data)
+        assert path == "scenes[0].first_frame"
+        assert message == (f"{reference!r} must be a relative path inside the brief's folder "
+                           "or an s3:// URI")
+
+
+def test_document_errors_name_line_and_column() -> None:
+    [(path, message)] = _problems('{"campaign": "x",\n  "brand": }', fmt="json")
+    assert path == "(document)" and message.startswith("invalid JSON at line 2 column 12: ")
+    [(path, message)] = _problems("campaign: x\nbrand: [a\n")
+    assert path == "(document)"
+    assert message == "invalid YAML at line 3 column 1: expected ',' or ']', but got " \
+                      "'<stream end>'"  # the parser's own problem, not its context line
+    assert _problems(b"campaign: \xff\xfe") == [
+        ("(document)", "not UTF-8 text (invalid start byte at byte 10)")]
+    assert _problems("campaign: x", fmt="toml") == [
+        ("(document)", "unknown format 'toml'; use yaml or json")]
+    [(_, message)] = _problems("just text")
+    assert message == "a brief is a mapping of fields (campaign, brand, ...), found str"
+
+
+def test_format_is_detected_and_bytes_are_accepted() -> None:
+    as_json = json.dumps(_brief())
+    assert load_brief(as_json.encode()) == load_brief(EXAMPLE.encode()) == \
+        load_brief("  \n" + as_json)
+    assert isinstance(load_brief(EXAMPLE, fmt="yaml"), Brief)
+    assert isinstance(load_brief(as_json, fmt="yaml"), Brief)  # JSON is YAML too
+
+
+def test_the_size_limit_is_one_megabyte_exactly() -> None:
+    padding = "#" * (1_000_000 - len(EXAMPLE.encode()) - 1) + "\n"
+    assert isinstance(load_brief(EXAMPLE + padding), Brief)  # exactly 1,000,000 bytes
+    [(_, message)] = _problems(EXAMPLE + "#" + padding)
+    assert message == "brief is 1,000,001 bytes; the limit is 1,000,000"
+
+
+def test_too_long_texts_say_how_long() -> None:
+    [(path, message)] = _problems(_brief(brand="b" * 201))
+    assert path == "brand" and message.startswith("too long (201 characters); ")
+    assert load_brief(json.dumps(_brief(brand="b" * 200))).brand == "b" * 200
+
+
+def test_json_is_detected_by_its_opening_brace_even_after_whitespace() -> None:
+    # the parser named in the error shows which one ran
+    [(_, message)] = _problems('  \n {"campaign": }')
+    assert message.startswith("invalid JSON at line 2 column 15: ")
+    # told YAML, the same text parses (as YAML: campaign is null) and fails validation instead
+    problems = dict(_problems('{"campaign": }', fmt="yaml"))
+    assert problems["campaign"] == "Input should be a valid string"
+
+
+def test_a_yaml_error_without_a_position_still_reads_well() -> None:
+    [(path, message)] = _problems("campaign: \x07")  # a control character: no line mark
+    assert path == "(document)"
+    assert message.startswith("invalid YAML: ") and "#x0007" in message

@@ -1,0 +1,260 @@
+"""The QC gate check by check: each threshold on both sides, each reason in its words, and
+every check of `run_qc` failing on its own when only its property is wrong (one real encoded
+file, with the probe's answers varied)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.media import MediaProbe, StreamInfo, probe
+from schemas.finishing import LoudnessTarget, QCCheck, QCReport
+from tasks.qc import caption_problems, next_action, picture_checks, run_qc, sound_checks
+from tests.tasks.test_finishing import FPS, RATE, _finish
+
+WEB = LoudnessTarget(integrated_lufs=-14.0)
+
+
+def _by_name(checks: list[QCCheck]) -> dict[str, QCCheck]:
+    return {c.name: c for c in checks}
+
+
+def _gray(values: list[float], size: tuple[int, int] = (8, 8)) -> np.ndarray:
+    return np.stack([np.full((*size, 3), v, dtype=np.uint8) for v in values])
+
+
+# ---- picture ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("level", "passed"), [(16, True), (15, False), (0, False), (200, True)])
+def test_black_picture_threshold_is_mean_luma_16(level: int, passed: bool) -> None:
+    frames = _gray([level, level])
+    frames[1, 0, 0, 0] += 1  # not frozen; the mean luma stays just above `level`
+    check = _by_name(picture_checks(frames))["black_picture"]
+    assert check.passed is passed
+    assert check.expected == ">= 16.0"
+
+
+def test_black_picture_uses_bt709_luma() -> None:
+    # pure green at 22 has BT.709 luma 0.7152 * 22 = 15.7 (black), pure blue at 255 has 18.4
+    green = np.zeros((2, 4, 4, 3), np.uint8)
+    green[..., 1] = 22
+    green[1, 0, 0, 0] = 1  # not frozen
+    check = _by_name(picture_checks(green))["black_picture"]
+    assert not check.passed and check.measured == "mean luma 15.7"
+    blue = np.zeros((2, 4, 4, 3), np.uint8)
+    blue[..., 2] = 255
+    assert _by_name(picture_checks(blue))["black_picture"].measured == "mean luma 18.4"
+
+
+def test_frozen_picture_threshold_is_half_a_level() -> None:
+    still = _gray([100, 100, 100])
+    moving = still.copy()
+    moving[2, :4] += 1  # half the pixels of the last frame change by 1: mean difference 0.5
+    frozen = _by_name(picture_checks(still))["frozen_picture"]
+    assert not frozen.passed and frozen.measured == "max frame difference 0.00"
+    assert frozen.expected == ">= 0.5"
+    check = _by_name(picture_checks(moving))["frozen_picture"]
+    assert check.passed and check.measured == "max frame difference 0.50"
+    barely = still.copy()
+    barely[2, :3] += 1  # 3/8 of the pixels
+    assert not _by_name(picture_checks(barely))["frozen_picture"].passed
+    # differences are taken in signed arithmetic: 0 -> 255 is a change of 255, not of 1
+    flip = _gray([0, 255])
+    assert _by_name(picture_checks(flip))["frozen_picture"].measured == \
+        "max frame difference 255.00"
+
+
+def test_a_single_frame_is_not_frozen() -> None:
+    assert _by_name(picture_checks(_gray([100])))["frozen_picture"].passed
+
+
+# ---- sound -----------------------------------------------------------------------------------
+
+
+def _tone(amplitude: float, seconds: float = 1.0, channels: int = 2) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return np.tile(amplitude * np.sin(2 * np.pi * 1000 * t), (channels, 1))
+
+
+def test_silence_is_below_minus_60_dbfs_rms() -> None:
+    quiet = _by_name(sound_checks(_tone(0.0012), RATE, WEB))["silence"]  # RMS -61.4 dBFS
+    assert not quiet.passed and quiet.measured == "-61.4 dBFS RMS"
+    assert quiet.expected == "> -60.0 dBFS"
+    assert _by_name(sound_checks(_tone(0.0016), RATE, WEB))["silence"].passed  # -58.9
+    zero = _by_name(sound_checks(np.zeros((2, RATE)), RATE, WEB))["silence"]
+    assert not zero.passed and zero.measured == "-inf dBFS RMS"
+
+
+def test_clipping_is_a_thousandth_of_samples_at_full_scale() -> None:
+    audio = _tone(0.5)
+    audio[:, :95] = 0.9995  # 95 of 48000 per channel: 0.198 %
+    check = _by_name(sound_checks(audio, RATE, WEB))["clipping"]
+    assert not check.passed and check.measured == "0.1979% samples at full scale"
+    assert check.expected == "< 0.1%"
+    audio[:, 47:95] = 0.998  # 47 samples: 0.098 %
+    assert _by_name(sound_checks(audio, RATE, WEB))["clipping"].passed
+    audio[:, :48] = -1.0  # negative full scale counts too: exactly 0.1 %
+    assert not _by_name(sound_checks(audio, RATE, WEB))["clipping"].passed
+
+
+def test_clipping_is_judged_on_the_source_when_given() -> None:
+    clipped_source = np.clip(_tone(3.0), -1, 1)
+    finished = _tone(0.3)
+    assert not _by_name(sound_checks(finished, RATE, WEB, clipped_source))["clipping"].passed
+    assert _by_name(sound_checks(finished, RATE, WEB))["clipping"].passed
+
+
+def test_loudness_window_is_the_target_plus_minus_one_lu() -> None:
+    # a full-scale 1 kHz sine on both channels measures about 0 LUFS: scale it to each level
+    def at(lufs: float) -> QCCheck:
+        return _by_name(sound_checks(_tone(10 ** (lufs / 20), 2.0), RATE, WEB))["loudness"]
+
+    for level, passed in ((-14.0, True), (-13.2, True), (-14.8, True), (-12.7, False),
+                          (-15.3, False)):
+        assert at(level).passed is passed, level
+    assert at(-14.0).expected == "-14 ± 1 LUFS"
+    broadcast = _by_name(sound_checks(_tone(10 ** (-23.0 / 20), 2.0), RATE,
+                                      LoudnessTarget(integrated_lufs=-23.0)))["loudness"]
+    assert broadcast.passed and broadcast.expected == "-23 ± 1 LUFS"
+
+
+def test_loudness_needs_at_least_400_ms() -> None:
+    short = _by_name(sound_checks(_tone(0.2, seconds=0.39), RATE, WEB))["loudness"]
+    assert not short.passed and short.measured == "-inf LUFS"
+
+
+# ---- captions --------------------------------------------------------------------------------
+
+
+def test_caption_problems_name_each_fault() -> None:
+    good = "WEBVTT\n\n00:00:00.500 --> 00:00:01.000\nHello\n\n00:00:01.000 --> 00:00:02.000\nBye\n"
+    assert caption_problems(good) == []
+    assert caption_problems("WEBVTT\n\n0:00:00.500 --> 00:00:01.000\nHi\n") == [
+        "bad cue timing line '0:00:00.500 --> 00:00:01.000'"]
+    assert caption_problems("WEBVTT\n\n01:00:00.000 --> 00:59:59.999\nHi\n") == [
+        "cue 01:00:00.000 --> 00:59:59.999 overlaps or runs backwards"]
+    assert caption_problems("WEBVTT\n\n00:00:01.000 --> 00:00:01.000\nHi\n") == [
+        "cue 00:00:01.000 --> 00:00:01.000 overlaps or runs backwards"]
+    overlapping = ("WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nA\n\n"
+                   "00:00:01.999 --> 00:00:03.000\nB\n")
+    assert caption_problems(overlapping) == [
+        "cue 00:00:01.999 --> 00:00:03.000 overlaps or runs backwards"]
+    assert caption_problems("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n \n") == [
+        "cue 00:00:00.000 --> 00:00:01.000 has no text"]
+    assert caption_problems("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n") == [
+        "cue 00:00:00.000 --> 00:00:01.000 has no text"]
+    # hours, minutes and seconds all count: 1 h 1 min 1 s ends after 1 h 0 min 59 s
+    later = ("WEBVTT\n\n01:00:59.000 --> 01:01:01.000\nA\n\n"
+             "01:01:01.000 --> 01:01:02.000\nB\n")
+    assert caption_problems(later) == []
+
+
+# ---- the whole gate on an encoded file -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MediaProbe, np.ndarray]:
+    result, frames = _finish(tmp_path_factory.mktemp("qc"))
+    path = Path(result.video_path)
+    return path, probe(path), frames
+
+
+def _gate(finished: tuple[Path, MediaProbe, np.ndarray], **changes: object) -> dict[str, bool]:
+    path, media, frames = finished
+    args: dict[str, object] = {"expected_frames": len(frames), "fps": FPS, "width": 1280,
+                               "height": 720, "target": WEB, "captions": None}
+    media = replace(media, **changes.pop("media", {}))  # type: ignore[arg-type]
+    args.update(changes)
+    report = run_qc(media, path, **args)  # type: ignore[arg-type]
+    return {c.name: c.passed for c in report.checks}
+
+
+def test_a_good_file_passes_every_check(finished: tuple[Path, MediaProbe, np.ndarray],
+                                        tmp_path: Path) -> None:
+    vtt = tmp_path / "c.vtt"
+    vtt.write_text("WEBVTT\n\n00:00:00.200 --> 00:00:01.600\nJeder Morgen\n")
+    checks = _gate(finished, captions=vtt)
+    assert checks == dict.fromkeys(
+        ["duration", "resolution", "video_codec", "audio_codec", "faststart", "frame_count",
+         "black_picture", "frozen_picture", "silence", "clipping", "loudness", "av_offset",
+         "captions"], True)
+    vtt.write_text("not a vtt")
+    assert _gate(finished, captions=vtt)["captions"] is False
+
+
+def _only_failure(checks: dict[str, bool]) -> set[str]:
+    return {name for name, passed in checks.items() if not passed}
+
+
+@pytest.mark.parametrize(("changes", "failing"), [
+    ({"media": {"duration_s": 2.0 + 1.5 / 24}}, {"duration"}),
+    ({"media": {"duration_s": 2.0 + 0.9 / 24}}, set()),
+    ({"width": 1920}, {"resolution"}),
+    ({"height": 1080}, {"resolution"}),
+    ({"media": {"faststart": False}}, {"faststart"}),
+    ({"expected_frames": 47, "media": {"duration_s": 47 / 24}}, {"frame_count"}),
+    ({"expected_frames": 49, "media": {"duration_s": 49 / 24}}, {"frame_count"}),
+    ({"expected_frames": 40, "media": {"duration_s": 40 / 24}}, {"frame_count", "av_offset"}),
+])
+def test_each_check_fails_alone(finished: tuple[Path, MediaProbe, np.ndarray],
+                                changes: dict[str, object], failing: set[str]) -> None:
+    assert _only_failure(_gate(finished, **changes)) == failing
+
+
+@pytest.mark.parametrize(("field", "value", "failing"), [
+    ("codec", "hevc", "video_codec"), ("profile", "Main", "video_codec"),
+    ("pix_fmt", "yuv444p", "video_codec"),
+])
+def test_video_codec_fields(finished: tuple[Path, MediaProbe, np.ndarray], field: str,
+                            value: str, failing: str) -> None:
+    video = replace(finished[1].video, **{field: value})  # type: ignore[arg-type]
+    assert _only_failure(_gate(finished, media={"video": video})) == {failing}
+
+
+@pytest.mark.parametrize(("field", "value"), [("codec", "mp3"), ("sample_rate", 44_100),
+                                              ("channels", 1)])
+def test_audio_codec_fields(finished: tuple[Path, MediaProbe, np.ndarray], field: str,
+                            value: object) -> None:
+    audio = replace(finished[1].audio, **{field: value})  # type: ignore[arg-type]
+    assert _only_failure(_gate(finished, media={"audio": audio})) == {"audio_codec"}
+
+
+def test_missing_streams_fail_with_none(finished: tuple[Path, MediaProbe, np.ndarray]) -> None:
+    path, media, frames = finished
+    report = run_qc(replace(media, video=None, audio=None), path, expected_frames=len(frames),
+                    fps=FPS, width=1280, height=720, target=WEB, captions=None)
+    checks = {c.name: c for c in report.checks}
+    for name in ("resolution", "video_codec", "audio_codec"):
+        assert not checks[name].passed and checks[name].measured == "none", name
+    assert checks["video_codec"].expected == "h264 High yuv420p"
+    assert checks["audio_codec"].expected == "aac 48000 Hz 2 ch"
+    assert checks["resolution"].expected == "1280x720"
+
+
+def test_the_gate_reports_what_it_measured(finished: tuple[Path, MediaProbe, np.ndarray]) -> None:
+    path, media, frames = finished
+    report = run_qc(media, path, expected_frames=len(frames), fps=FPS, width=1280, height=720,
+                    target=WEB, captions=None)
+    checks = {c.name: c for c in report.checks}
+    assert checks["duration"].expected == "2.000 ± 1 frame"
+    assert checks["duration"].measured == f"{media.duration_s:.3f} s"
+    assert checks["resolution"].measured == "1280x720"
+    assert checks["video_codec"].measured == "h264 High yuv420p"
+    assert checks["audio_codec"].measured == "aac 48000 Hz 2 ch"
+    assert checks["frame_count"].measured == "48" and checks["frame_count"].expected == "48"
+    assert checks["faststart"].measured == "True" and checks["faststart"].expected == "True"
+    assert checks["av_offset"].expected == "<= 67 ms"
+
+
+def test_next_action_retries_until_the_limit() -> None:
+    bad = QCReport(checks=[QCCheck(name="x", passed=False, measured="1", expected="2")])
+    good = QCReport(checks=[QCCheck(name="x", passed=True, measured="1", expected="1")])
+    assert [next_action(bad, attempt, 2) for attempt in range(4)] == \
+        ["retry", "retry", "fail", "fail"]
+    assert next_action(good, 5, 0) == "accept"
+    assert bad.failures == ["x: measured 1, expected 2"] and good.failures == []
+    assert StreamInfo(codec="aac", language=None).channels is None
