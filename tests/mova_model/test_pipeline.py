@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import av
@@ -55,13 +54,11 @@ def test_maker_writes_the_official_layout_that_loads_strictly(checkpoint: Path) 
 
 def test_tiny_generation_end_to_end_writes_a_playable_mp4(pipe: MovaPipeline,
                                                           tmp_path: Path) -> None:
+    # (its wall time is a benchmark: bench/model_step.py, not an assert here)
     steps: list[int] = []
-    started = time.perf_counter()
     request = GenerationRequest(PROMPT, height=64, width=112, num_frames=25,
                                 num_inference_steps=8, seed=7)
     clip = pipe.generate(request, on_step=lambda k, n: steps.append(k))
-    seconds = time.perf_counter() - started
-    assert seconds < 60, f"tiny generation took {seconds:.1f} s"
     assert steps == list(range(1, 9))
     assert clip.video.shape == (25, 64, 112, 3) and clip.video.dtype == np.uint8
     assert clip.audio.shape == (1, 50_000) and clip.sample_rate == 48_000  # 48000 * 25 / 24
@@ -130,11 +127,11 @@ def test_bad_inputs_fail_fast_with_one_line(pipe: MovaPipeline, change: dict[str
                                             message: str) -> None:
     inputs = {k: v for k, v in change.items() if k in ("image", "video")}
     request = small(**{k: v for k, v in change.items() if k not in inputs})
-    started = time.perf_counter()
+    steps: list[int] = []
     with pytest.raises(InvalidRequest) as info:
-        pipe.generate(request, **inputs)  # type: ignore[arg-type]
+        pipe.generate(request, on_step=lambda k, n: steps.append(k), **inputs)  # type: ignore[arg-type]
     assert message in str(info.value) and "\n" not in str(info.value)
-    assert time.perf_counter() - started < 0.5, "validation must come before heavy work"
+    assert steps == [], "validation must come before any denoising step"
 
 
 def test_generate_takes_only_a_request(pipe: MovaPipeline) -> None:
