@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -134,3 +135,90 @@ def decode_audio(path: Path) -> tuple[np.ndarray, int]:
         chunks = [f.to_ndarray() for f in container.decode(audio=0)]
     data = np.concatenate(chunks, axis=1).astype(np.float32)
     return data, rate
+
+
+# ---- one-pass analysis -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaAnalysis:
+    """What one ffmpeg decode of a file's first video and audio streams measured."""
+
+    frames: int  # video frames decoded (0 without a video stream)
+    video_s: float  # frames / stream frame rate: the span the picture findings refer to
+    black_s: float  # seconds blackdetect found black
+    frozen_s: float  # seconds freezedetect found still
+    true_peak_dbtp: float | None  # ebur128's oversampled true peak; None for silence/no audio
+
+
+_BLACK = re.compile(r"black_start:\s*([\d.]+)\s+black_end:\s*([\d.]+)")
+_FREEZE = re.compile(r"freezedetect\.freeze_(start|end):\s*([\d.]+)")
+_TRUE_PEAK = re.compile(r"True peak:\s*\n\s*Peak:\s*(-?inf|-?[\d.]+)\s*dBFS")
+_PROGRESS_FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
+
+
+def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: float,
+                  black_share: float, freeze_noise: float, frame_s: float) -> list[str]:
+    """ffmpeg arguments for `analyze_media`: every filter reads the same decode, nothing is
+    written (null muxer). black_luma is the pixel threshold as a share of the luma range,
+    black_share the share of such pixels that makes a frame black, freeze_noise the mean
+    absolute frame difference (share of full scale) under which the picture counts as still,
+    frame_s one frame's duration."""
+    graphs, maps = [], []
+    if has_video:
+        # Report short stretches too; the caller judges their total. blackdetect takes d=0;
+        # freezedetect with d under one frame reports every moving frame as a one-frame
+        # freeze, so its minimum is just over one frame (a repeat of at least two frames).
+        graphs.append(f"[0:v:0]blackdetect=d=0:pix_th={black_luma:.6f}:pic_th={black_share},"
+                      f"freezedetect=n={freeze_noise:.6f}:d={1.001 * frame_s:.6f}[v]")
+        maps += ["-map", "[v]"]
+    if has_audio:
+        # framelog=verbose keeps the 10 Hz meter lines out of the log; the summary stays
+        graphs.append("[0:a:0]ebur128=peak=true:framelog=verbose[a]")
+        maps += ["-map", "[a]"]
+    if not graphs:
+        raise MediaError(f"{path}: no video or audio stream to analyse")
+    return ["-i", str(path), "-filter_complex", ";".join(graphs), *maps,
+            "-progress", "pipe:2", "-nostats", "-f", "null", "-"]
+
+
+def _spans(events: list[tuple[str, float]], end_s: float) -> float:
+    """Total seconds of start/end pairs; a start left open runs to end_s (the filter reports no
+    end for a stretch that lasts to the end of the file)."""
+    total, start = 0.0, None
+    for kind, at in events:
+        if kind == "start":
+            start = at
+        elif start is not None:
+            total, start = total + at - start, None
+    return total + (max(end_s - start, 0.0) if start is not None else 0.0)
+
+
+def analyze_media(path: Path, *, black_luma: float, black_share: float,
+                  freeze_noise: float) -> MediaAnalysis:
+    """Black and still picture (blackdetect, freezedetect), the true peak (ebur128) and the
+    decoded frame count, from one ffmpeg pass over the file: no frame is decoded in Python."""
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video[0] if container.streams.video else None
+            has_audio = bool(container.streams.audio)
+            fps = float(video.average_rate or 0) if video is not None else 0.0
+    except (av.FFmpegError, OSError) as err:
+        raise MediaError(f"{path}: not a readable media file ({err})") from err
+    frame_s = 1 / fps if fps > 0 else 0.0
+    stderr = run_ffmpeg(analysis_args(path, has_video=video is not None, has_audio=has_audio,
+                                      black_luma=black_luma, black_share=black_share,
+                                      freeze_noise=freeze_noise, frame_s=frame_s))
+    counts = _PROGRESS_FRAME.findall(stderr)
+    frames = int(counts[-1]) if counts and video is not None else 0
+    video_s = frames * frame_s
+    # blackdetect closes a stretch that lasts to the end at the last frame's timestamp, one
+    # frame short of the picture's span: count that last frame too
+    black_s = sum(min(float(end) + frame_s, video_s) - float(start)
+                  if abs(float(end) + frame_s - video_s) < frame_s / 2
+                  else float(end) - float(start) for start, end in _BLACK.findall(stderr))
+    frozen_s = _spans([(kind, float(at)) for kind, at in _FREEZE.findall(stderr)], video_s)
+    peaks = _TRUE_PEAK.findall(stderr)
+    peak = float(peaks[-1]) if peaks and has_audio else None
+    return MediaAnalysis(frames=frames, video_s=video_s, black_s=black_s, frozen_s=frozen_s,
+                         true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None)

@@ -28,7 +28,7 @@ from schemas.finishing import (
     LoudnessTarget,
 )
 from tasks.overlay import build_ass
-from tasks.qc import run_qc
+from tasks.qc import file_analysis, run_qc
 
 GOP_SECONDS = 2
 AUDIO_RATE = 48_000
@@ -182,26 +182,25 @@ def to_vtt(cues: list[CaptionCue]) -> str:
 
 def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav: Path,
                       srt: Path | None, overlay: Path | None, out: Path,
-                      spec: FinishSpec) -> list[str]:
+                      spec: FinishSpec, burned: tuple[Path, Path] | None = None) -> list[str]:
     """ffmpeg arguments: raw RGB frames on stdin + normalised WAV (+ SRT) -> H.264 High /
-    AAC-LC MP4 with BT.709 tags, 2 s GOP, language tags and faststart."""
+    AAC-LC MP4 with BT.709 tags, 2 s GOP, language tags and faststart.
+
+    burned=(overlay, path) adds a second output from the same run: the cropped and scaled
+    picture is split, drawn with that overlay (captions burned in) and encoded without the soft
+    subtitle track. One run reads and scales the frames once and encodes both files at once.
+    """
     src_w, src_h = src_size
     target_w, target_h = TARGET_SIZES[spec.aspect]
     crop_w, crop_h, x, y = crop_box(src_w, src_h, spec.aspect, spec.focus)
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{src_w}x{src_h}",
                          framerate=fps)
-    picture = (video.filter("crop", crop_w, crop_h, x, y)
-               .filter("scale", target_w, target_h, flags="lanczos")
-               .filter("setsar", 1))
-    if overlay is not None:  # on-screen text (and burned-in captions) drawn by libass
-        picture = picture.filter("ass", str(overlay))
-    picture = (picture.filter("format", "yuv420p")
-               # BT.709 on the frames themselves: the encoder writes the VUI from them.
-               .filter("setparams", color_primaries="bt709", color_trc="bt709",
-                       colorspace="bt709", range="tv"))
+    scaled = (video.filter("crop", crop_w, crop_h, x, y)
+              .filter("scale", target_w, target_h, flags="lanczos")
+              .filter("setsar", 1))
+    branches = scaled.split() if burned is not None else None
     sound = ffmpeg.input(str(wav)).audio
     language = iso639_2(spec.locale)
-    streams = [picture, sound]
     options: dict[str, object] = {
         "vcodec": "libx264", "profile:v": "high", "preset": "veryfast", "crf": 20,
         "g": round(GOP_SECONDS * fps), "keyint_min": round(GOP_SECONDS * fps),
@@ -212,11 +211,31 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
         # Bound by the picture's duration (-shortest would also count the subtitle track).
         "t": f"{frames / fps:.6f}",
     }
+    main = _finished_picture(branches[0] if branches is not None else scaled, overlay)
+    streams = [main, sound]
+    main_options = dict(options)
     if srt is not None:
         streams.append(ffmpeg.input(str(srt))["s"])
-        options.update({"scodec": "mov_text", "metadata:s:s:0": f"language={language}"})
-    args: list[str] = ffmpeg.output(*streams, str(out), **options).overwrite_output().compile()
+        main_options.update({"scodec": "mov_text", "metadata:s:s:0": f"language={language}"})
+    outputs = [ffmpeg.output(*streams, str(out), **main_options)]
+    if burned is not None:
+        assert branches is not None
+        burned_overlay, burned_out = burned
+        outputs.append(ffmpeg.output(_finished_picture(branches[1], burned_overlay), sound,
+                                     str(burned_out), **options))
+    args: list[str] = ffmpeg.merge_outputs(*outputs).overwrite_output().compile()
     return args[1:]  # drop the "ffmpeg" word: run_ffmpeg adds the bundled binary
+
+
+def _finished_picture(picture: ffmpeg.nodes.FilterableStream,
+                      overlay: Path | None) -> ffmpeg.nodes.FilterableStream:
+    """Overlay (when given), 4:2:0 and BT.709 tags on a cropped and scaled picture."""
+    if overlay is not None:  # on-screen text (and burned-in captions) drawn by libass
+        picture = picture.filter("ass", str(overlay))
+    return (picture.filter("format", "yuv420p")
+            # BT.709 on the frames themselves: the encoder writes the VUI from them.
+            .filter("setparams", color_primaries="bt709", color_trc="bt709",
+                    colorspace="bt709", range="tv"))
 
 
 def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
@@ -234,8 +253,8 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
         srt.write_text(to_srt(spec.captions), encoding="utf-8")
         vtt = workdir / f"{name}.vtt"
         vtt.write_text(to_vtt(spec.captions), encoding="utf-8")
-    # 3. encode: on-screen text burned in, captions as a soft track; then the variant with
-    #    captions burned in too
+    # 3. encode: on-screen text burned in, captions as a soft track; with captions, the variant
+    #    with them burned in too, from the same ffmpeg run
     out = workdir / f"{name}.mp4"
     src_h, src_w = frames.shape[1], frames.shape[2]
     target_w, target_h = TARGET_SIZES[spec.aspect]
@@ -246,9 +265,6 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
     overlay.write_text(build_ass(width=target_w, height=target_h, locale=spec.locale,
                                  duration_s=duration, captions=[],
                                  on_screen=spec.on_screen_text), encoding="utf-8")
-    args = build_encode_args(src_size=(src_w, src_h), frames=frames.shape[0], fps=fps,
-                             wav=normalized, srt=srt, overlay=overlay, out=out, spec=spec)
-    run_ffmpeg(args, stdin=raw, env=fonts)
     burned = None
     if spec.captions:
         burned = workdir / f"{name}.burned.mp4"
@@ -257,16 +273,19 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
                                             locale=spec.locale, duration_s=duration,
                                             captions=spec.captions,
                                             on_screen=spec.on_screen_text), encoding="utf-8")
-        args = build_encode_args(src_size=(src_w, src_h), frames=frames.shape[0], fps=fps,
-                                 wav=normalized, srt=None, overlay=burned_overlay, out=burned,
-                                 spec=spec)
-        run_ffmpeg(args, stdin=raw, env=fonts)
-    # 4. measure again and check the file
+    args = build_encode_args(src_size=(src_w, src_h), frames=frames.shape[0], fps=fps,
+                             wav=normalized, srt=srt, overlay=overlay, out=out, spec=spec,
+                             burned=(burned_overlay, burned) if burned else None)
+    run_ffmpeg(args, stdin=raw, env=fonts)
+    # 4. measure again and check the file: one ffmpeg analysis pass (picture, frame count,
+    #    true peak) and one audio decode (the BS.1770 meter) serve QC and the result alike
+    analysis = file_analysis(out)
     decoded, decoded_rate = decode_audio(out)
     crop_w, crop_h, _, _ = crop_box(src_w, src_h, spec.aspect, spec.focus)
     report = run_qc(probe(out), out, expected_frames=frames.shape[0], fps=fps,
                     width=target_w, height=target_h, target=spec.loudness,
-                    captions=vtt, source_audio=audio)
+                    captions=vtt, source_audio=audio, analysis=analysis,
+                    decoded=(decoded, decoded_rate))
     return FinishResult(
         video_path=str(out), burned_path=str(burned) if burned else None,
         srt_path=str(srt) if srt else None,
@@ -274,7 +293,9 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
         preview=crop_w < target_w or crop_h < target_h,
         loudness_in_lufs=loudness_in,
         loudness_out_lufs=integrated_lufs(decoded, decoded_rate),
-        true_peak_out_dbtp=true_peak_dbtp(out, spec.loudness), qc=report,
+        # ebur128's true peak (4x oversampled, BS.1770 annex 2) from the analysis pass; the
+        # separate loudnorm measuring pass it replaces used the same oversampling
+        true_peak_out_dbtp=analysis.true_peak_dbtp, qc=report,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyloudnorm
 
-from infra.media import MediaProbe, decode_audio, decode_video_frames
+from infra.media import MediaAnalysis, MediaProbe, analyze_media, decode_audio
 from schemas.finishing import LoudnessTarget, QCCheck, QCReport
 
 BLACK_LUMA = 16.0  # mean luma (0-255) under which a picture counts as black
@@ -17,6 +17,12 @@ FROZEN_DIFF = 0.5  # mean absolute frame difference under which the picture is f
 SILENCE_DBFS = -60.0
 CLIPPED_FRACTION = 0.001  # share of samples at full scale that means clipping
 LOUDNESS_TOLERANCE_LU = 1.0
+# On an encoded file the picture checks run as ffmpeg filters in the one analysis pass. A pixel
+# is black under the same luma (16 of 255, as a share of the luma range); blackdetect judges a
+# frame black when this share of its pixels is (its default), and the file fails when its
+# picture is black throughout (all but at most one frame), as a mean luma under 16 over a
+# uniform clip does. freezedetect's noise floor is the same 0.5-level mean frame difference.
+BLACK_PIXEL_SHARE = 0.98
 _VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
 
 
@@ -84,10 +90,35 @@ def caption_problems(vtt_text: str) -> list[str]:
     return problems
 
 
+def file_analysis(path: Path) -> MediaAnalysis:
+    """The one ffmpeg pass QC needs over an encoded file (picture, frame count, true peak)."""
+    return analyze_media(path, black_luma=BLACK_LUMA / 255, black_share=BLACK_PIXEL_SHARE,
+                         freeze_noise=FROZEN_DIFF / 255)
+
+
+def file_picture_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
+    """Black and frozen picture from the analysis pass: each fails when its condition holds
+    for the whole picture but at most one frame (a single frame cannot be frozen)."""
+    whole = analysis.video_s - 1 / fps
+    black = analysis.frames == 0 or analysis.black_s >= whole
+    frozen = analysis.frames > 1 and analysis.frozen_s >= whole
+    span = f"of {analysis.video_s:.2f} s"
+    return [
+        _check("black_picture", not black, f"black {analysis.black_s:.2f} s {span}",
+               f"not black throughout (luma < {BLACK_LUMA:.0f} on {BLACK_PIXEL_SHARE:.0%} of "
+               "pixels)"),
+        _check("frozen_picture", not frozen, f"still {analysis.frozen_s:.2f} s {span}",
+               f"not still throughout (frame difference >= {FROZEN_DIFF})"),
+    ]
+
+
 def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, width: int,
            height: int, target: LoudnessTarget, captions: Path | None,
-           source_audio: np.ndarray | None = None) -> QCReport:
-    """Every check on one encoded file."""
+           source_audio: np.ndarray | None = None, analysis: MediaAnalysis | None = None,
+           decoded: tuple[np.ndarray, int] | None = None) -> QCReport:
+    """Every check on one encoded file. The picture is analysed by ffmpeg in one pass
+    (`file_analysis`); the audio is decoded once for the BS.1770 meter. A caller that already
+    has either passes it in (`analysis`, `decoded` = (samples, rate) of this file)."""
     checks: list[QCCheck] = []
     expected_s = expected_frames / fps
     checks.append(_check("duration", abs(media.duration_s - expected_s) <= 1 / fps + 1e-3,
@@ -107,11 +138,11 @@ def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, w
                          f"{audio.codec} {audio.sample_rate} Hz {audio.channels} ch"
                          if audio else "none", "aac 48000 Hz 2 ch"))
     checks.append(_check("faststart", media.faststart, media.faststart, True))
-    frames = decode_video_frames(path)
-    checks.append(_check("frame_count", len(frames) == expected_frames, len(frames),
+    analysis = analysis or file_analysis(path)
+    checks.append(_check("frame_count", analysis.frames == expected_frames, analysis.frames,
                          expected_frames))
-    checks += picture_checks(frames)
-    samples, rate = decode_audio(path)
+    checks += file_picture_checks(analysis, fps)
+    samples, rate = decoded or decode_audio(path)
     checks += sound_checks(samples, rate, target, source_audio)
     offset = abs(samples.shape[1] / rate - expected_s)
     checks.append(_check("av_offset", offset <= 1 / fps + 0.025, f"{offset * 1000:.0f} ms",

@@ -1,0 +1,121 @@
+"""The one-pass ffmpeg analysis behind the QC gate, on real encoded files: black and still
+stretches, the decoded frame count and the true peak, and the one-run encode of both variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from infra.media import MediaError, analyze_media, decode_audio, probe, run_ffmpeg
+from schemas.brief import Aspect, LoudnessProfile
+from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
+from tasks.finishing import finish_clip, write_wav
+from tasks.qc import file_analysis, file_picture_checks
+from tests.tasks.test_finishing import FPS, RATE, synthetic_clip
+
+
+def _encode(frames: np.ndarray, audio: np.ndarray | None, path: Path) -> Path:
+    """A plain H.264 (+ PCM-sourced AAC) file from raw frames, without the finishing chain."""
+    h, w = frames.shape[1:3]
+    args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(FPS),
+            "-i", "pipe:"]
+    if audio is not None:
+        args += ["-i", str(write_wav(audio, RATE, path.with_suffix(".wav")))]
+    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "10", str(path)]
+    run_ffmpeg(args, stdin=np.ascontiguousarray(frames).tobytes())
+    return path
+
+
+def _true_peak_4x(audio: np.ndarray) -> float:
+    """An independent true-peak estimate: 4x band-limited (FFT) upsampling, max |x| in dB."""
+    n = audio.shape[-1]
+    spectrum = np.fft.rfft(audio, axis=-1)
+    up = np.fft.irfft(spectrum, n=4 * n, axis=-1) * 4
+    return float(20 * np.log10(np.abs(up).max()))
+
+
+def test_moving_picture_is_neither_black_nor_still(tmp_path: Path) -> None:
+    frames, audio = synthetic_clip(2.0)
+    analysis = file_analysis(_encode(frames, audio, tmp_path / "moving.mp4"))
+    assert analysis.frames == len(frames) == 48
+    assert analysis.video_s == pytest.approx(2.0)
+    assert analysis.black_s == 0.0 and analysis.frozen_s == 0.0
+    checks = {c.name: c for c in file_picture_checks(analysis, FPS)}
+    assert checks["black_picture"].passed and checks["frozen_picture"].passed
+    assert checks["black_picture"].measured == "black 0.00 s of 2.00 s"
+
+
+def test_black_and_still_stretches_are_timed(tmp_path: Path) -> None:
+    frames, audio = synthetic_clip(2.0)
+    frames[:24] = 0  # first second black (and so also still)
+    analysis = file_analysis(_encode(frames, audio, tmp_path / "half.mp4"))
+    assert analysis.black_s == pytest.approx(1.0, abs=1.5 / FPS)
+    assert analysis.frozen_s == pytest.approx(1.0, abs=1.5 / FPS)
+    checks = {c.name: c.passed for c in file_picture_checks(analysis, FPS)}
+    assert checks == {"black_picture": True, "frozen_picture": True}  # not throughout
+
+
+def test_a_picture_black_throughout_fails_and_a_still_one_too(tmp_path: Path) -> None:
+    frames, audio = synthetic_clip(2.0, black=True)
+    black = file_analysis(_encode(frames, audio, tmp_path / "black.mp4"))
+    assert black.black_s == pytest.approx(2.0, abs=1e-6)
+    assert {c.name for c in file_picture_checks(black, FPS) if not c.passed} == \
+        {"black_picture", "frozen_picture"}
+    still = np.repeat(synthetic_clip(2.0)[0][:1], 48, axis=0)  # a bright frame, held
+    frozen = file_analysis(_encode(still, audio, tmp_path / "still.mp4"))
+    assert frozen.black_s == 0.0 and frozen.frozen_s == pytest.approx(2.0, abs=1e-6)
+    assert {c.name for c in file_picture_checks(frozen, FPS) if not c.passed} == \
+        {"frozen_picture"}
+
+
+def test_dark_but_not_black_picture_passes(tmp_path: Path) -> None:
+    # luma 20 of 255 is above the 16 threshold: dim, not black
+    frames, audio = synthetic_clip(2.0)
+    frames = (frames.astype(np.float32) * 0 + 20 + (np.arange(48) % 2)[:, None, None, None] * 8
+              ).astype(np.uint8)
+    analysis = file_analysis(_encode(frames, audio, tmp_path / "dim.mp4"))
+    assert analysis.black_s == 0.0
+    assert all(c.passed for c in file_picture_checks(analysis, FPS))
+
+
+def test_true_peak_matches_an_independent_oversampled_peak(tmp_path: Path) -> None:
+    frames, audio = synthetic_clip(2.0)
+    path = _encode(frames, audio * 4, tmp_path / "loud.mp4")
+    analysis = file_analysis(path)
+    decoded, _ = decode_audio(path)
+    assert analysis.true_peak_dbtp is not None
+    assert analysis.true_peak_dbtp == pytest.approx(_true_peak_4x(decoded), abs=0.3)
+    silent = _encode(frames, np.zeros_like(audio), tmp_path / "silent.mp4")
+    assert file_analysis(silent).true_peak_dbtp is None  # -inf is reported as no peak
+
+
+def test_video_only_file_and_unreadable_file(tmp_path: Path) -> None:
+    frames, _ = synthetic_clip(1.0)
+    analysis = file_analysis(_encode(frames, None, tmp_path / "mute.mp4"))
+    assert analysis.frames == 24 and analysis.true_peak_dbtp is None
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a movie")
+    with pytest.raises(MediaError, match="not a readable media file"):
+        analyze_media(junk, black_luma=0.06, black_share=0.98, freeze_noise=0.002)
+
+
+def test_both_variants_come_from_one_run_with_their_own_tracks(tmp_path: Path) -> None:
+    frames, audio = synthetic_clip(2.0)
+    spec = FinishSpec(aspect=Aspect.SQUARE, locale="fr-FR",
+                      loudness=LOUDNESS_TARGETS[LoudnessProfile.WEB],
+                      captions=[CaptionCue(start_s=0.0, end_s=1.9, lines=["Bonjour"])])
+    result = finish_clip(frames, audio, FPS, RATE, spec, tmp_path)
+    assert result.qc.passed, result.qc.failures
+    assert result.burned_path is not None
+    plain, burned = probe(Path(result.video_path)), probe(Path(result.burned_path))
+    assert [s.codec for s in plain.subtitles] == ["mov_text"] and burned.subtitles == []
+    for media in (plain, burned):
+        assert media.video is not None and (media.video.width, media.video.height) == (720, 720)
+        assert media.audio is not None and media.audio.language == "fre" and media.faststart
+    for path in (result.video_path, result.burned_path):
+        with av.open(path) as container:
+            assert sum(1 for _ in container.decode(video=0)) == len(frames)
+    assert result.true_peak_out_dbtp is not None and result.true_peak_out_dbtp <= -1.0
