@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true",
-                        help="also time finish_clip (burned-in variant + QC decode)")
+                        help="also time finish_clip (both caption variants, loudness, QC) and "
+                             "print its split by stage")
     args = parser.parse_args(argv)
     frames, audio = synthetic()
     spec = FinishSpec(aspect=Aspect.LANDSCAPE, locale="en-US",
@@ -87,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             runs.append(finish_once(frames, audio, spec, Path(tmp)))
         full = None
+        split: dict[str, float] = {}
         if args.full:
             started = time.perf_counter()
-            finish_clip(frames, audio, FPS, RATE, spec, Path(tmp) / "full")
+            finish_clip(frames, audio, FPS, RATE, spec, Path(tmp) / "full", timings=split)
             full = time.perf_counter() - started
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         "median_loudness_s": statistics.median(r["loudness_s"] for r in runs),
         "median_encode_s": statistics.median(r["encode_s"] for r in runs),
         "finish_clip_with_burned_variant_and_qc_s": full,
+        # the full path by stage: loudness (measure, apply, verify), encode (both caption
+        # variants), qc (ffmpeg analysis pass, audio decode and meter, probe)
+        "finish_clip_split_s": split or None,
+        "loadavg_1min": os.getloadavg()[0],
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
     }
     sys.stdout.write(json.dumps(result) + "\n")

@@ -77,9 +77,39 @@ def mid_config() -> MovaConfig:
     )  # fmt: skip
 
 
+def mid_joint_config() -> MovaConfig:
+    """Issue 15's mid config: video dim 1024 / 6 layers / 8 heads, audio dim 512 / 4 layers /
+    4 heads, bridge head 128 on every shared layer (`full`), 17 frames at 256x448. The issue
+    gives no FFN widths: they keep the release's ffn/dim ratios (13824/5120, 8960/1536),
+    rounded to multiples of 64."""
+    text_dim = 64
+    release = get_preset("mova-360p")
+    return MovaConfig(
+        video_dit=release.video_dit.replace(
+            dim=1024, ffn_dim=2752, num_heads=8, num_layers=6, text_dim=text_dim,
+        ),
+        audio_dit=release.audio_dit.replace(
+            dim=512, ffn_dim=2944, num_heads=4, num_layers=4, text_dim=text_dim,
+        ),
+        bridge=release.bridge.replace(
+            visual_layers=6, audio_layers=4, visual_hidden_dim=1024, audio_hidden_dim=512,
+            head_dim=128, interaction_strategy="full",
+        ),
+        audio_vae=release.audio_vae,
+        video_vae=VideoVAEConfig(),
+        scheduler=release.scheduler,
+        text_encoder=TextEncoderConfig(
+            vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+        ),
+        height=256,
+        width=448,
+        num_frames=17,
+    )  # fmt: skip
+
+
 def bench_presets() -> dict[str, MovaConfig]:
-    """The library presets plus the bench-only `mid`."""
-    return {**PRESETS, "mid": mid_config()}
+    """The library presets plus the bench-only `mid` and `mid-joint` (issue 15)."""
+    return {**PRESETS, "mid": mid_config(), "mid-joint": mid_joint_config()}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

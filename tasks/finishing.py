@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import wave
 from pathlib import Path
 
@@ -239,13 +240,24 @@ def _finished_picture(picture: ffmpeg.nodes.FilterableStream,
 
 
 def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
-                spec: FinishSpec, workdir: Path, name: str = "deliverable") -> FinishResult:
-    """Encode one deliverable from raw frames (T, H, W, 3) and audio (C, N); QC the result."""
+                spec: FinishSpec, workdir: Path, name: str = "deliverable",
+                timings: dict[str, float] | None = None) -> FinishResult:
+    """Encode one deliverable from raw frames (T, H, W, 3) and audio (C, N); QC the result.
+    `timings`, when given, receives the wall seconds of each stage (loudness, encode, qc)."""
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        if timings is not None:
+            timings[f"{stage}_s"] = now - clock[0]
+        clock[0] = now
+
     workdir.mkdir(parents=True, exist_ok=True)
     wav = write_wav(audio, sample_rate, workdir / f"{name}.raw.wav")
     # 1. loudness: measure, apply, verify
     normalized = workdir / f"{name}.wav"
     loudness_in, _ = normalize_loudness(wav, spec.loudness, normalized)
+    lap("loudness")
     # 2. caption sidecars
     srt = vtt = None
     if spec.captions:
@@ -277,6 +289,7 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
                              wav=normalized, srt=srt, overlay=overlay, out=out, spec=spec,
                              burned=(burned_overlay, burned) if burned else None)
     run_ffmpeg(args, stdin=raw, env=fonts)
+    lap("encode")
     # 4. measure again and check the file: one ffmpeg analysis pass (picture, frame count,
     #    true peak) and one audio decode (the BS.1770 meter) serve QC and the result alike
     analysis = file_analysis(out)
@@ -286,6 +299,7 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
                     width=target_w, height=target_h, target=spec.loudness,
                     captions=vtt, source_audio=audio, analysis=analysis,
                     decoded=(decoded, decoded_rate))
+    lap("qc")
     return FinishResult(
         video_path=str(out), burned_path=str(burned) if burned else None,
         srt_path=str(srt) if srt else None,
