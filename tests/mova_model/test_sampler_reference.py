@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from mova_model.errors import InvalidRequest
+from mova_model.request import GenerationRequest
 from mova_model.sampler import Guidance, sample
 from tests.mova_model.test_sampler import SCHEDULER, AnalyticDenoiser, _inputs
 
@@ -79,14 +80,15 @@ def test_the_loop_casts_half_precision_inputs_to_float32() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"mode": "triple"}, "guidance mode 'triple'; expected reference or dual"),
-    ({"text_scale": 0.0}, "guidance scales must be positive (text_scale=0.0, bridge_scale=1.0)"),
-    ({"text_scale": -1.0}, "text_scale=-1.0"),
-    ({"bridge_scale": -0.5}, "bridge_scale=-0.5"),
+    ({"guidance_mode": "triple"}, "guidance_mode='triple'; expected reference or dual"),
+    ({"cfg_scale": 0.0}, "cfg_scale=0.0 must be > 0 and bridge_scale=1.0 >= 0"),
+    ({"cfg_scale": -1.0}, "cfg_scale=-1.0 must be > 0"),
+    ({"bridge_scale": -0.5}, "bridge_scale=-0.5 >= 0"),
 ])
 def test_bad_guidance_is_refused(kwargs: dict[str, object], message: str) -> None:
+    # Guidance is checked once, where a render is requested; the sampler trusts the request.
     with pytest.raises(InvalidRequest) as info:
-        Guidance(**kwargs)  # type: ignore[arg-type]
+        GenerationRequest("a prompt", **kwargs)  # type: ignore[arg-type]
     assert message in str(info.value)
 
 
