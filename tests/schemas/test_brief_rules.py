@@ -49,7 +49,8 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize(("duration", "ok"), [(193 / 24, True), (8.05, False), (0.5, True),
                                               (0.49, False), (0, False)])
-def test_a_scene_lasts_between_half_a_second_and_one_193_frame_clip(duration: float, ok: bool) -> None:
+def test_a_scene_lasts_between_half_a_second_and_one_193_frame_clip(duration: float,
+                                                                     ok: bool) -> None:
     data = _scene(duration_s=duration)
     if ok:
         assert load_brief(json.dumps(data)).scenes[0].duration_s == duration
