@@ -230,7 +230,7 @@ def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> in
     rendered, failures = 0, []
     while payloads := pending_payloads(services, brief_id):
         for outcome in pool.map_unordered(render_on_worker, payloads,
-                                          key=lambda p: str(p["spec"]["seed"])):
+                                          key=lambda p: str(p["spec"]["request"]["seed"])):
             job_id = UUID(outcome.payload["job_id"])
             run_id = uuid4()
             services.lineage.start("render.generate", run_id, [])
