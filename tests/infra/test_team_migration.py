@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 
 from infra.db import _alembic_config, downgrade_to_base, upgrade_to_head
 
-
 CAMPAIGN = sa.table("campaign", sa.column("id", sa.Uuid()), sa.column("slug", sa.String),
                     sa.column("brand", sa.String),
                     sa.column("created_at", sa.DateTime(timezone=True)))
