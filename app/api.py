@@ -53,11 +53,18 @@ async def submit(request: Request, team: TeamDep, services: ServicesDep,
                      description="Override the brief's requires_approval")] = None
                  ) -> JSONResponse:
     """Submit a brief: a YAML or JSON body, or a multipart form with a `brief` file (or
-    text) and the `first_frames` images it names. 422 lists every problem with its path."""
-    brief_id = await submit_request(services, request, team, requires_approval)
-    background.add_task(start_production, services, brief_id)
-    return JSONResponse({"id": str(brief_id), "status": "submitted",
-                         "url": f"/briefs/{brief_id}"}, status_code=201,
+    text) and the `first_frames` images it names. 201 with the new brief's id and its cost
+    estimate; 200 with the earlier brief's id when the team submitted the same brief before
+    (same content, or the same `Idempotency-Key` header). 422 lists the first 100 problems
+    with their paths and `total`; 429 past the team's per-minute limit or daily GPU budget."""
+    submitted = await submit_request(services, request, team, requires_approval)
+    brief_id = submitted.brief_id
+    cost = submitted.cost.model_dump(mode="json") if submitted.cost is not None else None
+    if submitted.created:
+        background.add_task(start_production, services, brief_id)
+    return JSONResponse({"id": str(brief_id), "status": "submitted" if submitted.created
+                         else "exists", "url": f"/briefs/{brief_id}", "cost": cost},
+                        status_code=201 if submitted.created else 200,
                         headers={"Location": f"/api/briefs/{brief_id}"},
                         background=background)
 
@@ -99,8 +106,7 @@ def stream_file(deliverable_id: str, kind: str, team: TeamDep, services: Service
     if kind not in views.files_of(session, row):
         raise ServiceError(404, f"deliverable {row.name} ({row.status}) has no "
                                 f"{kind} file to show")
-    key = published_key(row, row.brief.campaign.slug, kind,
-                        review=row.status in DELIVERABLE_IN_REVIEW_AREA)
+    key = published_key(row, kind, review=row.status in DELIVERABLE_IN_REVIEW_AREA)
     stored = services.store.head(key)
     if stored is None:
         raise ServiceError(404, f"{key} is missing from storage")

@@ -43,19 +43,28 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     if not brief.is_file():
         errors.print(f"[red]error:[/] no file {brief}")
         raise typer.Exit(2)
-    from tasks.ingest import submit_brief
+    from tasks.ingest import SubmissionRefused
+    from tasks.ingest import submit as submit_checked
 
     fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
     try:
         with _services() as services:
-            brief_id = submit_brief(services, brief.read_bytes(), fmt=fmt,
-                                    base_dir=brief.parent, team=team)
+            submitted = submit_checked(services, brief.read_bytes(), fmt=fmt,
+                                       base_dir=brief.parent, team=team)
+    except SubmissionRefused as err:
+        errors.print(f"[red]refused[/]: {err}", highlight=False)
+        raise typer.Exit(1) from None
     except BriefInvalid as err:
         errors.print(f"[red]{brief} was rejected[/]: {len(err.problems)} problem(s)")
         for path, message in err.problems:
             errors.print(f"  {path}: {message}", markup=False, highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"submitted brief {brief_id}")
+    if not submitted.created:  # `make demo` twice: one brief, not two
+        console.print(f"brief {submitted.brief_id} was submitted before; not submitted again")
+        return
+    cost = f" (estimated {submitted.cost.gpu_seconds:,.0f} GPU-seconds)" if submitted.cost \
+        else ""
+    console.print(f"submitted brief {submitted.brief_id}{cost}")
 
 
 class _ProgressWatcher:
@@ -204,6 +213,49 @@ def team_list() -> None:
     with _services() as services, session_scope(services.engine) as session:
         for team in repo.teams(session):
             console.print(f"{team.name}  (since {team.created_at:%Y-%m-%d})")
+
+
+brief_app = typer.Typer(no_args_is_help=True, help="Briefs waiting for an operator.")
+app.add_typer(brief_app, name="brief")
+
+
+@brief_app.command("pending")
+def brief_pending() -> None:
+    """Briefs whose estimated cost waits for approval (over APPROVAL_GPU_SECONDS)."""
+    with _services() as services, session_scope(services.engine) as session:
+        for row in repo.briefs_awaiting_approval(session):
+            console.print(f"{row.id}  {row.team or '-'}  {row.campaign.slug}  "
+                          f"{row.gpu_seconds_estimate or 0:,.0f} GPU-seconds", highlight=False)
+
+
+@brief_app.command("approve")
+def brief_approve(brief_id: Annotated[UUID, typer.Argument(help="Brief id.")]) -> None:
+    """Accept a brief's estimated cost: it is produced by the next ingest run."""
+    from schemas.errors import InvalidTransition
+
+    try:
+        with _services() as services, session_scope(services.engine) as session:
+            row = repo.approve_budget(session, brief_id)
+            console.print(f"brief {row.id} approved ({row.gpu_seconds_estimate or 0:,.0f} "
+                          "GPU-seconds); it is planned", highlight=False)
+    except InvalidTransition as err:
+        errors.print(f"[red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+storage_app = typer.Typer(no_args_is_help=True, help="Stored files.")
+app.add_typer(storage_app, name="storage")
+
+
+@storage_app.command("move-team-keys")
+def storage_move_team_keys() -> None:
+    """Once after migration 0003: copy published files to campaigns/<team>/<campaign>/...
+    (idempotent; the old keys are kept)."""
+    from tasks.deliver import move_team_keys
+
+    with _services() as services, session_scope(services.engine) as session:
+        copied, kept = move_team_keys(session, services.store)
+    console.print(f"{copied} file(s) copied to team keys, {kept} already in place")
 
 
 @app.command()

@@ -10,7 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from infra.storage_errors import StorageError
-from schemas.errors import BriefInvalid, InvalidTransition, NotFound, TransientError
+from schemas.errors import (
+    MAX_PROBLEMS_SHOWN,
+    BriefInvalid,
+    InvalidTransition,
+    NotFound,
+    TransientError,
+)
 
 
 class ServiceError(Exception):
@@ -22,10 +28,14 @@ class ServiceError(Exception):
         self.status, self.detail, self.problems, self.headers = status, detail, problems, headers
 
 
-def error_body(detail: str, problems: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+def error_body(detail: str, problems: list[tuple[str, str]] | None = None,
+               total: int | None = None) -> dict[str, Any]:
+    """`problems`: at most the first MAX_PROBLEMS_SHOWN; `total`: how many there were."""
     body: dict[str, Any] = {"detail": detail}
     if problems is not None:
-        body["problems"] = [{"path": path, "message": message} for path, message in problems]
+        body["problems"] = [{"path": path, "message": message}
+                            for path, message in problems[:MAX_PROBLEMS_SHOWN]]
+        body["total"] = len(problems) if total is None else total
     return body
 
 
@@ -43,8 +53,9 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def brief_invalid(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, BriefInvalid)
-        return JSONResponse(error_body(f"the brief has {len(err.problems)} problem(s)",
-                                       err.problems), status_code=422)
+        shown = f" (first {len(err.problems)} listed)" if err.total > len(err.problems) else ""
+        return JSONResponse(error_body(f"the brief has {err.total} problem(s){shown}",
+                                       err.problems, err.total), status_code=422)
 
     async def request_invalid(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, RequestValidationError)

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from infra import repository as repo
 from infra.db import session_scope
+from infra.statuses import BriefStatus
 from tasks.services import Services
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
             return None  # an ingest run took it first
     if plan_brief(services, brief_id) is None:
         return None
+    with session_scope(services.engine) as session:
+        if repo.get_brief(session, brief_id).status == BriefStatus.AWAITING_APPROVAL:
+            return None  # over the cost threshold: produced once an operator approves it
     try:
         from prefect.deployments import run_deployment
 

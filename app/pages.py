@@ -88,7 +88,7 @@ async def submit_form(request: Request, team: OptionalTeamDep,
     if team is None:
         return _to_login()
     try:
-        brief_id = await submit_request(services, request, team, None)
+        brief_id = (await submit_request(services, request, team, None)).brief_id
     except BriefInvalid as err:
         problems = err.problems
         error = f"the brief has {len(problems)} problem(s)"

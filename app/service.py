@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import api, pages
 from app.errors import add_error_handlers, error_body
+from infra.images import limit_decoded_pixels
 from infra.settings import Settings
 from tasks.services import Services
 
@@ -22,6 +23,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Submit campaign briefs, follow their production, play and "
                               "approve or reject every localized variant.")
     app.state.services = Services(settings)  # read by app.deps.get_services
+    limit_decoded_pixels(settings.max_first_frame_pixels)  # PIL's own guard, behind verify_image
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     add_error_handlers(app)
     app.include_router(api.router)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import timedelta
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -17,25 +15,32 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import Team
 from schemas.brief import MAX_BRIEF_BYTES
-from tasks.ingest import submit_brief
+from tasks.ingest import SUBMIT_WINDOW, SubmissionRefused, Submitted, submit
 from tasks.services import Services
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
               "text/plain"}
-SUBMIT_WINDOW = timedelta(minutes=1)
+MAX_IDEMPOTENCY_KEY = 200
 
 
 async def submit_request(services: Services, request: Request, team: Team,
-                         requires_approval: bool | None) -> UUID:
+                         requires_approval: bool | None) -> Submitted:
     """Queue the brief the request carries (YAML or JSON body, or a multipart form) for
-    `team`; 429 past the team's per-minute limit, 413/415 for bodies it cannot take."""
+    `team`, or find the team's same brief submitted before (same content, or the same
+    `Idempotency-Key` header); 429 past the team's per-minute limit or daily GPU budget,
+    413/415 for bodies it cannot take, 422 for bad briefs and uploads."""
     settings = services.settings
+    # A cheap early answer for a team already over its limit (nothing is read or stored); the
+    # binding check is the atomic one in `submit`.
     with session_scope(services.engine) as session:
-        recent = repo.recent_submissions(session, team.name, SUBMIT_WINDOW)
+        recent = repo.count_submissions(session, team.name, SUBMIT_WINDOW)
     if recent >= settings.api_submissions_per_minute:
-        raise ServiceError(429, f"team {team.name} submitted {recent} briefs in the last "
-                                f"minute (limit {settings.api_submissions_per_minute}); "
-                                "try again in a minute", headers={"Retry-After": "60"})
+        raise _too_many(f"team {team.name} submitted {recent} briefs in the last minute "
+                        f"(limit {settings.api_submissions_per_minute}); try again in a minute")
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise ServiceError(422, f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} "
+                                "characters", [("Idempotency-Key", "too long or empty")])
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with tempfile.TemporaryDirectory(prefix="mova-upload-") as uploads:
         # The brief's first_frame names resolve only among the uploaded files, never
@@ -53,10 +58,29 @@ async def submit_request(services: Services, request: Request, team: Team,
         if len(raw) > MAX_BRIEF_BYTES:
             raise ServiceError(413, f"a brief is at most {MAX_BRIEF_BYTES:,} bytes; this "
                                     f"one has {len(raw):,}")
-        brief_id: UUID = await run_in_threadpool(
-            submit_brief, services, raw, fmt=fmt, base_dir=Path(uploads), team=team.name,
-            requires_approval=requires_approval)
-        return brief_id
+        try:
+            submitted: Submitted = await run_in_threadpool(
+                submit, services, raw, fmt=fmt, base_dir=Path(uploads), team=team.name,
+                requires_approval=requires_approval, idempotency_key=idempotency_key)
+        except SubmissionRefused as err:
+            raise _too_many(str(err)) from err
+        return submitted
+
+
+def _too_many(detail: str) -> ServiceError:
+    return ServiceError(429, detail, headers={"Retry-After": "60"})
+
+
+def upload_name(filename: str) -> str:
+    """An uploaded file's name as the brief refers to it; a name that is no plain file name
+    ('..', '.', hidden, with slashes or control characters) is the client's error (422)."""
+    if (not filename or len(filename) > 255 or filename in (".", "..")
+            or filename.startswith(".") or any(c in filename for c in "/\\\0")
+            or not filename.isprintable()):
+        raise ServiceError(422, f"upload file name {filename[:80]!r} is not a plain file name",
+                           [("first_frames", "name files like hero.png: no '/', '\\', "
+                                             "leading '.', or control characters")])
+    return filename
 
 
 async def _read_form(request: Request, uploads: Path) -> tuple[bytes, str, bool | None]:
@@ -73,7 +97,7 @@ async def _read_form(request: Request, uploads: Path) -> tuple[bytes, str, bool 
         raise ServiceError(422, "the form has no brief", [("brief", "give a file or text")])
     for upload in form.getlist("first_frames"):
         if isinstance(upload, UploadFile) and upload.filename:
-            name = PurePath(upload.filename).name
+            name = upload_name(upload.filename)
             (uploads / name).write_bytes(await upload.read())
     approval = form.get("requires_approval")
     return raw, fmt, (str(approval).lower() in ("on", "true", "1")) if approval is not None \

@@ -13,6 +13,7 @@ from infra.settings import Settings
 from infra.statuses import (
     BRIEF_ACTIVE,
     DELIVERABLE_IN_REVIEW_AREA,
+    BriefStatus,
     DeliverableStatus,
     RenderStatus,
 )
@@ -90,8 +91,12 @@ def brief_view(session: Session, row: BriefRow, settings: Settings) -> dict[str,
     else:
         progress = 0.0 if row.status in BRIEF_ACTIVE else 1.0
     ui = settings.prefect_ui
+    cost = (row.plan.body.get("cost") if row.plan is not None else None) or (
+        {"gpu_seconds": row.gpu_seconds_estimate} if row.gpu_seconds_estimate is not None
+        else None)
     return {
         "id": str(row.id), "campaign": row.campaign.slug, "brand": row.campaign.brand,
+        "cost": cost, "awaiting_approval": row.status == BriefStatus.AWAITING_APPROVAL,
         "product": brief.product, "team": row.team, "status": row.status,
         "requires_approval": brief.requires_approval,
         "submitted_at": row.created_at.isoformat(), "problems": row.problems,

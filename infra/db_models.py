@@ -63,11 +63,20 @@ def _updated() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=_now)
 
 
+# The owner of campaigns submitted without a team (the operator's CLI). Team names are
+# lowercase letters, digits and dashes, so this one can never be a team's.
+NO_TEAM = "_local"
+
+
 class Campaign(Base):
+    """A campaign of one team: two teams may use the same slug and get two campaigns."""
+
     __tablename__ = "campaign"
+    __table_args__ = (UniqueConstraint("team", "slug", name="uq_campaign_team_slug"),)
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
-    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    team: Mapped[str] = mapped_column(String(100), default=NO_TEAM)
+    slug: Mapped[str] = mapped_column(String(63))
     brand: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = _created()
 
@@ -76,6 +85,8 @@ class Campaign(Base):
 
 class BriefRow(Base):
     __tablename__ = "brief"
+    __table_args__ = (UniqueConstraint("team", "idempotency_key",
+                                       name="uq_brief_team_idempotency_key"),)
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     campaign_id: Mapped[UUID] = mapped_column(ForeignKey("campaign.id"), index=True)
@@ -87,6 +98,10 @@ class BriefRow(Base):
     problems: Mapped[list[Any] | None] = mapped_column(JSON)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     flow_run_id: Mapped[str | None] = mapped_column(String(64))  # the Prefect run producing it
+    # The client's Idempotency-Key header: the same key for the same team is the same brief.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # The plan's estimate at submission (GPU-seconds), counted against the team's daily quota.
+    gpu_seconds_estimate: Mapped[float | None]
     artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
@@ -206,6 +221,21 @@ class Team(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _created()
+    # Written first by every submission: the write locks the team's row (PostgreSQL) or the
+    # database (SQLite), so the limit checks and the insert after it are one atomic step.
+    last_submission_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Submission(Base):
+    """One brief a team posted, valid or not: the per-minute limit counts these."""
+
+    __tablename__ = "submission"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    team: Mapped[str] = mapped_column(String(100), index=True)
+    brief_id: Mapped[UUID | None] = mapped_column(ForeignKey("brief.id"))  # None: refused
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now,
+                                                 index=True)
 
 
 class ReviewDecision(Base):

@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Integer, Text, cast, func, literal_column, select
+from sqlalchemy import Integer, Text, cast, func, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infra.db_models import (
+    NO_TEAM,
     Artifact,
     Base,
     BriefRow,
@@ -29,6 +30,7 @@ from infra.db_models import (
     PlanRow,
     RenderJob,
     ReviewDecision,
+    Submission,
     Team,
 )
 from infra.statuses import (
@@ -44,7 +46,8 @@ from infra.statuses import (
 )
 from schemas.errors import InvalidTransition, NotFound
 
-__all__ = ["Artifact", "BriefRow", "Deliverable", "RenderJob", "ReviewDecision", "Team"]
+__all__ = ["NO_TEAM", "Artifact", "BriefRow", "Deliverable", "RenderJob", "ReviewDecision",
+           "Team"]
 
 T = TypeVar("T", bound=Base)
 S = TypeVar("S", BriefStatus, RenderStatus, DeliverableStatus)
@@ -106,10 +109,15 @@ def get_brief(session: Session, brief_id: UUID) -> BriefRow:
 
 
 def add_brief(session: Session, *, campaign_slug: str, brand: str, raw: str, sha256: str,
-              team: str | None = None) -> BriefRow:
-    campaign, _ = _get_or_create(session, Campaign, {"slug": campaign_slug},
-                                 lambda: Campaign(slug=campaign_slug, brand=brand))
+              team: str | None = None, idempotency_key: str | None = None,
+              gpu_seconds_estimate: float | None = None) -> BriefRow:
+    """A new submitted brief in its team's campaign of that slug (made on first use: two teams
+    using one slug get two campaigns)."""
+    owner = team or NO_TEAM
+    campaign, _ = _get_or_create(session, Campaign, {"team": owner, "slug": campaign_slug},
+                                 lambda: Campaign(team=owner, slug=campaign_slug, brand=brand))
     row = BriefRow(campaign=campaign, raw=raw, sha256=sha256, team=team,
+                   idempotency_key=idempotency_key, gpu_seconds_estimate=gpu_seconds_estimate,
                    status=BriefStatus.SUBMITTED)
     session.add(row)
     session.flush()
@@ -165,13 +173,14 @@ def mark_brief_invalid(session: Session, brief: BriefRow, problems: list[tuple[s
 
 
 def save_plan(session: Session, brief: BriefRow, body: dict[str, Any], brief_artifact: Artifact,
-              plan_artifact: Artifact) -> PlanRow:
-    """Keep the plan (and the stored brief it was made from); the brief becomes planned."""
+              plan_artifact: Artifact, *, hold: bool = False) -> PlanRow:
+    """Keep the plan (and the stored brief it was made from); the brief becomes planned, or
+    awaiting_approval when `hold` (its cost needs an operator's yes first)."""
     brief.artifact_id = brief_artifact.id
     plan, _ = _get_or_create(session, PlanRow, {"brief_id": brief.id},
                              lambda: PlanRow(brief_id=brief.id, body=body,
                                              artifact_id=plan_artifact.id))
-    transition(brief, BriefStatus.PLANNED)
+    transition(brief, BriefStatus.AWAITING_APPROVAL if hold else BriefStatus.PLANNED)
     return plan
 
 
@@ -509,3 +518,83 @@ def lineage_chain(session: Session, artifact_id: UUID) -> list[tuple[int, Artifa
             seen.add(artifact.id)
             expanded.add(artifact_path)
     return out
+
+
+# ---- teams: isolation and budgets -----------------------------------------------------------
+
+
+def lock_team(session: Session, team: str) -> None:
+    """Take the team's submission lock until the transaction ends: the first write of the
+    transaction, so on PostgreSQL it locks the team's row (other submissions of the team wait)
+    and on SQLite it takes the database's write lock. Checks made after it and the insert that
+    follows are one atomic step. NotFound if the team does not exist."""
+    done = session.execute(update(Team).where(Team.name == team)
+                           .values(last_submission_at=datetime.now(UTC)))
+    if getattr(done, "rowcount", 1) == 0:
+        raise NotFound(f"team {team!r} does not exist (mova-ads team create {team})")
+
+
+def _since(session: Session, moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None) if _is_dialect(session, "sqlite") else moment
+
+
+def count_submissions(session: Session, team: str, window: timedelta) -> int:
+    """Briefs `team` posted within the last `window`, accepted or invalid (the rate limit)."""
+    since = _since(session, datetime.now(UTC) - window)
+    return int(session.scalar(select(func.count()).select_from(Submission).where(
+        Submission.team == team, Submission.created_at >= since)) or 0)
+
+
+def record_submission(session: Session, team: str, brief: BriefRow | None) -> None:
+    """Count a posted brief (None: it was invalid) toward the team's rate limit."""
+    session.add(Submission(team=team, brief_id=brief.id if brief is not None else None))
+    session.flush()
+
+
+def duplicate_brief(session: Session, team: str | None, sha256: str,
+                    idempotency_key: str | None) -> BriefRow | None:
+    """The team's earlier brief with this Idempotency-Key, or else with the same content (not
+    one found invalid): submitting it again returns that one instead of a copy."""
+    if idempotency_key is not None:
+        found = session.scalars(select(BriefRow).where(
+            BriefRow.team == team, BriefRow.idempotency_key == idempotency_key)).first()
+        if found is not None:
+            return found
+    owner = BriefRow.team.is_(None) if team is None else BriefRow.team == team
+    return session.scalars(select(BriefRow).where(
+        owner, BriefRow.sha256 == sha256, BriefRow.status != BriefStatus.INVALID)
+        .order_by(BriefRow.created_at)).first()
+
+
+def team_gpu_seconds_since(session: Session, team: str, since: datetime) -> float:
+    """Estimated GPU-seconds of the team's briefs submitted since `since` (invalid ones cost
+    nothing: they never render)."""
+    return float(session.scalar(select(func.coalesce(func.sum(BriefRow.gpu_seconds_estimate),
+                                                     0.0)).where(
+        BriefRow.team == team, BriefRow.created_at >= _since(session, since),
+        BriefRow.status != BriefStatus.INVALID)) or 0.0)
+
+
+def approve_budget(session: Session, brief_id: UUID) -> BriefRow:
+    """An operator accepts the cost of a brief awaiting approval: it is planned and produced."""
+    brief = get_brief(session, brief_id)
+    if brief.status != BriefStatus.AWAITING_APPROVAL:
+        raise InvalidTransition(f"brief {brief_id} is {brief.status}, not awaiting approval")
+    transition(brief, BriefStatus.PLANNED)
+    return brief
+
+
+def briefs_awaiting_approval(session: Session) -> list[BriefRow]:
+    return list(session.scalars(select(BriefRow).where(
+        BriefRow.status == BriefStatus.AWAITING_APPROVAL).order_by(BriefRow.created_at)))
+
+
+def campaign_team(brief: BriefRow) -> str:
+    """The team segment of the brief's storage keys."""
+    return brief.campaign.team
+
+
+def published_deliverables(session: Session) -> list[Deliverable]:
+    """Variants with files in the campaign layout or the review area (for moving keys)."""
+    return list(session.scalars(select(Deliverable).where(
+        Deliverable.manifest_uri.is_not(None)).order_by(Deliverable.id)))

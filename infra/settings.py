@@ -84,6 +84,43 @@ class Settings(BaseSettings):
         "Briefs one team may submit per minute; more get HTTP 429."))
     produce_deployment: str = Field(default="produce-campaign/produce-campaign", description=(
         "Deployment the review service starts for a new brief when `PREFECT_API_URL` is set."))
+    # ---- inputs at the door and budgets (issue 12)
+    first_frame_s3_prefixes: str = Field(default="", description=(
+        "Comma-separated `s3://bucket/prefix/` a brief's `first_frame` may point into (read "
+        "with the service's credentials). Empty: no s3:// first frames, only uploads."))
+    max_first_frame_pixels: int = Field(default=40_000_000, ge=1, description=(
+        "Largest first-frame image in pixels (width x height), checked at submission; the "
+        "render workers lower PIL's decompression-bomb guard to it too."))
+    max_first_frame_bytes: int = Field(default=20 * 2**20, ge=1, description=(
+        "Largest first-frame image file in bytes."))
+    gpu_seconds_per_step_tiny: float = Field(default=0.05, gt=0, description=(
+        "Cost model: GPU-seconds one sampling step of one render takes at profile `tiny` "
+        "(a CPU core: about 0.05)."))
+    gpu_seconds_per_step_360p: float = Field(default=1.5, gt=0, description=(
+        "GPU-seconds per step at `360p` (one 80 GB GPU, default offload: about 1.5)."))
+    gpu_seconds_per_step_720p: float = Field(default=6.0, gt=0, description=(
+        "GPU-seconds per step at `720p` (one 80 GB GPU: about 6)."))
+    max_variants_per_brief: int = Field(default=200, ge=1, description=(
+        "Most variants (scene x locale x aspect) one brief may ask for; more: HTTP 422."))
+    max_renders_per_brief: int = Field(default=100, ge=1, description=(
+        "Most model renders one brief may need; more: HTTP 422."))
+    team_gpu_seconds_per_day: float = Field(default=36_000.0, gt=0, description=(
+        "Estimated GPU-seconds a team's briefs may add per UTC day; past it: HTTP 429."))
+    approval_gpu_seconds: float = Field(default=3_600.0, ge=0, description=(
+        "Briefs estimated above this wait (status `awaiting_approval`) until an operator "
+        "runs `mova-ads brief approve <id>`."))
+
+    def gpu_seconds_per_step(self, profile: str) -> float:
+        """The cost model's seconds per sampling step of a render profile."""
+        return {"tiny": self.gpu_seconds_per_step_tiny, "360p": self.gpu_seconds_per_step_360p,
+                "720p": self.gpu_seconds_per_step_720p}[profile]
+
+    @property
+    def first_frame_prefixes(self) -> list[str]:
+        """The allowed `s3://bucket/prefix` first-frame locations, each ending in '/' (so
+        `s3://b/team` never admits `s3://b/team-other/...`)."""
+        return [p.strip().rstrip("/") + "/" for p in self.first_frame_s3_prefixes.split(",")
+                if p.strip()]
 
     @property
     def database(self) -> str:

@@ -15,6 +15,9 @@ class BriefStatus(StrEnum):
     SUBMITTED = "submitted"
     CLAIMED = "claimed"
     PLANNED = "planned"
+    # planned, but its estimated GPU cost is over APPROVAL_GPU_SECONDS: nothing renders until an
+    # operator approves it (`mova-ads brief approve`)
+    AWAITING_APPROVAL = "awaiting_approval"
     PRODUCING = "producing"
     DONE = "done"
     FAILED = "failed"
@@ -48,7 +51,8 @@ Status = BriefStatus | RenderStatus | DeliverableStatus
 B, R, D = BriefStatus, RenderStatus, DeliverableStatus
 BRIEF_TRANSITIONS: dict[BriefStatus, frozenset[BriefStatus]] = {
     B.SUBMITTED: frozenset({B.CLAIMED}),
-    B.CLAIMED: frozenset({B.PLANNED, B.INVALID, B.SUBMITTED}),
+    B.CLAIMED: frozenset({B.PLANNED, B.AWAITING_APPROVAL, B.INVALID, B.SUBMITTED}),
+    B.AWAITING_APPROVAL: frozenset({B.PLANNED}),
     B.PLANNED: frozenset({B.PRODUCING}),
     B.PRODUCING: frozenset({B.DONE, B.FAILED, B.PLANNED}),
     B.FAILED: frozenset({B.PRODUCING, B.PLANNED}),
@@ -79,7 +83,7 @@ del B, R, D
 
 # Groups the pipeline asks about, named once so no caller spells them out.
 BRIEF_ACTIVE = frozenset({BriefStatus.SUBMITTED, BriefStatus.CLAIMED, BriefStatus.PLANNED,
-                          BriefStatus.PRODUCING})
+                          BriefStatus.AWAITING_APPROVAL, BriefStatus.PRODUCING})
 BRIEF_TO_PRODUCE = frozenset({BriefStatus.PLANNED, BriefStatus.PRODUCING})
 BRIEF_WAITING = frozenset({BriefStatus.SUBMITTED, BriefStatus.PLANNED, BriefStatus.PRODUCING})
 BRIEF_CLOSED = frozenset({BriefStatus.DONE, BriefStatus.FAILED})

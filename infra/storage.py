@@ -36,7 +36,8 @@ from infra.hashing import CHUNK, sha256_bytes, sha256_file
 from infra.storage_errors import InvalidKey, StorageError, TransientStorageError
 
 __all__ = ["InvalidKey", "LocalStore", "ObjectStore", "S3Store", "StorageError", "StoredObject",
-           "TransientStorageError", "deliverable_key", "open_store"]
+           "TransientStorageError", "deliverable_key", "input_key", "legacy_deliverable_key",
+           "open_store"]
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,21 @@ def _key_part(value: str, what: str) -> str:
     return value
 
 
-def deliverable_key(campaign: str, locale: str, aspect: str, filename: str) -> str:
-    """campaigns/{campaign}/{locale}/{aspect, ':' as 'x'}/{filename}."""
+def deliverable_key(team: str, campaign: str, locale: str, aspect: str, filename: str) -> str:
+    """campaigns/{team}/{campaign}/{locale}/{aspect, ':' as 'x'}/{filename}: campaign slugs are
+    unique per team only, so the team keeps two teams' files apart."""
+    return "/".join(["campaigns", _key_part(team, "team"), _key_part(campaign, "campaign"),
+                     _key_part(locale, "locale"), _key_part(aspect.replace(":", "x"), "aspect"),
+                     _key_part(filename, "file name")])
+
+
+def input_key(team: str, sha256: str, suffix: str) -> str:
+    """inputs/{team}/{sha256}{suffix}: a team's uploaded image, content-addressed."""
+    return f"inputs/{_key_part(team, 'team')}/{sha256}{suffix}"
+
+
+def legacy_deliverable_key(campaign: str, locale: str, aspect: str, filename: str) -> str:
+    """The layout before teams (campaigns/{campaign}/...), read once by the key move."""
     return "/".join(["campaigns", _key_part(campaign, "campaign"), _key_part(locale, "locale"),
                      _key_part(aspect.replace(":", "x"), "aspect"),
                      _key_part(filename, "file name")])

@@ -156,10 +156,23 @@ class VariantSpec(Frozen):
         return f"{self.scene_id}/{self.locale}/{self.aspect.value}"
 
 
+class CostEstimate(Frozen):
+    """What a plan costs before it runs: every render takes its sampling steps at the profile's
+    seconds per step (the cost model in settings). Decoding, finishing and QC are left out:
+    they run on CPUs and are small beside the sampler."""
+
+    renders: int
+    variants: int
+    steps: int = Field(description="Sampling steps of all renders together.")
+    seconds_per_step: float
+    gpu_seconds: float
+
+
 class Plan(Frozen):
     brief_sha256: str
     renders: list[RenderSpec]
     variants: list[VariantSpec]
+    cost: CostEstimate | None = None
 
     def render(self, key: str) -> RenderSpec:
         return next(r for r in self.renders if r.key == key)
@@ -238,3 +251,17 @@ def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
                                                     render_key=spec.key))
     variants.sort(key=lambda v: (v.scene_id, v.locale, v.aspect.value))
     return Plan(brief_sha256=brief_sha256, renders=list(renders.values()), variants=variants)
+
+
+def estimate_cost(plan: Plan, seconds_per_step: float) -> CostEstimate:
+    """renders x steps x seconds per step, in GPU-seconds. An audio-only dub runs every step
+    too (its picture is fixed, the audio tower still samples), so it is counted like a joint
+    render: the estimate errs high, which is the safe side of a quota."""
+    steps = sum(r.request.num_inference_steps for r in plan.renders)
+    return CostEstimate(renders=len(plan.renders), variants=len(plan.variants), steps=steps,
+                        seconds_per_step=seconds_per_step,
+                        gpu_seconds=round(steps * seconds_per_step, 3))
+
+
+def with_cost(plan: Plan, seconds_per_step: float) -> Plan:
+    return plan.model_copy(update={"cost": estimate_cost(plan, seconds_per_step)})

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import Artifact, BriefRow, Deliverable
-from infra.statuses import DeliverableStatus, RenderStatus
-from infra.storage import deliverable_key
+from infra.statuses import DELIVERABLE_IN_REVIEW_AREA, DeliverableStatus, RenderStatus
+from infra.storage import ObjectStore, deliverable_key, legacy_deliverable_key
 from schemas.brief import Aspect, Brief, load_brief
 from schemas.finishing import LOUDNESS_TARGETS, FinishResult, FinishSpec, QCReport
 from schemas.plan import RenderSpec
@@ -128,10 +128,20 @@ FILE_SUFFIXES = {"video": ".mp4", "video_burned": ".burned.mp4", "captions_srt":
                  "captions_vtt": ".vtt", "manifest": ".manifest.json"}
 
 
-def published_key(row: Deliverable, campaign: str, kind: str, *, review: bool) -> str:
-    """Where a deliverable's file of `kind` is published: the campaign layout, or the same
-    layout under review/ while it waits for approval."""
-    key = deliverable_key(campaign, row.locale, row.aspect, row.scene_id + FILE_SUFFIXES[kind])
+def published_key(row: Deliverable, kind: str, *, review: bool) -> str:
+    """Where a deliverable's file of `kind` is published: the campaign layout
+    (campaigns/<team>/<campaign>/...), or the same layout under review/ while it waits for
+    approval. The team and slug come from the brief's campaign row, never from the brief
+    text, so one team's brief cannot name another team's keys."""
+    campaign = row.brief.campaign
+    key = deliverable_key(campaign.team, campaign.slug, row.locale, row.aspect,
+                          row.scene_id + FILE_SUFFIXES[kind])
+    return f"{REVIEW_PREFIX}/{key}" if review else key
+
+
+def _legacy_key(row: Deliverable, kind: str, *, review: bool) -> str:
+    key = legacy_deliverable_key(row.brief.campaign.slug, row.locale, row.aspect,
+                                 row.scene_id + FILE_SUFFIXES[kind])
     return f"{REVIEW_PREFIX}/{key}" if review else key
 
 
@@ -142,16 +152,21 @@ def _manifest(session: Session, row: Deliverable, brief: Brief, files: list[dict
               "seed": a.seed, "checkpoint": a.checkpoint, "code_version": a.code_version}
              for depth, a in ancestry]
     clip = next((a for _, a in ancestry if a.kind == "clip"), None)
+    job = repo.render_jobs(session, [row.render_key]).get(row.render_key)
     # Content only (no row ids): the same brief and render give a byte-identical manifest, so
     # a rerun uploads nothing new.
     manifest = {
         "brief_sha256": row.brief.sha256, "variant": row.name,
-        "campaign": brief.campaign, "brand": brief.brand, "product": brief.product,
+        "team": repo.campaign_team(row.brief), "campaign": brief.campaign, "brand": brief.brand,
+        "product": brief.product,
         "scene_id": row.scene_id, "locale": row.locale, "aspect": row.aspect,
         "dubbing": brief.dubbing.value, "preview": bool(row.qc and row.qc.get("preview")),
         "files": files, "qc": (row.qc or {}).get("report"),
         "loudness": (row.qc or {}).get("loudness"),
         "render": clip.params.get("generation") if clip is not None else None,
+        # Measured: the seconds its render occupied a render worker (one GPU slot). A render
+        # shared by variants (aspects cropped from one render) is counted in each manifest.
+        "gpu_seconds": job.seconds if job is not None else None,
         "lineage": chain,
     }
     if approval is not None:
@@ -168,14 +183,13 @@ def publish_files(services: Services, session: Session, row: Deliverable, *, rev
     files = []
     for artifact in [row.video] + _companions(session, row.video):
         stored = services.store.copy(str(artifact.params["key"]),
-                                     published_key(row, brief.campaign, artifact.kind,
-                                                   review=review))
+                                     published_key(row, artifact.kind, review=review))
         files.append({"kind": artifact.kind, "uri": stored.uri, "sha256": stored.sha256,
                       "size_bytes": stored.size_bytes})
     decision = dict(approval.params) if approval is not None else None
     manifest = _manifest(session, row, brief, files, row.video, decision)
     data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    key = published_key(row, brief.campaign, "manifest", review=review)
+    key = published_key(row, "manifest", review=review)
     stored = services.store.put_bytes(data, key, content_type=JSON_TYPE)
     repo.add_artifact(session, kind="manifest", input_key=hashlib.sha256(data).hexdigest(),
                       sha256=stored.sha256, uri=stored.uri, size_bytes=stored.size_bytes,
@@ -226,3 +240,47 @@ def publish_task(services: Services, deliverable_id: UUID) -> str:
                               [])
     get_run_logger().info("publish.done deliverable_id=%s status=%s", deliverable_id, status)
     return status
+
+
+def move_team_keys(session: Session, store: ObjectStore) -> tuple[int, int]:
+    """After migration 0003: copy every published and in-review file from the old layout
+    (campaigns/<campaign>/...) to its team's keys and point the rows at them; returns (files
+    copied, files already in place). Idempotent: a file already at its new key is not copied
+    again, so a run cut short is simply run again. The manifest is rewritten (its file URIs
+    and team), not copied. Old keys stay until the operator deletes them."""
+    copied = kept = 0
+    for row in repo.published_deliverables(session):
+        review = row.status in DELIVERABLE_IN_REVIEW_AREA
+        kinds = ["video"] + [a.kind for a in _companions(session, row.video)] \
+            if row.video is not None else []
+        moved: dict[str, str] = {}  # old URI -> new URI
+        for kind in kinds:
+            old, new = _legacy_key(row, kind, review=review), published_key(row, kind,
+                                                                               review=review)
+            if store.exists(new):
+                kept += 1
+            elif store.exists(old):
+                store.copy(old, new)
+                copied += 1
+            else:
+                continue  # neither: nothing was published under this kind
+            moved[store.uri_for(old)] = store.uri_for(new)
+        old_manifest = _legacy_key(row, "manifest", review=review)
+        new_manifest = published_key(row, "manifest", review=review)
+        if store.exists(new_manifest):
+            kept += 1
+        elif store.exists(old_manifest):
+            with tempfile.TemporaryDirectory() as tmp:
+                body = json.loads(store.get_file(old_manifest, Path(tmp) / "m").read_text())
+            body["team"] = repo.campaign_team(row.brief)
+            for entry in body.get("files", []):
+                entry["uri"] = moved.get(entry["uri"], entry["uri"])
+            store.put_bytes(json.dumps(body, indent=2, sort_keys=True).encode(), new_manifest,
+                            content_type=JSON_TYPE)
+            copied += 1
+        else:
+            continue
+        video_uri = store.uri_for(published_key(row, "video", review=review))
+        repo.set_published(row, manifest_uri=store.uri_for(new_manifest),
+                           published_uri=video_uri)
+    return copied, kept

@@ -5,58 +5,226 @@ from __future__ import annotations
 import json
 import mimetypes
 import socket
-from pathlib import Path
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePath
+from urllib.parse import urlparse
 from uuid import UUID, uuid4
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
 from infra.hashing import sha256_bytes
+from infra.images import ImageRejected, verify_image
+from infra.repository import NO_TEAM
+from infra.storage import InvalidKey, check_key, input_key, open_store
 from schemas.brief import Brief, load_brief
-from schemas.errors import BriefInvalid
-from schemas.plan import RENDER_PROFILES, Plan, plan_variants
+from schemas.errors import BriefInvalid, PipelineError
+from schemas.plan import (
+    RENDER_PROFILES,
+    CostEstimate,
+    Plan,
+    estimate_cost,
+    plan_variants,
+    with_cost,
+)
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
 BRIEF_CONTENT_TYPE = "application/json"
+SUBMIT_WINDOW = timedelta(minutes=1)
 
 
-def _upload_first_frames(services: Services, brief: Brief, base_dir: Path | None) -> Brief:
-    """Store local first-frame images and point the brief at their storage keys. Every file
-    is checked before any is stored, so a brief with a missing image leaves nothing behind."""
-    local = {index: (base_dir or Path.cwd()) / scene.first_frame
-             for index, scene in enumerate(brief.scenes)
-             if scene.first_frame is not None
-             and not scene.first_frame.startswith(("s3://", "inputs/"))}
-    missing = [(f"scenes[{i}].first_frame", f"no file {path.name!r} was given with the brief")
-               for i, path in local.items() if not path.is_file()]
-    if missing:
-        raise BriefInvalid(missing)
+class SubmissionRefused(PipelineError):
+    """The team is over its per-minute limit or its daily GPU budget (HTTP 429)."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    brief_id: UUID
+    created: bool  # False: the same brief (content or Idempotency-Key) was submitted before
+    cost: CostEstimate | None
+
+
+@dataclass(frozen=True)
+class _Upload:
+    index: int
+    data: bytes
+    suffix: str
+
+
+def _s3_first_frame(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
+    """Problems of an s3:// first frame: it must lie under an allowed prefix, exist, and be an
+    image within the limits. The message for a URI outside the prefixes is the same whether
+    or not the object exists: nothing is read there."""
+    settings = services.settings
+    prefixes = settings.first_frame_prefixes
+    if not any(ref.startswith(prefix) for prefix in prefixes):
+        allowed = ", ".join(prefixes) if prefixes else "none are allowed on this service"
+        return [(where, f"s3:// first frames must lie under an allowed prefix ({allowed}); "
+                        "upload the image with the brief instead")]
+    parsed = urlparse(ref)
+    key = parsed.path.lstrip("/")
+    try:
+        check_key(key)
+        store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
+                           region=settings.aws_region)
+        head = store.head(key)
+        if head is None:
+            return [(where, f"{ref} does not exist")]
+        if head.size_bytes > settings.max_first_frame_bytes:
+            return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is "
+                            f"{settings.max_first_frame_bytes:,}")]
+        with tempfile.TemporaryDirectory() as tmp:
+            data = store.get_file(key, Path(tmp) / "frame").read_bytes()
+        verify_image(data, max_pixels=settings.max_first_frame_pixels,
+                     max_bytes=settings.max_first_frame_bytes)
+    except InvalidKey:
+        return [(where, f"{ref} is not a valid object key")]
+    except ImageRejected as err:
+        return [(where, f"{ref}: {err}")]
+    return []
+
+
+def _check_first_frames(services: Services, brief: Brief, base_dir: Path | None,
+                        team: str) -> tuple[list[_Upload], list[tuple[str, str]]]:
+    """Every first frame checked before anything is stored: a file given with the brief (a
+    verified image), an `inputs/<team>/...` key of this team's own uploads, or an s3:// URI
+    under an allowed prefix. Returns the uploads to store and the problems."""
+    settings = services.settings
+    uploads: list[_Upload] = []
+    problems: list[tuple[str, str]] = []
+    for index, scene in enumerate(brief.scenes):
+        ref, where = scene.first_frame, f"scenes[{index}].first_frame"
+        if ref is None:
+            continue
+        if ref.startswith("s3://"):
+            problems += _s3_first_frame(services, ref, where)
+        elif ref.startswith("inputs/"):
+            own = f"inputs/{team}/"
+            if not ref.startswith(own) or not services.store.exists(ref):
+                problems.append((where, f"{ref!r} is not an upload of team {team}: "
+                                        f"upload the image with the brief"))
+        else:
+            path = (base_dir or Path.cwd()) / ref
+            if not path.is_file():
+                problems.append((where, f"no file {PurePath(ref).name!r} was given with the "
+                                        "brief"))
+                continue
+            data = path.read_bytes()
+            try:
+                verify_image(data, max_pixels=settings.max_first_frame_pixels,
+                             max_bytes=settings.max_first_frame_bytes)
+            except ImageRejected as err:
+                problems.append((where, f"{PurePath(ref).name}: {err}"))
+                continue
+            uploads.append(_Upload(index, data, path.suffix.lower()))
+    return uploads, problems
+
+
+def _check_size(services: Services, brief: Brief) -> tuple[CostEstimate, list[tuple[str, str]]]:
+    """The plan's cost and the per-brief caps (variants, renders). The plan is made with a
+    placeholder checkpoint: counts and steps do not depend on it."""
+    settings = services.settings
+    profile = RENDER_PROFILES[settings.mova_render_profile]
+    plan = plan_variants(brief, "0" * 64, profile, "estimate")
+    cost = estimate_cost(plan, settings.gpu_seconds_per_step(profile.name))
+    problems = []
+    if cost.variants > settings.max_variants_per_brief:
+        problems.append(("(brief)", f"{cost.variants} variants (scenes x locales x aspects); "
+                                    f"a brief may have at most {settings.max_variants_per_brief}"
+                                    " (MAX_VARIANTS_PER_BRIEF)"))
+    if cost.renders > settings.max_renders_per_brief:
+        problems.append(("(brief)", f"{cost.renders} renders; a brief may need at most "
+                                    f"{settings.max_renders_per_brief} (MAX_RENDERS_PER_BRIEF)"))
+    return cost, problems
+
+
+def _count_invalid(services: Services, team: str | None) -> None:
+    """An invalid brief counts toward the team's per-minute limit too (a client retrying a
+    broken brief in a loop is refused like any other flood)."""
+    if team is None:
+        return
+    with session_scope(services.engine) as session:
+        repo.lock_team(session, team)
+        _check_rate(services, session, team)
+        repo.record_submission(session, team, None)
+
+
+def _check_rate(services: Services, session: Session, team: str) -> None:
+    limit = services.settings.api_submissions_per_minute
+    recent = repo.count_submissions(session, team, SUBMIT_WINDOW)
+    if recent >= limit:
+        raise SubmissionRefused(f"team {team} submitted {recent} briefs in the last minute "
+                                f"(limit {limit}); try again in a minute")
+
+
+def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
+           base_dir: Path | None = None, team: str | None = None,
+           requires_approval: bool | None = None,
+           idempotency_key: str | None = None) -> Submitted:
+    """Validate a brief, check its inputs and its size, and queue it, or return the team's
+    earlier identical brief. BriefInvalid (stores nothing, counts toward the rate limit),
+    SubmissionRefused (rate limit or daily GPU budget; stores nothing).
+
+    The limits and the insert are one transaction that starts by locking the team (see
+    `repo.lock_team`), so parallel submissions cannot all pass a check made before any of
+    them is stored."""
+    owner = team or NO_TEAM
+    try:
+        brief = load_brief(raw, fmt=fmt)
+        if requires_approval is not None:
+            brief = brief.model_copy(update={"requires_approval": requires_approval})
+        uploads, problems = _check_first_frames(services, brief, base_dir, owner)
+        cost, too_big = _check_size(services, brief)
+        if problems or too_big:
+            raise BriefInvalid(problems + too_big)
+    except BriefInvalid:
+        _count_invalid(services, team)
+        raise
     scenes = list(brief.scenes)
-    for index, path in local.items():
-        data = path.read_bytes()
-        key = f"inputs/{sha256_bytes(data)}{path.suffix.lower()}"
-        services.store.put_bytes(data, key, content_type=mimetypes.guess_type(path.name)[0])
-        scenes[index] = scenes[index].model_copy(update={"first_frame": key})
-    return brief.model_copy(update={"scenes": scenes})
+    for upload in uploads:
+        key = input_key(owner, sha256_bytes(upload.data), upload.suffix)
+        services.store.put_bytes(upload.data, key,
+                                 content_type=mimetypes.guess_type(f"x{upload.suffix}")[0])
+        scenes[upload.index] = scenes[upload.index].model_copy(update={"first_frame": key})
+    brief = brief.model_copy(update={"scenes": scenes})
+    canonical = brief.model_dump_json(indent=2)
+    sha = sha256_bytes(canonical.encode())
+    settings = services.settings
+    with session_scope(services.engine) as session:
+        if team is not None:
+            repo.lock_team(session, team)
+        existing = repo.duplicate_brief(session, team, sha, idempotency_key)
+        if existing is not None:
+            return Submitted(existing.id, False, cost)
+        if team is not None:
+            _check_rate(services, session, team)
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            used = repo.team_gpu_seconds_since(session, team, today)
+            quota = settings.team_gpu_seconds_per_day
+            if used + cost.gpu_seconds > quota:
+                raise SubmissionRefused(
+                    f"team {team} has used {used:,.0f} of its {quota:,.0f} GPU-seconds today; "
+                    f"this brief needs {cost.gpu_seconds:,.0f} more (TEAM_GPU_SECONDS_PER_DAY)")
+        row = repo.add_brief(session, campaign_slug=brief.campaign, brand=brief.brand,
+                             raw=canonical, sha256=sha, team=team,
+                             idempotency_key=idempotency_key, gpu_seconds_estimate=cost.gpu_seconds)
+        if team is not None:
+            repo.record_submission(session, team, row)
+        return Submitted(row.id, True, cost)
 
 
 def submit_brief(services: Services, raw: bytes | str, *, fmt: str | None = None,
                  base_dir: Path | None = None, team: str | None = None,
                  requires_approval: bool | None = None) -> UUID:
-    """Validate a brief and queue it; an invalid brief raises BriefInvalid and stores nothing.
-    `requires_approval` overrides the brief's own field (the review form's checkbox)."""
-    brief = load_brief(raw, fmt=fmt)
-    if requires_approval is not None:
-        brief = brief.model_copy(update={"requires_approval": requires_approval})
-    brief = _upload_first_frames(services, brief, base_dir)
-    canonical = brief.model_dump_json(indent=2)
-    with session_scope(services.engine) as session:
-        row = repo.add_brief(session, campaign_slug=brief.campaign, brand=brief.brand,
-                             raw=canonical, sha256=sha256_bytes(canonical.encode()), team=team)
-        return row.id
+    """`submit`, for callers that only need the id (the CLI, tests)."""
+    return submit(services, raw, fmt=fmt, base_dir=base_dir, team=team,
+                  requires_approval=requires_approval).brief_id
 
 
 def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
@@ -74,7 +242,8 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
             repo.mark_brief_invalid(session, row, err.problems)
             return None
         profile = RENDER_PROFILES[settings.mova_render_profile]
-        plan = plan_variants(brief, row.sha256, profile, checkpoint)
+        plan = with_cost(plan_variants(brief, row.sha256, profile, checkpoint),
+                         settings.gpu_seconds_per_step(profile.name))
         brief_obj = services.store.put_bytes(row.raw.encode(), f"briefs/{row.sha256}.json",
                                              content_type=BRIEF_CONTENT_TYPE)
         brief_artifact = repo.add_artifact(
@@ -98,7 +267,10 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
             repo.ensure_deliverable(session, row, name=variant.name, scene_id=variant.scene_id,
                                     locale=variant.locale, aspect=variant.aspect.value,
                                     render_key=variant.render_key)
-        repo.save_plan(session, row, body, brief_artifact, plan_artifact)
+        assert plan.cost is not None
+        # Over the threshold, nothing renders until an operator approves the cost.
+        repo.save_plan(session, row, body, brief_artifact, plan_artifact,
+                       hold=plan.cost.gpu_seconds > settings.approval_gpu_seconds)
     return plan
 
 

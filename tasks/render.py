@@ -26,6 +26,7 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.gpu_pool import GpuPool, PoolConfig
 from infra.hashing import sha256_bytes
+from infra.images import limit_decoded_pixels
 from infra.settings import Settings
 from infra.statuses import RENDER_SETTLED, RenderStatus
 from infra.storage import ObjectStore, open_store
@@ -105,6 +106,7 @@ def load_render_model(settings_json: str) -> RenderModel:
     from mova_model.pipeline import MovaPipeline
 
     settings = Settings.model_validate_json(settings_json)
+    limit_decoded_pixels(settings.max_first_frame_pixels)  # PIL's bomb guard, at our limit
     if settings.mova_device == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.render_workers))
     pipeline = MovaPipeline.from_pretrained(settings.checkpoint, dtype=settings.mova_dtype,

@@ -125,11 +125,15 @@ def test_keys_cannot_escape(tmp_path: Path, bad: str) -> None:
         LocalStore(tmp_path).put_bytes(b"x", bad)
 
 
-def test_deliverable_key_layout() -> None:
-    assert deliverable_key("spring", "de-DE", "9:16", "run.mp4") == \
-        "campaigns/spring/de-DE/9x16/run.mp4"
+def test_deliverable_key_layout_carries_the_team() -> None:
+    assert deliverable_key("emea", "spring", "de-DE", "9:16", "run.mp4") == \
+        "campaigns/emea/spring/de-DE/9x16/run.mp4"
+    assert deliverable_key("apac", "spring", "de-DE", "9:16", "run.mp4") != \
+        deliverable_key("emea", "spring", "de-DE", "9:16", "run.mp4")
     with pytest.raises(InvalidKey, match="campaign '..'"):
-        deliverable_key("..", "de-DE", "9:16", "run.mp4")
+        deliverable_key("emea", "..", "de-DE", "9:16", "run.mp4")
+    with pytest.raises(InvalidKey, match="team '..'"):
+        deliverable_key("..", "spring", "de-DE", "9:16", "run.mp4")
 
 
 def test_open_store_selects_the_backend(tmp_path: Path) -> None:
@@ -140,9 +144,12 @@ def test_open_store_selects_the_backend(tmp_path: Path) -> None:
         open_store("gs://bucket/x")
 
 
-@pytest.mark.parametrize("parts", [("a/b", "de-DE", "9:16", "x.mp4"), ("c", "", "9:16", "x.mp4"),
-                                   ("c", "de-DE", "..", "x.mp4"), ("c", "de-DE", "9:16", "")])
-def test_deliverable_key_rejects_bad_parts(parts: tuple[str, str, str, str]) -> None:
+@pytest.mark.parametrize("parts", [("t", "a/b", "de-DE", "9:16", "x.mp4"),
+                                   ("t", "c", "", "9:16", "x.mp4"),
+                                   ("t", "c", "de-DE", "..", "x.mp4"),
+                                   ("t", "c", "de-DE", "9:16", ""),
+                                   ("a/b", "c", "de-DE", "9:16", "x.mp4")])
+def test_deliverable_key_rejects_bad_parts(parts: tuple[str, str, str, str, str]) -> None:
     with pytest.raises(ValueError, match="cannot be part of an object key"):
         deliverable_key(*parts)
 

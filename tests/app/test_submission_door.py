@@ -1,0 +1,103 @@
+"""The submission route at the door (the app in-process on SQLite): bad upload names and
+huge problem lists answer 4xx with a bounded body, the same brief twice is 200 with the
+first id, and the answer carries the cost estimate."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.auth import create_team
+from app.service import create_app
+from infra.db import session_scope
+from infra.settings import load_settings
+from tasks.services import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = (ROOT / "examples" / "brief.yaml").read_text()
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = load_settings({"MOVA_DATA_DIR": str(tmp_path),
+                              "API_SUBMISSIONS_PER_MINUTE": "50"})
+    with Services(settings) as services, session_scope(services.engine) as session:
+        token = create_team(session, "emea")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        yield test_client
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b.png", "../hero.png", "\\\\evil.png",
+                                  ".hidden.png"])
+def test_bad_upload_names_are_422_not_500(client: TestClient, name: str) -> None:
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = "hero.png"
+    answer = client.post("/api/briefs", data={"brief": yaml.safe_dump(brief)},
+                         files={"first_frames": (name, _png(), "image/png")})
+    assert answer.status_code == 422, answer.text
+    if "\\" not in name:  # the multipart parser keeps only what follows a backslash
+        assert "file name" in answer.json()["detail"]
+
+
+def test_a_text_file_named_png_is_422_at_the_door(client: TestClient) -> None:
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = "hero.png"
+    answer = client.post("/api/briefs", data={"brief": yaml.safe_dump(brief)},
+                         files={"first_frames": ("hero.png", b"hello", "image/png")})
+    assert answer.status_code == 422
+    [problem] = answer.json()["problems"]
+    assert problem["path"] == "scenes[0].first_frame" and "not an image" in problem["message"]
+    assert "/tmp" not in answer.text  # no server path in what the team reads
+
+
+def test_problems_are_capped_at_100_with_the_total(client: TestClient) -> None:
+    brief = yaml.safe_load(EXAMPLE)
+    scene = brief["scenes"][0]
+    # 40 scenes, each with three bad fields: 120 problems
+    brief["scenes"] = [{**scene, "scene_id": f"s{i}", "duration_s": -1, "visual": "",
+                        "focus": [5, 5]} for i in range(40)]
+    answer = client.post("/api/briefs", json=brief)
+    assert answer.status_code == 422
+    body = answer.json()
+    assert len(body["problems"]) == 100 and body["total"] >= 120
+    assert f"{body['total']} problem(s)" in body["detail"]
+
+
+def test_the_same_brief_twice_is_200_with_the_first_id_and_the_cost(client: TestClient) -> None:
+    first = client.post("/api/briefs", content=EXAMPLE,
+                        headers={"Content-Type": "application/yaml"})
+    assert first.status_code == 201, first.text
+    cost = first.json()["cost"]
+    assert (cost["renders"], cost["steps"]) == (4, 32) and cost["gpu_seconds"] > 0
+    again = client.post("/api/briefs", content=EXAMPLE,
+                        headers={"Content-Type": "application/yaml"})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    keyed = client.post("/api/briefs", json={**yaml.safe_load(EXAMPLE), "seed": 7},
+                        headers={"Idempotency-Key": "order-42"})
+    retried = client.post("/api/briefs", json={**yaml.safe_load(EXAMPLE), "seed": 8},
+                          headers={"Idempotency-Key": "order-42"})
+    assert keyed.status_code == 201 and retried.status_code == 200
+    assert retried.json()["id"] == keyed.json()["id"]
+    assert len(client.get("/api/briefs").json()) == 2
+
+
+@pytest.mark.parametrize("body", ["[" * 5000 + "]" * 5000, "a: " + "[" * 5000,
+                                  "\x00\xff\xfe", "- 1\n- 2\n", "{}"])
+def test_garbage_bodies_are_4xx(client: TestClient, body: str) -> None:
+    for content_type in ("application/json", "application/yaml"):
+        answer = client.post("/api/briefs", content=body.encode("utf-8", "surrogateescape"),
+                             headers={"Content-Type": content_type})
+        assert 400 <= answer.status_code < 500, (body[:20], answer.status_code, answer.text)

@@ -1,0 +1,278 @@
+"""Submission at the door, through the real `tasks.ingest.submit` on SQLite and PostgreSQL:
+campaigns per team, same brief twice, first frames checked, per-brief caps, and the team's
+limits enforced atomically under parallel submissions."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+from sqlalchemy import func, select
+
+from app.auth import create_team
+from infra import repository as repo
+from infra.db import session_scope
+from infra.db_models import BriefRow, Campaign
+from infra.settings import load_settings
+from infra.statuses import BriefStatus
+from schemas.errors import BriefInvalid
+from tasks.ingest import SubmissionRefused, submit
+from tasks.services import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = (ROOT / "examples" / "brief.yaml").read_text()
+# The example: 1 scene x 2 locales x 2 aspects (two orientations) = 4 renders of 8 steps at
+# the tiny profile; at the default 0.05 s per step that is 1.6 GPU-seconds.
+EXAMPLE_GPU_SECONDS = 4 * 8 * 0.05
+
+
+def _services(tmp_path: Path, request: pytest.FixtureRequest, **env: str) -> Services:
+    values = {"MOVA_DATA_DIR": str(tmp_path), **env}
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_engine")  # migrated; emptied after the test
+        values["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    services = Services(load_settings(values))
+    with session_scope(services.engine) as session:
+        for team in ("emea", "apac"):
+            create_team(session, team)
+    return services
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    return request
+
+
+@pytest.fixture
+def services(backend: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    with _services(tmp_path, backend, API_SUBMISSIONS_PER_MINUTE="10") as services:
+        yield services
+
+
+def _brief(**changes: object) -> str:
+    brief = yaml.safe_load(EXAMPLE)
+    brief.update(changes)
+    return yaml.safe_dump(brief)
+
+
+def _png(size: tuple[int, int] = (32, 24)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 40)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _with_first_frame(ref: str) -> str:
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = ref
+    return yaml.safe_dump(brief)
+
+
+def _stored_briefs(services: Services, team: str) -> int:
+    with session_scope(services.engine) as session:
+        return int(session.scalar(select(func.count()).select_from(BriefRow)
+                                  .where(BriefRow.team == team)) or 0)
+
+
+def test_two_teams_with_one_slug_get_two_campaigns(services: Services) -> None:
+    emea = submit(services, EXAMPLE, team="emea")
+    apac = submit(services, EXAMPLE, team="apac")
+    assert emea.created and apac.created and emea.brief_id != apac.brief_id
+    with session_scope(services.engine) as session:
+        campaigns = {(c.team, c.slug): c.id for c in session.scalars(select(Campaign))}
+        rows = {team: repo.team_briefs(session, team) for team in ("emea", "apac")}
+        assert [r.id for r in rows["emea"]] == [emea.brief_id]
+        assert [r.id for r in rows["apac"]] == [apac.brief_id]
+        assert rows["emea"][0].campaign_id == campaigns[("emea", "aurora-spring-launch")]
+        assert rows["apac"][0].campaign_id == campaigns[("apac", "aurora-spring-launch")]
+        assert repo.team_brief(session, "apac", emea.brief_id) is None
+    assert len(campaigns) == 2
+
+
+def test_the_same_brief_twice_is_one_brief(services: Services) -> None:
+    first = submit(services, EXAMPLE, team="emea")
+    again = submit(services, EXAMPLE, team="emea")
+    assert first.created and not again.created and again.brief_id == first.brief_id
+    keyed = submit(services, _brief(seed=1), team="emea", idempotency_key="k-1")
+    # the same key with a changed body is still the request already made
+    retried = submit(services, _brief(seed=2), team="emea", idempotency_key="k-1")
+    assert keyed.created and not retried.created and retried.brief_id == keyed.brief_id
+    other_team = submit(services, EXAMPLE, team="apac")  # content is per team
+    assert other_team.created
+    assert _stored_briefs(services, "emea") == 2
+    # the CLI (no team): `make demo` twice submits once
+    assert submit(services, EXAMPLE).created and not submit(services, EXAMPLE).created
+
+
+def test_the_answer_carries_the_cost_estimate(services: Services) -> None:
+    submitted = submit(services, EXAMPLE, team="emea")
+    assert submitted.cost is not None
+    assert (submitted.cost.renders, submitted.cost.variants, submitted.cost.steps) == (4, 4, 32)
+    assert submitted.cost.gpu_seconds == pytest.approx(EXAMPLE_GPU_SECONDS)
+    with session_scope(services.engine) as session:
+        row = repo.get_brief(session, submitted.brief_id)
+        assert row.gpu_seconds_estimate == pytest.approx(EXAMPLE_GPU_SECONDS)
+
+
+def test_parallel_submissions_never_pass_the_rate_limit(services: Services) -> None:
+    """20 at once with a limit of 10: the check and the insert are one locked step."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def post(i: int) -> None:
+        try:
+            submit(services, _brief(seed=1000 + i), team="emea")
+            result = "stored"
+        except SubmissionRefused:
+            result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(outcomes) == ["refused"] * 10 + ["stored"] * 10
+    assert _stored_briefs(services, "emea") == 10
+    submit(services, _brief(seed=1), team="apac")  # the limit is per team
+
+
+def test_invalid_briefs_count_toward_the_rate_limit(services: Services) -> None:
+    for _ in range(10):
+        with pytest.raises(BriefInvalid):
+            submit(services, "campaign: x\n", team="emea")
+    with pytest.raises(SubmissionRefused, match="limit 10"):
+        submit(services, EXAMPLE, team="emea")
+    with pytest.raises(SubmissionRefused):  # a bad brief past the limit is refused too
+        submit(services, "campaign: x\n", team="emea")
+    assert _stored_briefs(services, "emea") == 0
+
+
+def test_parallel_submissions_never_pass_the_daily_gpu_budget(
+        backend: pytest.FixtureRequest, tmp_path: Path) -> None:
+    budget = 5 * EXAMPLE_GPU_SECONDS + 0.5  # room for 5 example briefs, not 6
+    with _services(tmp_path, backend, API_SUBMISSIONS_PER_MINUTE="100",
+                   TEAM_GPU_SECONDS_PER_DAY=str(budget)) as services:
+        refused: list[str] = []
+
+        def post(i: int) -> None:
+            try:
+                submit(services, _brief(seed=2000 + i), team="emea")
+            except SubmissionRefused as err:
+                refused.append(str(err))
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert _stored_briefs(services, "emea") == 5 and len(refused) == 7
+        assert "TEAM_GPU_SECONDS_PER_DAY" in refused[0]
+        with session_scope(services.engine) as session:
+            from datetime import UTC, datetime
+
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            assert repo.team_gpu_seconds_since(session, "emea", today) <= budget
+
+
+def test_a_brief_over_the_caps_is_refused_with_the_numbers(
+        backend: pytest.FixtureRequest, tmp_path: Path) -> None:
+    with _services(tmp_path, backend, MAX_VARIANTS_PER_BRIEF="3",
+                   MAX_RENDERS_PER_BRIEF="3") as services:
+        with pytest.raises(BriefInvalid) as err:
+            submit(services, EXAMPLE, team="emea")
+        messages = " ".join(message for _, message in err.value.problems)
+        assert "4 variants" in messages and "at most 3" in messages and "4 renders" in messages
+        assert _stored_briefs(services, "emea") == 0
+
+
+def test_uploaded_first_frames_are_verified_and_stored_under_the_team(
+        backend: pytest.FixtureRequest, tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "hero.png").write_bytes(_png())
+    (uploads / "fake.png").write_bytes(b"this is text, not a PNG")
+    (uploads / "huge.png").write_bytes(_png((200, 100)))
+    with _services(tmp_path / "data", backend, MAX_FIRST_FRAME_PIXELS="10000") as services:
+        with pytest.raises(BriefInvalid, match="not an image"):
+            submit(services, _with_first_frame("fake.png"), base_dir=uploads, team="emea")
+        with pytest.raises(BriefInvalid, match="20,000 pixels; the limit is 10,000"):
+            submit(services, _with_first_frame("huge.png"), base_dir=uploads, team="emea")
+        ok = submit(services, _with_first_frame("hero.png"), base_dir=uploads, team="emea")
+        with session_scope(services.engine) as session:
+            raw = repo.get_brief(session, ok.brief_id).raw
+        key = yaml.safe_load(raw)["scenes"][0]["first_frame"]
+        assert key.startswith("inputs/emea/") and services.store.exists(key)
+        # apac cannot point at emea's upload; emea can reuse its own
+        with pytest.raises(BriefInvalid, match="not an upload of team apac"):
+            submit(services, _with_first_frame(key), team="apac")
+        reuse = yaml.safe_load(_with_first_frame(key))
+        reuse["seed"] = 99
+        assert submit(services, yaml.safe_dump(reuse), team="emea").created
+
+
+@pytest.mark.usefixtures("aws_credentials")
+def test_s3_first_frames_only_under_allowed_prefixes_and_checked(
+        tmp_path: Path, s3_endpoint: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="frames")
+    s3.put_object(Bucket="frames", Key="ok/hero.png", Body=_png())
+    s3.put_object(Bucket="frames", Key="secret/exists.png", Body=_png())
+    s3.put_object(Bucket="frames", Key="ok/text.png", Body=b"not an image")
+    services = Services(load_settings({
+        "MOVA_DATA_DIR": str(tmp_path), "S3_ENDPOINT_URL": s3_endpoint,
+        "FIRST_FRAME_S3_PREFIXES": "s3://frames/ok/, s3://other/x"}))
+    with services, session_scope(services.engine) as session:
+        create_team(session, "emea")
+    with services:
+        answers = []
+        for ref in ("s3://frames/secret/exists.png", "s3://frames/secret/missing.png",
+                    "s3://frames/ok-not/x.png"):
+            with pytest.raises(BriefInvalid) as err:
+                submit(services, _with_first_frame(ref), team="emea")
+            answers.append(err.value.problems[0][1])
+        # outside the prefixes: one answer whether the object exists or not
+        assert answers[0] == answers[1] == answers[2]
+        assert "allowed prefix" in answers[0] and "exist" not in answers[0]
+        with pytest.raises(BriefInvalid, match="does not exist"):
+            submit(services, _with_first_frame("s3://frames/ok/missing.png"), team="emea")
+        with pytest.raises(BriefInvalid, match="not an image"):
+            submit(services, _with_first_frame("s3://frames/ok/text.png"), team="emea")
+        assert submit(services, _with_first_frame("s3://frames/ok/hero.png"),
+                      team="emea").created
+
+
+def test_a_brief_over_the_approval_threshold_waits_for_an_operator(
+        backend: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from mova_model.make_checkpoint import make_checkpoint
+    from tasks.ingest import plan_brief
+
+    checkpoint = make_checkpoint(tmp_path / "ckpt", preset="tiny", seed=0)
+    with _services(tmp_path / "data", backend, APPROVAL_GPU_SECONDS="1.0",
+                   MOVA_CHECKPOINT=str(checkpoint)) as services:
+        cheap = submit(services, _brief(aspects=["16:9"]), team="emea")  # 0.8 GPU-s
+        dear = submit(services, EXAMPLE, team="emea")  # 1.6 GPU-seconds > 1.0
+        with session_scope(services.engine) as session:
+            repo.claim_submitted_briefs(session, 10, "test")
+        for submitted in (cheap, dear):
+            plan = plan_brief(services, submitted.brief_id)
+            assert plan is not None and plan.cost is not None
+        with session_scope(services.engine) as session:
+            assert repo.get_brief(session, cheap.brief_id).status == BriefStatus.PLANNED
+            assert repo.get_brief(session, dear.brief_id).status == \
+                BriefStatus.AWAITING_APPROVAL
+            assert [b.id for b in repo.briefs_to_produce(session)] == [cheap.brief_id]
+            assert repo.get_brief(session, dear.brief_id).plan.body["cost"]["gpu_seconds"] \
+                == pytest.approx(EXAMPLE_GPU_SECONDS)
+        with session_scope(services.engine) as session:
+            repo.approve_budget(session, dear.brief_id)
+        with session_scope(services.engine) as session:
+            assert {b.id for b in repo.briefs_to_produce(session)} == {cheap.brief_id,
+                                                                       dear.brief_id}

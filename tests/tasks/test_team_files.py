@@ -1,0 +1,168 @@
+"""Two teams, one campaign slug, produced for real (SQLite, local storage, the tiny model
+in-process): separate rows, files, manifests and pages, and the move of a store from the old
+key layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from app.auth import create_team
+from app.service import create_app
+from infra import repository as repo
+from infra.db import session_scope
+from infra.db_models import Deliverable
+from infra.settings import Settings, load_settings
+from infra.storage import LocalStore, legacy_deliverable_key
+from tasks.deliver import REVIEW_PREFIX, finish_deliverable, move_team_keys, publish_deliverable
+from tasks.ingest import plan_brief, submit
+from tasks.render import (
+    RenderResult,
+    load_render_model,
+    pending_payloads,
+    record_render,
+    render_on_worker,
+)
+from tasks.services import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+SLUG = "aurora-spring-launch"
+pytestmark = pytest.mark.slow  # real renders and ffmpeg: minutes on 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mova_model.make_checkpoint import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
+
+
+def _brief(brand_line: str) -> str:
+    """The example at one aspect; the teams' briefs differ in their on-screen brand line."""
+    brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    brief["aspects"] = ["16:9"]
+    for text in brief["scenes"][0]["on_screen_text"].values():
+        text["brand_line"] = brand_line
+    return yaml.safe_dump(brief)
+
+
+def _produce(services: Services, brief_id: UUID) -> list[Deliverable]:
+    with session_scope(services.engine) as session:
+        repo.claim_brief(session, brief_id, "test")
+    plan_brief(services, brief_id)
+    model = load_render_model(services.settings.model_dump_json())
+    while payloads := pending_payloads(services, brief_id):
+        for payload in payloads:  # the Ray actor's function, called in-process
+            record_render(services, brief_id,
+                          RenderResult.model_validate(render_on_worker(model, payload)))
+    with session_scope(services.engine) as session:
+        ids = [d.id for d in session.scalars(select(Deliverable).where(
+            Deliverable.brief_id == brief_id))]
+    for deliverable_id in ids:
+        finish_deliverable(services, deliverable_id)
+        publish_deliverable(services, deliverable_id)
+    with session_scope(services.engine) as session:
+        return list(session.scalars(select(Deliverable).where(
+            Deliverable.brief_id == brief_id).order_by(Deliverable.name)))
+
+
+def _settings(tmp_path: Path, checkpoint: Path) -> Settings:
+    return load_settings({"MOVA_DATA_DIR": str(tmp_path), "MOVA_CHECKPOINT": str(checkpoint)})
+
+
+def test_two_teams_with_one_slug_get_separate_files_manifests_and_pages(
+        tmp_path: Path, checkpoint: Path) -> None:
+    settings = _settings(tmp_path, checkpoint)
+    with Services(settings) as services:
+        with session_scope(services.engine) as session:
+            tokens = {team: create_team(session, team) for team in ("emea", "apac")}
+        emea = submit(services, _brief("Aurora One"), team="emea").brief_id
+        apac = submit(services, _brief("Aurora Uno"), team="apac").brief_id
+        rows = {"emea": _produce(services, emea), "apac": _produce(services, apac)}
+        store = services.store
+        assert isinstance(store, LocalStore)
+        for team, team_rows in rows.items():
+            assert {r.status for r in team_rows} == {"published"}
+            for row in team_rows:
+                key = f"campaigns/{team}/{SLUG}/{row.locale}/16x9/{row.scene_id}.mp4"
+                assert row.published_uri == store.uri_for(key) and store.exists(key)
+                manifest = json.loads(store.local_path(
+                    key.replace(".mp4", ".manifest.json")).read_text())  # type: ignore[union-attr]
+                assert manifest["team"] == team and manifest["campaign"] == SLUG
+                assert manifest["gpu_seconds"] > 0  # measured on the render worker
+        # the same slug, two files: apac's publish did not overwrite emea's
+        emea_video, apac_video = (store.head(f"campaigns/{t}/{SLUG}/en-US/16x9/morning-run.mp4")
+                                  for t in ("emea", "apac"))
+        assert emea_video is not None and apac_video is not None
+        assert emea_video.sha256 != apac_video.sha256
+        assert not store.list(f"campaigns/{SLUG}/")  # nothing in the old global layout
+
+    with TestClient(create_app(settings)) as client:
+        def get(team: str, path: str) -> int:
+            return client.get(path, headers={"Authorization": f"Bearer {tokens[team]}"},
+                              follow_redirects=False).status_code
+
+        video = rows["emea"][0].id
+        assert get("emea", f"/briefs/{emea}") == 200
+        assert get("apac", f"/briefs/{emea}") == 404
+        assert get("emea", f"/api/deliverables/{video}/files/video") == 200
+        assert get("apac", f"/api/deliverables/{video}/files/video") == 404
+        listed = client.get("/api/briefs", headers={"Authorization": f"Bearer {tokens['apac']}"})
+        assert [b["id"] for b in listed.json()] == [str(apac)]
+        page = client.get(f"/briefs/{apac}", headers={"Authorization": f"Bearer "
+                                                                        f"{tokens['apac']}"})
+        assert "Estimated cost" in page.text and "GPU-seconds" in page.text
+
+
+def test_moving_a_store_from_the_old_layout_is_complete_and_idempotent(
+        tmp_path: Path, checkpoint: Path) -> None:
+    """A store written before teams: files at campaigns/<slug>/..., rows pointing there."""
+    with Services(_settings(tmp_path, checkpoint)) as services:
+        with session_scope(services.engine) as session:
+            create_team(session, "emea")
+        brief_id = submit(services, _brief("Aurora One"), team="emea").brief_id
+        rows = _produce(services, brief_id)
+        store = services.store
+        assert isinstance(store, LocalStore)
+        # put the store back the way the old code left it
+        new_keys = [k for k in store.list("campaigns/emea/")]
+        assert new_keys
+        for key in new_keys:
+            old = "campaigns/" + key.removeprefix("campaigns/emea/")
+            store.copy(key, old)
+            path = store.local_path(key)
+            assert path is not None
+            path.unlink()
+            path.with_name(path.name + ".meta.json").unlink()
+        with session_scope(services.engine) as session:
+            for row in rows:
+                db_row = repo.get_deliverable(session, row.id)
+                old_video = legacy_deliverable_key(SLUG, row.locale, row.aspect,
+                                                   row.scene_id + ".mp4")
+                repo.set_published(db_row, published_uri=store.uri_for(old_video),
+                                   manifest_uri=store.uri_for(
+                                       old_video.replace(".mp4", ".manifest.json")))
+        assert not store.list("campaigns/emea/")
+
+        with session_scope(services.engine) as session:
+            copied, kept = move_team_keys(session, store)
+        assert (copied, kept) == (len(new_keys), 0)
+        assert sorted(store.list("campaigns/emea/")) == sorted(new_keys)
+        with session_scope(services.engine) as session:
+            for row in rows:
+                moved = repo.get_deliverable(session, row.id)
+                assert moved.published_uri is not None and "/campaigns/emea/" in \
+                    moved.published_uri
+                manifest = json.loads(Path(
+                    (moved.manifest_uri or "").removeprefix("file://")).read_text())
+                assert manifest["team"] == "emea"
+                assert all("/campaigns/emea/" in f["uri"] for f in manifest["files"])
+        with session_scope(services.engine) as session:  # again: nothing left to do
+            assert move_team_keys(session, store) == (0, len(new_keys))
+        assert not store.list(f"{REVIEW_PREFIX}/")
