@@ -35,6 +35,7 @@ from infra.statuses import (
     BRIEF_ACTIVE,
     BRIEF_TO_PRODUCE,
     BRIEF_WAITING,
+    DELIVERABLE_SETTLED,
     BriefStatus,
     DeliverableStatus,
     RenderStatus,
@@ -509,3 +510,65 @@ def lineage_chain(session: Session, artifact_id: UUID) -> list[tuple[int, Artifa
             seen.add(artifact.id)
             expanded.add(artifact_path)
     return out
+
+
+# ---- sessions and faults --------------------------------------------------------------------
+
+
+def requeue_render(session: Session, job_id: UUID, reason: str, max_attempts: int) -> bool:
+    """After a transient failure: the job waits (pending) for another run while it has had
+    fewer than `max_attempts`; else it fails with the reason. True when it was requeued."""
+    job = get_render_job(session, job_id)
+    if job.attempts < max_attempts:
+        job.error = f"retrying after: {reason}"[:4000]
+        transition(job, RenderStatus.PENDING)
+        return True
+    fail_render(session, job_id, f"gave up after {job.attempts} attempts: {reason}")
+    return False
+
+
+def fail_unsettled_deliverable(session: Session, deliverable_id: UUID, reason: str) -> bool:
+    """Fail a variant that is still in work (pending or finished) with a reason the team
+    reads; a variant already published or in review is left alone. True when it failed."""
+    row = get_deliverable(session, deliverable_id)
+    if row.status not in (DeliverableStatus.PENDING, DeliverableStatus.FINISHED):
+        return False
+    fail_deliverable(row, reason[:4000])
+    return True
+
+
+def fail_brief_work(session: Session, brief_id: UUID, reason: str) -> int:
+    """Park a brief: every variant still in work fails with `reason`; how many."""
+    return sum(fail_unsettled_deliverable(session, row.id, reason)
+               for row in get_brief(session, brief_id).deliverables)
+
+
+def note_failed_run(session: Session, brief_id: UUID, reason: str) -> int:
+    """Count one failed or dead production run of the brief; the count so far."""
+    from infra.db_models import BriefRun
+
+    run, _ = _get_or_create(session, BriefRun, {"brief_id": brief_id},
+                            lambda: BriefRun(brief_id=brief_id, failed_runs=0))
+    run.failed_runs += 1
+    run.last_error = reason[:4000]
+    session.flush()
+    return run.failed_runs
+
+
+def close_brief(session: Session, brief_id: UUID) -> Counter[DeliverableStatus]:
+    """End a production run: planned again when a variant waits for a re-render, done when
+    every variant is published or in review, else failed with each failed variant's reason in
+    `problems` (what the team reads). The counts by status."""
+    brief = get_brief(session, brief_id)
+    counts = Counter(row.status for row in brief.deliverables)
+    settled = sum(counts[s] for s in DELIVERABLE_SETTLED)
+    if counts[DeliverableStatus.PENDING]:
+        status = BriefStatus.PLANNED
+    elif settled == counts.total():
+        status = BriefStatus.DONE
+    else:
+        status = BriefStatus.FAILED
+        brief.problems = [[row.name, row.error or "failed"] for row in brief.deliverables
+                          if row.status == DeliverableStatus.FAILED][:100]
+    transition(brief, status)
+    return counts
