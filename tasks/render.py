@@ -251,7 +251,8 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
     tally = RenderTally()
     while payloads := pending_payloads(services, brief_id):
         retries_this_round = 0
-        for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["spec"]["seed"])):
+        # Keyed by job id: the payload's spec carries its seed inside `request` (issue 10).
+        for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["job_id"])):
             job_id = UUID(outcome.payload["job_id"])
             run_id = uuid4()
             services.lineage.start("render.generate", run_id, [])
