@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Integer, Text, cast, func, literal_column, select
+from sqlalchemy import Integer, Text, cast, delete, func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from infra.db_models import (
     Artifact,
     Base,
     BriefRow,
+    BriefRun,
     Campaign,
     Deliverable,
     LineageEdge,
@@ -30,6 +31,7 @@ from infra.db_models import (
     RenderJob,
     ReviewDecision,
     Team,
+    WebSession,
 )
 from infra.statuses import (
     BRIEF_ACTIVE,
@@ -545,8 +547,6 @@ def fail_brief_work(session: Session, brief_id: UUID, reason: str) -> int:
 
 def note_failed_run(session: Session, brief_id: UUID, reason: str) -> int:
     """Count one failed or dead production run of the brief; the count so far."""
-    from infra.db_models import BriefRun
-
     run, _ = _get_or_create(session, BriefRun, {"brief_id": brief_id},
                             lambda: BriefRun(brief_id=brief_id, failed_runs=0))
     run.failed_runs += 1
@@ -572,3 +572,50 @@ def close_brief(session: Session, brief_id: UUID) -> Counter[DeliverableStatus]:
                           if row.status == DeliverableStatus.FAILED][:100]
     transition(brief, status)
     return counts
+
+
+def add_web_session(session: Session, id_sha256: str, team: Team, expires_at: datetime) -> None:
+    session.add(WebSession(id_sha256=id_sha256, team_id=team.id, expires_at=expires_at))
+    session.flush()
+
+
+def team_for_web_session(session: Session, id_sha256: str) -> Team | None:
+    """The team of a session that exists and has not expired."""
+    row = session.get(WebSession, id_sha256)
+    if row is None:
+        return None
+    expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    if expires_at <= datetime.now(UTC):
+        session.delete(row)
+        return None
+    return session.get(Team, row.team_id)
+
+
+def end_web_session(session: Session, id_sha256: str) -> None:
+    row = session.get(WebSession, id_sha256)
+    if row is not None:
+        session.delete(row)
+
+
+def end_team_sessions(session: Session, team: Team) -> int:
+    """Sign the team out of every page session (its token was revoked or rotated)."""
+    result = session.execute(delete(WebSession).where(WebSession.team_id == team.id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def team_session_count(session: Session, team: Team) -> int:
+    return int(session.scalar(select(func.count()).select_from(WebSession).where(
+        WebSession.team_id == team.id, WebSession.expires_at > datetime.now(UTC))) or 0)
+
+
+def team_by_name(session: Session, name: str) -> Team:
+    team = session.scalars(select(Team).where(Team.name == name)).first()
+    if team is None:
+        raise NotFound(f"no team {name!r}")
+    return team
+
+
+def set_team_token(session: Session, team: Team, token_sha256: str) -> None:
+    """Replace the team's token hash (rotate, or revoke with a value no token hashes to)."""
+    team.token_sha256 = token_sha256
+    session.flush()
