@@ -7,6 +7,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from infra.locks import brief_lock
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus
 from tasks.deliver import finish_task, publish_task
@@ -29,8 +30,13 @@ def produce_campaign(brief_id: str) -> dict[str, int]:
     reason the team reads) and the others go on; whatever happens, the run ends by closing the
     brief, so it never stays `producing` with no run at work on it."""
     brief = UUID(brief_id)
+    # Held for the whole run (two ingest workers never produce one brief twice); a brief found
+    # `producing` under a free lock was left so by a run that died.
     logger = get_run_logger()
-    with Services(load_settings()) as services:
+    with Services(load_settings()) as services, brief_lock(services.engine, brief) as held:
+        if not held:  # another worker is producing it right now
+            logger.info("produce.skipped brief_id=%s (another worker has it)", brief_id)
+            return {}
         if not open_production(services, brief,
                                flow_run_id=str(flow_run.id) if flow_run.id else None):
             logger.error("produce.parked brief_id=%s (kept failing)", brief_id)

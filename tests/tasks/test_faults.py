@@ -8,6 +8,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from sqlalchemy import Engine, text
 
 from infra import repository as repo
 from infra.db import session_scope
@@ -134,3 +135,29 @@ def test_a_brief_that_keeps_dying_mid_run_is_parked_failed_with_its_reason(
 def _deliverables(services: Services, brief_id: UUID) -> list[UUID]:
     with session_scope(services.engine) as session:
         return [d.id for d in repo.get_brief(session, brief_id).deliverables]
+
+
+def test_a_brief_lock_is_held_by_one_worker_and_freed_when_its_holder_goes(
+        engine: Engine) -> None:
+    from uuid import uuid4
+
+    from infra.locks import brief_lock
+
+    brief_id = uuid4()
+    with brief_lock(engine, brief_id) as first:
+        assert first
+        with brief_lock(engine, brief_id) as second:
+            assert not second, "two holders of one brief's lock"
+        with brief_lock(engine, uuid4()) as other:
+            assert other, "one brief's lock blocked another brief"
+    with brief_lock(engine, brief_id) as again:
+        assert again, "the lock was not released"
+    if engine.dialect.name == "postgresql":  # a holder whose connection dies frees the lock
+        with brief_lock(engine, brief_id) as held:
+            assert held
+            with engine.connect() as admin:
+                admin.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"))
+            with brief_lock(engine, brief_id) as taken_over:
+                assert taken_over
