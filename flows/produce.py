@@ -39,7 +39,8 @@ def produce_campaign(brief_id: str) -> dict[str, int]:
             return {}
         if not open_production(services, brief,
                                flow_run_id=str(flow_run.id) if flow_run.id else None):
-            logger.error("produce.parked brief_id=%s (kept failing)", brief_id)
+            logger.warning("produce.not_opened brief_id=%s (parked after failed runs, or "
+                           "finished by another worker)", brief_id)
             return {}
         try:
             _run(services, brief)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.statuses import BriefStatus, DeliverableStatus
+from infra.statuses import BRIEF_TO_PRODUCE, BriefStatus, DeliverableStatus
 from tasks.faults import readable_reason
 from tasks.retry import retry_on_transient
 from tasks.services import Services
@@ -26,10 +26,14 @@ DEAD_RUN_REASON = "a production run stopped before finishing (worker restarted o
 def open_production(services: Services, brief_id: UUID, flow_run_id: str | None = None) -> bool:
     """Mark the brief producing (by this Prefect flow run); failed renders and failed variants
     get another chance. A brief found producing was left so by a run that died: that counts as
-    a failed run, and after MAX_FAILED_RUNS the brief is parked as failed. False when parked
-    (nothing to run)."""
+    a failed run, and after MAX_FAILED_RUNS the brief is parked as failed. False when there is
+    nothing to run: parked now, or no longer planned (another worker finished it). The caller
+    holds the brief's lock (infra.locks), so no live run is producing it."""
     with session_scope(services.engine) as session:
-        if repo.get_brief(session, brief_id).status == BriefStatus.PRODUCING:
+        status = repo.get_brief(session, brief_id).status
+        if status not in BRIEF_TO_PRODUCE:
+            return False  # another worker finished (or parked) it since it was listed
+        if status == BriefStatus.PRODUCING:
             if repo.note_failed_run(session, brief_id, DEAD_RUN_REASON) >= MAX_FAILED_RUNS:
                 _park(session, brief_id, DEAD_RUN_REASON)
                 return False

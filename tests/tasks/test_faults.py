@@ -161,3 +161,14 @@ def test_a_brief_lock_is_held_by_one_worker_and_freed_when_its_holder_goes(
                     "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"))
             with brief_lock(engine, brief_id) as taken_over:
                 assert taken_over
+
+
+def test_a_brief_another_worker_finished_is_not_opened_again(services: Services) -> None:
+    brief_id = planned_brief(services)
+    assert open_production.fn(services, brief_id)
+    [variant] = _deliverables(services, brief_id)
+    fail_variant(services, variant, RuntimeError("boom"))
+    close_production.fn(services, brief_id)  # failed: closed by "the other worker"
+    assert not open_production.fn(services, brief_id)
+    with session_scope(services.engine) as session:
+        assert repo.get_brief(session, brief_id).status == BriefStatus.FAILED
