@@ -112,7 +112,7 @@ def _env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
                 "PYTHONPATH": str(ROOT),
                 # the shared 2-core machine can take longer than Prefect's default 20 s to
                 # bring up its ephemeral server
-                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", **extra})
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300", **extra})
     return env
 
 
