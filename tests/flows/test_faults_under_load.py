@@ -204,8 +204,19 @@ def test_two_ingest_workers_on_one_postgres_produce_each_brief_once(
         brief = tmp_path / f"{campaign}.yaml"
         brief.write_text(one_variant_brief(campaign))
         assert _cli(["submit", str(brief)], envs[0]).returncode == 0
-    workers = [subprocess.Popen([*CLI, "run"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for env in envs]
+    def start(env: dict[str, str]) -> subprocess.Popen[str]:
+        return subprocess.Popen([*CLI, "run"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    # The second worker starts once the first has claimed (its Prefect server is up): two
+    # ephemeral Prefect servers starting at the same instant time out on this machine. Both
+    # then list the same planned briefs and race to produce them.
+    workers = [start(envs[0])]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and workers[0].poll() is None and all(
+            state == "submitted" for state, _ in _brief_states(fresh_postgres_url).values()):
+        time.sleep(0.5)
+    workers.append(start(envs[1]))
     try:
         outputs = [w.communicate(timeout=600)[0] for w in workers]
     finally:
