@@ -1,7 +1,9 @@
 """Team API tokens (made once, shown once, stored as their SHA-256) and the request's team.
 
-A request acts for the team whose token it carries: `Authorization: Bearer …` from API
-clients, or the HttpOnly cookie the review page's login sets.
+A request acts for the team whose token it carries (`Authorization: Bearer …`, API clients),
+or whose page session its cookie names. The cookie never holds the token: login makes a random
+session id, the database keeps only its SHA-256, and logout, token revocation and rotation end
+the session server-side.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -17,12 +20,15 @@ from sqlalchemy.orm import Session
 
 from app.deps import ServicesDep
 from app.errors import ServiceError
+from app.security import SESSION_COOKIE
 from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import BriefRow, Deliverable, Team
 
 TOKEN_PREFIX = "mova_"
-TOKEN_COOKIE = "mova_token"
+SESSION_TTL = timedelta(hours=12)  # a working day; the token itself stays valid longer
+# A stored hash no token can match: real hashes are 64 hex digits, never "!".
+REVOKED_PREFIX = "!revoked-"
 TEAM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # used with fullmatch: no trailing newline
 
 
@@ -45,17 +51,54 @@ def team_for_token(session: Session, token: str | None) -> Team | None:
     return repo.team_by_token_hash(session, hash_token(token))
 
 
-def _request_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip()
-    return request.cookies.get(TOKEN_COOKIE)
+def rotate_token(session: Session, team_name: str) -> str:
+    """A new token for the team (the old one stops working, its page sessions end)."""
+    team = repo.team_by_name(session, team_name)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    repo.set_team_token(session, team, hash_token(token))
+    repo.end_team_sessions(session, team)
+    return token
+
+
+def revoke_token(session: Session, team_name: str) -> None:
+    """The team's token stops working and its page sessions end; `rotate` issues a new one."""
+    team = repo.team_by_name(session, team_name)
+    stored = REVOKED_PREFIX + secrets.token_hex(32)
+    repo.set_team_token(session, team, stored[:64])
+    repo.end_team_sessions(session, team)
+
+
+def token_is_revoked(team: Team) -> bool:
+    return team.token_sha256.startswith(REVOKED_PREFIX)
+
+
+def start_session(session: Session, team: Team) -> str:
+    """A new page session for the team; returns the cookie value (only its hash is kept)."""
+    session_id = secrets.token_urlsafe(32)
+    repo.add_web_session(session, hash_token(session_id), team,
+                         datetime.now(UTC) + SESSION_TTL)
+    return session_id
+
+
+def end_session(session: Session, session_id: str | None) -> None:
+    if session_id:
+        repo.end_web_session(session, hash_token(session_id))
+
+
+def team_for_session(session: Session, session_id: str | None) -> Team | None:
+    if not session_id or len(session_id) > 100:
+        return None
+    return repo.team_for_web_session(session, hash_token(session_id))
 
 
 def optional_team(request: Request, services: ServicesDep) -> Team | None:
-    """The team whose token the request carries, or None (the pages send it to /login)."""
+    """The team of the request's Bearer token or page session, or None (the pages send it
+    to /login)."""
+    header = request.headers.get("authorization", "")
     with session_scope(services.engine) as session:
-        return team_for_token(session, _request_token(request))
+        if header.startswith("Bearer "):
+            return team_for_token(session, header.removeprefix("Bearer ").strip())
+        return team_for_session(session, request.cookies.get(SESSION_COOKIE))
 
 
 def current_team(team: Annotated[Team | None, Depends(optional_team)]) -> Team:

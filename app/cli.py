@@ -258,6 +258,56 @@ def storage_move_team_keys() -> None:
     console.print(f"{copied} file(s) copied to team keys, {kept} already in place")
 
 
+token_app = typer.Typer(no_args_is_help=True, help="A team's API token: list, revoke, rotate.")
+team_app.add_typer(token_app, name="token")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Each team's token: active or revoked, its fingerprint (first hash digits, never the
+    token) and the page sessions signed in with it."""
+    from app.auth import token_is_revoked
+
+    with _services() as services, session_scope(services.engine) as session:
+        for team in repo.teams(session):
+            state = ("revoked" if token_is_revoked(team)
+                     else f"active  sha256:{team.token_sha256[:12]}")
+            sessions = repo.team_session_count(session, team)
+            console.print(f"{team.name}  {state}  sessions={sessions}", highlight=False)
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="Team name.")]) -> None:
+    """The team's token stops working at once and its page sessions end."""
+    from app.auth import revoke_token
+    from schemas.errors import NotFound
+
+    try:
+        with _services() as services, session_scope(services.engine) as session:
+            revoke_token(session, name)
+    except NotFound as err:
+        errors.print(f"[red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    errors.print(f"team {name}: token revoked, sessions ended "
+                 "('team token rotate' issues a new one)")
+
+
+@token_app.command("rotate")
+def token_rotate(name: Annotated[str, typer.Argument(help="Team name.")]) -> None:
+    """Issue a new token (printed once); the old one stops working and page sessions end."""
+    from app.auth import rotate_token
+    from schemas.errors import NotFound
+
+    try:
+        with _services() as services, session_scope(services.engine) as session:
+            token = rotate_token(session, name)
+    except NotFound as err:
+        errors.print(f"[red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    errors.print(f"team {name}: new token (store it now, it is not shown again):")
+    sys.stdout.write(token + "\n")  # stdout: just the token, for scripts
+
+
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port.")] = 8000,

@@ -1,7 +1,9 @@
 """The review page: server-rendered HTML over the same functions as the JSON API.
 
-Login takes a team token and keeps it in an HttpOnly, SameSite=Strict cookie, so the page's
-`<video>` and `<track>` requests and its fetch() calls are authenticated like API calls.
+Login takes a team token and starts a server-side session: the HttpOnly, SameSite=Strict
+cookie (Secure when served over HTTPS) holds a random session id, never the token, so the
+page's `<video>` and `<track>` requests and its fetch() calls are authenticated like API calls
+and logout really ends the session.
 """
 
 from __future__ import annotations
@@ -15,10 +17,18 @@ from fastapi.templating import Jinja2Templates
 from starlette.background import BackgroundTask
 
 from app import views
-from app.auth import TOKEN_COOKIE, OptionalTeamDep, own_brief, team_for_token
+from app.auth import (
+    SESSION_TTL,
+    OptionalTeamDep,
+    end_session,
+    own_brief,
+    start_session,
+    team_for_token,
+)
 from app.deps import ServicesDep, SessionDep, SettingsDep
 from app.errors import ServiceError
 from app.orchestration import start_production
+from app.security import SESSION_COOKIE
 from app.submission import submit_request
 from infra.db import session_scope
 from infra.repository import Team
@@ -51,18 +61,25 @@ def login_page(request: Request) -> Response:
 
 @router.post("/login")
 def login(request: Request, session: SessionDep, token: str = Form(...)) -> Response:
-    if team_for_token(session, token.strip()) is None:
+    team = team_for_token(session, token.strip())
+    if team is None:
         return _render(request, "login.html", status=401, error="unknown token")
+    end_session(session, request.cookies.get(SESSION_COOKIE))  # no fixation of an old id
     response = RedirectResponse("/briefs", status_code=303)
-    response.set_cookie(TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict",
-                        max_age=30 * 24 * 3600)
+    # Secure when the page is served over HTTPS (uvicorn sets the scheme from a trusted
+    # proxy's X-Forwarded-Proto); on plain-HTTP loopback a Secure cookie would never be sent.
+    response.set_cookie(SESSION_COOKIE, start_session(session, team), httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https",
+                        max_age=int(SESSION_TTL.total_seconds()))
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, session: SessionDep) -> Response:
+    end_session(session, request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(TOKEN_COOKIE)
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
     return response
 
 

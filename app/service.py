@@ -6,29 +6,57 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import api, pages
 from app.errors import add_error_handlers, error_body
+from app.security import CookieWriteGuard, SecurityHeaders, media_sources
 from infra.images import limit_decoded_pixels
 from infra.settings import Settings
 from tasks.services import Services
+
+# Swagger UI's files from a PyPI wheel (fastapi-offline), so /docs works with no network.
+DOCS_ASSETS = Path(fastapi_offline.__file__).with_name("static")
 
 
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="MOVA ad factory: review service", version="1", lifespan=_lifespan,
                   description="Submit campaign briefs, follow their production, play and "
-                              "approve or reject every localized variant.")
+                              "approve or reject every localized variant.",
+                  docs_url=None, redoc_url=None)
     app.state.services = Services(settings)  # read by app.deps.get_services
     limit_decoded_pixels(settings.max_first_frame_pixels)  # PIL's own guard, behind verify_image
+    # Outermost last: headers go on every answer (refusals too); the write check runs before
+    # any body is read.
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(CookieWriteGuard)
+    app.add_middleware(SecurityHeaders,
+                       media=media_sources(settings.s3_endpoint_url, settings.storage))
     add_error_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    app.add_api_route("/docs", _docs, include_in_schema=False, response_class=HTMLResponse)
     return app
+
+
+def _docs(request: Request) -> HTMLResponse:
+    """Swagger UI with local scripts; its one inline script carries the CSP nonce."""
+    page = get_swagger_ui_html(openapi_url="/openapi.json",
+                               title="MOVA ad factory: review service - API",
+                               swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                               swagger_css_url="/docs-assets/swagger-ui.css",
+                               swagger_favicon_url="/docs-assets/favicon.png")
+    nonce = request.state.csp_nonce
+    html = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+    return HTMLResponse(html)
 
 
 @asynccontextmanager

@@ -11,16 +11,36 @@ from tasks.production import briefs_ready
 from tasks.services import Services
 
 
+class BriefsFailed(RuntimeError):
+    """Some briefs of this run failed (each was isolated: the others went on)."""
+
+
 @flow(name="ingest-briefs")
 def ingest_briefs(limit: int = 20, produce: bool = False) -> list[str]:
     """Plan every claimable brief; with `produce`, also run each planned brief to the end
-    (briefs a dead run left half-produced are picked up again)."""
+    (briefs a dead run left half-produced are picked up again).
+
+    Briefs are isolated from each other: one that fails to plan or produce is logged and the
+    loop goes on with the next; the run reports the failures at the end (non-zero exit), after
+    every other brief had its turn."""
+    logger = get_run_logger()
+    failed: list[str] = []
     with Services(load_settings()) as services:
         for claimed in claim_briefs_task(services, limit):
-            plan_brief_task(services, claimed)
+            try:
+                plan_brief_task(services, claimed)
+            except Exception:  # noqa: BLE001 - one brief's failure must not stop the others
+                logger.exception("ingest.plan_failed brief_id=%s", claimed)
+                failed.append(str(claimed))
         ready = [str(b) for b in briefs_ready(services)]
-    get_run_logger().info("ingest.ready n=%d", len(ready))
+    logger.info("ingest.ready n=%d", len(ready))
     if produce:
         for brief_id in ready:
-            produce_campaign(brief_id)
+            try:
+                produce_campaign(brief_id)
+            except Exception:  # noqa: BLE001 - the brief was closed; go on with the next
+                logger.exception("ingest.produce_failed brief_id=%s", brief_id)
+                failed.append(brief_id)
+    if failed:
+        raise BriefsFailed(f"{len(failed)} brief(s) failed: {', '.join(failed)}")
     return ready

@@ -7,12 +7,15 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from infra.locks import brief_lock
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus
 from tasks.deliver import finish_task, publish_task
 from tasks.production import (
     close_production,
     deliverables_in,
+    fail_run,
+    fail_variant,
     open_production,
 )
 from tasks.render import open_pool, render_pending_task
@@ -21,23 +24,60 @@ from tasks.services import Services
 
 @flow(name="produce-campaign", log_prints=False)
 def produce_campaign(brief_id: str) -> dict[str, int]:
-    """Turn one planned brief into published deliverables; safe to run again at any point."""
+    """Turn one planned brief into published deliverables; safe to run again at any point.
+
+    Faults stay local: an error finishing or publishing one variant fails that variant (with a
+    reason the team reads) and the others go on; whatever happens, the run ends by closing the
+    brief, so it never stays `producing` with no run at work on it."""
     brief = UUID(brief_id)
-    with Services(load_settings()) as services:
-        open_production(services, brief, flow_run_id=str(flow_run.id) if flow_run.id else None)
-        pool = open_pool(services.settings)
+    # Held for the whole run (two ingest workers never produce one brief twice); a brief found
+    # `producing` under a free lock was left so by a run that died.
+    logger = get_run_logger()
+    with Services(load_settings()) as services, brief_lock(services.engine, brief) as held:
+        if not held:  # another worker is producing it right now
+            logger.info("produce.skipped brief_id=%s (another worker has it)", brief_id)
+            return {}
+        if not open_production(services, brief,
+                               flow_run_id=str(flow_run.id) if flow_run.id else None):
+            logger.warning("produce.not_opened brief_id=%s (parked after failed runs, or "
+                           "finished by another worker)", brief_id)
+            return {}
         try:
-            while True:
-                render_pending_task(services, pool, brief)
-                pending = deliverables_in(services, brief, DeliverableStatus.PENDING)
-                statuses = [finish_task(services, d) for d in pending]
-                if DeliverableStatus.PENDING not in statuses:  # nothing waits for a re-render
-                    break
-            for deliverable in deliverables_in(services, brief, DeliverableStatus.FINISHED):
-                publish_task(services, deliverable)
-        finally:
-            pool.shutdown()
+            _run(services, brief)
+        except Exception as err:  # noqa: BLE001 - counted and closed below, then re-raised
+            logger.exception("produce.run_failed brief_id=%s", brief_id)
+            fail_run(services, brief, err)
+            close_production(services, brief)
+            raise
         summary = close_production(services, brief)
-    get_run_logger().info("produce.done brief_id=%s %s", brief_id,
-                          " ".join(f"{k}={v}" for k, v in sorted(summary.items())))
+    logger.info("produce.done brief_id=%s %s", brief_id,
+                " ".join(f"{k}={v}" for k, v in sorted(summary.items())))
     return summary
+
+
+def _run(services: Services, brief: UUID) -> None:
+    pool = open_pool(services.settings)
+    try:
+        while True:
+            render_pending_task(services, pool, brief)
+            statuses = [_finish(services, d)
+                        for d in deliverables_in(services, brief, DeliverableStatus.PENDING)]
+            if DeliverableStatus.PENDING not in statuses:  # nothing waits for a re-render
+                break
+        for deliverable in deliverables_in(services, brief, DeliverableStatus.FINISHED):
+            try:
+                publish_task(services, deliverable)
+            except Exception as err:  # noqa: BLE001 - this variant fails, the rest publish
+                get_run_logger().error("publish.failed deliverable_id=%s", deliverable,
+                                       exc_info=True)
+                fail_variant(services, deliverable, err)
+    finally:
+        pool.shutdown()
+
+
+def _finish(services: Services, deliverable: UUID) -> str:
+    try:
+        return finish_task(services, deliverable)
+    except Exception as err:  # noqa: BLE001 - this variant fails, the rest finish
+        get_run_logger().error("finish.failed deliverable_id=%s", deliverable, exc_info=True)
+        return fail_variant(services, deliverable, err)

@@ -253,3 +253,27 @@ class ReviewDecision(Base):
     new_seed: Mapped[int | None] = mapped_column(BigInteger)
     artifact_id: Mapped[UUID | None] = mapped_column(ForeignKey("artifact.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class BriefRun(Base):
+    """How many production runs of a brief failed or died, and the last reason: a brief that
+    keeps failing is parked as failed instead of being retried forever."""
+
+    __tablename__ = "brief_run"
+
+    brief_id: Mapped[UUID] = mapped_column(ForeignKey("brief.id"), primary_key=True)
+    failed_runs: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WebSession(Base):
+    """A signed-in page session. Only the SHA-256 of the random session id is stored, so a
+    leaked table row cannot be replayed as a cookie."""
+
+    __tablename__ = "web_session"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[UUID] = mapped_column(ForeignKey("team.id"), index=True)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Integer, Text, cast, func, literal_column, select, update
+from sqlalchemy import Integer, Text, cast, delete, func, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from infra.db_models import (
     Artifact,
     Base,
     BriefRow,
+    BriefRun,
     Campaign,
     Deliverable,
     LineageEdge,
@@ -32,11 +33,13 @@ from infra.db_models import (
     ReviewDecision,
     Submission,
     Team,
+    WebSession,
 )
 from infra.statuses import (
     BRIEF_ACTIVE,
     BRIEF_TO_PRODUCE,
     BRIEF_WAITING,
+    DELIVERABLE_SETTLED,
     BriefStatus,
     DeliverableStatus,
     RenderStatus,
@@ -598,3 +601,110 @@ def published_deliverables(session: Session) -> list[Deliverable]:
     """Variants with files in the campaign layout or the review area (for moving keys)."""
     return list(session.scalars(select(Deliverable).where(
         Deliverable.manifest_uri.is_not(None)).order_by(Deliverable.id)))
+
+
+# ---- sessions and faults --------------------------------------------------------------------
+
+
+def requeue_render(session: Session, job_id: UUID, reason: str, max_attempts: int) -> bool:
+    """After a transient failure: the job waits (pending) for another run while it has had
+    fewer than `max_attempts`; else it fails with the reason. True when it was requeued."""
+    job = get_render_job(session, job_id)
+    if job.attempts < max_attempts:
+        job.error = f"retrying after: {reason}"[:4000]
+        transition(job, RenderStatus.PENDING)
+        return True
+    fail_render(session, job_id, f"gave up after {job.attempts} attempts: {reason}")
+    return False
+
+
+def fail_unsettled_deliverable(session: Session, deliverable_id: UUID, reason: str) -> bool:
+    """Fail a variant that is still in work (pending or finished) with a reason the team
+    reads; a variant already published or in review is left alone. True when it failed."""
+    row = get_deliverable(session, deliverable_id)
+    if row.status not in (DeliverableStatus.PENDING, DeliverableStatus.FINISHED):
+        return False
+    fail_deliverable(row, reason[:4000])
+    return True
+
+
+def fail_brief_work(session: Session, brief_id: UUID, reason: str) -> int:
+    """Park a brief: every variant still in work fails with `reason`; how many."""
+    return sum(fail_unsettled_deliverable(session, row.id, reason)
+               for row in get_brief(session, brief_id).deliverables)
+
+
+def note_failed_run(session: Session, brief_id: UUID, reason: str) -> int:
+    """Count one failed or dead production run of the brief; the count so far."""
+    run, _ = _get_or_create(session, BriefRun, {"brief_id": brief_id},
+                            lambda: BriefRun(brief_id=brief_id, failed_runs=0))
+    run.failed_runs += 1
+    run.last_error = reason[:4000]
+    session.flush()
+    return run.failed_runs
+
+
+def close_brief(session: Session, brief_id: UUID) -> Counter[DeliverableStatus]:
+    """End a production run: planned again when a variant waits for a re-render, done when
+    every variant is published or in review, else failed with each failed variant's reason in
+    `problems` (what the team reads). The counts by status."""
+    brief = get_brief(session, brief_id)
+    counts = Counter(row.status for row in brief.deliverables)
+    settled = sum(counts[s] for s in DELIVERABLE_SETTLED)
+    if counts[DeliverableStatus.PENDING]:
+        status = BriefStatus.PLANNED
+    elif settled == counts.total():
+        status = BriefStatus.DONE
+    else:
+        status = BriefStatus.FAILED
+        brief.problems = [[row.name, row.error or "failed"] for row in brief.deliverables
+                          if row.status == DeliverableStatus.FAILED][:100]
+    transition(brief, status)
+    return counts
+
+
+def add_web_session(session: Session, id_sha256: str, team: Team, expires_at: datetime) -> None:
+    session.add(WebSession(id_sha256=id_sha256, team_id=team.id, expires_at=expires_at))
+    session.flush()
+
+
+def team_for_web_session(session: Session, id_sha256: str) -> Team | None:
+    """The team of a session that exists and has not expired."""
+    row = session.get(WebSession, id_sha256)
+    if row is None:
+        return None
+    expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    if expires_at <= datetime.now(UTC):
+        session.delete(row)
+        return None
+    return session.get(Team, row.team_id)
+
+
+def end_web_session(session: Session, id_sha256: str) -> None:
+    row = session.get(WebSession, id_sha256)
+    if row is not None:
+        session.delete(row)
+
+
+def end_team_sessions(session: Session, team: Team) -> int:
+    """Sign the team out of every page session (its token was revoked or rotated)."""
+    result = session.execute(delete(WebSession).where(WebSession.team_id == team.id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def team_session_count(session: Session, team: Team) -> int:
+    return int(session.scalar(select(func.count()).select_from(WebSession).where(
+        WebSession.team_id == team.id, WebSession.expires_at > datetime.now(UTC))) or 0)
+
+
+def team_by_name(session: Session, name: str) -> Team:
+    team = session.scalars(select(Team).where(Team.name == name)).first()
+    if team is None:
+        raise NotFound(f"no team {name!r}")
+    return team
+
+
+def set_team_token(session: Session, team: Team, token_sha256: str) -> None:
+    """Replace the team's token hash (rotate, or revoke with a value no token hashes to)."""
+    team.token_sha256 = token_sha256
+    session.flush()

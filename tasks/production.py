@@ -1,4 +1,4 @@
-"""Brief-level bookkeeping around a production run."""
+"""Brief-level bookkeeping around a production run, and the faults that end one."""
 
 from __future__ import annotations
 
@@ -6,21 +6,45 @@ from uuid import UUID
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.statuses import DELIVERABLE_SETTLED, BriefStatus, DeliverableStatus
+from infra.statuses import BRIEF_TO_PRODUCE, BriefStatus, DeliverableStatus
+from tasks.faults import readable_reason
 from tasks.retry import retry_on_transient
 from tasks.services import Services
+
+# Production runs of one brief that may fail or die before it is parked as failed (a brief
+# whose run crashes the same way each time would otherwise be retried forever).
+MAX_FAILED_RUNS = 3
+DEAD_RUN_REASON = "a production run stopped before finishing (worker restarted or crashed)"
 
 
 @task(name="production.open", retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
-def open_production(services: Services, brief_id: UUID, flow_run_id: str | None = None) -> None:
+def open_production(services: Services, brief_id: UUID, flow_run_id: str | None = None) -> bool:
     """Mark the brief producing (by this Prefect flow run); failed renders and failed variants
-    get another chance."""
+    get another chance. A brief found producing was left so by a run that died: that counts as
+    a failed run, and after MAX_FAILED_RUNS the brief is parked as failed. False when there is
+    nothing to run: parked now, or no longer planned (another worker finished it). The caller
+    holds the brief's lock (infra.locks), so no live run is producing it."""
     with session_scope(services.engine) as session:
+        status = repo.get_brief(session, brief_id).status
+        if status not in BRIEF_TO_PRODUCE:
+            return False  # another worker finished (or parked) it since it was listed
+        if status == BriefStatus.PRODUCING:
+            if repo.note_failed_run(session, brief_id, DEAD_RUN_REASON) >= MAX_FAILED_RUNS:
+                _park(session, brief_id, DEAD_RUN_REASON)
+                return False
         repo.open_production(session, brief_id, flow_run_id)
+    return True
+
+
+def _park(session: Session, brief_id: UUID, reason: str) -> None:
+    repo.fail_brief_work(session, brief_id,
+                         f"production stopped after {MAX_FAILED_RUNS} failed runs: {reason}")
+    repo.close_brief(session, brief_id)
 
 
 def deliverables_in(services: Services, brief_id: UUID, status: DeliverableStatus) -> list[UUID]:
@@ -28,19 +52,32 @@ def deliverables_in(services: Services, brief_id: UUID, status: DeliverableStatu
         return repo.deliverable_ids(session, brief_id, status)
 
 
+def fail_variant(services: Services, deliverable_id: UUID, error: BaseException) -> str:
+    """A permanent error (or a transient one past its retries) in finishing or publishing: that
+    variant fails with a reason the team can read; the brief's other variants go on."""
+    reason = readable_reason(error)
+    with session_scope(services.engine) as session:
+        repo.fail_unsettled_deliverable(session, deliverable_id, reason)
+        return str(repo.get_deliverable(session, deliverable_id).status)
+
+
+def fail_run(services: Services, brief_id: UUID, error: BaseException) -> None:
+    """The run itself broke (not one variant): count it; a brief that keeps failing is parked
+    as failed with the reason, else it stays planned for the next run."""
+    reason = readable_reason(error)
+    with session_scope(services.engine) as session:
+        if repo.note_failed_run(session, brief_id, reason) >= MAX_FAILED_RUNS:
+            repo.fail_brief_work(session, brief_id, f"production stopped after "
+                                 f"{MAX_FAILED_RUNS} failed runs: {reason}")
+
+
 @task(name="production.close", retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def close_production(services: Services, brief_id: UUID) -> dict[str, int]:
-    """Brief done when every variant is published or in review, else failed; planned again
-    when a reviewer sent a variant back for a re-render during the run. The counts."""
+    """Brief done when every variant is published or in review, else failed (with each failed
+    variant's reason); planned again when a variant waits for a re-render. The counts."""
     with session_scope(services.engine) as session:
-        counts = repo.deliverable_counts(session, brief_id)
-        settled = sum(counts[status] for status in DELIVERABLE_SETTLED)
-        if counts[DeliverableStatus.PENDING]:
-            status = BriefStatus.PLANNED
-        else:
-            status = BriefStatus.DONE if settled == counts.total() else BriefStatus.FAILED
-        repo.set_brief_status(session, brief_id, status)
+        counts = repo.close_brief(session, brief_id)
         return {str(s): n for s, n in counts.items()}
 
 

@@ -11,14 +11,15 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from uuid import UUID, uuid4
 
 import numpy as np
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +32,14 @@ from infra.settings import Settings
 from infra.statuses import RENDER_SETTLED, RenderStatus
 from infra.storage import ObjectStore, open_store
 from schemas.plan import RenderMode, RenderSpec
+from tasks.faults import (
+    MAX_RENDER_ATTEMPTS,
+    RETRY_BACKOFF_S,
+    is_transient,
+    readable_reason,
+    retry_delay_s,
+    run_logger,
+)
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
@@ -222,17 +231,29 @@ def record_failure(services: Services, job_id: UUID, error: str) -> None:
         repo.fail_render(session, job_id, error)
 
 
-# A rerun is safe: finished renders are recorded and skipped, a job left running is taken again.
-@task(name="render.generate", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
-def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> int:
-    """Run every render the brief still needs (masters first, then their dubs); returns the
-    number rendered now. Failures are recorded on the job and reported, not swallowed."""
-    logger = get_run_logger()
-    rendered, failures = 0, []
+@dataclass
+class RenderTally:
+    """What one pass over a brief's renders did (logged, and read by the fault tests)."""
+    rendered: int = 0
+    retried: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
+                        fn: Callable[[Any, Any], Any] = render_on_worker,
+                        max_attempts: int = MAX_RENDER_ATTEMPTS,
+                        backoff_s: float = RETRY_BACKOFF_S,
+                        sleep: Callable[[float], None] = time.sleep) -> RenderTally:
+    """Run every render the brief still needs (masters first, then their dubs).
+
+    A transient failure (the actor died, storage or the database dropped a request) sends the
+    job back to pending and it runs again after a backoff, up to `max_attempts` runs; any other
+    failure fails that job, with a reason the team can read, and the rest go on."""
+    logger = run_logger()
+    tally = RenderTally()
     while payloads := pending_payloads(services, brief_id):
-        for outcome in pool.map_unordered(render_on_worker, payloads,
-                                          key=lambda p: str(p["spec"]["request"]["seed"])):
+        retries_this_round = 0
+        for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["job_id"])):
             job_id = UUID(outcome.payload["job_id"])
             run_id = uuid4()
             services.lineage.start("render.generate", run_id, [])
@@ -240,13 +261,35 @@ def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> in
                 result = RenderResult.model_validate(outcome.value)
                 record_render(services, brief_id, result)
                 services.lineage.complete("render.generate", run_id, [], [result.uri])
-                rendered += 1
+                tally.rendered += 1
                 logger.info("render.done job_id=%s seconds=%.1f", job_id, result.seconds)
+                continue
+            assert outcome.error is not None
+            reason = readable_reason(outcome.error)
+            services.lineage.fail("render.generate", run_id, [], reason)
+            if is_transient(outcome.error):
+                with session_scope(services.engine) as session:
+                    requeued = repo.requeue_render(session, job_id, reason, max_attempts)
+                if requeued:
+                    tally.retried += 1
+                    retries_this_round += 1
+                    logger.warning("render.retry job_id=%s error=%s", job_id, reason)
+                    continue
             else:
-                record_failure(services, job_id, str(outcome.error))
-                services.lineage.fail("render.generate", run_id, [], str(outcome.error))
-                failures.append(f"{job_id}: {outcome.error}")
-                logger.error("render.failed job_id=%s error=%s", job_id, outcome.error)
-    if failures:
-        logger.error("render.failures n=%d", len(failures))
-    return rendered
+                record_failure(services, job_id, reason)
+            tally.failed.append(f"{job_id}: {reason}")
+            logger.error("render.failed job_id=%s error=%s", job_id, reason)
+        if retries_this_round:
+            sleep(retry_delay_s(tally.retried, base_s=backoff_s))
+    if tally.failed:
+        logger.error("render.failures n=%d", len(tally.failed))
+    return tally
+
+
+# A rerun is safe: finished renders are recorded and skipped, a job left running is taken again.
+@task(name="render.generate", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
+def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> int:
+    """Run every render the brief still needs; returns the number rendered now. Failures are
+    recorded on the job (transient ones retried first) and reported, not swallowed."""
+    return run_pending_renders(services, pool, brief_id).rendered

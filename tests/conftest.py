@@ -79,7 +79,8 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
     yield engine
     with engine.begin() as connection:  # empty the tables between tests, keep the schema
         connection.execute(text(
-            "TRUNCATE submission, review_decision, team, lineage_edge, deliverable, plan, "
+            "TRUNCATE web_session, brief_run, submission, review_decision, team, lineage_edge, "
+            "deliverable, plan, "
             "render_job, brief, campaign, artifact CASCADE"))
     engine.dispose()
 

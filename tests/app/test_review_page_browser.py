@@ -6,8 +6,10 @@ it when it can), and failed then under CI=true."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,20 @@ pytestmark = pytest.mark.slow
 def chromium() -> Path:
     """Checked before the slower fixtures run, so a missing browser stops the test at once."""
     return require_chromium()
+
+
+def _wait_until(page: Any, expression: str, timeout_s: float) -> None:
+    """Poll `expression` from the test (CDP evaluation): Playwright's wait_for_function
+    evaluates a string inside the page, which the page's CSP (no 'unsafe-eval') forbids."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if page.evaluate(expression):
+                return
+        except Exception:  # noqa: BLE001 - the page reloads itself while it redraws
+            pass
+        time.sleep(1.0)
+    raise AssertionError(f"not true within {timeout_s:.0f} s: {expression}")
 
 
 def test_submit_watch_play_approve_in_the_browser(
@@ -54,10 +70,9 @@ def test_submit_watch_play_approve_in_the_browser(
 
             # live progress: the page redraws itself until all four variants wait for review
             # (and once more when the brief closes; after that it stops polling)
-            page.wait_for_function(
-                "document.getElementById('brief').dataset.status === 'done' && "
-                "document.querySelectorAll('.variant[data-status=in_review] video').length"
-                " === 4", timeout=420_000, polling=1000)
+            _wait_until(page, "document.getElementById('brief').dataset.status === 'done' && "
+                        "document.querySelectorAll('.variant[data-status=in_review] video')"
+                        ".length === 4", timeout_s=420)
             page.wait_for_load_state("networkidle")
             first = page.locator(".variant").first
             expect(first.locator(".status")).to_have_text("in_review")

@@ -1,0 +1,174 @@
+"""Faults stay local (issue 12, part 4): transient render failures are retried up to a cap,
+a broken variant fails alone with a reason the team can read, and a brief never stays
+`producing` with no run at work on it. Real SQLite, real planning on the tiny checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from sqlalchemy import Engine, text
+
+from infra import repository as repo
+from infra.db import session_scope
+from infra.settings import load_settings
+from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus
+from tasks.faults import readable_reason, retry_delay_s
+from tasks.ingest import plan_brief, submit_brief
+from tasks.production import (
+    MAX_FAILED_RUNS,
+    briefs_ready,
+    close_production,
+    fail_variant,
+    open_production,
+)
+from tasks.render import pending_payloads
+from tasks.services import Services
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "brief.yaml").read_text()
+
+
+def one_variant_brief(campaign: str = "aurora-spring-launch") -> str:
+    """The example brief cut to one scene × en-US × 16:9: one render, one variant."""
+    text = EXAMPLE.replace('aspects: ["16:9", "9:16"]', 'aspects: ["16:9"]') \
+        .replace("locales: [en-US, de-DE]", "locales: [en-US]") \
+        .replace("campaign: aurora-spring-launch", f"campaign: {campaign}")
+    start = text.index("      de-DE:\n        - speaker")
+    text = text[:start] + text[text.index("    on_screen_text:"):]
+    return text.replace("      de-DE: {brand_line: Aurora One, call_to_action: Heute loslaufen, "
+                        'price: "129 €"}\n', "")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mova_model.make_checkpoint import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
+
+
+@pytest.fixture
+def services(tmp_path: Path, checkpoint: Path) -> Services:
+    return Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
+                                   "MOVA_CHECKPOINT": str(checkpoint)}))
+
+
+def planned_brief(services: Services, campaign: str = "aurora-spring-launch") -> UUID:
+    brief_id = submit_brief(services, one_variant_brief(campaign))
+    with session_scope(services.engine) as session:
+        assert repo.claim_brief(session, brief_id, "test")
+    assert plan_brief(services, brief_id) is not None
+    return brief_id
+
+
+def test_reasons_shown_to_a_team_carry_no_worker_paths() -> None:
+    err = OSError("cannot identify image file '/tmp/tmpk3x9_a1/first' (from /srv/mova/ckpt/x)")
+    reason = readable_reason(err)
+    assert "/tmp" not in reason and "/srv" not in reason
+    assert reason == "cannot identify image file 'first' (from x)"
+    # storage URIs and relative keys are what the team submitted or reads: kept as they are
+    assert readable_reason("no object s3://team-bucket/inputs/a.png") == \
+        "no object s3://team-bucket/inputs/a.png"
+    assert len(readable_reason("x" * 10_000)) == 500
+
+
+def test_retry_backoff_doubles_and_is_capped() -> None:
+    assert [retry_delay_s(n, base_s=2.0, cap_s=30.0) for n in (1, 2, 3, 4, 5, 9)] == \
+        [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_a_transient_render_failure_is_requeued_until_the_cap_then_fails(
+        services: Services) -> None:
+    brief_id = planned_brief(services)
+    for attempt in (1, 2, 3):
+        [payload] = pending_payloads(services, brief_id)  # the job runs (attempt counted)
+        job_id = UUID(payload["job_id"])
+        with session_scope(services.engine) as session:
+            requeued = repo.requeue_render(session, job_id, "worker died; retry", 3)
+            job = repo.get_render_job(session, job_id)
+            assert job.attempts == attempt
+            if attempt < 3:
+                assert requeued and job.status == RenderStatus.PENDING
+            else:
+                assert not requeued and job.status == RenderStatus.FAILED
+                assert job.error == "gave up after 3 attempts: worker died; retry"
+    assert pending_payloads(services, brief_id) == []
+
+
+def test_a_failed_variant_fails_alone_and_the_brief_closes_failed_with_its_reason(
+        services: Services) -> None:
+    broken, healthy = planned_brief(services, "broken-one"), planned_brief(services, "next-one")
+    open_production.fn(services, broken)
+    [variant] = _deliverables(services, broken)
+    status = fail_variant(services, variant, FileExistsError(
+        "[Errno 17] File exists: '/tmp/tmpq1w2e3/storage/campaigns/broken-one'"))
+    assert status == DeliverableStatus.FAILED
+    counts = close_production.fn(services, broken)
+    assert counts == {"failed": 1}
+    with session_scope(services.engine) as session:
+        brief = repo.get_brief(session, broken)
+        assert brief.status == BriefStatus.FAILED
+        assert brief.problems == [["morning-run/en-US/16:9",
+                                   "[Errno 17] File exists: 'broken-one'"]]
+    # parked: the failed brief is not taken again, the next brief is
+    assert briefs_ready(services) == [healthy]
+
+
+def test_a_brief_that_keeps_dying_mid_run_is_parked_failed_with_its_reason(
+        services: Services) -> None:
+    brief_id = planned_brief(services)
+    assert open_production.fn(services, brief_id)
+    # Each further open finds the brief still producing: the run before it died.
+    for _ in range(MAX_FAILED_RUNS - 1):
+        assert open_production.fn(services, brief_id)
+        assert briefs_ready(services) == [brief_id]
+    assert not open_production.fn(services, brief_id)
+    assert briefs_ready(services) == []
+    with session_scope(services.engine) as session:
+        brief = repo.get_brief(session, brief_id)
+        assert brief.status == BriefStatus.FAILED
+        [[name, reason]] = brief.problems or []
+        assert name == "morning-run/en-US/16:9"
+        assert reason.startswith(f"production stopped after {MAX_FAILED_RUNS} failed runs")
+
+
+def _deliverables(services: Services, brief_id: UUID) -> list[UUID]:
+    with session_scope(services.engine) as session:
+        return [d.id for d in repo.get_brief(session, brief_id).deliverables]
+
+
+def test_a_brief_lock_is_held_by_one_worker_and_freed_when_its_holder_goes(
+        engine: Engine) -> None:
+    from uuid import uuid4
+
+    from infra.locks import brief_lock
+
+    brief_id = uuid4()
+    with brief_lock(engine, brief_id) as first:
+        assert first
+        with brief_lock(engine, brief_id) as second:
+            assert not second, "two holders of one brief's lock"
+        with brief_lock(engine, uuid4()) as other:
+            assert other, "one brief's lock blocked another brief"
+    with brief_lock(engine, brief_id) as again:
+        assert again, "the lock was not released"
+    if engine.dialect.name == "postgresql":  # a holder whose connection dies frees the lock
+        with brief_lock(engine, brief_id) as held:
+            assert held
+            with engine.connect() as admin:
+                admin.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"))
+            with brief_lock(engine, brief_id) as taken_over:
+                assert taken_over
+
+
+def test_a_brief_another_worker_finished_is_not_opened_again(services: Services) -> None:
+    brief_id = planned_brief(services)
+    assert open_production.fn(services, brief_id)
+    [variant] = _deliverables(services, brief_id)
+    fail_variant(services, variant, RuntimeError("boom"))
+    close_production.fn(services, brief_id)  # failed: closed by "the other worker"
+    assert not open_production.fn(services, brief_id)
+    with session_scope(services.engine) as session:
+        assert repo.get_brief(session, brief_id).status == BriefStatus.FAILED
