@@ -75,7 +75,7 @@ def test_approve_publishes_and_reject_rerenders_only_that_variant(
         assert (landscape["aspect"], portrait["aspect"]) == ("16:9", "9:16")
         # nothing is in the campaign layout before approval
         assert not (storage / "campaigns").exists()
-        assert (storage / "review" / "campaigns" / "aurora-spring-launch").is_dir()
+        assert (storage / "review" / "campaigns" / "emea" / "aurora-spring-launch").is_dir()
 
         # players seek: range requests get 206 with the asked bytes
         video = client.get(landscape["files"]["video"], headers={"Range": "bytes=100-199"})
@@ -89,7 +89,7 @@ def test_approve_publishes_and_reject_rerenders_only_that_variant(
         approved = client.post(f"/api/deliverables/{landscape['id']}/approve",
                                json={"comment": "ship it", "reviewer": "ana"}).json()
         assert approved["status"] == "published"
-        final = storage / "campaigns" / "aurora-spring-launch" / "en-US" / "16x9"
+        final = storage / "campaigns" / "emea" / "aurora-spring-launch" / "en-US" / "16x9"
         assert (final / "morning-run.mp4").is_file() and (final / "morning-run.vtt").is_file()
         manifest = json.loads((final / "morning-run.manifest.json").read_text())
         assert manifest["approval"]["reviewer"] == "ana"

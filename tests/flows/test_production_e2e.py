@@ -81,7 +81,7 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
     first = _cli(["run"], env)
     assert first.returncode == 0, first.stderr[-3000:]
     storage = tmp_path / "storage"
-    campaign = storage / "campaigns" / "aurora-spring-launch"
+    campaign = storage / "campaigns" / "_local" / "aurora-spring-launch"  # CLI briefs: `_local`
     # each deliverable: the soft-caption master and its burned-in-captions variant
     mp4s = sorted(campaign.rglob("*.mp4"))
     variants = ["de-DE/16x9/morning-run", "de-DE/9x16/morning-run",
@@ -180,7 +180,8 @@ def test_production_on_postgres_and_s3(tmp_path: Path, checkpoint: Path,
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
     assert sum(k.endswith(".mp4") and "/campaigns/" in k for k in keys) == 8  # + burned variants
     local = tmp_path / "de.mp4"
-    client.download_file(bucket, "ads/campaigns/aurora-spring-launch/de-DE/16x9/morning-run.mp4",
+    client.download_file(bucket,
+                         "ads/campaigns/_local/aurora-spring-launch/de-DE/16x9/morning-run.mp4",
                          str(local))
     _check_mp4(local)
 
