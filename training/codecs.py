@@ -54,6 +54,25 @@ def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator) -> Tens
     return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + KL_WEIGHT * kl
 
 
+def _step(module: torch.nn.Module, optimiser: torch.optim.Optimizer, loss: Tensor,
+          lr: float) -> None:
+    """One optimiser step at `lr`, gradients clipped to norm 1."""
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    optimiser.zero_grad(set_to_none=True)
+    torch.autograd.backward(loss)
+    torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+    optimiser.step()
+
+
+def _save(path: Path, module: torch.nn.Module, optimiser: torch.optim.Optimizer,
+          rng: np.random.Generator, generator: torch.Generator, step: int) -> None:
+    """Everything a resumed codec run needs to continue bit for bit."""
+    save_state(path, {"model": module.state_dict(), "optimiser": optimiser.state_dict(),
+                      "rng": rng.bit_generator.state, "generator": generator.get_state(),
+                      "step": step})
+
+
 def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int) -> None:
     """Train in place on random frame windows of fresh clips; resumable from `state_path`."""
     optimiser = torch.optim.AdamW(vae.parameters(), lr=budget.video_vae_lr, weight_decay=0.0)
@@ -81,20 +100,13 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int) 
             left = 8 * int(rng.integers(0, (WIDTH - CROP_W) // 8 + 1))
             batch.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
         x = pixels(np.stack(batch))
-        for group in optimiser.param_groups:
-            group["lr"] = lr_at(step, budget.video_vae_steps, budget.video_vae_lr,
-                                budget.warmup_steps)
         loss = video_vae_loss(vae, x, generator)
-        optimiser.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss)
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimiser.step()
+        _step(vae, optimiser, loss, lr_at(step, budget.video_vae_steps, budget.video_vae_lr,
+                                          budget.warmup_steps))
         done = step + 1
         progress(done, loss=loss.item())
         if done % budget.checkpoint_every == 0 or done == budget.video_vae_steps:
-            save_state(state_path, {"model": vae.state_dict(), "optimiser":
-                                    optimiser.state_dict(), "rng": rng.bit_generator.state,
-                                    "generator": generator.get_state(), "step": done})
+            _save(state_path, vae, optimiser, rng, generator, done)
     vae.eval()
 
 
@@ -169,20 +181,13 @@ def train_audio_vae(dac: AudioVAE, budget: Budget, state_path: Path, seed: int) 
                 first = int(rng.integers(0, audio.size - length + 1))
                 segments.append(audio[first:first + length])
         x = torch.from_numpy(np.stack(segments[:budget.audio_vae_batch]))[:, None]  # (B, 1, N)
-        for group in optimiser.param_groups:
-            group["lr"] = lr_at(step, budget.audio_vae_steps, budget.audio_vae_lr,
-                                budget.warmup_steps)
         loss = audio_vae_loss(dac, x, generator)
-        optimiser.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss)
-        torch.nn.utils.clip_grad_norm_(dac.parameters(), 1.0)
-        optimiser.step()
+        _step(dac, optimiser, loss, lr_at(step, budget.audio_vae_steps, budget.audio_vae_lr,
+                                          budget.warmup_steps))
         done = step + 1
         progress(done, loss=loss.item())
         if done % budget.checkpoint_every == 0 or done == budget.audio_vae_steps:
-            save_state(state_path, {"model": dac.state_dict(), "optimiser":
-                                    optimiser.state_dict(), "rng": rng.bit_generator.state,
-                                    "generator": generator.get_state(), "step": done})
+            _save(state_path, dac, optimiser, rng, generator, done)
     dac.eval()
 
 
