@@ -112,7 +112,7 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(RenderJob)) == 4
         statuses = [b.status for b in session.scalars(select(BriefRow))]
-        assert statuses == ["done", "done"]
+        assert statuses == ["done"], "the same brief submitted again must not be stored twice"
     engine.dispose()
 
 
