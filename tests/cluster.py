@@ -108,6 +108,11 @@ class NetnsCluster:
                 self._kill_namespace(namespace)
                 _ip("netns", "del", namespace, check=False)
         _ip("link", "del", self.bridge, check=False)
+        # A veth left in the root namespace (its host's setup was cut short) goes too.
+        for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0] if line.count(":") >= 2 else ""
+            if name.startswith(f"{self.prefix}{self.subnet}"):
+                _ip("link", "del", name, check=False)
 
     @property
     def auth_env(self) -> dict[str, str]:
@@ -229,5 +234,5 @@ class NetnsCluster:
         for host in reversed(self.hosts):
             self.kill_host(host)
             _ip("netns", "del", host.namespace, check=False)
-        _ip("link", "del", self.bridge, check=False)
         self.hosts.clear()
+        self._clean_leftovers()  # also what a setup cut short left behind
