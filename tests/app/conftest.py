@@ -36,6 +36,12 @@ class Service:
         headers = {"Authorization": f"Bearer {self.tokens[team]}"} if team else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
+    def page_cookies(self, team: str) -> dict[str, str]:
+        """The page session of `team`, signed in through /login as a browser would."""
+        response = httpx.post(f"{self.url}/login", data={"token": self.tokens[team]},
+                              headers={"Origin": self.url}, timeout=60)
+        return {"mova_session": response.cookies["mova_session"]}
+
     def log(self) -> str:
         path = self.data_dir / "serve.log"
         worker = self.data_dir / "worker.log"

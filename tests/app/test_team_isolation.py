@@ -32,7 +32,7 @@ def _state(reviewed: ReviewedBrief) -> dict[str, Any]:
     engine = make_engine(reviewed.service.database_url)
     with session_scope(engine) as session:
         decisions = len(list(session.scalars(select(ReviewDecision))))
-        jobs = sorted((j.spec_key, j.status, j.spec["seed"])
+        jobs = sorted((j.spec_key, j.status, j.spec["request"]["seed"])
                       for j in session.scalars(select(RenderJob)))
         variants = sorted((str(d.id), d.status, d.attempts, d.published_uri)
                           for d in session.scalars(select(Deliverable)))
@@ -76,7 +76,7 @@ def test_another_team_cannot_read_stream_or_decide_on_a_produced_brief(
                 got = emea.get(variant["files"][kind])
                 assert got.status_code == 200 and got.content, (variant["name"], kind)
         page = httpx.get(f"{service.url}/briefs/{brief_id}",
-                         cookies={"mova_token": service.tokens["emea"]})
+                         cookies=service.page_cookies("emea"))
         assert page.status_code == 200 and CAMPAIGN in page.text and brief_id in page.text
 
         before = _state(reviewed_brief)
@@ -85,7 +85,7 @@ def test_another_team_cannot_read_stream_or_decide_on_a_produced_brief(
         assert brief_id not in apac.get("/api/briefs").text
         for variant in (landscape, portrait):
             _try_every_deliverable_route(apac, variant, kinds)
-        cookies = {"mova_token": service.tokens["apac"]}
+        cookies = service.page_cookies("apac")
         _assert_not_found(httpx.get(f"{service.url}/briefs/{brief_id}", cookies=cookies),
                           "campaign page")
         listing = httpx.get(f"{service.url}/briefs", cookies=cookies)  # (its form holds the
