@@ -15,18 +15,16 @@ from infra.db_models import Deliverable, RenderJob
 from infra.media import decode_video_frames
 from infra.settings import load_settings
 from schemas.plan import RenderSpec
-from tasks.deliver import finish_deliverable, publish_deliverable
 from tasks.ingest import plan_brief, submit_brief
 from tasks.render import (
     RenderResult,
     clip_to_npz,
-    load_render_model,
     pending_payloads,
     read_clip,
     record_render,
-    render_on_worker,
 )
 from tasks.services import Services
+from tests.tasks.in_process import finish_and_publish, render_all
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "brief.yaml").read_text()
 
@@ -50,24 +48,12 @@ def _produce(services: Services, brief_text: str) -> dict[str, Deliverable]:
 
         claim_submitted_briefs(session, 1, "test")
     plan_brief(services, brief_id)
-    model = load_render_model(services.settings.model_dump_json())
-    while payloads := pending_payloads(services, brief_id):
-        for payload in payloads:  # the Ray actor's function, called in-process
-            record_render(services, brief_id,
-                          RenderResult.model_validate(render_on_worker(model, payload)))
+    render_all(services, brief_id)
     return _finish_all(services, brief_id)
 
 
 def _finish_all(services: Services, brief_id: UUID) -> dict[str, Deliverable]:
-    with session_scope(services.engine) as session:
-        ids = [d.id for d in session.scalars(select(Deliverable).where(
-            Deliverable.brief_id == brief_id))]
-    for deliverable_id in ids:
-        finish_deliverable(services, deliverable_id)
-        publish_deliverable(services, deliverable_id)
-    with session_scope(services.engine) as session:
-        return {d.name: d for d in session.scalars(select(Deliverable).where(
-            Deliverable.brief_id == brief_id))}
+    return {d.name: d for d in finish_and_publish(services, brief_id)}
 
 
 def _clip_video(data_dir: Path, row: Deliverable) -> np.ndarray:

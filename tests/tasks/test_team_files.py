@@ -11,7 +11,6 @@ from uuid import UUID
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from app.auth import create_team
 from app.service import create_app
@@ -20,16 +19,10 @@ from infra.db import session_scope
 from infra.db_models import Deliverable
 from infra.settings import Settings, load_settings
 from infra.storage import LocalStore, legacy_deliverable_key
-from tasks.deliver import REVIEW_PREFIX, finish_deliverable, move_team_keys, publish_deliverable
+from tasks.deliver import REVIEW_PREFIX, move_team_keys
 from tasks.ingest import plan_brief, submit
-from tasks.render import (
-    RenderResult,
-    load_render_model,
-    pending_payloads,
-    record_render,
-    render_on_worker,
-)
 from tasks.services import Services
+from tests.tasks.in_process import finish_and_publish, render_all
 
 ROOT = Path(__file__).resolve().parents[2]
 SLUG = "aurora-spring-launch"
@@ -56,20 +49,8 @@ def _produce(services: Services, brief_id: UUID) -> list[Deliverable]:
     with session_scope(services.engine) as session:
         repo.claim_brief(session, brief_id, "test")
     plan_brief(services, brief_id)
-    model = load_render_model(services.settings.model_dump_json())
-    while payloads := pending_payloads(services, brief_id):
-        for payload in payloads:  # the Ray actor's function, called in-process
-            record_render(services, brief_id,
-                          RenderResult.model_validate(render_on_worker(model, payload)))
-    with session_scope(services.engine) as session:
-        ids = [d.id for d in session.scalars(select(Deliverable).where(
-            Deliverable.brief_id == brief_id))]
-    for deliverable_id in ids:
-        finish_deliverable(services, deliverable_id)
-        publish_deliverable(services, deliverable_id)
-    with session_scope(services.engine) as session:
-        return list(session.scalars(select(Deliverable).where(
-            Deliverable.brief_id == brief_id).order_by(Deliverable.name)))
+    render_all(services, brief_id)
+    return finish_and_publish(services, brief_id)
 
 
 def _settings(tmp_path: Path, checkpoint: Path) -> Settings:
