@@ -27,7 +27,7 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.gpu_pool import GpuPool, PoolConfig
 from infra.hashing import sha256_bytes
-from infra.images import limit_decoded_pixels
+from infra.images import limit_decoded_pixels, verify_image
 from infra.settings import Settings
 from infra.statuses import RENDER_SETTLED, RenderStatus
 from infra.storage import ObjectStore, open_store
@@ -127,6 +127,9 @@ def load_render_model(settings_json: str) -> RenderModel:
 
 
 def _first_frame(model: RenderModel, ref: str | None) -> Any:
+    """The scene's first frame, checked again as at submission (an S3 object can be replaced
+    since, and PIL's own guard only refuses twice its limit): ImageRejected, a permanent
+    error with a reason for the team, instead of decoding whatever is there now."""
     if ref is None:
         return None
     from PIL import Image
@@ -139,7 +142,11 @@ def _first_frame(model: RenderModel, ref: str | None) -> Any:
             path = store.get_file(parsed.path.lstrip("/"), Path(tmp) / "first")
         else:
             path = model.store.get_file(ref, Path(tmp) / "first")
-        return Image.open(path).convert("RGB")
+        data = path.read_bytes()
+    settings = model.settings
+    verify_image(data, max_pixels=settings.max_first_frame_pixels,
+                 max_bytes=settings.max_first_frame_bytes)
+    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any]:

@@ -216,6 +216,34 @@ def test_uploaded_first_frames_are_verified_and_stored_under_the_team(
         assert submit(services, yaml.safe_dump(reuse), team="emea").created
 
 
+def test_the_render_worker_checks_a_first_frame_again_before_decoding_it(
+        tmp_path: Path) -> None:
+    """The object behind a checked first frame can change before its render (an S3 prefix
+    is the team's own bucket); PIL's guard only refuses twice its limit, so the worker runs
+    the same check as the door and fails the render with the reason."""
+    from infra.images import ImageRejected
+    from tasks.render import RenderModel, _first_frame
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "hero.png").write_bytes(_png())
+    with Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
+                                 "MAX_FIRST_FRAME_PIXELS": "10000"})) as services:
+        with session_scope(services.engine) as session:
+            create_team(session, "emea")
+        ok = submit(services, _with_first_frame("hero.png"), base_dir=uploads, team="emea")
+        with session_scope(services.engine) as session:
+            key = yaml.safe_load(repo.get_brief(session, ok.brief_id).raw)["scenes"][0][
+                "first_frame"]
+        worker = RenderModel(pipeline=None, store=services.store, settings=services.settings)
+        assert _first_frame(worker, key).size == (32, 24)
+        for replaced, reason in ((_png((200, 100)), "20,000 pixels; the limit is 10,000"),
+                                 (b"text now", "not an image")):
+            services.store.put_bytes(replaced, key, content_type="image/png")
+            with pytest.raises(ImageRejected, match=reason):
+                _first_frame(worker, key)
+
+
 @pytest.mark.usefixtures("aws_credentials")
 def test_s3_first_frames_only_under_allowed_prefixes_and_checked(
         tmp_path: Path, s3_endpoint: str) -> None:
