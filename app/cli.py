@@ -26,9 +26,9 @@ from tasks.services import Services
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="MOVA ad factory: localized audio+video ads from campaign briefs.")
-# Tables are wide; off a terminal (CI logs, pipes) do not squeeze them to 80 columns.
+# Tables and messages are wide; off a terminal (CI logs, pipes) do not wrap them at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
-errors = Console(stderr=True)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 EXAMPLE_BRIEF = Path(__file__).resolve().parents[1] / "examples" / "brief.yaml"
 
 
@@ -110,7 +110,10 @@ def _configure_prefect(verbose: bool) -> None:
     """Embedded default: Prefect's ephemeral server keeps its state under the data dir (not
     ~/.prefect, shared by every project), without telemetry. A PREFECT_API_URL wins."""
     settings = load_settings()
-    os.environ.setdefault("PREFECT_HOME", str((settings.mova_data_dir / "prefect").resolve()))
+    if "PREFECT_HOME" not in os.environ:
+        home = (settings.mova_data_dir / "prefect").resolve()
+        home.mkdir(parents=True, exist_ok=True)  # no data dir yet on PostgreSQL and S3
+        os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     level = "INFO" if verbose else "WARNING"
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)

@@ -21,6 +21,7 @@ from infra.db import session_scope
 from infra.hashing import sha256_bytes
 from infra.images import ImageRejected, verify_image
 from infra.repository import NO_TEAM
+from infra.settings import Settings
 from infra.storage import InvalidKey, check_key, input_key, open_store
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid, PipelineError
@@ -126,13 +127,19 @@ def _check_first_frames(services: Services, brief: Brief, base_dir: Path | None,
     return uploads, problems
 
 
-def _check_size(services: Services, brief: Brief) -> tuple[CostEstimate, list[tuple[str, str]]]:
-    """The plan's cost and the per-brief caps (variants, renders). The plan is made with a
-    placeholder checkpoint: counts and steps do not depend on it."""
-    settings = services.settings
+def brief_cost(brief: Brief, settings: Settings) -> CostEstimate:
+    """What the brief will cost under `settings` (its render profile's GPU-seconds per step),
+    as estimated at submission. The plan is made with a placeholder checkpoint: counts and
+    steps do not depend on it."""
     profile = RENDER_PROFILES[settings.mova_render_profile]
     plan = plan_variants(brief, "0" * 64, profile, "estimate")
-    cost = estimate_cost(plan, settings.gpu_seconds_per_step(profile.name))
+    return estimate_cost(plan, settings.gpu_seconds_per_step(profile.name))
+
+
+def _check_size(services: Services, brief: Brief) -> tuple[CostEstimate, list[tuple[str, str]]]:
+    """The plan's cost and the per-brief caps (variants, renders)."""
+    settings = services.settings
+    cost = brief_cost(brief, settings)
     problems = []
     if cost.variants > settings.max_variants_per_brief:
         problems.append(("(brief)", f"{cost.variants} variants (scenes x locales x aspects); "

@@ -124,3 +124,25 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+@pytest.fixture
+def prefect_api(tmp_path: Path) -> Iterator[str]:
+    """A real `prefect server` on a free loopback port (its own PREFECT_HOME, SQLite); the
+    API URL to set as PREFECT_API_URL. Several worker processes share it: each starting an
+    ephemeral server of its own at the same time times out on a loaded machine."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false")
+    log_path = tmp_path / "prefect.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
+                                   "127.0.0.1", "--port", str(port)], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    wait_until_up(f"{api}/health", server, timeout=180,
+                  log=lambda: log_path.read_text()[-3000:])
+    yield api
+    server.terminate()
+    server.wait(timeout=30)

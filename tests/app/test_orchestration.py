@@ -8,34 +8,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.app.conftest import ROOT, Service
-from tests.servers import free_port, wait_until_up
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def prefect_api(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false")
-    log = (tmp_path / "prefect.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
-                               "127.0.0.1", "--port", str(port)], env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    api = f"http://127.0.0.1:{port}/api"
-    wait_until_up(f"{api}/health", server, timeout=120,
-                  log=lambda: (tmp_path / "prefect.log").read_text()[-3000:])
-    yield api
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_a_new_brief_starts_the_produce_deployment_and_links_its_run(
