@@ -301,6 +301,8 @@ def test_the_workers_database_connections_terminated_mid_run_and_the_run_resumes
         f"the run ended before every cut ({cuts}):\n{output[-3000:]}"
     assert all(n >= 1 for n in cuts.values()), f"a cut found no connection: {cuts}"
     assert run.returncode == 0, output[-3000:]
+    # the lock's connection was cut too: the run noticed and took the lock again
+    assert "lock.lost" in output and "lock.taken_by_another" not in output, output[-3000:]
     [(slug, (status, variants))] = _brief_states(fresh_postgres_url).items()
     assert (status, variants) == ("done", ["published"] * 4)
     assert len(_published_videos(storage)) == 4

@@ -153,14 +153,26 @@ def test_a_brief_lock_is_held_by_one_worker_and_freed_when_its_holder_goes(
     with brief_lock(engine, brief_id) as again:
         assert again, "the lock was not released"
     if engine.dialect.name == "postgresql":  # a holder whose connection dies frees the lock
-        with brief_lock(engine, brief_id) as held:
-            assert held
+        def cut_the_holder() -> None:
             with engine.connect() as admin:
-                admin.execute(text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"))
+                assert admin.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()")).scalar() == 1
+
+        with brief_lock(engine, brief_id) as held:
+            assert held and held.still_held()
+            cut_the_holder()
+            # nobody took it meanwhile: the holder takes it again and goes on, alone
+            assert held.still_held(), "a lost lock nobody else took was not taken again"
+            with brief_lock(engine, brief_id) as rival:
+                assert not rival, "the lock was not held again after its connection died"
+            cut_the_holder()
             with brief_lock(engine, brief_id) as taken_over:
                 assert taken_over
+                # the first holder must learn it lost the brief, not go on beside the other
+                assert not held.still_held(), "two workers hold one brief's lock"
+        with brief_lock(engine, brief_id) as after:
+            assert after, "the lock was not released"
 
 
 def test_a_brief_another_worker_finished_is_not_opened_again(services: Services) -> None:
