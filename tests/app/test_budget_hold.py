@@ -21,6 +21,7 @@ from tasks.ingest import plan_brief
 from tasks.services import Services
 from tests.app.conftest import ROOT, Service
 
+pytestmark = pytest.mark.slow  # a service and three CLI processes
 EXAMPLE = (ROOT / "examples" / "brief.yaml").read_bytes()
 EXAMPLE_GPU_SECONDS = 1.6  # 4 renders × 8 steps × 0.05 s/step of the tiny profile
 HOLD_MESSAGE = "waiting for an operator to approve the cost"
