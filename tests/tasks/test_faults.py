@@ -155,9 +155,10 @@ def test_a_brief_lock_is_held_by_one_worker_and_freed_when_its_holder_goes(
     if engine.dialect.name == "postgresql":  # a holder whose connection dies frees the lock
         def cut_the_holder() -> None:
             with engine.connect() as admin:
-                # pg_locks is server-wide: only this database's holders (other tests' too)
+                # pg_locks is server-wide: only this database's holders (other tests' too);
+                # the timeout waits until the backend is gone (and its lock with it)
                 assert admin.execute(text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+                    "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_locks "
                     "WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND database = "
                     "(SELECT oid FROM pg_database WHERE datname = current_database())")
                 ).scalar() == 1
