@@ -8,6 +8,8 @@ the model-specific work lives in tasks/ and this adapter stays about scheduling:
 - backpressure: at most `max_in_flight` calls are outstanding (one per actor by default);
 - failure propagation: a failed call yields `WorkFailed` with the original error text; a dead
   actor is replaced and its call reported as a `TransientError` so the caller may retry;
+- routing by group: payloads of one group (a render's LoRA) go to the actor that ran that
+  group last, so an actor changes what it holds only when its group has run out;
 - metrics for the Ray dashboard: renders in flight, seconds per render, failures.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -87,6 +90,54 @@ class Outcome(Generic[P]):
         return self.error is None
 
 
+class _WorkQueue(Generic[P]):
+    """The payloads not yet sent, by group, and the group each actor ran last.
+
+    Without a group function payloads are read lazily, one ahead, in order. With one they are
+    read at once and queued per group: an idle actor takes its own group's next payload; when
+    that has run out, the largest group no other actor holds (so two actors do not swap into
+    the same group), else the largest. A fresh actor holds group None."""
+
+    def __init__(self, payloads: Iterable[P], group: Callable[[P], str | None] | None) -> None:
+        self._pending = iter(payloads)
+        self._group = group
+        self._queues: dict[str | None, deque[P]] = {}
+        self._held: dict[int, str | None] = {}
+        if group is not None:
+            for payload in self._pending:
+                self._queues.setdefault(group(payload), deque()).append(payload)
+
+    def has_work(self) -> bool:
+        if any(self._queues.values()):
+            return True
+        if self._group is None:
+            item = next(self._pending, _END)
+            if item is not _END:
+                self._queues.setdefault(None, deque()).append(item)  # type: ignore[arg-type]
+                return True
+        return False
+
+    def take(self, actor: int) -> P:
+        """The next payload for this actor (call after has_work() said there is one)."""
+        held = self._held.get(actor)
+        if not self._queues.get(held):
+            others = {g for a, g in self._held.items() if a != actor}
+            groups = [g for g, queue in self._queues.items() if queue]
+            free = [g for g in groups if g not in others]
+            held = max(free or groups, key=lambda g: len(self._queues[g]))
+            self._held[actor] = held
+        return self._queues[held].popleft()
+
+    def forget(self, actor: int) -> None:
+        """The actor was replaced: the new one holds nothing yet."""
+        self._held.pop(actor, None)
+
+    def rest(self) -> Iterator[P]:
+        for queue in self._queues.values():
+            yield from queue
+        yield from self._pending
+
+
 def ensure_ray(config: PoolConfig) -> None:
     """Connect to the configured cluster, or start local Ray once per process."""
     if ray.is_initialized():
@@ -137,40 +188,35 @@ class GpuPool:
             raise TransientError(f"a pool actor died while loading its model: {err}") from err
 
     def map_unordered(self, fn: Callable[[Any, P], Any], payloads: Iterable[P],
-                      key: Callable[[P], str]) -> Iterator[Outcome[P]]:
+                      key: Callable[[P], str],
+                      group: Callable[[P], str | None] | None = None) -> Iterator[Outcome[P]]:
         """Run `fn(model, payload)` for each payload on the actors; yield outcomes as they end.
+
+        `group` (optional) names what a payload needs the actor to hold (a LoRA): payloads are
+        routed to the actor already holding their group (see _WorkQueue).
 
         Work goes only to actors whose model is loaded: an actor that replaces a dead one may
         wait for capacity (its host is gone), and work handed to it would wait with it. When no
         actor can take work for `placement_timeout_s`, the remaining payloads come back as
         TransientError outcomes instead of hanging the caller."""
-        pending = iter(payloads)
+        work = _WorkQueue(payloads, group)
         limit = self.config.max_in_flight or len(self._actors)
         idle: list[int] = []
         warming = {self._actors[i].ready.remote(): i for i in range(len(self._actors))}
         running: dict[Any, tuple[int, P, float]] = {}  # ref -> (actor index, payload, start)
         waiting_since = time.monotonic()
-        next_payload: list[P] = []  # one payload read ahead, to know whether any is left
-
-        def has_work() -> bool:
-            if not next_payload:
-                item = next(pending, _END)
-                if item is _END:
-                    return False
-                next_payload.append(item)  # type: ignore[arg-type]
-            return True
 
         def submit() -> bool:
-            if not idle or len(running) >= limit or not has_work():
+            if not idle or len(running) >= limit or not work.has_work():
                 return False
-            payload = next_payload.pop()
             index = idle.pop()
+            payload = work.take(index)
             ref = self._actors[index].run.remote(fn, payload)
             running[ref] = (index, payload, time.monotonic())
             log.debug("pool.submit key=%s actor=%d", key(payload), index)
             return True
 
-        while running or has_work():
+        while running or work.has_work():
             while submit():
                 pass
             self._in_flight.set(len(running))
@@ -178,7 +224,7 @@ class GpuPool:
                 left = self.config.placement_timeout_s - (time.monotonic() - waiting_since)
                 ready, _ = ray.wait(list(warming), num_returns=1, timeout=max(0.0, left))
                 if not ready:
-                    yield from self._unplaced(next_payload, pending, key)
+                    yield from self._unplaced(work.rest(), key)
                     return
             else:
                 [ready], _ = ray.wait(list(running) + list(warming), num_returns=1)
@@ -189,6 +235,7 @@ class GpuPool:
                 if self._warmed(done, index):
                     idle.append(index)
                 else:
+                    work.forget(index)
                     warming[self._actors[index].ready.remote()] = index
                 waiting_since = time.monotonic()
                 continue
@@ -196,6 +243,7 @@ class GpuPool:
             outcome, replaced = self._collect(done, index, payload, key(payload), started)
             yield outcome
             if replaced:
+                work.forget(index)
                 warming[self._actors[index].ready.remote()] = index
             else:
                 idle.append(index)
@@ -214,11 +262,10 @@ class GpuPool:
             self._actors[index] = self._new_actor()
             return False
 
-    def _unplaced(self, first: list[P], rest: Iterator[P], key: Callable[[P], str]
-                  ) -> Iterator[Outcome[P]]:
+    def _unplaced(self, rest: Iterator[P], key: Callable[[P], str]) -> Iterator[Outcome[P]]:
         message = (f"no render worker could be placed within {self.config.placement_timeout_s:.0f}"
                    " s (hosts lost or no free capacity); retry")
-        for payload in [*first, *rest]:
+        for payload in rest:
             yield Outcome(payload, key(payload), error=TransientError(message))
 
     def _collect(self, ref: Any, index: int, payload: P, key: str, started: float

@@ -40,6 +40,7 @@ from tasks.faults import (
     retry_delay_s,
     run_logger,
 )
+from tasks.lora import apply_lora
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
@@ -106,6 +107,7 @@ class RenderModel:
     pipeline: Any  # mova_model.pipeline.MovaPipeline
     store: ObjectStore
     settings: Settings
+    lora_sha256: str | None = None  # the registered LoRA the pipeline holds (issue 11)
 
 
 def load_render_model(settings_json: str) -> RenderModel:
@@ -152,10 +154,14 @@ def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, A
         if request.master_clip_key is None:
             raise ValueError(f"audio-only render {spec.key[:12]} has no master clip")
         video = read_clip(model.store, request.master_clip_key).video
+    model.lora_sha256 = apply_lora(model.pipeline, spec.lora, model.store,
+                                   model.settings.mova_data_dir / "lora-cache", model.lora_sha256)
     # The request was validated when the plan was made; the model runs it as is.
     clip = model.pipeline.generate(spec.request, image=_first_frame(model, spec.first_frame),
                                    video=video)
     params = clip.params.to_dict()
+    if spec.lora is not None:  # the registry's name and digest beside what the model applied
+        params["lora"] = {**spec.lora.model_dump(mode="json"), **params["lora"]}
     data = clip_to_npz(clip.video, clip.audio, clip.fps, clip.sample_rate, params)
     sha = sha256_bytes(data)
     stored = model.store.put_bytes(data, clip_key(sha), content_type=CLIP_CONTENT_TYPE,
@@ -231,6 +237,12 @@ def record_failure(services: Services, job_id: UUID, error: str) -> None:
         repo.fail_render(session, job_id, error)
 
 
+def lora_group(payload: dict[str, Any]) -> str | None:
+    """The LoRA a render needs its actor to hold (the pool routes by it)."""
+    lora = payload["spec"].get("lora")
+    return None if lora is None else str(lora["sha256"])
+
+
 @dataclass
 class RenderTally:
     """What one pass over a brief's renders did (logged, and read by the fault tests)."""
@@ -253,7 +265,8 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
     tally = RenderTally()
     while payloads := pending_payloads(services, brief_id):
         retries_this_round = 0
-        for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["job_id"])):
+        for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["job_id"]),
+                                          group=lora_group):
             job_id = UUID(outcome.payload["job_id"])
             run_id = uuid4()
             services.lineage.start("render.generate", run_id, [])
