@@ -26,6 +26,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util import metrics
 
+from infra.render_gang import Gang
 from schemas.errors import PipelineError, TransientError
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,15 @@ class PoolConfig:
     address: str | None = None  # RAY_ADDRESS; None/"" = local Ray
     include_dashboard: bool | None = None
     placement_timeout_s: float = 900.0  # how long work may wait for any actor to be placed
+    # >1: each worker is a gang of this many actors on one node running every call together
+    # (context parallel); num_workers counts gangs, resources are per member.
+    gang_size: int = 1
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ValueError(f"num_workers={self.num_workers} must be at least 1")
+        if self.gang_size < 1:
+            raise ValueError(f"gang_size={self.gang_size} must be at least 1")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError(f"max_in_flight={self.max_in_flight} must be at least 1")
 
@@ -176,13 +182,44 @@ class GpuPool:
         )
 
     def _new_actor(self) -> Any:
+        if self.config.gang_size > 1:
+            return Gang(self._load, self.config.gang_size, self.config.num_cpus_per_worker,
+                        self.config.num_gpus_per_worker)
         return self._actor_cls.remote(self._load)
+
+    def _ready(self, index: int) -> Any:
+        worker = self._actors[index]
+        return worker.ready() if isinstance(worker, Gang) else worker.ready.remote()
+
+    def _run(self, index: int, fn: Callable[[Any, Any], Any], payload: Any) -> Any:
+        worker = self._actors[index]
+        if isinstance(worker, Gang):
+            return worker.run(fn, payload)
+        return worker.run.remote(fn, payload)
+
+    def _replace(self, index: int) -> None:
+        """A new actor (or gang) in place of a dead one; a gang's survivors go too."""
+        worker = self._actors[index]
+        if isinstance(worker, Gang):
+            worker.kill()
+        self._actors[index] = self._new_actor()
+
+    def _gang_broken(self, index: int) -> bool:
+        worker = self._actors[index]
+        return isinstance(worker, Gang) and worker.broken()
+
+    def gang_members(self) -> list[list[Any]]:
+        """Each gang's actor handles, rank 0 first (empty without gangs)."""
+        return [list(w.members) for w in self._actors if isinstance(w, Gang)]
 
     def wait_ready(self, timeout_s: float = 600.0) -> None:
         """Block until every actor has loaded its model (surfaces load errors early)."""
         try:
-            ray.get([actor.ready.remote() for actor in self._actors], timeout=timeout_s)
+            ray.get([self._ready(i) for i in range(len(self._actors))], timeout=timeout_s)
         except RayTaskError as err:
+            if any(self._gang_broken(i) for i in range(len(self._actors))):
+                raise TransientError(f"a gang member died while loading its model: {err}"
+                                     ) from err
             raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}") from err
         except RayActorError as err:
             raise TransientError(f"a pool actor died while loading its model: {err}") from err
@@ -202,7 +239,7 @@ class GpuPool:
         work = _WorkQueue(payloads, group)
         limit = self.config.max_in_flight or len(self._actors)
         idle: list[int] = []
-        warming = {self._actors[i].ready.remote(): i for i in range(len(self._actors))}
+        warming = {self._ready(i): i for i in range(len(self._actors))}
         running: dict[Any, tuple[int, P, float]] = {}  # ref -> (actor index, payload, start)
         waiting_since = time.monotonic()
 
@@ -211,7 +248,7 @@ class GpuPool:
                 return False
             index = idle.pop()
             payload = work.take(index)
-            ref = self._actors[index].run.remote(fn, payload)
+            ref = self._run(index, fn, payload)
             running[ref] = (index, payload, time.monotonic())
             log.debug("pool.submit key=%s actor=%d", key(payload), index)
             return True
@@ -236,7 +273,7 @@ class GpuPool:
                     idle.append(index)
                 else:
                     work.forget(index)
-                    warming[self._actors[index].ready.remote()] = index
+                    warming[self._ready(index)] = index
                 waiting_since = time.monotonic()
                 continue
             index, payload, started = running.pop(done)
@@ -244,7 +281,7 @@ class GpuPool:
             yield outcome
             if replaced:
                 work.forget(index)
-                warming[self._actors[index].ready.remote()] = index
+                warming[self._ready(index)] = index
             else:
                 idle.append(index)
             waiting_since = time.monotonic()
@@ -256,11 +293,14 @@ class GpuPool:
             ray.get(ready_ref)
             return True
         except RayTaskError as err:
-            raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}") from err
+            if not self._gang_broken(index):
+                raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}"
+                                 ) from err
         except RayActorError:
-            log.warning("pool.actor_died_loading actor=%d", index)
-            self._actors[index] = self._new_actor()
-            return False
+            pass
+        log.warning("pool.actor_died_loading actor=%d", index)
+        self._replace(index)
+        return False
 
     def _unplaced(self, rest: Iterator[P], key: Callable[[P], str]) -> Iterator[Outcome[P]]:
         message = (f"no render worker could be placed within {self.config.placement_timeout_s:.0f}"
@@ -274,6 +314,8 @@ class GpuPool:
         try:
             value, node = ray.get(ref)
         except RayTaskError as err:
+            if self._gang_broken(index):  # a member died: the others failed in a collective
+                return self._died(index, payload, key, started, err), True
             seconds = time.monotonic() - started
             self._failures.inc(tags={"kind": "error"})
             cause = err.cause if err.cause is not None else err
@@ -285,18 +327,25 @@ class GpuPool:
                 error = WorkFailed(f"render {key} failed: {type(cause).__name__}: {cause}")
             return Outcome(payload, key, error=error, seconds=seconds), False
         except RayActorError as err:
-            self._failures.inc(tags={"kind": "actor_died"})
-            log.warning("pool.actor_died key=%s actor=%d", key, index)
-            self._actors[index] = self._new_actor()
-            return Outcome(payload, key, seconds=time.monotonic() - started,
-                           error=TransientError(f"render {key}: worker died ({err}); retry")), True
+            return self._died(index, payload, key, started, err), True
         seconds = time.monotonic() - started
         self._seconds.observe(seconds)
         log.info("pool.done key=%s seconds=%.2f node=%s", key, seconds, node)
         return Outcome(payload, key, value=value, seconds=seconds, node=node), False
 
+    def _died(self, index: int, payload: P, key: str, started: float, err: Exception
+              ) -> Outcome[P]:
+        self._failures.inc(tags={"kind": "actor_died"})
+        log.warning("pool.actor_died key=%s actor=%d", key, index)
+        self._replace(index)
+        return Outcome(payload, key, seconds=time.monotonic() - started,
+                       error=TransientError(f"render {key}: worker died ({err}); retry"))
+
     def shutdown(self) -> None:
         """Stop the actors (the Ray instance itself is left to its owner)."""
-        for actor in self._actors:
-            ray.kill(actor)
+        for worker in self._actors:
+            if isinstance(worker, Gang):
+                worker.kill()
+            else:
+                ray.kill(worker)
         self._actors = []

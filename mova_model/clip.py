@@ -43,12 +43,14 @@ class ClipParams:
     vae_tiled: bool  # the video was decoded in spatial tiles (asked for, or memory fallback)
     attention_backend: str = "sdpa"  # the kernel that ran (MOVA_ATTENTION's choice, after fallback)
     lora: LoraUsed | None = None
+    context_parallel: int = 1  # ranks the joint steps were split over
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-friendly record for lineage: the request's fields and the derived ones."""
         return {**self.request.to_dict(), "conditioning": self.conditioning.value,
                 "noise_drawn_on": self.noise_drawn_on, "vae_tiled": self.vae_tiled,
                 "attention_backend": self.attention_backend,
+                "context_parallel": self.context_parallel,
                 "lora": self.lora.to_dict() if self.lora is not None else None}
 
 

@@ -283,7 +283,9 @@ class MovaPipeline:
                 z_audio, lengths.audio_samples(request.num_frames, request.video_fps))
         params = ClipParams(request=request, conditioning=conditioning,
                             noise_drawn_on=noise_device.type, vae_tiled=tiled,
-                            attention_backend=self.attention_backend, lora=self._lora_used())
+                            attention_backend=self.attention_backend, lora=self._lora_used(),
+                            context_parallel=(self.context_parallel.world_size
+                                              if self.context_parallel else 1))
         return Clip(video=frames, audio=audio, fps=request.video_fps,
                     sample_rate=self.audio_vae_config.sample_rate, params=params)
 

@@ -118,11 +118,13 @@ def load_render_model(settings_json: str) -> RenderModel:
 
     settings = Settings.model_validate_json(settings_json)
     limit_decoded_pixels(settings.max_first_frame_pixels)  # PIL's bomb guard, at our limit
+    ranks = settings.render_context_parallel  # a gang member: the pool joined its group
     if settings.mova_device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.render_workers))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (settings.render_workers * ranks)))
     pipeline = MovaPipeline.from_pretrained(settings.checkpoint, dtype=settings.mova_dtype,
                                             device=settings.mova_device,
-                                            offload=settings.mova_offload)
+                                            offload=settings.mova_offload,
+                                            context_parallel=ranks)
     store = open_store(settings.storage, endpoint_url=settings.s3_endpoint_url,
                        region=settings.aws_region)
     return RenderModel(pipeline=pipeline, store=store, settings=settings)
@@ -144,7 +146,7 @@ def _first_frame(model: RenderModel, ref: str | None) -> Any:
         return Image.open(path).convert("RGB")
 
 
-def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any]:
+def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any] | None:
     """Generate one clip and store it; returns a RenderResult as a dict."""
     request = RenderPayload.model_validate(payload)
     spec = request.spec
@@ -159,6 +161,8 @@ def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, A
     # The request was validated when the plan was made; the model runs it as is.
     clip = model.pipeline.generate(spec.request, image=_first_frame(model, spec.first_frame),
                                    video=video)
+    if model.pipeline.context_parallel is not None and model.pipeline.context_parallel.rank:
+        return None  # every rank of a gang holds the clip; rank 0 stores and answers
     params = clip.params.to_dict()
     if spec.lora is not None:  # the registry's name and digest beside what the model applied
         params["lora"] = {**spec.lora.model_dump(mode="json"), **params["lora"]}
@@ -182,6 +186,7 @@ def open_pool(settings: Settings) -> GpuPool:
                         num_gpus_per_worker=settings.render_gpus_per_worker,
                         num_cpus_per_worker=1.0 if settings.render_gpus_per_worker == 0 else 0.0,
                         max_in_flight=settings.render_max_in_flight,
+                        gang_size=settings.render_context_parallel,
                         address=settings.ray_address, include_dashboard=settings.ray_dashboard)
     return GpuPool(partial(load_render_model, settings.model_dump_json()), config)
 
