@@ -217,8 +217,10 @@ def _key_of(artifact: repo.Artifact) -> str:
     return str(artifact.params["key"])
 
 
-def record_render(services: Services, brief_id: UUID, result: RenderResult) -> None:
-    """Clip artifact with its lineage (the plan, and the master clip for a dub); job done."""
+def record_render(services: Services, brief_id: UUID, result: RenderResult,
+                  node: str | None = None) -> None:
+    """Clip artifact with its lineage (the plan, and the master clip for a dub); job done.
+    `node`: the Ray node that rendered it (kept in the clip's params, issue 11)."""
     with session_scope(services.engine) as session:
         job = repo.get_render_job(session, result.job_id)
         spec = RenderSpec.model_validate(job.spec)
@@ -232,7 +234,8 @@ def record_render(services: Services, brief_id: UUID, result: RenderResult) -> N
             session, kind="clip", input_key=spec.key, sha256=result.sha256, uri=result.uri,
             size_bytes=result.size_bytes, content_type=CLIP_CONTENT_TYPE,
             task="render.generate", code_version=services.code_version,
-            params={"key": result.key, "spec": job.spec, "generation": result.params},
+            params={"key": result.key, "spec": job.spec, "generation": result.params,
+                    "node": node},
             checkpoint=spec.checkpoint[:64], seed=spec.seed, parents=parents)
         repo.finish_render(session, job.id, artifact, result.seconds)
 
@@ -277,7 +280,7 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
             services.lineage.start("render.generate", run_id, [])
             if outcome.ok:
                 result = RenderResult.model_validate(outcome.value)
-                record_render(services, brief_id, result)
+                record_render(services, brief_id, result, node=outcome.node)
                 services.lineage.complete("render.generate", run_id, [], [result.uri])
                 tally.rendered += 1
                 logger.info("render.done job_id=%s seconds=%.1f", job_id, result.seconds)
