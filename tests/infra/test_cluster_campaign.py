@@ -70,7 +70,9 @@ def test_the_example_brief_is_produced_on_the_cluster_through_a_host_loss(
     data = tmp_path / "data"
     env = {"MOVA_DATA_DIR": str(data), "MOVA_CHECKPOINT": str(checkpoint),
            "RAY_ADDRESS": cluster.gcs_address, "RENDER_WORKERS": "2",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT),
+           # Prefect's ephemeral server starts slowly on a busy 2-core machine
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
     settings = load_settings(env)
     submitted = cluster.run(cluster.head, [*CLI, "submit", str(EXAMPLE)], env=env, timeout_s=300)
     assert submitted.returncode == 0, submitted.stderr
