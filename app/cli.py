@@ -246,6 +246,39 @@ def brief_approve(brief_id: Annotated[UUID, typer.Argument(help="Brief id.")]) -
         raise typer.Exit(2) from None
 
 
+lora_app = typer.Typer(no_args_is_help=True, help="Registered LoRAs a brief may name.")
+app.add_typer(lora_app, name="lora")
+
+
+@lora_app.command("add")
+def lora_add(name: Annotated[str, typer.Argument(help="Name briefs use: a-z, 0-9, dashes.")],
+             folder: Annotated[Path, typer.Argument(help="LoRA folder (lora_weights.pt or "
+                                                         ".safetensors, lora_config.pt).")],
+             team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
+    """Register a LoRA: its files are copied to storage, its name and SHA-256 recorded."""
+    from tasks.lora import LoraRejected, register_lora
+
+    try:
+        with _services() as services:
+            done = register_lora(services, team or repo.NO_TEAM, name, folder)
+    except LoraRejected as err:
+        errors.print(f"[red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    state = "registered" if done.created else "was registered before with the same files"
+    console.print(f"LoRA {done.name} (team {done.team}) {state}: sha256 {done.sha256}",
+                  highlight=False)
+
+
+@lora_app.command("list")
+def lora_list(team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
+    """The team's registered LoRAs."""
+    with _services() as services, session_scope(services.engine) as session:
+        for row in repo.team_loras(session, team or repo.NO_TEAM):
+            files = ", ".join(sorted(row.files))
+            console.print(f"{row.name}  sha256 {row.sha256}  {files}  "
+                          f"(since {row.created_at:%Y-%m-%d})", highlight=False)
+
+
 storage_app = typer.Typer(no_args_is_help=True, help="Stored files.")
 app.add_typer(storage_app, name="storage")
 

@@ -277,3 +277,20 @@ class WebSession(Base):
     team_id: Mapped[UUID] = mapped_column(ForeignKey("team.id"), index=True)
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoraRow(Base):
+    """A registered LoRA (issue 11): a team's name for a set of files kept in storage under
+    `files_prefix`. The files never change under a name, so a brief naming it renders the
+    same weights every time (their digest is part of the render key)."""
+
+    __tablename__ = "lora"
+    __table_args__ = (UniqueConstraint("team", "name"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    team: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(63))
+    sha256: Mapped[str] = mapped_column(String(64))  # over the files' names and digests
+    files_prefix: Mapped[str] = mapped_column(String(1024))  # storage key prefix, ends in '/'
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)  # file name -> {sha256, size_bytes}
+    created_at: Mapped[datetime] = _created()

@@ -8,6 +8,8 @@ the model-specific work lives in tasks/ and this adapter stays about scheduling:
 - backpressure: at most `max_in_flight` calls are outstanding (one per actor by default);
 - failure propagation: a failed call yields `WorkFailed` with the original error text; a dead
   actor is replaced and its call reported as a `TransientError` so the caller may retry;
+- routing by group: payloads of one group (a render's LoRA) go to the actor that ran that
+  group last, so an actor changes what it holds only when its group has run out;
 - metrics for the Ray dashboard: renders in flight, seconds per render, failures.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -23,6 +26,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util import metrics
 
+from infra.render_gang import Gang
 from schemas.errors import PipelineError, TransientError
 
 log = logging.getLogger(__name__)
@@ -49,10 +53,15 @@ class PoolConfig:
     address: str | None = None  # RAY_ADDRESS; None/"" = local Ray
     include_dashboard: bool | None = None
     placement_timeout_s: float = 900.0  # how long work may wait for any actor to be placed
+    # >1: each worker is a gang of this many actors on one node running every call together
+    # (context parallel); num_workers counts gangs, resources are per member.
+    gang_size: int = 1
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ValueError(f"num_workers={self.num_workers} must be at least 1")
+        if self.gang_size < 1:
+            raise ValueError(f"gang_size={self.gang_size} must be at least 1")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError(f"max_in_flight={self.max_in_flight} must be at least 1")
 
@@ -85,6 +94,54 @@ class Outcome(Generic[P]):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class _WorkQueue(Generic[P]):
+    """The payloads not yet sent, by group, and the group each actor ran last.
+
+    Without a group function payloads are read lazily, one ahead, in order. With one they are
+    read at once and queued per group: an idle actor takes its own group's next payload; when
+    that has run out, the largest group no other actor holds (so two actors do not swap into
+    the same group), else the largest. A fresh actor holds group None."""
+
+    def __init__(self, payloads: Iterable[P], group: Callable[[P], str | None] | None) -> None:
+        self._pending = iter(payloads)
+        self._group = group
+        self._queues: dict[str | None, deque[P]] = {}
+        self._held: dict[int, str | None] = {}
+        if group is not None:
+            for payload in self._pending:
+                self._queues.setdefault(group(payload), deque()).append(payload)
+
+    def has_work(self) -> bool:
+        if any(self._queues.values()):
+            return True
+        if self._group is None:
+            item = next(self._pending, _END)
+            if item is not _END:
+                self._queues.setdefault(None, deque()).append(item)  # type: ignore[arg-type]
+                return True
+        return False
+
+    def take(self, actor: int) -> P:
+        """The next payload for this actor (call after has_work() said there is one)."""
+        held = self._held.get(actor)
+        if not self._queues.get(held):
+            others = {g for a, g in self._held.items() if a != actor}
+            groups = [g for g, queue in self._queues.items() if queue]
+            free = [g for g in groups if g not in others]
+            held = max(free or groups, key=lambda g: len(self._queues[g]))
+            self._held[actor] = held
+        return self._queues[held].popleft()
+
+    def forget(self, actor: int) -> None:
+        """The actor was replaced: the new one holds nothing yet."""
+        self._held.pop(actor, None)
+
+    def rest(self) -> Iterator[P]:
+        for queue in self._queues.values():
+            yield from queue
+        yield from self._pending
 
 
 def ensure_ray(config: PoolConfig) -> None:
@@ -125,52 +182,78 @@ class GpuPool:
         )
 
     def _new_actor(self) -> Any:
+        if self.config.gang_size > 1:
+            return Gang(self._load, self.config.gang_size, self.config.num_cpus_per_worker,
+                        self.config.num_gpus_per_worker)
         return self._actor_cls.remote(self._load)
+
+    def _ready(self, index: int) -> Any:
+        worker = self._actors[index]
+        return worker.ready() if isinstance(worker, Gang) else worker.ready.remote()
+
+    def _run(self, index: int, fn: Callable[[Any, Any], Any], payload: Any) -> Any:
+        worker = self._actors[index]
+        if isinstance(worker, Gang):
+            return worker.run(fn, payload)
+        return worker.run.remote(fn, payload)
+
+    def _replace(self, index: int) -> None:
+        """A new actor (or gang) in place of a dead one; a gang's survivors go too."""
+        worker = self._actors[index]
+        if isinstance(worker, Gang):
+            worker.kill()
+        self._actors[index] = self._new_actor()
+
+    def _gang_broken(self, index: int) -> bool:
+        worker = self._actors[index]
+        return isinstance(worker, Gang) and worker.broken()
+
+    def gang_members(self) -> list[list[Any]]:
+        """Each gang's actor handles, rank 0 first (empty without gangs)."""
+        return [list(w.members) for w in self._actors if isinstance(w, Gang)]
 
     def wait_ready(self, timeout_s: float = 600.0) -> None:
         """Block until every actor has loaded its model (surfaces load errors early)."""
         try:
-            ray.get([actor.ready.remote() for actor in self._actors], timeout=timeout_s)
+            ray.get([self._ready(i) for i in range(len(self._actors))], timeout=timeout_s)
         except RayTaskError as err:
+            if any(self._gang_broken(i) for i in range(len(self._actors))):
+                raise TransientError(f"a gang member died while loading its model: {err}"
+                                     ) from err
             raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}") from err
         except RayActorError as err:
             raise TransientError(f"a pool actor died while loading its model: {err}") from err
 
     def map_unordered(self, fn: Callable[[Any, P], Any], payloads: Iterable[P],
-                      key: Callable[[P], str]) -> Iterator[Outcome[P]]:
+                      key: Callable[[P], str],
+                      group: Callable[[P], str | None] | None = None) -> Iterator[Outcome[P]]:
         """Run `fn(model, payload)` for each payload on the actors; yield outcomes as they end.
+
+        `group` (optional) names what a payload needs the actor to hold (a LoRA): payloads are
+        routed to the actor already holding their group (see _WorkQueue).
 
         Work goes only to actors whose model is loaded: an actor that replaces a dead one may
         wait for capacity (its host is gone), and work handed to it would wait with it. When no
         actor can take work for `placement_timeout_s`, the remaining payloads come back as
         TransientError outcomes instead of hanging the caller."""
-        pending = iter(payloads)
+        work = _WorkQueue(payloads, group)
         limit = self.config.max_in_flight or len(self._actors)
         idle: list[int] = []
-        warming = {self._actors[i].ready.remote(): i for i in range(len(self._actors))}
+        warming = {self._ready(i): i for i in range(len(self._actors))}
         running: dict[Any, tuple[int, P, float]] = {}  # ref -> (actor index, payload, start)
         waiting_since = time.monotonic()
-        next_payload: list[P] = []  # one payload read ahead, to know whether any is left
-
-        def has_work() -> bool:
-            if not next_payload:
-                item = next(pending, _END)
-                if item is _END:
-                    return False
-                next_payload.append(item)  # type: ignore[arg-type]
-            return True
 
         def submit() -> bool:
-            if not idle or len(running) >= limit or not has_work():
+            if not idle or len(running) >= limit or not work.has_work():
                 return False
-            payload = next_payload.pop()
             index = idle.pop()
-            ref = self._actors[index].run.remote(fn, payload)
+            payload = work.take(index)
+            ref = self._run(index, fn, payload)
             running[ref] = (index, payload, time.monotonic())
             log.debug("pool.submit key=%s actor=%d", key(payload), index)
             return True
 
-        while running or has_work():
+        while running or work.has_work():
             while submit():
                 pass
             self._in_flight.set(len(running))
@@ -178,7 +261,7 @@ class GpuPool:
                 left = self.config.placement_timeout_s - (time.monotonic() - waiting_since)
                 ready, _ = ray.wait(list(warming), num_returns=1, timeout=max(0.0, left))
                 if not ready:
-                    yield from self._unplaced(next_payload, pending, key)
+                    yield from self._unplaced(work.rest(), key)
                     return
             else:
                 [ready], _ = ray.wait(list(running) + list(warming), num_returns=1)
@@ -189,14 +272,16 @@ class GpuPool:
                 if self._warmed(done, index):
                     idle.append(index)
                 else:
-                    warming[self._actors[index].ready.remote()] = index
+                    work.forget(index)
+                    warming[self._ready(index)] = index
                 waiting_since = time.monotonic()
                 continue
             index, payload, started = running.pop(done)
             outcome, replaced = self._collect(done, index, payload, key(payload), started)
             yield outcome
             if replaced:
-                warming[self._actors[index].ready.remote()] = index
+                work.forget(index)
+                warming[self._ready(index)] = index
             else:
                 idle.append(index)
             waiting_since = time.monotonic()
@@ -208,17 +293,19 @@ class GpuPool:
             ray.get(ready_ref)
             return True
         except RayTaskError as err:
-            raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}") from err
+            if not self._gang_broken(index):
+                raise WorkFailed(f"a pool actor failed to load its model: {err.cause!r}"
+                                 ) from err
         except RayActorError:
-            log.warning("pool.actor_died_loading actor=%d", index)
-            self._actors[index] = self._new_actor()
-            return False
+            pass
+        log.warning("pool.actor_died_loading actor=%d", index)
+        self._replace(index)
+        return False
 
-    def _unplaced(self, first: list[P], rest: Iterator[P], key: Callable[[P], str]
-                  ) -> Iterator[Outcome[P]]:
+    def _unplaced(self, rest: Iterator[P], key: Callable[[P], str]) -> Iterator[Outcome[P]]:
         message = (f"no render worker could be placed within {self.config.placement_timeout_s:.0f}"
                    " s (hosts lost or no free capacity); retry")
-        for payload in [*first, *rest]:
+        for payload in rest:
             yield Outcome(payload, key(payload), error=TransientError(message))
 
     def _collect(self, ref: Any, index: int, payload: P, key: str, started: float
@@ -227,6 +314,8 @@ class GpuPool:
         try:
             value, node = ray.get(ref)
         except RayTaskError as err:
+            if self._gang_broken(index):  # a member died: the others failed in a collective
+                return self._died(index, payload, key, started, err), True
             seconds = time.monotonic() - started
             self._failures.inc(tags={"kind": "error"})
             cause = err.cause if err.cause is not None else err
@@ -238,18 +327,25 @@ class GpuPool:
                 error = WorkFailed(f"render {key} failed: {type(cause).__name__}: {cause}")
             return Outcome(payload, key, error=error, seconds=seconds), False
         except RayActorError as err:
-            self._failures.inc(tags={"kind": "actor_died"})
-            log.warning("pool.actor_died key=%s actor=%d", key, index)
-            self._actors[index] = self._new_actor()
-            return Outcome(payload, key, seconds=time.monotonic() - started,
-                           error=TransientError(f"render {key}: worker died ({err}); retry")), True
+            return self._died(index, payload, key, started, err), True
         seconds = time.monotonic() - started
         self._seconds.observe(seconds)
         log.info("pool.done key=%s seconds=%.2f node=%s", key, seconds, node)
         return Outcome(payload, key, value=value, seconds=seconds, node=node), False
 
+    def _died(self, index: int, payload: P, key: str, started: float, err: Exception
+              ) -> Outcome[P]:
+        self._failures.inc(tags={"kind": "actor_died"})
+        log.warning("pool.actor_died key=%s actor=%d", key, index)
+        self._replace(index)
+        return Outcome(payload, key, seconds=time.monotonic() - started,
+                       error=TransientError(f"render {key}: worker died ({err}); retry"))
+
     def shutdown(self) -> None:
         """Stop the actors (the Ray instance itself is left to its owner)."""
-        for actor in self._actors:
-            ray.kill(actor)
+        for worker in self._actors:
+            if isinstance(worker, Gang):
+                worker.kill()
+            else:
+                ray.kill(worker)
         self._actors = []

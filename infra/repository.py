@@ -28,6 +28,7 @@ from infra.db_models import (
     Campaign,
     Deliverable,
     LineageEdge,
+    LoraRow,
     PlanRow,
     RenderJob,
     ReviewDecision,
@@ -49,8 +50,8 @@ from infra.statuses import (
 )
 from schemas.errors import InvalidTransition, NotFound
 
-__all__ = ["NO_TEAM", "Artifact", "BriefRow", "Deliverable", "RenderJob", "ReviewDecision",
-           "Team"]
+__all__ = ["NO_TEAM", "Artifact", "BriefRow", "Deliverable", "LoraRow", "RenderJob",
+           "ReviewDecision", "Team"]
 
 T = TypeVar("T", bound=Base)
 S = TypeVar("S", BriefStatus, RenderStatus, DeliverableStatus)
@@ -708,3 +709,24 @@ def set_team_token(session: Session, team: Team, token_sha256: str) -> None:
     """Replace the team's token hash (rotate, or revoke with a value no token hashes to)."""
     team.token_sha256 = token_sha256
     session.flush()
+
+
+# ---- registered LoRAs (issue 11) ---------------------------------------------------------------
+
+
+def add_lora(session: Session, *, team: str, name: str, sha256: str, files_prefix: str,
+             files: dict[str, Any]) -> LoraRow:
+    row = LoraRow(team=team, name=name, sha256=sha256, files_prefix=files_prefix, files=files)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def team_lora(session: Session, team: str, name: str) -> LoraRow | None:
+    return session.scalars(select(LoraRow).where(LoraRow.team == team,
+                                                 LoraRow.name == name)).one_or_none()
+
+
+def team_loras(session: Session, team: str) -> list[LoraRow]:
+    return list(session.scalars(select(LoraRow).where(LoraRow.team == team)
+                                .order_by(LoraRow.name)))

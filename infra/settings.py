@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     render_workers: int = Field(default=1, ge=1, description=(
         "Render actors (one per GPU on a cluster; each CPU actor loads its own model)."))
     render_gpus_per_worker: float = Field(default=0.0, ge=0, description="GPUs per render actor.")
+    render_context_parallel: int = Field(default=1, ge=1, description=(
+        "Actors per render: >1 starts gangs of this many actors on one node (a GPU each) that "
+        "split every clip's tokens (context parallel); RENDER_WORKERS then counts gangs."))
     render_max_in_flight: int | None = Field(default=None, ge=1, description=(
         "Outstanding renders at most (default: one per actor)."))
     openlineage_url: str | None = Field(default=None, description=(

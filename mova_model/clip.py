@@ -20,6 +20,20 @@ class Conditioning(StrEnum):
 
 
 @dataclass(frozen=True)
+class LoraUsed:
+    """The LoRA applied while rendering: its weights file's digest and the scales in effect."""
+
+    weights_sha256: str
+    scale: float  # the user's scale
+    scaling: float  # alpha / rank * scale, what multiplies B A x
+    merged: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights_sha256": self.weights_sha256, "scale": self.scale,
+                "scaling": self.scaling, "merged": self.merged}
+
+
+@dataclass(frozen=True)
 class ClipParams:
     """The request that made a clip, plus what the pipeline derived or decided while running it."""
 
@@ -27,11 +41,17 @@ class ClipParams:
     conditioning: Conditioning
     noise_drawn_on: str  # device type the initial noise came from ("cpu", "cuda")
     vae_tiled: bool  # the video was decoded in spatial tiles (asked for, or memory fallback)
+    attention_backend: str = "sdpa"  # the kernel that ran (MOVA_ATTENTION's choice, after fallback)
+    lora: LoraUsed | None = None
+    context_parallel: int = 1  # ranks the joint steps were split over
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-friendly record for lineage: the request's fields and the derived ones."""
         return {**self.request.to_dict(), "conditioning": self.conditioning.value,
-                "noise_drawn_on": self.noise_drawn_on, "vae_tiled": self.vae_tiled}
+                "noise_drawn_on": self.noise_drawn_on, "vae_tiled": self.vae_tiled,
+                "attention_backend": self.attention_backend,
+                "context_parallel": self.context_parallel,
+                "lora": self.lora.to_dict() if self.lora is not None else None}
 
 
 @dataclass(frozen=True)

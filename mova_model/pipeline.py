@@ -36,7 +36,7 @@ from mova_model.checkpoint import (
     load_component,
     read_config,
 )
-from mova_model.clip import Clip, ClipParams, Conditioning
+from mova_model.clip import Clip, ClipParams, Conditioning, LoraUsed
 from mova_model.config import (
     AudioDiTConfig,
     AudioVAEConfig,
@@ -282,7 +282,10 @@ class MovaPipeline:
             audio = self._decode_audio(
                 z_audio, lengths.audio_samples(request.num_frames, request.video_fps))
         params = ClipParams(request=request, conditioning=conditioning,
-                            noise_drawn_on=noise_device.type, vae_tiled=tiled)
+                            noise_drawn_on=noise_device.type, vae_tiled=tiled,
+                            attention_backend=self.attention_backend, lora=self._lora_used(),
+                            context_parallel=(self.context_parallel.world_size
+                                              if self.context_parallel else 1))
         return Clip(video=frames, audio=audio, fps=request.video_fps,
                     sample_rate=self.audio_vae_config.sample_rate, params=params)
 
@@ -436,6 +439,13 @@ class MovaPipeline:
             if name in self._modules:  # a released component is reloaded from the folder
                 self._lora.detach(name, self._modules[name])
         self._lora = None
+
+    def _lora_used(self) -> LoraUsed | None:
+        lora = self._lora
+        if lora is None:
+            return None
+        return LoraUsed(weights_sha256=lora.weights.sha256, scale=lora.scale,
+                        scaling=lora.scaling, merged=lora.merged)
 
     def _require_lora(self, action: str) -> AttachedLora:
         if self._lora is None:

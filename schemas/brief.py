@@ -120,6 +120,16 @@ class OnScreenText(Frozen):
     price: ShortText | None = None
 
 
+MAX_LORA_SCALE = 4.0  # beyond a few times its trained strength a LoRA only distorts
+
+
+class LoraChoice(Frozen):
+    """A registered LoRA (`mova-ads lora add NAME FOLDER`) and the strength to render it at."""
+
+    name: Slug
+    scale: float = Field(default=1.0, ge=-MAX_LORA_SCALE, le=MAX_LORA_SCALE)
+
+
 class Scene(Frozen):
     scene_id: Slug
     visual: LongText = Field(description="What the camera sees, in words.")
@@ -135,6 +145,8 @@ class Scene(Frozen):
         default=None, description="Crop focus point (x, y) in [0, 1] for aspect variants.")
     continue_from: Slug | None = Field(
         default=None, description="Start from the last frame of this other scene's render.")
+    lora: LoraChoice | None = Field(
+        default=None, description="This scene's LoRA, in place of the campaign's.")
 
     @field_validator("dialogue", "on_screen_text", mode="before")
     @classmethod
@@ -195,6 +207,17 @@ class Brief(Frozen):
     crossfade_s: float = Field(default=DEFAULT_CROSSFADE_SECONDS, gt=0,
                                le=MAX_CROSSFADE_SECONDS)
     brand_kit: BrandKit | None = None
+    lora: LoraChoice | None = Field(
+        default=None, description="A registered LoRA for every scene without its own.")
+
+    def lora_for(self, scene: Scene) -> LoraChoice | None:
+        return scene.lora or self.lora
+
+    def lora_uses(self) -> list[tuple[str, str]]:
+        """(path in the brief, LoRA name) of every LoRA the brief names."""
+        uses = [("lora.name", self.lora.name)] if self.lora else []
+        return uses + [(f"scenes[{i}].lora.name", s.lora.name)
+                       for i, s in enumerate(self.scenes) if s.lora]
 
     @property
     def end_card_s(self) -> float:

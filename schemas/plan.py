@@ -85,6 +85,14 @@ RequestField = Annotated[
 ]
 
 
+class LoraSpec(Frozen):
+    """The registered LoRA a render applies: its name, the digest of its files, the scale."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scale: float
+
+
 class RenderSpec(Frozen):
     """One model render: where it belongs in the plan, and the request the model runs as is.
     `key` identifies its output."""
@@ -96,6 +104,7 @@ class RenderSpec(Frozen):
     request: RequestField
     master_key: str | None = None  # audio-only: the render whose picture is kept
     checkpoint: str  # fingerprint of the model folder
+    lora: LoraSpec | None = None
 
     @model_validator(mode="after")
     def _master_matches_mode(self) -> RenderSpec:
@@ -109,7 +118,9 @@ class RenderSpec(Frozen):
     def key(self) -> str:
         """sha256 of the canonical spec (every field, the request's included): equal specs
         render the same clip."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # Without a LoRA the field is left out, so renders planned before LoRAs keep their keys.
+        body = self.model_dump(mode="json", exclude={"lora"} if self.lora is None else None)
+        canonical = json.dumps(body, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     # Read-only views used across tasks; the request stays the one definition.
@@ -214,8 +225,9 @@ def _request(profile: RenderProfile, prompt: str, mode: RenderMode,
 
 
 def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
-                  checkpoint: str) -> Plan:
+                  checkpoint: str, loras: Mapping[str, str] | None = None) -> Plan:
     """Every (scene, locale, aspect) variant, in a stable order, and the renders they need.
+    `loras` maps each LoRA name the brief uses to the digest of its registered files.
 
     lipsync: one joint render per (scene, locale, orientation), same seed for every language so
     only the speech differs. voiceover: one joint master per (scene, orientation) in the first
@@ -228,8 +240,11 @@ def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
         for orientation in sorted({ORIENTATION_FOR_ASPECT[a] for a in brief.aspects}):
             height, width = profile.size(orientation)
             seed = stable_seed(brief.seed, scene.scene_id, orientation.value)
+            choice = brief.lora_for(scene)
+            lora = None if choice is None else LoraSpec(
+                name=choice.name, sha256=(loras or {})[choice.name], scale=choice.scale)
             base = dict(scene_id=scene.scene_id, orientation=orientation,
-                        first_frame=scene.first_frame, checkpoint=checkpoint)
+                        first_frame=scene.first_frame, checkpoint=checkpoint, lora=lora)
             size = (height, width, frames)
             master: RenderSpec | None = None
             for locale in brief.locales:

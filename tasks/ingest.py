@@ -33,6 +33,7 @@ from schemas.plan import (
     plan_variants,
     with_cost,
 )
+from tasks.lora import resolve_loras
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
@@ -132,7 +133,8 @@ def brief_cost(brief: Brief, settings: Settings) -> CostEstimate:
     as estimated at submission. The plan is made with a placeholder checkpoint: counts and
     steps do not depend on it."""
     profile = RENDER_PROFILES[settings.mova_render_profile]
-    plan = plan_variants(brief, "0" * 64, profile, "estimate")
+    plan = plan_variants(brief, "0" * 64, profile, "estimate",
+                         {name: "0" * 64 for _, name in brief.lora_uses()})
     return estimate_cost(plan, settings.gpu_seconds_per_step(profile.name))
 
 
@@ -187,9 +189,11 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
         if requires_approval is not None:
             brief = brief.model_copy(update={"requires_approval": requires_approval})
         uploads, problems = _check_first_frames(services, brief, base_dir, owner)
+        with session_scope(services.engine) as session:
+            _, unknown_loras = resolve_loras(session, owner, brief)
         cost, too_big = _check_size(services, brief)
-        if problems or too_big:
-            raise BriefInvalid(problems + too_big)
+        if problems or unknown_loras or too_big:
+            raise BriefInvalid(problems + unknown_loras + too_big)
     except BriefInvalid:
         _count_invalid(services, team)
         raise
@@ -248,8 +252,12 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
         except BriefInvalid as err:
             repo.mark_brief_invalid(session, row, err.problems)
             return None
+        loras, unknown = resolve_loras(session, repo.campaign_team(row), brief)
+        if unknown:
+            repo.mark_brief_invalid(session, row, unknown)
+            return None
         profile = RENDER_PROFILES[settings.mova_render_profile]
-        plan = with_cost(plan_variants(brief, row.sha256, profile, checkpoint),
+        plan = with_cost(plan_variants(brief, row.sha256, profile, checkpoint, loras),
                          settings.gpu_seconds_per_step(profile.name))
         brief_obj = services.store.put_bytes(row.raw.encode(), f"briefs/{row.sha256}.json",
                                              content_type=BRIEF_CONTENT_TYPE)

@@ -40,6 +40,7 @@ from tasks.faults import (
     retry_delay_s,
     run_logger,
 )
+from tasks.lora import apply_lora
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
@@ -106,6 +107,7 @@ class RenderModel:
     pipeline: Any  # mova_model.pipeline.MovaPipeline
     store: ObjectStore
     settings: Settings
+    lora_sha256: str | None = None  # the registered LoRA the pipeline holds (issue 11)
 
 
 def load_render_model(settings_json: str) -> RenderModel:
@@ -116,11 +118,13 @@ def load_render_model(settings_json: str) -> RenderModel:
 
     settings = Settings.model_validate_json(settings_json)
     limit_decoded_pixels(settings.max_first_frame_pixels)  # PIL's bomb guard, at our limit
+    ranks = settings.render_context_parallel  # a gang member: the pool joined its group
     if settings.mova_device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.render_workers))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (settings.render_workers * ranks)))
     pipeline = MovaPipeline.from_pretrained(settings.checkpoint, dtype=settings.mova_dtype,
                                             device=settings.mova_device,
-                                            offload=settings.mova_offload)
+                                            offload=settings.mova_offload,
+                                            context_parallel=ranks)
     store = open_store(settings.storage, endpoint_url=settings.s3_endpoint_url,
                        region=settings.aws_region)
     return RenderModel(pipeline=pipeline, store=store, settings=settings)
@@ -149,7 +153,7 @@ def _first_frame(model: RenderModel, ref: str | None) -> Any:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any]:
+def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any] | None:
     """Generate one clip and store it; returns a RenderResult as a dict."""
     request = RenderPayload.model_validate(payload)
     spec = request.spec
@@ -159,10 +163,16 @@ def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, A
         if request.master_clip_key is None:
             raise ValueError(f"audio-only render {spec.key[:12]} has no master clip")
         video = read_clip(model.store, request.master_clip_key).video
+    model.lora_sha256 = apply_lora(model.pipeline, spec.lora, model.store,
+                                   model.settings.mova_data_dir / "lora-cache", model.lora_sha256)
     # The request was validated when the plan was made; the model runs it as is.
     clip = model.pipeline.generate(spec.request, image=_first_frame(model, spec.first_frame),
                                    video=video)
+    if model.pipeline.context_parallel is not None and model.pipeline.context_parallel.rank:
+        return None  # every rank of a gang holds the clip; rank 0 stores and answers
     params = clip.params.to_dict()
+    if spec.lora is not None:  # the registry's name and digest beside what the model applied
+        params["lora"] = {**spec.lora.model_dump(mode="json"), **params["lora"]}
     data = clip_to_npz(clip.video, clip.audio, clip.fps, clip.sample_rate, params)
     sha = sha256_bytes(data)
     stored = model.store.put_bytes(data, clip_key(sha), content_type=CLIP_CONTENT_TYPE,
@@ -183,6 +193,7 @@ def open_pool(settings: Settings) -> GpuPool:
                         num_gpus_per_worker=settings.render_gpus_per_worker,
                         num_cpus_per_worker=1.0 if settings.render_gpus_per_worker == 0 else 0.0,
                         max_in_flight=settings.render_max_in_flight,
+                        gang_size=settings.render_context_parallel,
                         address=settings.ray_address, include_dashboard=settings.ray_dashboard)
     return GpuPool(partial(load_render_model, settings.model_dump_json()), config)
 
@@ -213,8 +224,10 @@ def _key_of(artifact: repo.Artifact) -> str:
     return str(artifact.params["key"])
 
 
-def record_render(services: Services, brief_id: UUID, result: RenderResult) -> None:
-    """Clip artifact with its lineage (the plan, and the master clip for a dub); job done."""
+def record_render(services: Services, brief_id: UUID, result: RenderResult,
+                  node: str | None = None) -> None:
+    """Clip artifact with its lineage (the plan, and the master clip for a dub); job done.
+    `node`: the Ray node that rendered it (kept in the clip's params, issue 11)."""
     with session_scope(services.engine) as session:
         job = repo.get_render_job(session, result.job_id)
         spec = RenderSpec.model_validate(job.spec)
@@ -228,7 +241,8 @@ def record_render(services: Services, brief_id: UUID, result: RenderResult) -> N
             session, kind="clip", input_key=spec.key, sha256=result.sha256, uri=result.uri,
             size_bytes=result.size_bytes, content_type=CLIP_CONTENT_TYPE,
             task="render.generate", code_version=services.code_version,
-            params={"key": result.key, "spec": job.spec, "generation": result.params},
+            params={"key": result.key, "spec": job.spec, "generation": result.params,
+                    "node": node},
             checkpoint=spec.checkpoint[:64], seed=spec.seed, parents=parents)
         repo.finish_render(session, job.id, artifact, result.seconds)
 
@@ -236,6 +250,12 @@ def record_render(services: Services, brief_id: UUID, result: RenderResult) -> N
 def record_failure(services: Services, job_id: UUID, error: str) -> None:
     with session_scope(services.engine) as session:
         repo.fail_render(session, job_id, error)
+
+
+def lora_group(payload: dict[str, Any]) -> str | None:
+    """The LoRA a render needs its actor to hold (the pool routes by it)."""
+    lora = payload["spec"].get("lora")
+    return None if lora is None else str(lora["sha256"])
 
 
 @dataclass
@@ -260,13 +280,14 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
     tally = RenderTally()
     while payloads := pending_payloads(services, brief_id):
         retries_this_round = 0
-        for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["job_id"])):
+        for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["job_id"]),
+                                          group=lora_group):
             job_id = UUID(outcome.payload["job_id"])
             run_id = uuid4()
             services.lineage.start("render.generate", run_id, [])
             if outcome.ok:
                 result = RenderResult.model_validate(outcome.value)
-                record_render(services, brief_id, result)
+                record_render(services, brief_id, result, node=outcome.node)
                 services.lineage.complete("render.generate", run_id, [], [result.uri])
                 tally.rendered += 1
                 logger.info("render.done job_id=%s seconds=%.1f", job_id, result.seconds)

@@ -80,7 +80,7 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
     with engine.begin() as connection:  # empty the tables between tests, keep the schema
         connection.execute(text(
             "TRUNCATE web_session, brief_run, submission, review_decision, team, lineage_edge, "
-            "deliverable, plan, "
+            "deliverable, plan, lora, "
             "render_job, brief, campaign, artifact CASCADE"))
     engine.dispose()
 

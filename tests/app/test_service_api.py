@@ -5,6 +5,7 @@ request leaves nothing behind."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ PER_MINUTE = 6  # per team; team "flood" is the one that reaches it
 def service(database_url: str, service_factory: Callable[..., Service],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield service_factory(tmp_path_factory.mktemp("svc"), database_url,
-                          teams=("emea", "apac", "flood", "lint"), worker=False,
+                          teams=("emea", "apac", "flood", "lint", "brand"), worker=False,
                           API_MAX_BODY_BYTES=str(BODY_LIMIT),
                           API_SUBMISSIONS_PER_MINUTE=str(PER_MINUTE))
 
@@ -186,3 +187,26 @@ def test_openapi_docs_are_served(service: Service) -> None:
     spec = httpx.get(f"{service.url}/openapi.json").json()
     assert {"/api/briefs", "/api/briefs/{brief_id}", "/api/deliverables/{deliverable_id}/approve",
             "/api/deliverables/{deliverable_id}/files/{kind}"} <= set(spec["paths"])
+
+
+def test_a_brief_naming_a_lora_the_team_has_not_registered_is_422(service: Service,
+                                                                   tmp_path: Path) -> None:
+    from infra.settings import load_settings
+    from tasks.lora import register_lora
+    from tasks.services import Services
+    from tests.mova_model.test_lora import CONFIG, make_factors, write_lora
+
+    brief = _brief(campaign="lora-door", lora={"name": "mascot", "scale": 0.8})
+    with service.client("brand") as client:
+        refused = client.post("/api/briefs", json=brief)
+        assert refused.status_code == 422
+        assert refused.json()["problems"][0]["path"] == "lora.name"
+        assert "no LoRA named 'mascot'" in refused.json()["problems"][0]["message"]
+        with Services(load_settings({"MOVA_DATA_DIR": str(service.data_dir),
+                                     "DATABASE_URL": service.database_url})) as services:
+            register_lora(services, "brand", "mascot",
+                          write_lora(tmp_path / "mascot", make_factors(), CONFIG))
+        accepted = client.post("/api/briefs", json=brief)
+        assert accepted.status_code == 201, accepted.text
+    with service.client("apac") as client:  # LoRAs belong to the team that registered them
+        assert client.post("/api/briefs", json=brief).status_code == 422

@@ -99,3 +99,37 @@ def test_work_that_no_actor_can_take_comes_back_transient_instead_of_hanging(
     assert all(isinstance(o.error, TransientError) and "could be placed" in str(o.error)
                for o in outcomes)
     assert time.monotonic() - started < 60
+
+
+def hold(model: dict[str, Any], payload: str) -> dict[str, Any]:
+    """Stands for a render with a LoRA: payload 'A3' needs group A; switching costs a load."""
+    wanted = payload[0] if payload[0] != "-" else None
+    if model.get("held") != wanted:
+        model["held"] = wanted
+        model["loads"] = model.get("loads", 0) + (wanted is not None)
+    time.sleep(0.05)
+    return {"pid": model["pid"], "group": wanted, "loads": model.get("loads", 0)}
+
+
+def test_renders_are_routed_to_the_actor_already_holding_their_group(local_ray: None) -> None:
+    # Interleaved on purpose: sent in this order to whichever actor is free, each actor
+    # would switch group on nearly every call.
+    payloads = [f"{g}{i}" for i in range(4) for g in "ABC"] + ["-0", "-1"]
+    pool = GpuPool(load_counter, PoolConfig(num_workers=2, num_cpus_per_worker=0.5))
+    pool.wait_ready()
+    outcomes = list(pool.map_unordered(hold, payloads, key=str,
+                                       group=lambda p: p[0] if p[0] != "-" else None))
+    pool.shutdown()
+    assert sorted(o.payload for o in outcomes) == sorted(payloads)
+    loads = {}
+    for outcome in outcomes:
+        loads[outcome.value["pid"]] = max(loads.get(outcome.value["pid"], 0),
+                                          outcome.value["loads"])
+    for pid in loads:  # an actor's calls run one group after the other, never back and forth
+        groups = [o.value["group"] for o in outcomes if o.value["pid"] == pid]
+        runs = [g for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]]
+        assert len(runs) == len(set(runs)), f"actor {pid} went back to a group: {groups}"
+        assert loads[pid] == len(set(groups) - {None})
+    # 12 LoRA renders, 3 LoRAs: each loaded once, plus at most one second copy where the last
+    # group is shared so that both actors keep working.
+    assert 3 <= sum(loads.values()) <= 4, loads

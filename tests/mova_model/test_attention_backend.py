@@ -141,3 +141,19 @@ def test_compiled_blocks_give_the_eager_step(checkpoint: Path) -> None:
                                       video_fps=24.0))
     for found, expected in zip(outs[1], outs[0], strict=True):
         assert float((found - expected).abs().max() / expected.abs().max()) < 1e-5
+
+
+def test_the_clip_records_the_backend_that_ran(checkpoint: Path) -> None:
+    from mova_model.attention import AttentionBackend
+    from mova_model.request import GenerationRequest
+
+    pipe = MovaPipeline.from_pretrained(checkpoint, attention="sdpa")
+    request = GenerationRequest("A red ball.", height=32, width=32, num_frames=5,
+                                num_inference_steps=2, seed=1)
+    assert pipe.generate(request).params.to_dict()["attention_backend"] == "sdpa"
+    # The record is read from the pipeline's backend, whatever it is called (a GPU host would
+    # name flash_attn_3 here): a renamed backend running the same kernel shows up under its name.
+    pipe.attention = AttentionBackend("flash_attn_2", sdpa_kernel)
+    clip = pipe.generate(request)
+    assert clip.params.attention_backend == "flash_attn_2"
+    assert clip.params.to_dict()["lora"] is None

@@ -293,3 +293,20 @@ def test_the_same_layer_in_both_key_formats_is_refused(clean_pipe: MovaPipeline,
     tensors["video_dit.blocks.0.self_attn.q.lora_A.default.weight"] = torch.zeros(4, 96)
     with pytest.raises(LoraError, match="given twice"):
         clean_pipe.load_lora(write_lora(tmp_path / "dup", tensors, CONFIG))
+
+
+def test_the_clip_records_the_lora_it_was_rendered_with(clean_pipe: MovaPipeline,
+                                                        tmp_path: Path) -> None:
+    from mova_model.request import GenerationRequest
+
+    folder = write_lora(tmp_path / "lora", make_factors(), CONFIG)
+    request = GenerationRequest("A red ball.", height=32, width=32, num_frames=5,
+                                num_inference_steps=2, seed=1)
+    base = clean_pipe.generate(request)
+    clean_pipe.load_lora(folder, scale=0.5)
+    with_lora = clean_pipe.generate(request)
+    record = with_lora.params.to_dict()["lora"]
+    weights = hashlib.sha256((folder / "lora_weights.pt").read_bytes()).hexdigest()
+    assert record == {"weights_sha256": weights, "scale": 0.5, "scaling": 0.25, "merged": False}
+    assert base.params.lora is None
+    assert not (base.video == with_lora.video).all()  # the LoRA took part in the render

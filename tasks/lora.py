@@ -1,0 +1,158 @@
+"""Registered LoRAs in production (issue 11): register a folder, resolve a brief's names, and
+apply the right one inside a render actor.
+
+A LoRA is registered once per team under a name (`mova-ads lora add NAME FOLDER`): its files
+(the §13.3 folder: weights and optional config) are copied to `loras/<team>/<name>/<digest>/`
+and the name, digest and file list recorded. The digest covers every file's name and SHA-256,
+so the config's alpha/rank are part of a LoRA's identity like its weights. A name keeps its
+files forever: plans made with it stay reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy.orm import Session
+
+from infra import repository as repo
+from infra.db import session_scope
+from infra.hashing import sha256_bytes
+from infra.storage import ObjectStore
+from schemas.brief import SLUG_PATTERN, Brief
+from schemas.errors import PipelineError
+from schemas.plan import LoraSpec
+from tasks.services import Services
+
+log = logging.getLogger(__name__)
+
+LORA_CONTENT_TYPE = "application/octet-stream"
+
+
+class LoraRejected(PipelineError):
+    """A LoRA cannot be registered: bad name, unreadable folder, or the name is taken."""
+
+
+@dataclass(frozen=True)
+class RegisteredLora:
+    name: str
+    team: str
+    sha256: str
+    files: dict[str, Any]
+    created: bool  # False: the same files were registered under this name before
+
+
+def lora_files(folder: Path) -> dict[str, Path]:
+    """The §13.3 files of a LoRA folder, by name (weights, and the config when present)."""
+    from mova_model.lora import CONFIG_PT, WEIGHTS_PT, WEIGHTS_SAFETENSORS
+
+    return {name: folder / name for name in (WEIGHTS_PT, WEIGHTS_SAFETENSORS, CONFIG_PT)
+            if (folder / name).is_file()}
+
+
+def files_digest(files: dict[str, Any]) -> str:
+    """SHA-256 over `<name> <sha256>` lines of every file, sorted by name."""
+    lines = "".join(f"{name} {files[name]['sha256']}\n" for name in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def register_lora(services: Services, team: str, name: str, folder: Path) -> RegisteredLora:
+    """Check the folder parses as a LoRA (format and keys, not yet against a checkpoint: that
+    happens when a render applies it), copy its files to storage and record it."""
+    from mova_model.lora import LoraError, read_lora
+
+    if not re.match(SLUG_PATTERN, name):
+        raise LoraRejected(f"LoRA name {name!r} must be a slug: lower-case letters, digits and "
+                           "dashes, at most 63 characters")
+    try:
+        read_lora(folder)
+    except LoraError as err:
+        raise LoraRejected(str(err)) from err
+    contents = {file_name: path.read_bytes() for file_name, path in lora_files(folder).items()}
+    files = {file_name: {"sha256": sha256_bytes(data), "size_bytes": len(data)}
+             for file_name, data in contents.items()}
+    digest = files_digest(files)
+    with session_scope(services.engine) as session:
+        existing = repo.team_lora(session, team, name)
+        if existing is not None:
+            if existing.sha256 != digest:
+                raise LoraRejected(f"LoRA {name!r} of team {team} is registered with other files "
+                                   f"(sha256 {existing.sha256[:12]}); register these under a "
+                                   "new name")
+            return RegisteredLora(name, team, digest, dict(existing.files), False)
+        prefix = f"loras/{team}/{name}/{digest}/"
+        for file_name, data in contents.items():
+            services.store.put_bytes(data, prefix + file_name, content_type=LORA_CONTENT_TYPE)
+        repo.add_lora(session, team=team, name=name, sha256=digest, files_prefix=prefix,
+                      files=files)
+    log.info("lora.registered team=%s name=%s sha256=%s", team, name, digest)
+    return RegisteredLora(name, team, digest, files, True)
+
+
+def resolve_loras(session: Session, team: str, brief: Brief
+                  ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """name -> digest of every LoRA the brief names, and a problem (with its path in the brief)
+    for each name the team has not registered."""
+    known: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for path, name in brief.lora_uses():
+        row = repo.team_lora(session, team, name)
+        if row is None:
+            problems.append((path, f"no LoRA named {name!r} is registered for team {team} "
+                                   "(mova-ads lora add NAME FOLDER)"))
+        else:
+            known[name] = row.sha256
+    return known, problems
+
+
+# ---- inside the render actor ------------------------------------------------------------------
+
+
+def fetch_lora(store: ObjectStore, lora: LoraSpec, cache_dir: Path) -> Path:
+    """The LoRA's folder on this host (downloaded once per digest), checked against its digest.
+    Files are found by digest alone: the storage key carries the team, the spec does not."""
+    folder = cache_dir / lora.sha256
+    if folder.is_dir():
+        return folder
+    keys = [k for k in store.list("loras/") if k.split("/")[-2:-1] == [lora.sha256]]
+    if not keys:
+        raise LoraRejected(f"LoRA {lora.name!r} (sha256 {lora.sha256[:12]}) has no files in "
+                           "storage")
+    # Actors on one host share the cache: each downloads into its own folder, the first
+    # complete one is renamed into place.
+    staging = cache_dir / f".{lora.sha256}.{uuid4().hex}"
+    staging.mkdir(parents=True)
+    files = {}
+    for key in keys:
+        path = store.get_file(key, staging / key.rsplit("/", 1)[-1])
+        files[path.name] = {"sha256": sha256_bytes(path.read_bytes())}
+    if files_digest(files) != lora.sha256:
+        raise LoraRejected(f"LoRA {lora.name!r}: the stored files do not match sha256 "
+                           f"{lora.sha256[:12]}")
+    try:
+        staging.rename(folder)
+    except OSError:  # another actor finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def apply_lora(pipeline: Any, lora: LoraSpec | None, store: ObjectStore, cache_dir: Path,
+               loaded: str | None) -> str | None:
+    """Put the pipeline in the state a render asks for: no LoRA, or this one at this scale.
+    `loaded` is the digest the pipeline holds now; returns the one it holds after. A LoRA
+    already held is kept (only its scale is set): loading happens once per actor and LoRA."""
+    if lora is None:
+        pipeline.unload_lora()
+        return None
+    if loaded != lora.sha256 or pipeline.lora is None:
+        pipeline.load_lora(fetch_lora(store, lora, cache_dir), scale=lora.scale)
+        log.info("lora.loaded name=%s sha256=%s", lora.name, lora.sha256[:12])
+    elif pipeline.lora.scale != lora.scale:
+        pipeline.set_lora_scale(lora.scale)
+    return lora.sha256

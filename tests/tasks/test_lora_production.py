@@ -1,0 +1,176 @@
+"""LoRAs in production: `mova-ads lora add/list`, briefs naming them (unknown names refused at
+submission), the plan's render key, and a render whose clip, manifest and lineage carry the
+LoRA's name, SHA-256 and scale. Real SQLite and local storage; the tiny checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from app.cli import app
+from infra import repository as repo
+from infra.db import session_scope
+from infra.settings import load_settings
+from schemas.errors import BriefInvalid
+from schemas.plan import Plan, RenderSpec
+from tasks.ingest import plan_brief, submit_brief
+from tasks.lora import files_digest, register_lora
+from tasks.render import load_render_model, pending_payloads, render_on_worker
+from tasks.services import Services
+from tests.mova_model.test_lora import CONFIG, make_factors, write_lora
+from tests.tasks.in_process import finish_and_publish, render_all
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mova_model.make_checkpoint import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
+
+
+@pytest.fixture
+def env(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"MOVA_DATA_DIR": str(tmp_path / "data"), "MOVA_CHECKPOINT": str(checkpoint)}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)  # the CLI reads the environment
+    return values
+
+
+def _brief(lora: dict[str, object] | None = None, scene_lora: dict[str, object] | None = None
+           ) -> str:
+    """The example reduced to one render (one locale, one aspect), with the LoRAs given."""
+    brief = json.loads(json.dumps(EXAMPLE))
+    brief.update(locales=["en-US"], aspects=["16:9"], platforms=["youtube"])
+    for field in ("dialogue", "on_screen_text"):
+        brief["scenes"][0][field] = {"en-US": brief["scenes"][0][field]["en-US"]}
+    if lora is not None:
+        brief["lora"] = lora
+    if scene_lora is not None:
+        brief["scenes"][0]["lora"] = scene_lora
+    return yaml.safe_dump(brief)
+
+
+def _says(output: str, text: str) -> bool:
+    """`text` is in the CLI output, however the console wrapped its lines."""
+    return "".join(text.split()) in "".join(output.split())
+
+
+def _plan(services: Services, brief_id: UUID) -> Plan:
+    with session_scope(services.engine) as session:
+        repo.claim_submitted_briefs(session, 10, "test")
+    plan = plan_brief(services, brief_id)
+    assert plan is not None
+    return plan
+
+
+def test_lora_add_copies_the_files_and_records_name_and_digest(env: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    folder = write_lora(tmp_path / "mascot", make_factors(), CONFIG)
+    runner = CliRunner()
+    added = runner.invoke(app, ["lora", "add", "mascot", str(folder)])
+    assert added.exit_code == 0, added.output
+    files = {name: {"sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest()}
+             for name in ("lora_weights.pt", "lora_config.pt")}
+    digest = files_digest(files)
+    assert digest in added.output
+    prefix = f"loras/_local/mascot/{digest}/"
+    with Services(load_settings(env)) as services:
+        assert sorted(services.store.list(prefix)) == [prefix + "lora_config.pt",
+                                                       prefix + "lora_weights.pt"]
+        copy = services.store.get_file(prefix + "lora_weights.pt", tmp_path / "copy.pt")
+    assert copy.read_bytes() == (folder / "lora_weights.pt").read_bytes()
+    listed = runner.invoke(app, ["lora", "list"])
+    assert listed.exit_code == 0 and f"mascot  sha256 {digest}" in listed.output
+    # the same files again: nothing new; other files under the same name: refused
+    again = runner.invoke(app, ["lora", "add", "mascot", str(folder)])
+    assert again.exit_code == 0 and _says(again.output, "registered before with the same files")
+    other = write_lora(tmp_path / "other", make_factors(seed=1), CONFIG)
+    taken = runner.invoke(app, ["lora", "add", "mascot", str(other)])
+    assert taken.exit_code == 2 and _says(taken.output, "registered with other files")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "lora_weights.pt").write_bytes(b"not torch")
+    refused = runner.invoke(app, ["lora", "add", "broken", str(broken)])
+    assert refused.exit_code == 2 and _says(refused.output, "lora_weights.pt: not a tensor-only")
+    with Services(load_settings(env)) as services, session_scope(services.engine) as session:
+        assert [r.name for r in repo.team_loras(session, "_local")] == ["mascot"]
+
+
+def test_unknown_lora_names_are_rejected_at_submission(env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    brief = tmp_path / "brief.yaml"
+    brief.write_text(_brief(lora={"name": "nobody"}, scene_lora={"name": "ghost", "scale": 0.5}))
+    result = CliRunner().invoke(app, ["submit", str(brief)])
+    assert result.exit_code == 1
+    assert _says(result.output, "lora.name: no LoRA named 'nobody' is registered for team _local")
+    assert _says(result.output, "scenes[0].lora.name: no LoRA named 'ghost'")
+    with Services(load_settings(env)) as services:
+        folder = write_lora(tmp_path / "ghost", make_factors(), CONFIG)
+        register_lora(services, "emea", "ghost", folder)  # another team's LoRA is not ours
+        with pytest.raises(BriefInvalid) as caught:
+            submit_brief(services, _brief(lora={"name": "ghost"}))
+        assert caught.value.problems[0][0] == "lora.name"
+        with session_scope(services.engine) as session:
+            assert not repo.campaign_briefs(session, None), "a refused brief was stored"
+
+
+def test_the_render_key_carries_the_lora_and_its_scale(env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    with Services(load_settings(env)) as services:
+        register_lora(services, "_local", "mascot",
+                      write_lora(tmp_path / "mascot", make_factors(), CONFIG))
+        plans = [_plan(services, submit_brief(services, _brief(lora=lora)))
+                 for lora in (None, {"name": "mascot"}, {"name": "mascot", "scale": 0.5})]
+        with session_scope(services.engine) as session:
+            digest = repo.team_lora(session, "_local", "mascot").sha256  # type: ignore[union-attr]
+    plain, full, half = (p.renders[0] for p in plans)
+    assert plain.lora is None
+    assert full.lora is not None and full.lora.sha256 == digest and full.lora.scale == 1.0
+    assert len({plain.key, full.key, half.key}) == 3
+    # without a LoRA the key is what it was before LoRAs existed (reruns find their renders)
+    old = plain.model_dump(mode="json")
+    del old["lora"]
+    assert plain.key == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+    assert RenderSpec.model_validate(full.model_dump(mode="json")).key == full.key
+
+
+def test_a_lora_render_records_name_digest_and_scale_in_clip_manifest_and_lineage(
+        env: dict[str, str], tmp_path: Path) -> None:
+    with Services(load_settings(env)) as services:
+        registered = register_lora(services, "_local", "mascot",
+                                   write_lora(tmp_path / "mascot", make_factors(), CONFIG))
+        brief_id = submit_brief(services, _brief(scene_lora={"name": "mascot", "scale": 0.5}))
+        _plan(services, brief_id)
+        [payload] = pending_payloads(services, brief_id)
+        model = load_render_model(services.settings.model_dump_json())
+        # the actor holds the LoRA after its first render and does not load it again
+        first = render_on_worker(model, payload)
+        held = model.pipeline.lora
+        assert held is not None and model.lora_sha256 == registered.sha256
+        second = render_on_worker(model, payload)
+        assert model.pipeline.lora is held, "the LoRA was loaded again for the same actor"
+        assert first["sha256"] == second["sha256"]
+        render_all(services, brief_id)
+        [row] = finish_and_publish(services, brief_id)
+        assert row.published_uri is not None and row.manifest_uri is not None
+        manifest = json.loads(Path(row.manifest_uri.removeprefix("file://")).read_text())
+        with session_scope(services.engine) as session:
+            chain = repo.lineage_chain(session, row.video_artifact_id)  # type: ignore[arg-type]
+            clips = [a for _, a in chain if a.kind == "clip"]
+            clip_params = clips[0].params
+    expected = {"name": "mascot", "sha256": registered.sha256, "scale": 0.5}
+    render = manifest["render"]
+    assert {k: render["lora"][k] for k in expected} == expected
+    assert render["lora"]["scaling"] == 0.25  # alpha 8 / rank 16 * 0.5
+    assert render["attention_backend"] == "sdpa"
+    assert clip_params["spec"]["lora"] == expected
+    assert clip_params["generation"]["lora"]["sha256"] == registered.sha256
