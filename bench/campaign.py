@@ -42,9 +42,10 @@ LINES = {"en-US": "Every morning starts with one step.", "de-DE": "Jeder Morgen 
          "ar-SA": "كل صباح يبدأ بخطوة واحدة.", "zh-CN": "每个早晨都从一步开始。",
          "fr-FR": "Chaque matin commence par un pas.", "ja-JP": "毎朝は一歩から始まる。",
          "es-ES": "Cada mañana empieza con un paso.", "pt-BR": "Toda manhã começa com um passo."}
-# deliverables -> (scenes, locales, aspects). 24 is issue 15's brief: the odd scenes speak, the
-# even ones have no dialogue (one render serves every language).
+# deliverables -> (scenes, locales, aspects); the odd scenes speak, the even ones have no
+# dialogue (one render serves every language). 24 is issue 15's brief itself.
 SHAPES = {4: (1, 2, 2), 24: (2, 4, 3), 120: (5, 8, 3)}
+ISSUE_BRIEF = ROOT / "bench" / "briefs" / "issue15-2x4x3.yaml"
 ASPECTS = ["16:9", "9:16", "1:1"]
 TASK_KINDS = {"render.generate": "render", "finish.variant": "finishing",
               "publish.deliverable": "publishing", "plan.variants": "planning",
@@ -52,6 +53,8 @@ TASK_KINDS = {"render.generate": "render", "finish.variant": "finishing",
 
 
 def campaign_brief(deliverables: int) -> dict[str, Any]:
+    if deliverables == 24:
+        return dict(yaml.safe_load(ISSUE_BRIEF.read_text()))
     scenes, locales, aspects = SHAPES[deliverables]
     chosen = LOCALES[:locales]
     brief: dict[str, Any] = {
