@@ -212,7 +212,8 @@ def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]
     with session_scope(services.engine) as session:
         jobs = repo.brief_render_jobs(session, brief_id)
         payloads = []
-        for job in sorted(jobs.values(), key=lambda j: j.spec_key):
+        # Inputs before the renders that need them, so a failure settles a whole chain at once.
+        for job in sorted(jobs.values(), key=lambda j: (_depth(jobs, j.spec_key), j.spec_key)):
             if job.status in RENDER_SETTLED:
                 continue
             spec = RenderSpec.model_validate(job.spec)
@@ -240,6 +241,14 @@ def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]
             payloads.append(RenderPayload(job_id=job.id, spec=spec,
                                           **inputs).model_dump(mode="json"))
     return payloads
+
+
+def _depth(jobs: dict[str, repo.RenderJob], key: str) -> int:
+    """How many renders stand before this one (masters, continued scenes); chains are short
+    and loop-free (the brief's validation refuses loops)."""
+    spec = jobs[key].spec
+    inputs = [spec[name] for name in ("master_key", "continue_from") if spec.get(name) in jobs]
+    return 1 + max((_depth(jobs, k) for k in inputs), default=-1)
 
 
 def _key_of(artifact: repo.Artifact) -> str:

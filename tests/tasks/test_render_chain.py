@@ -20,7 +20,7 @@ from infra.statuses import DeliverableStatus, RenderStatus
 from mova_model.pipeline import MovaPipeline
 from schemas.plan import RenderSpec
 from tasks.ingest import plan_brief, submit_brief
-from tasks.render import RenderResult, pending_payloads, read_clip, record_render
+from tasks.render import pending_payloads, read_clip
 from tasks.retake import retake
 from tasks.services import Services
 from tests.tasks.in_process import render_all
@@ -28,8 +28,10 @@ from tests.tasks.in_process import render_all
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _brief(locales: list[str], aspects: list[str], dubbing: str = "lipsync") -> str:
-    """Three half-second scenes: `intro` speaks, `hero` continues it, `outro` stands alone."""
+def _brief(locales: list[str], aspects: list[str], dubbing: str = "lipsync",
+           chain_outro: bool = False) -> str:
+    """Three half-second scenes: `intro` speaks, `hero` continues it, `outro` stands alone (or
+    continues `hero` with `chain_outro`)."""
     brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
     intro = brief["scenes"][0]
     intro.update(scene_id="intro", duration_s=0.5)
@@ -38,6 +40,8 @@ def _brief(locales: list[str], aspects: list[str], dubbing: str = "lipsync") -> 
     hero = {"scene_id": "hero", "visual": "The shoe in close-up on the wet pavement.",
             "duration_s": 0.5, "continue_from": "intro"}
     outro = {"scene_id": "outro", "visual": "The logo on white.", "duration_s": 0.5}
+    if chain_outro:
+        outro["continue_from"] = "hero"
     brief.update(locales=locales, aspects=aspects, dubbing=dubbing, scenes=[intro, hero, outro])
     return yaml.safe_dump(brief, allow_unicode=True)
 
@@ -99,32 +103,31 @@ def test_a_continued_scene_renders_after_and_from_its_predecessors_last_frame(
     assert not np.array_equal(pipe.generate(request).video, hero_clip.video)
 
 
-def test_a_failed_predecessor_fails_the_continued_render_with_the_reason(
+def test_a_failed_predecessor_fails_the_chain_after_it_with_the_reason(
         tmp_path: Path, checkpoint: Path) -> None:
-    services, brief_id = _planned(tmp_path, checkpoint, _brief(["en-US"], ["16:9"]))
-    intro = _render_key(services, brief_id, "intro/en-US/16:9")
-    hero = _render_key(services, brief_id, "hero/en-US/16:9")
-    payloads = pending_payloads(services, brief_id)
+    services, brief_id = _planned(tmp_path, checkpoint,
+                                  _brief(["en-US"], ["16:9"], chain_outro=True))
+    intro, hero, outro = (_render_key(services, brief_id, f"{s}/en-US/16:9")
+                          for s in ("intro", "hero", "outro"))
+    assert [p["spec"]["scene_id"] for p in pending_payloads(services, brief_id)] == ["intro"]
     with session_scope(services.engine) as session:
         repo.fail_render(session, repo.render_job(session, intro).id, "CUDA out of memory")
-    # outro renders for real; intro's failure then settles hero instead of leaving it waiting.
-    from tasks.render import load_render_model, render_on_worker
-
-    model = load_render_model(services.settings.model_dump_json())
-    outro = next(p for p in payloads if p["spec"]["scene_id"] == "outro")
-    record_render(services, brief_id, RenderResult.model_validate(render_on_worker(model, outro)))
+    # One pass settles the whole chain: nothing is left waiting for a render that never comes.
     assert pending_payloads(services, brief_id) == []
     with session_scope(services.engine) as session:
-        job = repo.render_job(session, hero)
-        assert job.status == RenderStatus.FAILED
-        assert job.error == ("the render of the scene it continues (intro) failed: "
-                             "CUDA out of memory")
+        jobs = repo.render_jobs(session, [hero, outro])
+        assert {job.status for job in jobs.values()} == {RenderStatus.FAILED}
+        assert jobs[hero].error == ("the render of the scene it continues (intro) failed: "
+                                    "CUDA out of memory")
+        assert jobs[outro].error.startswith("the render of the scene it continues (hero) "
+                                            "failed: the render of the scene it continues "
+                                            "(intro)")
 
 
 def test_a_retake_moves_the_chain_after_it_in_that_language_and_aspect_only(
         tmp_path: Path, checkpoint: Path) -> None:
     services, brief_id = _planned(tmp_path, checkpoint,
-                                  _brief(["en-US", "de-DE"], ["16:9", "1:1"]))
+                                  _brief(["en-US", "de-DE"], ["16:9", "1:1"], chain_outro=True))
     names = [f"{s}/{loc}/{a}" for s in ("intro", "hero", "outro") for loc in ("en-US", "de-DE")
              for a in ("16:9", "1:1")]
     before = {name: _render_key(services, brief_id, name) for name in names}
@@ -134,11 +137,13 @@ def test_a_retake_moves_the_chain_after_it_in_that_language_and_aspect_only(
         spec = RenderSpec.model_validate(repo.render_job(session, row.render_key).spec)
         moved = retake(session, row, spec.with_seed(spec.seed + 1), error="QC failed",
                        reset_attempts=False)
-    assert moved == ["hero/en-US/16:9"]
+    assert moved == ["hero/en-US/16:9", "outro/en-US/16:9"]  # the chain, transitively
     after = {name: _render_key(services, brief_id, name) for name in names}
-    assert {n for n in names if after[n] != before[n]} == {"intro/en-US/16:9", "hero/en-US/16:9"}
+    assert {n for n in names if after[n] != before[n]} == {
+        "intro/en-US/16:9", "hero/en-US/16:9", "outro/en-US/16:9"}
     new_hero = _spec(services, after["hero/en-US/16:9"])
     assert new_hero.continue_from == after["intro/en-US/16:9"]
+    assert _spec(services, after["outro/en-US/16:9"]).continue_from == after["hero/en-US/16:9"]
     assert new_hero.seed == _spec(services, before["hero/en-US/16:9"]).seed  # same take
     with session_scope(services.engine) as session:
         statuses = {d.name: d.status for d in repo.get_brief(session, brief_id).deliverables}
