@@ -31,7 +31,10 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 def _brief(first_frame: str, campaign: str) -> str:
     brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
     brief.update(campaign=campaign, locales=["en-US"], aspects=["16:9"])
-    brief["scenes"][0].update(first_frame=first_frame, duration_s=0.5)
+    scene = brief["scenes"][0]
+    scene.update(first_frame=first_frame, duration_s=0.5)
+    for per_locale in (scene["dialogue"], scene["on_screen_text"]):
+        per_locale.pop("de-DE")
     return yaml.safe_dump(brief, allow_unicode=True)
 
 
