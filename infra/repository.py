@@ -41,6 +41,7 @@ from infra.statuses import (
     BRIEF_TO_PRODUCE,
     BRIEF_WAITING,
     DELIVERABLE_SETTLED,
+    DELIVERABLE_TRANSITIONS,
     BriefStatus,
     DeliverableStatus,
     RenderStatus,
@@ -327,11 +328,16 @@ def render_jobs(session: Session, spec_keys: Iterable[str]) -> dict[str, RenderJ
 
 
 def brief_render_jobs(session: Session, brief_id: UUID) -> dict[str, RenderJob]:
-    """Every render job the brief's variants use, and the masters their dubs wait for."""
+    """Every render job the brief's variants use, and the renders those wait for (a dub's
+    master, the render a continued scene starts from), transitively."""
     brief = get_brief(session, brief_id)
     jobs = render_jobs(session, [d.render_key for d in brief.deliverables])
-    masters = {job.spec.get("master_key") for job in jobs.values()} - {None}
-    jobs.update(render_jobs(session, [str(m) for m in masters]))
+    new = jobs
+    while new:
+        inputs = {str(job.spec[name]) for job in new.values()
+                  for name in ("master_key", "continue_from") if job.spec.get(name)}
+        new = render_jobs(session, inputs - set(jobs))
+        jobs.update(new)
     return jobs
 
 
@@ -355,6 +361,19 @@ def fail_render(session: Session, job_id: UUID, error: str) -> None:
     job = get_render_job(session, job_id)
     job.error = error[:4000]
     transition(job, RenderStatus.FAILED)
+
+
+def follow_render(row: Deliverable, render_key: str, reason: str) -> bool:
+    """Point a variant at a new render because a render it depends on changed (the scene it
+    continues was re-rendered); it waits for it, its QC attempts unchanged. A variant in
+    review, approved or published is left as it is: False."""
+    if row.status != DeliverableStatus.PENDING:
+        if DeliverableStatus.PENDING not in DELIVERABLE_TRANSITIONS[DeliverableStatus(row.status)]:
+            return False
+        transition(row, DeliverableStatus.PENDING)
+        row.error = reason
+    row.render_key = render_key
+    return True
 
 
 def render_progress(session: Session) -> tuple[Counter[str], Counter[str]]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 from mova_model.request import RELEASE_NEGATIVE_PROMPT, GenerationRequest, GuidanceMode
 from mova_model.request import RenderMode as RenderMode  # re-exported: tasks import it from here
 from schemas.brief import Aspect, Brief, DubbingStrategy, Scene
+from schemas.spot import render_order
 
 VIDEO_FPS = 24.0
 MAX_FRAMES = 193
@@ -93,34 +94,78 @@ class LoraSpec(Frozen):
     scale: float
 
 
-class RenderSpec(Frozen):
-    """One model render: where it belongs in the plan, and the request the model runs as is.
-    `key` identifies its output."""
+# Where a render sits in the plan and where its first frame is read from: kept with the spec for
+# people and workers, left out of the key (they do not change what the model computes).
+PLACEMENT_FIELDS = frozenset({"scene_id", "orientation", "first_frame"})
 
-    scene_id: str
-    locale: str
-    orientation: Orientation
-    first_frame: str | None
+# The flat layout stored before the GenerationRequest was nested in the spec (commit a6a6627):
+# old field name -> request field.
+_FLAT_REQUEST_FIELDS = {
+    "prompt": "prompt", "negative_prompt": "negative_prompt", "height": "height",
+    "width": "width", "num_frames": "num_frames", "video_fps": "video_fps",
+    "steps": "num_inference_steps", "cfg_scale": "cfg_scale", "guidance_mode": "guidance_mode",
+    "bridge_scale": "bridge_scale", "seed": "seed", "mode": "mode",
+}
+
+
+class RenderSpec(Frozen):
+    """One model render: the request the model runs as is, its inputs, and where it sits in the
+    plan. `key` identifies its output and hashes exactly what enters the model, so every
+    variant (language, aspect) that needs the same render shares one."""
+
+    scene_id: str  # the scene it renders (placement only)
+    orientation: Orientation  # placement only: the size is in the request
+    first_frame: str | None = None  # where the first-frame image is read (placement only)
+    first_frame_sha256: str | None = None  # that image's content: what the model sees
+    # Continuity: the render whose last frame is this render's first frame. Its key stands for
+    # that frame's content (a key has exactly one stored clip), so it is known at plan time.
+    continue_from: str | None = None
     request: RequestField
     master_key: str | None = None  # audio-only: the render whose picture is kept
     checkpoint: str  # fingerprint of the model folder
     lora: LoraSpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_stored_layouts(cls, data: Any) -> Any:
+        """Specs stored by earlier versions load as they are: the flat layout (request fields
+        at the top, `steps` for num_inference_steps) and both earlier layouts' `locale`, which
+        never entered the model. Their rows keep the keys they were stored under."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        data.pop("locale", None)
+        if "request" not in data and "prompt" in data:
+            data["request"] = {new: data.pop(old) for old, new in _FLAT_REQUEST_FIELDS.items()
+                               if old in data}
+        return data
+
     @model_validator(mode="after")
-    def _master_matches_mode(self) -> RenderSpec:
+    def _inputs_agree(self) -> RenderSpec:
         if (self.request.mode is RenderMode.AUDIO_ONLY) != (self.master_key is not None):
             raise ValueError(f"mode={self.request.mode.value} with master_key="
                              f"{self.master_key!r}: an audio-only render needs the key of the "
                              "render whose picture it keeps, a joint render has none")
+        if self.first_frame_sha256 is not None and self.first_frame is None:
+            raise ValueError("first_frame_sha256 without the first_frame it is the hash of")
+        if self.continue_from is not None and (self.first_frame is not None
+                                               or self.master_key is not None):
+            raise ValueError("a continued render starts from its predecessor's last frame; it "
+                             "has no first_frame image and is not an audio-only dub")
         return self
 
     @property
     def key(self) -> str:
-        """sha256 of the canonical spec (every field, the request's included): equal specs
-        render the same clip."""
-        # Without a LoRA the field is left out, so renders planned before LoRAs keep their keys.
-        body = self.model_dump(mode="json", exclude={"lora"} if self.lora is None else None)
-        canonical = json.dumps(body, sort_keys=True)
+        """sha256 of what enters the model: the request, the first frame's content (or the
+        render it continues), the master picture of a dub, the checkpoint, and any further
+        model input added to the spec. Unset inputs are left out, so adding an optional input
+        keeps the keys of renders that do not use it."""
+        spec = self.model_dump(mode="json")
+        inputs = {name: value for name, value in spec.items()
+                  if name not in PLACEMENT_FIELDS and value is not None}
+        if self.first_frame is not None and self.first_frame_sha256 is None:
+            inputs["first_frame"] = self.first_frame  # a stored spec from before content hashes
+        canonical = json.dumps(inputs, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     # Read-only views used across tasks; the request stays the one definition.
@@ -148,9 +193,19 @@ class RenderSpec(Frozen):
     def num_frames(self) -> int:
         return self.request.num_frames
 
+    @property
+    def picture_key(self) -> str:
+        """The render whose picture this render's clip shows: its master for an audio-only
+        dub, else itself. A scene continued from this one starts from that picture."""
+        return self.master_key or self.key
+
     def with_seed(self, seed: int) -> RenderSpec:
         """The same render with another seed (validated again)."""
         return self.model_copy(update={"request": dataclasses.replace(self.request, seed=seed)})
+
+    def continuing(self, key: str) -> RenderSpec:
+        """The same render started from the last frame of render `key` instead."""
+        return RenderSpec.model_validate({**self.model_dump(mode="json"), "continue_from": key})
 
 
 class VariantSpec(Frozen):
@@ -224,44 +279,67 @@ def _request(profile: RenderProfile, prompt: str, mode: RenderMode,
     )
 
 
-def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile,
-                  checkpoint: str, loras: Mapping[str, str] | None = None) -> Plan:
+def plan_variants(brief: Brief, brief_sha256: str, profile: RenderProfile, checkpoint: str,
+                  first_frames: Mapping[str, str] | None = None,
+                  loras: Mapping[str, str] | None = None) -> Plan:
     """Every (scene, locale, aspect) variant, in a stable order, and the renders they need.
     `loras` maps each LoRA name the brief uses to the digest of its registered files.
 
-    lipsync: one joint render per (scene, locale, orientation), same seed for every language so
-    only the speech differs. voiceover: one joint master per (scene, orientation) in the first
-    locale, then an audio-only render per other locale on the master's locked picture.
+    A render is keyed by what enters the model (see `RenderSpec.key`), so variants that need
+    the same one share it: a scene without speech is rendered once per orientation for every
+    language. lipsync: one joint render per (scene, orientation) and distinct prompt (each
+    language's line), the same seed for every language so only the speech differs. voiceover:
+    one joint master per (scene, orientation) in the first locale, then an audio-only render per
+    language whose prompt differs from the master's. Scenes are planned in `render_order`: a
+    scene with `continue_from` starts from the picture its predecessor shows in the same
+    language and orientation. `first_frames` maps each first-frame reference of the brief to
+    the sha256 of its content (what the model sees); a reference missing from it is an error.
     """
+    shas = first_frames or {}
+    scenes = {scene.scene_id: scene for scene in brief.scenes}
     renders: dict[str, RenderSpec] = {}
     variants: list[VariantSpec] = []
-    for scene in brief.scenes:
+    picture: dict[tuple[str, str, Orientation], str] = {}  # (scene, locale, orientation) -> key
+    for scene_id in render_order(brief):
+        scene = scenes[scene_id]
         frames = frames_for_duration(scene.duration_s)
+        first_sha = None
+        if scene.first_frame is not None:
+            if scene.first_frame not in shas:
+                raise KeyError(f"no content hash for the first frame {scene.first_frame!r} of "
+                               f"scene {scene_id!r}")
+            first_sha = shas[scene.first_frame]
         for orientation in sorted({ORIENTATION_FOR_ASPECT[a] for a in brief.aspects}):
             height, width = profile.size(orientation)
-            seed = stable_seed(brief.seed, scene.scene_id, orientation.value)
+            seed = stable_seed(brief.seed, scene_id, orientation.value)
             choice = brief.lora_for(scene)
             lora = None if choice is None else LoraSpec(
                 name=choice.name, sha256=(loras or {})[choice.name], scale=choice.scale)
-            base = dict(scene_id=scene.scene_id, orientation=orientation,
-                        first_frame=scene.first_frame, checkpoint=checkpoint, lora=lora)
             size = (height, width, frames)
             master: RenderSpec | None = None
             for locale in brief.locales:
                 prompt = build_prompt(brief, scene, locale)
+                place = dict(scene_id=scene_id, orientation=orientation, checkpoint=checkpoint,
+                             lora=lora)
                 if brief.dubbing == DubbingStrategy.VOICEOVER and master is not None:
-                    request = _request(profile, prompt, RenderMode.AUDIO_ONLY, size, seed)
-                    spec = RenderSpec(locale=locale, request=request, master_key=master.key,
-                                      **base)  # type: ignore[arg-type]
+                    spec = master  # the master's own soundtrack serves a language it fits
+                    if prompt != master.prompt:
+                        request = _request(profile, prompt, RenderMode.AUDIO_ONLY, size, seed)
+                        spec = RenderSpec(request=request, master_key=master.key,
+                                          **place)  # type: ignore[arg-type]
                 else:
                     request = _request(profile, prompt, RenderMode.JOINT, size, seed)
-                    spec = RenderSpec(locale=locale, request=request,
-                                      **base)  # type: ignore[arg-type]
+                    previous = (picture[(scene.continue_from, locale, orientation)]
+                                if scene.continue_from is not None else None)
+                    spec = RenderSpec(request=request, first_frame=scene.first_frame,
+                                      first_frame_sha256=first_sha, continue_from=previous,
+                                      **place)  # type: ignore[arg-type]
                     master = master or spec
                 renders[spec.key] = spec
+                picture[(scene_id, locale, orientation)] = spec.picture_key
                 for aspect in brief.aspects:
                     if ORIENTATION_FOR_ASPECT[aspect] is orientation:
-                        variants.append(VariantSpec(scene_id=scene.scene_id, locale=locale,
+                        variants.append(VariantSpec(scene_id=scene_id, locale=locale,
                                                     aspect=aspect, duration_s=scene.duration_s,
                                                     render_key=spec.key))
     variants.sort(key=lambda v: (v.scene_id, v.locale, v.aspect.value))

@@ -25,6 +25,7 @@ from tasks.captions import caption_cues
 from tasks.finishing import finish_clip
 from tasks.qc import QCAction, next_action
 from tasks.render import read_clip
+from tasks.retake import retake
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
@@ -90,11 +91,9 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
             repo.accept_deliverable(row)
         elif action == QCAction.RETRY:
             # A new render with the next seed; the variant waits for it.
-            retry = spec.with_seed(spec.seed + row.attempts + 1)
-            repo.ensure_render_job(session, retry.key, retry.model_dump(mode="json"))
-            repo.rerender_deliverable(row, retry.key, reset_attempts=False,
-                                      error="QC failed, re-rendering: "
-                                      + "; ".join(report.failures))
+            retake(session, row, spec.with_seed(spec.seed + row.attempts + 1),
+                   reset_attempts=False,
+                   error="QC failed, re-rendering: " + "; ".join(report.failures))
         else:
             repo.fail_deliverable(row, "QC failed: " + "; ".join(report.failures))
         return row.status

@@ -34,6 +34,7 @@ from schemas.plan import (
     with_cost,
 )
 from tasks.lora import resolve_loras
+from tasks.render import fetch_first_frame
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
@@ -133,7 +134,10 @@ def brief_cost(brief: Brief, settings: Settings) -> CostEstimate:
     as estimated at submission. The plan is made with a placeholder checkpoint: counts and
     steps do not depend on it."""
     profile = RENDER_PROFILES[settings.mova_render_profile]
-    plan = plan_variants(brief, "0" * 64, profile, "estimate",
+    # Counts and steps depend on neither the checkpoint, the first frames' content nor the
+    # LoRAs' files.
+    placeholder = {s.first_frame: "0" * 64 for s in brief.scenes if s.first_frame is not None}
+    plan = plan_variants(brief, "0" * 64, profile, "estimate", placeholder,
                          {name: "0" * 64 for _, name in brief.lora_uses()})
     return estimate_cost(plan, settings.gpu_seconds_per_step(profile.name))
 
@@ -238,6 +242,20 @@ def submit_brief(services: Services, raw: bytes | str, *, fmt: str | None = None
                   requires_approval=requires_approval).brief_id
 
 
+def first_frame_hashes(services: Services, brief: Brief) -> dict[str, str]:
+    """sha256 of each first-frame image the brief names, read from storage: a render key holds
+    what the model sees, not where it was read from."""
+    hashes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scene in brief.scenes:
+            ref = scene.first_frame
+            if ref is None or ref in hashes:
+                continue
+            path = fetch_first_frame(services.settings, services.store, ref, Path(tmp) / "f")
+            hashes[ref] = sha256_bytes(path.read_bytes())
+    return hashes
+
+
 def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
     """Validate the claimed brief again, store it and its plan, create render jobs and
     deliverable rows. Returns None (brief marked invalid) if it no longer validates."""
@@ -257,7 +275,8 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
             repo.mark_brief_invalid(session, row, unknown)
             return None
         profile = RENDER_PROFILES[settings.mova_render_profile]
-        plan = with_cost(plan_variants(brief, row.sha256, profile, checkpoint, loras),
+        plan = with_cost(plan_variants(brief, row.sha256, profile, checkpoint,
+                                       first_frame_hashes(services, brief), loras),
                          settings.gpu_seconds_per_step(profile.name))
         brief_obj = services.store.put_bytes(row.raw.encode(), f"briefs/{row.sha256}.json",
                                              content_type=BRIEF_CONTENT_TYPE)

@@ -52,6 +52,7 @@ class RenderPayload(BaseModel):
     job_id: UUID
     spec: RenderSpec
     master_clip_key: str | None = None
+    previous_clip_key: str | None = None  # continuity: the clip whose last frame starts this one
 
 
 class RenderResult(BaseModel):
@@ -130,27 +131,47 @@ def load_render_model(settings_json: str) -> RenderModel:
     return RenderModel(pipeline=pipeline, store=store, settings=settings)
 
 
-def _first_frame(model: RenderModel, ref: str | None) -> Any:
-    """The scene's first frame, checked again as at submission (an S3 object can be replaced
-    since, and PIL's own guard only refuses twice its limit): ImageRejected, a permanent
-    error with a reason for the team, instead of decoding whatever is there now."""
-    if ref is None:
-        return None
+def fetch_first_frame(settings: Settings, store: ObjectStore, ref: str, dest: Path) -> Path:
+    """A brief's first-frame image into `dest`: a key of our store, or an s3:// URI."""
+    if ref.startswith("s3://"):
+        parsed = urlparse(ref)
+        store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
+                           region=settings.aws_region)
+        ref = parsed.path.lstrip("/")
+    return store.get_file(ref, dest)
+
+
+def _first_frame(model: RenderModel, request: RenderPayload) -> tuple[Any, dict[str, Any]]:
+    """The first-frame condition of a render (None for text only) and what it was, for the
+    clip's params: the continued clip's last frame, or the brief's image checked against the
+    hash the render key was made with."""
+    spec = request.spec
+    if spec.continue_from is not None:
+        if request.previous_clip_key is None:
+            raise ValueError(f"render {spec.key[:12]} continues {spec.continue_from[:12]} but "
+                             "was sent without that clip")
+        frame = np.ascontiguousarray(read_clip(model.store, request.previous_clip_key).video[-1])
+        return frame, {"continues": spec.continue_from, "sha256": sha256_bytes(frame.tobytes()),
+                       "shape": list(frame.shape)}
+    if spec.first_frame is None:
+        return None, {}
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
-        if ref.startswith("s3://"):
-            parsed = urlparse(ref)
-            store = open_store(f"s3://{parsed.netloc}", endpoint_url=model.settings.s3_endpoint_url,
-                               region=model.settings.aws_region)
-            path = store.get_file(parsed.path.lstrip("/"), Path(tmp) / "first")
-        else:
-            path = model.store.get_file(ref, Path(tmp) / "first")
+        path = fetch_first_frame(model.settings, model.store, spec.first_frame, Path(tmp) / "f")
         data = path.read_bytes()
-    settings = model.settings
-    verify_image(data, max_pixels=settings.max_first_frame_pixels,
-                 max_bytes=settings.max_first_frame_bytes)
-    return Image.open(io.BytesIO(data)).convert("RGB")
+        # Checked again as at submission (an S3 object can be replaced since, and PIL's own
+        # guard only refuses at twice its limit): ImageRejected, a permanent error with a
+        # reason for the team, instead of decoding whatever is there now.
+        verify_image(data, max_pixels=model.settings.max_first_frame_pixels,
+                     max_bytes=model.settings.max_first_frame_bytes)
+        sha = sha256_bytes(data)
+        if spec.first_frame_sha256 is not None and sha != spec.first_frame_sha256:
+            raise ValueError(f"first frame {spec.first_frame} changed since the brief was "
+                             f"planned (sha256 {sha[:12]}, planned {spec.first_frame_sha256[:12]})"
+                             "; submit the brief again")
+        return Image.open(io.BytesIO(data)).convert("RGB"), {"ref": spec.first_frame,
+                                                             "sha256": sha}
 
 
 def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -165,14 +186,16 @@ def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, A
         video = read_clip(model.store, request.master_clip_key).video
     model.lora_sha256 = apply_lora(model.pipeline, spec.lora, model.store,
                                    model.settings.mova_data_dir / "lora-cache", model.lora_sha256)
+    image, first_frame = _first_frame(model, request)
     # The request was validated when the plan was made; the model runs it as is.
-    clip = model.pipeline.generate(spec.request, image=_first_frame(model, spec.first_frame),
-                                   video=video)
+    clip = model.pipeline.generate(spec.request, image=image, video=video)
     if model.pipeline.context_parallel is not None and model.pipeline.context_parallel.rank:
         return None  # every rank of a gang holds the clip; rank 0 stores and answers
     params = clip.params.to_dict()
     if spec.lora is not None:  # the registry's name and digest beside what the model applied
         params["lora"] = {**spec.lora.model_dump(mode="json"), **params["lora"]}
+    if first_frame:
+        params["first_frame"] = first_frame
     data = clip_to_npz(clip.video, clip.audio, clip.fps, clip.sample_rate, params)
     sha = sha256_bytes(data)
     stored = model.store.put_bytes(data, clip_key(sha), content_type=CLIP_CONTENT_TYPE,
@@ -199,25 +222,49 @@ def open_pool(settings: Settings) -> GpuPool:
 
 
 def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]:
-    """Render jobs of this brief that still need running and can run now (an audio-only job
-    waits for its master). Jobs a dead run left `running` are taken again."""
+    """Render jobs of this brief that still need running and can run now: a dub waits for its
+    master, a continued scene for the render it continues (and fails, with the reason, when
+    that one failed). Jobs a dead run left `running` are taken again."""
     with session_scope(services.engine) as session:
         jobs = repo.brief_render_jobs(session, brief_id)
         payloads = []
-        for job in sorted(jobs.values(), key=lambda j: j.spec_key):
+        # Inputs before the renders that need them, so a failure settles a whole chain at once.
+        for job in sorted(jobs.values(), key=lambda j: (_depth(jobs, j.spec_key), j.spec_key)):
             if job.status in RENDER_SETTLED:
                 continue
             spec = RenderSpec.model_validate(job.spec)
-            master_clip = None
-            if spec.master_key is not None:
-                master = jobs[spec.master_key]
-                if master.status != RenderStatus.DONE or master.clip is None:
+            inputs: dict[str, str | None] = {"master_clip_key": None, "previous_clip_key": None}
+            blocked = False
+            sources = (("master_clip_key", spec.master_key, "master picture"),
+                       ("previous_clip_key", spec.continue_from, "scene it continues"))
+            for name, key, role in sources:
+                if key is None:
                     continue
-                master_clip = _key_of(master.clip)
+                needed = jobs[key]
+                if needed.status == RenderStatus.FAILED:
+                    repo.start_render(job)
+                    repo.fail_render(session, job.id, f"the render of the {role} "
+                                     f"({needed.spec['scene_id']}) failed: {needed.error}")
+                    blocked = True
+                    break
+                if needed.status != RenderStatus.DONE or needed.clip is None:
+                    blocked = True
+                    break
+                inputs[name] = _key_of(needed.clip)
+            if blocked:
+                continue
             repo.start_render(job)
             payloads.append(RenderPayload(job_id=job.id, spec=spec,
-                                          master_clip_key=master_clip).model_dump(mode="json"))
+                                          **inputs).model_dump(mode="json"))
     return payloads
+
+
+def _depth(jobs: dict[str, repo.RenderJob], key: str) -> int:
+    """How many renders stand before this one (masters, continued scenes); chains are short
+    and loop-free (the brief's validation refuses loops)."""
+    spec = jobs[key].spec
+    inputs = [spec[name] for name in ("master_key", "continue_from") if spec.get(name) in jobs]
+    return 1 + max((_depth(jobs, k) for k in inputs), default=-1)
 
 
 def _key_of(artifact: repo.Artifact) -> str:
@@ -233,12 +280,11 @@ def record_render(services: Services, brief_id: UUID, result: RenderResult,
         spec = RenderSpec.model_validate(job.spec)
         plan = repo.plan_artifact(session, repo.get_brief(session, brief_id))
         parents = [plan] if plan is not None else []
-        if spec.master_key is not None:
-            master = repo.render_job(session, spec.master_key)
-            if master.clip is not None:
-                parents.append(master.clip)
+        for source in (spec.master_key, spec.continue_from):  # the master, the continued clip
+            if source is not None and (clip := repo.render_job(session, source).clip) is not None:
+                parents.append(clip)
         artifact = repo.add_artifact(
-            session, kind="clip", input_key=spec.key, sha256=result.sha256, uri=result.uri,
+            session, kind="clip", input_key=job.spec_key, sha256=result.sha256, uri=result.uri,
             size_bytes=result.size_bytes, content_type=CLIP_CONTENT_TYPE,
             task="render.generate", code_version=services.code_version,
             params={"key": result.key, "spec": job.spec, "generation": result.params,

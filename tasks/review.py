@@ -23,6 +23,7 @@ from infra.statuses import BRIEF_CLOSED, BriefStatus, DeliverableStatus, ReviewV
 from schemas.errors import InvalidTransition
 from schemas.plan import RenderSpec
 from tasks.deliver import publish_files
+from tasks.retake import retake
 from tasks.services import Services
 
 
@@ -85,9 +86,8 @@ def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str
             spec = RenderSpec.model_validate(repo.render_job(session, row.render_key).spec)
             # Seeds only grow (QC retries add to the current one), so +1 is always unused.
             retry = spec.with_seed(spec.seed + 1)
-            repo.ensure_render_job(session, retry.key, retry.model_dump(mode="json"))
             new_seed = retry.seed
-            repo.rerender_deliverable(row, retry.key, error=None, reset_attempts=True)
+            retake(session, row, retry, error=None, reset_attempts=True)
             if row.brief.status in BRIEF_CLOSED:
                 repo.transition(row.brief, BriefStatus.PLANNED)
         _record(services, session, row, decision=ReviewVerdict.REJECT, team=team, reviewer=reviewer,
