@@ -221,8 +221,12 @@ def test_the_render_worker_checks_a_first_frame_again_before_decoding_it(
     """The object behind a checked first frame can change before its render (an S3 prefix
     is the team's own bucket); PIL's guard only refuses twice its limit, so the worker runs
     the same check as the door and fails the render with the reason."""
+    from uuid import uuid4
+
     from infra.images import ImageRejected
-    from tasks.render import RenderModel, _first_frame
+    from mova_model.request import GenerationRequest
+    from schemas.plan import Orientation, RenderSpec
+    from tasks.render import RenderModel, RenderPayload, _first_frame
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -236,12 +240,18 @@ def test_the_render_worker_checks_a_first_frame_again_before_decoding_it(
             key = yaml.safe_load(repo.get_brief(session, ok.brief_id).raw)["scenes"][0][
                 "first_frame"]
         worker = RenderModel(pipeline=None, store=services.store, settings=services.settings)
-        assert _first_frame(worker, key).size == (32, 24)
+        # planned without a content hash, so only the door's check stands between the object
+        # and the decoder (a hash mismatch is the other guard, tested in test_first_frame_key)
+        payload = RenderPayload(job_id=uuid4(), spec=RenderSpec(
+            scene_id="s", orientation=Orientation.LANDSCAPE, first_frame=key, checkpoint="c",
+            request=GenerationRequest("a scene")))
+        image, _ = _first_frame(worker, payload)
+        assert image.size == (32, 24)
         for replaced, reason in ((_png((200, 100)), "20,000 pixels; the limit is 10,000"),
                                  (b"text now", "not an image")):
             services.store.put_bytes(replaced, key, content_type="image/png")
             with pytest.raises(ImageRejected, match=reason):
-                _first_frame(worker, key)
+                _first_frame(worker, payload)
 
 
 @pytest.mark.usefixtures("aws_credentials")
