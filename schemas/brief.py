@@ -195,6 +195,8 @@ class Brief(Frozen):
     crossfade_s: float = Field(default=DEFAULT_CROSSFADE_SECONDS, gt=0,
                                le=MAX_CROSSFADE_SECONDS)
     brand_kit: BrandKit | None = None
+    # The deliverable is the spot; each scene finish is also published as a cut-down when set.
+    publish_scenes: bool = False
 
     @property
     def end_card_s(self) -> float:
