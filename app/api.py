@@ -38,6 +38,9 @@ class Rejection(Decision):
     comment: str = Field(min_length=1, max_length=2000,
                          description="Why: the team producing the re-render reads it.")
     rerender: bool = Field(False, description="Render this variant again with a new seed.")
+    scene_id: str | None = Field(None, max_length=63, description=(
+        "On a spot: the one scene to render again (next seed); the spot is then assembled "
+        "again. Default with `rerender`: every scene of the spot."))
 
 
 @router.get("/health", tags=["service"])
@@ -141,6 +144,7 @@ def reject(deliverable_id: str, decision: Rejection, team: TeamDep,
     with session_scope(services.engine) as session:
         row_id = own_deliverable(session, deliverable_id, team).id
     review.reject(services, row_id, team=team.name, reviewer=decision.reviewer or team.name,
-                  comment=decision.comment, rerender=decision.rerender)
+                  comment=decision.comment, rerender=decision.rerender,
+                  scene_id=decision.scene_id)
     with session_scope(services.engine) as session:
         return views.variant_view(session, repo.get_deliverable(session, row_id))

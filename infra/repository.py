@@ -691,16 +691,16 @@ def close_brief(session: Session, brief_id: UUID) -> Counter[DeliverableStatus]:
     every variant is published or in review, else failed with each failed variant's reason in
     `problems` (what the team reads). The counts by status."""
     brief = get_brief(session, brief_id)
-    counts = Counter(row.status for row in deliverables_that_count(brief))
+    delivered = deliverables_that_count(brief)  # a scene waiting for a render: its spots wait
+    counts = Counter(row.status for row in delivered)
     settled = sum(counts[s] for s in DELIVERABLE_SETTLED)
-    # A scene finish waiting for a re-render keeps the brief planned too (its spots wait).
-    if any(row.status == DeliverableStatus.PENDING for row in brief.deliverables):
+    if counts[DeliverableStatus.PENDING]:
         status = BriefStatus.PLANNED
     elif settled == counts.total():
         status = BriefStatus.DONE
     else:
         status = BriefStatus.FAILED
-        brief.problems = [[row.name, row.error or "failed"] for row in brief.deliverables
+        brief.problems = [[row.name, row.error or "failed"] for row in delivered
                           if row.status == DeliverableStatus.FAILED][:100]
     transition(brief, status)
     return counts

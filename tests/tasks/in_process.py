@@ -29,10 +29,12 @@ def render_all(services: Services, brief_id: UUID) -> None:
                           RenderResult.model_validate(render_on_worker(model, payload)))
 
 
-def finish_and_publish(services: Services, brief_id: UUID, *,
-                       scenes: bool = True) -> list[Deliverable]:
-    """Finish every scene of the brief, assemble its spots, publish the spots (and the scene
-    cut-downs with `scenes`, which the tests of scene finishing read); the rows, by name."""
+def finish_and_publish(services: Services, brief_id: UUID, *, scenes: bool = True,
+                       spots: bool = False) -> list[Deliverable]:
+    """Finish every scene of the brief and publish the scene finishes as cut-downs (the tests
+    of scene finishing read those); with `spots`, assemble and publish the spots too, and
+    without `scenes` keep the scene finishes as intermediates. The rows of the kinds asked
+    for, ordered by name."""
     def ids(kind: DeliverableKind) -> list[UUID]:
         with session_scope(services.engine) as session:
             return [d.id for d in session.scalars(select(Deliverable).where(
@@ -40,11 +42,15 @@ def finish_and_publish(services: Services, brief_id: UUID, *,
 
     for deliverable_id in ids(DeliverableKind.SCENE):
         finish_deliverable(services, deliverable_id)
-    for spot_id in ids(DeliverableKind.SPOT):
-        assemble_spot_deliverable(services, spot_id)
-    published = ids(DeliverableKind.SCENE) if scenes else []
-    for deliverable_id in published + ids(DeliverableKind.SPOT):
-        publish_deliverable(services, deliverable_id)
+    kinds = [DeliverableKind.SCENE] if scenes else []
+    if spots:
+        for spot_id in ids(DeliverableKind.SPOT):
+            assemble_spot_deliverable(services, spot_id)
+        kinds.append(DeliverableKind.SPOT)
+    for kind in kinds:
+        for deliverable_id in ids(kind):
+            publish_deliverable(services, deliverable_id)
     with session_scope(services.engine) as session:
         return list(session.scalars(select(Deliverable).where(
-            Deliverable.brief_id == brief_id).order_by(Deliverable.name)))
+            Deliverable.brief_id == brief_id, Deliverable.kind.in_(kinds))
+            .order_by(Deliverable.name)))

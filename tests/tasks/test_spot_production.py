@@ -109,7 +109,7 @@ def _produce(services: Services, folder: Path) -> UUID:
         for payload in payloads:
             record_render(services, brief_id, _synthetic_render(services, payload, index))
             index += 1
-    finish_and_publish(services, brief_id, scenes=False)  # scenes: intermediates only
+    finish_and_publish(services, brief_id, scenes=False, spots=True)  # scenes: intermediates
     return brief_id
 
 
