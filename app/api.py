@@ -56,7 +56,8 @@ async def submit(request: Request, team: TeamDep, services: ServicesDep,
                      description="Override the brief's requires_approval")] = None
                  ) -> JSONResponse:
     """Submit a brief: a YAML or JSON body, or a multipart form with a `brief` file (or
-    text) and the `first_frames` images it names. 201 with the new brief's id and its cost
+    text) and the `first_frames` files it names (first-frame images, the brand kit's logo and
+    font). 201 with the new brief's id and its cost
     estimate; 200 with the earlier brief's id when the team submitted the same brief before
     (same content, or the same `Idempotency-Key` header). 422 lists the first 100 problems
     with their paths and `total`; 429 past the team's per-minute limit or daily GPU budget."""
