@@ -90,7 +90,7 @@ def read_brief(brief_id: str, team: TeamDep, session: SessionDep,
 def list_deliverables(brief_id: str, team: TeamDep, session: SessionDep
                       ) -> list[dict[str, Any]]:
     row = own_brief(session, brief_id, team)
-    return [views.variant_view(session, d) for d in row.deliverables]
+    return [views.variant_view(session, d) for d in repo.deliverables_that_count(row)]
 
 
 @router.get("/deliverables/{deliverable_id}", tags=["deliverables"])
@@ -140,8 +140,9 @@ def approve(deliverable_id: str, decision: Decision, team: TeamDep,
 @router.post("/deliverables/{deliverable_id}/reject", tags=["review"])
 def reject(deliverable_id: str, decision: Rejection, team: TeamDep,
            services: ServicesDep) -> dict[str, Any]:
-    """Reject a variant in review; `rerender` renders it again with a new seed (the other
-    variants are left as they are)."""
+    """Reject a spot in review; `rerender` renders its scenes (or only `scene_id` and the
+    scenes chained after it) again with a new seed and assembles it again (the other spots
+    are left as they are)."""
     with session_scope(services.engine) as session:
         row_id = own_deliverable(session, deliverable_id, team).id
     review.reject(services, row_id, team=team.name, reviewer=decision.reviewer or team.name,

@@ -38,7 +38,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MOVA_"))}
     env.update({"MOVA_DATA_DIR": str(data_dir), "MOVA_CHECKPOINT": str(checkpoint),
-                "PYTHONPATH": str(ROOT), **extra})
+                "PYTHONPATH": str(ROOT),
+                # a loaded 2-core machine can take longer than Prefect's default 20 s to bring
+                # up its ephemeral server
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300", **extra})
     return env
 
 
