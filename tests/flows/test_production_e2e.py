@@ -112,6 +112,14 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
     published = _check_deliverables(database, 4)
     events = (tmp_path / "lineage" / "openlineage.jsonl").read_text().splitlines()
     assert any('"render.generate"' in e and '"COMPLETE"' in e for e in events)
+    # finishing runs beside the renders: a scene finish starts before the last render is done
+    # (4 renders on one render actor, one after another)
+    timeline = [(e["eventTime"], e["job"]["name"], e["eventType"]) for e in map(json.loads, events)]
+    first_finish = min(t for t, job, kind in timeline
+                       if job == "finish.variant" and kind == "START")
+    last_render = max(t for t, job, kind in timeline
+                      if job == "render.generate" and kind == "COMPLETE")
+    assert first_finish < last_render, "scene finishes waited for every render"
 
     lineage = _cli(["lineage", str(published[0].id)[:8]], env)
     assert lineage.returncode == 0 and "brief" in lineage.stdout and "clip" in lineage.stdout

@@ -22,11 +22,12 @@ from infra.db import session_scope
 from infra.db_models import Deliverable, DeliverableKind
 from infra.hashing import sha256_bytes
 from infra.media import decode_audio, decode_video_frames, probe
-from infra.repository import claim_submitted_briefs
+from infra.repository import claim_submitted_briefs, render_job
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus
 from schemas.brief import load_brief
-from schemas.errors import BriefInvalid
+from schemas.errors import BriefInvalid, NotFound
+from schemas.plan import RenderSpec
 from schemas.platforms import deliverable_name, safe_zone
 from tasks.end_card import hex_rgb
 from tasks.finishing import integrated_lufs
@@ -39,6 +40,7 @@ from tasks.render import (
     pending_payloads,
     record_render,
 )
+from tasks.review import reject
 from tasks.services import Services
 from tests.tasks.in_process import finish_and_publish
 from tests.tasks.spot_fixtures import CTA, LEGAL, LINES, LOCALES
@@ -57,7 +59,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
 
 
-def _brief_text() -> str:
+def _brief_text(**changes: Any) -> str:
     brief: dict[str, Any] = {
         "campaign": "aurora-four-markets", "brand": "Aurora", "product": "Aurora One",
         "locales": LOCALES, "aspects": ["9:16"], "platforms": ["youtube", "instagram"],
@@ -73,6 +75,7 @@ def _brief_text() -> str:
              "dialogue": {loc: [{"speaker": "Runner", "text": LINES[loc][1]}]
                           for loc in LOCALES}},
         ]}
+    brief.update(changes)
     return yaml.safe_dump(brief, allow_unicode=True)
 
 
@@ -99,18 +102,22 @@ def _synthetic_render(services: Services, payload: dict[str, Any], index: int) -
                         size_bytes=stored.size_bytes, seconds=0.5, params={"synthetic": True})
 
 
-def _produce(services: Services, folder: Path) -> UUID:
-    brief_id = submit_brief(services, _brief_text(), base_dir=folder)
+def _produce(services: Services, folder: Path, text: str | None = None) -> UUID:
+    brief_id = submit_brief(services, text or _brief_text(), base_dir=folder)
     with session_scope(services.engine) as session:
         claim_submitted_briefs(session, 1, "test")
     plan_brief(services, brief_id)
+    _render_and_finish(services, brief_id)
+    return brief_id
+
+
+def _render_and_finish(services: Services, brief_id: UUID) -> None:
     index = 0
     while payloads := pending_payloads(services, brief_id):
         for payload in payloads:
             record_render(services, brief_id, _synthetic_render(services, payload, index))
             index += 1
     finish_and_publish(services, brief_id, scenes=False, spots=True)  # scenes: intermediates
-    return brief_id
 
 
 def test_a_two_scene_four_language_brief_yields_one_finished_spot_per_locale_and_aspect(
@@ -191,3 +198,61 @@ def test_a_brief_whose_spot_no_platform_limit_fits_is_refused_at_submission(
                for path, message in err.value.problems), err.value.problems
     with services, session_scope(services.engine) as session:
         assert session.scalars(select(Deliverable)).first() is None
+
+
+def test_rejecting_one_scene_of_a_spot_rerenders_it_and_its_chain_and_reassembles_that_spot(
+        tmp_path: Path, checkpoint: Path) -> None:
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    shutil.copy(LOGO, folder / "logo.png")
+    data = yaml.safe_load(_brief_text(locales=["en-US", "ar-SA"], requires_approval=True))
+    for scene in data["scenes"]:
+        scene["dialogue"] = {k: v for k, v in scene["dialogue"].items() if k in data["locales"]}
+        scene["on_screen_text"] = {k: v for k, v in scene.get("on_screen_text", {}).items()
+                                   if k in data["locales"]}
+    data["scenes"][1]["continue_from"] = "open"  # stride starts from open's last frame
+    for field in ("legal", "call_to_action"):
+        data["brand_kit"][field] = {k: data["brand_kit"][field][k] for k in data["locales"]}
+    services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
+                                       "MOVA_CHECKPOINT": str(checkpoint)}))
+
+    def state() -> dict[str, tuple[str, int, str | None]]:
+        """name -> (status, render seed or -1, video id) of every row."""
+        with session_scope(services.engine) as session:
+            out = {}
+            for row in session.scalars(select(Deliverable).where(
+                    Deliverable.brief_id == brief_id)):
+                seed = -1
+                if row.kind == DeliverableKind.SCENE:
+                    seed = RenderSpec.model_validate(
+                        render_job(session, row.render_key).spec).seed
+                out[row.name] = (str(row.status), seed, str(row.video_artifact_id))
+            return out
+
+    with services:
+        brief_id = _produce(services, folder, yaml.safe_dump(data, allow_unicode=True))
+        before = state()
+        assert {before[n][0] for n in before if "LUFS" in n} == {"in_review"}, before
+        with session_scope(services.engine) as session:
+            spot = session.scalars(select(Deliverable).where(
+                Deliverable.brief_id == brief_id,
+                Deliverable.name == "ar-SA/9x16/-14LUFS")).one()
+        # a scene that is not in the spot is refused; nothing changes
+        with pytest.raises(NotFound, match="no scene 'missing'"):
+            reject(services, spot.id, team="_local", reviewer="ana", comment="no",
+                   rerender=True, scene_id="missing")
+        assert state() == before
+        assert reject(services, spot.id, team="_local", reviewer="ana",
+                      comment="the first shot is too dark", rerender=True,
+                      scene_id="open") == DeliverableStatus.PENDING
+        after = state()
+        changed = sorted(n for n in after if after[n] != before[n])
+        # open and the scene chained after it, in that spot's language and format only
+        assert changed == ["ar-SA/9x16/-14LUFS", "open/ar-SA/9:16", "stride/ar-SA/9:16"]
+        for scene in ("open/ar-SA/9:16", "stride/ar-SA/9:16"):
+            assert after[scene][:2] == ("pending", before[scene][1] + 1)
+        _render_and_finish(services, brief_id)
+        final = state()
+        assert final["ar-SA/9x16/-14LUFS"][0] == "in_review"
+        assert final["ar-SA/9x16/-14LUFS"][2] != before["ar-SA/9x16/-14LUFS"][2]  # new file
+        assert final["en-US/9x16/-14LUFS"] == before["en-US/9x16/-14LUFS"]
