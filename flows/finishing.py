@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from infra.repository import DeliverableKind
 from infra.statuses import DeliverableStatus
 from tasks.deliver import finish_task
-from tasks.production import deliverables_in, fail_variant, scenes_waiting_for
+from tasks.production import deliverables_in, fail_variant, scenes_ready, scenes_waiting_for
 from tasks.services import Services
 from tasks.spot_deliver import assemble_spot_task
 
@@ -51,11 +51,10 @@ class Finishing:
         for row_id in scenes_waiting_for(self.services, self.brief_id, job_id):
             self._submit(row_id, finish_task, "deliverable_id")
 
-    def pending_scenes(self) -> None:
-        """Every scene still pending: renders done in an earlier run, or failed (the finish
-        records the failure)."""
-        for row_id in deliverables_in(self.services, self.brief_id, DeliverableStatus.PENDING,
-                                      DeliverableKind.SCENE):
+    def ready_scenes(self) -> None:
+        """Every pending scene whose render has settled: stored by an earlier run, or failed
+        for good (the finish records the failure)."""
+        for row_id in scenes_ready(self.services, self.brief_id):
             self._submit(row_id, finish_task, "deliverable_id")
 
     def pending_spots(self) -> None:

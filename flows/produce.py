@@ -67,14 +67,16 @@ def _run(services: Services, brief: UUID) -> None:
     try:
         with Finishing(services, brief) as finishing:
             while True:
-                finishing.pending_scenes()  # renders stored by an earlier run
-                render_pending_task(services, pool, brief,
-                                    on_rendered=finishing.scenes_of_render)
-                finishing.pending_scenes()  # failed renders: their scenes fail
-                finishing.wait()
+                finishing.ready_scenes()  # renders stored by an earlier run
+                rendered = render_pending_task(services, pool, brief,
+                                               on_rendered=finishing.scenes_of_render)
+                finishing.ready_scenes()  # failed renders: their scenes fail
+                finished = finishing.wait()
                 if not deliverables_in(services, brief, DeliverableStatus.PENDING,
                                        DeliverableKind.SCENE):
                     break  # nothing waits for a re-render
+                if not rendered and not finished:
+                    break  # what waits cannot run (a dub whose master failed): stop, not spin
             finishing.pending_spots()
             finishing.wait()
         kinds = [DeliverableKind.SPOT]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import DeliverableKind
-from infra.statuses import BRIEF_TO_PRODUCE, BriefStatus, DeliverableStatus
+from infra.statuses import BRIEF_TO_PRODUCE, RENDER_SETTLED, BriefStatus, DeliverableStatus
 from schemas.brief import load_brief
 from tasks.faults import readable_reason
 from tasks.retry import retry_on_transient
@@ -64,6 +64,17 @@ def scenes_waiting_for(services: Services, brief_id: UUID, job_id: UUID) -> list
         return [row.id for row in repo.get_brief(session, brief_id).deliverables
                 if row.kind == DeliverableKind.SCENE and row.render_key == key
                 and row.status == DeliverableStatus.PENDING]
+
+
+def scenes_ready(services: Services, brief_id: UUID) -> list[UUID]:
+    """The brief's pending scene finishes whose render has settled (stored, or failed for
+    good): finishing them now does (or records) their work."""
+    with session_scope(services.engine) as session:
+        rows = [row for row in repo.get_brief(session, brief_id).deliverables
+                if row.kind == DeliverableKind.SCENE and row.status == DeliverableStatus.PENDING]
+        jobs = repo.render_jobs(session, [row.render_key for row in rows])
+        return [row.id for row in rows
+                if row.render_key in jobs and jobs[row.render_key].status in RENDER_SETTLED]
 
 
 def publishes_scenes(services: Services, brief_id: UUID) -> bool:
