@@ -112,13 +112,16 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
     published = _check_deliverables(database, 4)
     events = (tmp_path / "lineage" / "openlineage.jsonl").read_text().splitlines()
     assert any('"render.generate"' in e and '"COMPLETE"' in e for e in events)
-    # finishing runs beside the renders: a scene finish starts before the last render is done
+    # finishing runs beside the renders: a scene finish is stored before the last render is
     # (4 renders on one render actor, one after another)
-    timeline = [(e["eventTime"], e["job"]["name"], e["eventType"]) for e in map(json.loads, events)]
-    first_finish = min(t for t, job, kind in timeline
-                       if job == "finish.variant" and kind == "START")
-    last_render = max(t for t, job, kind in timeline
-                      if job == "render.generate" and kind == "COMPLETE")
+    engine = make_engine(f"sqlite:///{tmp_path / 'mova_ads.db'}")
+    with session_scope(engine) as session:
+        first_finish = session.scalar(select(func.min(Artifact.created_at)).where(
+            Artifact.kind == "video", Artifact.task == "finish.variant"))
+        last_render = session.scalar(select(func.max(Artifact.created_at)).where(
+            Artifact.kind == "clip"))
+    engine.dispose()
+    assert first_finish is not None and last_render is not None
     assert first_finish < last_render, "scene finishes waited for every render"
 
     lineage = _cli(["lineage", str(published[0].id)[:8]], env)
