@@ -45,7 +45,7 @@ def _env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _cli(args: list[str], env: dict[str, str], timeout: float = 300
+def _cli(args: list[str], env: dict[str, str], timeout: float = 900
          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)
