@@ -79,11 +79,13 @@ def _brief_text(**changes: Any) -> str:
     return yaml.safe_dump(brief, allow_unicode=True)
 
 
-def _synthetic_render(services: Services, payload: dict[str, Any], index: int) -> RenderResult:
+def _synthetic_render(services: Services, payload: dict[str, Any]) -> RenderResult:
     """What a render worker stores for `payload`: frames at the request's size and length, a
-    tone swelling at 3 Hz (speech for the caption timer) at -20 dBFS or so."""
+    tone swelling at 3 Hz (speech for the caption timer) at -20 dBFS or so; picture and pitch
+    follow the request's seed, as a model's output does."""
     request = RenderPayload.model_validate(payload)
     spec = request.spec
+    index = spec.seed % 7
     frames, height, width = spec.num_frames, spec.height, spec.width
     t = np.arange(frames)[:, None, None]
     x = np.arange(width)[None, None, :]
@@ -112,11 +114,9 @@ def _produce(services: Services, folder: Path, text: str | None = None) -> UUID:
 
 
 def _render_and_finish(services: Services, brief_id: UUID) -> None:
-    index = 0
     while payloads := pending_payloads(services, brief_id):
         for payload in payloads:
-            record_render(services, brief_id, _synthetic_render(services, payload, index))
-            index += 1
+            record_render(services, brief_id, _synthetic_render(services, payload))
     finish_and_publish(services, brief_id, scenes=False, spots=True)  # scenes: intermediates
 
 
