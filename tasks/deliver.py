@@ -93,22 +93,21 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
     with session_scope(services.engine) as session:
         done = repo.find_artifact(session, "video", input_key) is not None
     stored: list[Uploaded] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if not done:  # not finished before: encode and QC, upload (no transaction open)
+    if not done:  # not finished before: encode and QC, upload (no transaction open)
+        with tempfile.TemporaryDirectory() as tmp:
             result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate, finish,
                                  Path(tmp), name=work.scene_id)
             stored = _upload_results(services, result, input_key)
-        with session_scope(services.engine) as session:
-            row = repo.get_deliverable(session, deliverable_id)
-            if row.status != DeliverableStatus.PENDING:
-                return row.status
-            clip_artifact = session.get(Artifact, work.clip_artifact_id)
-            assert clip_artifact is not None
-            record_uploaded(services, session, stored, input_key, [clip_artifact],
-                            "finish.variant")
-            video = repo.find_artifact(session, "video", input_key)
-            assert video is not None
-            return _judge_scene(session, row, brief, video, finish)
+    with session_scope(services.engine) as session:
+        row = repo.get_deliverable(session, deliverable_id)
+        if row.status != DeliverableStatus.PENDING:
+            return row.status
+        clip_artifact = session.get(Artifact, work.clip_artifact_id)
+        assert clip_artifact is not None
+        record_uploaded(services, session, stored, input_key, [clip_artifact], "finish.variant")
+        video = repo.find_artifact(session, "video", input_key)
+        assert video is not None
+        return _judge_scene(session, row, brief, video, finish)
 
 
 def _judge_scene(session: Session, row: Deliverable, brief: Brief, video: Artifact,
