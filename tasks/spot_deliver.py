@@ -119,9 +119,9 @@ def _spot_key(work: _SpotWork, code_version: str) -> str:
                           "spec": work.spec.model_dump(mode="json"),
                           "brand_kit": work.brief.brand_kit.model_dump(mode="json")
                           if work.brief.brand_kit else None,
-                          "text": [s.on_screen_text.get(work.spec.locale) is not None and
-                                   s.on_screen_text[work.spec.locale].model_dump(mode="json")
-                                   for s in work.brief.scenes],
+                          "text": [text.model_dump(mode="json") if text else None
+                                   for s in work.brief.scenes
+                                   for text in [s.on_screen_text.get(work.spec.locale)]],
                           "code": code_version.split("+")[0]}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
