@@ -38,6 +38,9 @@ class Rejection(Decision):
     comment: str = Field(min_length=1, max_length=2000,
                          description="Why: the team producing the re-render reads it.")
     rerender: bool = Field(False, description="Render this variant again with a new seed.")
+    scene_id: str | None = Field(None, max_length=63, description=(
+        "On a spot: the one scene to render again (next seed); the spot is then assembled "
+        "again. Default with `rerender`: every scene of the spot."))
 
 
 @router.get("/health", tags=["service"])
@@ -53,7 +56,8 @@ async def submit(request: Request, team: TeamDep, services: ServicesDep,
                      description="Override the brief's requires_approval")] = None
                  ) -> JSONResponse:
     """Submit a brief: a YAML or JSON body, or a multipart form with a `brief` file (or
-    text) and the `first_frames` images it names. 201 with the new brief's id and its cost
+    text) and the `first_frames` files it names (first-frame images, the brand kit's logo and
+    font). 201 with the new brief's id and its cost
     estimate; 200 with the earlier brief's id when the team submitted the same brief before
     (same content, or the same `Idempotency-Key` header). 422 lists the first 100 problems
     with their paths and `total`; 429 past the team's per-minute limit or daily GPU budget."""
@@ -86,7 +90,7 @@ def read_brief(brief_id: str, team: TeamDep, session: SessionDep,
 def list_deliverables(brief_id: str, team: TeamDep, session: SessionDep
                       ) -> list[dict[str, Any]]:
     row = own_brief(session, brief_id, team)
-    return [views.variant_view(session, d) for d in row.deliverables]
+    return [views.variant_view(session, d) for d in repo.deliverables_that_count(row)]
 
 
 @router.get("/deliverables/{deliverable_id}", tags=["deliverables"])
@@ -136,11 +140,13 @@ def approve(deliverable_id: str, decision: Decision, team: TeamDep,
 @router.post("/deliverables/{deliverable_id}/reject", tags=["review"])
 def reject(deliverable_id: str, decision: Rejection, team: TeamDep,
            services: ServicesDep) -> dict[str, Any]:
-    """Reject a variant in review; `rerender` renders it again with a new seed (the other
-    variants are left as they are)."""
+    """Reject a spot in review; `rerender` renders its scenes (or only `scene_id` and the
+    scenes chained after it) again with a new seed and assembles it again (the other spots
+    are left as they are)."""
     with session_scope(services.engine) as session:
         row_id = own_deliverable(session, deliverable_id, team).id
     review.reject(services, row_id, team=team.name, reviewer=decision.reviewer or team.name,
-                  comment=decision.comment, rerender=decision.rerender)
+                  comment=decision.comment, rerender=decision.rerender,
+                  scene_id=decision.scene_id)
     with session_scope(services.engine) as session:
         return views.variant_view(session, repo.get_deliverable(session, row_id))

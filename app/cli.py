@@ -142,7 +142,7 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
             rows = repo.campaign_briefs(session, campaign)
             table = Table("brief", "campaign", "status", "deliverables", "submitted")
             for row in rows:
-                counts = Counter(str(d.status) for d in row.deliverables)
+                counts = Counter(str(d.status) for d in repo.deliverables_that_count(row))
                 summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
                 table.add_row(str(row.id), row.campaign.slug, row.status, summary,
                               f"{row.created_at:%Y-%m-%d %H:%M}")
@@ -156,7 +156,7 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
 def _deliverables_table(services: Services, *, campaign: str | None = None,
                         title: str | None = None) -> None:
     with session_scope(services.engine) as session:
-        rows = repo.campaign_deliverables(session, campaign)
+        rows = _delivered(repo.campaign_deliverables(session, campaign))
         table = Table("deliverable", "variant", "status", "file", title=title)
         root = services.settings.storage.rstrip("/") + "/"
         for row in rows:
@@ -165,6 +165,13 @@ def _deliverables_table(services: Services, *, campaign: str | None = None,
             table.add_row(str(row.id)[:8], row.name, row.status + preview, note)
     if rows:
         console.print(table)
+
+
+def _delivered(rows: list[repo.Deliverable]) -> list[repo.Deliverable]:
+    """The rows a team receives: spots (and published scene cut-downs), not intermediates."""
+    counted = {d.id for brief in {row.brief for row in rows}
+               for d in repo.deliverables_that_count(brief)}
+    return [row for row in rows if row.id in counted]
 
 
 @app.command()
@@ -385,7 +392,14 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
         make_checkpoint(settings.checkpoint, preset="tiny", seed=0, overwrite=True)
     submit(EXAMPLE_BRIEF)
     run(verbose=verbose)
-    console.print(f"\n[bold]deliverables are in[/] {settings.storage}/campaigns/")
+    with _services() as services, session_scope(services.engine) as session:
+        spots = [row for row in repo.campaign_deliverables(session, None)
+                 if row.kind == repo.DeliverableKind.SPOT and row.published_uri]
+        console.print("\n[bold]finished spots[/] (one per language x format):")
+        for row in spots:
+            console.print(f"  {row.locale:<6} {row.aspect:<5} {row.published_uri}",
+                          highlight=False, soft_wrap=True)
+    console.print(f"[bold]deliverables are in[/] {settings.storage}/campaigns/")
 
 
 def main() -> None:

@@ -134,5 +134,4 @@ def campaign_page(request: Request, brief_id: str, team: OptionalTeamDep,
     except ServiceError as err:
         return _render(request, "error.html", status=err.status, error=err.detail,
                        team=team.name)
-    cells = {(v["scene_id"], v["locale"], v["aspect"]): v for v in brief["deliverables"]}
-    return _render(request, "campaign.html", team=team.name, brief=brief, cells=cells)
+    return _render(request, "campaign.html", team=team.name, brief=brief)

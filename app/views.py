@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from infra import repository as repo
-from infra.repository import BriefRow, Deliverable, RenderJob
+from infra.repository import BriefRow, Deliverable, DeliverableKind, RenderJob
 from infra.settings import Settings
 from infra.statuses import (
     BRIEF_ACTIVE,
@@ -56,9 +56,25 @@ def files_of(session: Session, row: Deliverable) -> dict[str, str]:
     return {kind: file_url(row.id, kind) for kind in kinds if kind in FILE_SUFFIXES}
 
 
+def spot_strip(session: Session, row: Deliverable,
+               jobs: dict[str, RenderJob] | None = None) -> list[dict[str, Any]]:
+    """The scenes of a spot, in the order they play, as variant views (the scene strip)."""
+    scenes = repo.spot_scenes(session, row)
+    order = [s.scene_id for s in load_brief(row.brief.raw, fmt="json").scenes]
+    return [variant_view(session, scenes[scene_id], jobs) for scene_id in order
+            if scene_id in scenes]
+
+
 def variant_view(session: Session, row: Deliverable,
                  jobs: dict[str, RenderJob] | None = None) -> dict[str, Any]:
-    if row.status == DeliverableStatus.PENDING:
+    strip = spot_strip(session, row, jobs) if row.kind == DeliverableKind.SPOT else []
+    if row.status == DeliverableStatus.PENDING and row.kind == DeliverableKind.SPOT:
+        waiting = [s for s in strip if s["status"] == DeliverableStatus.PENDING]
+        stage = "making its scenes" if waiting else "assembling the spot"
+        progress = 0.8 * sum(s["progress"] for s in strip) / max(1, len(strip)) \
+            if waiting else 0.85
+        render_status = RenderStatus.PENDING if waiting else RenderStatus.DONE
+    elif row.status == DeliverableStatus.PENDING:
         job = (jobs or {}).get(row.render_key) or repo.render_job(session, row.render_key)
         stage, progress = RENDER_STAGES[job.status]
         render_status = job.status
@@ -67,7 +83,8 @@ def variant_view(session: Session, row: Deliverable,
         render_status = RenderStatus.DONE
     qc = row.qc or {}
     return {
-        "id": str(row.id), "name": row.name, "scene_id": row.scene_id, "locale": row.locale,
+        "id": str(row.id), "name": row.name, "kind": row.kind, "scene_id": row.scene_id,
+        "scenes": strip, "locale": row.locale,
         "aspect": row.aspect, "status": row.status, "stage": stage, "progress": progress,
         "render_status": render_status, "attempts": row.attempts, "error": row.error,
         "preview": bool(qc.get("preview")), "qc": qc.get("report"),
@@ -84,7 +101,8 @@ def variant_view(session: Session, row: Deliverable,
 
 def brief_view(session: Session, row: BriefRow, settings: Settings) -> dict[str, Any]:
     jobs = repo.render_jobs(session, [d.render_key for d in row.deliverables])
-    variants = [variant_view(session, d, jobs) for d in row.deliverables]
+    # The spots (each with its scene strip); the scene finishes are shown inside them.
+    variants = [variant_view(session, d, jobs) for d in repo.deliverables_that_count(row)]
     brief = load_brief(row.raw, fmt="json")
     if variants:
         progress = sum(v["progress"] for v in variants) / len(variants)
@@ -117,6 +135,6 @@ def team_briefs(session: Session, team: str, limit: int | None = None) -> list[d
 
 
 def brief_summary(row: BriefRow) -> dict[str, Any]:
-    counts = dict(Counter(str(d.status) for d in row.deliverables))
+    counts = dict(Counter(str(d.status) for d in repo.deliverables_that_count(row)))
     return {"id": str(row.id), "campaign": row.campaign.slug, "status": row.status,
             "submitted_at": row.created_at.isoformat(), "deliverables": counts}

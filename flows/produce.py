@@ -1,4 +1,5 @@
-"""produce_campaign: renders -> finishing + QC (re-render on failure) -> publish -> done."""
+"""produce_campaign: renders -> scene finishes + QC, in parallel with the renders (re-render on
+failure) -> spots assembled + spot QC -> publish the spots -> done."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.finishing import Finishing
 from infra.locks import BriefLock, brief_lock
+from infra.repository import DeliverableKind
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus
-from tasks.deliver import finish_task, publish_task
+from tasks.deliver import publish_task
 from tasks.production import (
     close_production,
     deliverables_in,
     fail_run,
     fail_variant,
     open_production,
+    publishes_scenes,
 )
 from tasks.render import open_pool, render_pending_task
 from tasks.services import Services
@@ -71,32 +75,42 @@ def _still_ours(lock: BriefLock) -> None:
 
 
 def _run(services: Services, brief: UUID, lock: BriefLock) -> None:
+    """Renders, each scene finished as soon as its render is stored; scenes that failed QC
+    render again with the next seed; then the spots are assembled and QC'd (in parallel);
+    then published (and the scene cut-downs, when the brief asks)."""
     pool = open_pool(services.settings)
     try:
-        while True:
-            _still_ours(lock)
-            render_pending_task(services, pool, brief)
-            statuses = []
-            for deliverable in deliverables_in(services, brief, DeliverableStatus.PENDING):
+        with Finishing(services, brief) as finishing:
+            while True:
                 _still_ours(lock)
-                statuses.append(_finish(services, deliverable))
-            if DeliverableStatus.PENDING not in statuses:  # nothing waits for a re-render
-                break
-        for deliverable in deliverables_in(services, brief, DeliverableStatus.FINISHED):
+                finishing.ready_scenes()  # renders stored by an earlier run
+                rendered = render_pending_task(services, pool, brief,
+                                               on_rendered=finishing.scenes_of_render)
+                finishing.ready_scenes()  # failed renders: their scenes fail
+                finished = finishing.wait()
+                if not deliverables_in(services, brief, DeliverableStatus.PENDING,
+                                       DeliverableKind.SCENE):
+                    break  # nothing waits for a re-render
+                if not rendered and not finished:
+                    break  # what waits cannot run (a dub whose master failed): stop, not spin
             _still_ours(lock)
-            try:
-                publish_task(services, deliverable)
-            except Exception as err:  # noqa: BLE001 - this variant fails, the rest publish
-                get_run_logger().error("publish.failed deliverable_id=%s", deliverable,
-                                       exc_info=True)
-                fail_variant(services, deliverable, err)
+            finishing.pending_spots()
+            finishing.wait()
+        kinds = [DeliverableKind.SPOT]
+        if publishes_scenes(services, brief):
+            kinds.append(DeliverableKind.SCENE)
+        for kind in kinds:
+            for deliverable in deliverables_in(services, brief, DeliverableStatus.FINISHED,
+                                               kind):
+                _still_ours(lock)
+                _publish(services, deliverable)
     finally:
         pool.shutdown()
 
 
-def _finish(services: Services, deliverable: UUID) -> str:
+def _publish(services: Services, deliverable: UUID) -> None:
     try:
-        return finish_task(services, deliverable)
-    except Exception as err:  # noqa: BLE001 - this variant fails, the rest finish
-        get_run_logger().error("finish.failed deliverable_id=%s", deliverable, exc_info=True)
-        return fail_variant(services, deliverable, err)
+        publish_task(services, deliverable)
+    except Exception as err:  # noqa: BLE001 - this variant fails, the rest publish
+        get_run_logger().error("publish.failed deliverable_id=%s", deliverable, exc_info=True)
+        fail_variant(services, deliverable, err)

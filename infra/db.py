@@ -29,11 +29,20 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            # BEGIN is emitted below, not by the driver (it would defer it).
+            connection.isolation_level = None
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Any) -> None:
+            # A deferred transaction that read before another thread's commit cannot write
+            # any more (SQLITE_BUSY, which busy_timeout does not wait out): with scenes finished
+            # in parallel threads, every transaction takes the write lock when it starts.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
     return engine
 
 

@@ -144,19 +144,28 @@ class RenderJob(Base):
     clip: Mapped[Artifact | None] = relationship(foreign_keys=[clip_artifact_id])
 
 
+class DeliverableKind(StrEnum):
+    SCENE = "scene"  # one scene x locale x aspect, finished: an intermediate of its spots
+    SPOT = "spot"  # the ad: every scene in order plus the end card, for one locale x aspect
+
+
 class Deliverable(Base):
-    """One variant of a brief (scene × locale × aspect) and its finished file."""
+    """A finished file of a brief: a spot (what is published and reviewed) or a scene finish
+    (what spots are assembled from; published too only when the brief asks for cut-downs)."""
 
     __tablename__ = "deliverable"
     __table_args__ = (UniqueConstraint("brief_id", "name"),)
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     brief_id: Mapped[UUID] = mapped_column(ForeignKey("brief.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))  # scene/locale/aspect
-    scene_id: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(200))  # scene/locale/aspect, or the spot id
+    kind: Mapped[DeliverableKind] = mapped_column(StrEnumText(DeliverableKind, 10), index=True,
+                                                  default=DeliverableKind.SCENE,
+                                                  server_default=DeliverableKind.SCENE.value)
+    scene_id: Mapped[str] = mapped_column(String(63))  # "" for a spot
     locale: Mapped[str] = mapped_column(String(35))
     aspect: Mapped[str] = mapped_column(String(5))
-    render_key: Mapped[str] = mapped_column(String(64))
+    render_key: Mapped[str] = mapped_column(String(64))  # "" for a spot (it has one per scene)
     status: Mapped[DeliverableStatus] = mapped_column(StrEnumText(DeliverableStatus, 20),
                                                       index=True,
                                                       default=DeliverableStatus.PENDING)

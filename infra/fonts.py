@@ -54,3 +54,27 @@ def fontconfig_file(cache_dir: Path) -> Path:
         f"  <dir>{folder}</dir>\n  <cachedir>{cache_dir / 'fontcache'}</cachedir>\n"
         "</fontconfig>\n")
     return config
+
+
+FONT_MAGIC = (b"\x00\x01\x00\x00", b"true", b"OTTO")  # TrueType, Apple TrueType, OpenType
+MAX_FONT_BYTES = 20 * 2**20
+
+
+class FontRejected(ValueError):
+    """The bytes are not a font this pipeline accepts; the message says why, for the team."""
+
+
+def verify_font(data: bytes, max_bytes: int = MAX_FONT_BYTES) -> None:
+    """A single TrueType or OpenType font FreeType can open, or FontRejected."""
+    import io
+
+    from PIL import ImageFont
+
+    if len(data) > max_bytes:
+        raise FontRejected(f"the file is {len(data):,} bytes; the limit is {max_bytes:,}")
+    if not data.startswith(FONT_MAGIC):
+        raise FontRejected("not a TrueType or OpenType font (.ttf or .otf expected)")
+    try:
+        ImageFont.truetype(io.BytesIO(data), 12)
+    except OSError as err:
+        raise FontRejected(f"the font cannot be read ({err})") from err

@@ -27,6 +27,7 @@ from infra.db_models import (
     BriefRun,
     Campaign,
     Deliverable,
+    DeliverableKind,
     LineageEdge,
     LoraRow,
     PlanRow,
@@ -51,8 +52,8 @@ from infra.statuses import (
 )
 from schemas.errors import InvalidTransition, NotFound
 
-__all__ = ["NO_TEAM", "Artifact", "BriefRow", "Deliverable", "LoraRow", "RenderJob",
-           "ReviewDecision", "Team"]
+__all__ = ["NO_TEAM", "Artifact", "BriefRow", "Deliverable", "DeliverableKind", "LoraRow",
+           "RenderJob", "ReviewDecision", "Team"]
 
 T = TypeVar("T", bound=Base)
 S = TypeVar("S", BriefStatus, RenderStatus, DeliverableStatus)
@@ -392,24 +393,54 @@ def render_progress(session: Session) -> tuple[Counter[str], Counter[str]]:
 
 
 def ensure_deliverable(session: Session, brief: BriefRow, *, name: str, scene_id: str,
-                       locale: str, aspect: str, render_key: str) -> Deliverable:
+                       locale: str, aspect: str, render_key: str,
+                       kind: DeliverableKind = DeliverableKind.SCENE) -> Deliverable:
     row, _ = _get_or_create(
         session, Deliverable, {"brief_id": brief.id, "name": name},
-        lambda: Deliverable(brief_id=brief.id, name=name, scene_id=scene_id, locale=locale,
-                            aspect=aspect, render_key=render_key,
+        lambda: Deliverable(brief_id=brief.id, name=name, kind=kind, scene_id=scene_id,
+                            locale=locale, aspect=aspect, render_key=render_key,
                             status=DeliverableStatus.PENDING))
     return row
+
+
+def spot_scenes(session: Session, spot: Deliverable) -> dict[str, Deliverable]:
+    """The scene finishes a spot is assembled from (same brief, locale and aspect), by scene."""
+    return {row.scene_id: row for row in session.scalars(select(Deliverable).where(
+        Deliverable.brief_id == spot.brief_id, Deliverable.kind == DeliverableKind.SCENE,
+        Deliverable.locale == spot.locale, Deliverable.aspect == spot.aspect))}
+
+
+def spots_containing(session: Session, scene: Deliverable) -> list[Deliverable]:
+    """The spots assembled from this scene finish (every spot of its locale and aspect)."""
+    return list(session.scalars(select(Deliverable).where(
+        Deliverable.brief_id == scene.brief_id, Deliverable.kind == DeliverableKind.SPOT,
+        Deliverable.locale == scene.locale, Deliverable.aspect == scene.aspect)
+        .order_by(Deliverable.name)))
+
+
+def reopen_spot(spot: Deliverable, reason: str | None) -> bool:
+    """A scene of the spot is being made again: the spot waits (pending) to be re-assembled.
+    A published spot stays as published (its files are out); True when it was reopened."""
+    if spot.status in (DeliverableStatus.PUBLISHED, DeliverableStatus.APPROVED,
+                       DeliverableStatus.IN_REVIEW):
+        return False
+    spot.error = reason
+    transition(spot, DeliverableStatus.PENDING)
+    return True
 
 
 def get_deliverable(session: Session, deliverable_id: UUID) -> Deliverable:
     return _get(session, Deliverable, deliverable_id)
 
 
-def deliverable_ids(session: Session, brief_id: UUID, status: DeliverableStatus) -> list[UUID]:
-    """The brief's variants in `status`, by name."""
-    return list(session.scalars(
-        select(Deliverable.id).where(Deliverable.brief_id == brief_id,
-                                     Deliverable.status == status).order_by(Deliverable.name)))
+def deliverable_ids(session: Session, brief_id: UUID, status: DeliverableStatus,
+                    kind: DeliverableKind | None = None) -> list[UUID]:
+    """The brief's rows in `status` (of `kind` when given), by name."""
+    query = select(Deliverable.id).where(Deliverable.brief_id == brief_id,
+                                         Deliverable.status == status)
+    if kind is not None:
+        query = query.where(Deliverable.kind == kind)
+    return list(session.scalars(query.order_by(Deliverable.name)))
 
 
 def campaign_deliverables(session: Session, campaign: str | None) -> list[Deliverable]:
@@ -664,12 +695,24 @@ def note_failed_run(session: Session, brief_id: UUID, reason: str) -> int:
     return run.failed_runs
 
 
+def deliverables_that_count(brief: BriefRow) -> list[Deliverable]:
+    """What a brief delivers: its spots, and its scene finishes when they are published as
+    cut-downs. A brief planned before spots existed (no spot rows yet) delivers its scenes."""
+    spots = [row for row in brief.deliverables if row.kind == DeliverableKind.SPOT]
+    if not spots:
+        return list(brief.deliverables)
+    published_scenes = [row for row in brief.deliverables if row.kind == DeliverableKind.SCENE
+                        and row.manifest_uri is not None]
+    return spots + published_scenes
+
+
 def close_brief(session: Session, brief_id: UUID) -> Counter[DeliverableStatus]:
     """End a production run: planned again when a variant waits for a re-render, done when
     every variant is published or in review, else failed with each failed variant's reason in
     `problems` (what the team reads). The counts by status."""
     brief = get_brief(session, brief_id)
-    counts = Counter(row.status for row in brief.deliverables)
+    delivered = deliverables_that_count(brief)  # a scene waiting for a render: its spots wait
+    counts = Counter(row.status for row in delivered)
     settled = sum(counts[s] for s in DELIVERABLE_SETTLED)
     if counts[DeliverableStatus.PENDING]:
         status = BriefStatus.PLANNED
@@ -677,7 +720,7 @@ def close_brief(session: Session, brief_id: UUID) -> Counter[DeliverableStatus]:
         status = BriefStatus.DONE
     else:
         status = BriefStatus.FAILED
-        brief.problems = [[row.name, row.error or "failed"] for row in brief.deliverables
+        brief.problems = [[row.name, row.error or "failed"] for row in delivered
                           if row.status == DeliverableStatus.FAILED][:100]
     transition(brief, status)
     return counts

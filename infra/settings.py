@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         "split every clip's tokens (context parallel); RENDER_WORKERS then counts gangs."))
     render_max_in_flight: int | None = Field(default=None, ge=1, description=(
         "Outstanding renders at most (default: one per actor)."))
+    finish_concurrency: int = Field(default=2, ge=1, description=(
+        "Scene finishes and spot assemblies (ffmpeg encodes, QC) running at once in the flow "
+        "process, next to the renders."))
     openlineage_url: str | None = Field(default=None, description=(
         "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
     prefect_api_url: str | None = Field(default=None, description=(

@@ -207,6 +207,8 @@ class Brief(Frozen):
     crossfade_s: float = Field(default=DEFAULT_CROSSFADE_SECONDS, gt=0,
                                le=MAX_CROSSFADE_SECONDS)
     brand_kit: BrandKit | None = None
+    # The deliverable is the spot; each scene finish is also published as a cut-down when set.
+    publish_scenes: bool = False
     lora: LoraChoice | None = Field(
         default=None, description="A registered LoRA for every scene without its own.")
 

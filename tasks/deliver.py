@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.repository import Artifact, BriefRow, Deliverable
+from infra.repository import Artifact, BriefRow, Deliverable, DeliverableKind
 from infra.statuses import DELIVERABLE_IN_REVIEW_AREA, DeliverableStatus, RenderStatus
 from infra.storage import ObjectStore, deliverable_key, legacy_deliverable_key
 from schemas.brief import Aspect, Brief, load_brief
 from schemas.finishing import LOUDNESS_TARGETS, FinishResult, FinishSpec, QCReport
 from schemas.plan import RenderSpec
+from schemas.spot import plan_spots
 from tasks.captions import caption_cues
 from tasks.finishing import finish_clip
 from tasks.qc import QCAction, next_action
@@ -28,6 +30,7 @@ from tasks.render import read_clip
 from tasks.retake import retake
 from tasks.retry import retry_on_transient
 from tasks.services import Services
+from tasks.spot import SpotResult
 
 MP4, SRT, VTT, JSON_TYPE = "video/mp4", "application/x-subrip", "text/vtt", "application/json"
 REVIEW_PREFIX = "review"
@@ -44,83 +47,152 @@ def _finish_key(clip_sha: str, spec: FinishSpec, code_version: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _store_file(services: Services, session: Session, path: Path, key: str, content_type: str,
-                kind: str, input_key: str, parents: list[Artifact],
-                params: dict[str, Any]) -> Artifact:
-    stored = services.store.put_file(path, key, content_type=content_type)
-    return repo.add_artifact(session, kind=kind, input_key=input_key, sha256=stored.sha256,
-                             uri=stored.uri, size_bytes=stored.size_bytes,
-                             content_type=content_type, task="finish.variant",
-                             code_version=services.code_version,
-                             params={"key": key, **params}, parents=parents)
+@dataclass(frozen=True)
+class _SceneWork:
+    """What finishing a scene needs, read in one short transaction (the encode runs outside
+    any: parallel finishes must not hold the database while ffmpeg works)."""
+    brief: Brief
+    scene_id: str
+    locale: str
+    aspect: Aspect
+    clip_key: str
+    clip_sha256: str
+    clip_artifact_id: UUID
 
 
-def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableStatus:
-    """Finish one variant; returns its new status (finished, pending = re-render, failed)."""
+def _scene_work(services: Services, deliverable_id: UUID) -> _SceneWork | DeliverableStatus:
     with session_scope(services.engine) as session:
         row = repo.get_deliverable(session, deliverable_id)
-        brief = _brief(row.brief)
+        if row.status != DeliverableStatus.PENDING:
+            return row.status  # finished by an earlier run, or failed, or in review
         job = repo.render_job(session, row.render_key)
         if job.status != RenderStatus.DONE or job.clip is None:
             if job.status == RenderStatus.FAILED:
                 repo.fail_deliverable(row, f"render failed: {job.error}")
             return row.status
-        clip_artifact = job.clip
-        spec = RenderSpec.model_validate(job.spec)
-        scene = next(s for s in brief.scenes if s.scene_id == row.scene_id)
-        clip = read_clip(services.store, str(clip_artifact.params["key"]))
-        lines = [line.text for line in scene.dialogue.get(row.locale, [])]
-        finish = FinishSpec(aspect=Aspect(row.aspect), locale=row.locale,
-                            loudness=LOUDNESS_TARGETS[brief.loudness_profile],
-                            captions=caption_cues(lines, clip.audio, clip.sample_rate),
-                            on_screen_text=scene.on_screen_text.get(row.locale),
-                            focus=scene.focus)
-        input_key = _finish_key(clip_artifact.sha256, finish, services.code_version)
+        return _SceneWork(brief=_brief(row.brief), scene_id=row.scene_id, locale=row.locale,
+                          aspect=Aspect(row.aspect), clip_key=str(job.clip.params["key"]),
+                          clip_sha256=job.clip.sha256, clip_artifact_id=job.clip.id)
+
+
+def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableStatus:
+    """Finish one scene variant; returns its new status (finished, pending = re-render,
+    failed). The scene finish carries captions but no on-screen text: the spot burns the text
+    on its own timeline (a finish with the text would show it twice)."""
+    work = _scene_work(services, deliverable_id)
+    if not isinstance(work, _SceneWork):
+        return work
+    brief = work.brief
+    scene = next(s for s in brief.scenes if s.scene_id == work.scene_id)
+    clip = read_clip(services.store, work.clip_key)
+    lines = [line.text for line in scene.dialogue.get(work.locale, [])]
+    finish = FinishSpec(aspect=work.aspect, locale=work.locale,
+                        loudness=LOUDNESS_TARGETS[brief.loudness_profile],
+                        captions=caption_cues(lines, clip.audio, clip.sample_rate),
+                        focus=scene.focus)
+    input_key = _finish_key(work.clip_sha256, finish, services.code_version)
+    with session_scope(services.engine) as session:
+        done = repo.find_artifact(session, "video", input_key) is not None
+    stored: list[Uploaded] = []
+    if not done:  # not finished before: encode and QC, upload (no transaction open)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate, finish,
+                                 Path(tmp), name=work.scene_id)
+            stored = _upload_results(services, result, input_key)
+    with session_scope(services.engine) as session:
+        row = repo.get_deliverable(session, deliverable_id)
+        if row.status != DeliverableStatus.PENDING:
+            return row.status
+        clip_artifact = session.get(Artifact, work.clip_artifact_id)
+        assert clip_artifact is not None
+        record_uploaded(services, session, stored, input_key, [clip_artifact], "finish.variant")
         video = repo.find_artifact(session, "video", input_key)
-        if video is None:  # not finished before: encode, QC, store
-            with tempfile.TemporaryDirectory() as tmp:
-                result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate, finish,
-                                     Path(tmp), name=row.scene_id)
-                video = _store_results(services, session, result, input_key, clip_artifact)
-        report = QCReport.model_validate(video.params["qc"])
-        repo.set_finished_video(row, video, {"report": report.model_dump(mode="json"),
-                                             "loudness": video.params["loudness"],
-                                             "preview": video.params["preview"]})
-        action = next_action(report, row.attempts, brief.max_qc_retries)
-        if action == QCAction.ACCEPT:
-            repo.accept_deliverable(row)
-        elif action == QCAction.RETRY:
-            # A new render with the next seed; the variant waits for it.
-            retake(session, row, spec.with_seed(spec.seed + row.attempts + 1),
-                   reset_attempts=False,
-                   error="QC failed, re-rendering: " + "; ".join(report.failures))
-        else:
-            repo.fail_deliverable(row, "QC failed: " + "; ".join(report.failures))
-        return row.status
+        assert video is not None
+        return _judge_scene(session, row, brief, video, finish)
 
 
-def _store_results(services: Services, session: Session, result: FinishResult, input_key: str,
-                   clip: Artifact) -> Artifact:
-    digest = input_key[:16]
+def _judge_scene(session: Session, row: Deliverable, brief: Brief, video: Artifact,
+                 finish: FinishSpec) -> DeliverableStatus:
+    """Accept the scene finish, re-render it with the next seed, or fail it (QC). A re-render
+    sends the spots made from it back to be assembled again."""
+    report = QCReport.model_validate(video.params["qc"])
+    repo.set_finished_video(row, video, {"report": report.model_dump(mode="json"),
+                                         "loudness": video.params["loudness"],
+                                         "preview": video.params["preview"],
+                                         "captions": [c.model_dump(mode="json")
+                                                      for c in finish.captions]})
+    action = next_action(report, row.attempts, brief.max_qc_retries)
+    if action == QCAction.ACCEPT:
+        repo.accept_deliverable(row)
+    elif action == QCAction.RETRY:
+        # A new render with the next seed; the variant waits for it.
+        # (the scenes chained after it move along: they start from its new last frame)
+        spec = RenderSpec.model_validate(repo.render_job(session, row.render_key).spec)
+        retake(session, row, spec.with_seed(spec.seed + row.attempts + 1), reset_attempts=False,
+               error="QC failed, re-rendering: " + "; ".join(report.failures))
+        for spot in repo.spots_containing(session, row):
+            repo.reopen_spot(spot, f"scene {row.scene_id} is re-rendered")
+    else:
+        repo.fail_deliverable(row, "QC failed: " + "; ".join(report.failures))
+    return row.status
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """A finished file in storage whose artifact row is not written yet."""
+    kind: str
+    key: str
+    content_type: str
+    sha256: str
+    uri: str
+    size_bytes: int
+    params: dict[str, Any]
+
+
+def _upload(services: Services, path: Path, key: str, content_type: str, kind: str,
+            params: dict[str, Any]) -> Uploaded:
+    stored = services.store.put_file(path, key, content_type=content_type)
+    return Uploaded(kind=kind, key=key, content_type=content_type, sha256=stored.sha256,
+                    uri=stored.uri, size_bytes=stored.size_bytes, params=params)
+
+
+def record_uploaded(services: Services, session: Session, files: list[Uploaded],
+                    input_key: str, parents: list[Artifact], task: str) -> None:
+    """The artifact rows of files `upload_finished` stored (rows made before are kept)."""
+    for file in files:
+        repo.add_artifact(session, kind=file.kind, input_key=input_key, sha256=file.sha256,
+                          uri=file.uri, size_bytes=file.size_bytes,
+                          content_type=file.content_type, task=task,
+                          code_version=services.code_version,
+                          params={"key": file.key, **file.params}, parents=parents)
+
+
+def upload_finished(services: Services, result: FinishResult | SpotResult, input_key: str,
+                    params: dict[str, Any]) -> list[Uploaded]:
+    """Store a finished file and its companions (burned-in variant, SRT, VTT) under keys made
+    from `input_key`; `params` go with the video. Returns what `_record_file` records."""
+    folder = f"deliverables/{input_key[:16]}"
+    out = [_upload(services, Path(result.video_path), f"{folder}/video.mp4", MP4, "video",
+                   params)]
+    if result.burned_path is not None:
+        out.append(_upload(services, Path(result.burned_path), f"{folder}/video.burned.mp4", MP4,
+                           "video_burned", {}))
+    for path, content_type, kind in ((result.srt_path, SRT, "captions_srt"),
+                                     (result.vtt_path, VTT, "captions_vtt")):
+        if path is not None:
+            out.append(_upload(services, Path(path),
+                               f"{folder}/captions{Path(path).suffix}", content_type, kind, {}))
+    return out
+
+
+def _upload_results(services: Services, result: FinishResult,
+                    input_key: str) -> list[Uploaded]:
     params = {"qc": result.qc.model_dump(mode="json"), "preview": result.preview,
               "size": [result.width, result.height],
               "loudness": {"input_lufs": result.loudness_in_lufs,
                            "output_lufs": result.loudness_out_lufs,
                            "true_peak_dbtp": result.true_peak_out_dbtp}}
-    video = _store_file(services, session, Path(result.video_path),
-                        f"deliverables/{digest}/video.mp4", MP4, "video", input_key, [clip],
-                        params)
-    if result.burned_path is not None:
-        _store_file(services, session, Path(result.burned_path),
-                    f"deliverables/{digest}/video.burned.mp4", MP4, "video_burned", input_key,
-                    [clip], {})
-    for path, content_type, kind in ((result.srt_path, SRT, "captions_srt"),
-                                     (result.vtt_path, VTT, "captions_vtt")):
-        if path is not None:
-            suffix = Path(path).suffix
-            _store_file(services, session, Path(path), f"deliverables/{digest}/captions{suffix}",
-                        content_type, kind, input_key, [clip], {})
-    return video
+    return upload_finished(services, result, input_key, params)
 
 
 FILE_SUFFIXES = {"video": ".mp4", "video_burned": ".burned.mp4", "captions_srt": ".srt",
@@ -134,8 +206,18 @@ def published_key(row: Deliverable, kind: str, *, review: bool) -> str:
     text, so one team's brief cannot name another team's keys."""
     campaign = row.brief.campaign
     key = deliverable_key(campaign.team, campaign.slug, row.locale, row.aspect,
-                          row.scene_id + FILE_SUFFIXES[kind])
+                          file_stem(row) + FILE_SUFFIXES[kind])
     return f"{REVIEW_PREFIX}/{key}" if review else key
+
+
+def file_stem(row: Deliverable) -> str:
+    """A scene finish's files are named after the scene; a spot's after its first platform's
+    deliverable name (`<campaign>_<locale>_<W>x<H>_<platform>`, schemas.platforms), the other
+    platforms' names being listed in its manifest."""
+    if row.kind != DeliverableKind.SPOT:
+        return row.scene_id
+    spec = next(s for s in plan_spots(_brief(row.brief)) if s.spot_id == row.name)
+    return spec.file_names[spec.platforms[0]].removesuffix(".mp4")
 
 
 def _legacy_key(row: Deliverable, kind: str, *, review: bool) -> str:
@@ -151,6 +233,8 @@ def _manifest(session: Session, row: Deliverable, brief: Brief, files: list[dict
               "seed": a.seed, "checkpoint": a.checkpoint, "code_version": a.code_version}
              for depth, a in ancestry]
     clip = next((a for _, a in ancestry if a.kind == "clip"), None)
+    if row.kind == DeliverableKind.SPOT:
+        return _spot_manifest(session, row, brief, files, video, chain, approval)
     job = repo.render_jobs(session, [row.render_key]).get(row.render_key)
     # Content only (no row ids): the same brief and render give a byte-identical manifest, so
     # a rerun uploads nothing new.
@@ -166,6 +250,37 @@ def _manifest(session: Session, row: Deliverable, brief: Brief, files: list[dict
         # Measured: the seconds its render occupied a render worker (one GPU slot). A render
         # shared by variants (aspects cropped from one render) is counted in each manifest.
         "gpu_seconds": job.seconds if job is not None else None,
+        "lineage": chain,
+    }
+    if approval is not None:
+        manifest["approval"] = approval
+    return manifest
+
+
+def _spot_manifest(session: Session, row: Deliverable, brief: Brief, files: list[dict[str, Any]],
+                   video: Artifact, chain: list[dict[str, Any]],
+                   approval: dict[str, Any] | None) -> dict[str, Any]:
+    """A spot's manifest: the scenes in order with their renders, seeds and measured
+    GPU-seconds, the platforms and file names it serves, QC and loudness over the spot."""
+    spot = dict(video.params["spot"])
+    scenes = repo.spot_scenes(session, row)
+    jobs = repo.render_jobs(session, [s.render_key for s in scenes.values()])
+    for entry in spot["scenes"]:
+        job = jobs.get(scenes[entry["scene_id"]].render_key)
+        entry["gpu_seconds"] = job.seconds if job is not None else None
+        entry["generation"] = job.clip.params.get("generation") \
+            if job is not None and job.clip is not None else None
+    measured = [e["gpu_seconds"] for e in spot["scenes"] if e["gpu_seconds"] is not None]
+    manifest = {
+        "brief_sha256": row.brief.sha256, "deliverable": "spot", "spot_id": row.name,
+        "team": repo.campaign_team(row.brief), "campaign": brief.campaign, "brand": brief.brand,
+        "product": brief.product, "locale": row.locale, "aspect": row.aspect,
+        "dubbing": brief.dubbing.value, "preview": bool(row.qc and row.qc.get("preview")),
+        "files": files, "qc": (row.qc or {}).get("report"),
+        "loudness": (row.qc or {}).get("loudness"), "spot": spot,
+        # Measured: render-worker seconds of every scene in the spot (a render shared with
+        # other spots is counted in each of their manifests).
+        "gpu_seconds": round(sum(measured), 3) if measured else None,
         "lineage": chain,
     }
     if approval is not None:

@@ -6,8 +6,10 @@ import json
 import mimetypes
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path, PurePath
 from urllib.parse import urlparse
 from uuid import UUID, uuid4
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
+from infra.fonts import FontRejected, verify_font
 from infra.hashing import sha256_bytes
 from infra.images import ImageRejected, verify_image
 from infra.repository import NO_TEAM
@@ -37,6 +40,7 @@ from tasks.lora import resolve_loras
 from tasks.render import fetch_first_frame
 from tasks.retry import retry_on_transient
 from tasks.services import Services
+from tasks.spot_deliver import ensure_spots
 
 BRIEF_CONTENT_TYPE = "application/json"
 SUBMIT_WINDOW = timedelta(minutes=1)
@@ -55,21 +59,30 @@ class Submitted:
 
 @dataclass(frozen=True)
 class _Upload:
-    index: int
+    field: str  # where the reference sits: scenes[0].first_frame, brand_kit.logo, ...
     data: bytes
     suffix: str
 
 
-def _s3_first_frame(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
-    """Problems of an s3:// first frame: it must lie under an allowed prefix, exist, and be an
-    image within the limits. The message for a URI outside the prefixes is the same whether
+def _verifier(services: Services, field: str) -> Callable[[bytes], object]:
+    """How a referenced file is checked: a font as a font, everything else as an image."""
+    settings = services.settings
+    if field == "brand_kit.font":
+        return verify_font
+    return partial(verify_image, max_pixels=settings.max_first_frame_pixels,
+                   max_bytes=settings.max_first_frame_bytes)
+
+
+def _s3_file(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
+    """Problems of an s3:// file: it must lie under an allowed prefix, exist, and be an image
+    (a font) within the limits. The message for a URI outside the prefixes is the same whether
     or not the object exists: nothing is read there."""
     settings = services.settings
     prefixes = settings.first_frame_prefixes
     if not any(ref.startswith(prefix) for prefix in prefixes):
         allowed = ", ".join(prefixes) if prefixes else "none are allowed on this service"
-        return [(where, f"s3:// first frames must lie under an allowed prefix ({allowed}); "
-                        "upload the image with the brief instead")]
+        return [(where, f"s3:// files must lie under an allowed prefix ({allowed}); "
+                        "upload the file with the brief instead")]
     parsed = urlparse(ref)
     key = parsed.path.lstrip("/")
     try:
@@ -83,35 +96,42 @@ def _s3_first_frame(services: Services, ref: str, where: str) -> list[tuple[str,
             return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is "
                             f"{settings.max_first_frame_bytes:,}")]
         with tempfile.TemporaryDirectory() as tmp:
-            data = store.get_file(key, Path(tmp) / "frame").read_bytes()
-        verify_image(data, max_pixels=settings.max_first_frame_pixels,
-                     max_bytes=settings.max_first_frame_bytes)
+            data = store.get_file(key, Path(tmp) / "file").read_bytes()
+        _verifier(services, where)(data)
     except InvalidKey:
         return [(where, f"{ref} is not a valid object key")]
-    except ImageRejected as err:
+    except (ImageRejected, FontRejected) as err:
         return [(where, f"{ref}: {err}")]
     return []
 
 
-def _check_first_frames(services: Services, brief: Brief, base_dir: Path | None,
-                        team: str) -> tuple[list[_Upload], list[tuple[str, str]]]:
-    """Every first frame checked before anything is stored: a file given with the brief (a
-    verified image), an `inputs/<team>/...` key of this team's own uploads, or an s3:// URI
-    under an allowed prefix. Returns the uploads to store and the problems."""
-    settings = services.settings
+def _references(brief: Brief) -> list[tuple[str, str]]:
+    """(field, reference) of every file the brief points at: first frames, logo, font."""
+    refs = [(f"scenes[{index}].first_frame", scene.first_frame)
+            for index, scene in enumerate(brief.scenes) if scene.first_frame is not None]
+    if brief.brand_kit is not None:
+        refs.append(("brand_kit.logo", brief.brand_kit.logo))
+        if brief.brand_kit.font is not None:
+            refs.append(("brand_kit.font", brief.brand_kit.font))
+    return refs
+
+
+def _check_files(services: Services, brief: Brief, base_dir: Path | None,
+                 team: str) -> tuple[list[_Upload], list[tuple[str, str]]]:
+    """Every file the brief names (first frames, brand kit logo and font) checked before
+    anything is stored: a file given with the brief (a verified image or font), an
+    `inputs/<team>/...` key of this team's own uploads, or an s3:// URI under an allowed
+    prefix. Returns the uploads to store and the problems."""
     uploads: list[_Upload] = []
     problems: list[tuple[str, str]] = []
-    for index, scene in enumerate(brief.scenes):
-        ref, where = scene.first_frame, f"scenes[{index}].first_frame"
-        if ref is None:
-            continue
+    for where, ref in _references(brief):
         if ref.startswith("s3://"):
-            problems += _s3_first_frame(services, ref, where)
+            problems += _s3_file(services, ref, where)
         elif ref.startswith("inputs/"):
             own = f"inputs/{team}/"
             if not ref.startswith(own) or not services.store.exists(ref):
                 problems.append((where, f"{ref!r} is not an upload of team {team}: "
-                                        f"upload the image with the brief"))
+                                        f"upload the file with the brief"))
         else:
             path = (base_dir or Path.cwd()) / ref
             if not path.is_file():
@@ -120,13 +140,24 @@ def _check_first_frames(services: Services, brief: Brief, base_dir: Path | None,
                 continue
             data = path.read_bytes()
             try:
-                verify_image(data, max_pixels=settings.max_first_frame_pixels,
-                             max_bytes=settings.max_first_frame_bytes)
-            except ImageRejected as err:
+                _verifier(services, where)(data)
+            except (ImageRejected, FontRejected) as err:
                 problems.append((where, f"{PurePath(ref).name}: {err}"))
                 continue
-            uploads.append(_Upload(index, data, path.suffix.lower()))
+            uploads.append(_Upload(where, data, path.suffix.lower()))
     return uploads, problems
+
+
+def _with_uploads(brief: Brief, keys: dict[str, str]) -> Brief:
+    """The brief with each uploaded file's reference replaced by its stored key."""
+    scenes = [scene.model_copy(update={"first_frame": keys[f"scenes[{index}].first_frame"]})
+              if f"scenes[{index}].first_frame" in keys else scene
+              for index, scene in enumerate(brief.scenes)]
+    kit = brief.brand_kit
+    if kit is not None:
+        kit = kit.model_copy(update={name: keys[f"brand_kit.{name}"] for name in ("logo", "font")
+                                     if f"brand_kit.{name}" in keys})
+    return brief.model_copy(update={"scenes": scenes, "brand_kit": kit})
 
 
 def brief_cost(brief: Brief, settings: Settings) -> CostEstimate:
@@ -192,7 +223,7 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
         brief = load_brief(raw, fmt=fmt)
         if requires_approval is not None:
             brief = brief.model_copy(update={"requires_approval": requires_approval})
-        uploads, problems = _check_first_frames(services, brief, base_dir, owner)
+        uploads, problems = _check_files(services, brief, base_dir, owner)
         with session_scope(services.engine) as session:
             _, unknown_loras = resolve_loras(session, owner, brief)
         cost, too_big = _check_size(services, brief)
@@ -201,13 +232,13 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
     except BriefInvalid:
         _count_invalid(services, team)
         raise
-    scenes = list(brief.scenes)
+    keys = {}
     for upload in uploads:
         key = input_key(owner, sha256_bytes(upload.data), upload.suffix)
         services.store.put_bytes(upload.data, key,
                                  content_type=mimetypes.guess_type(f"x{upload.suffix}")[0])
-        scenes[upload.index] = scenes[upload.index].model_copy(update={"first_frame": key})
-    brief = brief.model_copy(update={"scenes": scenes})
+        keys[upload.field] = key
+    brief = _with_uploads(brief, keys)
     canonical = brief.model_dump_json(indent=2)
     sha = sha256_bytes(canonical.encode())
     settings = services.settings
@@ -301,6 +332,7 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
             repo.ensure_deliverable(session, row, name=variant.name, scene_id=variant.scene_id,
                                     locale=variant.locale, aspect=variant.aspect.value,
                                     render_key=variant.render_key)
+        ensure_spots(session, row)
         assert plan.cost is not None
         # Over the threshold, nothing renders until an operator approves the cost.
         repo.save_plan(session, row, body, brief_artifact, plan_artifact,

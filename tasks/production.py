@@ -10,10 +10,13 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.statuses import BRIEF_TO_PRODUCE, BriefStatus, DeliverableStatus
+from infra.repository import DeliverableKind
+from infra.statuses import BRIEF_TO_PRODUCE, RENDER_SETTLED, BriefStatus, DeliverableStatus
+from schemas.brief import load_brief
 from tasks.faults import readable_reason
 from tasks.retry import retry_on_transient
 from tasks.services import Services
+from tasks.spot_deliver import ensure_spots
 
 # Production runs of one brief that may fail or die before it is parked as failed (a brief
 # whose run crashes the same way each time would otherwise be retried forever).
@@ -38,6 +41,7 @@ def open_production(services: Services, brief_id: UUID, flow_run_id: str | None 
                 _park(session, brief_id, DEAD_RUN_REASON)
                 return False
         repo.open_production(session, brief_id, flow_run_id)
+        ensure_spots(session, repo.get_brief(session, brief_id))
     return True
 
 
@@ -47,9 +51,36 @@ def _park(session: Session, brief_id: UUID, reason: str) -> None:
     repo.close_brief(session, brief_id)
 
 
-def deliverables_in(services: Services, brief_id: UUID, status: DeliverableStatus) -> list[UUID]:
+def deliverables_in(services: Services, brief_id: UUID, status: DeliverableStatus,
+                    kind: DeliverableKind | None = None) -> list[UUID]:
     with session_scope(services.engine) as session:
-        return repo.deliverable_ids(session, brief_id, status)
+        return repo.deliverable_ids(session, brief_id, status, kind)
+
+
+def scenes_waiting_for(services: Services, brief_id: UUID, job_id: UUID) -> list[UUID]:
+    """The brief's pending scene finishes made from this render job."""
+    with session_scope(services.engine) as session:
+        key = repo.get_render_job(session, job_id).spec_key
+        return [row.id for row in repo.get_brief(session, brief_id).deliverables
+                if row.kind == DeliverableKind.SCENE and row.render_key == key
+                and row.status == DeliverableStatus.PENDING]
+
+
+def scenes_ready(services: Services, brief_id: UUID) -> list[UUID]:
+    """The brief's pending scene finishes whose render has settled (stored, or failed for
+    good): finishing them now does (or records) their work."""
+    with session_scope(services.engine) as session:
+        rows = [row for row in repo.get_brief(session, brief_id).deliverables
+                if row.kind == DeliverableKind.SCENE and row.status == DeliverableStatus.PENDING]
+        jobs = repo.render_jobs(session, [row.render_key for row in rows])
+        return [row.id for row in rows
+                if row.render_key in jobs and jobs[row.render_key].status in RENDER_SETTLED]
+
+
+def publishes_scenes(services: Services, brief_id: UUID) -> bool:
+    """True when the brief asks for its scene finishes as cut-downs beside the spots."""
+    with session_scope(services.engine) as session:
+        return load_brief(repo.get_brief(session, brief_id).raw, fmt="json").publish_scenes
 
 
 def fail_variant(services: Services, deliverable_id: UUID, error: BaseException) -> str:

@@ -316,8 +316,10 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
                         fn: Callable[[Any, Any], Any] = render_on_worker,
                         max_attempts: int = MAX_RENDER_ATTEMPTS,
                         backoff_s: float = RETRY_BACKOFF_S,
-                        sleep: Callable[[float], None] = time.sleep) -> RenderTally:
-    """Run every render the brief still needs (masters first, then their dubs).
+                        sleep: Callable[[float], None] = time.sleep,
+                        on_rendered: Callable[[UUID], None] | None = None) -> RenderTally:
+    """Run every render the brief still needs (masters first, then their dubs); each stored
+    render's job id goes to `on_rendered` at once (finishing starts while others render).
 
     A transient failure (the actor died, storage or the database dropped a request) sends the
     job back to pending and it runs again after a backoff, up to `max_attempts` runs; any other
@@ -335,6 +337,8 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
                 result = RenderResult.model_validate(outcome.value)
                 record_render(services, brief_id, result, node=outcome.node)
                 services.lineage.complete("render.generate", run_id, [], [result.uri])
+                if on_rendered is not None:
+                    on_rendered(job_id)
                 tally.rendered += 1
                 logger.info("render.done job_id=%s seconds=%.1f", job_id, result.seconds)
                 continue
@@ -363,7 +367,8 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
 # A rerun is safe: finished renders are recorded and skipped, a job left running is taken again.
 @task(name="render.generate", retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
-def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID) -> int:
+def render_pending_task(services: Services, pool: GpuPool, brief_id: UUID,
+                        on_rendered: Callable[[UUID], None] | None = None) -> int:
     """Run every render the brief still needs; returns the number rendered now. Failures are
     recorded on the job (transient ones retried first) and reported, not swallowed."""
-    return run_pending_renders(services, pool, brief_id).rendered
+    return run_pending_renders(services, pool, brief_id, on_rendered=on_rendered).rendered

@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 from infra import repository as repo
 from infra.db import session_scope
 from infra.hashing import sha256_bytes
-from infra.repository import Artifact, Deliverable, ReviewDecision
+from infra.repository import Artifact, Deliverable, DeliverableKind, ReviewDecision
 from infra.statuses import BRIEF_CLOSED, BriefStatus, DeliverableStatus, ReviewVerdict
-from schemas.errors import InvalidTransition
+from schemas.brief import load_brief
+from schemas.errors import InvalidTransition, NotFound
 from schemas.plan import RenderSpec
+from schemas.spot import render_order
 from tasks.deliver import publish_files
 from tasks.retake import retake
 from tasks.services import Services
@@ -74,25 +76,52 @@ def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: st
 
 
 def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str,
-           comment: str, rerender: bool) -> DeliverableStatus:
+           comment: str, rerender: bool, scene_id: str | None = None) -> DeliverableStatus:
     """Reject a variant in review; with `rerender`, queue a new render of it with the next
-    seed (the brief goes back to `planned`, so the next production run picks it up)."""
+    seed (the brief goes back to `planned`, so the next production run picks it up). On a
+    spot, `scene_id` names the one scene to render again (and the scenes chained after it);
+    the spot is assembled again from it, the brief's other spots are left as they are."""
     with session_scope(services.engine) as session:
         row = repo.get_deliverable(session, deliverable_id)
         _require(row, DeliverableStatus.IN_REVIEW, "reject")
+        if scene_id is not None and row.kind != DeliverableKind.SPOT:
+            raise InvalidTransition(f"deliverable {row.name} is a scene; scene_id applies to "
+                                    "a spot")
         repo.transition(row, DeliverableStatus.REJECTED)
         new_seed = None
-        if rerender:
-            spec = RenderSpec.model_validate(repo.render_job(session, row.render_key).spec)
-            # Seeds only grow (QC retries add to the current one), so +1 is always unused.
-            retry = spec.with_seed(spec.seed + 1)
-            new_seed = retry.seed
-            retake(session, row, retry, error=None, reset_attempts=True)
-            if row.brief.status in BRIEF_CLOSED:
-                repo.transition(row.brief, BriefStatus.PLANNED)
+        if rerender and row.kind == DeliverableKind.SPOT:
+            new_seed = _rerender_spot_scenes(session, row, scene_id)
+            repo.reopen_spot(row, None)
+        elif rerender:
+            new_seed = _rerender(session, row)
+        if rerender and row.brief.status in BRIEF_CLOSED:
+            repo.transition(row.brief, BriefStatus.PLANNED)
         _record(services, session, row, decision=ReviewVerdict.REJECT, team=team, reviewer=reviewer,
-                comment=comment, rerender=rerender, new_seed=new_seed)
+                comment=f"{comment} (scene {scene_id})" if scene_id else comment,
+                rerender=rerender, new_seed=new_seed)
         return row.status
+
+
+def _rerender(session: Session, row: Deliverable) -> int:
+    """Point a scene finish at a new render of it with the next seed; the seed."""
+    spec = RenderSpec.model_validate(repo.render_job(session, row.render_key).spec)
+    # Seeds only grow (QC retries add to the current one), so +1 is always unused.
+    retry = spec.with_seed(spec.seed + 1)
+    retake(session, row, retry, error=None, reset_attempts=True)  # its chain moves along
+    return retry.seed
+
+
+def _rerender_spot_scenes(session: Session, spot: Deliverable, scene_id: str | None) -> int:
+    """Re-render the spot's scene `scene_id` and the scenes chained after it (its first frame
+    is their start), or every scene of the spot; the new seed of the first one."""
+    brief = load_brief(spot.brief.raw, fmt="json")
+    scenes = repo.spot_scenes(session, spot)
+    if scene_id is not None and scene_id not in scenes:
+        raise NotFound(f"spot {spot.name} has no scene {scene_id!r}")
+    if scene_id is not None:  # the scenes chained after it follow its new picture
+        return _rerender(session, scenes[scene_id])
+    seeds = [_rerender(session, scenes[name]) for name in render_order(brief)]
+    return seeds[0]
 
 
 def _require(row: Deliverable, status: DeliverableStatus, action: str) -> None:

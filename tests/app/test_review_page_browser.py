@@ -98,5 +98,6 @@ def test_submit_watch_play_approve_in_the_browser(
             page.screenshot(path=str(ARTIFACTS / "campaign-approved.png"), full_page=True)
         finally:
             browser.close()
-    published = list((data_dir / "storage" / "campaigns").rglob("morning-run.mp4"))
-    assert len(published) == 1, "exactly the approved variant is published"
+    published = list((data_dir / "storage" / "campaigns").rglob("aurora-spring-launch_*.mp4"))
+    published = [p for p in published if not p.name.endswith(".burned.mp4")]
+    assert len(published) == 1, "exactly the approved spot is published"

@@ -47,6 +47,7 @@ def _wait(client: httpx.Client, brief_id: str, done: Callable[[dict[str, Any]], 
 
 
 def _render_seed(database_url: str, deliverable_id: str) -> int:
+    """The seed of the render behind a scene finish (a spot's scene strip entry)."""
     engine = make_engine(database_url)
     with session_scope(engine) as session:
         row = session.scalars(select(Deliverable).where(
@@ -90,26 +91,35 @@ def test_approve_publishes_and_reject_rerenders_only_that_variant(
                                json={"comment": "ship it", "reviewer": "ana"}).json()
         assert approved["status"] == "published"
         final = storage / "campaigns" / "emea" / "aurora-spring-launch" / "en-US" / "16x9"
-        assert (final / "morning-run.mp4").is_file() and (final / "morning-run.vtt").is_file()
-        manifest = json.loads((final / "morning-run.manifest.json").read_text())
+        spot = "aurora-spring-launch_en-US_16x9_youtube"
+        assert (final / f"{spot}.mp4").is_file() and (final / f"{spot}.vtt").is_file()
+        manifest = json.loads((final / f"{spot}.manifest.json").read_text())
+        assert [s["scene_id"] for s in manifest["spot"]["scenes"]] == ["morning-run"]
         assert manifest["approval"]["reviewer"] == "ana"
         assert manifest["approval"]["comment"] == "ship it"
         assert all("/review/" not in f["uri"] for f in manifest["files"])
         again = client.post(f"/api/deliverables/{landscape['id']}/approve", json={})
         assert again.status_code == 409 and "published" in again.json()["detail"]
-        published_at = (final / "morning-run.mp4").stat().st_mtime
+        published_at = (final / f"{spot}.mp4").stat().st_mtime
 
-        seed_before = _render_seed(service.database_url, portrait["id"])
+        # reject one scene of the portrait spot: that scene renders again with the next
+        # seed and that spot is assembled again; the approved spot is left alone
+        [scene] = portrait["scenes"]
+        landscape_scene = landscape["scenes"][0]["id"]
+        seed_before = _render_seed(service.database_url, scene["id"])
+        landscape_seed = _render_seed(service.database_url, landscape_scene)
         rejected = client.post(f"/api/deliverables/{portrait['id']}/reject", json={
-            "comment": "the runner's shoes should be orange", "rerender": True}).json()
+            "comment": "the runner's shoes should be orange", "rerender": True,
+            "scene_id": scene["scene_id"]}).json()
         assert rejected["status"] == "pending"
         assert rejected["decisions"][-1]["new_seed"] == seed_before + 1
         brief = _wait(client, brief_id, lambda b: b["status"] == "done", service)
         assert brief["deliverables"][1]["status"] == "in_review"
-        assert _render_seed(service.database_url, portrait["id"]) == seed_before + 1
+        assert _render_seed(service.database_url, scene["id"]) == seed_before + 1
+        assert _render_seed(service.database_url, landscape_scene) == landscape_seed
         assert brief["deliverables"][0]["status"] == "published"
-        assert (final / "morning-run.mp4").stat().st_mtime == published_at, \
-            "the approved variant was touched by the re-render"
+        assert (final / f"{spot}.mp4").stat().st_mtime == published_at, \
+            "the approved spot was touched by the re-render"
         decisions = brief["deliverables"][1]["decisions"]
         assert [d["decision"] for d in decisions] == ["reject"]
         assert decisions[0]["team"] == "emea" and decisions[0]["reviewer"] == "emea"

@@ -28,6 +28,7 @@ from tasks.deliver import finish_deliverable, publish_deliverable
 from tasks.ingest import plan_brief, submit_brief
 from tasks.render import open_pool, render_on_worker, run_pending_renders
 from tasks.services import Services
+from tasks.spot_deliver import assemble_spot_deliverable
 from tests.tasks.test_faults import one_variant_brief
 
 pytestmark = pytest.mark.slow
@@ -98,9 +99,10 @@ def test_a_render_actor_killed_mid_render_is_retried_and_the_campaign_completes(
     with session_scope(services.engine) as session:
         [job] = repo.brief_render_jobs(session, brief_id).values()
         assert job.status == RenderStatus.DONE and job.attempts == 2
-        [variant] = [d.id for d in repo.get_brief(session, brief_id).deliverables]
-    assert finish_deliverable(services, variant) == DeliverableStatus.FINISHED
-    assert publish_deliverable(services, variant) == DeliverableStatus.PUBLISHED
+        rows = {d.kind: d.id for d in repo.get_brief(session, brief_id).deliverables}
+    assert finish_deliverable(services, rows["scene"]) == DeliverableStatus.FINISHED
+    assert assemble_spot_deliverable(services, rows["spot"]) == DeliverableStatus.FINISHED
+    assert publish_deliverable(services, rows["spot"]) == DeliverableStatus.PUBLISHED
     with session_scope(services.engine) as session:
         repo.close_brief(session, brief_id)
         assert repo.get_brief(session, brief_id).status == BriefStatus.DONE
@@ -150,9 +152,10 @@ def test_a_variant_that_cannot_be_published_fails_alone_and_the_next_brief_is_pr
         briefs = {b.campaign.slug: b for b in repo.campaign_briefs(session, None)}
         blocked, healthy = briefs["blocked-one"], briefs["healthy-one"]
         assert healthy.status == BriefStatus.DONE
-        assert [d.status for d in healthy.deliverables] == [DeliverableStatus.PUBLISHED]
+        assert [d.status for d in repo.deliverables_that_count(healthy)] == [
+            DeliverableStatus.PUBLISHED]  # its one spot
         assert blocked.status == BriefStatus.FAILED, "the brief was left producing"
-        [variant] = blocked.deliverables
+        [variant] = repo.deliverables_that_count(blocked)
         assert variant.status == DeliverableStatus.FAILED and variant.error
         assert str(tmp_path) not in variant.error, f"a worker path is shown: {variant.error}"
         assert blocked.problems == [[variant.name, variant.error]]
@@ -206,7 +209,8 @@ def _brief_states(database_url: str) -> dict[str, tuple[str, list[str]]]:
 
     engine = make_engine(database_url)
     with session_scope(engine) as session:
-        states = {b.campaign.slug: (str(b.status), [str(d.status) for d in b.deliverables])
+        states = {b.campaign.slug: (str(b.status), [str(d.status)
+                                                    for d in repo.deliverables_that_count(b)])
                   for b in repo.campaign_briefs(session, None)}
     engine.dispose()
     return states

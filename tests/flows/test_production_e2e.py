@@ -1,5 +1,6 @@
-"""A tiny-model brief through the real flows: playable MP4s, manifests, lineage, idempotence,
-and recovery from a run killed mid-way. Slow (tens of seconds each); run in CI too."""
+"""A tiny-model brief through the real flows: one finished spot per language x aspect (playable
+MP4s, manifests listing scenes, renders and seeds), lineage, idempotence, and recovery from a
+run killed mid-way. Slow (tens of seconds each); run in CI too."""
 
 from __future__ import annotations
 
@@ -37,11 +38,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MOVA_"))}
     env.update({"MOVA_DATA_DIR": str(data_dir), "MOVA_CHECKPOINT": str(checkpoint),
-                "PYTHONPATH": str(ROOT), **extra})
+                "PYTHONPATH": str(ROOT),
+                # a loaded 2-core machine can take longer than Prefect's default 20 s to bring
+                # up its ephemeral server
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300", **extra})
     return env
 
 
-def _cli(args: list[str], env: dict[str, str], timeout: float = 300
+def _cli(args: list[str], env: dict[str, str], timeout: float = 900
          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)
@@ -53,14 +57,17 @@ def _objects(storage: Path) -> dict[str, float]:
 
 
 def _check_deliverables(database_url: str, expected: int) -> list[Deliverable]:
+    """The published rows: `expected` spots and nothing else (scene finishes are
+    intermediates); each spot's lineage runs through its scene finish and render."""
     engine = make_engine(database_url)
     with session_scope(engine) as session:
         rows = list(session.scalars(select(Deliverable)))
         published = [r for r in rows if r.status == "published"]
         assert len(published) == expected, [(r.name, r.status, r.error) for r in rows]
+        assert all(r.kind == "spot" for r in published)
         for row in published:
             chain = [a.kind for _, a in lineage_chain(session, row.video_artifact_id)]
-            assert chain[0] == "video" and chain[-1] == "brief" and "clip" in chain
+            assert chain[:2] == ["video", "video"] and chain[-1] == "brief" and "clip" in chain
     engine.dispose()
     return published
 
@@ -70,7 +77,8 @@ def _check_mp4(path: Path) -> None:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert (video.width, video.height) in ((1280, 720), (720, 1280))
         assert audio.sample_rate == 48_000 and audio.channels == 2
-        assert sum(1 for _ in container.decode(video=0)) == 25
+        # the brief's 1.0 s scene (its 25-frame render trimmed to the brief), no end card
+        assert sum(1 for _ in container.decode(video=0)) == 24
 
 
 def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
@@ -82,10 +90,11 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
     assert first.returncode == 0, first.stderr[-3000:]
     storage = tmp_path / "storage"
     campaign = storage / "campaigns" / "_local" / "aurora-spring-launch"  # CLI briefs: `_local`
-    # each deliverable: the soft-caption master and its burned-in-captions variant
+    # one spot per language x aspect, named for its first platform: the soft-caption master
+    # and its burned-in-captions variant; no scene clips
     mp4s = sorted(campaign.rglob("*.mp4"))
-    variants = ["de-DE/16x9/morning-run", "de-DE/9x16/morning-run",
-                "en-US/16x9/morning-run", "en-US/9x16/morning-run"]
+    variants = [f"{loc}/{aspect}/aurora-spring-launch_{loc}_{aspect}_youtube"
+                for loc in ("de-DE", "en-US") for aspect in ("16x9", "9x16")]
     assert [p.relative_to(campaign).as_posix() for p in mp4s] == [
         f"{v}{suffix}" for v in variants for suffix in (".burned.mp4", ".mp4")]
     for path in mp4s:
@@ -95,10 +104,25 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
         manifest = json.loads(path.with_suffix(".manifest.json").read_text())
         assert manifest["preview"] is True and manifest["qc"]["checks"]
         assert manifest["lineage"][-1]["kind"] == "brief"
+        [scene] = manifest["spot"]["scenes"]
+        assert scene["scene_id"] == "morning-run" and scene["seed"] is not None
+        assert scene["render_id"] and scene["gpu_seconds"] > 0
+        assert manifest["gpu_seconds"] == pytest.approx(scene["gpu_seconds"], abs=1e-3)
     database = f"sqlite:///{tmp_path / 'mova_ads.db'}"
     published = _check_deliverables(database, 4)
     events = (tmp_path / "lineage" / "openlineage.jsonl").read_text().splitlines()
     assert any('"render.generate"' in e and '"COMPLETE"' in e for e in events)
+    # finishing runs beside the renders: a scene finish is stored before the last render is
+    # (4 renders on one render actor, one after another)
+    engine = make_engine(f"sqlite:///{tmp_path / 'mova_ads.db'}")
+    with session_scope(engine) as session:
+        first_finish = session.scalar(select(func.min(Artifact.created_at)).where(
+            Artifact.kind == "video", Artifact.task == "finish.variant"))
+        last_render = session.scalar(select(func.max(Artifact.created_at)).where(
+            Artifact.kind == "clip"))
+    engine.dispose()
+    assert first_finish is not None and last_render is not None
+    assert first_finish < last_render, "scene finishes waited for every render"
 
     lineage = _cli(["lineage", str(published[0].id)[:8]], env)
     assert lineage.returncode == 0 and "brief" in lineage.stdout and "clip" in lineage.stdout
@@ -181,7 +205,8 @@ def test_production_on_postgres_and_s3(tmp_path: Path, checkpoint: Path,
     assert sum(k.endswith(".mp4") and "/campaigns/" in k for k in keys) == 8  # + burned variants
     local = tmp_path / "de.mp4"
     client.download_file(bucket,
-                         "ads/campaigns/_local/aurora-spring-launch/de-DE/16x9/morning-run.mp4",
+                         "ads/campaigns/_local/aurora-spring-launch/de-DE/16x9/"
+                         "aurora-spring-launch_de-DE_16x9_youtube.mp4",
                          str(local))
     _check_mp4(local)
 

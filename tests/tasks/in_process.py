@@ -7,7 +7,7 @@ from uuid import UUID
 from sqlalchemy import select
 
 from infra.db import session_scope
-from infra.db_models import Deliverable
+from infra.db_models import Deliverable, DeliverableKind
 from tasks.deliver import finish_deliverable, publish_deliverable
 from tasks.render import (
     RenderResult,
@@ -17,6 +17,7 @@ from tasks.render import (
     render_on_worker,
 )
 from tasks.services import Services
+from tasks.spot_deliver import assemble_spot_deliverable
 
 
 def render_all(services: Services, brief_id: UUID) -> None:
@@ -28,14 +29,28 @@ def render_all(services: Services, brief_id: UUID) -> None:
                           RenderResult.model_validate(render_on_worker(model, payload)))
 
 
-def finish_and_publish(services: Services, brief_id: UUID) -> list[Deliverable]:
-    """Finish and publish every deliverable of the brief; the rows, ordered by name."""
-    with session_scope(services.engine) as session:
-        ids = [d.id for d in session.scalars(select(Deliverable).where(
-            Deliverable.brief_id == brief_id))]
-    for deliverable_id in ids:
+def finish_and_publish(services: Services, brief_id: UUID, *, scenes: bool = True,
+                       spots: bool = False) -> list[Deliverable]:
+    """Finish every scene of the brief and publish the scene finishes as cut-downs (the tests
+    of scene finishing read those); with `spots`, assemble and publish the spots too, and
+    without `scenes` keep the scene finishes as intermediates. The rows of the kinds asked
+    for, ordered by name."""
+    def ids(kind: DeliverableKind) -> list[UUID]:
+        with session_scope(services.engine) as session:
+            return [d.id for d in session.scalars(select(Deliverable).where(
+                Deliverable.brief_id == brief_id, Deliverable.kind == kind))]
+
+    for deliverable_id in ids(DeliverableKind.SCENE):
         finish_deliverable(services, deliverable_id)
-        publish_deliverable(services, deliverable_id)
+    kinds = [DeliverableKind.SCENE] if scenes else []
+    if spots:
+        for spot_id in ids(DeliverableKind.SPOT):
+            assemble_spot_deliverable(services, spot_id)
+        kinds.append(DeliverableKind.SPOT)
+    for kind in kinds:
+        for deliverable_id in ids(kind):
+            publish_deliverable(services, deliverable_id)
     with session_scope(services.engine) as session:
         return list(session.scalars(select(Deliverable).where(
-            Deliverable.brief_id == brief_id).order_by(Deliverable.name)))
+            Deliverable.brief_id == brief_id, Deliverable.kind.in_(kinds))
+            .order_by(Deliverable.name)))

@@ -99,7 +99,7 @@ def test_a_failed_variant_fails_alone_and_the_brief_closes_failed_with_its_reaso
         services: Services) -> None:
     broken, healthy = planned_brief(services, "broken-one"), planned_brief(services, "next-one")
     open_production.fn(services, broken)
-    [variant] = _deliverables(services, broken)
+    [variant] = _deliverables(services, broken)  # the brief's one spot
     status = fail_variant(services, variant, FileExistsError(
         "[Errno 17] File exists: '/tmp/tmpq1w2e3/storage/campaigns/broken-one'"))
     assert status == DeliverableStatus.FAILED
@@ -108,7 +108,7 @@ def test_a_failed_variant_fails_alone_and_the_brief_closes_failed_with_its_reaso
     with session_scope(services.engine) as session:
         brief = repo.get_brief(session, broken)
         assert brief.status == BriefStatus.FAILED
-        assert brief.problems == [["morning-run/en-US/16:9",
+        assert brief.problems == [["en-US/16x9/-14LUFS",
                                    "[Errno 17] File exists: 'broken-one'"]]
     # parked: the failed brief is not taken again, the next brief is
     assert briefs_ready(services) == [healthy]
@@ -128,13 +128,14 @@ def test_a_brief_that_keeps_dying_mid_run_is_parked_failed_with_its_reason(
         brief = repo.get_brief(session, brief_id)
         assert brief.status == BriefStatus.FAILED
         [[name, reason]] = brief.problems or []
-        assert name == "morning-run/en-US/16:9"
+        assert name == "en-US/16x9/-14LUFS"  # the spot; its scene's failure is inside it
         assert reason.startswith(f"production stopped after {MAX_FAILED_RUNS} failed runs")
 
 
 def _deliverables(services: Services, brief_id: UUID) -> list[UUID]:
+    """What the brief delivers: its spots."""
     with session_scope(services.engine) as session:
-        return [d.id for d in repo.get_brief(session, brief_id).deliverables]
+        return [d.id for d in repo.deliverables_that_count(repo.get_brief(session, brief_id))]
 
 
 def test_a_brief_lock_is_held_by_one_worker_and_freed_when_its_holder_goes(

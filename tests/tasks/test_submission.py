@@ -20,6 +20,7 @@ from infra.db import session_scope
 from infra.db_models import BriefRow, Campaign
 from infra.settings import load_settings
 from infra.statuses import BriefStatus
+from schemas.brief import load_brief
 from schemas.errors import BriefInvalid
 from tasks.ingest import SubmissionRefused, submit
 from tasks.services import Services
@@ -314,3 +315,39 @@ def test_a_brief_over_the_approval_threshold_waits_for_an_operator(
         with session_scope(services.engine) as session:
             assert {b.id for b in repo.briefs_to_produce(session)} == {cheap.brief_id,
                                                                        dear.brief_id}
+
+
+def _with_brand_kit(**kit: object) -> str:
+    brief = yaml.safe_load(EXAMPLE)
+    brief["brand_kit"] = {"colours": ["#101820"], "end_card_s": 1.0, **kit}
+    return yaml.safe_dump(brief)
+
+
+def test_the_brand_kits_logo_and_font_are_uploaded_with_the_brief_under_the_teams_inputs(
+        services: Services, tmp_path: Path) -> None:
+    from infra.fonts import font_files
+
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    (folder / "logo.png").write_bytes(_png())
+    (folder / "brand.ttf").write_bytes(font_files()["Noto Sans"].read_bytes())
+    brief_id = submit(services, _with_brand_kit(logo="logo.png", font="brand.ttf"),
+                      base_dir=folder, team="emea").brief_id
+    with session_scope(services.engine) as session:
+        kit = load_brief(repo.get_brief(session, brief_id).raw, fmt="json").brand_kit
+    assert kit is not None and kit.font is not None
+    assert kit.logo.startswith("inputs/emea/") and kit.logo.endswith(".png")
+    assert kit.font.startswith("inputs/emea/") and kit.font.endswith(".ttf")
+    assert services.store.exists(kit.logo) and services.store.exists(kit.font)
+    # what is not an image or a font is refused with the field's path, nothing stored
+    (folder / "fake.png").write_bytes(b"not an image")
+    (folder / "fake.ttf").write_bytes(b"not a font at all")
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, _with_brand_kit(logo="fake.png", font="fake.ttf"), base_dir=folder,
+               team="emea")
+    assert [path for path, _ in err.value.problems] == ["brand_kit.logo", "brand_kit.font"]
+    assert "not an image" in err.value.problems[0][1]
+    assert "TrueType or OpenType" in err.value.problems[1][1]
+    # another team's upload cannot be named
+    with pytest.raises(BriefInvalid, match="not an upload of team apac"):
+        submit(services, _with_brand_kit(logo=kit.logo), team="apac")

@@ -45,12 +45,18 @@ def _brief(brand_line: str) -> str:
     return yaml.safe_dump(brief)
 
 
-def _produce(services: Services, brief_id: UUID) -> list[Deliverable]:
+def _produce(services: Services, brief_id: UUID, *, spots: bool = False) -> list[Deliverable]:
+    """The brief produced in-process: its spots published (`spots`), or, as stores from
+    before spots hold them, its scene finishes."""
     with session_scope(services.engine) as session:
         repo.claim_brief(session, brief_id, "test")
     plan_brief(services, brief_id)
     render_all(services, brief_id)
-    return finish_and_publish(services, brief_id)
+    return finish_and_publish(services, brief_id, scenes=not spots, spots=spots)
+
+
+def _spot_file(team: str, locale: str) -> str:
+    return f"campaigns/{team}/{SLUG}/{locale}/16x9/{SLUG}_{locale}_16x9_youtube.mp4"
 
 
 def _settings(tmp_path: Path, checkpoint: Path) -> Settings:
@@ -65,21 +71,21 @@ def test_two_teams_with_one_slug_get_separate_files_manifests_and_pages(
             tokens = {team: create_team(session, team) for team in ("emea", "apac")}
         emea = submit(services, _brief("Aurora One"), team="emea").brief_id
         apac = submit(services, _brief("Aurora Uno"), team="apac").brief_id
-        rows = {"emea": _produce(services, emea), "apac": _produce(services, apac)}
+        rows = {"emea": _produce(services, emea, spots=True),
+                "apac": _produce(services, apac, spots=True)}
         store = services.store
         assert isinstance(store, LocalStore)
         for team, team_rows in rows.items():
             assert {r.status for r in team_rows} == {"published"}
             for row in team_rows:
-                key = f"campaigns/{team}/{SLUG}/{row.locale}/16x9/{row.scene_id}.mp4"
+                key = _spot_file(team, row.locale)
                 assert row.published_uri == store.uri_for(key) and store.exists(key)
                 manifest = json.loads(store.local_path(
                     key.replace(".mp4", ".manifest.json")).read_text())  # type: ignore[union-attr]
                 assert manifest["team"] == team and manifest["campaign"] == SLUG
                 assert manifest["gpu_seconds"] > 0  # measured on the render worker
         # the same slug, two files: apac's publish did not overwrite emea's
-        emea_video, apac_video = (store.head(f"campaigns/{t}/{SLUG}/en-US/16x9/morning-run.mp4")
-                                  for t in ("emea", "apac"))
+        emea_video, apac_video = (store.head(_spot_file(t, "en-US")) for t in ("emea", "apac"))
         assert emea_video is not None and apac_video is not None
         assert emea_video.sha256 != apac_video.sha256
         assert not store.list(f"campaigns/{SLUG}/")  # nothing in the old global layout

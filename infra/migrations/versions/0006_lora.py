@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_lora"
-# Re-chained onto 0005 when that migration (another branch) is merged.
-down_revision = "0004_sessions"
+down_revision = "0005_spots"
 branch_labels = None
 depends_on = None
 
