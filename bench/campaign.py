@@ -51,6 +51,7 @@ ASPECTS = ["16:9", "9:16", "1:1"]
 # Task runs by task name. Anything else is a subflow's placeholder run in its parent flow
 # (it spans the whole subflow, so counting it would hide the overhead): left out.
 TASK_KINDS = {"render.generate": "render", "finish.variant": "finishing",
+              "spot.assemble": "finishing",
               "publish.deliverable": "publishing", "plan.variants": "planning",
               "ingest.claim": "planning", "production.open": "bookkeeping",
               "production.close": "bookkeeping"}

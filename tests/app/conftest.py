@@ -18,6 +18,7 @@ import yaml
 
 from app.auth import create_team
 from infra.db import make_engine, session_scope, upgrade_to_head
+from tests.example_brief import example_text
 from tests.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +123,7 @@ class ReviewedBrief:
 
 def two_variant_brief() -> dict[str, Any]:
     """The example brief cut to one locale (two aspects), held for approval."""
-    brief: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    brief: dict[str, Any] = yaml.safe_load(example_text())
     scene = brief["scenes"][0]
     scene["dialogue"] = {"en-US": scene["dialogue"]["en-US"]}
     scene["on_screen_text"] = {"en-US": scene["on_screen_text"]["en-US"]}

@@ -20,9 +20,10 @@ from infra.settings import load_settings
 from tasks.ingest import plan_brief
 from tasks.services import Services
 from tests.app.conftest import ROOT, Service
+from tests.example_brief import example_text
 
 pytestmark = pytest.mark.slow  # a service and three CLI processes
-EXAMPLE = (ROOT / "examples" / "brief.yaml").read_bytes()
+EXAMPLE = example_text().encode()
 EXAMPLE_GPU_SECONDS = 1.6  # 4 renders × 8 steps × 0.05 s/step of the tiny profile
 HOLD_MESSAGE = "waiting for an operator to approve the cost"
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.app.conftest import ROOT, Service
+from tests.example_brief import example_text
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +35,8 @@ def test_a_new_brief_starts_the_produce_deployment_and_links_its_run(
                               teams=("emea",), worker=False, checkpoint=tiny_checkpoint,
                               PREFECT_API_URL=prefect_api)
     with service.client() as client:
-        brief_id = client.post("/api/briefs", content=(ROOT / "examples" / "brief.yaml")
-                               .read_bytes(), headers={"Content-Type": "application/yaml"}
-                               ).json()["id"]
+        brief_id = client.post("/api/briefs", content=example_text().encode(),
+                               headers={"Content-Type": "application/yaml"}).json()["id"]
         deadline = time.monotonic() + 60
         while (brief := client.get(f"/api/briefs/{brief_id}").json())["flow_run_id"] is None:
             assert time.monotonic() < deadline, f"no flow run started:\n{service.log()}"

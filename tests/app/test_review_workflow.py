@@ -21,13 +21,14 @@ from sqlalchemy import select
 from infra.db import make_engine, session_scope
 from infra.db_models import Artifact, Deliverable, RenderJob
 from infra.repository import lineage_chain
-from tests.app.conftest import ROOT, Service
+from tests.app.conftest import Service
+from tests.example_brief import example_text
 
 pytestmark = pytest.mark.slow
 
 
 def _two_variant_brief() -> dict[str, Any]:
-    brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    brief = yaml.safe_load(example_text())
     scene = brief["scenes"][0]
     scene["dialogue"] = {"en-US": scene["dialogue"]["en-US"]}
     scene["on_screen_text"] = {"en-US": scene["on_screen_text"]["en-US"]}

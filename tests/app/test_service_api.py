@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from infra.db import make_engine, session_scope
 from infra.db_models import Artifact, BriefRow, Campaign
 from tests.app.conftest import ROOT, Service
+from tests.example_brief import example_text
 
-EXAMPLE = (ROOT / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()
 BODY_LIMIT = 300_000
 PER_MINUTE = 6  # per team; team "flood" is the one that reaches it
 

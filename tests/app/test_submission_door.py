@@ -18,9 +18,10 @@ from app.service import create_app
 from infra.db import session_scope
 from infra.settings import load_settings
 from tasks.services import Services
+from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = (ROOT / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()
 
 
 @pytest.fixture

@@ -77,8 +77,13 @@ def _check_mp4(path: Path) -> None:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert (video.width, video.height) in ((1280, 720), (720, 1280))
         assert audio.sample_rate == 48_000 and audio.channels == 2
-        # the brief's 1.0 s scene (its 25-frame render trimmed to the brief), no end card
-        assert sum(1 for _ in container.decode(video=0)) == 24
+        # the brief's 1.0 s scene (its 25-frame render trimmed to the brief), then its 1.0 s
+        # end card: the brand kit's background (#101820) in the corners of the last frame
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert len(frames) == 48
+        corners = [frames[-1][:8, :8], frames[-1][-8:, -8:]]
+        for corner in corners:
+            assert abs(corner.reshape(-1, 3).mean(axis=0) - (16, 24, 32)).max() < 12
 
 
 def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
@@ -108,6 +113,7 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
         assert scene["scene_id"] == "morning-run" and scene["seed"] is not None
         assert scene["render_id"] and scene["gpu_seconds"] > 0
         assert manifest["gpu_seconds"] == pytest.approx(scene["gpu_seconds"], abs=1e-3)
+        assert manifest["spot"]["end_card_s"] == 1.0 and manifest["spot"]["duration_s"] == 2.0
     database = f"sqlite:///{tmp_path / 'mova_ads.db'}"
     published = _check_deliverables(database, 4)
     events = (tmp_path / "lineage" / "openlineage.jsonl").read_text().splitlines()

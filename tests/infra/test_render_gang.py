@@ -31,6 +31,7 @@ from tasks.render import (
     run_pending_renders,
 )
 from tasks.services import Services
+from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -61,7 +62,7 @@ def _services(tmp_path: Path, checkpoint: Path, ranks: int) -> Services:
 
 def _planned(services: Services, seed: int) -> UUID:
     """The example brief reduced to one render (one locale, one aspect), planned."""
-    brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    brief = yaml.safe_load(example_text())
     brief.update(locales=["en-US"], aspects=["16:9"], platforms=["youtube"], seed=seed)
     for field in ("dialogue", "on_screen_text"):
         brief["scenes"][0][field] = {"en-US": brief["scenes"][0][field]["en-US"]}

@@ -20,9 +20,10 @@ from schemas.plan import (
     frames_for_duration,
     plan_variants,
 )
+from tests.example_brief import example_text
 
 ROOT = Path(__file__).parents[2]
-EXAMPLE = (ROOT / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()
 ISSUE_15 = (ROOT / "bench" / "briefs" / "issue15-2x4x3.yaml").read_text()
 TINY = RENDER_PROFILES["tiny"]
 

@@ -24,9 +24,10 @@ from tasks.render import (
     record_render,
 )
 from tasks.services import Services
+from tests.example_brief import example_text
 from tests.tasks.in_process import finish_and_publish, render_all
 
-EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,9 @@ from tasks.production import (
 )
 from tasks.render import pending_payloads
 from tasks.services import Services
+from tests.example_brief import example_text
 
-EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()
 
 
 def one_variant_brief(campaign: str = "aurora-spring-launch") -> str:

@@ -18,6 +18,7 @@ from schemas.plan import RenderSpec
 from tasks.ingest import plan_brief, submit_brief
 from tasks.render import load_render_model, pending_payloads, render_on_worker
 from tasks.services import Services
+from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 
 
 def _brief(first_frame: str, campaign: str) -> str:
-    brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    brief = yaml.safe_load(example_text())
     brief.update(campaign=campaign, locales=["en-US"], aspects=["16:9"])
     scene = brief["scenes"][0]
     scene.update(first_frame=first_frame, duration_s=0.5)

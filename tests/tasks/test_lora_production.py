@@ -23,11 +23,12 @@ from tasks.ingest import plan_brief, submit_brief
 from tasks.lora import files_digest, register_lora
 from tasks.render import load_render_model, pending_payloads, render_on_worker
 from tasks.services import Services
+from tests.example_brief import example_text
 from tests.mova_model.test_lora import CONFIG, make_factors, write_lora
 from tests.tasks.in_process import finish_and_publish, render_all
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+EXAMPLE = yaml.safe_load(example_text())
 
 
 @pytest.fixture(scope="module")

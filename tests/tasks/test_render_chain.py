@@ -23,6 +23,7 @@ from tasks.ingest import plan_brief, submit_brief
 from tasks.render import pending_payloads, read_clip
 from tasks.retake import retake
 from tasks.services import Services
+from tests.example_brief import example_text
 from tests.tasks.in_process import render_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ def _brief(locales: list[str], aspects: list[str], dubbing: str = "lipsync",
            chain_outro: bool = False) -> str:
     """Three half-second scenes: `intro` speaks, `hero` continues it, `outro` stands alone (or
     continues `hero` with `chain_outro`)."""
-    brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    brief = yaml.safe_load(example_text())
     intro = brief["scenes"][0]
     intro.update(scene_id="intro", duration_s=0.5)
     intro["dialogue"] = {k: v for k, v in intro["dialogue"].items() if k in locales}

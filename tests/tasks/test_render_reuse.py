@@ -20,12 +20,13 @@ from schemas.plan import RenderSpec
 from tasks.ingest import plan_brief, submit_brief
 from tasks.render import pending_payloads
 from tasks.services import Services
+from tests.example_brief import example_text
 from tests.tasks.in_process import finish_and_publish, render_all
 
 ROOT = Path(__file__).resolve().parents[2]
 # The example (1 scene x 2 languages x 2 aspects), voice-over so dubs name their master's key;
 # half a second keeps the four tiny renders short.
-BRIEF = (ROOT / "examples" / "brief.yaml").read_text() \
+BRIEF = example_text() \
     .replace("dubbing: lipsync", "dubbing: voiceover").replace("duration_s: 1.0", "duration_s: 0.5")
 
 

@@ -24,9 +24,10 @@ from schemas.brief import load_brief
 from schemas.errors import BriefInvalid
 from tasks.ingest import SubmissionRefused, submit
 from tasks.services import Services
+from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = (ROOT / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()
 # The example: 1 scene x 2 locales x 2 aspects (two orientations) = 4 renders of 8 steps at
 # the tiny profile; at the default 0.05 s per step that is 1.6 GPU-seconds.
 EXAMPLE_GPU_SECONDS = 4 * 8 * 0.05

@@ -22,6 +22,7 @@ from infra.storage import LocalStore, legacy_deliverable_key
 from tasks.deliver import REVIEW_PREFIX, move_team_keys
 from tasks.ingest import plan_brief, submit
 from tasks.services import Services
+from tests.example_brief import example_text
 from tests.tasks.in_process import finish_and_publish, render_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _brief(brand_line: str) -> str:
     """The example at one aspect; the teams' briefs differ in their on-screen brand line."""
-    brief = yaml.safe_load((ROOT / "examples" / "brief.yaml").read_text())
+    brief = yaml.safe_load(example_text())
     brief["aspects"] = ["16:9"]
     for text in brief["scenes"][0]["on_screen_text"].values():
         text["brand_line"] = brand_line
