@@ -1,5 +1,6 @@
-"""Per-module mutation figures from mutmut's results (mutants/**/*.meta): killed, survived,
-equivalent (survivors listed with a reason in tests/mutation_equivalents.md), and the score.
+"""Per-module mutation figures from mutmut's results (each module's work directory, see
+tests/mutation_run.py): killed, survived, equivalent (survivors listed with a reason in
+tests/mutation_equivalents.md), and the score.
 
     python tests/mutation_report.py            # every module mutmut has results for
 """
@@ -13,7 +14,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from mutation_run import ROOT, work_dir  # run as a script: tests/ is on the path
+
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.md"
 # mutmut's exit codes: 1 and 3 are kills (a test failed / pytest errored), 0 a survivor
 KILLED, SURVIVED = {1, 3}, {0}
@@ -54,7 +56,7 @@ def main() -> int:
     print(f"{'module':32} " + " ".join(f"{c:>11}" for c in columns) + "      score")  # noqa: T201
     totals: Counter[str] = Counter()
     for module in config["only_mutate"]:
-        meta = ROOT / "mutants" / f"{module}.meta"
+        meta = work_dir(module) / "mutants" / f"{module}.meta"
         if not meta.exists():
             print(f"{module:32} (not run)")  # noqa: T201
             continue

@@ -204,8 +204,12 @@ def test_source_changing_mid_write_leaves_the_old_version(
         return digest
 
     monkeypatch.setattr(storage_module, "sha256_file", hash_then_rewrite)
-    with pytest.raises(StorageError, match="changed while storing"):
+    with pytest.raises(StorageError) as info:
         store.put_file(source, "a/v.bin")
+    first, second = (hashlib.sha256(b).hexdigest()[:12] for b in (b"first read",
+                                                                  b"second read differs"))
+    assert str(info.value) == ("source for key 'a/v.bin' changed while storing: expected "
+                               f"sha256 {first}, copied {second}")
     assert not list((tmp_path / "store").rglob(".tmp-*"))
     # The sidecar was dropped before the write, so the half-done key reads as absent...
     assert store.head("a/v.bin") is None and store.list() == []

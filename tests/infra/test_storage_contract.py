@@ -5,12 +5,15 @@ like S3 does when it is overloaded)."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -20,8 +23,13 @@ from infra.storage import (
     S3Store,
     StorageError,
     TransientStorageError,
+    deliverable_key,
+    input_key,
+    legacy_deliverable_key,
     open_store,
 )
+
+PART_RULE = "expected a non-empty name without '/', '\\' and not '.' or '..'"
 
 
 def test_key_rules_and_their_message(tmp_path: Path) -> None:
@@ -104,6 +112,84 @@ def test_open_store_needs_a_bucket() -> None:
     assert str(info.value) == ("storage URL 's3:///prefix' names no bucket: expected "
                                "s3://bucket/prefix")
 
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a\\b", ".", "..", ""])
+@pytest.mark.parametrize(("field", "what"), [(0, "team"), (1, "campaign"), (2, "locale"),
+                                             (3, "aspect"), (4, "file name")])
+def test_a_bad_key_part_is_named_in_the_refusal(field: int, what: str, bad: str) -> None:
+    parts = ["emea", "spring", "de-DE", "9:16", "run.mp4"]
+    parts[field] = bad
+    with pytest.raises(InvalidKey) as info:
+        deliverable_key(*parts)
+    assert str(info.value) == f"{what} {bad!r} cannot be part of an object key: {PART_RULE}"
+
+
+def test_input_and_legacy_key_layouts() -> None:
+    assert input_key("emea", "ab" * 32, ".png") == f"inputs/emea/{'ab' * 32}.png"
+    assert legacy_deliverable_key("spring", "de-DE", "9:16", "run.mp4") == \
+        "campaigns/spring/de-DE/9x16/run.mp4"
+    with pytest.raises(InvalidKey) as info:
+        input_key("a/b", "ab", ".png")
+    assert str(info.value) == f"team 'a/b' cannot be part of an object key: {PART_RULE}"
+    for field, what in enumerate(["campaign", "locale", "aspect", "file name"]):
+        parts = ["spring", "de-DE", "9:16", "run.mp4"]
+        parts[field] = ".."
+        with pytest.raises(InvalidKey) as info:
+            legacy_deliverable_key(*parts)
+        assert str(info.value) == f"{what} '..' cannot be part of an object key: {PART_RULE}"
+
+
+def test_a_local_store_makes_its_folder_and_its_parents(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "not" / "yet" / "there")
+    assert (tmp_path / "not" / "yet" / "there").is_dir()
+    assert store.put_bytes(b"x", "a.txt").size_bytes == 1
+
+
+def test_local_sizes_flags_and_uris_of_a_multi_chunk_object(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    data = bytes(range(256)) * (2 * 4096 + 3)  # 2 MiB and 768 bytes: three streaming chunks
+    stored = store.put_bytes(data, "a/big.bin")
+    assert stored.size_bytes == len(data) == 2 * 2**20 + 768 and stored.uploaded is True
+    again = store.put_bytes(data, "a/big.bin")
+    assert again.uploaded is False and again.size_bytes == len(data)
+    head = store.head("a/big.bin")
+    assert head is not None and head.size_bytes == len(data)
+    assert head.uri == (tmp_path / "a" / "big.bin").resolve().as_uri()
+    assert head.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_put_file_and_copy_keep_the_given_type_and_metadata(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    source = tmp_path / "take.mp4"
+    source.write_bytes(b"mov bytes")
+    stored = store.put_file(source, "a/take.mp4", content_type="video/quicktime",
+                            metadata={"take": "3"})
+    assert stored.content_type == "video/quicktime"
+    copied = store.copy("a/take.mp4", "final/take.bin")  # the key's suffix says otherwise
+    head = store.head("final/take.bin")
+    assert copied.content_type == "video/quicktime" and copied.metadata == {"take": "3"}
+    assert head is not None and head.content_type == "video/quicktime"
+    assert head.metadata == {"take": "3"}
+
+
+def test_sidecars_do_not_depend_on_the_metadata_order(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes(b"x", "a.bin", metadata={"b": "2", "a": "1"})
+    store.put_bytes(b"x", "b.bin", metadata={"a": "1", "b": "2"})
+    assert (tmp_path / "a.bin.meta.json").read_bytes() == \
+        (tmp_path / "b.bin.meta.json").read_bytes()
+
+
+def test_a_corrupt_read_names_both_checksums(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes(b"the take", "a.bin")
+    (tmp_path / "a.bin").write_bytes(b"the fake")
+    with pytest.raises(StorageError) as info:
+        store.get_file("a.bin", tmp_path / "out.bin")
+    expected, read = (hashlib.sha256(b).hexdigest()[:12] for b in (b"the take", b"the fake"))
+    assert str(info.value) == (f"object 'a.bin' in {tmp_path.resolve()} is corrupt: expected "
+                               f"sha256 {expected}, read {read}")
 
 # ---- S3 ---------------------------------------------------------------------------------------
 
@@ -196,3 +282,25 @@ def test_a_refused_request_is_not_transient(aws_credentials: None) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_open_store_passes_region_and_creates_no_bucket_unasked(s3_endpoint: str,
+                                                               aws_credentials: None) -> None:
+    name = f"unasked-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"s3://{name}/p", endpoint_url=s3_endpoint, region="eu-west-1")
+    assert isinstance(store, S3Store) and store.client.meta.region_name == "eu-west-1"
+    buckets = store.client.list_buckets()["Buckets"]
+    assert name not in [bucket["Name"] for bucket in buckets]
+
+
+def test_presigned_urls_last_an_hour_unless_told(s3_endpoint: str, aws_credentials: None) -> None:
+    store = S3Store(f"presign-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint,
+                    create_bucket=True)
+    store.put_bytes(b"x", "a.txt")
+    for asked, lifetime in (({}, 3600), ({"expires_s": 60}, 60)):
+        before = time.time()
+        url = store.presigned_url("a.txt", **asked)
+        after = time.time()
+        assert url is not None  # a query-string signature: Expires is the moment it ends
+        expires = int(parse_qs(urlparse(url).query)["Expires"][0])
+        assert int(before + lifetime) <= expires <= int(after + lifetime)

@@ -1,0 +1,92 @@
+"""Run mutmut on one module at a time, each against its own fast tests.
+
+    python tests/mutation_run.py 'infra.storage.*' ['tasks.qc.*' ...] [--jobs N]
+
+mutmut takes its test selection from [tool.mutmut] and throws away every cached result when the
+selection changes, so one selection cannot serve modules whose tests differ this much (a storage
+mutant needs the moto server, a pipeline mutant the tiny model). Each module therefore gets a
+work directory of its own, mutants/<module>/, holding links to the sources and a pyproject.toml
+that is [tool.mutmut] with only that module mutated and that module's tests from
+[tool.mova-mutation.tests]; mutmut runs there and keeps its results (mutants/<module>/mutants/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "mutants"
+
+
+def settings() -> tuple[dict[str, object], dict[str, list[str]], dict[str, object]]:
+    """mutmut's base config, the tests of each mutated file, and pytest's own settings."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    suites = config["mova-mutation"].get("suites", {})
+    tests = {path: [test for item in selection
+                    for test in (suites[item[1:]] if item.startswith("@") else [item])]
+             for path, selection in config["mova-mutation"]["tests"].items()}
+    return config["mutmut"], tests, config["pytest"]["ini_options"]
+
+
+def source_file(pattern: str) -> str:
+    """'infra.storage.*' (a mutmut mutant-name glob) -> 'infra/storage.py'."""
+    module = pattern.removesuffix("*").removesuffix(".")
+    return module.replace(".", "/") + ".py"
+
+
+def work_dir(path: str) -> Path:
+    return WORK / path.removesuffix(".py").replace("/", ".")
+
+
+def toml_table(name: str, values: dict[str, object]) -> str:
+    # Strings, numbers, booleans and lists of strings are written the same in JSON and TOML.
+    return f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n"
+                                   for key, value in values.items())
+
+
+def prepare(path: str, *, debug: bool = False) -> Path:
+    """The module's work directory: links to everything mutmut copies, and its own config."""
+    base, tests, pytest_options = settings()
+    if path not in tests:
+        sys.exit(f"{path} has no test selection in [tool.mova-mutation.tests]")
+    work = work_dir(path)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in [*base["source_paths"], *base.get("also_copy", []), "tests"]:
+        link = work / name
+        if not link.exists():
+            link.symlink_to(ROOT / name)
+    config = {**base, "only_mutate": [path], "pytest_add_cli_args_test_selection": tests[path],
+              # the work directory is not the repository root: compare files, not git history
+              "use_git_change_detection": False, "debug": debug}
+    (work / "pyproject.toml").write_text(toml_table("tool.mutmut", config) + "\n"
+                                         + toml_table("tool.pytest.ini_options", pytest_options))
+    return work
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("patterns", nargs="+", help="mutant-name globs, e.g. 'infra.storage.*'")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--debug", action="store_true", help="show mutmut's pytest output")
+    args = parser.parse_args()
+    mutmut = Path(sys.executable).with_name("mutmut")
+    failed = 0
+    for pattern in args.patterns:
+        path = source_file(pattern)
+        print(f"== mutmut: {pattern} ({path})", flush=True)  # noqa: T201
+        work = prepare(path, debug=args.debug)
+        code = subprocess.call(["nice", str(mutmut), "run", "--max-children", str(args.jobs),
+                                pattern], cwd=work)
+        if code:
+            print(f"mutmut: no result for {pattern} (exit {code})", flush=True)  # noqa: T201
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
