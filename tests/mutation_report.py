@@ -40,8 +40,10 @@ def module_figures(meta: Path, equivalent: set[str]) -> Counter[str]:
             counts["killed"] += 1
         elif code in TIMEOUT:
             counts["timeout"] += 1  # the mutant hung: the tests noticed, counted as killed
+        elif code in SURVIVED | NO_TESTS and name in equivalent:
+            counts["equivalent"] += 1  # e.g. a Protocol's stub body, which never runs
         elif code in SURVIVED:
-            counts["equivalent" if name in equivalent else "survived"] += 1
+            counts["survived"] += 1
         elif code in NO_TESTS:
             counts["no tests"] += 1
         else:

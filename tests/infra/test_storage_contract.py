@@ -256,13 +256,43 @@ def test_throttling_and_server_errors_are_transient(overloaded: tuple[str, int],
                                                     aws_credentials: None) -> None:
     url, status = overloaded
     store = S3Store("bucket-x", endpoint_url=url, max_attempts=1)
-    with pytest.raises(TransientStorageError, match=r"S3 list 'a/': "):
+    code = {503: "SlowDown", 500: "InternalError", 400: "RequestTimeout"}[status]
+    with pytest.raises(TransientStorageError, match=rf"S3 list 'a/': {code} \(retry\): "):
         store.list("a/")
     if status >= 500:  # a HEAD answer carries its status only, no error code
         with pytest.raises(TransientStorageError, match=r"S3 head_bucket 'bucket-x': "):
             S3Store("bucket-x", endpoint_url=url, max_attempts=1, create_bucket=True)
         with pytest.raises(TransientStorageError, match=r"S3 head 'a\.txt': "):
             store.head("a.txt")
+
+
+def test_a_throttled_upload_is_transient(aws_credentials: None) -> None:
+    """boto3 reports a failed upload as its own error whose context is S3's answer: the store
+    looks through it to the throttling code."""
+    class ThrottlesUploads(_Overloaded):
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ThrottlesUploads)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+                        max_attempts=1)
+        with pytest.raises(TransientStorageError, match=r"S3 upload 'a\.txt': SlowDown \(retry\)"):
+            store.put_bytes(b"x", "a.txt")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_s3_listing_prefix_follows_the_key_rules(aws_credentials: None) -> None:
+    store = S3Store("bucket-x", endpoint_url="http://127.0.0.1:9")  # refused before any request
+    for bad in ("../", "/a", "a//"):
+        with pytest.raises(InvalidKey):
+            store.list(bad)
 
 
 def test_a_refused_request_is_not_transient(aws_credentials: None) -> None:
