@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +71,28 @@ def prepare(path: str, *, debug: bool = False) -> Path:
     return work
 
 
+@contextmanager
+def shared_s3_server() -> Iterator[dict[str, str]]:
+    """One moto server for the whole run, named to the tests by MOVA_TEST_S3_ENDPOINT: without
+    it each mutant's test session would start its own, seconds per mutant on a loaded machine."""
+    if os.environ.get("MOVA_TEST_S3_ENDPOINT"):
+        yield {}
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.servers import free_port, wait_until_up
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, timeout=60)
+        yield {"MOVA_TEST_S3_ENDPOINT": url}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("patterns", nargs="+", help="mutant-name globs, e.g. 'infra.storage.*'")
@@ -76,15 +101,17 @@ def main() -> int:
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
     failed = 0
-    for pattern in args.patterns:
-        path = source_file(pattern)
-        print(f"== mutmut: {pattern} ({path})", flush=True)  # noqa: T201
-        work = prepare(path, debug=args.debug)
-        code = subprocess.call(["nice", str(mutmut), "run", "--max-children", str(args.jobs),
-                                pattern], cwd=work)
-        if code:
-            print(f"mutmut: no result for {pattern} (exit {code})", flush=True)  # noqa: T201
-            failed += 1
+    with shared_s3_server() as env:
+        for pattern in args.patterns:
+            path = source_file(pattern)
+            print(f"== mutmut: {pattern} ({path})", flush=True)  # noqa: T201
+            work = prepare(path, debug=args.debug)
+            code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
+                                    str(args.jobs), pattern], cwd=work,
+                                   env={**os.environ, **env})
+            if code:
+                print(f"mutmut: no result for {pattern} (exit {code})", flush=True)  # noqa: T201
+                failed += 1
     return 1 if failed else 0
 
 
