@@ -288,6 +288,31 @@ def test_a_throttled_upload_is_transient(aws_credentials: None) -> None:
         server.server_close()
 
 
+def test_a_throttled_download_is_transient(aws_credentials: None, tmp_path: Path) -> None:
+    class ThrottlesDownloads(_Overloaded):
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Length", "1")
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("ETag", '"x"')
+            self.send_header("x-amz-meta-sha256", hashlib.sha256(b"x").hexdigest())
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ThrottlesDownloads)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+                        max_attempts=1)
+        with pytest.raises(TransientStorageError) as info:
+            store.get_file("a.txt", tmp_path / "a.txt")
+        assert str(info.value).startswith("S3 download 'a.txt': SlowDown (retry): ")
+        assert not (tmp_path / "a.txt").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_an_s3_listing_prefix_follows_the_key_rules(aws_credentials: None) -> None:
     store = S3Store("bucket-x", endpoint_url="http://127.0.0.1:9")  # refused before any request
     for bad in ("../", "/a", "a//"):

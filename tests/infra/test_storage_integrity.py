@@ -5,6 +5,7 @@ store would leave it) fails the upload instead of being taken as stored."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable
@@ -119,6 +120,9 @@ def test_an_s3_object_changed_after_upload_fails_its_download(s3: S3Store,
     head = s3.client.head_object(Bucket=s3.bucket, Key="cut.mp4")
     s3.client.put_object(Bucket=s3.bucket, Key="cut.mp4", Body=b"a different cut!",
                          Metadata=head["Metadata"])  # same size, stale checksum
-    with pytest.raises(StorageError, match="did not verify"):
+    with pytest.raises(StorageError) as info:
         s3.get_file("cut.mp4", tmp_path / "cut.mp4")
+    stored = hashlib.sha256(b"the approved cut").hexdigest()[:12]
+    assert str(info.value) == ("S3 download of 'cut.mp4' did not verify: expected sha256 "
+                               f"{stored}, got different bytes")
     assert not (tmp_path / "cut.mp4").exists()
