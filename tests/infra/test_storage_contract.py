@@ -313,6 +313,42 @@ def test_a_throttled_download_is_transient(aws_credentials: None, tmp_path: Path
         server.server_close()
 
 
+def test_a_throttled_copy_is_transient(aws_credentials: None) -> None:
+    class ThrottlesCopies(_Overloaded):
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            found = self.path.endswith("/src.txt")
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Length", "1" if found else "0")
+            self.send_header("ETag", '"x"')
+            self.send_header("x-amz-meta-sha256", hashlib.sha256(b"x").hexdigest())
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ThrottlesCopies)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+                        max_attempts=1)
+        with pytest.raises(TransientStorageError) as info:
+            store.copy("src.txt", "dst.txt")
+        assert str(info.value).startswith("S3 copy 'dst.txt': SlowDown (retry): ")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_s3_copy_logs_its_put(s3_endpoint: str, aws_credentials: None,
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    store = S3Store(f"copylog-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint,
+                    create_bucket=True)
+    store.put_bytes(b"x", "a.txt")
+    with caplog.at_level(logging.INFO, logger="infra.storage"):
+        store.copy("a.txt", "b.txt")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"storage.put key=b.txt bytes=1 sha256={hashlib.sha256(b'x').hexdigest()[:12]} "
+        "uploaded=True backend=s3"]
+
+
 def test_an_s3_listing_prefix_follows_the_key_rules(aws_credentials: None) -> None:
     store = S3Store("bucket-x", endpoint_url="http://127.0.0.1:9")  # refused before any request
     for bad in ("../", "/a", "a//"):

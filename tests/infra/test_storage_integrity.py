@@ -106,6 +106,19 @@ def test_an_s3_upload_that_did_not_store_the_bytes_fails(
         s3.put_bytes(os.urandom(4096), "v.bin")
 
 
+@pytest.mark.parametrize("tamper", [_truncate, _replace_with_other_content])
+def test_an_s3_copy_that_did_not_store_the_bytes_fails(
+        s3: S3Store, tamper: Callable[[S3Store], Callable[[Any, str], None]]) -> None:
+    data = os.urandom(4096)
+    s3.put_bytes(data, "review/v.bin")
+    _after_upload(s3, "CopyObject", tamper(s3))
+    with pytest.raises(StorageError) as info:
+        s3.copy("review/v.bin", "final/v.bin")
+    assert str(info.value).startswith(
+        "S3 copy 'review/v.bin' -> 'final/v.bin' did not verify: expected 4096 bytes sha256 "
+        f"{hashlib.sha256(data).hexdigest()[:12]}, found ")
+
+
 def test_a_multipart_s3_upload_that_came_out_short_fails(s3: S3Store, tmp_path: Path) -> None:
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(11 * 2**20))
