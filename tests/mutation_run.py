@@ -1,6 +1,7 @@
 """Run mutmut on one module at a time, each against its own fast tests.
 
     python tests/mutation_run.py 'infra.storage.*' ['tasks.qc.*' ...] [--jobs N]
+    python tests/mutation_run.py MUTANT_NAME ...    # check these mutants again (new tests)
 
 mutmut takes its test selection from [tool.mutmut] and throws away every cached result when the
 selection changes, so one selection cannot serve modules whose tests differ this much (a storage
@@ -36,10 +37,13 @@ def settings() -> tuple[dict[str, object], dict[str, list[str]], dict[str, objec
     return config["mutmut"], tests, config["pytest"]["ini_options"]
 
 
-def source_file(pattern: str) -> str:
-    """'infra.storage.*' (a mutmut mutant-name glob) -> 'infra/storage.py'."""
-    module = pattern.removesuffix("*").removesuffix(".")
-    return module.replace(".", "/") + ".py"
+def source_file(pattern: str, paths: list[str]) -> str:
+    """The mutated file a mutant-name glob or a mutant's name belongs to:
+    'infra.storage.*' and 'infra.storage.x_open_store__mutmut_3' -> 'infra/storage.py'."""
+    for path in paths:
+        if pattern.startswith(path.removesuffix(".py").replace("/", ".") + "."):
+            return path
+    sys.exit(f"{pattern!r} names no module of [tool.mova-mutation.tests]")
 
 
 def work_dir(path: str) -> Path:
@@ -101,16 +105,19 @@ def main() -> int:
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
     failed = 0
+    paths = list(settings()[1])
+    by_file: dict[str, list[str]] = {}
+    for pattern in args.patterns:  # one mutmut run per module, in the order first named
+        by_file.setdefault(source_file(pattern, paths), []).append(pattern)
     with shared_s3_server() as env:
-        for pattern in args.patterns:
-            path = source_file(pattern)
-            print(f"== mutmut: {pattern} ({path})", flush=True)  # noqa: T201
+        for path, patterns in by_file.items():
+            print(f"== mutmut: {' '.join(patterns)} ({path})", flush=True)  # noqa: T201
             work = prepare(path, debug=args.debug)
             code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
-                                    str(args.jobs), pattern], cwd=work,
+                                    str(args.jobs), *patterns], cwd=work,
                                    env={**os.environ, **env})
             if code:
-                print(f"mutmut: no result for {pattern} (exit {code})", flush=True)  # noqa: T201
+                print(f"mutmut: no result for {path} (exit {code})", flush=True)  # noqa: T201
                 failed += 1
     return 1 if failed else 0
 
