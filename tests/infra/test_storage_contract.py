@@ -28,6 +28,7 @@ from infra.storage import (
     legacy_deliverable_key,
     open_store,
 )
+from tests.infra.test_storage import socket_port
 
 PART_RULE = "expected a non-empty name without '/', '\\' and not '.' or '..'"
 
@@ -283,6 +284,10 @@ def test_a_throttled_upload_is_transient(aws_credentials: None) -> None:
                         max_attempts=1)
         with pytest.raises(TransientStorageError, match=r"S3 upload 'a\.txt': SlowDown \(retry\)"):
             store.put_bytes(b"x", "a.txt")
+        with pytest.raises(TransientStorageError) as info:  # HEAD says absent, PUT is throttled
+            S3Store("bucket-x", endpoint_url=store.client.meta.endpoint_url, max_attempts=1,
+                    create_bucket=True)
+        assert str(info.value).startswith("S3 create_bucket 'bucket-x': SlowDown (retry): ")
     finally:
         server.shutdown()
         server.server_close()
@@ -347,6 +352,46 @@ def test_an_s3_copy_logs_its_put(s3_endpoint: str, aws_credentials: None,
     assert [r.getMessage() for r in caplog.records] == [
         f"storage.put key=b.txt bytes=1 sha256={hashlib.sha256(b'x').hexdigest()[:12]} "
         "uploaded=True backend=s3"]
+
+
+def test_an_unreachable_endpoint_fails_the_bucket_check_as_transient(
+        aws_credentials: None) -> None:
+    with socket_port() as port:  # nothing listens there
+        with pytest.raises(TransientStorageError) as info:
+            S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1,
+                    connect_timeout_s=1, create_bucket=True)
+    assert str(info.value).startswith("S3 head_bucket 'bucket-x': network failure: ")
+
+
+def test_s3_puts_keep_type_and_metadata_and_log_each_put(
+        s3_endpoint: str, aws_credentials: None, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = S3Store(f"puts-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint,
+                    create_bucket=True)
+    source = tmp_path / "take.mp4"
+    source.write_bytes(b"take")
+    with caplog.at_level(logging.INFO, logger="infra.storage"):
+        first = store.put_bytes(b"cut", "a/cut.mp4", content_type="video/quicktime",
+                                metadata={"take": "3"})
+        again = store.put_bytes(b"cut", "a/cut.mp4")
+    assert first.uploaded is True and again.uploaded is False
+    digest = hashlib.sha256(b"cut").hexdigest()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"storage.put key=a/cut.mp4 bytes=3 sha256={digest[:12]} uploaded={flag} backend=s3"
+        for flag in (True, False)]
+    head = store.head("a/cut.mp4")
+    assert head is not None and head.content_type == "video/quicktime"
+    assert head.metadata == {"take": "3", "sha256": digest}
+    filed = store.put_file(source, "a/take.mp4", content_type="video/quicktime")
+    assert filed.content_type == "video/quicktime"
+
+
+def test_large_byte_uploads_go_multipart(s3_endpoint: str, aws_credentials: None) -> None:
+    store = S3Store(f"bigbytes-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint,
+                    create_bucket=True, multipart_threshold=5 * 2**20)
+    store.put_bytes(bytes(6 * 2**20), "big.bin")
+    etag = store.client.head_object(Bucket=store.bucket, Key="big.bin")["ETag"]
+    assert etag.strip('"').endswith("-2"), "expected a 2-part multipart upload"
 
 
 def test_an_s3_listing_prefix_follows_the_key_rules(aws_credentials: None) -> None:

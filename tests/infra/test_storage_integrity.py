@@ -98,12 +98,25 @@ def _replace_with_other_content(store: S3Store) -> Callable[[Any, str], None]:
     return tamper
 
 
-@pytest.mark.parametrize("tamper", [_truncate, _replace_with_other_content])
+def _delete(store: S3Store) -> Callable[[Any, str], None]:
+    def tamper(other: Any, key: str) -> None:
+        other.delete_object(Bucket=store.bucket, Key=key)
+    return tamper
+
+
+@pytest.mark.parametrize(("tamper", "found"), [
+    (_truncate, "2048 bytes sha256 {digest}"), (_replace_with_other_content,
+                                                "4096 bytes sha256 000000000000"),
+    (_delete, "nothing")])
 def test_an_s3_upload_that_did_not_store_the_bytes_fails(
-        s3: S3Store, tamper: Callable[[S3Store], Callable[[Any, str], None]]) -> None:
+        s3: S3Store, tamper: Callable[[S3Store], Callable[[Any, str], None]], found: str) -> None:
+    data = os.urandom(4096)
+    digest = hashlib.sha256(data).hexdigest()[:12]
     _after_upload(s3, "PutObject", tamper(s3))
-    with pytest.raises(StorageError, match=r"S3 upload of 'v\.bin' did not verify"):
-        s3.put_bytes(os.urandom(4096), "v.bin")
+    with pytest.raises(StorageError) as info:
+        s3.put_bytes(data, "v.bin")
+    assert str(info.value) == (f"S3 upload of 'v.bin' did not verify: expected 4096 bytes "
+                               f"sha256 {digest}, found {found.format(digest=digest)}")
 
 
 @pytest.mark.parametrize("tamper", [_truncate, _replace_with_other_content])
