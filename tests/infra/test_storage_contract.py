@@ -267,7 +267,7 @@ def test_throttling_and_server_errors_are_transient(overloaded: tuple[str, int],
             store.head("a.txt")
 
 
-def test_a_throttled_upload_is_transient(aws_credentials: None) -> None:
+def test_a_throttled_upload_is_transient(aws_credentials: None, tmp_path: Path) -> None:
     """boto3 reports a failed upload as its own error whose context is S3's answer: the store
     looks through it to the throttling code."""
     class ThrottlesUploads(_Overloaded):
@@ -282,8 +282,13 @@ def test_a_throttled_upload_is_transient(aws_credentials: None) -> None:
     try:
         store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
                         max_attempts=1)
-        with pytest.raises(TransientStorageError, match=r"S3 upload 'a\.txt': SlowDown \(retry\)"):
+        source = tmp_path / "a.txt"
+        source.write_bytes(b"x")
+        throttled = r"S3 upload 'a\.txt': SlowDown \(retry\)"
+        with pytest.raises(TransientStorageError, match=throttled):
             store.put_bytes(b"x", "a.txt")
+        with pytest.raises(TransientStorageError, match=throttled):
+            store.put_file(source, "a.txt")
         with pytest.raises(TransientStorageError) as info:  # HEAD says absent, PUT is throttled
             S3Store("bucket-x", endpoint_url=store.client.meta.endpoint_url, max_attempts=1,
                     create_bucket=True)
