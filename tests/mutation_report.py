@@ -1,5 +1,6 @@
-"""Per-module mutation figures from mutmut's results (mutants/**/*.meta): killed, survived,
-equivalent (survivors listed with a reason in tests/mutation_equivalents.md), and the score.
+"""Per-module mutation figures from mutmut's results (each module's work directory, see
+tests/mutation_run.py): killed, survived, equivalent (survivors listed with a reason in
+tests/mutation_equivalents.md), and the score.
 
     python tests/mutation_report.py            # every module mutmut has results for
 """
@@ -13,7 +14,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from mutation_run import ROOT, work_dir  # run as a script: tests/ is on the path
+
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.md"
 # mutmut's exit codes: 1 and 3 are kills (a test failed / pytest errored), 0 a survivor
 KILLED, SURVIVED = {1, 3}, {0}
@@ -38,8 +40,10 @@ def module_figures(meta: Path, equivalent: set[str]) -> Counter[str]:
             counts["killed"] += 1
         elif code in TIMEOUT:
             counts["timeout"] += 1  # the mutant hung: the tests noticed, counted as killed
+        elif code in SURVIVED | NO_TESTS and name in equivalent:
+            counts["equivalent"] += 1  # e.g. a Protocol's stub body, which never runs
         elif code in SURVIVED:
-            counts["equivalent" if name in equivalent else "survived"] += 1
+            counts["survived"] += 1
         elif code in NO_TESTS:
             counts["no tests"] += 1
         else:
@@ -54,11 +58,15 @@ def main() -> int:
     print(f"{'module':32} " + " ".join(f"{c:>11}" for c in columns) + "      score")  # noqa: T201
     totals: Counter[str] = Counter()
     for module in config["only_mutate"]:
-        meta = ROOT / "mutants" / f"{module}.meta"
+        meta = work_dir(module) / "mutants" / f"{module}.meta"
         if not meta.exists():
             print(f"{module:32} (not run)")  # noqa: T201
             continue
-        counts = module_figures(meta, equivalent)
+        try:
+            counts = module_figures(meta, equivalent)
+        except json.JSONDecodeError:  # mutmut is rewriting it right now
+            print(f"{module:32} (results being written: run the report again)")  # noqa: T201
+            continue
         totals += counts
         print(f"{module:32} " + " ".join(f"{counts[c]:>11}" for c in columns)  # noqa: T201
               + f"  {score(counts)}")

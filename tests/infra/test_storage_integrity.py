@@ -5,6 +5,7 @@ store would leave it) fails the upload instead of being taken as stored."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable
@@ -97,12 +98,38 @@ def _replace_with_other_content(store: S3Store) -> Callable[[Any, str], None]:
     return tamper
 
 
-@pytest.mark.parametrize("tamper", [_truncate, _replace_with_other_content])
+def _delete(store: S3Store) -> Callable[[Any, str], None]:
+    def tamper(other: Any, key: str) -> None:
+        other.delete_object(Bucket=store.bucket, Key=key)
+    return tamper
+
+
+@pytest.mark.parametrize(("tamper", "found"), [
+    (_truncate, "2048 bytes sha256 {digest}"), (_replace_with_other_content,
+                                                "4096 bytes sha256 000000000000"),
+    (_delete, "nothing")])
 def test_an_s3_upload_that_did_not_store_the_bytes_fails(
-        s3: S3Store, tamper: Callable[[S3Store], Callable[[Any, str], None]]) -> None:
+        s3: S3Store, tamper: Callable[[S3Store], Callable[[Any, str], None]], found: str) -> None:
+    data = os.urandom(4096)
+    digest = hashlib.sha256(data).hexdigest()[:12]
     _after_upload(s3, "PutObject", tamper(s3))
-    with pytest.raises(StorageError, match=r"S3 upload of 'v\.bin' did not verify"):
-        s3.put_bytes(os.urandom(4096), "v.bin")
+    with pytest.raises(StorageError) as info:
+        s3.put_bytes(data, "v.bin")
+    assert str(info.value) == (f"S3 upload of 'v.bin' did not verify: expected 4096 bytes "
+                               f"sha256 {digest}, found {found.format(digest=digest)}")
+
+
+@pytest.mark.parametrize("tamper", [_truncate, _replace_with_other_content])
+def test_an_s3_copy_that_did_not_store_the_bytes_fails(
+        s3: S3Store, tamper: Callable[[S3Store], Callable[[Any, str], None]]) -> None:
+    data = os.urandom(4096)
+    s3.put_bytes(data, "review/v.bin")
+    _after_upload(s3, "CopyObject", tamper(s3))
+    with pytest.raises(StorageError) as info:
+        s3.copy("review/v.bin", "final/v.bin")
+    assert str(info.value).startswith(
+        "S3 copy 'review/v.bin' -> 'final/v.bin' did not verify: expected 4096 bytes sha256 "
+        f"{hashlib.sha256(data).hexdigest()[:12]}, found ")
 
 
 def test_a_multipart_s3_upload_that_came_out_short_fails(s3: S3Store, tmp_path: Path) -> None:
@@ -119,6 +146,9 @@ def test_an_s3_object_changed_after_upload_fails_its_download(s3: S3Store,
     head = s3.client.head_object(Bucket=s3.bucket, Key="cut.mp4")
     s3.client.put_object(Bucket=s3.bucket, Key="cut.mp4", Body=b"a different cut!",
                          Metadata=head["Metadata"])  # same size, stale checksum
-    with pytest.raises(StorageError, match="did not verify"):
+    with pytest.raises(StorageError) as info:
         s3.get_file("cut.mp4", tmp_path / "cut.mp4")
+    stored = hashlib.sha256(b"the approved cut").hexdigest()[:12]
+    assert str(info.value) == ("S3 download of 'cut.mp4' did not verify: expected sha256 "
+                               f"{stored}, got different bytes")
     assert not (tmp_path / "cut.mp4").exists()

@@ -1,0 +1,126 @@
+"""Run mutmut on one module at a time, each against its own fast tests.
+
+    python tests/mutation_run.py 'infra.storage.*' ['tasks.qc.*' ...] [--jobs N]
+    python tests/mutation_run.py MUTANT_NAME ...    # check these mutants again (new tests)
+
+mutmut takes its test selection from [tool.mutmut] and throws away every cached result when the
+selection changes, so one selection cannot serve modules whose tests differ this much (a storage
+mutant needs the moto server, a pipeline mutant the tiny model). Each module therefore gets a
+work directory of its own, mutants/<module>/, holding links to the sources and a pyproject.toml
+that is [tool.mutmut] with only that module mutated and that module's tests from
+[tool.mova-mutation.tests]; mutmut runs there and keeps its results (mutants/<module>/mutants/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "mutants"
+
+
+def settings() -> tuple[dict[str, object], dict[str, list[str]], dict[str, object]]:
+    """mutmut's base config, the tests of each mutated file, and pytest's own settings."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    suites = config["mova-mutation"].get("suites", {})
+    tests = {path: [test for item in selection
+                    for test in (suites[item[1:]] if item.startswith("@") else [item])]
+             for path, selection in config["mova-mutation"]["tests"].items()}
+    return config["mutmut"], tests, config["pytest"]["ini_options"]
+
+
+def source_file(pattern: str, paths: list[str]) -> str:
+    """The mutated file a mutant-name glob or a mutant's name belongs to:
+    'infra.storage.*' and 'infra.storage.x_open_store__mutmut_3' -> 'infra/storage.py'."""
+    for path in paths:
+        if pattern.startswith(path.removesuffix(".py").replace("/", ".") + "."):
+            return path
+    sys.exit(f"{pattern!r} names no module of [tool.mova-mutation.tests]")
+
+
+def work_dir(path: str) -> Path:
+    return WORK / path.removesuffix(".py").replace("/", ".")
+
+
+def toml_table(name: str, values: dict[str, object]) -> str:
+    # Strings, numbers, booleans and lists of strings are written the same in JSON and TOML.
+    return f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n"
+                                   for key, value in values.items())
+
+
+def prepare(path: str, *, debug: bool = False) -> Path:
+    """The module's work directory: links to everything mutmut copies, and its own config."""
+    base, tests, pytest_options = settings()
+    if path not in tests:
+        sys.exit(f"{path} has no test selection in [tool.mova-mutation.tests]")
+    work = work_dir(path)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in [*base["source_paths"], *base.get("also_copy", []), "tests"]:
+        link = work / name
+        if not link.exists():
+            link.symlink_to(ROOT / name)
+    config = {**base, "only_mutate": [path], "pytest_add_cli_args_test_selection": tests[path],
+              # the work directory is not the repository root: compare files, not git history
+              "use_git_change_detection": False, "debug": debug}
+    (work / "pyproject.toml").write_text(toml_table("tool.mutmut", config) + "\n"
+                                         + toml_table("tool.pytest.ini_options", pytest_options))
+    return work
+
+
+@contextmanager
+def shared_s3_server() -> Iterator[dict[str, str]]:
+    """One moto server for the whole run, named to the tests by MOVA_TEST_S3_ENDPOINT: without
+    it each mutant's test session would start its own, seconds per mutant on a loaded machine."""
+    if os.environ.get("MOVA_TEST_S3_ENDPOINT"):
+        yield {}
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.servers import free_port, wait_until_up
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, timeout=60)
+        yield {"MOVA_TEST_S3_ENDPOINT": url}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("patterns", nargs="+", help="mutant-name globs, e.g. 'infra.storage.*'")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--debug", action="store_true", help="show mutmut's pytest output")
+    args = parser.parse_args()
+    mutmut = Path(sys.executable).with_name("mutmut")
+    failed = 0
+    paths = list(settings()[1])
+    by_file: dict[str, list[str]] = {}
+    for pattern in args.patterns:  # one mutmut run per module, in the order first named
+        by_file.setdefault(source_file(pattern, paths), []).append(pattern)
+    with shared_s3_server() as env:
+        for path, patterns in by_file.items():
+            print(f"== mutmut: {' '.join(patterns)} ({path})", flush=True)  # noqa: T201
+            work = prepare(path, debug=args.debug)
+            code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
+                                    str(args.jobs), *patterns], cwd=work,
+                                   env={**os.environ, **env})
+            if code:
+                print(f"mutmut: no result for {path} (exit {code})", flush=True)  # noqa: T201
+                failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
