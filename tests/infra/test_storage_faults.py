@@ -38,9 +38,11 @@ def test_uploads_and_downloads_survive_injected_faults(s3_endpoint: str, tmp_pat
     direct.create_bucket(Bucket="flaky")
     payloads = _payloads()
     port = int(s3_endpoint.rsplit(":", 1)[1])
-    with fault_proxy(port, _every_other, stall_s=2.5) as proxy:
+    # A stall outlasts the read timeout; the timeout leaves moto time to answer a 5 MiB part
+    # on a loaded 2-core machine (at 1 s, a clean request timed out there too).
+    with fault_proxy(port, _every_other, stall_s=6.0) as proxy:
         store = S3Store("flaky", "ads", endpoint_url=proxy.url, multipart_threshold=5 * 2**20,
-                        max_attempts=4, read_timeout_s=1.0, connect_timeout_s=1.0)
+                        max_attempts=4, read_timeout_s=3.0, connect_timeout_s=2.0)
         for key, data in payloads.items():
             stored = store.put_bytes(data, key)
             assert stored.sha256 == hashlib.sha256(data).hexdigest()

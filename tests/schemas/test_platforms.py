@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,9 @@ from schemas.platforms import (
     loudness_target,
     safe_zone,
 )
+from tests.example_brief import example_text
 
-EXAMPLE = (Path(__file__).parents[2] / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()  # without its brand kit: a one-scene, 1.0 s spot
 
 
 def _example(**changes: Any) -> dict[str, Any]:
@@ -40,9 +40,9 @@ def _problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_the_example_brief_is_still_valid_and_unchanged_in_meaning() -> None:
-    brief = load_brief(EXAMPLE)
-    assert brief.transition == Transition.CUT and brief.brand_kit is None
-    assert brief.end_card_s == 0.0 and brief.spot_duration_s == pytest.approx(1.0)
+    brief = load_brief(example_text(brand_kit=True))
+    assert brief.transition == Transition.CUT and brief.brand_kit is not None
+    assert brief.end_card_s == 1.0 and brief.spot_duration_s == pytest.approx(2.0)
     assert all(scene.continue_from is None for scene in brief.scenes)
 
 

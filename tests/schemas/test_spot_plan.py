@@ -11,8 +11,9 @@ import yaml
 
 from schemas.brief import Aspect, Brief, Platform, Transition, load_brief
 from schemas.spot import plan_spots, render_order, scenes_to_rerender, spots_to_reassemble
+from tests.example_brief import example_text
 
-EXAMPLE = (Path(__file__).parents[2] / "examples" / "brief.yaml").read_text()
+EXAMPLE = example_text()
 LOCALES = ["en-US", "de-DE", "ar-SA", "zh-CN"]
 
 

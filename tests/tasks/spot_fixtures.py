@@ -16,6 +16,7 @@ from schemas.finishing import CaptionCue
 from schemas.spot import SpotSpec
 from tasks.end_card import compose_end_card, end_card_text, write_end_card
 from tasks.spot import SceneClip
+from tests.example_brief import example_text
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "brief.yaml"
 LOCALES = ["en-US", "de-DE", "ar-SA", "zh-CN"]
@@ -51,7 +52,7 @@ def make_scene_clip(path: Path, *, seconds: float = SCENE_S, tone_hz: float = 22
 def spot_brief(**changes: Any) -> Brief:
     """Two scenes (the second continuing the first), four languages, 16:9 and 9:16, crossfade,
     brand kit with a 1.5 s end card; YouTube and Instagram (Reels: the tightest 9:16 zone)."""
-    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    data: dict[str, Any] = yaml.safe_load(example_text())
     data.update(
         locales=LOCALES, aspects=["16:9", "9:16"], platforms=["youtube", "instagram"],
         transition="crossfade", crossfade_s=0.25,

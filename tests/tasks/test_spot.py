@@ -28,8 +28,8 @@ from tasks.spot import (
     spot_text,
 )
 from tasks.spot_qc import join_problems
+from tests.example_brief import example_text
 from tests.tasks.spot_fixtures import (
-    EXAMPLE,
     LOCALES,
     OPEN_TONE_HZ,
     SCENE_S,
@@ -189,7 +189,7 @@ def test_clips_that_do_not_match_the_plan_are_refused(
 
 def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
         tmp_path: Path) -> None:
-    example = load_brief(EXAMPLE.read_text())
+    example = load_brief(example_text())  # no brand kit: no end card
     spots = plan_spots(example)
     assert [(s.locale, s.aspect.value) for s in spots] == [
         ("en-US", "16:9"), ("en-US", "9:16"), ("de-DE", "16:9"), ("de-DE", "9:16")]
