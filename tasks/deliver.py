@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,11 +338,18 @@ def _companions(session: Session, video: Artifact) -> list[Artifact]:
 @task(name="finish.variant", retries=1, retry_delay_seconds=2,
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def finish_task(services: Services, deliverable_id: UUID) -> str:
+    return run_traced(services, "finish.variant", deliverable_id, finish_deliverable)
+
+
+def run_traced(services: Services, name: str, deliverable_id: UUID,
+               work: Callable[[Services, UUID], str]) -> str:
+    """`work` on one deliverable inside a task, as a lineage run named `name` whose output is
+    the deliverable; logged with its new status."""
     run_id = uuid4()
-    services.lineage.start("finish.variant", run_id, [])
-    status = finish_deliverable(services, deliverable_id)
-    services.lineage.complete("finish.variant", run_id, [], [f"deliverable:{deliverable_id}"])
-    get_run_logger().info("finish.done deliverable_id=%s status=%s", deliverable_id, status)
+    services.lineage.start(name, run_id, [])
+    status = work(services, deliverable_id)
+    services.lineage.complete(name, run_id, [], [f"deliverable:{deliverable_id}"])
+    get_run_logger().info("%s.done deliverable_id=%s status=%s", name, deliverable_id, status)
     return status
 
 

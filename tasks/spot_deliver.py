@@ -14,10 +14,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from PIL import Image
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ from schemas.brief import Brief, load_brief
 from schemas.finishing import TARGET_SIZES, CaptionCue, QCReport
 from schemas.plan import RenderSpec
 from schemas.spot import SpotSpec, plan_spots
-from tasks.deliver import Uploaded, record_uploaded, upload_finished
+from tasks.deliver import Uploaded, record_uploaded, run_traced, upload_finished
 from tasks.end_card import compose_end_card, end_card_text, write_end_card
 from tasks.retry import retry_on_transient
 from tasks.services import Services
@@ -211,9 +211,4 @@ def assemble_spot_deliverable(services: Services, spot_id: UUID) -> DeliverableS
 @task(name="spot.assemble", retries=1, retry_delay_seconds=2,
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def assemble_spot_task(services: Services, spot_id: UUID) -> str:
-    run_id = uuid4()
-    services.lineage.start("spot.assemble", run_id, [])
-    status = assemble_spot_deliverable(services, spot_id)
-    services.lineage.complete("spot.assemble", run_id, [], [f"deliverable:{spot_id}"])
-    get_run_logger().info("spot.done deliverable_id=%s status=%s", spot_id, status)
-    return status
+    return run_traced(services, "spot.assemble", spot_id, assemble_spot_deliverable)

@@ -17,8 +17,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 RAY = str(Path(sys.executable).with_name("ray"))
 GCS_PORT = 6379
@@ -38,6 +42,26 @@ class ClusterError(RuntimeError):
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+@contextmanager
+def netns_hosts(prefix: str, subnet: int) -> Iterator[NetnsCluster]:
+    """A Ray head and two one-CPU workers on test hosts in network namespaces, importing the
+    project from this checkout; removed afterwards. Skips where namespaces cannot be made,
+    fails under CI (the multi-node tests must run there)."""
+    reason = netns_available()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the multi-node test hosts: {reason}")
+        pytest.skip(reason)
+    cluster = NetnsCluster(prefix=prefix, subnet=subnet, workers=2, worker_cpus=1,
+                           work_dir=Path(f"/tmp/{prefix}"))
+    try:
+        cluster.network_up()
+        cluster.ray_up(env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        yield cluster
+    finally:
+        cluster.down()
 
 
 def netns_available() -> str | None:

@@ -4,7 +4,6 @@ machine (a head and two workers on their own bridge), joined with `ray start`.""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import NetnsCluster, netns_available
+from tests.cluster import NetnsCluster, netns_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -21,20 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
-    reason = netns_available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the multi-node test hosts: {reason}")
-        pytest.skip(reason)
-    cluster = NetnsCluster(prefix="movac", subnet=31, workers=2, worker_cpus=1,
-                           work_dir=Path("/tmp/movac"))
-    try:
-        cluster.network_up()
-        # Workers import the project's modules from this checkout.
-        cluster.ray_up(env={"PYTHONPATH": str(ROOT)})
-        yield cluster
-    finally:
-        cluster.down()
+    with netns_hosts("movac", 31) as hosts:
+        yield hosts
 
 
 def test_the_pool_spreads_over_hosts_and_finishes_when_a_host_dies(

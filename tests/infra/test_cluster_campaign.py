@@ -9,7 +9,6 @@ published once, every render recorded once, no stray stored file."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ from infra.settings import load_settings
 from infra.statuses import DeliverableStatus, RenderStatus
 from infra.storage import open_store
 from tasks.deliver import FILE_SUFFIXES
-from tests.cluster import NetnsCluster, netns_available
+from tests.cluster import NetnsCluster, netns_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from app.cli import main; main()"]
@@ -36,19 +35,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[NetnsCluster]:
-    reason = netns_available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the multi-node test hosts: {reason}")
-        pytest.skip(reason)
-    cluster = NetnsCluster(prefix="movae", subnet=32, workers=2, worker_cpus=1,
-                           work_dir=Path("/tmp/movae"))
-    try:
-        cluster.network_up()
-        cluster.ray_up(env={"PYTHONPATH": str(ROOT)})
-        yield cluster
-    finally:
-        cluster.down()
+    with netns_hosts("movae", 32) as hosts:
+        yield hosts
 
 
 def _clip_nodes(database_url: str) -> list[str]:

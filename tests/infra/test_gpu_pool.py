@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-import ray
 
 from infra.gpu_pool import GpuPool, PoolConfig, WorkFailed
 from schemas.errors import TransientError
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def load_counter() -> dict[str, Any]:

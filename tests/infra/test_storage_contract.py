@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -241,16 +242,25 @@ class _Overloaded(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
+def answering(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local HTTP server answering S3 requests with `handler`; its endpoint URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(params=[(503, "SlowDown"), (500, "InternalError"), (400, "RequestTimeout")])
 def overloaded(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     handler = type("Handler", (_Overloaded,), {"status": request.param[0],
                                                "code": request.param[1]})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", request.param[0]
-    server.shutdown()
-    server.server_close()
+    with answering(handler) as url:
+        yield url, request.param[0]
 
 
 def test_throttling_and_server_errors_are_transient(overloaded: tuple[str, int],
@@ -276,11 +286,8 @@ def test_a_throttled_upload_is_transient(aws_credentials: None, tmp_path: Path) 
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ThrottlesUploads)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+    with answering(ThrottlesUploads) as url:
+        store = S3Store("bucket-x", endpoint_url=url,
                         max_attempts=1)
         source = tmp_path / "a.txt"
         source.write_bytes(b"x")
@@ -293,9 +300,6 @@ def test_a_throttled_upload_is_transient(aws_credentials: None, tmp_path: Path) 
             S3Store("bucket-x", endpoint_url=store.client.meta.endpoint_url, max_attempts=1,
                     create_bucket=True)
         assert str(info.value).startswith("S3 create_bucket 'bucket-x': SlowDown (retry): ")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_throttled_download_is_transient(aws_credentials: None, tmp_path: Path) -> None:
@@ -308,19 +312,13 @@ def test_a_throttled_download_is_transient(aws_credentials: None, tmp_path: Path
             self.send_header("x-amz-meta-sha256", hashlib.sha256(b"x").hexdigest())
             self.end_headers()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ThrottlesDownloads)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+    with answering(ThrottlesDownloads) as url:
+        store = S3Store("bucket-x", endpoint_url=url,
                         max_attempts=1)
         with pytest.raises(TransientStorageError) as info:
             store.get_file("a.txt", tmp_path / "a.txt")
         assert str(info.value).startswith("S3 download 'a.txt': SlowDown (retry): ")
         assert not (tmp_path / "a.txt").exists()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_throttled_copy_is_transient(aws_credentials: None) -> None:
@@ -333,18 +331,12 @@ def test_a_throttled_copy_is_transient(aws_credentials: None) -> None:
             self.send_header("x-amz-meta-sha256", hashlib.sha256(b"x").hexdigest())
             self.end_headers()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ThrottlesCopies)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+    with answering(ThrottlesCopies) as url:
+        store = S3Store("bucket-x", endpoint_url=url,
                         max_attempts=1)
         with pytest.raises(TransientStorageError) as info:
             store.copy("src.txt", "dst.txt")
         assert str(info.value).startswith("S3 copy 'dst.txt': SlowDown (retry): ")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_an_s3_copy_logs_its_put(s3_endpoint: str, aws_credentials: None,
@@ -410,19 +402,13 @@ def test_a_refused_request_is_not_transient(aws_credentials: None) -> None:
     class Forbidden(_Overloaded):
         status, code = 403, "AccessDenied"
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+    with answering(Forbidden) as url:
+        store = S3Store("bucket-x", endpoint_url=url,
                         max_attempts=1)
         with pytest.raises(StorageError) as info:
             store.list("a/")
         assert not isinstance(info.value, TransientStorageError)
         assert str(info.value).startswith("S3 list 'a/' failed: ")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_open_store_passes_region_and_creates_no_bucket_unasked(s3_endpoint: str,
