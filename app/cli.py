@@ -115,6 +115,9 @@ def _configure_prefect(verbose: bool) -> None:
         home.mkdir(parents=True, exist_ok=True)  # no data dir yet on PostgreSQL and S3
         os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives its ephemeral server 20 s to start; a busy 2-core machine needs more (a
+    # `make demo` beside other work timed out there).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     level = "INFO" if verbose else "WARNING"
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     logging.getLogger("prefect").setLevel(level)
