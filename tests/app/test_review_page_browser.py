@@ -17,6 +17,7 @@ from tests.app.conftest import ROOT, Service
 from tests.servers import require_chromium
 
 ARTIFACTS = ROOT / "test-artifacts" / "review"
+EXAMPLE_LOGO = ROOT / "examples" / "logo.png"
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +65,8 @@ def test_submit_watch_play_approve_in_the_browser(
             # the form starts with the example brief; review before publishing is ticked
             assert "aurora-spring-launch" in page.input_value("textarea[name=brief]")
             expect(page.locator("input[name=requires_approval]")).to_be_checked()
+            # its brand kit names logo.png: the team attaches it, as a first-frame image would be
+            page.set_input_files("input[name=first_frames]", str(EXAMPLE_LOGO))
             page.click("#submit-form button[type=submit]")
             page.wait_for_url("**/briefs/*")
             expect(page.locator("#brief-progress")).to_be_attached()
