@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from infra.db import make_engine, session_scope
-from infra.db_models import Artifact, Deliverable, RenderJob
+from infra.db_models import Artifact, Deliverable, DeliverableKind, RenderJob
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus, RenderStatus
 from infra.storage import open_store
@@ -89,19 +89,23 @@ def test_the_example_brief_is_produced_on_the_cluster_through_a_host_loss(
         jobs = list(session.scalars(select(RenderJob)))
         clips = list(session.scalars(select(Artifact).where(Artifact.kind == "clip")))
         videos = list(session.scalars(select(Artifact).where(Artifact.kind == "video")))
-        rows = [(d.name, d.status, d.published_uri) for d in deliverables]
+        rows = [(d.name, d.status, d.published_uri) for d in deliverables
+                if d.kind == DeliverableKind.SPOT]
+        scenes = [d.status for d in deliverables if d.kind == DeliverableKind.SCENE]
         attempts = sorted(j.attempts for j in jobs)
         job_states = {j.status for j in jobs}
         clip_specs = [c.input_key for c in clips]
         clip_keys = {str(c.params["key"]) for c in clips}
         per_node = Counter(str(c.params["node"]) for c in clips)
     engine.dispose()
-    # every deliverable exactly once, published; every render once, done
+    # every spot exactly once, published, each from its one scene finished once; every
+    # render once, done
     assert len(rows) == DELIVERABLES and len({name for name, _, _ in rows}) == DELIVERABLES
     assert {status for _, status, _ in rows} == {DeliverableStatus.PUBLISHED}, rows
+    assert scenes == [DeliverableStatus.FINISHED] * DELIVERABLES
     assert len(jobs) == DELIVERABLES and job_states == {RenderStatus.DONE}
     assert len(clip_specs) == len(set(clip_specs)) == DELIVERABLES, "a render was recorded twice"
-    assert len(videos) == DELIVERABLES
+    assert len(videos) == 2 * DELIVERABLES  # the scene finishes and the spots
     assert attempts[-1] >= 2, "no render was in flight on the lost host"
     assert per_node[survivor.address] > per_node[victim.address] >= 1, per_node
     # storage: exactly the published files and the recorded clips, nothing stray

@@ -216,8 +216,8 @@ def test_rejecting_one_scene_of_a_spot_rerenders_it_and_its_chain_and_reassemble
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
                                        "MOVA_CHECKPOINT": str(checkpoint)}))
 
-    def state() -> dict[str, tuple[str, int, str | None]]:
-        """name -> (status, render seed or -1, video id) of every row."""
+    def state() -> dict[str, tuple[str, int, str | None, str | None]]:
+        """name -> (status, render seed or -1, video id, render key) of every row."""
         with session_scope(services.engine) as session:
             out = {}
             for row in session.scalars(select(Deliverable).where(
@@ -226,7 +226,8 @@ def test_rejecting_one_scene_of_a_spot_rerenders_it_and_its_chain_and_reassemble
                 if row.kind == DeliverableKind.SCENE:
                     seed = RenderSpec.model_validate(
                         render_job(session, row.render_key).spec).seed
-                out[row.name] = (str(row.status), seed, str(row.video_artifact_id))
+                out[row.name] = (str(row.status), seed, str(row.video_artifact_id),
+                                 row.render_key)
             return out
 
     with services:
@@ -249,8 +250,13 @@ def test_rejecting_one_scene_of_a_spot_rerenders_it_and_its_chain_and_reassemble
         changed = sorted(n for n in after if after[n] != before[n])
         # open and the scene chained after it, in that spot's language and format only
         assert changed == ["ar-SA/9x16/-14LUFS", "open/ar-SA/9:16", "stride/ar-SA/9:16"]
-        for scene in ("open/ar-SA/9:16", "stride/ar-SA/9:16"):
-            assert after[scene][:2] == ("pending", before[scene][1] + 1)
+        opened, stride = after["open/ar-SA/9:16"], after["stride/ar-SA/9:16"]
+        assert opened[:2] == ("pending", before["open/ar-SA/9:16"][1] + 1)  # the next seed
+        # the chained scene keeps its seed and renders again from open's new last frame
+        assert stride[:2] == ("pending", before["stride/ar-SA/9:16"][1])
+        assert stride[3] != before["stride/ar-SA/9:16"][3]
+        with session_scope(services.engine) as session:
+            assert render_job(session, stride[3]).spec["continue_from"] == opened[3]
         _render_and_finish(services, brief_id)
         final = state()
         assert final["ar-SA/9x16/-14LUFS"][0] == "in_review"
