@@ -29,6 +29,7 @@ from tasks.ingest import plan_brief, submit_brief
 from tasks.render import open_pool, render_on_worker, run_pending_renders
 from tasks.services import Services
 from tasks.spot_deliver import assemble_spot_deliverable
+from tests.flows.test_production_e2e import cli_env, run_cli
 from tests.tasks.test_faults import one_variant_brief
 
 pytestmark = pytest.mark.slow
@@ -110,20 +111,8 @@ def test_a_render_actor_killed_mid_render_is_retried_and_the_campaign_completes(
           "items lost: 0")
 
 
-def _env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MOVA_"))}
-    env.update({"MOVA_DATA_DIR": str(data_dir), "MOVA_CHECKPOINT": str(checkpoint),
-                "PYTHONPATH": str(ROOT),
-                # the shared 2-core machine can take longer than Prefect's default 20 s to
-                # bring up its ephemeral server
-                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300", **extra})
-    return env
-
-
-def _cli(args: list[str], env: dict[str, str], timeout: float = 400
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+# the CLI as the end-to-end tests run it, with a shorter default timeout
+_cli = partial(run_cli, timeout=400)
 
 
 def _block_publishing(storage: Path, campaign: str) -> Path:
@@ -137,7 +126,7 @@ def _block_publishing(storage: Path, campaign: str) -> Path:
 
 def test_a_variant_that_cannot_be_published_fails_alone_and_the_next_brief_is_produced(
         tmp_path: Path, checkpoint: Path) -> None:
-    env = _env(tmp_path, checkpoint)
+    env = cli_env(tmp_path, checkpoint)
     for campaign in ("blocked-one", "healthy-one"):
         brief = tmp_path / f"{campaign}.yaml"
         brief.write_text(one_variant_brief(campaign))
@@ -172,7 +161,7 @@ def _pg_env(data_dir: Path, checkpoint: Path, database_url: str, storage: Path,
             prefect_api: str, app_name: str) -> dict[str, str]:
     """A worker on the test's PostgreSQL database and Prefect server; libpq names its
     connections `app_name` (PGAPPNAME) so the test can find them in pg_stat_activity."""
-    return _env(data_dir, checkpoint, DATABASE_URL=database_url,
+    return cli_env(data_dir, checkpoint, DATABASE_URL=database_url,
                 STORAGE_URL=f"file://{storage}", PREFECT_API_URL=prefect_api,
                 PGAPPNAME=app_name)
 

@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
 
 
-def _env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
+def cli_env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MOVA_"))}
     env.update({"MOVA_DATA_DIR": str(data_dir), "MOVA_CHECKPOINT": str(checkpoint),
                 "PYTHONPATH": str(ROOT),
@@ -45,7 +45,7 @@ def _env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _cli(args: list[str], env: dict[str, str], timeout: float = 900
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 900
          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)
@@ -88,10 +88,10 @@ def _check_mp4(path: Path) -> None:
 
 def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
                                                             checkpoint: Path) -> None:
-    env = _env(tmp_path, checkpoint)
-    submitted = _cli(["submit", str(EXAMPLE)], env)
+    env = cli_env(tmp_path, checkpoint)
+    submitted = run_cli(["submit", str(EXAMPLE)], env)
     assert submitted.returncode == 0, submitted.stderr
-    first = _cli(["run"], env)
+    first = run_cli(["run"], env)
     assert first.returncode == 0, first.stderr[-3000:]
     storage = tmp_path / "storage"
     campaign = storage / "campaigns" / "_local" / "aurora-spring-launch"  # CLI briefs: `_local`
@@ -130,12 +130,12 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
     assert first_finish is not None and last_render is not None
     assert first_finish < last_render, "scene finishes waited for every render"
 
-    lineage = _cli(["lineage", str(published[0].id)[:8]], env)
+    lineage = run_cli(["lineage", str(published[0].id)[:8]], env)
     assert lineage.returncode == 0 and "brief" in lineage.stdout and "clip" in lineage.stdout
 
     before = _objects(storage)
-    assert _cli(["submit", str(EXAMPLE)], env).returncode == 0
-    again = _cli(["run"], env)
+    assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
+    again = run_cli(["run"], env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert _objects(storage) == before, "a rerun of the same brief stored something new"
     engine = make_engine(database)
@@ -148,8 +148,8 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
 
 def test_a_run_killed_mid_way_finishes_on_restart_without_duplicates(
         tmp_path: Path, checkpoint: Path) -> None:
-    env = _env(tmp_path, checkpoint)
-    assert _cli(["submit", str(EXAMPLE)], env).returncode == 0
+    env = cli_env(tmp_path, checkpoint)
+    assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
     database = f"sqlite:///{tmp_path / 'mova_ads.db'}"
     run = subprocess.Popen([*CLI, "run"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
@@ -174,7 +174,7 @@ def test_a_run_killed_mid_way_finishes_on_restart_without_duplicates(
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(Deliverable).where(
             Deliverable.status == "published")) < 4, "killed too late to test recovery"
-    restarted = _cli(["run"], env)
+    restarted = run_cli(["run"], env)
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     _check_deliverables(database, 4)
     with session_scope(engine) as session:
@@ -193,12 +193,12 @@ def test_production_on_postgres_and_s3(tmp_path: Path, checkpoint: Path,
                                        fresh_postgres_url: str, s3_endpoint: str) -> None:
     postgres_url = fresh_postgres_url
     bucket = f"deliveries-{uuid.uuid4().hex[:8]}"
-    env = _env(tmp_path, checkpoint, DATABASE_URL=postgres_url,
+    env = cli_env(tmp_path, checkpoint, DATABASE_URL=postgres_url,
                STORAGE_URL=f"s3://{bucket}/ads", S3_ENDPOINT_URL=s3_endpoint,
                AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_DEFAULT_REGION="us-east-1")
-    assert _cli(["submit", str(EXAMPLE)], env).returncode == 0
-    result = _cli(["run"], env)
+    assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
+    result = run_cli(["run"], env)
     assert result.returncode == 0, result.stderr[-3000:]
     published = _check_deliverables(postgres_url, 4)
     assert all(r.published_uri and r.published_uri.startswith(f"s3://{bucket}/ads/campaigns/")
@@ -230,7 +230,7 @@ def test_malformed_briefs_are_rejected_and_leave_nothing(tmp_path: Path, checkpo
     brief = tmp_path / "brief.yaml"
     brief.write_text(edit(EXAMPLE.read_text()))  # type: ignore[operator]
     data = tmp_path / "data"
-    result = _cli(["submit", str(brief)], _env(data, checkpoint), timeout=60)
+    result = run_cli(["submit", str(brief)], cli_env(data, checkpoint), timeout=60)
     assert result.returncode == 1
     assert needle in result.stderr and "Traceback" not in result.stderr
     database = data / "mova_ads.db"
