@@ -295,7 +295,7 @@ app.add_typer(storage_app, name="storage")
 
 @storage_app.command("move-team-keys")
 def storage_move_team_keys() -> None:
-    """Once after migration 0003: copy published files to campaigns/<team>/<campaign>/...
+    """Once after migration 0003: copy published files under campaigns/<team>/<campaign>/
     (idempotent; the old keys are kept)."""
     from tasks.deliver import move_team_keys
 

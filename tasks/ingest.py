@@ -59,7 +59,7 @@ class Submitted:
 
 @dataclass(frozen=True)
 class _Upload:
-    field: str  # where the reference sits: scenes[0].first_frame, brand_kit.logo, ...
+    field: str  # where the reference sits, e.g. scenes[0].first_frame or brand_kit.logo
     data: bytes
     suffix: str
 
