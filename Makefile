@@ -19,8 +19,11 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/mova-ads demo
 
+# Two workers (pytest-xdist): an end-to-end test spends much of its time waiting on its own
+# processes (server start-ups, renders in a Ray actor, ffmpeg), so two overlap on 2 cores.
+TEST_WORKERS ?= 2
 test: install browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The review page's browser test drives Debian's chromium (no browser download): install it
 # when this is a Debian machine and we are root; otherwise that one test is skipped.

@@ -1,5 +1,5 @@
 """produce_campaign: renders -> scene finishes + QC, in parallel with the renders (re-render on
-failure) -> spots assembled + spot QC -> publish the spots -> done."""
+failure) -> each spot assembled + QC'd once its scenes are finished -> publish the spots -> done."""
 
 from __future__ import annotations
 
@@ -76,8 +76,9 @@ def _still_ours(lock: BriefLock) -> None:
 
 def _run(services: Services, brief: UUID, lock: BriefLock) -> None:
     """Renders, each scene finished as soon as its render is stored; scenes that failed QC
-    render again with the next seed; then the spots are assembled and QC'd (in parallel);
-    then published (and the scene cut-downs, when the brief asks)."""
+    render again with the next seed; each spot is assembled and QC'd as soon as its scenes
+    are finished (the rest, e.g. spots with a failed scene, after the renders); then the spots
+    are published (and the scene cut-downs, when the brief asks)."""
     pool = open_pool(services.settings)
     try:
         with Finishing(services, brief) as finishing:

@@ -43,6 +43,9 @@ class FinishSpec(Frozen):
     captions: list[CaptionCue] = Field(default_factory=list)
     on_screen_text: OnScreenText | None = None
     focus: tuple[float, float] | None = None
+    # The variant with captions burned in, encoded beside the soft-caption master. A scene
+    # finish that only feeds its spot skips it: the spot burns captions on its own timeline.
+    burned_variant: bool = True
 
 
 class QCCheck(Frozen):

@@ -90,7 +90,7 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
     finish = FinishSpec(aspect=work.aspect, locale=work.locale,
                         loudness=LOUDNESS_TARGETS[brief.loudness_profile],
                         captions=caption_cues(lines, clip.audio, clip.sample_rate),
-                        focus=scene.focus)
+                        focus=scene.focus, burned_variant=brief.publish_scenes)
     input_key = _finish_key(work.clip_sha256, finish, services.code_version)
     with session_scope(services.engine) as session:
         done = repo.find_artifact(session, "video", input_key) is not None

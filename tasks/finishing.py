@@ -266,7 +266,7 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
         vtt = workdir / f"{name}.vtt"
         vtt.write_text(to_vtt(spec.captions), encoding="utf-8")
     # 3. encode: on-screen text burned in, captions as a soft track; with captions, the variant
-    #    with them burned in too, from the same ffmpeg run
+    #    with them burned in too (when asked for), from the same ffmpeg run
     out = workdir / f"{name}.mp4"
     src_h, src_w = frames.shape[1], frames.shape[2]
     target_w, target_h = TARGET_SIZES[spec.aspect]
@@ -278,7 +278,7 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
                                  duration_s=duration, captions=[],
                                  on_screen=spec.on_screen_text), encoding="utf-8")
     burned = None
-    if spec.captions:
+    if spec.captions and spec.burned_variant:
         burned = workdir / f"{name}.burned.mp4"
         burned_overlay = workdir / f"{name}.burned.ass"
         burned_overlay.write_text(build_ass(width=target_w, height=target_h,

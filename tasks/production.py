@@ -16,7 +16,7 @@ from schemas.brief import load_brief
 from tasks.faults import readable_reason
 from tasks.retry import retry_on_transient
 from tasks.services import Services
-from tasks.spot_deliver import ensure_spots
+from tasks.spot_deliver import SCENE_READY, ensure_spots, spot_spec
 
 # Production runs of one brief that may fail or die before it is parked as failed (a brief
 # whose run crashes the same way each time would otherwise be retried forever).
@@ -75,6 +75,23 @@ def scenes_ready(services: Services, brief_id: UUID) -> list[UUID]:
         jobs = repo.render_jobs(session, [row.render_key for row in rows])
         return [row.id for row in rows
                 if row.render_key in jobs and jobs[row.render_key].status in RENDER_SETTLED]
+
+
+def spots_ready(services: Services, brief_id: UUID) -> list[UUID]:
+    """The brief's pending spots whose scenes are all finished: each can be assembled now,
+    while the renders and finishes of other spots go on."""
+    with session_scope(services.engine) as session:
+        row = repo.get_brief(session, brief_id)
+        brief = load_brief(row.raw, fmt="json")
+        ready = []
+        for spot in row.deliverables:
+            if spot.kind != DeliverableKind.SPOT or spot.status != DeliverableStatus.PENDING:
+                continue
+            scenes = repo.spot_scenes(session, spot)
+            if all(scene_id in scenes and scenes[scene_id].status in SCENE_READY
+                   for scene_id in spot_spec(brief, spot.name).scene_ids):
+                ready.append(spot.id)
+        return ready
 
 
 def publishes_scenes(services: Services, brief_id: UUID) -> bool:

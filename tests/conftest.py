@@ -23,6 +23,12 @@ from tests.servers import backend_missing, free_port, wait_until_up
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: on two workers (`make test`) the long end-to-end runs start early and
+    overlap, instead of one of them running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def postgres_admin_url() -> str:
     """The server the PostgreSQL tests use (MOVA_TEST_POSTGRES_URL overrides the local one)."""
     return os.environ.get("MOVA_TEST_POSTGRES_URL", POSTGRES_ADMIN_URL)
@@ -126,11 +132,14 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
-@pytest.fixture
-def prefect_api(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `prefect server` on a free loopback port (its own PREFECT_HOME, SQLite); the
-    API URL to set as PREFECT_API_URL. Several worker processes share it: each starting an
-    ephemeral server of its own at the same time times out on a loaded machine."""
+    API URL to set as PREFECT_API_URL. Shared by the session's worker processes, as a
+    production server is: each `mova-ads run` starting an ephemeral server of its own costs
+    about 16 s of CPU, and several starting at once time out on a loaded machine. (The
+    embedded default, the ephemeral server, is what `test_a_run_killed_mid_way_*` runs on.)"""
+    tmp_path = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",

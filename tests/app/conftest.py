@@ -133,9 +133,11 @@ def two_variant_brief() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def reviewed_brief(service_factory: Callable[..., Service], tiny_checkpoint: Path,
-                   tmp_path_factory: pytest.TempPathFactory) -> ReviewedBrief:
+                   tmp_path_factory: pytest.TempPathFactory,
+                   module_postgres_url: str) -> ReviewedBrief:
+    """On PostgreSQL (the browser test runs the service on the SQLite default)."""
     data_dir = tmp_path_factory.mktemp("reviewed")
-    service = service_factory(data_dir, f"sqlite:///{data_dir / 'mova_ads.db'}",
+    service = service_factory(data_dir, module_postgres_url,
                               teams=("emea", "apac"), worker=True, checkpoint=tiny_checkpoint)
     with service.client("emea") as client:
         response = client.post("/api/briefs", json=two_variant_brief())

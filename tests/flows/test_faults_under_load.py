@@ -125,8 +125,8 @@ def _block_publishing(storage: Path, campaign: str) -> Path:
 
 
 def test_a_variant_that_cannot_be_published_fails_alone_and_the_next_brief_is_produced(
-        tmp_path: Path, checkpoint: Path) -> None:
-    env = cli_env(tmp_path, checkpoint)
+        tmp_path: Path, checkpoint: Path, prefect_api: str) -> None:
+    env = cli_env(tmp_path, checkpoint, prefect_api=prefect_api)
     for campaign in ("blocked-one", "healthy-one"):
         brief = tmp_path / f"{campaign}.yaml"
         brief.write_text(one_variant_brief(campaign))
@@ -161,8 +161,8 @@ def _pg_env(data_dir: Path, checkpoint: Path, database_url: str, storage: Path,
             prefect_api: str, app_name: str) -> dict[str, str]:
     """A worker on the test's PostgreSQL database and Prefect server; libpq names its
     connections `app_name` (PGAPPNAME) so the test can find them in pg_stat_activity."""
-    return cli_env(data_dir, checkpoint, DATABASE_URL=database_url,
-                STORAGE_URL=f"file://{storage}", PREFECT_API_URL=prefect_api,
+    return cli_env(data_dir, checkpoint, prefect_api=prefect_api, DATABASE_URL=database_url,
+                STORAGE_URL=f"file://{storage}",
                 PGAPPNAME=app_name)
 
 

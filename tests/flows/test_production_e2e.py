@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -35,8 +36,13 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
 
 
-def cli_env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
+def cli_env(data_dir: Path, checkpoint: Path, prefect_api: str | None = None,
+            **extra: str) -> dict[str, str]:
+    """The CLI's environment: the data dir and checkpoint, on the shared Prefect server
+    `prefect_api` (the `prefect_api` fixture) or, without it, on Prefect's ephemeral one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MOVA_"))}
+    if prefect_api is not None:
+        env["PREFECT_API_URL"] = prefect_api
     env.update({"MOVA_DATA_DIR": str(data_dir), "MOVA_CHECKPOINT": str(checkpoint),
                 "PYTHONPATH": str(ROOT),
                 # a loaded 2-core machine can take longer than Prefect's default 20 s to bring
@@ -49,11 +55,6 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 900
          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)
-
-
-def _objects(storage: Path) -> dict[str, float]:
-    return {str(p.relative_to(storage)): p.stat().st_mtime for p in storage.rglob("*")
-            if p.is_file()}
 
 
 def _check_deliverables(database_url: str, expected: int) -> list[Deliverable]:
@@ -86,27 +87,50 @@ def _check_mp4(path: Path) -> None:
             assert abs(corner.reshape(-1, 3).mean(axis=0) - (16, 24, 32)).max() < 12
 
 
-def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
-                                                            checkpoint: Path) -> None:
-    env = cli_env(tmp_path, checkpoint)
+def _s3_objects(client: Any, bucket: str) -> dict[str, tuple[str, Any]]:
+    listing = client.list_objects_v2(Bucket=bucket)
+    return {o["Key"]: (o["ETag"], o["LastModified"]) for o in listing.get("Contents", [])}
+
+
+@pytest.mark.postgres
+def test_example_brief_on_postgres_and_s3_end_to_end_then_a_rerun_adds_nothing(
+        tmp_path: Path, checkpoint: Path, fresh_postgres_url: str, s3_endpoint: str,
+        prefect_api: str) -> None:
+    """The production configuration: PostgreSQL, S3 (moto's server) and a Prefect server.
+    (The embedded defaults, SQLite, a local folder and Prefect's ephemeral server, run in
+    the killed-mid-way test below.)"""
+    database = fresh_postgres_url
+    bucket = f"deliveries-{uuid.uuid4().hex[:8]}"
+    env = cli_env(tmp_path, checkpoint, prefect_api=prefect_api, DATABASE_URL=database,
+                  STORAGE_URL=f"s3://{bucket}/ads", S3_ENDPOINT_URL=s3_endpoint,
+                  AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                  AWS_DEFAULT_REGION="us-east-1")
     submitted = run_cli(["submit", str(EXAMPLE)], env)
     assert submitted.returncode == 0, submitted.stderr
     first = run_cli(["run"], env)
     assert first.returncode == 0, first.stderr[-3000:]
-    storage = tmp_path / "storage"
-    campaign = storage / "campaigns" / "_local" / "aurora-spring-launch"  # CLI briefs: `_local`
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    campaign = "ads/campaigns/_local/aurora-spring-launch/"  # CLI briefs: team `_local`
     # one spot per language x aspect, named for its first platform: the soft-caption master
     # and its burned-in-captions variant; no scene clips
-    mp4s = sorted(campaign.rglob("*.mp4"))
+    mp4s = sorted(k for k in _s3_objects(client, bucket)
+                  if k.startswith(campaign) and k.endswith(".mp4"))
     variants = [f"{loc}/{aspect}/aurora-spring-launch_{loc}_{aspect}_youtube"
                 for loc in ("de-DE", "en-US") for aspect in ("16x9", "9x16")]
-    assert [p.relative_to(campaign).as_posix() for p in mp4s] == [
-        f"{v}{suffix}" for v in variants for suffix in (".burned.mp4", ".mp4")]
-    for path in mp4s:
-        _check_mp4(path)
-        if path.name.endswith(".burned.mp4"):
+    assert mp4s == [f"{campaign}{v}{suffix}" for v in variants
+                    for suffix in (".burned.mp4", ".mp4")]
+    for key in mp4s:
+        local = tmp_path / "downloaded" / key
+        local.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(local))
+        _check_mp4(local)
+        if key.endswith(".burned.mp4"):
             continue
-        manifest = json.loads(path.with_suffix(".manifest.json").read_text())
+        manifest = json.loads(client.get_object(
+            Bucket=bucket, Key=key.removesuffix(".mp4") + ".manifest.json")["Body"].read())
         assert manifest["preview"] is True and manifest["qc"]["checks"]
         assert manifest["lineage"][-1]["kind"] == "brief"
         [scene] = manifest["spot"]["scenes"]
@@ -114,13 +138,14 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
         assert scene["render_id"] and scene["gpu_seconds"] > 0
         assert manifest["gpu_seconds"] == pytest.approx(scene["gpu_seconds"], abs=1e-3)
         assert manifest["spot"]["end_card_s"] == 1.0 and manifest["spot"]["duration_s"] == 2.0
-    database = f"sqlite:///{tmp_path / 'mova_ads.db'}"
     published = _check_deliverables(database, 4)
+    assert all(r.published_uri and r.published_uri.startswith(f"s3://{bucket}/ads/campaigns/")
+               for r in published)
     events = (tmp_path / "lineage" / "openlineage.jsonl").read_text().splitlines()
     assert any('"render.generate"' in e and '"COMPLETE"' in e for e in events)
     # finishing runs beside the renders: a scene finish is stored before the last render is
     # (4 renders on one render actor, one after another)
-    engine = make_engine(f"sqlite:///{tmp_path / 'mova_ads.db'}")
+    engine = make_engine(database)
     with session_scope(engine) as session:
         first_finish = session.scalar(select(func.min(Artifact.created_at)).where(
             Artifact.kind == "video", Artifact.task == "finish.variant"))
@@ -133,11 +158,11 @@ def test_example_brief_end_to_end_then_a_rerun_adds_nothing(tmp_path: Path,
     lineage = run_cli(["lineage", str(published[0].id)[:8]], env)
     assert lineage.returncode == 0 and "brief" in lineage.stdout and "clip" in lineage.stdout
 
-    before = _objects(storage)
+    before = _s3_objects(client, bucket)
     assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
     again = run_cli(["run"], env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert _objects(storage) == before, "a rerun of the same brief stored something new"
+    assert _s3_objects(client, bucket) == before, "a rerun of the same brief stored something"
     engine = make_engine(database)
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(RenderJob)) == 4
@@ -183,38 +208,14 @@ def test_a_run_killed_mid_way_finishes_on_restart_without_duplicates(
         clips = list(session.scalars(select(Artifact).where(Artifact.kind == "clip")))
         assert len(clips) == 4
     engine.dispose()
+    # the embedded defaults' layout: a local folder, the spots under campaigns/<team>/...
+    campaign = tmp_path / "storage" / "campaigns" / "_local" / "aurora-spring-launch"
+    spots = sorted(p.relative_to(campaign).as_posix() for p in campaign.rglob("*.mp4"))
+    assert len(spots) == 8 and all(name.endswith("_youtube.mp4") or
+                                   name.endswith("_youtube.burned.mp4") for name in spots)
     renders = list((tmp_path / "storage" / "renders").rglob("*.npz"))
     assert len(renders) == 4, "a render was stored twice"
     assert not list((tmp_path / "storage").rglob(".tmp-*")), "a partial object was left"
-
-
-@pytest.mark.postgres
-def test_production_on_postgres_and_s3(tmp_path: Path, checkpoint: Path,
-                                       fresh_postgres_url: str, s3_endpoint: str) -> None:
-    postgres_url = fresh_postgres_url
-    bucket = f"deliveries-{uuid.uuid4().hex[:8]}"
-    env = cli_env(tmp_path, checkpoint, DATABASE_URL=postgres_url,
-               STORAGE_URL=f"s3://{bucket}/ads", S3_ENDPOINT_URL=s3_endpoint,
-               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION="us-east-1")
-    assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
-    result = run_cli(["run"], env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    published = _check_deliverables(postgres_url, 4)
-    assert all(r.published_uri and r.published_uri.startswith(f"s3://{bucket}/ads/campaigns/")
-               for r in published)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert sum(k.endswith(".mp4") and "/campaigns/" in k for k in keys) == 8  # + burned variants
-    local = tmp_path / "de.mp4"
-    client.download_file(bucket,
-                         "ads/campaigns/_local/aurora-spring-launch/de-DE/16x9/"
-                         "aurora-spring-launch_de-DE_16x9_youtube.mp4",
-                         str(local))
-    _check_mp4(local)
 
 
 @pytest.mark.parametrize(("edit", "needle"), [

@@ -97,3 +97,25 @@ def end_card_png(brief: Brief, spec: SpotSpec, workdir: Path) -> Path:
                             logo=logo_image(), colours=brief.brand_kit.colours,
                             safe_zone=spec.safe_zone)
     return write_end_card(card, workdir / f"{spec.spot_id.replace('/', '_')}.card.png")
+
+
+def four_market_brief_text(**changes: Any) -> str:
+    """Two 1.5 s scenes (the first with on-screen text), four languages, 9:16, crossfade, a
+    brand kit naming logo.png (next to the brief) with a 1 s end card."""
+    brief: dict[str, Any] = {
+        "campaign": "aurora-four-markets", "brand": "Aurora", "product": "Aurora One",
+        "locales": LOCALES, "aspects": ["9:16"], "platforms": ["youtube", "instagram"],
+        "transition": "crossfade", "crossfade_s": 0.25, "max_qc_retries": 0,
+        "brand_kit": {"logo": "logo.png", "colours": ["#101820", "#FEE715"],
+                      "legal": LEGAL, "call_to_action": CTA, "end_card_s": 1.0},
+        "scenes": [
+            {"scene_id": "open", "visual": "runner at sunrise", "duration_s": 1.5,
+             "dialogue": {loc: [{"speaker": "Runner", "text": LINES[loc][0]}]
+                          for loc in LOCALES},
+             "on_screen_text": {loc: {"brand_line": "Aurora One"} for loc in LOCALES}},
+            {"scene_id": "stride", "visual": "close on the shoes", "duration_s": 1.5,
+             "dialogue": {loc: [{"speaker": "Runner", "text": LINES[loc][1]}]
+                          for loc in LOCALES}},
+        ]}
+    brief.update(changes)
+    return yaml.safe_dump(brief, allow_unicode=True)

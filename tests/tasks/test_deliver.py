@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from infra.db import session_scope
-from infra.db_models import Deliverable, RenderJob
+from infra.db_models import Artifact, Deliverable, RenderJob
 from infra.media import decode_video_frames
 from infra.settings import load_settings
 from schemas.plan import RenderSpec
 from tasks.ingest import plan_brief, submit_brief
+from tasks.production import publishes_scenes
 from tasks.render import (
     RenderResult,
     clip_to_npz,
@@ -131,3 +132,23 @@ def test_a_broken_render_fails_qc_is_rerendered_with_the_next_seed_then_fails(
     assert row.error.startswith("QC failed: ") and "black_picture" in row.error
     with session_scope(services.engine) as session:
         assert len(list(session.scalars(select(RenderJob)))) == 2
+
+
+@pytest.mark.parametrize("publish_scenes", [False, True])
+def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publishes_scenes(
+        tmp_path: Path, checkpoint: Path, publish_scenes: bool) -> None:
+    """A scene finish that only feeds its spot skips the burned-in-captions encode (the spot
+    burns captions over its own timeline); a brief that publishes its scenes as cut-downs
+    gets both variants of each."""
+    from tests.tasks.test_faults import one_variant_brief
+
+    text = one_variant_brief() + f"publish_scenes: {str(publish_scenes).lower()}\n"
+    services = _services(tmp_path, checkpoint)
+    [scene] = _produce(services, text).values()
+    assert scene.status == "published"  # (the helper publishes scene finishes)
+    assert publishes_scenes(services, scene.brief_id) is publish_scenes
+    with session_scope(services.engine) as session:
+        made = sorted(a.kind for a in session.scalars(select(Artifact).where(
+            Artifact.task == "finish.variant")))
+    expected = ["captions_srt", "captions_vtt", "video"]
+    assert made == sorted(expected + (["video_burned"] if publish_scenes else []))

@@ -43,11 +43,11 @@ from tasks.render import (
 from tasks.review import reject
 from tasks.services import Services
 from tests.tasks.in_process import finish_and_publish
-from tests.tasks.spot_fixtures import CTA, LEGAL, LINES, LOCALES
+from tests.tasks.spot_fixtures import LINES, LOCALES, four_market_brief_text
 
 pytestmark = pytest.mark.slow
 LOGO = Path(__file__).resolve().parents[2] / "examples" / "logo.png"
-SCENE_S, CROSSFADE_S, END_CARD_S = 1.5, 0.25, 1.0
+SCENE_S, CROSSFADE_S, END_CARD_S = 1.5, 0.25, 1.0  # as four_market_brief_text plans them
 BACKGROUND = "#101820"
 
 
@@ -57,26 +57,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mova_model.make_checkpoint import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
-
-
-def _brief_text(**changes: Any) -> str:
-    brief: dict[str, Any] = {
-        "campaign": "aurora-four-markets", "brand": "Aurora", "product": "Aurora One",
-        "locales": LOCALES, "aspects": ["9:16"], "platforms": ["youtube", "instagram"],
-        "transition": "crossfade", "crossfade_s": CROSSFADE_S, "max_qc_retries": 0,
-        "brand_kit": {"logo": "logo.png", "colours": [BACKGROUND, "#FEE715"],
-                      "legal": LEGAL, "call_to_action": CTA, "end_card_s": END_CARD_S},
-        "scenes": [
-            {"scene_id": "open", "visual": "runner at sunrise", "duration_s": SCENE_S,
-             "dialogue": {loc: [{"speaker": "Runner", "text": LINES[loc][0]}]
-                          for loc in LOCALES},
-             "on_screen_text": {loc: {"brand_line": "Aurora One"} for loc in LOCALES}},
-            {"scene_id": "stride", "visual": "close on the shoes", "duration_s": SCENE_S,
-             "dialogue": {loc: [{"speaker": "Runner", "text": LINES[loc][1]}]
-                          for loc in LOCALES}},
-        ]}
-    brief.update(changes)
-    return yaml.safe_dump(brief, allow_unicode=True)
 
 
 def _synthetic_render(services: Services, payload: dict[str, Any]) -> RenderResult:
@@ -105,7 +85,7 @@ def _synthetic_render(services: Services, payload: dict[str, Any]) -> RenderResu
 
 
 def _produce(services: Services, folder: Path, text: str | None = None) -> UUID:
-    brief_id = submit_brief(services, text or _brief_text(), base_dir=folder)
+    brief_id = submit_brief(services, text or four_market_brief_text(), base_dir=folder)
     with session_scope(services.engine) as session:
         claim_submitted_briefs(session, 1, "test")
     plan_brief(services, brief_id)
@@ -141,7 +121,7 @@ def test_a_two_scene_four_language_brief_yields_one_finished_spot_per_locale_and
             assert len(scenes) == 8 and all(r.status == DeliverableStatus.FINISHED
                                             for r in scenes)
             published = {r.locale: (r.published_uri, r.manifest_uri) for r in spots}
-    brief = load_brief(_brief_text())
+    brief = load_brief(four_market_brief_text())
     zone = safe_zone(brief.platforms, brief.aspects[0])
     campaign = tmp_path / "data" / "storage" / "campaigns" / "_local" / "aurora-four-markets"
     expected_s = 2 * SCENE_S - CROSSFADE_S + END_CARD_S
@@ -187,7 +167,7 @@ def test_a_two_scene_four_language_brief_yields_one_finished_spot_per_locale_and
 
 def test_a_brief_whose_spot_no_platform_limit_fits_is_refused_at_submission(
         tmp_path: Path) -> None:
-    text = yaml.safe_load(_brief_text())
+    text = yaml.safe_load(four_market_brief_text())
     text["platforms"] = ["tiktok"]  # 5-60 s: a 1.75 s spot does not fit
     text["brand_kit"]["end_card_s"] = 1.0
     text["scenes"] = text["scenes"][:1]
@@ -205,7 +185,8 @@ def test_rejecting_one_scene_of_a_spot_rerenders_it_and_its_chain_and_reassemble
     folder = tmp_path / "brief"
     folder.mkdir()
     shutil.copy(LOGO, folder / "logo.png")
-    data = yaml.safe_load(_brief_text(locales=["en-US", "ar-SA"], requires_approval=True))
+    data = yaml.safe_load(four_market_brief_text(locales=["en-US", "ar-SA"],
+                                                 requires_approval=True))
     for scene in data["scenes"]:
         scene["dialogue"] = {k: v for k, v in scene["dialogue"].items() if k in data["locales"]}
         scene["on_screen_text"] = {k: v for k, v in scene.get("on_screen_text", {}).items()
