@@ -212,7 +212,7 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
         # Bound by the picture's duration (-shortest would also count the subtitle track).
         "t": f"{frames / fps:.6f}",
     }
-    main = _finished_picture(branches[0] if branches is not None else scaled, overlay)
+    main = finished_picture(branches[0] if branches is not None else scaled, overlay)
     streams = [main, sound]
     main_options = dict(options)
     if srt is not None:
@@ -222,13 +222,13 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
     if burned is not None:
         assert branches is not None
         burned_overlay, burned_out = burned
-        outputs.append(ffmpeg.output(_finished_picture(branches[1], burned_overlay), sound,
+        outputs.append(ffmpeg.output(finished_picture(branches[1], burned_overlay), sound,
                                      str(burned_out), **options))
     args: list[str] = ffmpeg.merge_outputs(*outputs).overwrite_output().compile()
     return args[1:]  # drop the "ffmpeg" word: run_ffmpeg adds the bundled binary
 
 
-def _finished_picture(picture: ffmpeg.nodes.FilterableStream,
+def finished_picture(picture: ffmpeg.nodes.FilterableStream,
                       overlay: Path | None) -> ffmpeg.nodes.FilterableStream:
     """Overlay (when given), 4:2:0 and BT.709 tags on a cropped and scaled picture."""
     if overlay is not None:  # on-screen text (and burned-in captions) drawn by libass

@@ -26,6 +26,7 @@ from tasks.finishing import (
     AUDIO_RATE,
     GOP_SECONDS,
     crop_box,
+    finished_picture,
     integrated_lufs,
     iso639_2,
     normalize_loudness,
@@ -197,11 +198,16 @@ def build_spot_video_args(clips: list[tuple[Path, int, int, int]], *, spec: Spot
                           size: tuple[int, int], overlap_frames: int,
                           end_card: tuple[Path, int] | None, wav: Path, srt: Path | None,
                           overlay: Path, out: Path,
-                          focus: list[tuple[float, float] | None]) -> list[str]:
+                          focus: list[tuple[float, float] | None],
+                          burned: tuple[Path, Path] | None = None) -> list[str]:
     """ffmpeg arguments: each clip (path, frames, width, height) cropped to the spot's aspect
     and scaled, joined by cuts or crossfades, the end card (PNG, frames) after a cut, text
     burned in from `overlay`, muxed with the spot WAV (+ SRT) -> H.264 High at the spot's
-    bitrate and level / AAC-LC MP4, BT.709, 2 s GOP, faststart."""
+    bitrate and level / AAC-LC MP4, BT.709, 2 s GOP, faststart.
+
+    burned=(overlay, path) adds a second output from the same run, as a scene finish does: the
+    joined picture is split and drawn with that overlay (captions burned in), without the soft
+    subtitle track. The scenes are decoded, scaled and joined once for both files."""
     width, height = size
     pictures = []
     for (path, count, src_w, src_h), point in zip(clips, focus, strict=True):
@@ -232,11 +238,9 @@ def build_spot_video_args(clips: list[tuple[Path, int, int, int]], *, spec: Spot
                 .filter("format", "yuv420p"))
         joined = ffmpeg.concat(joined, card, v=1, a=0)
         total += card_frames
-    picture = (joined.filter("ass", str(overlay)).filter("format", "yuv420p")
-               .filter("setparams", color_primaries="bt709", color_trc="bt709",
-                       colorspace="bt709", range="tv"))
+    branches = joined.split() if burned is not None else None
+    sound = ffmpeg.input(str(wav)).audio
     language = iso639_2(spec.locale)
-    streams = [picture, ffmpeg.input(str(wav)).audio]
     options: dict[str, object] = {
         "vcodec": "libx264", "profile:v": "high", "level:v": spec.h264_level,
         "preset": "veryfast", "b:v": f"{spec.video_bitrate_kbps}k",
@@ -248,10 +252,19 @@ def build_spot_video_args(clips: list[tuple[Path, int, int, int]], *, spec: Spot
         "ar": AUDIO_RATE, "ac": 2, "metadata:s:a:0": f"language={language}",
         "movflags": "+faststart", "t": f"{total / SPOT_FPS:.6f}",
     }
+    streams = [finished_picture(branches[0] if branches is not None else joined, overlay),
+               sound]
+    main_options = dict(options)
     if srt is not None:
         streams.append(ffmpeg.input(str(srt))["s"])
-        options.update({"scodec": "mov_text", "metadata:s:s:0": f"language={language}"})
-    args: list[str] = ffmpeg.output(*streams, str(out), **options).overwrite_output().compile()
+        main_options.update({"scodec": "mov_text", "metadata:s:s:0": f"language={language}"})
+    outputs = [ffmpeg.output(*streams, str(out), **main_options)]
+    if burned is not None:
+        assert branches is not None
+        burned_overlay, burned_out = burned
+        outputs.append(ffmpeg.output(finished_picture(branches[1], burned_overlay), sound,
+                                     str(burned_out), **options))
+    args: list[str] = ffmpeg.merge_outputs(*outputs).overwrite_output().compile()
     return args[1:]
 
 
@@ -308,20 +321,17 @@ def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
                                        captions=[], on_screen=texts, safe_zone=spec.safe_zone),
                        encoding="utf-8")
     out = workdir / f"{name}.mp4"
-    run_ffmpeg(build_spot_video_args(clip_specs, spec=spec, size=size, overlap_frames=overlap,
-                                     end_card=card, wav=wav, srt=srt, overlay=overlay, out=out,
-                                     focus=focus), env=env)
     burned_overlay = workdir / f"{name}.burned.ass"
     burned_overlay.write_text(build_timed_ass(width=width, height=height, locale=spec.locale,
                                               captions=cues, on_screen=texts,
                                               safe_zone=spec.safe_zone), encoding="utf-8")
-    burned = None
-    if cues:
-        burned = workdir / f"{name}.burned.mp4"
-        run_ffmpeg(build_spot_video_args(clip_specs, spec=spec, size=size,
-                                         overlap_frames=overlap, end_card=card, wav=wav,
-                                         srt=None, overlay=burned_overlay, out=burned,
-                                         focus=focus), env=env)
+    burned = workdir / f"{name}.burned.mp4" if cues else None
+    # both files from one run: the soft-caption master and, with captions, the burned variant
+    run_ffmpeg(build_spot_video_args(clip_specs, spec=spec, size=size, overlap_frames=overlap,
+                                     end_card=card, wav=wav, srt=srt, overlay=overlay, out=out,
+                                     focus=focus,
+                                     burned=(burned_overlay, burned) if burned else None),
+               env=env)
     decoded, decoded_rate = decode_audio(out)
     return SpotResult(
         spot_id=spec.spot_id, video_path=str(out), burned_path=str(burned) if burned else None,

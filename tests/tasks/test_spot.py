@@ -219,3 +219,22 @@ def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
         "instagram": "aurora-spring-launch_de-DE_9x16_instagram.mp4"}
     assert manifest.video_sha256 == sha256_file(Path(result.video_path))
     assert abs(pyloudnorm.Meter(rate).integrated_loudness(samples.T) + 14.0) <= 1.0
+
+
+def test_the_burned_caption_variant_comes_from_the_same_run_as_the_master(
+        tmp_path: Path) -> None:
+    """One ffmpeg run decodes, scales and joins the scenes once and writes both files: the
+    master with the soft subtitle track and the variant with captions burned in, without it."""
+    paths = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    args = build_spot_video_args(
+        [(p, 48, 128, 72) for p in paths], spec=SPOTS[0], size=(320, 180), overlap_frames=6,
+        end_card=None, wav=tmp_path / "s.wav", srt=tmp_path / "s.srt",
+        overlay=tmp_path / "t.ass", out=tmp_path / "o.mp4", focus=[None] * 2,
+        burned=(tmp_path / "burned.ass", tmp_path / "o.burned.mp4"))
+    graph = args[args.index("-filter_complex") + 1]
+    assert graph.count("split") == 1 and graph.count("xfade") == 1
+    assert "t.ass" in graph and "burned.ass" in graph
+    master, variant = args.index(str(tmp_path / "o.mp4")), args.index(
+        str(tmp_path / "o.burned.mp4"))
+    assert "-scodec" in args[:master] and "-scodec" not in args[master:variant]
+    assert [a for a in args if a == str(tmp_path / "s.wav")] == [str(tmp_path / "s.wav")]
