@@ -44,10 +44,12 @@ class ClipParams:
     attention_backend: str = "sdpa"  # the kernel that ran (MOVA_ATTENTION's choice, after fallback)
     lora: LoraUsed | None = None
     context_parallel: int = 1  # ranks the joint steps were split over
+    model: str = ""  # the checkpoint's name (model_index.json `_model_name`, else its folder's)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-friendly record for lineage: the request's fields and the derived ones."""
-        return {**self.request.to_dict(), "conditioning": self.conditioning.value,
+        return {**self.request.to_dict(), "model": self.model,
+                "conditioning": self.conditioning.value,
                 "noise_drawn_on": self.noise_drawn_on, "vae_tiled": self.vae_tiled,
                 "attention_backend": self.attention_backend,
                 "context_parallel": self.context_parallel,

@@ -97,6 +97,9 @@ class MovaPipeline:
         self.release_unused = release_unused
         index = self._read_model_index(path)
         self.boundary_ratio = float(index.get("boundary_ratio", 0.9))
+        # What a manifest calls the model: a name the folder gives itself (the demo model says
+        # "demo model"), else the folder's own name ("MOVA-360p"). Not read by the release.
+        self.model_name = str(index.get("_model_name") or path.resolve().name)
         self.scheduler = FlowMatchPairScheduler(
             read_config(path / "scheduler", SchedulerConfig, filename=SCHEDULER_CONFIG)
         )
@@ -285,7 +288,8 @@ class MovaPipeline:
                             noise_drawn_on=noise_device.type, vae_tiled=tiled,
                             attention_backend=self.attention_backend, lora=self._lora_used(),
                             context_parallel=(self.context_parallel.world_size
-                                              if self.context_parallel else 1))
+                                              if self.context_parallel else 1),
+                            model=self.model_name)
         return Clip(video=frames, audio=audio, fps=request.video_fps,
                     sample_rate=self.audio_vae_config.sample_rate, params=params)
 

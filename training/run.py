@@ -13,6 +13,7 @@ Stages, each resumable (state files and finished components live under --work):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -24,7 +25,7 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from mova_model.audio_vae import AudioVAE
-from mova_model.checkpoint import load_component, save_component
+from mova_model.checkpoint import MODEL_INDEX, load_component, save_component
 from mova_model.config import AudioVAEConfig, MovaConfig, VideoVAEConfig, get_preset
 from mova_model.make_checkpoint import make_checkpoint
 from mova_model.pipeline import MovaPipeline
@@ -44,6 +45,7 @@ from training.dit import DiffusionModels, LatentSet, encode_world, train_diffusi
 
 log = logging.getLogger("training")
 WORLD_SEED_OFFSET = 1_000  # training scenes come from seeds the evaluation set does not use
+DEMO_MODEL_NAME = "demo model"
 
 
 def _build_video_vae(config: VideoVAEConfig) -> torch.nn.Module:
@@ -92,6 +94,15 @@ def _latent_stage(work: Path, budget: Budget, vae: VideoVAE, video_config: Video
     return data
 
 
+def name_model(folder: Path, name: str) -> None:
+    """The name manifests give the model (model_index.json `_model_name`; the release's
+    loader ignores keys that start with an underscore)."""
+    index_file = folder / MODEL_INDEX
+    index = json.loads(index_file.read_text())
+    index["_model_name"] = name
+    index_file.write_text(json.dumps(index, indent=2) + "\n")
+
+
 def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      preset: str = "tiny") -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`."""
@@ -117,6 +128,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     make_checkpoint(staging, preset=preset, seed=seed)
+    name_model(staging, DEMO_MODEL_NAME)
     for name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge"):
         component = getattr(ema, name)
         save_component(component, component.config, staging / name)

@@ -266,6 +266,8 @@ def test_noise_device_is_recorded(pipe: MovaPipeline) -> None:
     clip = pipe.generate(small(seed=9, noise_device="cpu"))
     assert clip.params.noise_drawn_on == "cpu"
     assert clip.params.to_dict()["noise_device"] == "cpu"
+    # a folder that gives itself no name (as the release's do not) is named after the folder
+    assert clip.params.to_dict()["model"] == pipe.path.resolve().name == "tiny"
 
 
 @pytest.mark.gpu

@@ -152,6 +152,9 @@ def test_smoke_run_writes_a_folder_that_loads_strictly_and_generates(tmp_path: P
         prompt="A red ball bounces on a grey background.", negative_prompt="", height=64,
         width=112, num_frames=25, video_fps=24.0, num_inference_steps=2, seed=0))
     assert clip.video.shape == (25, 64, 112, 3) and clip.audio.shape == (1, 50_000)
+    # manifests name the model the clip came from
+    assert index["_model_name"] == "demo model"
+    assert clip.params.to_dict()["model"] == "demo model"
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert size < 20 * 2**20
 
