@@ -212,8 +212,20 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
         # Bound by the picture's duration (-shortest would also count the subtitle track).
         "t": f"{frames / fps:.6f}",
     }
-    main = finished_picture(branches[0] if branches is not None else scaled, overlay)
-    streams = [main, sound]
+    return master_and_burned_args(scaled, branches, sound, options, language=language,
+                                  srt=srt, overlay=overlay, out=out, burned=burned)
+
+
+def master_and_burned_args(picture: ffmpeg.nodes.FilterableStream,
+                           branches: ffmpeg.nodes.FilterableStream | None,
+                           sound: ffmpeg.nodes.FilterableStream, options: dict[str, object], *,
+                           language: str, srt: Path | None, overlay: Path | None, out: Path,
+                           burned: tuple[Path, Path] | None) -> list[str]:
+    """The arguments of one ffmpeg run writing the master (`overlay` drawn, the SRT as a soft
+    track) and, with `burned`=(overlay, path) and `branches` (the picture split in two), the
+    variant drawn with that overlay and no subtitle track."""
+    streams = [finished_picture(branches[0] if branches is not None else picture, overlay),
+               sound]
     main_options = dict(options)
     if srt is not None:
         streams.append(ffmpeg.input(str(srt))["s"])

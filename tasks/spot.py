@@ -26,9 +26,9 @@ from tasks.finishing import (
     AUDIO_RATE,
     GOP_SECONDS,
     crop_box,
-    finished_picture,
     integrated_lufs,
     iso639_2,
+    master_and_burned_args,
     normalize_loudness,
     to_srt,
     to_vtt,
@@ -252,20 +252,8 @@ def build_spot_video_args(clips: list[tuple[Path, int, int, int]], *, spec: Spot
         "ar": AUDIO_RATE, "ac": 2, "metadata:s:a:0": f"language={language}",
         "movflags": "+faststart", "t": f"{total / SPOT_FPS:.6f}",
     }
-    streams = [finished_picture(branches[0] if branches is not None else joined, overlay),
-               sound]
-    main_options = dict(options)
-    if srt is not None:
-        streams.append(ffmpeg.input(str(srt))["s"])
-        main_options.update({"scodec": "mov_text", "metadata:s:s:0": f"language={language}"})
-    outputs = [ffmpeg.output(*streams, str(out), **main_options)]
-    if burned is not None:
-        assert branches is not None
-        burned_overlay, burned_out = burned
-        outputs.append(ffmpeg.output(finished_picture(branches[1], burned_overlay), sound,
-                                     str(burned_out), **options))
-    args: list[str] = ffmpeg.merge_outputs(*outputs).overwrite_output().compile()
-    return args[1:]
+    return master_and_burned_args(joined, branches, sound, options, language=language,
+                                  srt=srt, overlay=overlay, out=out, burned=burned)
 
 
 def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
