@@ -1,0 +1,66 @@
+"""The demo model (assets/demo-model: the tiny MOVA trained here on the synthetic world by
+`make demo-model`, issue 17): an official folder that names itself, content the analysers can
+measure held above floors, and the continuity of chained scenes proved on its pixels (issue 13).
+
+The floors are what this model measured, less a margin: they catch a broken pipeline or a
+damaged folder, not a model that falls short of issue 17's targets (it still does). Measured by
+`bench/content.py` on the whole fixed set (24 scenes x 2 seeds, 20 steps, cfg 3): background
+0.67, object 0.63, colour 0.29, lip sync 0.00, syllables 0.00, bounce clicks 0.00, voice-over
+lip sync 0.17, first frame 19.4 dB; on the 8 scenes x 1 seed below: background 0.88, object
+0.75, first frame 20.7 dB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.content import run
+from demo_world.analysers import psnr
+from infra import repository as repo
+from infra.db import session_scope
+from mova_model.pipeline import MovaPipeline
+from tasks.render import read_clip
+from tests.tasks.in_process import render_all
+from tests.tasks.test_render_chain import _brief, _planned, _render_key
+
+DEMO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
+
+
+def test_the_demo_model_is_an_official_folder_that_names_itself() -> None:
+    pipe = MovaPipeline.from_pretrained(DEMO_MODEL)  # strict: every tensor, no extras
+    assert pipe.model_name == "demo model"
+    size = sum(p.stat().st_size for p in DEMO_MODEL.rglob("*") if p.is_file())
+    assert size < 20 * 2**20
+
+
+@pytest.mark.slow
+def test_content_stays_above_the_floors_on_the_fixed_evaluation_set() -> None:
+    result = run(DEMO_MODEL, num_scenes=8, seeds=[0], steps=20, cfg_scale=3.0)
+    rates = result["rates"]
+    assert rates["background"] >= 0.6 and rates["object"] >= 0.5, rates
+    assert result["first_frame_psnr_db"] >= 18.0, result
+
+
+@pytest.mark.slow
+def test_a_chained_scene_starts_from_the_last_frame_of_the_scene_it_continues(
+        tmp_path: Path) -> None:
+    """Through the real tasks (plan, render, record): `hero` continues `intro`; its first
+    rendered frame is close to intro's last one, far closer than the first frame of `outro`,
+    which renders from text alone. (How close is the model's fidelity, issue 17's 25 dB target;
+    that the frame reaches the model bit for bit is tests/tasks/test_render_chain.py.)"""
+    services, brief_id = _planned(tmp_path, DEMO_MODEL, _brief(["en-US"], ["16:9"]))
+    render_all(services, brief_id)
+    keys = {name: _render_key(services, brief_id, f"{name}/en-US/16:9")
+            for name in ("intro", "hero", "outro")}
+    with session_scope(services.engine) as session:
+        jobs = repo.render_jobs(session, list(keys.values()))
+        clips = {name: read_clip(services.store, str(jobs[key].clip.params["key"])).video
+                 for name, key in keys.items()}
+    last = np.ascontiguousarray(clips["intro"][-1])
+    chained, unchained = psnr(clips["hero"][0], last), psnr(clips["outro"][0], last)
+    print(f"\nPSNR to intro's last frame: hero (chained) {chained:.1f} dB, "  # noqa: T201 - figures for the closing note
+          f"outro (text only) {unchained:.1f} dB")
+    # measured: 15.9 dB chained, 9.8 dB from text (8 steps, the release's negative prompt)
+    assert chained >= 14.0 and chained >= unchained + 4.0, (chained, unchained)
