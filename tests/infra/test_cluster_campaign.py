@@ -97,6 +97,8 @@ def test_the_example_brief_is_produced_on_the_cluster_through_a_host_loss(
         clip_specs = [c.input_key for c in clips]
         clip_keys = {str(c.params["key"]) for c in clips}
         per_node = Counter(str(c.params["node"]) for c in clips)
+        node_of = {c.input_key: str(c.params["node"]) for c in clips}
+        retried = [j.spec_key for j in jobs if j.attempts >= 2]
     engine.dispose()
     # every spot exactly once, published, each from its one scene finished once; every
     # render once, done
@@ -107,7 +109,10 @@ def test_the_example_brief_is_produced_on_the_cluster_through_a_host_loss(
     assert len(clip_specs) == len(set(clip_specs)) == DELIVERABLES, "a render was recorded twice"
     assert len(videos) == 2 * DELIVERABLES  # the scene finishes and the spots
     assert attempts[-1] >= 2, "no render was in flight on the lost host"
-    assert per_node[survivor.address] > per_node[victim.address] >= 1, per_node
+    # both hosts rendered, and what was in flight on the lost one was rendered again on the
+    # survivor (how many each did before the loss depends on the machine's load)
+    assert per_node[victim.address] >= 1 and per_node[survivor.address] >= 1, per_node
+    assert {node_of[key] for key in retried} == {survivor.address}, (retried, node_of)
     # storage: exactly the published files and the recorded clips, nothing stray
     store = open_store(settings.storage)
     files: dict[str, set[str]] = {}
