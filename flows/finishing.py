@@ -39,6 +39,7 @@ class Finishing:
         self.brief_id = brief_id
         self.runner = ThreadPoolTaskRunner(max_workers=services.settings.finish_concurrency)
         self.futures: dict[UUID, PrefectFuture[str]] = {}
+        self.spots: set[UUID] = set()  # the futures that assemble a spot (not a scene finish)
 
     def __enter__(self) -> Finishing:
         self.runner.__enter__()
@@ -53,6 +54,10 @@ class Finishing:
             self.futures[row_id] = self.runner.submit(
                 work, parameters={"services": self.services, param: row_id})
 
+    def _submit_spot(self, row_id: UUID) -> None:
+        self._submit(row_id, assemble_spot_task, "spot_id")
+        self.spots.add(row_id)
+
     def scenes_of_render(self, job_id: UUID) -> None:
         """A render is stored: finish its scenes now (the render pool goes on meanwhile), and
         assemble the spots whose scenes have all been finished since."""
@@ -63,7 +68,7 @@ class Finishing:
     def ready_spots(self) -> None:
         """Spots whose every scene is finished: assembled now, not after the last render."""
         for row_id in spots_ready(self.services, self.brief_id):
-            self._submit(row_id, assemble_spot_task, "spot_id")
+            self._submit_spot(row_id)
 
     def ready_scenes(self) -> None:
         """Every pending scene whose render has settled: stored by an earlier run, or failed
@@ -74,7 +79,7 @@ class Finishing:
     def pending_spots(self) -> None:
         for row_id in deliverables_in(self.services, self.brief_id, DeliverableStatus.PENDING,
                                       DeliverableKind.SPOT):
-            self._submit(row_id, assemble_spot_task, "spot_id")
+            self._submit_spot(row_id)
 
     def wait(self) -> list[str]:
         """Wait for everything submitted, and for the spots that what finished makes ready;
@@ -90,6 +95,7 @@ class Finishing:
                                            exc_info=True)
                     statuses.append(fail_variant(self.services, row_id, err))
                 waited.add(row_id)
-                self.ready_spots()
+                if row_id not in self.spots:  # a scene finished: its spot may be complete
+                    self.ready_spots()
         self.futures = {}
         return statuses

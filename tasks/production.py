@@ -13,10 +13,11 @@ from infra.db import session_scope
 from infra.repository import DeliverableKind
 from infra.statuses import BRIEF_TO_PRODUCE, RENDER_SETTLED, BriefStatus, DeliverableStatus
 from schemas.brief import load_brief
+from schemas.spot import plan_spots
 from tasks.faults import readable_reason
 from tasks.retry import retry_on_transient
 from tasks.services import Services
-from tasks.spot_deliver import SCENE_READY, ensure_spots, spot_spec
+from tasks.spot_deliver import SCENE_READY, ensure_spots
 
 # Production runs of one brief that may fail or die before it is parked as failed (a brief
 # whose run crashes the same way each time would otherwise be retried forever).
@@ -82,14 +83,17 @@ def spots_ready(services: Services, brief_id: UUID) -> list[UUID]:
     while the renders and finishes of other spots go on."""
     with session_scope(services.engine) as session:
         row = repo.get_brief(session, brief_id)
-        brief = load_brief(row.raw, fmt="json")
+        pending = [spot for spot in row.deliverables if spot.kind == DeliverableKind.SPOT
+                   and spot.status == DeliverableStatus.PENDING]
+        if not pending:
+            return []
+        scene_ids = {spec.spot_id: spec.scene_ids
+                     for spec in plan_spots(load_brief(row.raw, fmt="json"))}
         ready = []
-        for spot in row.deliverables:
-            if spot.kind != DeliverableKind.SPOT or spot.status != DeliverableStatus.PENDING:
-                continue
+        for spot in pending:
             scenes = repo.spot_scenes(session, spot)
             if all(scene_id in scenes and scenes[scene_id].status in SCENE_READY
-                   for scene_id in spot_spec(brief, spot.name).scene_ids):
+                   for scene_id in scene_ids[spot.name]):
                 ready.append(spot.id)
         return ready
 

@@ -208,7 +208,8 @@ def test_a_run_killed_mid_way_finishes_on_restart_without_duplicates(
         clips = list(session.scalars(select(Artifact).where(Artifact.kind == "clip")))
         assert len(clips) == 4
     engine.dispose()
-    # the embedded defaults' layout: a local folder, the spots under campaigns/<team>/...
+    # the embedded defaults' layout: the 4 spots (and their burned-in variants) in the local
+    # folder under campaigns/<team>/<campaign>/<locale>/<aspect>/
     campaign = tmp_path / "storage" / "campaigns" / "_local" / "aurora-spring-launch"
     spots = sorted(p.relative_to(campaign).as_posix() for p in campaign.rglob("*.mp4"))
     assert len(spots) == 8 and all(name.endswith("_youtube.mp4") or

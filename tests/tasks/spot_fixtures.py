@@ -99,21 +99,28 @@ def end_card_png(brief: Brief, spec: SpotSpec, workdir: Path) -> Path:
     return write_end_card(card, workdir / f"{spec.spot_id.replace('/', '_')}.card.png")
 
 
+# What four_market_brief_text plans: two scenes, a crossfade between them, then the end card
+# on the brand background.
+FOUR_MARKET_SCENE_S, FOUR_MARKET_CROSSFADE_S, FOUR_MARKET_END_CARD_S = 1.5, 0.25, 1.0
+BRAND_BACKGROUND = "#101820"
+
+
 def four_market_brief_text(**changes: Any) -> str:
     """Two 1.5 s scenes (the first with on-screen text), four languages, 9:16, crossfade, a
     brand kit naming logo.png (next to the brief) with a 1 s end card."""
     brief: dict[str, Any] = {
         "campaign": "aurora-four-markets", "brand": "Aurora", "product": "Aurora One",
         "locales": LOCALES, "aspects": ["9:16"], "platforms": ["youtube", "instagram"],
-        "transition": "crossfade", "crossfade_s": 0.25, "max_qc_retries": 0,
-        "brand_kit": {"logo": "logo.png", "colours": ["#101820", "#FEE715"],
-                      "legal": LEGAL, "call_to_action": CTA, "end_card_s": 1.0},
+        "transition": "crossfade", "crossfade_s": FOUR_MARKET_CROSSFADE_S, "max_qc_retries": 0,
+        "brand_kit": {"logo": "logo.png", "colours": [BRAND_BACKGROUND, "#FEE715"],
+                      "legal": LEGAL, "call_to_action": CTA, "end_card_s": FOUR_MARKET_END_CARD_S},
         "scenes": [
-            {"scene_id": "open", "visual": "runner at sunrise", "duration_s": 1.5,
+            {"scene_id": "open", "visual": "runner at sunrise", "duration_s": FOUR_MARKET_SCENE_S,
              "dialogue": {loc: [{"speaker": "Runner", "text": LINES[loc][0]}]
                           for loc in LOCALES},
              "on_screen_text": {loc: {"brand_line": "Aurora One"} for loc in LOCALES}},
-            {"scene_id": "stride", "visual": "close on the shoes", "duration_s": 1.5,
+            {"scene_id": "stride", "visual": "close on the shoes",
+             "duration_s": FOUR_MARKET_SCENE_S,
              "dialogue": {loc: [{"speaker": "Runner", "text": LINES[loc][1]}]
                           for loc in LOCALES}},
         ]}

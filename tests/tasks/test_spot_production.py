@@ -43,12 +43,20 @@ from tasks.render import (
 from tasks.review import reject
 from tasks.services import Services
 from tests.tasks.in_process import finish_and_publish
-from tests.tasks.spot_fixtures import LINES, LOCALES, four_market_brief_text
+from tests.tasks.spot_fixtures import (
+    BRAND_BACKGROUND,
+    FOUR_MARKET_CROSSFADE_S,
+    FOUR_MARKET_END_CARD_S,
+    FOUR_MARKET_SCENE_S,
+    LINES,
+    LOCALES,
+    four_market_brief_text,
+)
 
 pytestmark = pytest.mark.slow
 LOGO = Path(__file__).resolve().parents[2] / "examples" / "logo.png"
-SCENE_S, CROSSFADE_S, END_CARD_S = 1.5, 0.25, 1.0  # as four_market_brief_text plans them
-BACKGROUND = "#101820"
+SCENE_S, CROSSFADE_S = FOUR_MARKET_SCENE_S, FOUR_MARKET_CROSSFADE_S
+END_CARD_S, BACKGROUND = FOUR_MARKET_END_CARD_S, BRAND_BACKGROUND
 
 
 @pytest.fixture(scope="module")
