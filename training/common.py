@@ -57,6 +57,13 @@ BUDGETS: dict[str, Budget] = {
     "full": Budget(video_vae_steps=1500, video_vae_batch=4, video_vae_frames=9,
                    audio_vae_steps=1500, audio_vae_batch=8, audio_vae_samples=9600,
                    num_clips=1200, dit_steps=9000, dit_batch=8),
+    # More diffusion from a trained folder (`--init-from`): codecs and tokenizer are taken as
+    # they are; twice the clips (the world is combinatorial: colour x object x background x
+    # motion) and a lower peak rate, since the weights start trained.
+    "continue": Budget(video_vae_steps=1, video_vae_batch=4, video_vae_frames=9,
+                       audio_vae_steps=1, audio_vae_batch=8, audio_vae_samples=9600,
+                       num_clips=2400, dit_steps=8000, dit_batch=8, dit_lr=5e-4,
+                       warmup_steps=200),
     # a few steps of everything: for tests and for checking the pipeline end to end
     "smoke": Budget(video_vae_steps=6, video_vae_batch=2, video_vae_frames=5,
                     audio_vae_steps=6, audio_vae_batch=2, audio_vae_samples=4800,

@@ -8,6 +8,9 @@ Stages, each resumable (state files and finished components live under --work):
 3. the world encoded once into latents;
 4. diffusion: both video experts, the audio tower, the bridge and the text encoder;
 5. the folder: written with mova_model's own writers, then loaded back strictly.
+
+`--init-from FOLDER` continues from a trained folder (e.g. the committed demo model): its codecs
+and tokenizer are used as they are, and diffusion starts from its weights (`--budget continue`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import cast
 
 import torch
+from transformers import UMT5EncoderModel
 from transformers.utils import logging as transformers_logging
 
 from mova_model.audio_vae import AudioVAE
@@ -103,13 +107,36 @@ def name_model(folder: Path, name: str) -> None:
     index_file.write_text(json.dumps(index, indent=2) + "\n")
 
 
+DIT_COMPONENTS = ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge")
+
+
+def _take_codecs_from(init: Path, work: Path) -> None:
+    """Seed the work folder with a trained folder's codecs and tokenizer (once)."""
+    for name in ("tokenizer", "video_vae", "audio_vae"):
+        if not (work / name).is_dir():
+            shutil.copytree(init / name, work / name)
+
+
+def _load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
+    """Start diffusion from a trained folder's DiTs, bridge and text encoder."""
+    from mova_model.checkpoint import load_weights
+
+    for name in DIT_COMPONENTS:
+        load_weights(getattr(models, name), init / name)
+    trained = UMT5EncoderModel.from_pretrained(str(init / "text_encoder"), local_files_only=True)
+    models.text_encoder.load_state_dict(trained.state_dict())
+    log.info("stage=diffusion init_from=%s", init)
+
+
 def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
-                     preset: str = "tiny") -> Path:
+                     preset: str = "tiny", init_from: Path | None = None) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`."""
     started = time.monotonic()
     config = get_preset(preset)
     work.mkdir(parents=True, exist_ok=True)
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if init_from is not None:
+        _take_codecs_from(init_from, work)
     if not (work / "tokenizer").is_dir():
         build_tokenizer(work / "tokenizer", vocab_size=config.text_encoder.vocab_size, seed=seed)
     vae, video_config, dac = _codec_stage(work, budget, config, seed)
@@ -119,6 +146,8 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     torch.manual_seed(seed * 1000 + 100)
     text_encoder = build_text_encoder(config.text_encoder)
     models = DiffusionModels(config, text_encoder, seed)
+    if init_from is not None:
+        _load_diffusion_weights(models, init_from)
     scheduler = FlowMatchPairScheduler(config.scheduler)
     ema = train_diffusion(models, data, scheduler, config.boundary_ratio, budget,
                           work / "state" / "diffusion.pt", seed + 4)
@@ -129,7 +158,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     shutil.rmtree(staging, ignore_errors=True)
     make_checkpoint(staging, preset=preset, seed=seed)
     name_model(staging, DEMO_MODEL_NAME)
-    for name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge"):
+    for name in DIT_COMPONENTS:
         component = getattr(ema, name)
         save_component(component, component.config, staging / name)
     save_component(vae, video_config, staging / "video_vae")
@@ -154,13 +183,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for resumable state (rerun to resume)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a trained folder to continue from (codecs kept, diffusion resumed "
+                             "from its weights); use with --budget continue")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 is fastest on a shared CPU (many small ops)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
-    train_demo_model(args.out, args.work, BUDGETS[args.budget], seed=args.seed)
+    train_demo_model(args.out, args.work, BUDGETS[args.budget], seed=args.seed,
+                      init_from=args.init_from)
     return 0
 
 
