@@ -5,6 +5,7 @@ team through the app in-process. Fast: no server process."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -149,6 +150,18 @@ def test_revocation_stops_the_token_and_its_sessions_until_rotation(
         assert team_for_token(session, fresh) is not None
 
 
+@pytest.fixture
+def local_time_not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone five hours behind UTC: a naive `datetime.now()` where an
+    aware UTC time belongs shows up as a wrong expiry."""
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("local_time_not_utc")
 def test_a_page_session_is_random_hashed_and_lasts_a_working_day(sqlite_engine: Engine) -> None:
     before = datetime.now(UTC)
     with session_scope(sqlite_engine) as session:
@@ -289,7 +302,8 @@ def test_no_known_token_is_401_with_the_bearer_challenge(app_with_two_teams: Two
     answer = app.client.get("/api/briefs", headers=headers)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == "Bearer"
-    assert "Authorization: Bearer <team token>" in answer.json()["detail"]
+    assert answer.json()["detail"] == ("missing or unknown API token: send "
+                                       "'Authorization: Bearer <team token>'")
 
 
 def test_a_page_session_cookie_acts_for_its_team_and_a_token_header_comes_first(
