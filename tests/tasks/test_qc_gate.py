@@ -38,6 +38,17 @@ def test_black_picture_threshold_is_mean_luma_16(level: int, passed: bool) -> No
     assert check.expected == ">= 16.0"
 
 
+def test_a_mean_luma_of_exactly_16_is_not_black() -> None:
+    check = _by_name(picture_checks(_gray([16, 16])))["black_picture"]
+    assert check.passed and check.measured == "mean luma 16.0"
+
+
+def test_an_alpha_channel_is_ignored() -> None:
+    rgb = _gray([40, 41])
+    rgba = np.concatenate([rgb, np.full((*rgb.shape[:3], 1), 255, np.uint8)], axis=-1)
+    assert picture_checks(rgba)[0] == picture_checks(rgb)[0]
+
+
 def test_black_picture_uses_bt709_luma() -> None:
     # pure green at 22 has BT.709 luma 0.7152 * 22 = 15.7 (black), pure blue at 255 has 18.4
     green = np.zeros((2, 4, 4, 3), np.uint8)
@@ -148,6 +159,9 @@ def test_caption_problems_name_each_fault() -> None:
     assert caption_problems("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n") == [
         "cue 00:00:00.000 --> 00:00:01.000 has no text"]
     # hours, minutes and seconds all count: 1 h 1 min 1 s ends after 1 h 0 min 59 s
+    # a block left empty by extra blank lines is reported, not a crash
+    assert caption_problems("WEBVTT\n\n\n\n00:00:00.000 --> 00:00:01.000\nHi\n") == [
+        "bad cue timing line ''"]
     later = ("WEBVTT\n\n01:00:59.000 --> 01:01:01.000\nA\n\n"
              "01:01:01.000 --> 01:01:02.000\nB\n")
     assert caption_problems(later) == []
