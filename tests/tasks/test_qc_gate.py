@@ -159,6 +159,21 @@ def test_caption_problems_name_each_fault() -> None:
     assert caption_problems("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n") == [
         "cue 00:00:00.000 --> 00:00:01.000 has no text"]
     # hours, minutes and seconds all count: 1 h 1 min 1 s ends after 1 h 0 min 59 s
+    # milliseconds count, to the millisecond: touching cues are fine, 1 ms of overlap is not
+    touching = ("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nA\n\n"
+                "00:00:01.500 --> 00:00:02.000\nB\n")
+    assert caption_problems(touching) == []
+    one_ms = ("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nA\n\n"
+              "00:00:01.499 --> 00:00:02.000\nB\n")
+    assert caption_problems(one_ms) == [
+        "cue 00:00:01.499 --> 00:00:02.000 overlaps or runs backwards"]
+    assert caption_problems("WEBVTT\n\n00:00:00.250 --> 00:00:00.400\nA\n") == []
+    # every text line must have text, the second as well as the first
+    assert caption_problems("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n \nHi\n") == [
+        "cue 00:00:00.000 --> 00:00:01.000 has no text"]
+    # a bad cue does not hide the problems of the cues after it
+    assert caption_problems("WEBVTT\n\nnonsense\nA\n\n00:00:01.000 --> 00:00:02.000\n") == [
+        "bad cue timing line 'nonsense'", "cue 00:00:01.000 --> 00:00:02.000 has no text"]
     # a block left empty by extra blank lines is reported, not a crash
     assert caption_problems("WEBVTT\n\n\n\n00:00:00.000 --> 00:00:01.000\nHi\n") == [
         "bad cue timing line ''"]
@@ -207,6 +222,9 @@ def _only_failure(checks: dict[str, bool]) -> set[str]:
 @pytest.mark.parametrize(("changes", "failing"), [
     ({"media": {"duration_s": 2.0 + 1.5 / 24}}, {"duration"}),
     ({"media": {"duration_s": 2.0 + 0.9 / 24}}, set()),
+    ({"media": {"duration_s": 2.0 + 1 / 24}}, set()),  # one frame off is within tolerance
+    ({"media": {"duration_s": 2.0 - 1 / 24 - 0.0005}}, set()),  # plus up to 1 ms of rounding
+    ({"media": {"duration_s": 2.0 + 1 / 24 + 0.0015}}, {"duration"}),
     ({"width": 1920}, {"resolution"}),
     ({"height": 1080}, {"resolution"}),
     ({"media": {"faststart": False}}, {"faststart"}),
@@ -217,6 +235,16 @@ def _only_failure(checks: dict[str, bool]) -> set[str]:
 def test_each_check_fails_alone(finished: tuple[Path, MediaProbe, np.ndarray],
                                 changes: dict[str, object], failing: set[str]) -> None:
     assert _only_failure(_gate(finished, **changes)) == failing
+
+
+def test_the_duration_tolerance_includes_its_bound(
+        finished: tuple[Path, MediaProbe, np.ndarray]) -> None:
+    # a one-frame clip whose duration is off by exactly the tolerance (1 frame + 1 ms); with
+    # these values the float difference equals the tolerance exactly
+    tolerance = 1 / 24 + 1e-3
+    assert abs((1 / 24 + tolerance) - 1 / 24) == tolerance
+    checks = _gate(finished, expected_frames=1, media={"duration_s": 1 / 24 + tolerance})
+    assert checks["duration"] is True
 
 
 @pytest.mark.parametrize(("field", "value", "failing"), [
