@@ -50,6 +50,9 @@ from demo_world.world import (  # noqa: E402
 )
 from mova_model.pipeline import MovaPipeline  # noqa: E402
 from mova_model.request import GenerationRequest, RenderMode  # noqa: E402
+from schemas.plan import RENDER_PROFILES  # noqa: E402
+
+DEMO = RENDER_PROFILES["demo"]  # the settings the demo model is rendered with
 
 EVAL_SEED = 7  # the training set draws scenes from seeds >= 1000 (training.run)
 TARGETS = {"colour": 0.9, "object": 0.9, "background": 0.9, "lip_sync": 0.9, "syllables": 0.8,
@@ -94,10 +97,10 @@ def generate(pipe: MovaPipeline, prompt: str, *, seed: int, steps: int, cfg_scal
 
     The one place this script calls the pipeline, so a change of its signature is a one-line
     change here."""
-    # The demo model learnt the empty prompt as its unconditional branch (the release's Chinese
-    # negative prompt is outside its vocabulary), so guidance contrasts with "".
-    request = GenerationRequest(prompt=prompt, negative_prompt="", height=HEIGHT, width=WIDTH,
-                                num_frames=NUM_FRAMES, video_fps=FPS, num_inference_steps=steps,
+    # The demo model learnt the empty prompt as its unconditional branch: the demo profile's.
+    request = GenerationRequest(prompt=prompt, negative_prompt=DEMO.negative_prompt,
+                                height=HEIGHT, width=WIDTH, num_frames=NUM_FRAMES,
+                                video_fps=FPS, num_inference_steps=steps,
                                 cfg_scale=cfg_scale, seed=seed,
                                 mode=RenderMode.AUDIO_ONLY if video is not None
                                 else RenderMode.JOINT)
@@ -180,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg-scale", type=float, default=3.0)
+    parser.add_argument("--steps", type=int, default=DEMO.steps)
+    parser.add_argument("--cfg-scale", type=float, default=DEMO.cfg_scale)
     args = parser.parse_args(argv)
     if args.scenes < 1 or args.steps < 1 or not args.seeds:
         parser.error("--scenes and --steps must be positive and --seeds non-empty")

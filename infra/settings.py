@@ -54,8 +54,10 @@ class Settings(BaseSettings):
     mova_checkpoint: Path | None = Field(default=None, description=(
         "MOVA checkpoint folder (official layout). Default: `<data dir>/checkpoints/tiny`, "
         "made by `make demo` if absent."))
-    mova_render_profile: Literal["tiny", "360p", "720p"] = Field(default="tiny", description=(
-        "Render size and steps: `tiny` (64x112, 8 steps), `360p` (352x640, 50), `720p`."))
+    mova_render_profile: Literal["tiny", "demo", "360p", "720p"] = Field(
+        default="tiny", description=(
+            "Render size and steps: `tiny` (64x112, 8 steps), `demo` (the demo model's: 64x112, "
+            "20 steps, cfg 3, empty negative prompt), `360p` (352x640, 50), `720p`."))
     mova_device: str = Field(default="cpu", description=(
         "Torch device for the render actors: cpu, cuda."))
     mova_dtype: Literal["float32", "bfloat16", "float16"] = Field(

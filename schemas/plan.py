@@ -64,6 +64,11 @@ class RenderProfile(Frozen):
 
 RENDER_PROFILES = {
     "tiny": RenderProfile(name="tiny", height=64, width=112, steps=8),
+    # The demo model (assets/demo-model) at the size it was trained on. It learnt the empty
+    # prompt as its unconditional branch (the release's Chinese negative prompt is outside its
+    # vocabulary), and bench/content.py measures it with these settings.
+    "demo": RenderProfile(name="demo", height=64, width=112, steps=20, cfg_scale=3.0,
+                          negative_prompt=""),
     "360p": RenderProfile(name="360p", height=352, width=640, steps=50),
     "720p": RenderProfile(name="720p", height=720, width=1280, steps=50),
 }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from infra.settings import Settings, SettingsInvalid, load_settings
+from schemas.plan import RENDER_PROFILES
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -47,3 +49,11 @@ def test_the_process_environment_is_read_and_a_given_mapping_replaces_it(
     monkeypatch.setenv("RENDER_WORKERS", "-1")
     with pytest.raises(SettingsInvalid, match="RENDER_WORKERS"):
         load_settings()
+
+
+def test_every_render_profile_setting_names_a_profile_and_each_profile_can_be_chosen() -> None:
+    allowed = set(get_args(Settings.model_fields["mova_render_profile"].annotation))
+    assert allowed == set(RENDER_PROFILES)
+    demo = RENDER_PROFILES[load_settings({"MOVA_RENDER_PROFILE": "demo"}).mova_render_profile]
+    # the demo model's own unconditional text is the empty prompt, not the release's
+    assert (demo.height, demo.width, demo.negative_prompt) == (64, 112, "")
