@@ -98,13 +98,18 @@ def _team(session: Session, name: str) -> Team:
     return session.scalars(select(Team).where(Team.name == name)).one()
 
 
+def _two_teams_signed_in(engine: Engine) -> tuple[str, str, str, str]:
+    """Teams emea and apac, each with a page session: (emea token, apac token, emea cookie,
+    apac cookie)."""
+    with session_scope(engine) as session:
+        tokens = [create_team(session, "emea"), create_team(session, "apac")]
+        cookies = [start_session(session, _team(session, name)) for name in ("emea", "apac")]
+    return tokens[0], tokens[1], cookies[0], cookies[1]
+
+
 def test_rotation_issues_a_new_token_and_ends_the_old_one_and_its_sessions(
         sqlite_engine: Engine) -> None:
-    with session_scope(sqlite_engine) as session:
-        old = create_team(session, "emea")
-        other = create_team(session, "apac")
-        page = start_session(session, _team(session, "emea"))
-        kept_page = start_session(session, _team(session, "apac"))
+    old, other, page, kept_page = _two_teams_signed_in(sqlite_engine)
     with session_scope(sqlite_engine) as session:
         new = rotate_token(session, "emea")
     assert new.startswith("mova_") and len(new) == len("mova_") + 43 and new != old
@@ -124,10 +129,8 @@ def test_rotation_issues_a_new_token_and_ends_the_old_one_and_its_sessions(
 
 def test_revocation_stops_the_token_and_its_sessions_until_rotation(
         sqlite_engine: Engine) -> None:
+    token, other, page, _ = _two_teams_signed_in(sqlite_engine)
     with session_scope(sqlite_engine) as session:
-        token = create_team(session, "emea")
-        other = create_team(session, "apac")
-        page = start_session(session, _team(session, "emea"))
         assert not token_is_revoked(_team(session, "emea"))
     with session_scope(sqlite_engine) as session:
         revoke_token(session, "emea")
