@@ -192,14 +192,19 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MediaProbe
     return path, probe(path), frames
 
 
-def _gate(finished: tuple[Path, MediaProbe, np.ndarray], **changes: object) -> dict[str, bool]:
+def _checks(finished: tuple[Path, MediaProbe, np.ndarray], **changes: object
+            ) -> dict[str, QCCheck]:
     path, media, frames = finished
     args: dict[str, object] = {"expected_frames": len(frames), "fps": FPS, "width": 1280,
                                "height": 720, "target": WEB, "captions": None}
     media = replace(media, **changes.pop("media", {}))  # type: ignore[arg-type]
     args.update(changes)
     report = run_qc(media, path, **args)  # type: ignore[arg-type]
-    return {c.name: c.passed for c in report.checks}
+    return {c.name: c for c in report.checks}
+
+
+def _gate(finished: tuple[Path, MediaProbe, np.ndarray], **changes: object) -> dict[str, bool]:
+    return {name: check.passed for name, check in _checks(finished, **changes).items()}
 
 
 def test_a_good_file_passes_every_check(finished: tuple[Path, MediaProbe, np.ndarray],
@@ -211,8 +216,37 @@ def test_a_good_file_passes_every_check(finished: tuple[Path, MediaProbe, np.nda
         ["duration", "resolution", "video_codec", "audio_codec", "faststart", "frame_count",
          "black_picture", "frozen_picture", "silence", "clipping", "loudness", "av_offset",
          "captions"], True)
+    good = _checks(finished, captions=vtt)["captions"]
+    assert (good.measured, good.expected) == ("valid", "valid WebVTT")
     vtt.write_text("not a vtt")
-    assert _gate(finished, captions=vtt)["captions"] is False
+    bad = _checks(finished, captions=vtt)["captions"]
+    assert not bad.passed
+    assert (bad.measured, bad.expected) == ("missing WEBVTT header", "valid WebVTT")
+    vtt.write_text("WEBVTT\n\nnonsense\nA\n\n00:00:02.000 --> 00:00:01.000\nB\n")
+    assert _checks(finished, captions=vtt)["captions"].measured == (
+        "bad cue timing line 'nonsense'; cue 00:00:02.000 --> 00:00:01.000 overlaps or runs "
+        "backwards")
+
+
+def _silence(seconds: float, rate: int = 48_000) -> tuple[np.ndarray, int]:
+    return np.zeros((2, round(seconds * rate)), np.float32), rate
+
+
+def test_sound_and_picture_may_be_apart_by_one_frame_and_25_ms(
+        finished: tuple[Path, MediaProbe, np.ndarray]) -> None:
+    # 48 frames at 24 fps = 2 s: the tolerance is 1/24 s + 25 ms = 67 ms
+    within = _checks(finished, decoded=_silence(2.06))["av_offset"]
+    assert within.passed and (within.measured, within.expected) == ("60 ms", "<= 67 ms")
+    beyond = _checks(finished, decoded=_silence(2.07))["av_offset"]
+    assert not beyond.passed and beyond.measured == "70 ms"
+    early = _checks(finished, decoded=_silence(1.4))["av_offset"]
+    assert not early.passed and early.measured == "600 ms"
+    # exactly at the bound (2 frames = 1/12 s of picture, 7200 samples = 0.15 s of sound: the
+    # float difference equals the tolerance exactly) still passes
+    assert abs(7200 / 48_000 - 2 / 24) == 1 / 24 + 0.025
+    assert _checks(finished, expected_frames=2, decoded=_silence(0.15))["av_offset"].passed
+    # the tolerance follows the frame rate: at 1 fps it is 1 s + 25 ms
+    assert _checks(finished, fps=1.0)["av_offset"].expected == "<= 1025 ms"
 
 
 def _only_failure(checks: dict[str, bool]) -> set[str]:
