@@ -4,6 +4,7 @@ file, with the probe's answers varied)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,6 +113,24 @@ def test_clipping_is_a_thousandth_of_samples_at_full_scale() -> None:
     assert not _by_name(sound_checks(audio, RATE, WEB))["clipping"].passed
 
 
+def test_a_sample_at_exactly_0_999_counts_as_full_scale() -> None:
+    audio = _tone(0.5).astype(np.float64)
+    audio[:, :96] = 0.999  # 0.2 % of the samples, exactly at the threshold
+    assert not _by_name(sound_checks(audio, RATE, WEB))["clipping"].passed
+
+
+def test_empty_or_all_zero_audio_is_reported_without_numpy_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a mean of nothing or log10(0) would warn
+        empty = _by_name(sound_checks(np.zeros((2, 0), np.float32), RATE, WEB))
+        zero = _by_name(sound_checks(np.zeros((2, RATE), np.float32), RATE, WEB))
+    for checks in (empty, zero):
+        assert not checks["silence"].passed and checks["silence"].measured == "-inf dBFS RMS"
+        assert checks["clipping"].passed
+        assert checks["clipping"].measured == "0.0000% samples at full scale"
+    assert empty["loudness"].measured == "-inf LUFS"
+
+
 def test_clipping_is_judged_on_the_source_when_given() -> None:
     clipped_source = np.clip(_tone(3.0), -1, 1)
     finished = _tone(0.3)
@@ -136,6 +155,9 @@ def test_loudness_window_is_the_target_plus_minus_one_lu() -> None:
 def test_loudness_needs_at_least_400_ms() -> None:
     short = _by_name(sound_checks(_tone(0.2, seconds=0.39), RATE, WEB))["loudness"]
     assert not short.passed and short.measured == "-inf LUFS"
+    for seconds in (0.4, 1.0):  # one BS.1770 gating block is enough
+        measured = _by_name(sound_checks(_tone(0.2, seconds=seconds), RATE, WEB))["loudness"]
+        assert measured.measured != "-inf LUFS", seconds
 
 
 # ---- captions --------------------------------------------------------------------------------
