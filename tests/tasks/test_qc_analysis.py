@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from infra.media import MediaError, analyze_media, decode_audio, probe, run_ffmpeg
+from infra.media import MediaAnalysis, MediaError, analyze_media, decode_audio, probe, run_ffmpeg
 from schemas.brief import Aspect, LoudnessProfile
 from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
 from tasks.finishing import finish_clip, write_wav
@@ -119,3 +119,33 @@ def test_both_variants_come_from_one_run_with_their_own_tracks(tmp_path: Path) -
         with av.open(path) as container:
             assert sum(1 for _ in container.decode(video=0)) == len(frames)
     assert result.true_peak_out_dbtp is not None and result.true_peak_out_dbtp <= -1.0
+
+
+def _analysis(frames: int, black_s: float = 0.0, frozen_s: float = 0.0) -> MediaAnalysis:
+    return MediaAnalysis(frames=frames, video_s=frames / FPS, black_s=black_s,
+                         frozen_s=frozen_s, true_peak_dbtp=None)
+
+
+def _failing(analysis: MediaAnalysis) -> set[str]:
+    return {c.name for c in file_picture_checks(analysis, FPS) if not c.passed}
+
+
+def test_black_or_still_all_but_one_frame_fails_and_all_but_two_passes() -> None:
+    all_but_one = 2.0 - 1 / FPS  # 48 frames: the findings may miss the last one
+    assert _failing(_analysis(48, black_s=all_but_one, frozen_s=all_but_one)) == {
+        "black_picture", "frozen_picture"}
+    all_but_two = 2.0 - 2 / FPS
+    assert _failing(_analysis(48, black_s=all_but_two, frozen_s=all_but_two)) == set()
+
+
+def test_a_single_frame_is_never_frozen_but_two_identical_frames_are() -> None:
+    assert "frozen_picture" not in _failing(_analysis(1, black_s=0.0, frozen_s=0.0))
+    assert "frozen_picture" in _failing(_analysis(2, frozen_s=1 / FPS))
+
+
+def test_picture_checks_say_what_they_expect() -> None:
+    black, frozen = file_picture_checks(_analysis(48, black_s=0.5, frozen_s=0.25), FPS)
+    assert black.measured == "black 0.50 s of 2.00 s"
+    assert black.expected == "not black throughout (luma < 16 on 98% of pixels)"
+    assert frozen.measured == "still 0.25 s of 2.00 s"
+    assert frozen.expected == "not still throughout (frame difference >= 0.5)"

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyloudnorm
 import pytest
 
 from infra.media import MediaProbe, StreamInfo, probe
@@ -150,6 +151,21 @@ def test_loudness_window_is_the_target_plus_minus_one_lu() -> None:
     broadcast = _by_name(sound_checks(_tone(10 ** (-23.0 / 20), 2.0), RATE,
                                       LoudnessTarget(integrated_lufs=-23.0)))["loudness"]
     assert broadcast.passed and broadcast.expected == "-23 ± 1 LUFS"
+
+
+def test_the_loudness_window_includes_both_bounds() -> None:
+    audio = _tone(0.2, 2.0)
+    measured = float(pyloudnorm.Meter(RATE).integrated_loudness(audio.T))
+    for target, bound in ((measured + 1.0, "low"), (measured - 1.0, "high")):
+        window = (target - 1.0, target + 1.0)
+        assert measured == (window[0] if bound == "low" else window[1])  # exactly on the bound
+        check = _by_name(sound_checks(audio, RATE, LoudnessTarget(integrated_lufs=target)))
+        assert check["loudness"].passed, bound
+
+
+def test_rms_of_exactly_minus_60_dbfs_is_silence() -> None:
+    check = _by_name(sound_checks(np.full((2, RATE), 0.001), RATE, WEB))["silence"]
+    assert not check.passed and check.measured == "-60.0 dBFS RMS"
 
 
 def test_loudness_needs_at_least_400_ms() -> None:
