@@ -12,6 +12,7 @@ import pytest
 from infra.media import MediaAnalysis, MediaError, analyze_media, decode_audio, probe, run_ffmpeg
 from schemas.brief import Aspect, LoudnessProfile
 from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
+from tasks import qc
 from tasks.finishing import finish_clip, write_wav
 from tasks.qc import file_analysis, file_picture_checks
 from tests.tasks.test_finishing import FPS, RATE, synthetic_clip
@@ -149,3 +150,20 @@ def test_picture_checks_say_what_they_expect() -> None:
     assert black.expected == "not black throughout (luma < 16 on 98% of pixels)"
     assert frozen.measured == "still 0.25 s of 2.00 s"
     assert frozen.expected == "not still throughout (frame difference >= 0.5)"
+
+
+def test_the_analysis_gets_the_thresholds_in_ffmpegs_units(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # blackdetect and freezedetect take fractions of full scale: luma 16 of 255 and half a level
+    seen: dict[str, float] = {}
+
+    def recording(path: Path, **thresholds: float) -> MediaAnalysis:
+        seen.update(thresholds)
+        return analyze_media(path, **thresholds)
+
+    monkeypatch.setattr(qc, "analyze_media", recording)
+    frames, audio = synthetic_clip(0.5)
+    qc.file_analysis(_encode(frames, audio, tmp_path / "clip.mp4"))
+    assert seen["black_luma"] == pytest.approx(0.062745, abs=1e-6)
+    assert seen["black_share"] == 0.98
+    assert seen["freeze_noise"] == pytest.approx(0.0019608, abs=1e-7)
