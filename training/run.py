@@ -16,6 +16,7 @@ and tokenizer are used as they are, and diffusion starts from its weights (`--bu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -186,13 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-from", type=Path, default=None,
                         help="a trained folder to continue from (codecs kept, diffusion resumed "
                              "from its weights); use with --budget continue")
+    parser.add_argument("--dit-steps", type=int, default=None,
+                        help="diffusion steps instead of the budget's (a resumed run keeps its "
+                             "step and follows the new schedule's length)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 is fastest on a shared CPU (many small ops)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
-    train_demo_model(args.out, args.work, BUDGETS[args.budget], seed=args.seed,
+    budget = BUDGETS[args.budget]
+    if args.dit_steps is not None:
+        budget = dataclasses.replace(budget, dit_steps=args.dit_steps)
+    train_demo_model(args.out, args.work, budget, seed=args.seed,
                       init_from=args.init_from)
     return 0
 
