@@ -308,11 +308,12 @@ class S3Store:
         if self.prefix:
             check_key(self.prefix)
         # Standard retry mode: 5xx, throttling, connection resets and timeouts are retried with
-        # exponential backoff and jitter, up to max_attempts per request (each multipart part and
-        # each ranged download read on its own).
+        # exponential backoff and jitter, up to max_attempts per request, the first included
+        # (each multipart part and each ranged download read on its own). botocore's own
+        # `max_attempts` counts retries only; `total_max_attempts` counts every attempt.
         self.client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region,
-            config=BotoConfig(retries={"max_attempts": max_attempts, "mode": "standard"},
+            config=BotoConfig(retries={"total_max_attempts": max_attempts, "mode": "standard"},
                               connect_timeout=connect_timeout_s, read_timeout=read_timeout_s))
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(multipart_threshold, _MIN_PART))

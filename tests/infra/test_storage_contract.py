@@ -431,3 +431,61 @@ def test_presigned_urls_last_an_hour_unless_told(s3_endpoint: str, aws_credentia
         assert url is not None  # a query-string signature: Expires is the moment it ends
         expires = int(parse_qs(urlparse(url).query)["Expires"][0])
         assert int(before + lifetime) <= expires <= int(after + lifetime)
+
+
+def test_an_unreachable_endpoint_fails_a_head_as_transient(aws_credentials: None) -> None:
+    with socket_port() as port:  # nothing listens there
+        store = S3Store("bucket-x", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1,
+                        connect_timeout_s=1)
+        with pytest.raises(TransientStorageError) as info:
+            store.head("a.txt")
+    assert str(info.value).startswith("S3 head 'a.txt': network failure: ")
+
+
+def test_s3_requests_retry_five_times_with_bounded_timeouts(aws_credentials: None) -> None:
+    # the defaults every deployment gets: standard retries (backoff with jitter), 5 attempts a
+    # request in all (the first included), 10 s to connect, 60 s per read
+    config = S3Store("bucket-x", endpoint_url="http://127.0.0.1:9").client.meta.config
+    assert config.retries == {"total_max_attempts": 5, "mode": "standard"}
+    assert (config.connect_timeout, config.read_timeout) == (10.0, 60.0)
+    tuned = S3Store("bucket-x", endpoint_url="http://127.0.0.1:9", max_attempts=2,
+                    connect_timeout_s=1.5, read_timeout_s=7.0).client.meta.config
+    assert tuned.retries == {"total_max_attempts": 2, "mode": "standard"}
+    assert (tuned.connect_timeout, tuned.read_timeout) == (1.5, 7.0)
+
+
+def test_an_s3_prefix_given_with_slashes_is_the_same_prefix(s3_endpoint: str,
+                                                            aws_credentials: None) -> None:
+    bucket = f"slashes-{uuid.uuid4().hex[:8]}"
+    store = S3Store(bucket, "/team/a/", endpoint_url=s3_endpoint, create_bucket=True)
+    assert store.prefix == "team/a"
+    assert store.put_bytes(b"x", "v.txt").uri == f"s3://{bucket}/team/a/v.txt"
+
+
+def test_an_object_written_by_another_tool_has_no_checksum(s3_endpoint: str,
+                                                           aws_credentials: None) -> None:
+    store = S3Store(f"foreign-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint,
+                    create_bucket=True)
+    store.client.put_object(Bucket=store.bucket, Key="raw.bin", Body=b"abc")
+    head = store.head("raw.bin")
+    assert head is not None
+    assert (head.sha256, head.size_bytes, head.metadata) == ("", 3, {})
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_max_attempts_counts_every_request_the_first_included(attempts: int,
+                                                               aws_credentials: None) -> None:
+    class Counting(_Overloaded):
+        seen: list[str] = []
+
+        def _answer(self) -> None:
+            Counting.seen.append(self.path)
+            super()._answer()
+
+        do_GET = do_PUT = do_HEAD = do_POST = _answer
+
+    with answering(Counting) as url:
+        store = S3Store("bucket-x", endpoint_url=url, max_attempts=attempts)
+        with pytest.raises(TransientStorageError):
+            store.list("a/")
+    assert len(Counting.seen) == attempts
