@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.brief import Brief, load_brief
+from schemas.brief import Brief, _nesting_depth, load_brief
 from schemas.errors import BriefInvalid
 from schemas.plan import frames_for_duration
 
@@ -151,3 +151,31 @@ def test_any_field_replaced_by_any_value_is_a_brief_or_a_listed_problem(
             load_brief(raw)
         except BriefInvalid as err:
             assert err.problems and err.total >= len(err.problems)
+
+
+def test_an_alias_is_refused_where_it_stands_with_the_rule() -> None:
+    error = _rejected("campaign: &name spring\nbrand: *name\n")
+    assert error.problems == [("(document)", "invalid YAML at line 2 column 8: YAML aliases "
+                                             "(*name) are not allowed in a brief")]
+
+
+@pytest.mark.parametrize(("text", "depth"), [
+    ("", 0), ("a: 1", 0), ("[]", 1), ("[][]", 1), ("[[]]", 2), ("[a[", 2),
+    ("]]][[", 2),  # a stray closing bracket does not make room for more depth
+    ("[[][[]]]", 3), ("{a: [1, {b: 2}]}", 3),
+    ("a:\n  b:\n    c: 1\n", 2), ("a:\n  - [x, [y]]\n", 2),
+])
+def test_nesting_depth_counts_brackets_and_indents(text: str, depth: int) -> None:
+    assert _nesting_depth(text) == depth
+
+
+def test_sixteen_levels_are_parsed_and_seventeen_refused() -> None:
+    def nested(levels: int) -> str:
+        return '{"campaign": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+    assert _nesting_depth(nested(16)) == 16
+    parsed = _rejected(nested(16))  # parsed, then refused by the schema: not by its depth
+    assert all("nested more than" not in message for _, message in parsed.problems)
+    assert _rejected(nested(17)).problems == [
+        ("(document)", "nested more than 16 levels deep; a brief is a few levels of mappings "
+                       "and lists")]

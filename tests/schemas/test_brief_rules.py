@@ -188,3 +188,34 @@ def test_a_yaml_error_without_a_position_still_reads_well() -> None:
     [(path, message)] = _problems("campaign: \x07")  # a control character: no line mark
     assert path == "(document)"
     assert message.startswith("invalid YAML: ") and "#x0007" in message
+
+
+def test_a_scene_lora_overrides_the_brief_lora_and_every_use_is_listed_with_its_path() -> None:
+    data = _brief(lora={"name": "house-style", "scale": 0.8})
+    second = {**data["scenes"][0], "scene_id": "second", "lora": {"name": "night-look"}}
+    third = {**data["scenes"][0], "scene_id": "third"}
+    data["scenes"] += [second, third]
+    brief = load_brief(json.dumps(data))
+    first, second_scene, third_scene = brief.scenes
+    assert brief.lora_for(first) == brief.lora_for(third_scene) == brief.lora
+    chosen = brief.lora_for(second_scene)
+    assert chosen is not None and (chosen.name, chosen.scale) == ("night-look", 1.0)
+    assert brief.lora_uses() == [("lora.name", "house-style"),
+                                 ("scenes[1].lora.name", "night-look")]
+    # without a brief-wide LoRA: scenes keep their own, the others render without
+    del data["lora"]
+    alone = load_brief(json.dumps(data))
+    assert alone.lora_for(alone.scenes[0]) is None
+    assert alone.lora_for(alone.scenes[1]) == alone.scenes[1].lora
+    assert alone.lora_uses() == [("scenes[1].lora.name", "night-look")]
+    assert load_brief(EXAMPLE).lora_uses() == []
+
+
+def test_an_s3_first_frame_is_a_key_not_a_path() -> None:
+    # S3 keys are opaque: '..' and '\\' are characters of the key, not steps out of a folder
+    # (which buckets and prefixes a team may read is checked at submission)
+    for uri in ("s3://bucket/shots/../hero.png", "s3://bucket/a\\b.png"):
+        assert load_brief(json.dumps(_scene(first_frame=uri))).scenes[0].first_frame == uri
+    for path in ("../hero.png", "/abs/hero.png", "a\\b.png", "S3://bucket/../x.png"):
+        problems = _problems(_scene(first_frame=path))
+        assert problems[0][0] == "scenes[0].first_frame", path

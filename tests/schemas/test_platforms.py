@@ -166,3 +166,31 @@ def test_a_valid_brand_kit_normalises_locales() -> None:
     assert brief.brand_kit is not None
     assert set(brief.brand_kit.legal) == {"en-US", "de-DE"}
     assert brief.brand_kit.end_card_s == 2.0 and brief.spot_duration_s == pytest.approx(3.0)
+
+
+def test_a_scene_continuing_from_itself_is_told_once() -> None:
+    assert _problems(_example(scenes=[_scene("a", continue_from="a")])) == [
+        ("scenes[0].continue_from", "a scene cannot continue from itself")]
+
+
+def test_a_two_scene_loop_is_reported_on_both() -> None:
+    problems = _problems(_example(scenes=[_scene("a", continue_from="b"),
+                                          _scene("b", continue_from="a")]))
+    assert problems == [
+        ("scenes[0].continue_from", "the chain loops back to this scene: a -> b -> a"),
+        ("scenes[1].continue_from", "the chain loops back to this scene: b -> a -> b")]
+
+
+def test_a_bad_continuation_after_an_unchained_scene_is_still_reported() -> None:
+    problems = _problems(_example(scenes=[_scene("a"), _scene("b", continue_from="a",
+                                                              first_frame="b.png")]))
+    assert problems == [("scenes[1].continue_from", "the scene also has a first_frame; it "
+                                                    "starts from one or the other")]
+
+
+def test_no_crossfade_no_crossfade_length_rule() -> None:
+    # one scene has nothing to dissolve into; a cut dissolves nothing
+    load_brief(json.dumps(_example(transition="crossfade", crossfade_s=0.4,
+                                   scenes=[_scene("a", 0.7)])))
+    load_brief(json.dumps(_example(transition="cut", crossfade_s=0.4,
+                                   scenes=[_scene("a", 0.7), _scene("b", 0.7)])))
