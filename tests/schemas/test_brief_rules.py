@@ -219,3 +219,10 @@ def test_an_s3_first_frame_is_a_key_not_a_path() -> None:
     for path in ("../hero.png", "/abs/hero.png", "a\\b.png", "S3://bucket/../x.png"):
         problems = _problems(_scene(first_frame=path))
         assert problems[0][0] == "scenes[0].first_frame", path
+
+
+def test_a_scene_too_short_to_measure_is_told_why() -> None:
+    assert _problems(_scene(duration_s=0.2)) == [
+        ("scenes[0].duration_s", "0.2 s is too short: a scene lasts at least 0.5 s (loudness "
+                                 "is measured over 0.4 s blocks, so a shorter scene can never "
+                                 "pass QC)")]
