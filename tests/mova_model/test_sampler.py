@@ -9,6 +9,7 @@ from torch import Tensor
 from mova_model.config import RELEASE_SCHEDULER
 from mova_model.errors import GenerationCancelled
 from mova_model.joint import joint_forward
+from mova_model.request import Compat, GenerationRequest, GuidanceMode
 from mova_model.sampler import Guidance, combine_guidance, draw_noise, sample
 from mova_model.schedule import FlowMatchPairScheduler
 from tests.mova_model.tiny_models import tiny_models
@@ -201,3 +202,14 @@ def test_tiny_model_sampling_is_deterministic_and_batched_matches_sequential() -
         seq = sample(denoiser, guidance=Guidance(batched=False), **kwargs)  # type: ignore[arg-type]
     assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(one, seq, strict=True))
+
+
+def test_guidance_takes_every_setting_from_the_request() -> None:
+    request = GenerationRequest(prompt="a red ball", guidance_mode=GuidanceMode.DUAL,
+                                cfg_scale=3.5, bridge_scale=0.25, compat=Compat.FAST)
+    assert Guidance.from_request(request) == Guidance(mode=GuidanceMode.DUAL, text_scale=3.5,
+                                                      bridge_scale=0.25, batched=True)
+    release = GenerationRequest(prompt="a red ball")  # the release's settings
+    assert Guidance.from_request(release) == Guidance(mode=GuidanceMode.REFERENCE,
+                                                      text_scale=5.0, bridge_scale=1.0,
+                                                      batched=False)
