@@ -213,3 +213,15 @@ def test_guidance_takes_every_setting_from_the_request() -> None:
     assert Guidance.from_request(release) == Guidance(mode=GuidanceMode.REFERENCE,
                                                       text_scale=5.0, bridge_scale=1.0,
                                                       batched=False)
+
+
+def test_noise_is_float32_whatever_the_default_dtype() -> None:
+    expected = draw_noise(7, (1, 16, 2, 4, 4), (1, 128, 10))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        drawn = draw_noise(7, (1, 16, 2, 4, 4), (1, 128, 10))
+    finally:
+        torch.set_default_dtype(previous)
+    for got, want in zip(drawn, expected, strict=True):
+        assert got.dtype == torch.float32 and torch.equal(got, want)
