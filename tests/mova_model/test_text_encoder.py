@@ -15,6 +15,7 @@ from mova_model.text_encoder import (
     FAST_ATTENTION,
     REFERENCE_ATTENTION,
     TextEncoder,
+    _eager_attention_fp32_softmax,
     build_text_encoder,
     clean_prompt,
 )
@@ -115,3 +116,36 @@ def test_reference_kernel_takes_the_softmax_in_fp32_in_bf16(
     assert not torch.equal(reference, fast)
     scale = exact.abs().max()
     assert (reference - exact).abs().max() < 0.05 * scale
+
+
+def _attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         scale: float, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """softmax(s·q·kᵀ + bias + mask)·v in float64, (B, L, n, d)."""
+    q, k, v = (t.double() for t in (query, key, value))
+    scores = scale * q @ k.transpose(2, 3) + bias.double() + mask.double()
+    return (torch.softmax(scores, dim=-1) @ v).transpose(1, 2)
+
+
+@pytest.mark.parametrize("scaling", [None, 1.0, 0.5, 2.0])
+def test_the_attention_scales_biases_masks_and_never_drops_out_in_eval(
+        scaling: float | None) -> None:
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, 3, 5, 4, generator=generator) for _ in range(3))
+    bias = torch.randn(1, 3, 5, 5, generator=generator)
+    mask = torch.zeros(2, 1, 1, 5)
+    mask[1, ..., 3:] = torch.finfo(torch.float32).min  # the second prompt is 3 tokens long
+    expected = _attention_reference(query, key, value, 1.0 if scaling is None else scaling,
+                                    bias, mask)
+    module = torch.nn.Module().eval()
+    out, weights = _eager_attention_fp32_softmax(module, query, key, value, mask,
+                                                 scaling=scaling, dropout=0.3,
+                                                 position_bias=bias)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.all(weights[1, ..., 3:] == 0)
+    # training without a dropout rate drops nothing either (the default rate is 0)
+    trained, _ = _eager_attention_fp32_softmax(module.train(), query, key, value, mask,
+                                               scaling=scaling, position_bias=bias)
+    torch.testing.assert_close(trained, out)
+    trained, _ = _eager_attention_fp32_softmax(module, query, key, value, mask, scaling=scaling,
+                                               dropout=0.0, position_bias=bias)
+    torch.testing.assert_close(trained, out)
