@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mova_model.audio_vae import AudioVAE
+from mova_model.audio_vae import AudioVAE, Conv1d, ConvTranspose1d
 from mova_model.checkpoint import load_component, save_component
 from mova_model.config import RELEASE_AUDIO_VAE, AudioVAEConfig, get_preset
 
@@ -67,6 +67,11 @@ def test_plain_weights_equal_weight_norm_weights(tmp_path: Path) -> None:
             if name.endswith("weight_g"):
                 p.mul_(1.5)
     plain = AudioVAE(TINY.replace(use_weight_norm=False)).eval()
+    # the flag reaches every convolution: none is weight-normed in the plain form, all but the
+    # two 1x1 latent convs are in the official one
+    assert not [n for n in plain.state_dict() if n.endswith(("weight_g", "weight_v"))]
+    assert [n for n in normed.state_dict() if n.endswith(".weight")] == [
+        "quant_conv.weight", "post_quant_conv.weight"]
     plain_state = {}
     for name in plain.state_dict():
         if name.endswith(".weight") and name.replace(".weight", ".weight_v") in normed.state_dict():
@@ -93,3 +98,19 @@ def test_encoding_pads_to_whole_latent_frames(length: int) -> None:
     with torch.inference_mode():
         latent = model.encode(torch.zeros(1, 1, length))
     assert latent.shape[-1] == -(-length // 960)
+
+
+def test_fresh_convolutions_are_weight_normed_and_drawn_like_pytorchs() -> None:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for kernels and biases, as torch's Conv1d draws them
+    (kaiming uniform with a = sqrt(5)); weight norm unless asked otherwise."""
+    torch.manual_seed(0)
+    for conv, fan_in in ((Conv1d(16, 32, 7), 16 * 7),
+                         (ConvTranspose1d(32, 16, 4, stride=2, padding=1, output_padding=0),
+                          16 * 4)):
+        bound = 1 / fan_in ** 0.5
+        assert {n for n, _ in conv.named_parameters()} == {"weight_g", "weight_v", "bias"}
+        for values in (conv.weight_v, conv.bias):
+            assert float(values.abs().max()) <= bound
+            assert float(values.min()) < -bound / 2 and float(values.max()) > bound / 2
+    assert {n for n, _ in Conv1d(2, 3, 5, weight_norm=False).named_parameters()} == {
+        "weight", "bias"}

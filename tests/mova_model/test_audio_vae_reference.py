@@ -121,7 +121,9 @@ def reference_encode(sd: State, audio: Array) -> Array:
 # ---- the model under test -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+# Function scope on purpose: built inside each test, the model's constructors count as run by
+# every test that uses it (mutation testing maps code to the tests that run it).
+@pytest.fixture
 def model() -> AudioVAE:
     """The tiny DAC with every parameter random: Snake α in [0.3, 3], g away from ‖V‖."""
     torch.manual_seed(0)
