@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mova_model.audio_vae import AudioVAE, Conv1d, ConvTranspose1d
+from mova_model.audio_vae import AudioVAE, Conv1d, ConvTranspose1d, Snake1d
 from mova_model.checkpoint import load_component, save_component
 from mova_model.config import RELEASE_AUDIO_VAE, AudioVAEConfig, get_preset
 
@@ -114,3 +114,15 @@ def test_fresh_convolutions_are_weight_normed_and_drawn_like_pytorchs() -> None:
             assert float(values.min()) < -bound / 2 and float(values.max()) > bound / 2
     assert {n for n, _ in Conv1d(2, 3, 5, weight_norm=False).named_parameters()} == {
         "weight", "bias"}
+
+
+def test_snake_stays_finite_as_alpha_goes_to_zero() -> None:
+    # x + sin²(αx)/(α + 1e-9) -> x + αx² as α -> 0: the 1e-9 keeps the division defined
+    snake = Snake1d(3)
+    x = torch.linspace(-2, 2, 30).reshape(1, 3, 10)
+    with torch.no_grad():
+        for alpha in (0.0, 1e-9, 1e-6):
+            snake.alpha.fill_(alpha)
+            out = snake(x)
+            assert torch.isfinite(out).all(), alpha
+            torch.testing.assert_close(out, x + alpha * x**2, rtol=0, atol=1e-5)
