@@ -40,7 +40,7 @@ def module_figures(meta: Path, equivalent: set[str]) -> Counter[str]:
             counts["killed"] += 1
         elif code in TIMEOUT:
             counts["timeout"] += 1  # the mutant hung: the tests noticed, counted as killed
-        elif code in SURVIVED | NO_TESTS and name in equivalent:
+        elif code in SURVIVED | NO_TESTS and name in equivalent:  # checked: see stale_entries
             counts["equivalent"] += 1  # e.g. a Protocol's stub body, which never runs
         elif code in SURVIVED:
             counts["survived"] += 1
@@ -49,6 +49,16 @@ def module_figures(meta: Path, equivalent: set[str]) -> Counter[str]:
         else:
             counts["other"] += 1
     return counts
+
+
+def stale_entries(meta: Path, equivalent: set[str]) -> list[str]:
+    """Entries of the equivalents file for this module that name a mutant the tests kill or
+    mutmut no longer makes: mutant numbers move when the code changes, so an old entry could
+    otherwise excuse a different, real survivor."""
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    module = next(iter(codes), "").split(".x")[0]
+    return sorted(name for name in equivalent if name.split(".x")[0] == module
+                  and (name not in codes or codes[name] in KILLED | TIMEOUT))
 
 
 def main() -> int:
@@ -70,6 +80,8 @@ def main() -> int:
         totals += counts
         print(f"{module:32} " + " ".join(f"{counts[c]:>11}" for c in columns)  # noqa: T201
               + f"  {score(counts)}")
+        for name in stale_entries(meta, equivalent):
+            print(f"    stale entry in {EQUIVALENTS.name}: {name} (killed or gone)")  # noqa: T201
     print(f"{'total':32} " + " ".join(f"{totals[c]:>11}" for c in columns)  # noqa: T201
           + f"  {score(totals)}")
     return 0
