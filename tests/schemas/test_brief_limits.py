@@ -163,6 +163,7 @@ def test_an_alias_is_refused_where_it_stands_with_the_rule() -> None:
     ("", 0), ("a: 1", 0), ("[]", 1), ("[][]", 1), ("[[]]", 2), ("[a[", 2),
     ("]]][[", 2),  # a stray closing bracket does not make room for more depth
     ("[[][[]]]", 3), ("{a: [1, {b: 2}]}", 3),
+    ("XX: [X]", 1), ("[X[", 2),  # only brackets count, not other characters
     ("a:\n  b:\n    c: 1\n", 2), ("a:\n  - [x, [y]]\n", 2),
 ])
 def test_nesting_depth_counts_brackets_and_indents(text: str, depth: int) -> None:
