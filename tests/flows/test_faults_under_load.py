@@ -302,7 +302,13 @@ def test_the_workers_database_connections_terminated_mid_run_and_the_run_resumes
                 time.sleep(0.2)
             if run.poll() is not None or time.monotonic() >= deadline:
                 break
+            # The worker may hold no connection at this instant (an earlier cut closed them and
+            # it opens new ones at its next step): cut as soon as it holds one again.
             cuts[name] = _query(admin, cut)
+            until = time.monotonic() + 15
+            while not cuts[name] and run.poll() is None and time.monotonic() < until:
+                time.sleep(0.1)
+                cuts[name] = _query(admin, cut)
         [output] = _wait([run], [log], timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if run.poll() is None:
