@@ -30,7 +30,7 @@ from transformers import UMT5EncoderModel
 from transformers.utils import logging as transformers_logging
 
 from mova_model.audio_vae import AudioVAE
-from mova_model.checkpoint import MODEL_INDEX, load_component, save_component
+from mova_model.checkpoint import MODEL_INDEX, load_component, load_weights, save_component
 from mova_model.config import AudioVAEConfig, MovaConfig, VideoVAEConfig, get_preset
 from mova_model.make_checkpoint import make_checkpoint
 from mova_model.pipeline import MovaPipeline
@@ -120,8 +120,6 @@ def _take_codecs_from(init: Path, work: Path) -> None:
 
 def _load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
     """Start diffusion from a trained folder's DiTs, bridge and text encoder."""
-    from mova_model.checkpoint import load_weights
-
     for name in DIT_COMPONENTS:
         load_weights(getattr(models, name), init / name)
     trained = UMT5EncoderModel.from_pretrained(str(init / "text_encoder"), local_files_only=True)
@@ -193,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 is fastest on a shared CPU (many small ops)")
     args = parser.parse_args(argv)
+    if args.dit_steps is not None and args.dit_steps < 1:
+        parser.error(f"--dit-steps {args.dit_steps}: must be at least 1")
+    if args.init_from is not None and not (args.init_from / MODEL_INDEX).is_file():
+        parser.error(f"--init-from {args.init_from}: not a checkpoint folder (no {MODEL_INDEX})")
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)

@@ -37,7 +37,7 @@ from training.dit import (
     encode_world,
     train_diffusion,
 )
-from training.run import train_demo_model
+from training.run import DIT_COMPONENTS, main, train_demo_model
 
 TINY = get_preset("tiny")
 
@@ -157,6 +157,48 @@ def test_smoke_run_writes_a_folder_that_loads_strictly_and_generates(tmp_path: P
     assert clip.params.to_dict()["model"] == "demo model"
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert size < 20 * 2**20
+
+
+DEMO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {f"{f.parent.name}/{k}": v for f in sorted(folder.glob("*.safetensors"))
+            for k, v in load_file(f).items()}
+
+
+def test_a_run_continued_from_a_trained_folder_keeps_its_codecs_and_starts_from_its_weights(
+        tmp_path: Path) -> None:
+    budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=2, num_clips=4)
+    out = train_demo_model(tmp_path / "model", tmp_path / "work", budget, seed=0,
+                           init_from=DEMO_MODEL)
+    for name in ("video_vae", "audio_vae"):  # taken as they are, not trained again
+        assert (out / name / "diffusion_pytorch_model.safetensors").read_bytes() == \
+            (DEMO_MODEL / name / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert (out / "tokenizer" / "tokenizer.json").read_text() == \
+        (DEMO_MODEL / "tokenizer" / "tokenizer.json").read_text()
+    # two small steps away from the trained weights (a random start is as far as they are big)
+    for name in DIT_COMPONENTS:
+        trained, continued = _tensors(DEMO_MODEL / name), _tensors(out / name)
+        assert trained.keys() == continued.keys()
+        moved = sum(float((continued[k] - v).norm()) for k, v in trained.items())
+        size = sum(float(v.norm()) for v in trained.values())
+        assert moved < 0.1 * size, (name, moved / size)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--dit-steps", "0"], "--dit-steps 0: must be at least 1"),
+    (["--init-from", "nowhere"], "--init-from nowhere: not a checkpoint folder"),
+])
+def test_bad_training_arguments_are_refused_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+        message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
 
 
 def test_budget_validation() -> None:
