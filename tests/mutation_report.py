@@ -12,7 +12,6 @@ import re
 import sys
 import tomllib
 from collections import Counter
-from pathlib import Path
 
 from mutation_run import ROOT, work_dir  # run as a script: tests/ is on the path
 
@@ -30,8 +29,7 @@ def equivalent_mutants() -> set[str]:
     return set(re.findall(r"^- `([^`]+)`:", EQUIVALENTS.read_text(), flags=re.M))
 
 
-def module_figures(meta: Path, equivalent: set[str]) -> Counter[str]:
-    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+def module_figures(codes: dict[str, int | None], equivalent: set[str]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for name, code in codes.items():
         if code is None:
@@ -51,13 +49,12 @@ def module_figures(meta: Path, equivalent: set[str]) -> Counter[str]:
     return counts
 
 
-def stale_entries(meta: Path, equivalent: set[str]) -> list[str]:
-    """Entries of the equivalents file for this module that name a mutant the tests kill or
-    mutmut no longer makes: mutant numbers move when the code changes, so an old entry could
-    otherwise excuse a different, real survivor."""
-    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
-    module = next(iter(codes), "").split(".x")[0]
-    return sorted(name for name in equivalent if name.split(".x")[0] == module
+def stale_entries(module: str, codes: dict[str, int | None], equivalent: set[str]) -> list[str]:
+    """Entries of the equivalents file for `module` (its path) that name a mutant the tests
+    kill or mutmut no longer makes: mutant numbers move when the code changes, so an old entry
+    could otherwise excuse a different, real survivor."""
+    prefix = module.removesuffix(".py").replace("/", ".") + ".x"  # mutmut's mutant names
+    return sorted(name for name in equivalent if name.startswith(prefix)
                   and (name not in codes or codes[name] in KILLED | TIMEOUT))
 
 
@@ -73,14 +70,15 @@ def main() -> int:
             print(f"{module:32} (not run)")  # noqa: T201
             continue
         try:
-            counts = module_figures(meta, equivalent)
+            codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
         except json.JSONDecodeError:  # mutmut is rewriting it right now
             print(f"{module:32} (results being written: run the report again)")  # noqa: T201
             continue
+        counts = module_figures(codes, equivalent)
         totals += counts
         print(f"{module:32} " + " ".join(f"{counts[c]:>11}" for c in columns)  # noqa: T201
               + f"  {score(counts)}")
-        for name in stale_entries(meta, equivalent):
+        for name in stale_entries(module, codes, equivalent):
             print(f"    stale entry in {EQUIVALENTS.name}: {name} (killed or gone)")  # noqa: T201
     print(f"{'total':32} " + " ".join(f"{totals[c]:>11}" for c in columns)  # noqa: T201
           + f"  {score(totals)}")
