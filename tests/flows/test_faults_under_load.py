@@ -280,12 +280,17 @@ def test_the_workers_database_connections_terminated_mid_run_and_the_run_resumes
     submitted = _cli(["submit", str(example)], env)
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     # Cut at fixed points of the run (not at random times): while a render is running, once a
-    # variant is finished, once one is published. Each cut terminates every connection the
-    # worker has open at that moment (its pool and its brief lock).
+    # scene is finished, once the first spot is finished (the other spots still to finish,
+    # then every publish after the cut). Each cut terminates every connection the worker has
+    # open at that moment (its pool and its brief lock). Not "once one is published": the four
+    # publishes take about a second and the run closes right after, so a cut there found the
+    # worker's connections already closed (seen in CI).
     milestones = {
         "render running": "SELECT count(*) FROM render_job WHERE status = 'running'",
-        "variant finished": "SELECT count(*) FROM deliverable WHERE status <> 'pending'",
-        "variant published": "SELECT count(*) FROM deliverable WHERE status = 'published'",
+        "scene finished": "SELECT count(*) FROM deliverable "
+                          "WHERE kind = 'scene' AND status <> 'pending'",
+        "spot finished": "SELECT count(*) FROM deliverable "
+                         "WHERE kind = 'spot' AND status <> 'pending'",
     }
     cut = (f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
            f"WHERE datname = current_database() AND application_name = '{app_name}'")
