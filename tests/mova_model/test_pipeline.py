@@ -19,6 +19,7 @@ from mova_model.generate import main as generate_main
 from mova_model.generate import write_mp4
 from mova_model.joint import joint_forward
 from mova_model.make_checkpoint import make_checkpoint
+from mova_model.offload import OffloadMode
 from mova_model.pipeline import MovaPipeline
 from mova_model.request import GenerationRequest
 from mova_model.sampler import draw_noise
@@ -38,8 +39,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def pipe(checkpoint: Path) -> MovaPipeline:
+    # Loaded per test (~0.1 s): a test that changes the pipeline cannot leak into the next, and
+    # mutation testing maps the loading code to every test that uses it, not just the first.
     return MovaPipeline.from_pretrained(checkpoint)
 
 
@@ -108,6 +111,7 @@ def test_offload_modes_give_the_same_clip(checkpoint: Path, pipe: MovaPipeline) 
     expected = pipe.generate(small(seed=2))
     for mode in ("component", "block"):
         offloaded = MovaPipeline.from_pretrained(checkpoint, offload=mode, release_unused=True)
+        assert (offloaded.offload, offloaded.release_unused) == (OffloadMode(mode), True)
         clip = offloaded.generate(small(seed=2))
         assert np.array_equal(clip.video, expected.video), mode
         assert np.allclose(clip.audio, expected.audio, atol=1e-6), mode
@@ -278,3 +282,94 @@ def test_render_device_noise_is_what_the_release_draws_on_cuda() -> None:
     expected_video = torch.randn((1, 16, 3, 4, 6), device="cuda")
     expected_audio = torch.randn((1, 128, 10), device="cuda")
     assert torch.equal(video, expected_video) and torch.equal(audio, expected_audio)
+
+
+@pytest.mark.parametrize(("name", "dtype"), [
+    ("float32", torch.float32), ("fp32", torch.float32), ("bfloat16", torch.bfloat16),
+    ("bf16", torch.bfloat16), ("float16", torch.float16), ("fp16", torch.float16),
+    (torch.bfloat16, torch.bfloat16),
+])
+def test_every_dtype_name_loads_the_towers_in_that_dtype(checkpoint: Path, name: object,
+                                                         dtype: torch.dtype) -> None:
+    pipe = MovaPipeline.from_pretrained(checkpoint, dtype=name)  # type: ignore[arg-type]
+    assert pipe.dtype == dtype
+    assert next(pipe.component("video_dit_2").parameters()).dtype == dtype
+
+
+def test_an_unknown_dtype_or_offload_is_refused_with_the_choices(checkpoint: Path) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        MovaPipeline.from_pretrained(checkpoint, dtype="float64")
+    assert str(info.value) == ("dtype 'float64'; expected one of float32, fp32, bfloat16, bf16, "
+                               "float16, fp16")
+    with pytest.raises(InvalidRequest) as info:
+        MovaPipeline.from_pretrained(checkpoint, offload="disk")
+    assert str(info.value) == "offload='disk'; expected one of none, component, block"
+    with pytest.raises(InvalidRequest) as info:
+        MovaPipeline.from_pretrained(checkpoint, context_parallel=0)
+    assert str(info.value) == "context_parallel=0 must be at least 1"
+
+
+def _edited_index(checkpoint: Path, folder: Path, **changes: object) -> Path:
+    """A copy of the checkpoint whose model_index.json has these keys set (None: removed)."""
+    shutil.copytree(checkpoint, folder)
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text())
+    for key, value in changes.items():
+        if value is None:
+            index.pop(key, None)
+        else:
+            index[key] = value
+    index_file.write_text(json.dumps(index))
+    return folder
+
+
+def test_the_expert_boundary_and_the_name_come_from_the_model_index(checkpoint: Path,
+                                                                    tmp_path: Path) -> None:
+    named = _edited_index(checkpoint, tmp_path / "named", boundary_ratio=0.875,
+                          _model_name="demo model")
+    pipe = MovaPipeline.from_pretrained(named)
+    assert (pipe.boundary_ratio, pipe.model_name) == (0.875, "demo model")
+    # the release's default boundary (0.9) when the index has none; the folder's own name
+    plain = _edited_index(checkpoint, tmp_path / "MOVA-360p", boundary_ratio=None,
+                          _model_name=None)
+    pipe = MovaPipeline.from_pretrained(plain)
+    assert (pipe.boundary_ratio, pipe.model_name) == (0.9, "MOVA-360p")
+
+
+def test_an_unreadable_model_index_is_named(checkpoint: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    (broken / "model_index.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"model_index.json: invalid JSON \("):
+        MovaPipeline.from_pretrained(broken)
+    (broken / "model_index.json").unlink()
+    with pytest.raises(CheckpointError) as info:
+        MovaPipeline.from_pretrained(broken)
+    assert str(info.value) == (f"{broken / 'model_index.json'}: missing; is {broken} a MOVA "
+                               "checkpoint folder?")
+
+
+@pytest.mark.parametrize(("offload", "storage"), [
+    ("none", "cuda"), ("component", "cpu"), ("block", "cpu"),
+])
+def test_offloaded_weights_are_kept_in_host_memory(checkpoint: Path, offload: str,
+                                                    storage: str) -> None:
+    # Only the constructor runs (no CUDA device needed): where each component's weights are
+    # loaded to, for a pipeline that computes on the GPU.
+    pipe = MovaPipeline(checkpoint, dtype=torch.bfloat16, device=torch.device("cuda"),
+                        offload=OffloadMode(offload), release_unused=False)
+    assert pipe.offload is OffloadMode(offload)
+    assert pipe._storage_device() == torch.device(storage)
+
+
+def test_a_released_component_is_reloaded_from_the_folder(pipe: MovaPipeline) -> None:
+    before = {k: v.clone() for k, v in pipe.component("audio_dit").state_dict().items()}
+    first = pipe.component("audio_dit")
+    pipe.release("audio_dit")
+    pipe.release("audio_dit")  # twice: releasing what is not loaded is no error
+    again = pipe.component("audio_dit")
+    assert again is not first
+    after = again.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert pipe.component("audio_dit") is again  # loaded once, then kept
