@@ -173,6 +173,10 @@ def test_merge_writes_w_plus_ba_times_scaling_and_matches_the_hooked_output(
     clean_pipe.set_lora_scale(0.0)  # a merged LoRA is rebuilt from the kept originals
     q = clean_pipe.component("video_dit").get_submodule("blocks.0.self_attn.q")
     assert torch.equal(q.weight, w)
+    clean_pipe.set_lora_scale(1.0)  # and stays merged at its new scale
+    assert clean_pipe.lora is not None and clean_pipe.lora.merged
+    q = clean_pipe.component("video_dit").get_submodule("blocks.0.self_attn.q")
+    assert torch.equal(q.weight, w + (b @ a) * (8.0 / 16 * 1.0))
 
 
 def test_factors_run_in_their_own_dtype_and_cast_back() -> None:
@@ -261,8 +265,15 @@ def test_config_with_a_class_name_as_rank_is_refused(clean_pipe: MovaPipeline,
 
 
 def test_scale_and_state_errors(clean_pipe: MovaPipeline) -> None:
-    with pytest.raises(LoraError, match="no LoRA is loaded"):
-        clean_pipe.set_lora_scale(1.0)
+    for action, call in (("set_lora_scale", lambda: clean_pipe.set_lora_scale(1.0)),
+                         ("merge_lora", clean_pipe.merge_lora)):
+        with pytest.raises(LoraError) as info:
+            call()
+        assert str(info.value) == f"{action}: no LoRA is loaded; call load_lora(folder) first"
+    for scale in (True, "1", float("inf"), None):
+        with pytest.raises(LoraError) as info:
+            clean_pipe.set_lora_scale(scale)  # type: ignore[arg-type]
+        assert str(info.value) == f"LoRA scale={scale!r}; expected a finite number"
     with pytest.raises(LoraError, match="finite"):
         clean_pipe.load_lora("/nonexistent", scale=float("nan"))
     with pytest.raises(LoraError, match="no such LoRA"):
