@@ -373,3 +373,45 @@ def test_a_released_component_is_reloaded_from_the_folder(pipe: MovaPipeline) ->
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert pipe.component("audio_dit") is again  # loaded once, then kept
+
+
+def test_the_vae_decodes_in_tiles_only_when_asked(pipe: MovaPipeline,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    vae = pipe.component("video_vae")
+    tiling_at_decode: list[bool] = []
+    real_decode = vae.decode
+
+    def watched_decode(*args: object, **kwargs: object) -> object:
+        tiling_at_decode.append(vae.use_tiling)  # what the real decoder is about to do
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(vae, "decode", watched_decode)
+    pipe.generate(small(seed=8))
+    pipe.generate(small(seed=8, vae_tiling=True))
+    assert tiling_at_decode == [False, True]
+
+
+def test_an_out_of_memory_decode_falls_back_to_tiles_and_says_so(
+        pipe: MovaPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A whole-clip decode that runs out of device memory (no GPU here: the first untiled
+    # decode raises what torch raises) is done again in tiles; a tiled one is not retried.
+    import mova_model.pipeline as pipeline_module
+
+    real = pipeline_module.decode_latents
+    calls: list[bool] = []
+
+    def short_of_memory(*args: object, tile: bool = False, **kwargs: object) -> torch.Tensor:
+        calls.append(tile)
+        if not tile or len(calls) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args, tile=tile, **kwargs)  # type: ignore[arg-type]
+
+    expected = pipe.generate(small(seed=8, vae_tiling=True))
+    monkeypatch.setattr(pipeline_module, "decode_latents", short_of_memory)
+    clip = pipe.generate(small(seed=8))
+    assert calls == [False, True]
+    assert clip.params.vae_tiled is True
+    assert np.array_equal(clip.video, expected.video)
+    with pytest.raises(torch.OutOfMemoryError):
+        pipe.generate(small(seed=8, vae_tiling=True))
+    assert calls == [False, True, True]
