@@ -143,6 +143,13 @@ def test_generate_takes_only_a_request(pipe: MovaPipeline) -> None:
         pipe.generate(PROMPT)  # type: ignore[arg-type]
 
 
+def test_a_prompt_that_cleans_to_nothing_is_refused(pipe: MovaPipeline) -> None:
+    # a double-escaped no-break space: text to the request, nothing once cleaned (spec 5.1)
+    with pytest.raises(InvalidRequest) as info:
+        pipe.generate(small("&amp;nbsp; \t"))
+    assert str(info.value) == "prompt is empty after cleaning; describe the scene in words"
+
+
 def test_missing_component_folder_is_named(checkpoint: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(checkpoint, broken)
@@ -415,3 +422,29 @@ def test_an_out_of_memory_decode_falls_back_to_tiles_and_says_so(
     with pytest.raises(torch.OutOfMemoryError):
         pipe.generate(small(seed=8, vae_tiling=True))
     assert calls == [False, True, True]
+
+
+def test_a_clip_records_everything_that_made_it(pipe: MovaPipeline) -> None:
+    request = small(seed=4, video_fps=25.0)
+    clip = pipe.generate(request)
+    assert (clip.fps, clip.sample_rate) == (25.0, 48_000)
+    assert clip.audio.shape == (1, lengths.audio_samples(9, 25.0))
+    record = clip.params.to_dict()
+    assert {k: record[k] for k in record if k not in request.to_dict()} == {
+        "model": "tiny", "conditioning": "text_only", "noise_drawn_on": "cpu",
+        "vae_tiled": False, "attention_backend": "sdpa", "context_parallel": 1, "lora": None}
+    assert clip.params.request is request
+
+
+@pytest.mark.parametrize("release_unused", [True, False])
+def test_release_unused_frees_the_high_noise_expert_after_the_switch(
+        checkpoint: Path, release_unused: bool) -> None:
+    pipe = MovaPipeline.from_pretrained(checkpoint, release_unused=release_unused)
+    high_noise = pipe.component("video_dit")
+    clip = pipe.generate(small(seed=5, num_inference_steps=4))  # both experts run
+    assert ("video_dit" in pipe._modules) is not release_unused
+    assert "video_dit_2" in pipe._modules and "audio_dit" in pipe._modules
+    if release_unused:  # the next clip loads it again from the folder, and is the same
+        again = pipe.generate(small(seed=5, num_inference_steps=4))
+        assert pipe.component("video_dit") is not high_noise
+        assert np.array_equal(again.video, clip.video)
