@@ -2,6 +2,7 @@
 
     python tests/mutation_run.py 'infra.storage.*' ['tasks.qc.*' ...] [--jobs N]
     python tests/mutation_run.py MUTANT_NAME ...    # check these mutants again (new tests)
+    python tests/mutation_run.py --resume 'infra.storage.*'  # only mutants with no result yet
 
 mutmut takes its test selection from [tool.mutmut] and throws away every cached result when the
 selection changes, so one selection cannot serve modules whose tests differ this much (a storage
@@ -102,6 +103,9 @@ def main() -> int:
     parser.add_argument("patterns", nargs="+", help="mutant-name globs, e.g. 'infra.storage.*'")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--debug", action="store_true", help="show mutmut's pytest output")
+    parser.add_argument("--resume", action="store_true", help=(
+        "run only the mutants of the named modules that have no result yet (an interrupted "
+        "run); by default every mutant the patterns name is checked again"))
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
     failed = 0
@@ -113,8 +117,11 @@ def main() -> int:
         for path, patterns in by_file.items():
             print(f"== mutmut: {' '.join(patterns)} ({path})", flush=True)  # noqa: T201
             work = prepare(path, debug=args.debug)
+            # mutmut checks again every mutant it is given by name (a glob too), and given no
+            # names only those without a result; the work directory mutates just this module
+            names = [] if args.resume else patterns
             code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
-                                    str(args.jobs), *patterns], cwd=work,
+                                    str(args.jobs), *names], cwd=work,
                                    env={**os.environ, **env})
             if code:
                 print(f"mutmut: no result for {path} (exit {code})", flush=True)  # noqa: T201
