@@ -43,9 +43,10 @@ MUTATE ?= infra.storage.* tasks.qc.* mova_model.audio_vae.* mova_model.pipeline.
 	infra.repository.* mova_model.sampler.* mova_model.joint.* mova_model.text_encoder.* \
 	schemas.brief.* schemas.finishing.* app.auth.*
 MUTATION_JOBS ?= 1
+MUTATION_ARGS ?=
 
 mutation: install
-	-@set -f; $(PY) tests/mutation_run.py --jobs $(MUTATION_JOBS) $(MUTATE)
+	-@set -f; $(PY) tests/mutation_run.py --jobs $(MUTATION_JOBS) $(MUTATION_ARGS) $(MUTATE)
 	$(PY) tests/mutation_report.py
 
 mutation-report:
