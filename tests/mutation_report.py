@@ -1,6 +1,7 @@
 """Per-module mutation figures from mutmut's results (each module's work directory, see
-tests/mutation_run.py): killed, survived, equivalent (survivors listed with a reason in
-tests/mutation_equivalents.md), and the score.
+tests/mutation_run.py, or, for a module not run here, the results kept in
+tests/mutation_results/, marked "kept"): killed, survived, equivalent (survivors listed with a
+reason in tests/mutation_equivalents.md), and the score.
 
     python tests/mutation_report.py            # every module mutmut has results for
 """
@@ -13,7 +14,7 @@ import sys
 import tomllib
 from collections import Counter
 
-from mutation_run import ROOT, work_dir  # run as a script: tests/ is on the path
+from mutation_run import ROOT, meta_file, results_file  # run as a script: tests/ is on the path
 
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.md"
 # mutmut's exit codes: 1 and 3 are kills (a test failed / pytest errored), 0 a survivor
@@ -65,7 +66,9 @@ def main() -> int:
     print(f"{'module':32} " + " ".join(f"{c:>11}" for c in columns) + "      score")  # noqa: T201
     totals: Counter[str] = Counter()
     for module in config["only_mutate"]:
-        meta = work_dir(module) / "mutants" / f"{module}.meta"
+        meta = meta_file(module)
+        if not meta.exists():  # not run here: the results kept in the repository
+            meta = results_file(module)
         if not meta.exists():
             print(f"{module:32} (not run)")  # noqa: T201
             continue
@@ -77,7 +80,7 @@ def main() -> int:
         counts = module_figures(codes, equivalent)
         totals += counts
         print(f"{module:32} " + " ".join(f"{counts[c]:>11}" for c in columns)  # noqa: T201
-              + f"  {score(counts)}")
+              + f"  {score(counts)}" + ("" if meta == meta_file(module) else "  (kept)"))
         for name in stale_entries(module, codes, equivalent):
             print(f"    stale entry in {EQUIVALENTS.name}: {name} (killed or gone)")  # noqa: T201
     print(f"{'total':32} " + " ".join(f"{totals[c]:>11}" for c in columns)  # noqa: T201

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -26,6 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "mutants"
+# Each module's last results (mutmut's .meta: exit code per mutant, hash per function), kept in
+# the repository: a run on another machine or checkout starts from them, and mutmut keeps a
+# result only while its function's hash is unchanged (changed functions are checked again).
+RESULTS = ROOT / "tests" / "mutation_results"
 
 
 def settings() -> tuple[dict[str, object], dict[str, list[str]], dict[str, object]]:
@@ -49,6 +54,36 @@ def source_file(pattern: str, paths: list[str]) -> str:
 
 def work_dir(path: str) -> Path:
     return WORK / path.removesuffix(".py").replace("/", ".")
+
+
+def meta_file(path: str) -> Path:
+    """mutmut's results for the module, in its work directory."""
+    return work_dir(path) / "mutants" / f"{path}.meta"
+
+
+def results_file(path: str) -> Path:
+    """The module's results as kept in the repository."""
+    return RESULTS / f"{path.removesuffix('.py').replace('/', '.')}.json"
+
+
+def restore_results(path: str) -> None:
+    """A new work directory starts from the kept results (mutmut then drops those of every
+    function whose code changed since)."""
+    meta, kept = meta_file(path), results_file(path)
+    if kept.exists() and not meta.exists():
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kept, meta)
+
+
+def keep_results(path: str) -> None:
+    """Copy the module's results into the repository (after a run, finished or not)."""
+    meta = meta_file(path)
+    try:
+        json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # no results, or cut off while mutmut wrote them
+    RESULTS.mkdir(exist_ok=True)
+    shutil.copyfile(meta, results_file(path))
 
 
 def toml_table(name: str, values: dict[str, object]) -> str:
@@ -117,12 +152,16 @@ def main() -> int:
         for path, patterns in by_file.items():
             print(f"== mutmut: {' '.join(patterns)} ({path})", flush=True)  # noqa: T201
             work = prepare(path, debug=args.debug)
+            restore_results(path)
             # mutmut checks again every mutant it is given by name (a glob too), and given no
             # names only those without a result; the work directory mutates just this module
             names = [] if args.resume else patterns
-            code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
-                                    str(args.jobs), *names], cwd=work,
-                                   env={**os.environ, **env})
+            try:
+                code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
+                                        str(args.jobs), *names], cwd=work,
+                                       env={**os.environ, **env})
+            finally:
+                keep_results(path)
             if code:
                 print(f"mutmut: no result for {path} (exit {code})", flush=True)  # noqa: T201
                 failed += 1
