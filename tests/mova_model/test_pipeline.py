@@ -39,10 +39,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def pipe(checkpoint: Path) -> MovaPipeline:
-    # Loaded per test (~0.1 s): a test that changes the pipeline cannot leak into the next, and
-    # mutation testing maps the loading code to every test that uses it, not just the first.
+    # Loaded once for the module (mutation testing runs these tests for each mutant). Mutation
+    # testing maps the loading code only to the first test using this fixture: the loading
+    # tests below load their own pipeline.
     return MovaPipeline.from_pretrained(checkpoint)
 
 
