@@ -156,10 +156,13 @@ def main() -> int:
             # mutmut checks again every mutant it is given by name (a glob too), and given no
             # names only those without a result; the work directory mutates just this module
             names = [] if args.resume else patterns
+            # each of the --jobs test processes gets its share of the cores: torch would
+            # otherwise start a thread per core in each, and they would fight over them
+            threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
             try:
                 code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
                                         str(args.jobs), *names], cwd=work,
-                                       env={**os.environ, **env})
+                                       env={"OMP_NUM_THREADS": threads, **os.environ, **env})
             finally:
                 keep_results(path)
             if code:
