@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import av
@@ -449,3 +450,10 @@ def test_release_unused_frees_the_high_noise_expert_after_the_switch(
         again = pipe.generate(small(seed=5, num_inference_steps=4))
         assert pipe.component("video_dit") is not high_noise
         assert np.array_equal(again.video, clip.video)
+
+
+def test_a_cpu_render_warns_about_nothing(pipe: MovaPipeline) -> None:
+    # e.g. a CUDA autocast asked for on the CPU warns and is disabled: nothing of the kind
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe.generate(small(seed=11))
