@@ -11,10 +11,12 @@ import av
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 from mova_model import lengths
 from mova_model.checkpoint import COMPONENT_CLASSES, detect_preset, load_component
 from mova_model.config import VideoDiTConfig, get_preset
+from mova_model.context_parallel import init_context_parallel
 from mova_model.errors import CheckpointError, GenerationCancelled, InvalidRequest
 from mova_model.generate import main as generate_main
 from mova_model.generate import write_mp4
@@ -457,3 +459,21 @@ def test_a_cpu_render_warns_about_nothing(pipe: MovaPipeline) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pipe.generate(small(seed=11))
+
+
+def test_a_pipeline_on_a_one_rank_group_runs_its_steps_through_it(checkpoint: Path,
+                                                                   pipe: MovaPipeline,
+                                                                   tmp_path: Path) -> None:
+    # (with two ranks: tests/mova_model/test_context_parallel.py, a slow multi-process test)
+    expected = pipe.generate(small(seed=3))
+    init_context_parallel(0, 1, f"file://{tmp_path / 'rdv'}", torch.device("cpu"), timeout_s=30)
+    try:
+        grouped = MovaPipeline.from_pretrained(checkpoint, process_group=dist.group.WORLD)
+        clip = grouped.generate(small(seed=3))
+    finally:
+        dist.destroy_process_group()
+    assert grouped.context_parallel is not None and grouped.context_parallel.world_size == 1
+    assert grouped.context_parallel.stats.collectives > 0  # every step went through the group
+    assert clip.params.context_parallel == 1
+    assert np.array_equal(clip.video, expected.video)
+    assert np.allclose(clip.audio, expected.audio, atol=1e-6)
