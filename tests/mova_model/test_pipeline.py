@@ -26,6 +26,7 @@ from mova_model.offload import OffloadMode
 from mova_model.pipeline import MovaPipeline
 from mova_model.request import GenerationRequest
 from mova_model.sampler import draw_noise
+from mova_model.text_encoder import FAST_ATTENTION, REFERENCE_ATTENTION
 from mova_model.video_dit import VideoDiT
 from mova_model.video_vae import decode_latents, text_only_condition
 
@@ -477,3 +478,31 @@ def test_a_pipeline_on_a_one_rank_group_runs_its_steps_through_it(checkpoint: Pa
     assert clip.params.context_parallel == 1
     assert np.array_equal(clip.video, expected.video)
     assert np.allclose(clip.audio, expected.audio, atol=1e-6)
+
+
+@pytest.mark.parametrize(("changes", "expected_calls"), [
+    # the release encodes the prompt and the negative prompt each on its own, fp32 softmax
+    ({}, [(1, REFERENCE_ATTENTION), (1, REFERENCE_ATTENTION)]),
+    # fast: both in one batch through SDPA
+    ({"compat": "fast"}, [(2, FAST_ATTENTION)]),
+    # no guidance (scale 1): the negative prompt is not needed, so not encoded
+    ({"cfg_scale": 1.0}, [(1, REFERENCE_ATTENTION)]),
+    ({"cfg_scale": 1.0, "compat": "fast"}, [(1, FAST_ATTENTION)]),
+])
+def test_prompts_are_encoded_as_the_compat_mode_says(
+        pipe: MovaPipeline, monkeypatch: pytest.MonkeyPatch, changes: dict[str, object],
+        expected_calls: list[tuple[int, str]]) -> None:
+    encoder = pipe.text_encoder
+    real_encode = encoder.encode
+    calls: list[tuple[int, str]] = []
+
+    def watched_encode(prompts: list[str], text_len: int = 512, *,
+                       attention: str = REFERENCE_ATTENTION) -> torch.Tensor:
+        calls.append((len(prompts), attention))
+        assert text_len == 512  # every context is padded to the release's 512 rows
+        return real_encode(prompts, text_len, attention=attention)
+
+    monkeypatch.setattr(encoder, "encode", watched_encode)
+    clip = pipe.generate(small(seed=12, **changes))
+    assert calls == expected_calls
+    assert clip.video.shape == (9, 32, 48, 3)
