@@ -9,25 +9,17 @@ reason in tests/mutation_equivalents.md), and the score.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tomllib
 from collections import Counter
 
-from mutation_run import ROOT, meta_file, results_file  # run as a script: tests/ is on the path
+# run as a script: tests/ is on the path
+from mutation_run import EQUIVALENTS, ROOT, equivalent_mutants, meta_file, results_file
 
-EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.md"
 # mutmut's exit codes: 1 and 3 are kills (a test failed / pytest errored), 0 a survivor
 KILLED, SURVIVED = {1, 3}, {0}
 TIMEOUT = {36, 24, -24, 152, 255}
 NO_TESTS = {5, 33}
-
-
-def equivalent_mutants() -> set[str]:
-    """Mutant names listed as `- \\`name\\`: reason` in the equivalents file."""
-    if not EQUIVALENTS.exists():
-        return set()
-    return set(re.findall(r"^- `([^`]+)`:", EQUIVALENTS.read_text(), flags=re.M))
 
 
 def module_figures(codes: dict[str, int | None], equivalent: set[str]) -> Counter[str]:

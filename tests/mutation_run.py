@@ -3,6 +3,7 @@
     python tests/mutation_run.py 'infra.storage.*' ['tasks.qc.*' ...] [--jobs N]
     python tests/mutation_run.py MUTANT_NAME ...    # check these mutants again (new tests)
     python tests/mutation_run.py --resume 'infra.storage.*'  # only mutants with no result yet
+    python tests/mutation_run.py --survivors 'infra.storage.*'  # survivors again (new tests)
 
 mutmut takes its test selection from [tool.mutmut] and throws away every cached result when the
 selection changes, so one selection cannot serve modules whose tests differ this much (a storage
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +33,7 @@ WORK = ROOT / "mutants"
 # the repository: a run on another machine or checkout starts from them, and mutmut keeps a
 # result only while its function's hash is unchanged (changed functions are checked again).
 RESULTS = ROOT / "tests" / "mutation_results"
+EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.md"
 
 
 def settings() -> tuple[dict[str, object], dict[str, list[str]], dict[str, object]]:
@@ -64,6 +67,21 @@ def meta_file(path: str) -> Path:
 def results_file(path: str) -> Path:
     """The module's results as kept in the repository."""
     return RESULTS / f"{path.removesuffix('.py').replace('/', '.')}.json"
+
+
+def equivalent_mutants() -> set[str]:
+    """Mutant names listed as `- \\`name\\`: reason` in the equivalents file."""
+    if not EQUIVALENTS.exists():
+        return set()
+    return set(re.findall(r"^- `([^`]+)`:", EQUIVALENTS.read_text(), flags=re.M))
+
+
+def survivors(path: str) -> list[str]:
+    """The module's mutants that survived their last check and are not listed as equivalent."""
+    meta = meta_file(path) if meta_file(path).exists() else results_file(path)
+    codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    equivalent = equivalent_mutants()
+    return sorted(name for name, code in codes.items() if code == 0 and name not in equivalent)
 
 
 def restore_results(path: str) -> None:
@@ -141,6 +159,9 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help=(
         "run only the mutants of the named modules that have no result yet (an interrupted "
         "run); by default every mutant the patterns name is checked again"))
+    parser.add_argument("--survivors", action="store_true", help=(
+        "check again only the named modules' survivors that are not listed as equivalent "
+        "(after adding tests)"))
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
     failed = 0
@@ -155,7 +176,10 @@ def main() -> int:
             restore_results(path)
             # mutmut checks again every mutant it is given by name (a glob too), and given no
             # names only those without a result; the work directory mutates just this module
-            names = [] if args.resume else patterns
+            names = [] if args.resume else survivors(path) if args.survivors else patterns
+            if args.survivors and not names:
+                print(f"{path}: no survivors to check again", flush=True)  # noqa: T201
+                continue
             # each of the --jobs test processes gets its share of the cores: torch would
             # otherwise start a thread per core in each, and they would fight over them
             threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
