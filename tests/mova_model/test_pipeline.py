@@ -28,7 +28,14 @@ from mova_model.request import GenerationRequest
 from mova_model.sampler import draw_noise
 from mova_model.text_encoder import FAST_ATTENTION, REFERENCE_ATTENTION
 from mova_model.video_dit import VideoDiT
-from mova_model.video_vae import decode_latents, text_only_condition
+from mova_model.video_vae import (
+    decode_latents,
+    encode_first_frame,
+    encode_video,
+    first_frame_mask,
+    prepare_first_frame,
+    text_only_condition,
+)
 
 PROMPT = 'A barista smiles at the camera. She says: "Fresh coffee, every morning."'
 SMALL = dict(height=32, width=48, num_frames=9, video_fps=24.0, num_inference_steps=2)
@@ -506,3 +513,31 @@ def test_prompts_are_encoded_as_the_compat_mode_says(
     clip = pipe.generate(small(seed=12, **changes))
     assert calls == expected_calls
     assert clip.video.shape == (9, 32, 48, 3)
+
+
+def test_audio_only_denoises_the_sound_against_the_locked_picture_by_value(
+        pipe: MovaPipeline) -> None:
+    """Voice-over mode recomputed from the components for one unguided step: the video latent
+    is the locked picture's clean latent at t = 0, the first frame conditions as in TI2VA, and
+    only the audio takes the Euler step."""
+    master = pipe.generate(small(seed=5))
+    request = small(seed=13, mode="audio_only", num_inference_steps=1, cfg_scale=1.0)
+    dub = pipe.generate(request, video=master.video)
+    vae, config = pipe.component("video_vae"), pipe.video_vae_config
+    with torch.inference_mode():
+        locked = encode_video(vae, master.video, config)  # (1, 16, 3, 4, 6)
+        first = encode_first_frame(vae, prepare_first_frame(master.video[0], 32, 48), 9, config)
+        condition = torch.cat([first_frame_mask(3, 4, 6), first], dim=1)
+        l_a = lengths.audio_latent_frames(9, 24.0)
+        _, audio_noise = draw_noise(request.seed, (1, 16, 3, 4, 6), (1, 128, l_a))
+        t_video, t_audio = pipe.scheduler.pair_timesteps(1, video_fixed=True)[0]
+        assert t_video == 0  # the picture is clean, so the low-noise expert runs
+        _, velocity = joint_forward(
+            pipe.component("video_dit_2"), pipe.component("audio_dit"),
+            pipe.component("dual_tower_bridge"), torch.cat([locked, condition], dim=1),
+            audio_noise, pipe.text_encoder.encode([request.prompt]), t_video.reshape(1),
+            t_audio.reshape(1), 24.0, 1.0)
+        z_audio = pipe.scheduler.step(audio_noise, velocity, t_audio, None)
+        audio = pipe.component("audio_vae").decode(z_audio)[0, :, :dub.audio.shape[1]].numpy()
+    assert np.array_equal(dub.video, master.video)
+    assert np.abs(dub.audio - audio).max() <= 1e-6
