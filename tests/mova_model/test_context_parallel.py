@@ -219,7 +219,8 @@ def run_pipeline_rank(rank: int, world_size: int, init_file: str, checkpoint: st
         clip = pipe.generate(REQUEST)
         assert pipe.context_parallel is not None
         torch.save({"video": torch.from_numpy(clip.video), "audio": torch.from_numpy(clip.audio),
-                    "bytes_sent": pipe.context_parallel.stats.bytes_sent},
+                    "bytes_sent": pipe.context_parallel.stats.bytes_sent,
+                    "ranks_recorded": clip.params.context_parallel},
                    Path(out_dir) / f"clip-rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -244,6 +245,7 @@ def test_pipeline_renders_the_same_clip_on_two_ranks(tmp_path: Path) -> None:
     for rank in range(2):
         clip = torch.load(tmp_path / f"clip-rank{rank}.pt")
         assert clip["bytes_sent"] > 0  # the steps really were split over the ranks
+        assert clip["ranks_recorded"] == 2  # and the clip says so
         # uint8 frames may flip by one level where a value sits on a rounding edge
         assert (clip["video"].int() - torch.from_numpy(expected.video).int()).abs().max() <= 1
         assert rel(clip["audio"], torch.from_numpy(expected.audio)) < 1e-4

@@ -541,3 +541,4 @@ def test_audio_only_denoises_the_sound_against_the_locked_picture_by_value(
         audio = pipe.component("audio_vae").decode(z_audio)[0, :, :dub.audio.shape[1]].numpy()
     assert np.array_equal(dub.video, master.video)
     assert np.abs(dub.audio - audio).max() <= 1e-6
+    assert dub.params.vae_tiled is False  # the locked picture is not decoded at all
