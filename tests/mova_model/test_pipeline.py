@@ -542,3 +542,22 @@ def test_audio_only_denoises_the_sound_against_the_locked_picture_by_value(
     assert np.array_equal(dub.video, master.video)
     assert np.abs(dub.audio - audio).max() <= 1e-6
     assert dub.params.vae_tiled is False  # the locked picture is not decoded at all
+
+
+@pytest.mark.parametrize(("video", "found"), [
+    (None, "NoneType"),
+    ([[0]], "list"),
+    (np.zeros((9, 32, 40, 3), np.uint8), "(9, 32, 40, 3)"),
+    (np.zeros((9, 32, 48, 3), np.float32), "(9, 32, 48, 3)"),  # the right shape, not uint8
+])
+def test_voice_over_refuses_a_picture_it_cannot_lock(pipe: MovaPipeline, video: object,
+                                                     found: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        pipe.generate(small(mode="audio_only"), video=video)  # type: ignore[arg-type]
+    assert str(info.value) == f"audio_only needs video as uint8 array (9, 32, 48, 3); got {found}"
+
+
+def test_a_picture_is_refused_outside_voice_over(pipe: MovaPipeline) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        pipe.generate(small(), video=np.zeros((9, 32, 48, 3), np.uint8))
+    assert str(info.value) == "video is only used with mode='audio_only'"
