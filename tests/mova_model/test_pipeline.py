@@ -561,3 +561,23 @@ def test_a_picture_is_refused_outside_voice_over(pipe: MovaPipeline) -> None:
     with pytest.raises(InvalidRequest) as info:
         pipe.generate(small(), video=np.zeros((9, 32, 48, 3), np.uint8))
     assert str(info.value) == "video is only used with mode='audio_only'"
+
+
+@pytest.mark.parametrize(("argument", "environment", "compiled"), [
+    (True, "0", True), (False, "1", False), (None, "1", True), (None, None, False),
+])
+def test_compile_blocks_argument_overrides_mova_compile(
+        checkpoint: Path, monkeypatch: pytest.MonkeyPatch, argument: bool | None,
+        environment: str | None, compiled: bool) -> None:
+    if environment is None:
+        monkeypatch.delenv("MOVA_COMPILE", raising=False)
+    else:
+        monkeypatch.setenv("MOVA_COMPILE", environment)
+    pipe = MovaPipeline.from_pretrained(checkpoint, compile_blocks=argument)
+    assert pipe.compile_blocks is compiled
+    blocks = pipe.component("audio_dit").blocks  # type: ignore[union-attr]
+    assert all((b._compiled_call_impl is not None) is compiled for b in blocks)
+
+
+def test_by_default_a_pipeline_keeps_both_experts(checkpoint: Path) -> None:
+    assert MovaPipeline.from_pretrained(checkpoint).release_unused is False
