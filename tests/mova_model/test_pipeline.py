@@ -17,7 +17,7 @@ from mova_model import lengths
 from mova_model.checkpoint import COMPONENT_CLASSES, detect_preset, load_component
 from mova_model.config import VideoDiTConfig, get_preset
 from mova_model.context_parallel import init_context_parallel
-from mova_model.errors import CheckpointError, GenerationCancelled, InvalidRequest
+from mova_model.errors import CheckpointError, ConfigError, GenerationCancelled, InvalidRequest
 from mova_model.generate import main as generate_main
 from mova_model.generate import write_mp4
 from mova_model.joint import joint_forward
@@ -581,3 +581,18 @@ def test_compile_blocks_argument_overrides_mova_compile(
 
 def test_by_default_a_pipeline_keeps_both_experts(checkpoint: Path) -> None:
     assert MovaPipeline.from_pretrained(checkpoint).release_unused is False
+
+
+def test_context_parallel_is_refused_without_a_group_of_that_size(checkpoint: Path,
+                                                                   tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        MovaPipeline.from_pretrained(checkpoint, context_parallel=2)
+    assert str(info.value).startswith("context parallel needs torch.distributed initialised")
+    init_context_parallel(0, 1, f"file://{tmp_path / 'rdv'}", torch.device("cpu"), timeout_s=30)
+    try:
+        with pytest.raises(ConfigError) as info:
+            MovaPipeline.from_pretrained(checkpoint, context_parallel=2,
+                                         process_group=dist.group.WORLD)
+    finally:
+        dist.destroy_process_group()
+    assert str(info.value) == "context_parallel=2 but the process group has 1 ranks"
