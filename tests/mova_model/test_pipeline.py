@@ -596,3 +596,17 @@ def test_context_parallel_is_refused_without_a_group_of_that_size(checkpoint: Pa
     finally:
         dist.destroy_process_group()
     assert str(info.value) == "context_parallel=2 but the process group has 1 ranks"
+
+
+@pytest.mark.parametrize(("offload", "streamed"), [
+    ("block", True), ("component", False), ("none", False),
+])
+def test_block_offload_streams_each_towers_blocks_and_only_then(checkpoint: Path, offload: str,
+                                                                 streamed: bool) -> None:
+    pipe = MovaPipeline.from_pretrained(checkpoint, offload=offload)
+    for name in ("video_dit", "video_dit_2", "audio_dit"):
+        for block in pipe.component(name).blocks:  # type: ignore[union-attr]
+            # a hook moves the block to the compute device before its forward, one moves it
+            # back after
+            assert (len(block._forward_pre_hooks), len(block._forward_hooks)) == (
+                (1, 1) if streamed else (0, 0))
