@@ -14,7 +14,13 @@ import torch
 import torch.distributed as dist
 
 from mova_model import lengths
-from mova_model.checkpoint import COMPONENT_CLASSES, detect_preset, load_component
+from mova_model.attention import sdpa_kernel
+from mova_model.checkpoint import (
+    COMPONENT_CLASSES,
+    detect_preset,
+    fingerprint_folder,
+    load_component,
+)
 from mova_model.config import VideoDiTConfig, get_preset
 from mova_model.context_parallel import init_context_parallel
 from mova_model.errors import CheckpointError, ConfigError, GenerationCancelled, InvalidRequest
@@ -610,3 +616,27 @@ def test_block_offload_streams_each_towers_blocks_and_only_then(checkpoint: Path
             # back after
             assert (len(block._forward_pre_hooks), len(block._forward_hooks)) == (
                 (1, 1) if streamed else (0, 0))
+
+
+def test_a_constructed_pipeline_starts_plain_until_from_pretrained_configures_it(
+        checkpoint: Path) -> None:
+    pipe = MovaPipeline(checkpoint, dtype=torch.float32, device=torch.device("cpu"),
+                        offload=OffloadMode.NONE, release_unused=False)
+    assert (pipe.attention.name, pipe.attention.kernel) == ("sdpa", sdpa_kernel)
+    assert pipe.attention_backend == "sdpa"
+    assert pipe.compile_blocks is False and pipe.context_parallel is None
+    assert pipe.lora is None
+    # what a render key records as "the model": the folder's content, not its path
+    assert pipe.checkpoint_fingerprint == fingerprint_folder(checkpoint)
+    assert MovaPipeline.from_pretrained(checkpoint).checkpoint_fingerprint == \
+        fingerprint_folder(checkpoint)
+
+
+def test_every_missing_component_folder_is_named(checkpoint: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    shutil.rmtree(broken / "audio_vae")
+    shutil.rmtree(broken / "video_vae")
+    with pytest.raises(CheckpointError) as info:
+        MovaPipeline.from_pretrained(broken)
+    assert str(info.value) == f"{broken}: missing component folder(s): audio_vae, video_vae"
