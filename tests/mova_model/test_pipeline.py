@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from mova_model import lengths
+from mova_model import lengths, video_vae
 from mova_model.attention import sdpa_kernel
 from mova_model.checkpoint import (
     COMPONENT_CLASSES,
@@ -34,14 +34,7 @@ from mova_model.request import GenerationRequest
 from mova_model.sampler import draw_noise
 from mova_model.text_encoder import FAST_ATTENTION, REFERENCE_ATTENTION
 from mova_model.video_dit import VideoDiT
-from mova_model.video_vae import (
-    decode_latents,
-    encode_first_frame,
-    encode_video,
-    first_frame_mask,
-    prepare_first_frame,
-    text_only_condition,
-)
+from mova_model.video_vae import decode_latents, text_only_condition
 
 PROMPT = 'A barista smiles at the camera. She says: "Fresh coffee, every morning."'
 SMALL = dict(height=32, width=48, num_frames=9, video_fps=24.0, num_inference_steps=2)
@@ -531,9 +524,10 @@ def test_audio_only_denoises_the_sound_against_the_locked_picture_by_value(
     dub = pipe.generate(request, video=master.video)
     vae, config = pipe.component("video_vae"), pipe.video_vae_config
     with torch.inference_mode():
-        locked = encode_video(vae, master.video, config)  # (1, 16, 3, 4, 6)
-        first = encode_first_frame(vae, prepare_first_frame(master.video[0], 32, 48), 9, config)
-        condition = torch.cat([first_frame_mask(3, 4, 6), first], dim=1)
+        locked = video_vae.encode_video(vae, master.video, config)  # (1, 16, 3, 4, 6)
+        pixels = video_vae.prepare_first_frame(master.video[0], 32, 48)
+        first = video_vae.encode_first_frame(vae, pixels, 9, config)
+        condition = torch.cat([video_vae.first_frame_mask(3, 4, 6), first], dim=1)
         l_a = lengths.audio_latent_frames(9, 24.0)
         _, audio_noise = draw_noise(request.seed, (1, 16, 3, 4, 6), (1, 128, l_a))
         t_video, t_audio = pipe.scheduler.pair_timesteps(1, video_fixed=True)[0]
