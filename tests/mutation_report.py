@@ -14,7 +14,14 @@ import tomllib
 from collections import Counter
 
 # run as a script: tests/ is on the path
-from mutation_run import EQUIVALENTS, ROOT, equivalent_mutants, meta_file, results_file
+from mutation_run import (
+    EQUIVALENTS,
+    ROOT,
+    equivalent_mutants,
+    latest_results,
+    meta_file,
+    module_name,
+)
 
 # mutmut's exit codes: 1 and 3 are kills (a test failed / pytest errored), 0 a survivor
 KILLED, SURVIVED = {1, 3}, {0}
@@ -46,7 +53,7 @@ def stale_entries(module: str, codes: dict[str, int | None], equivalent: set[str
     """Entries of the equivalents file for `module` (its path) that name a mutant the tests
     kill or mutmut no longer makes: mutant numbers move when the code changes, so an old entry
     could otherwise excuse a different, real survivor."""
-    prefix = module.removesuffix(".py").replace("/", ".") + ".x"  # mutmut's mutant names
+    prefix = module_name(module) + ".x"  # mutmut's mutant names
     return sorted(name for name in equivalent if name.startswith(prefix)
                   and (name not in codes or codes[name] in KILLED | TIMEOUT))
 
@@ -58,9 +65,7 @@ def main() -> int:
     print(f"{'module':32} " + " ".join(f"{c:>11}" for c in columns) + "      score")  # noqa: T201
     totals: Counter[str] = Counter()
     for module in config["only_mutate"]:
-        meta = meta_file(module)
-        if not meta.exists():  # not run here: the results kept in the repository
-            meta = results_file(module)
+        meta = latest_results(module)
         if not meta.exists():
             print(f"{module:32} (not run)")  # noqa: T201
             continue

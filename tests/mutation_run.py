@@ -55,8 +55,13 @@ def source_file(pattern: str, paths: list[str]) -> str:
     sys.exit(f"{pattern!r} names no module of [tool.mova-mutation.tests]")
 
 
+def module_name(path: str) -> str:
+    """'infra/storage.py' -> 'infra.storage', as mutmut names the module's mutants."""
+    return path.removesuffix(".py").replace("/", ".")
+
+
 def work_dir(path: str) -> Path:
-    return WORK / path.removesuffix(".py").replace("/", ".")
+    return WORK / module_name(path)
 
 
 def meta_file(path: str) -> Path:
@@ -66,7 +71,12 @@ def meta_file(path: str) -> Path:
 
 def results_file(path: str) -> Path:
     """The module's results as kept in the repository."""
-    return RESULTS / f"{path.removesuffix('.py').replace('/', '.')}.json"
+    return RESULTS / f"{module_name(path)}.json"
+
+
+def latest_results(path: str) -> Path:
+    """This machine's results for the module when it ran here, else the kept ones."""
+    return meta_file(path) if meta_file(path).exists() else results_file(path)
 
 
 def equivalent_mutants() -> set[str]:
@@ -78,7 +88,7 @@ def equivalent_mutants() -> set[str]:
 
 def survivors(path: str) -> list[str]:
     """The module's mutants that survived their last check and are not listed as equivalent."""
-    meta = meta_file(path) if meta_file(path).exists() else results_file(path)
+    meta = latest_results(path)
     codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
     equivalent = equivalent_mutants()
     return sorted(name for name, code in codes.items() if code == 0 and name not in equivalent)
