@@ -8,6 +8,7 @@ from flows.produce import produce_campaign
 from infra.settings import load_settings
 from tasks.ingest import claim_briefs_task, plan_brief_task
 from tasks.production import briefs_ready
+from tasks.render import keep_pools_open
 from tasks.services import Services
 
 
@@ -35,12 +36,13 @@ def ingest_briefs(limit: int = 20, produce: bool = False) -> list[str]:
         ready = [str(b) for b in briefs_ready(services)]
     logger.info("ingest.ready n=%d", len(ready))
     if produce:
-        for brief_id in ready:
-            try:
-                produce_campaign(brief_id)
-            except Exception:  # noqa: BLE001 - the brief was closed; go on with the next
-                logger.exception("ingest.produce_failed brief_id=%s", brief_id)
-                failed.append(brief_id)
+        with keep_pools_open():  # the model loads once for all the briefs of this run
+            for brief_id in ready:
+                try:
+                    produce_campaign(brief_id)
+                except Exception:  # noqa: BLE001 - the brief was closed; go on with the next
+                    logger.exception("ingest.produce_failed brief_id=%s", brief_id)
+                    failed.append(brief_id)
     if failed:
         raise BriefsFailed(f"{len(failed)} brief(s) failed: {', '.join(failed)}")
     return ready

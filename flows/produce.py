@@ -22,7 +22,7 @@ from tasks.production import (
     open_production,
     publishes_scenes,
 )
-from tasks.render import open_pool, render_pending_task
+from tasks.render import render_pending_task, render_pool
 from tasks.services import Services
 
 
@@ -79,34 +79,29 @@ def _run(services: Services, brief: UUID, lock: BriefLock) -> None:
     render again with the next seed; each spot is assembled and QC'd as soon as its scenes
     are finished (the rest, e.g. spots with a failed scene, after the renders); then the spots
     are published (and the scene cut-downs, when the brief asks)."""
-    pool = open_pool(services.settings)
-    try:
-        with Finishing(services, brief) as finishing:
-            while True:
-                _still_ours(lock)
-                finishing.ready_scenes()  # renders stored by an earlier run
-                rendered = render_pending_task(services, pool, brief,
-                                               on_rendered=finishing.scenes_of_render)
-                finishing.ready_scenes()  # failed renders: their scenes fail
-                finished = finishing.wait()
-                if not deliverables_in(services, brief, DeliverableStatus.PENDING,
-                                       DeliverableKind.SCENE):
-                    break  # nothing waits for a re-render
-                if not rendered and not finished:
-                    break  # what waits cannot run (a dub whose master failed): stop, not spin
+    with render_pool(services.settings) as pool, Finishing(services, brief) as finishing:
+        while True:
             _still_ours(lock)
-            finishing.pending_spots()
-            finishing.wait()
-        kinds = [DeliverableKind.SPOT]
-        if publishes_scenes(services, brief):
-            kinds.append(DeliverableKind.SCENE)
-        for kind in kinds:
-            for deliverable in deliverables_in(services, brief, DeliverableStatus.FINISHED,
-                                               kind):
-                _still_ours(lock)
-                _publish(services, deliverable)
-    finally:
-        pool.shutdown()
+            finishing.ready_scenes()  # renders stored by an earlier run
+            rendered = render_pending_task(services, pool, brief,
+                                           on_rendered=finishing.scenes_of_render)
+            finishing.ready_scenes()  # failed renders: their scenes fail
+            finished = finishing.wait()
+            if not deliverables_in(services, brief, DeliverableStatus.PENDING,
+                                   DeliverableKind.SCENE):
+                break  # nothing waits for a re-render
+            if not rendered and not finished:
+                break  # what waits cannot run (a dub whose master failed): stop, not spin
+        _still_ours(lock)
+        finishing.pending_spots()
+        finishing.wait()
+    kinds = [DeliverableKind.SPOT]
+    if publishes_scenes(services, brief):
+        kinds.append(DeliverableKind.SCENE)
+    for kind in kinds:
+        for deliverable in deliverables_in(services, brief, DeliverableStatus.FINISHED, kind):
+            _still_ours(lock)
+            _publish(services, deliverable)
 
 
 def _publish(services: Services, deliverable: UUID) -> None:

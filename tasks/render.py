@@ -11,7 +11,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,51 @@ def open_pool(settings: Settings) -> GpuPool:
                         gang_size=settings.render_context_parallel,
                         address=settings.ray_address, include_dashboard=settings.ray_dashboard)
     return GpuPool(partial(load_render_model, settings.model_dump_json()), config)
+
+
+# The pools a run keeps open from one brief to the next (`keep_pools_open`), by the settings
+# their actors load with; None outside such a run.
+_kept_pools: dict[str, GpuPool] | None = None
+
+
+@contextmanager
+def keep_pools_open() -> Iterator[None]:
+    """Within this block each brief's render pool stays open for the next brief, so a run of
+    many briefs loads the model once (at 720p on a GPU, loading costs minutes a brief); every
+    pool is shut down when the block ends. Nested blocks share the outermost one's pools."""
+    global _kept_pools
+    if _kept_pools is not None:
+        yield
+        return
+    _kept_pools = {}
+    try:
+        yield
+    finally:
+        pools, _kept_pools = _kept_pools, None
+        for pool in pools.values():
+            pool.shutdown()
+
+
+@contextmanager
+def render_pool(settings: Settings) -> Iterator[GpuPool]:
+    """The pool one brief renders on: the run's kept pool for these settings when the run
+    keeps pools (opened on first use), else a pool of its own, shut down afterwards. A brief
+    that ends in an error takes its pool down with it: the next brief starts on new actors."""
+    if _kept_pools is None:
+        pool = open_pool(settings)
+        try:
+            yield pool
+        finally:
+            pool.shutdown()
+        return
+    key = settings.model_dump_json()
+    if key not in _kept_pools:
+        _kept_pools[key] = open_pool(settings)
+    try:
+        yield _kept_pools[key]
+    except BaseException:
+        _kept_pools.pop(key).shutdown()
+        raise
 
 
 def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]:

@@ -1,0 +1,84 @@
+"""A run of many briefs keeps its render pool (and the model its actors loaded) from one brief to
+the next; a brief on its own opens and closes its own; a brief that fails leaves no pool behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+
+from infra.gpu_pool import GpuPool
+from infra.settings import Settings, load_settings
+from tasks.render import keep_pools_open, render_pool
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    from mova_model.make_checkpoint import make_checkpoint
+
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield load_settings({"MOVA_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+                             "MOVA_CHECKPOINT": str(checkpoint)})
+    finally:
+        ray.shutdown()
+
+
+def actor_process(model: Any, payload: int) -> int:
+    """Which process holds the loaded model (a new actor is a new process and a new load)."""
+    assert model.pipeline is not None
+    return os.getpid()
+
+
+def holder(pool: GpuPool) -> int:
+    (outcome,) = pool.map_unordered(actor_process, [0], key=str)
+    assert outcome.ok, outcome.error
+    return int(outcome.value)
+
+
+def running(pid: int, settle_s: float = 15.0) -> bool:
+    """Whether the actor process still runs; a killed one is given time to exit."""
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_run_keeps_one_pool_for_its_briefs_a_lone_brief_closes_its_own(
+        settings: Settings) -> None:
+    # a brief outside a run: its pool (and the actor's process) ends with it
+    with render_pool(settings) as lone:
+        lone_holder = holder(lone)
+    assert not running(lone_holder), "a lone brief left its pool's actor running"
+
+    with keep_pools_open():
+        # a brief that fails takes its pool down: the next one starts on a new actor
+        with pytest.raises(RuntimeError, match="brief failed"):
+            with render_pool(settings) as failed:
+                failed_holder = holder(failed)
+                raise RuntimeError("brief failed")
+        assert not running(failed_holder)
+        with render_pool(settings) as first:
+            assert first is not failed and first is not lone
+            loaded_by = holder(first)
+        assert loaded_by not in (lone_holder, failed_holder)
+        # the next briefs of the run render on the same actor: the model is not loaded again
+        with render_pool(settings) as second:
+            assert second is first
+            assert holder(second) == loaded_by, "the second brief loaded the model again"
+        with keep_pools_open():  # a nested keeper shares the outer one's pools
+            with render_pool(settings) as third:
+                assert third is first
+        assert running(loaded_by, settle_s=1.0), "a brief's end closed the run's pool"
+    assert not running(loaded_by), "the run ended and left its pool's actor running"
