@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app.auth import (
@@ -34,7 +34,13 @@ from app.security import SESSION_COOKIE
 from app.service import create_app
 from infra.db import session_scope
 from infra.db_models import Team, WebSession
-from infra.repository import add_brief, add_team, add_web_session, ensure_deliverable
+from infra.repository import (
+    add_brief,
+    add_team,
+    add_web_session,
+    end_team_sessions,
+    ensure_deliverable,
+)
 from infra.settings import load_settings
 from schemas.errors import InvalidTransition, NotFound
 from tasks.services import Services
@@ -322,3 +328,16 @@ def test_a_page_session_cookie_acts_for_its_team_and_a_token_header_comes_first(
         "Authorization": "Bearer mova_unknown"}).status_code == 401
     app.client.cookies.set(SESSION_COOKIE, "x" * 101)
     assert app.client.get("/api/briefs").status_code == 401
+
+
+def test_ending_a_teams_page_sessions_says_how_many_ended_and_spares_other_teams(
+        engine: Engine) -> None:
+    _two_teams_signed_in(engine)
+    with session_scope(engine) as session:
+        start_session(session, _team(session, "emea"))  # signed in from a second browser
+    with session_scope(engine) as session:
+        emea, apac = _team(session, "emea"), _team(session, "apac")
+        assert end_team_sessions(session, emea) == 2
+        assert end_team_sessions(session, emea) == 0
+        assert session.scalar(select(func.count()).select_from(WebSession).where(
+            WebSession.team_id == apac.id)) == 1

@@ -9,9 +9,11 @@ from uuid import UUID
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
+from infra.db_models import Deliverable
 from infra.settings import load_settings
 from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus
 from tasks.faults import readable_reason, retry_delay_s
@@ -190,3 +192,78 @@ def test_a_brief_another_worker_finished_is_not_opened_again(services: Services)
     assert not open_production.fn(services, brief_id)
     with session_scope(services.engine) as session:
         assert repo.get_brief(session, brief_id).status == BriefStatus.FAILED
+
+
+def test_a_brief_opened_again_gives_only_its_failed_variants_and_renders_another_chance(
+        services: Services) -> None:
+    brief_id = planned_brief(services)
+    [payload] = pending_payloads(services, brief_id)  # its one render starts
+    job_id = UUID(payload["job_id"])
+    with session_scope(services.engine) as session:
+        repo.open_production(session, brief_id, "flow-run-1")
+        assert repo.get_brief(session, brief_id).flow_run_id == "flow-run-1"
+        repo.fail_render(session, job_id, "out of memory")
+        [failed] = [d for d in repo.get_brief(session, brief_id).deliverables
+                    if d.kind == repo.DeliverableKind.SPOT]
+        repo.transition(failed, DeliverableStatus.FAILED)
+        failed.attempts = 2
+        waiting = [d for d in repo.get_brief(session, brief_id).deliverables if d is not failed]
+        assert waiting and all(d.status == DeliverableStatus.PENDING for d in waiting)
+        for row in waiting:
+            row.attempts = 1
+        repo.set_brief_status(session, brief_id, BriefStatus.FAILED)
+    with session_scope(services.engine) as session:
+        # a run without a Prefect flow run id keeps the last one on record
+        repo.open_production(session, brief_id, None)
+        brief = repo.get_brief(session, brief_id)
+        assert brief.status == BriefStatus.PRODUCING
+        assert brief.flow_run_id == "flow-run-1"
+        by_id = {d.id: d for d in brief.deliverables}
+        assert (by_id[failed.id].status, by_id[failed.id].attempts) == \
+            (DeliverableStatus.PENDING, 0)
+        # what had not failed is left as it was, its attempts included
+        assert [(by_id[d.id].status, by_id[d.id].attempts) for d in waiting] == \
+            [(DeliverableStatus.PENDING, 1)] * len(waiting)
+        assert repo.get_render_job(session, job_id).status == RenderStatus.PENDING
+
+
+def _spot(session: Session, brief_id: UUID) -> Deliverable:
+    [spot] = [d for d in repo.get_brief(session, brief_id).deliverables
+              if d.kind == repo.DeliverableKind.SPOT]
+    return spot
+
+
+def test_a_retake_counts_a_qc_attempt_and_a_reviewers_rerender_starts_the_count_again(
+        services: Services) -> None:
+    brief_id = planned_brief(services)
+    with session_scope(services.engine) as session:
+        spot = _spot(session, brief_id)
+        repo.transition(spot, DeliverableStatus.FAILED)
+        spot.attempts = 2
+        repo.rerender_deliverable(spot, "render-2", error="QC: silent track", reset_attempts=False)
+        assert (spot.status, spot.render_key, spot.error, spot.attempts) == \
+            (DeliverableStatus.PENDING, "render-2", "QC: silent track", 3)
+        repo.transition(spot, DeliverableStatus.FAILED)
+        repo.rerender_deliverable(spot, "render-3", error=None, reset_attempts=True)
+        assert (spot.status, spot.render_key, spot.error, spot.attempts) == \
+            (DeliverableStatus.PENDING, "render-3", None, 0)
+
+
+def test_a_variant_follows_a_new_render_unless_it_is_past_waiting(services: Services) -> None:
+    brief_id = planned_brief(services)
+    with session_scope(services.engine) as session:
+        spot = _spot(session, brief_id)
+        # waiting already: only its render changes (its error and attempts stay)
+        spot.error, spot.attempts = "earlier note", 1
+        assert repo.follow_render(spot, "render-2", "scene changed")
+        assert (spot.status, spot.render_key, spot.error, spot.attempts) == \
+            (DeliverableStatus.PENDING, "render-2", "earlier note", 1)
+        # failed: it waits again, with the reason
+        repo.transition(spot, DeliverableStatus.FAILED)
+        assert repo.follow_render(spot, "render-3", "scene changed")
+        assert (spot.status, spot.render_key, spot.error, spot.attempts) == \
+            (DeliverableStatus.PENDING, "render-3", "scene changed", 1)
+        # published: left as it is
+        spot.status = DeliverableStatus.PUBLISHED
+        assert not repo.follow_render(spot, "render-4", "scene changed")
+        assert (spot.status, spot.render_key) == (DeliverableStatus.PUBLISHED, "render-3")
