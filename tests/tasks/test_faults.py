@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.db_models import Deliverable
+from infra.db_models import BriefRun, Deliverable
 from infra.settings import load_settings
 from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus
 from tasks.faults import readable_reason, retry_delay_s
@@ -267,3 +267,46 @@ def test_a_variant_follows_a_new_render_unless_it_is_past_waiting(services: Serv
         spot.status = DeliverableStatus.PUBLISHED
         assert not repo.follow_render(spot, "render-4", "scene changed")
         assert (spot.status, spot.render_key) == (DeliverableStatus.PUBLISHED, "render-3")
+
+
+@pytest.mark.parametrize(("spot_status", "error", "closed_as", "problems"), [
+    (DeliverableStatus.PENDING, None, BriefStatus.PLANNED, None),  # waits for a re-render
+    (DeliverableStatus.PUBLISHED, None, BriefStatus.DONE, None),
+    (DeliverableStatus.IN_REVIEW, None, BriefStatus.DONE, None),
+    (DeliverableStatus.FAILED, "QC: silent track", BriefStatus.FAILED,
+     [["en-US/16x9/-14LUFS", "QC: silent track"]]),
+    (DeliverableStatus.FAILED, None, BriefStatus.FAILED, [["en-US/16x9/-14LUFS", "failed"]]),
+])
+def test_a_closed_run_leaves_the_brief_as_its_spots_stand(
+        services: Services, spot_status: DeliverableStatus, error: str | None,
+        closed_as: BriefStatus, problems: list[list[str]] | None) -> None:
+    brief_id = planned_brief(services)
+    with session_scope(services.engine) as session:
+        repo.open_production(session, brief_id, None)
+        spot = _spot(session, brief_id)
+        spot.status, spot.error = spot_status, error
+        counts = repo.close_brief(session, brief_id)
+        assert dict(counts) == {spot_status: 1}  # the spot only: its scene is not delivered
+        brief = repo.get_brief(session, brief_id)
+        assert (brief.status, brief.problems) == (closed_as, problems)
+
+
+def test_failed_runs_are_counted_with_the_last_reason(services: Services) -> None:
+    brief_id = planned_brief(services)
+    with session_scope(services.engine) as session:
+        assert repo.note_failed_run(session, brief_id, "worker lost") == 1
+        assert repo.note_failed_run(session, brief_id, "x" * 5000) == 2
+        run = session.get(BriefRun, brief_id)
+        assert run is not None and run.failed_runs == 2 and run.last_error == "x" * 4000
+
+
+def test_only_a_variant_still_in_work_is_failed_and_its_reason_is_cut_to_4000(
+        services: Services) -> None:
+    brief_id = planned_brief(services)
+    with session_scope(services.engine) as session:
+        spot = _spot(session, brief_id)
+        assert repo.fail_unsettled_deliverable(session, spot.id, "y" * 5000)
+        assert (spot.status, spot.error) == (DeliverableStatus.FAILED, "y" * 4000)
+        spot.status = DeliverableStatus.IN_REVIEW
+        assert not repo.fail_unsettled_deliverable(session, spot.id, "too late")
+        assert (spot.status, spot.error) == (DeliverableStatus.IN_REVIEW, "y" * 4000)
