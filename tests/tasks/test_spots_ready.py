@@ -45,17 +45,23 @@ def _ready_locales(services: Services, brief_id: UUID) -> list[str]:
                       if d.id in ready)
 
 
-def test_a_spot_is_ready_once_its_own_scenes_are_all_finished(tmp_path: Path,
-                                                             checkpoint: Path) -> None:
+def _planned_four_markets(tmp_path: Path, checkpoint: Path,
+                          **changes: object) -> tuple[Services, UUID]:
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
                                        "MOVA_CHECKPOINT": str(checkpoint)}))
     folder = tmp_path / "brief"
     folder.mkdir()
     (folder / "logo.png").write_bytes(LOGO.read_bytes())
-    brief_id = submit_brief(services, four_market_brief_text(), base_dir=folder)
+    brief_id = submit_brief(services, four_market_brief_text(**changes), base_dir=folder)
     with session_scope(services.engine) as session:
         repo.claim_submitted_briefs(session, 1, "test")
     plan_brief(services, brief_id)
+    return services, brief_id
+
+
+def test_a_spot_is_ready_once_its_own_scenes_are_all_finished(tmp_path: Path,
+                                                             checkpoint: Path) -> None:
+    services, brief_id = _planned_four_markets(tmp_path, checkpoint)
     assert _ready_locales(services, brief_id) == []
 
     _set(services, brief_id, "open", "en-US", DeliverableStatus.FINISHED)
@@ -75,3 +81,18 @@ def test_a_spot_is_ready_once_its_own_scenes_are_all_finished(tmp_path: Path,
                   if d.kind == DeliverableKind.SPOT and d.locale == "en-US"]
         spot.status = DeliverableStatus.FINISHED
     assert _ready_locales(services, brief_id) == ["de-DE"]
+
+
+def test_a_spot_is_made_of_the_scenes_of_its_own_language_and_format(
+        tmp_path: Path, checkpoint: Path) -> None:
+    services, brief_id = _planned_four_markets(tmp_path, checkpoint, aspects=["16:9", "9:16"])
+    with session_scope(services.engine) as session:
+        rows = repo.get_brief(session, brief_id).deliverables
+        spots = [d for d in rows if d.kind == DeliverableKind.SPOT]
+        assert len(spots) == 8  # four languages x two formats
+        for spot in spots:
+            scenes = repo.spot_scenes(session, spot)
+            assert sorted(scenes) == ["open", "stride"]
+            assert {(d.kind, d.locale, d.aspect) for d in scenes.values()} == \
+                {(DeliverableKind.SCENE, spot.locale, spot.aspect)}
+            assert all(scene_id == d.scene_id for scene_id, d in scenes.items())
