@@ -310,3 +310,18 @@ def test_only_a_variant_still_in_work_is_failed_and_its_reason_is_cut_to_4000(
         spot.status = DeliverableStatus.IN_REVIEW
         assert not repo.fail_unsettled_deliverable(session, spot.id, "too late")
         assert (spot.status, spot.error) == (DeliverableStatus.IN_REVIEW, "y" * 4000)
+
+
+def test_a_render_keeps_its_error_up_to_4000_characters(services: Services) -> None:
+    brief_id = planned_brief(services)
+    [payload] = pending_payloads(services, brief_id)
+    job_id = UUID(payload["job_id"])
+    with session_scope(services.engine) as session:
+        assert repo.requeue_render(session, job_id, "z" * 5000, 3)
+        assert repo.get_render_job(session, job_id).error == \
+            "retrying after: " + "z" * (4000 - len("retrying after: "))
+    [payload] = pending_payloads(services, brief_id)  # it runs again, and fails for good
+    with session_scope(services.engine) as session:
+        repo.fail_render(session, job_id, "q" * 5000)
+        job = repo.get_render_job(session, job_id)
+        assert (job.status, job.error) == (RenderStatus.FAILED, "q" * 4000)
