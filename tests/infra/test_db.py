@@ -2,28 +2,64 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from uuid import uuid4
+from collections import Counter, deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from infra.db import downgrade_to_base, session_scope, upgrade_to_head
 from infra.db_models import Artifact, BriefRow, RenderJob
 from infra.repository import (
+    NO_TEAM,
+    Deliverable,
+    DeliverableKind,
+    Team,
     add_artifact,
     add_brief,
+    add_decision,
+    add_lora,
+    add_team,
+    add_web_session,
+    any_brief_waiting,
+    briefs_awaiting_approval,
+    campaign_deliverables,
+    campaign_team,
     claim_submitted_briefs,
     count_rows,
+    deliverable_ids,
     deliverables_by_id_prefix,
     ensure_deliverable,
     ensure_render_job,
+    get_brief,
+    get_deliverable,
+    last_decision_artifact,
     lineage_chain,
+    manifest_artifact,
+    mark_brief_invalid,
+    ping,
+    published_deliverables,
+    recent_submissions,
+    render_progress,
+    reopen_spot,
+    set_brief_status,
+    set_flow_run,
+    set_published,
+    spots_containing,
+    team_lora,
+    team_loras,
+    team_session_count,
+    teams,
     transition,
 )
-from infra.statuses import BriefStatus
-from schemas.errors import InvalidTransition
+from infra.statuses import TRANSITIONS, BriefStatus, DeliverableStatus, RenderStatus, ReviewVerdict
+from schemas.errors import InvalidTransition, NotFound
 
 TABLES = {"campaign", "brief", "plan", "render_job", "deliverable", "artifact", "lineage_edge",
           "team", "review_decision"}
@@ -129,9 +165,10 @@ def test_timestamps_are_timezone_aware(engine: Engine) -> None:
             assert brief.created_at.tzinfo is not None
 
 
-def _artifact(session: Session, kind: str, parents: list[Artifact]) -> Artifact:
+def _artifact(session: Session, kind: str, parents: list[Artifact], uri: str | None = None
+              ) -> Artifact:
     key = uuid4().hex * 2
-    return add_artifact(session, kind=kind, input_key=key, sha256=key, uri=f"file:///{kind}",
+    return add_artifact(session, kind=kind, input_key=key, sha256=key, uri=uri or f"file:///{kind}",
                         size_bytes=1, content_type="x", task="t", code_version="test",
                         parents=parents)
 
@@ -169,3 +206,427 @@ def test_deliverable_id_prefix_is_a_query_on_both_backends(engine: Engine) -> No
         assert len(deliverables_by_id_prefix(session, "")) == 3
         assert deliverables_by_id_prefix(session, "%") == []
         assert deliverables_by_id_prefix(session, "zz") == []
+
+
+# Queries the service, the CLI and the flows use (each called directly, by value)
+
+_Status = BriefStatus | DeliverableStatus | RenderStatus
+SCENE, SPOT = DeliverableKind.SCENE, DeliverableKind.SPOT
+
+
+def _move_to(row: BriefRow | Deliverable | RenderJob, target: _Status) -> None:
+    """Take a row to `target` by legal moves only (a shortest path in infra/statuses.py)."""
+    moves = TRANSITIONS[type(target)]
+    start = type(target)(row.status)
+    paths: dict[_Status, tuple[_Status, ...]] = {start: ()}
+    queue = deque([start])
+    while target not in paths:
+        status = queue.popleft()
+        for step in moves[status]:
+            if step not in paths:
+                paths[step] = (*paths[status], step)
+                queue.append(step)
+    for step in paths[target]:
+        transition(row, step)
+
+
+def _minutes_from_now(minutes: float) -> datetime:
+    return datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+def _brief(session: Session, *, team: str | None = None, campaign: str = "spring",
+           status: BriefStatus = BriefStatus.SUBMITTED, created_at: datetime | None = None
+           ) -> BriefRow:
+    """A brief taken to `status`; `created_at` pins its time where the order matters."""
+    raw = uuid4().hex
+    brief = add_brief(session, campaign_slug=campaign, brand="Aurora", raw=raw, sha256=raw * 2,
+                      team=team)
+    _move_to(brief, status)
+    if created_at is not None:
+        brief.created_at = created_at
+    session.flush()
+    return brief
+
+
+def _variant(session: Session, brief: BriefRow, name: str, *, kind: DeliverableKind = SCENE,
+             locale: str = "en-US", aspect: str = "16:9", render_key: str = "",
+             status: DeliverableStatus = DeliverableStatus.PENDING) -> Deliverable:
+    """A scene finish (or a spot: no scene, no render of its own) taken to `status`."""
+    row = ensure_deliverable(session, brief, name=name, scene_id=name if kind == SCENE else "",
+                             locale=locale, aspect=aspect, render_key=render_key, kind=kind)
+    _move_to(row, status)
+    session.flush()
+    return row
+
+
+def _team(session: Session, name: str) -> Team:
+    return add_team(session, name, hashlib.sha256(name.encode()).hexdigest())
+
+
+def _decide(session: Session, deliverable_id: UUID, *, at: datetime,
+            artifact: Artifact | None) -> None:
+    """A reviewer's rejection at a pinned time (the decisions of a variant are in time order)."""
+    row = get_deliverable(session, deliverable_id)
+    decision = add_decision(session, row, decision_id=uuid4(), team="alpha", reviewer="ana",
+                            decision=ReviewVerdict.REJECT, comment="again", artifact=artifact)
+    decision.created_at = at
+    session.flush()
+
+
+def _last_decision_file(engine: Engine, deliverable_id: UUID) -> UUID | None:
+    with session_scope(engine) as session:
+        found = last_decision_artifact(session, get_deliverable(session, deliverable_id))
+        return None if found is None else found.id
+
+
+def _register_loras(session: Session, names: list[tuple[str, str]]) -> dict[str, UUID]:
+    """LoRAs by (team, name); each one's digest is the SHA-256 of "team/name"; ids by it."""
+    ids = {}
+    for team, name in names:
+        digest = hashlib.sha256(f"{team}/{name}".encode()).hexdigest()
+        ids[f"{team}/{name}"] = add_lora(
+            session, team=team, name=name, sha256=digest,
+            files_prefix=f"loras/{team}/{name}/{digest}/",
+            files={"lora_weights.safetensors": {"sha256": digest, "size_bytes": len(name)}}).id
+    return ids
+
+
+def test_ping_answers_on_a_live_database_and_raises_on_one_it_cannot_open(
+        engine: Engine, tmp_path: Path) -> None:
+    with session_scope(engine) as session:
+        assert ping(session) is None
+    missing = (f"sqlite:///{tmp_path / 'no-such-folder' / 'mova_ads.db'}"
+               if engine.dialect.name == "sqlite"
+               else engine.url.set(database="mova_no_such_database"))
+    unreachable = create_engine(missing)
+    with Session(unreachable) as session, pytest.raises(OperationalError):
+        ping(session)
+    unreachable.dispose()
+
+
+def test_any_brief_waiting_is_true_only_while_a_brief_is_submitted_planned_or_producing(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert any_brief_waiting(session) is False  # an empty database
+        brief_id = _brief(session).id
+        assert any_brief_waiting(session) is True
+    B = BriefStatus
+    walk = [(B.CLAIMED, False), (B.AWAITING_APPROVAL, False), (B.PLANNED, True),
+            (B.PRODUCING, True), (B.FAILED, False), (B.PRODUCING, True), (B.DONE, False)]
+    seen = []
+    for status, _ in walk:
+        with session_scope(engine) as session:
+            set_brief_status(session, brief_id, status)
+        with session_scope(engine) as session:
+            seen.append((status, any_brief_waiting(session)))
+    assert seen == walk
+    with session_scope(engine) as session:
+        _brief(session, status=B.INVALID)
+        assert any_brief_waiting(session) is False
+        _brief(session, status=B.PLANNED)
+        assert any_brief_waiting(session) is True
+
+
+def test_set_brief_status_writes_a_legal_move_and_refuses_an_illegal_one(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief_id, other_id = _brief(session).id, _brief(session).id
+    with session_scope(engine) as session:
+        set_brief_status(session, brief_id, BriefStatus.CLAIMED)
+    with session_scope(engine) as session:
+        assert get_brief(session, brief_id).status == BriefStatus.CLAIMED
+        assert get_brief(session, other_id).status == BriefStatus.SUBMITTED
+        with pytest.raises(InvalidTransition, match="cannot go from 'claimed' to 'done'"):
+            set_brief_status(session, brief_id, BriefStatus.DONE)
+        with pytest.raises(NotFound):
+            set_brief_status(session, uuid4(), BriefStatus.CLAIMED)
+
+
+def test_mark_brief_invalid_keeps_every_problem_in_order_and_ends_the_brief(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session, status=BriefStatus.CLAIMED)
+        other = _brief(session, status=BriefStatus.CLAIMED)
+        mark_brief_invalid(session, brief, [("campaign", "missing"),
+                                            ("loras.0", "no LoRA named 'ink'")])
+    with session_scope(engine) as session:
+        row = get_brief(session, brief.id)
+        assert row.status == BriefStatus.INVALID
+        assert row.problems == [["campaign", "missing"], ["loras.0", "no LoRA named 'ink'"]]
+        assert get_brief(session, other.id).problems is None
+
+
+def test_set_flow_run_records_the_run_on_that_brief_only(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief_id, other_id = _brief(session).id, _brief(session).id
+    with session_scope(engine) as session:
+        set_flow_run(session, brief_id, "0b5e1d2c-run")
+    with session_scope(engine) as session:
+        assert get_brief(session, brief_id).flow_run_id == "0b5e1d2c-run"
+        assert get_brief(session, other_id).flow_run_id is None
+        with pytest.raises(NotFound):
+            set_flow_run(session, uuid4(), "0b5e1d2c-run")
+
+
+def test_recent_submissions_count_the_teams_briefs_within_the_window(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        for minutes in (-30, -4, -0.5):
+            _brief(session, team="alpha", created_at=_minutes_from_now(minutes))
+        _brief(session, team="beta", created_at=_minutes_from_now(-0.5))
+        _brief(session, created_at=_minutes_from_now(-0.5))  # the operator's: no team
+    with session_scope(engine) as session:
+        windows = [timedelta(minutes=m) for m in (1, 5, 60)]
+        assert [recent_submissions(session, "alpha", w) for w in windows] == [1, 2, 3]
+        assert recent_submissions(session, "beta", timedelta(minutes=5)) == 1
+        assert recent_submissions(session, "gamma", timedelta(minutes=60)) == 0
+
+
+def test_teams_are_listed_by_name(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert teams(session) == []
+        for name in ("zeta", "alpha", "mid"):
+            _team(session, name)
+    with session_scope(engine) as session:
+        assert [team.name for team in teams(session)] == ["alpha", "mid", "zeta"]
+
+
+def test_add_decision_records_who_decided_what_with_its_file(engine: Engine) -> None:
+    rejected, approved = uuid4(), uuid4()
+    with session_scope(engine) as session:
+        row = _variant(session, _brief(session, team="alpha"), "open/en-US/16:9")
+        proof = _artifact(session, "review", [])
+        made = add_decision(session, row, decision_id=rejected, team="alpha", reviewer="ana",
+                            decision=ReviewVerdict.REJECT, comment="too dark", rerender=True,
+                            new_seed=8, artifact=proof)
+        assert made.id == rejected
+        # the defaults: no re-render, no seed, no file
+        add_decision(session, row, decision_id=approved, team="alpha", reviewer="ben",
+                     decision=ReviewVerdict.APPROVE, comment="")
+    with session_scope(engine) as session:
+        stored = {d.id: (d.deliverable_id, d.team, d.reviewer, d.decision, d.comment, d.rerender,
+                         d.new_seed, d.artifact_id)
+                  for d in get_deliverable(session, row.id).decisions}
+    assert stored == {
+        rejected: (row.id, "alpha", "ana", ReviewVerdict.REJECT, "too dark", True, 8, proof.id),
+        approved: (row.id, "alpha", "ben", ReviewVerdict.APPROVE, "", False, None, None)}
+
+
+def test_last_decision_artifact_is_the_file_of_the_latest_decision_only(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        row_id = _variant(session, _brief(session), "open/en-US/16:9").id
+        first, second = _artifact(session, "review", []), _artifact(session, "review", [])
+    seen = [_last_decision_file(engine, row_id)]  # no decision yet
+    for minutes, file in ((-3, first), (-2, second), (-1, None)):
+        with session_scope(engine) as session:
+            _decide(session, row_id, at=_minutes_from_now(minutes), artifact=file)
+        seen.append(_last_decision_file(engine, row_id))
+    # a latest decision without a file does not fall back to an earlier decision's file
+    assert seen == [None, first.id, second.id, None]
+
+
+def test_campaign_team_is_the_owning_team_or_the_operators(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert campaign_team(_brief(session, team="alpha")) == "alpha"
+        assert campaign_team(_brief(session)) == "_local" == NO_TEAM
+
+
+def test_deliverable_ids_are_the_briefs_rows_in_that_status_and_kind_by_name(
+        engine: Engine) -> None:
+    D = DeliverableStatus
+    with session_scope(engine) as session:
+        brief = _brief(session)
+        names = {_variant(session, brief, name, kind=kind, status=status).id: name
+                 for name, kind, status in (("b-scene", SCENE, D.PENDING),
+                                            ("c-spot", SPOT, D.PENDING),
+                                            ("a-scene", SCENE, D.PENDING),
+                                            ("d-scene", SCENE, D.FINISHED))}
+        _variant(session, _brief(session), "a-other-brief")  # pending too: not listed
+
+    def listed(status: DeliverableStatus, kind: DeliverableKind | None = None) -> list[str]:
+        with session_scope(engine) as session:
+            return [names[row_id] for row_id in deliverable_ids(session, brief.id, status, kind)]
+
+    assert listed(D.PENDING) == ["a-scene", "b-scene", "c-spot"]
+    assert listed(D.PENDING, SCENE) == ["a-scene", "b-scene"]
+    assert listed(D.PENDING, SPOT) == ["c-spot"]
+    assert listed(D.FINISHED) == ["d-scene"]
+    assert listed(D.FINISHED, SPOT) == []
+    assert listed(D.PUBLISHED) == []
+    with session_scope(engine) as session:
+        assert deliverable_ids(session, uuid4(), D.PENDING) == []
+
+
+def test_spots_containing_are_the_briefs_spots_of_the_scenes_locale_and_aspect(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session)
+        scene = _variant(session, brief, "open/en-US/16:9")
+        lonely = _variant(session, brief, "open/fr-FR/16:9", locale="fr-FR")
+        _variant(session, brief, "stride/en-US/16:9")  # a scene of the same market, not a spot
+        for name, locale, aspect in (("spot-z", "en-US", "16:9"), ("spot-a", "en-US", "16:9"),
+                                     ("spot-de", "de-DE", "16:9"), ("spot-sq", "en-US", "1:1")):
+            _variant(session, brief, name, kind=SPOT, locale=locale, aspect=aspect)
+        _variant(session, _brief(session), "spot-b", kind=SPOT)  # another brief's en-US 16:9
+    with session_scope(engine) as session:
+        assert [row.name for row in spots_containing(session, scene)] == ["spot-a", "spot-z"]
+        assert spots_containing(session, lonely) == []
+
+
+def test_reopen_spot_sends_a_spot_back_to_pending_unless_its_files_are_out(
+        engine: Engine) -> None:
+    D, reason = DeliverableStatus, "scene open is re-rendered"
+    outcome = {}
+    with session_scope(engine) as session:
+        brief = _brief(session)
+        for status in D:
+            spot = _variant(session, brief, f"spot-{status}", kind=SPOT, status=status)
+            spot.error = "earlier"
+            outcome[status] = (reopen_spot(spot, reason), spot.status, spot.error)
+        cleared = _variant(session, brief, "spot-cleared", kind=SPOT, status=D.REJECTED)
+        cleared.error = "earlier"
+        assert reopen_spot(cleared, None) is True  # a reviewer's re-render: no error to show
+        assert (cleared.status, cleared.error) == (D.PENDING, None)
+    reopened = (True, D.PENDING, reason)
+    assert outcome == {D.PENDING: reopened, D.FINISHED: reopened, D.FAILED: reopened,
+                       D.REJECTED: reopened, D.IN_REVIEW: (False, D.IN_REVIEW, "earlier"),
+                       D.APPROVED: (False, D.APPROVED, "earlier"),
+                       D.PUBLISHED: (False, D.PUBLISHED, "earlier")}
+
+
+def test_render_progress_counts_the_renders_and_variants_of_active_briefs_only(
+        engine: Engine) -> None:
+    D, R = DeliverableStatus, RenderStatus
+    with session_scope(engine) as session:
+        assert render_progress(session) == (Counter(), Counter())  # an empty database
+        for key, status in (("k1", R.RUNNING), ("k2", R.DONE), ("k3", R.DONE), ("k4", R.PENDING),
+                            ("k5", R.PENDING)):
+            _move_to(ensure_render_job(session, key, {}), status)
+        producing = _brief(session, status=BriefStatus.PRODUCING)
+        _variant(session, producing, "a", render_key="k1")
+        _variant(session, producing, "b", render_key="k1", status=D.FAILED)  # k1 counted once
+        _variant(session, producing, "c", render_key="k2", status=D.FINISHED)
+        _variant(session, producing, "spot", kind=SPOT)
+        held = _brief(session, status=BriefStatus.AWAITING_APPROVAL)
+        _variant(session, held, "a", render_key="k4")
+        done = _brief(session, status=BriefStatus.DONE)  # closed: its k3 and its variant are not
+        _variant(session, done, "a", render_key="k3", status=D.PUBLISHED)
+        # k5: a render no variant uses
+    with session_scope(engine) as session:
+        renders, variants = render_progress(session)
+    assert renders == Counter({"running": 1, "done": 1, "pending": 1})
+    assert variants == Counter({"pending": 3, "failed": 1, "finished": 1})
+
+
+def test_published_deliverables_are_the_rows_with_a_manifest_in_id_order(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert published_deliverables(session) == []
+        briefs = [_brief(session), _brief(session, team="beta")]
+        ids = [_variant(session, briefs[i % 2], f"v{i}").id for i in range(6)]
+    out = sorted(ids[:5], reverse=True)  # published in descending id order; ids[5] never
+    with session_scope(engine) as session:
+        for row_id in out:
+            set_published(get_deliverable(session, row_id), manifest_uri=f"file:///{row_id}.json",
+                          published_uri=f"file:///{row_id}.mp4")
+    with session_scope(engine) as session:
+        rows = published_deliverables(session)
+        assert [(row.id, row.manifest_uri) for row in rows] == [
+            (row_id, f"file:///{row_id}.json") for row_id in sorted(out)]
+
+
+def test_campaign_deliverables_are_by_campaign_then_name_and_filtered_by_slug(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        spring = _brief(session, campaign="spring")
+        for name in ("b", "a"):
+            _variant(session, spring, name)
+        _variant(session, _brief(session, campaign="autumn"), "z")
+        _variant(session, _brief(session, team="beta", campaign="spring"), "m")  # beta's spring
+
+    def listed(campaign: str | None) -> list[tuple[str, str]]:
+        with session_scope(engine) as session:
+            return [(row.brief.campaign.slug, row.name)
+                    for row in campaign_deliverables(session, campaign)]
+
+    everything = [("autumn", "z"), ("spring", "a"), ("spring", "b"), ("spring", "m")]
+    assert listed(None) == everything
+    assert listed("") == everything
+    assert listed("spring") == everything[1:]
+    assert listed("autumn") == everything[:1]
+    assert listed("winter") == []
+
+
+def test_manifest_artifact_is_the_manifest_stored_at_that_uri(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        first = _artifact(session, "manifest", [], uri="file:///spring/a/manifest.json")
+        second = _artifact(session, "manifest", [], uri="file:///spring/b/manifest.json")
+        _artifact(session, "video", [], uri="file:///spring/a/spot.mp4")
+    with session_scope(engine) as session:
+        assert manifest_artifact(session, "file:///spring/a/manifest.json").id == first.id
+        assert manifest_artifact(session, "file:///spring/b/manifest.json").id == second.id
+        assert manifest_artifact(session, "file:///spring/a/spot.mp4") is None  # not a manifest
+        assert manifest_artifact(session, "file:///spring/c/manifest.json") is None
+        assert manifest_artifact(session, None) is None  # a variant not published yet
+
+
+def test_add_lora_keeps_its_files_and_team_lora_finds_it_by_team_and_name(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ids = _register_loras(session, [("alpha", "zebra"), ("alpha", "aster"),
+                                        ("beta", "aster")])
+    digest = hashlib.sha256(b"alpha/aster").hexdigest()
+    with session_scope(engine) as session:
+        found = team_lora(session, "alpha", "aster")
+        assert found is not None and found.id == ids["alpha/aster"]
+        assert (found.team, found.name, found.sha256, found.files_prefix, found.files) == (
+            "alpha", "aster", digest, f"loras/alpha/aster/{digest}/",
+            {"lora_weights.safetensors": {"sha256": digest, "size_bytes": 5}})
+        beta = team_lora(session, "beta", "aster")
+        assert beta is not None and beta.id == ids["beta/aster"]
+        assert team_lora(session, "alpha", "lily") is None
+        assert team_lora(session, "gamma", "aster") is None  # a team with none
+
+
+def _with_statistics(engine: Engine, table: str) -> None:
+    """Without statistics PostgreSQL reads a new table through its (team, name) index, already
+    in name order; with them (autovacuum keeps them in production) it scans a small table in
+    storage order, so only there does a missing ORDER BY show. (SQLite always uses the index.)"""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text(f"ANALYZE {table}"))
+
+
+def test_team_loras_are_the_teams_own_by_name(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert team_loras(session, "alpha") == []
+        _register_loras(session, [("alpha", "zebra"), ("beta", "aster"), ("alpha", "aster"),
+                                  ("alpha", "mint")])
+    _with_statistics(engine, "lora")
+    with session_scope(engine) as session:
+        assert [row.name for row in team_loras(session, "alpha")] == ["aster", "mint", "zebra"]
+        assert [(row.team, row.name) for row in team_loras(session, "beta")] == [
+            ("beta", "aster")]
+        assert team_loras(session, NO_TEAM) == []
+
+
+def test_team_session_count_counts_the_teams_unexpired_sessions(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        alpha, beta, gamma = (_team(session, name) for name in ("alpha", "beta", "gamma"))
+        for i, (team, minutes) in enumerate(((alpha, 60), (alpha, 5), (alpha, -1), (beta, 60),
+                                             (beta, -60))):
+            add_web_session(session, f"{i:064d}", team, _minutes_from_now(minutes))
+    with session_scope(engine) as session:
+        assert [team_session_count(session, t) for t in (alpha, beta, gamma)] == [2, 1, 0]
+
+
+def test_briefs_awaiting_approval_are_only_those_held_oldest_first(engine: Engine) -> None:
+    B = BriefStatus
+    with session_scope(engine) as session:
+        assert briefs_awaiting_approval(session) == []
+        held = {minutes: _brief(session, status=B.AWAITING_APPROVAL,
+                                created_at=_minutes_from_now(minutes)).id
+                for minutes in (-5, -30, -10)}
+        for status in (B.SUBMITTED, B.CLAIMED, B.PLANNED, B.PRODUCING):
+            _brief(session, status=status, created_at=_minutes_from_now(-60))
+    with session_scope(engine) as session:
+        assert [row.id for row in briefs_awaiting_approval(session)] == [held[-30], held[-10],
+                                                                        held[-5]]
