@@ -86,12 +86,19 @@ def equivalent_mutants() -> set[str]:
     return set(re.findall(r"^- `([^`]+)`:", EQUIVALENTS.read_text(), flags=re.M))
 
 
+# mutmut's exit codes of a mutant no test killed: survived, and "no tests" (no test of the
+# selection called its function; new tests may now)
+UNKILLED = {0, 5, 33}
+
+
 def survivors(path: str) -> list[str]:
-    """The module's mutants that survived their last check and are not listed as equivalent."""
+    """The module's mutants that no test killed at their last check (survived, or had no test)
+    and are not listed as equivalent."""
     meta = latest_results(path)
     codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
     equivalent = equivalent_mutants()
-    return sorted(name for name, code in codes.items() if code == 0 and name not in equivalent)
+    return sorted(name for name, code in codes.items()
+                  if code in UNKILLED and name not in equivalent)
 
 
 def restore_results(path: str) -> None:
@@ -170,8 +177,8 @@ def main() -> int:
         "run only the mutants of the named modules that have no result yet (an interrupted "
         "run); by default every mutant the patterns name is checked again"))
     parser.add_argument("--survivors", action="store_true", help=(
-        "check again only the named modules' survivors that are not listed as equivalent "
-        "(after adding tests)"))
+        "check again only the named modules' survivors and no-test mutants that are not "
+        "listed as equivalent (after adding tests)"))
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
     failed = 0
