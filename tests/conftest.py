@@ -19,8 +19,8 @@ from pathlib import Path
 # side: 252 s and 225 s spinning, 189 s and 164 s sleeping).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import httpx  # noqa: E402 - after the OpenMP setting above
-import pytest  # noqa: E402
+import httpx
+import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 

@@ -194,6 +194,12 @@ def test_a_brief_another_worker_finished_is_not_opened_again(services: Services)
         assert repo.get_brief(session, brief_id).status == BriefStatus.FAILED
 
 
+def _spot(session: Session, brief_id: UUID) -> Deliverable:
+    [spot] = [d for d in repo.get_brief(session, brief_id).deliverables
+              if d.kind == repo.DeliverableKind.SPOT]
+    return spot
+
+
 def test_a_brief_opened_again_gives_only_its_failed_variants_and_renders_another_chance(
         services: Services) -> None:
     brief_id = planned_brief(services)
@@ -203,8 +209,7 @@ def test_a_brief_opened_again_gives_only_its_failed_variants_and_renders_another
         repo.open_production(session, brief_id, "flow-run-1")
         assert repo.get_brief(session, brief_id).flow_run_id == "flow-run-1"
         repo.fail_render(session, job_id, "out of memory")
-        [failed] = [d for d in repo.get_brief(session, brief_id).deliverables
-                    if d.kind == repo.DeliverableKind.SPOT]
+        failed = _spot(session, brief_id)
         repo.transition(failed, DeliverableStatus.FAILED)
         failed.attempts = 2
         waiting = [d for d in repo.get_brief(session, brief_id).deliverables if d is not failed]
@@ -225,12 +230,6 @@ def test_a_brief_opened_again_gives_only_its_failed_variants_and_renders_another
         assert [(by_id[d.id].status, by_id[d.id].attempts) for d in waiting] == \
             [(DeliverableStatus.PENDING, 1)] * len(waiting)
         assert repo.get_render_job(session, job_id).status == RenderStatus.PENDING
-
-
-def _spot(session: Session, brief_id: UUID) -> Deliverable:
-    [spot] = [d for d in repo.get_brief(session, brief_id).deliverables
-              if d.kind == repo.DeliverableKind.SPOT]
-    return spot
 
 
 def test_a_retake_counts_a_qc_attempt_and_a_reviewers_rerender_starts_the_count_again(
