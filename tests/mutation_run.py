@@ -4,6 +4,7 @@
     python tests/mutation_run.py MUTANT_NAME ...    # check these mutants again (new tests)
     python tests/mutation_run.py --resume 'infra.storage.*'  # only mutants with no result yet
     python tests/mutation_run.py --survivors 'infra.storage.*'  # survivors again (new tests)
+    python tests/mutation_run.py --survivors --resume 'infra.storage.*'  # both, in one run
 
 mutmut takes its test selection from [tool.mutmut] and throws away every cached result when the
 selection changes, so one selection cannot serve modules whose tests differ this much (a storage
@@ -91,14 +92,15 @@ def equivalent_mutants() -> set[str]:
 UNKILLED = {0, 5, 33}
 
 
-def survivors(path: str) -> list[str]:
+def survivors(path: str, *, unchecked: bool = False) -> list[str]:
     """The module's mutants that no test killed at their last check (survived, or had no test)
-    and are not listed as equivalent."""
+    and are not listed as equivalent; with `unchecked`, also those never checked."""
     meta = latest_results(path)
     codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
     equivalent = equivalent_mutants()
+    wanted = UNKILLED | {None} if unchecked else UNKILLED
     return sorted(name for name, code in codes.items()
-                  if code in UNKILLED and name not in equivalent)
+                  if code in wanted and name not in equivalent)
 
 
 def restore_results(path: str) -> None:
@@ -178,7 +180,8 @@ def main() -> int:
         "run); by default every mutant the patterns name is checked again"))
     parser.add_argument("--survivors", action="store_true", help=(
         "check again only the named modules' survivors and no-test mutants that are not "
-        "listed as equivalent (after adding tests)"))
+        "listed as equivalent (after adding tests); with --resume also those never checked, "
+        "in the same run"))
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
     failed = 0
@@ -193,7 +196,10 @@ def main() -> int:
             restore_results(path)
             # mutmut checks again every mutant it is given by name (a glob too), and given no
             # names only those without a result; the work directory mutates just this module
-            names = [] if args.resume else survivors(path) if args.survivors else patterns
+            if args.survivors:
+                names = survivors(path, unchecked=args.resume)
+            else:
+                names = [] if args.resume else patterns
             if args.survivors and not names:
                 print(f"{path}: no survivors to check again", flush=True)  # noqa: T201
                 continue

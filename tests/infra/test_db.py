@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from infra.db import downgrade_to_base, session_scope, upgrade_to_head
-from infra.db_models import Artifact, BriefRow, RenderJob
+from infra.db_models import Artifact, BriefRow, RenderJob, Submission
 from infra.repository import (
     NO_TEAM,
     Deliverable,
@@ -28,30 +30,40 @@ from infra.repository import (
     add_team,
     add_web_session,
     any_brief_waiting,
+    approve_budget,
     briefs_awaiting_approval,
+    briefs_to_produce,
+    campaign_briefs,
     campaign_deliverables,
     campaign_team,
     claim_submitted_briefs,
     count_rows,
+    count_submissions,
     deliverable_ids,
     deliverables_by_id_prefix,
+    deliverables_that_count,
     ensure_deliverable,
     ensure_render_job,
     get_brief,
     get_deliverable,
     last_decision_artifact,
     lineage_chain,
+    lock_team,
     manifest_artifact,
     mark_brief_invalid,
     ping,
     published_deliverables,
     recent_submissions,
+    record_submission,
     render_progress,
     reopen_spot,
     set_brief_status,
     set_flow_run,
     set_published,
     spots_containing,
+    team_briefs,
+    team_by_name,
+    team_gpu_seconds_since,
     team_lora,
     team_loras,
     team_session_count,
@@ -630,3 +642,173 @@ def test_briefs_awaiting_approval_are_only_those_held_oldest_first(engine: Engin
     with session_scope(engine) as session:
         assert [row.id for row in briefs_awaiting_approval(session)] == [held[-30], held[-10],
                                                                         held[-5]]
+
+
+# Quotas and limits: the submission door's queries
+
+def _submitted(session: Session, team: str, *, minutes_ago: float,
+               brief: BriefRow | None = None) -> None:
+    """A counted submission of `team`, posted `minutes_ago`."""
+    record_submission(session, team, brief)
+    row = session.scalars(select(Submission).order_by(Submission.created_at.desc())).first()
+    assert row is not None
+    row.created_at = _minutes_from_now(-minutes_ago)
+    session.flush()
+
+
+def test_count_submissions_counts_the_teams_posts_within_the_window_only(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert count_submissions(session, "alpha", timedelta(minutes=1)) == 0
+        _submitted(session, "alpha", minutes_ago=0.2)
+        _submitted(session, "alpha", minutes_ago=30)
+        _submitted(session, "beta", minutes_ago=0.2)
+        assert count_submissions(session, "alpha", timedelta(minutes=1)) == 1
+        assert count_submissions(session, "alpha", timedelta(hours=1)) == 2
+        assert count_submissions(session, "beta", timedelta(hours=1)) == 1
+        assert count_submissions(session, "gamma", timedelta(hours=1)) == 0
+
+
+def test_record_submission_keeps_the_brief_it_created_or_none_when_refused(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session, team="alpha")
+        record_submission(session, "alpha", brief)
+        record_submission(session, "alpha", None)
+        rows = session.scalars(select(Submission).where(Submission.team == "alpha")).all()
+        assert sorted(str(row.brief_id) for row in rows) == sorted([str(brief.id), "None"])
+
+
+@pytest.fixture
+def host_in_new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host's local time is not UTC (the times written and compared must still be)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("host_in_new_york")
+def test_lock_team_stamps_the_team_and_refuses_an_unknown_one(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        _team(session, "alpha")
+        before = datetime.now(UTC)
+        lock_team(session, "alpha")
+        stamped = team_by_name(session, "alpha").last_submission_at
+    assert stamped is not None
+    stamped = stamped if stamped.tzinfo else stamped.replace(tzinfo=UTC)
+    assert before - timedelta(seconds=5) <= stamped <= datetime.now(UTC) + timedelta(seconds=5)
+    with session_scope(engine) as session, pytest.raises(
+            NotFound, match=r"team 'nobody' does not exist \(mova-ads team create nobody\)"):
+        lock_team(session, "nobody")
+
+
+def test_gpu_seconds_since_sum_the_teams_valid_briefs_from_that_moment_on(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        start = _minutes_from_now(-60)
+        assert team_gpu_seconds_since(session, "alpha", start) == 0.0
+        costs = {"at the start": (0, 100.0), "later": (30, 20.0), "before": (-30, 4000.0)}
+        for minutes, cost in costs.values():
+            brief = _brief(session, team="alpha", created_at=start + timedelta(minutes=minutes))
+            brief.gpu_seconds_estimate = cost
+        _brief(session, team="beta", created_at=start).gpu_seconds_estimate = 7.0
+        _brief(session, team="alpha", created_at=start, status=BriefStatus.INVALID
+               ).gpu_seconds_estimate = 500.0
+        session.flush()
+        assert team_gpu_seconds_since(session, "alpha", start) == 120.0
+        assert team_gpu_seconds_since(session, "beta", start) == 7.0
+        assert team_gpu_seconds_since(session, "alpha", start + timedelta(minutes=31)) == 0.0
+
+
+def test_quotas_hold_on_a_postgres_server_whose_clock_is_not_utc(postgres_url: str) -> None:
+    """A server in another time zone reads a time without zone in its own: the queries must
+    send the instant (with its zone), or a window moves by hours."""
+    engine = create_engine(postgres_url, connect_args={"options": "-c timezone=Asia/Tokyo"})
+    try:
+        with session_scope(engine) as session:
+            start = _minutes_from_now(-60)
+            _brief(session, team="alpha", created_at=start - timedelta(hours=3)
+                   ).gpu_seconds_estimate = 50.0
+            _brief(session, team="alpha", created_at=start).gpu_seconds_estimate = 10.0
+            session.flush()
+            assert team_gpu_seconds_since(session, "alpha", start) == 10.0
+            _submitted(session, "alpha", minutes_ago=120)
+            assert count_submissions(session, "alpha", timedelta(hours=1)) == 0
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("host_in_new_york")
+def test_the_rate_limit_window_ends_now_whatever_the_hosts_time_zone(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        _submitted(session, "alpha", minutes_ago=120)
+        assert count_submissions(session, "alpha", timedelta(hours=1)) == 0
+
+
+# Lists a user sees: order and filters
+
+def test_campaign_briefs_are_oldest_first_and_only_the_named_campaigns(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        newer = _brief(session, campaign="spring", created_at=_minutes_from_now(-1))
+        older = _brief(session, campaign="spring", created_at=_minutes_from_now(-9))
+        other = _brief(session, campaign="autumn", created_at=_minutes_from_now(-5))
+        assert [b.id for b in campaign_briefs(session, "spring")] == [older.id, newer.id]
+        assert [b.id for b in campaign_briefs(session, "autumn")] == [other.id]
+        assert [b.id for b in campaign_briefs(session, None)] == [older.id, other.id, newer.id]
+
+
+def test_team_briefs_are_newest_first_and_cut_to_the_limit(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        old = _brief(session, team="alpha", created_at=_minutes_from_now(-9))
+        new = _brief(session, team="alpha", created_at=_minutes_from_now(-1))
+        _brief(session, team="beta")
+        assert [b.id for b in team_briefs(session, "alpha")] == [new.id, old.id]
+        assert [b.id for b in team_briefs(session, "alpha", limit=1)] == [new.id]
+
+
+def test_briefs_to_produce_are_oldest_first(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        new = _brief(session, status=BriefStatus.PLANNED, created_at=_minutes_from_now(-1))
+        old = _brief(session, status=BriefStatus.PRODUCING, created_at=_minutes_from_now(-9))
+        _brief(session, status=BriefStatus.DONE, created_at=_minutes_from_now(-20))
+        assert [b.id for b in briefs_to_produce(session)] == [old.id, new.id]
+
+
+def test_approve_budget_names_the_brief_and_its_status_when_refused(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session, status=BriefStatus.PLANNED)
+        with pytest.raises(InvalidTransition,
+                           match=rf"brief {brief.id} is planned, not awaiting approval"):
+            approve_budget(session, brief.id)
+
+
+def test_count_rows_of_an_empty_table_is_zero(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert count_rows(session, RenderJob) == 0
+        _brief(session)
+        assert count_rows(session, BriefRow) == 1
+
+
+def test_what_a_brief_delivers_is_its_spots_and_its_published_scenes(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session, status=BriefStatus.PRODUCING)
+        spot = _variant(session, brief, "spot", kind=SPOT)
+        published = _variant(session, brief, "s1")
+        _variant(session, brief, "s2")
+        published.manifest_uri = "file:///out/s1.json"
+        session.flush()
+        session.refresh(brief)
+        assert {d.id for d in deliverables_that_count(brief)} == {spot.id, published.id}
+
+
+def test_an_id_prefix_lists_its_matches_in_id_order(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session)
+        ids = [UUID(digit * 32) for digit in "f81"]  # inserted in falling id order
+        for i, row_id in enumerate(ids):
+            session.add(Deliverable(id=row_id, brief_id=brief.id, name=f"s{i}", kind=SCENE,
+                                    scene_id=f"s{i}", locale="en-US", aspect="16:9",
+                                    render_key="", status=DeliverableStatus.PENDING))
+        session.flush()
+        assert [d.id for d in deliverables_by_id_prefix(session, "")] == sorted(ids)
