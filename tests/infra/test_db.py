@@ -23,6 +23,7 @@ from infra.repository import (
     Deliverable,
     DeliverableKind,
     Team,
+    accept_deliverable,
     add_artifact,
     add_brief,
     add_decision,
@@ -37,6 +38,7 @@ from infra.repository import (
     campaign_deliverables,
     campaign_team,
     claim_submitted_briefs,
+    close_brief,
     count_rows,
     count_submissions,
     deliverable_ids,
@@ -44,6 +46,8 @@ from infra.repository import (
     deliverables_that_count,
     ensure_deliverable,
     ensure_render_job,
+    find_artifact,
+    find_artifacts,
     get_brief,
     get_deliverable,
     last_decision_artifact,
@@ -52,17 +56,21 @@ from infra.repository import (
     manifest_artifact,
     mark_brief_invalid,
     ping,
+    plan_artifact,
     published_deliverables,
     recent_submissions,
     record_submission,
     render_progress,
     reopen_spot,
+    save_plan,
     set_brief_status,
+    set_finished_video,
     set_flow_run,
     set_published,
     spots_containing,
     team_briefs,
     team_by_name,
+    team_for_web_session,
     team_gpu_seconds_since,
     team_lora,
     team_loras,
@@ -812,3 +820,87 @@ def test_an_id_prefix_lists_its_matches_in_id_order(engine: Engine) -> None:
                                     render_key="", status=DeliverableStatus.PENDING))
         session.flush()
         assert [d.id for d in deliverables_by_id_prefix(session, "")] == sorted(ids)
+
+
+def test_finding_artifacts_matches_both_the_kind_and_the_inputs(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        made = {(kind, key): add_artifact(
+            session, kind=kind, input_key=key * 64, sha256=key * 64, uri=f"file:///{kind}/{key}",
+            size_bytes=1, content_type="x", task="t", code_version="test")
+            for kind in ("video", "captions", "dub") for key in "ab"}
+        assert find_artifact(session, "video", "a" * 64) is made["video", "a"]
+        assert find_artifact(session, "captions", "b" * 64) is made["captions", "b"]
+        assert find_artifact(session, "video", "c" * 64) is None
+        assert find_artifacts(session, ["dub", "captions", "poster"], "b" * 64) == [
+            made["dub", "b"], made["captions", "b"]]
+        assert find_artifacts(session, ["video"], "c" * 64) == []
+
+
+def test_plan_artifact_is_the_stored_plan_once_the_brief_is_planned(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session, status=BriefStatus.CLAIMED)
+        assert plan_artifact(session, brief) is None
+        stored_brief, stored_plan = _artifact(session, "brief", []), _artifact(session, "plan", [])
+        save_plan(session, brief, {"scenes": []}, stored_brief, stored_plan)
+        session.flush()
+        session.refresh(brief)
+        assert plan_artifact(session, brief) is stored_plan
+
+
+def test_a_finished_variant_keeps_its_file_and_qc_and_loses_its_old_error(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        row = _variant(session, _brief(session, status=BriefStatus.PRODUCING), "s1")
+        set_finished_video(row, _artifact(session, "video", []), {"passed": False})
+        session.flush()
+        row.error = "QC: black frames (retrying)"  # finished again after a retake
+        video = _artifact(session, "video", [])
+        set_finished_video(row, video, {"passed": True})
+        assert row.video is video  # publishing reads it in the same transaction
+        accept_deliverable(row)
+        set_published(row, manifest_uri="file:///m.json", published_uri="file:///v.mp4")
+        session.flush()
+        row_id = row.id
+    with session_scope(engine) as session:
+        row = get_deliverable(session, row_id)
+        assert (row.video_artifact_id, row.qc, row.error, row.status) == (
+            video.id, {"passed": True}, None, DeliverableStatus.FINISHED)
+        assert (row.manifest_uri, row.published_uri) == ("file:///m.json", "file:///v.mp4")
+
+
+def test_a_failed_brief_lists_at_most_100_problems(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session, status=BriefStatus.PRODUCING)
+        for i in range(101):
+            _variant(session, brief, f"s{i:03d}", status=DeliverableStatus.FAILED).error = f"e{i}"
+        session.flush()
+        session.refresh(brief)
+        close_brief(session, brief.id)
+        assert brief.status == BriefStatus.FAILED
+        assert brief.problems == [[f"s{i:03d}", f"e{i}"] for i in range(100)]
+
+
+@pytest.mark.usefixtures("host_in_new_york")
+def test_a_page_session_expired_an_hour_ago_does_not_count_whatever_the_hosts_zone(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        team = _team(session, "alpha")
+        add_web_session(session, "e" * 64, team, _minutes_from_now(-60))
+        add_web_session(session, "f" * 64, team, _minutes_from_now(60))
+        assert team_session_count(session, team) == 1
+
+
+def test_page_sessions_expire_on_time_on_a_postgres_server_whose_clock_is_not_utc(
+        postgres_url: str) -> None:
+    engine = create_engine(postgres_url, connect_args={"options": "-c timezone=Asia/Tokyo"})
+    try:
+        with session_scope(engine) as session:
+            team = _team(session, "alpha")
+            add_web_session(session, "e" * 64, team, _minutes_from_now(-60))
+            add_web_session(session, "f" * 64, team, _minutes_from_now(60))
+        with session_scope(engine) as session:
+            assert team_for_web_session(session, "e" * 64) is None
+            found = team_for_web_session(session, "f" * 64)
+            assert found is not None and found.name == "alpha"
+    finally:
+        engine.dispose()
