@@ -225,15 +225,6 @@ def set_brief_status(session: Session, brief_id: UUID, status: BriefStatus) -> N
     transition(get_brief(session, brief_id), status)
 
 
-def recent_submissions(session: Session, team: str, window: timedelta) -> int:
-    """Briefs `team` submitted within the last `window` (for the per-minute limit)."""
-    since = datetime.now(UTC) - window
-    if _is_dialect(session, "sqlite"):
-        since = since.replace(tzinfo=None)  # SQLite keeps naive UTC text
-    return int(session.scalar(select(func.count()).select_from(BriefRow).where(
-        BriefRow.team == team, BriefRow.created_at >= since)) or 0)
-
-
 def campaign_briefs(session: Session, campaign: str | None) -> list[BriefRow]:
     """Briefs, oldest first; only those of `campaign` when given."""
     query = select(BriefRow).join(Campaign).order_by(BriefRow.created_at)

@@ -58,7 +58,6 @@ from infra.repository import (
     ping,
     plan_artifact,
     published_deliverables,
-    recent_submissions,
     record_submission,
     render_progress,
     reopen_spot,
@@ -385,19 +384,6 @@ def test_set_flow_run_records_the_run_on_that_brief_only(engine: Engine) -> None
         assert get_brief(session, other_id).flow_run_id is None
         with pytest.raises(NotFound):
             set_flow_run(session, uuid4(), "0b5e1d2c-run")
-
-
-def test_recent_submissions_count_the_teams_briefs_within_the_window(engine: Engine) -> None:
-    with session_scope(engine) as session:
-        for minutes in (-30, -4, -0.5):
-            _brief(session, team="alpha", created_at=_minutes_from_now(minutes))
-        _brief(session, team="beta", created_at=_minutes_from_now(-0.5))
-        _brief(session, created_at=_minutes_from_now(-0.5))  # the operator's: no team
-    with session_scope(engine) as session:
-        windows = [timedelta(minutes=m) for m in (1, 5, 60)]
-        assert [recent_submissions(session, "alpha", w) for w in windows] == [1, 2, 3]
-        assert recent_submissions(session, "beta", timedelta(minutes=5)) == 1
-        assert recent_submissions(session, "gamma", timedelta(minutes=60)) == 0
 
 
 def test_teams_are_listed_by_name(engine: Engine) -> None:
