@@ -46,8 +46,10 @@ from infra.repository import (
     deliverables_that_count,
     ensure_deliverable,
     ensure_render_job,
+    fail_render,
     find_artifact,
     find_artifacts,
+    finish_render,
     get_brief,
     get_deliverable,
     last_decision_artifact,
@@ -67,6 +69,7 @@ from infra.repository import (
     set_flow_run,
     set_published,
     spots_containing,
+    start_render,
     team_briefs,
     team_by_name,
     team_for_web_session,
@@ -890,3 +893,21 @@ def test_page_sessions_expire_on_time_on_a_postgres_server_whose_clock_is_not_ut
             assert found is not None and found.name == "alpha"
     finally:
         engine.dispose()
+
+
+def test_a_render_retried_after_a_failure_keeps_its_clip_and_time_and_drops_the_error(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        job = ensure_render_job(session, "k" * 64, {"seed": 1})
+        start_render(job)
+        fail_render(session, job.id, "worker lost")
+        _move_to(job, RenderStatus.PENDING)
+        start_render(job)
+        clip = _artifact(session, "clip", [])
+        finish_render(session, job.id, clip, 12.5)
+        job_id = job.id
+    with session_scope(engine) as session:
+        job = session.get(RenderJob, job_id)
+        assert job is not None
+        assert (job.status, job.clip_artifact_id, job.seconds, job.error, job.attempts) == (
+            RenderStatus.DONE, clip.id, 12.5, None, 2)
