@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,10 @@ WORK = ROOT / "mutants"
 # result only while its function's hash is unchanged (changed functions are checked again).
 RESULTS = ROOT / "tests" / "mutation_results"
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.md"
+# Address space each mutmut process may take: a mutant that loops while it allocates (e.g. a
+# lineage walk that never ends) then fails its test with MemoryError instead of taking the
+# machine's memory; a normal test process of this suite stays under 3 GB.
+MEMORY_LIMIT_BYTES = int(float(os.environ.get("MUTATION_MEMORY_GB", "8")) * 2**30)
 
 
 def settings() -> tuple[dict[str, object], dict[str, list[str]], dict[str, object]]:
@@ -123,6 +128,11 @@ def keep_results(path: str) -> None:
     shutil.copyfile(meta, results_file(path))
 
 
+def limit_memory() -> None:
+    """Run in the mutmut process before it starts (inherited by its workers)."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+
+
 def toml_table(name: str, values: dict[str, object]) -> str:
     # Strings, numbers, booleans and lists of strings are written the same in JSON and TOML.
     return f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n"
@@ -209,7 +219,8 @@ def main() -> int:
             try:
                 code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
                                         str(args.jobs), *names], cwd=work,
-                                       env={"OMP_NUM_THREADS": threads, **os.environ, **env})
+                                       env={"OMP_NUM_THREADS": threads, **os.environ, **env},
+                                       preexec_fn=limit_memory)
             finally:
                 keep_results(path)
             if code:
