@@ -108,6 +108,17 @@ def survivors(path: str, *, unchecked: bool = False) -> list[str]:
                   if code in wanted and name not in equivalent)
 
 
+def mutants_to_check(path: str, patterns: list[str], *, resume: bool,
+                     survivors_only: bool) -> list[str] | None:
+    """The names to give mutmut, which checks again every mutant it is given by name (a glob
+    too) and, given no names, only those without a result; None: nothing to check."""
+    if not survivors_only:
+        return [] if resume else patterns
+    if resume and not latest_results(path).exists():
+        return []  # never run here: every mutant is unchecked
+    return survivors(path, unchecked=resume) or None
+
+
 def restore_results(path: str) -> None:
     """A new work directory starts from the kept results (mutmut then drops those of every
     function whose code changed since)."""
@@ -204,13 +215,9 @@ def main() -> int:
             print(f"== mutmut: {' '.join(patterns)} ({path})", flush=True)  # noqa: T201
             work = prepare(path, debug=args.debug)
             restore_results(path)
-            # mutmut checks again every mutant it is given by name (a glob too), and given no
-            # names only those without a result; the work directory mutates just this module
-            if args.survivors:
-                names = survivors(path, unchecked=args.resume)
-            else:
-                names = [] if args.resume else patterns
-            if args.survivors and not names:
+            names = mutants_to_check(path, patterns, resume=args.resume,
+                                     survivors_only=args.survivors)
+            if names is None:
                 print(f"{path}: no survivors to check again", flush=True)  # noqa: T201
                 continue
             # each of the --jobs test processes gets its share of the cores: torch would
