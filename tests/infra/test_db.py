@@ -23,6 +23,7 @@ from infra.repository import (
     Deliverable,
     DeliverableKind,
     Team,
+    _get_or_create,
     accept_deliverable,
     add_artifact,
     add_brief,
@@ -32,6 +33,7 @@ from infra.repository import (
     add_web_session,
     any_brief_waiting,
     approve_budget,
+    brief_render_jobs,
     briefs_awaiting_approval,
     briefs_to_produce,
     campaign_briefs,
@@ -44,6 +46,7 @@ from infra.repository import (
     deliverable_ids,
     deliverables_by_id_prefix,
     deliverables_that_count,
+    duplicate_brief,
     ensure_deliverable,
     ensure_render_job,
     fail_render,
@@ -61,6 +64,7 @@ from infra.repository import (
     plan_artifact,
     published_deliverables,
     record_submission,
+    render_job,
     render_progress,
     reopen_spot,
     save_plan,
@@ -834,6 +838,8 @@ def test_plan_artifact_is_the_stored_plan_once_the_brief_is_planned(engine: Engi
         session.flush()
         session.refresh(brief)
         assert plan_artifact(session, brief) is stored_plan
+        # not held for approval unless asked; the brief row names the file it was planned from
+        assert (brief.status, brief.artifact_id) == (BriefStatus.PLANNED, stored_brief.id)
 
 
 def test_a_finished_variant_keeps_its_file_and_qc_and_loses_its_old_error(
@@ -911,3 +917,153 @@ def test_a_render_retried_after_a_failure_keeps_its_clip_and_time_and_drops_the_
         assert job is not None
         assert (job.status, job.clip_artifact_id, job.seconds, job.error, job.attempts) == (
             RenderStatus.DONE, clip.id, 12.5, None, 2)
+
+
+def test_an_illegal_move_names_the_table_and_the_row(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session)
+        with pytest.raises(InvalidTransition, match=rf"^brief {brief.id}: cannot go from"):
+            transition(brief, BriefStatus.DONE)
+
+
+def test_not_found_errors_name_what_was_looked_for(engine: Engine) -> None:
+    missing = uuid4()
+    with session_scope(engine) as session:
+        with pytest.raises(NotFound, match=f"brief {missing} does not exist"):
+            get_brief(session, missing)
+        with pytest.raises(NotFound, match="no render job with key " + "f" * 64):
+            render_job(session, "f" * 64)
+        with pytest.raises(NotFound, match=f"artifact {missing} does not exist"):
+            lineage_chain(session, missing)
+
+
+def test_get_or_create_returns_the_row_a_concurrent_writer_inserted_first(
+        postgres_engine: Engine) -> None:
+    """Two workers ensure the same render job: the other one inserts between this one's
+    lookup and its insert. The unique key refuses this insert, and the row the other made
+    comes back (not created here), with the other's content. (PostgreSQL only: SQLite's
+    sessions take the write lock at their start, so no writer can come in between.)"""
+    engine = postgres_engine
+    key = "r" * 64
+
+    def create_after_the_other_writer() -> RenderJob:
+        with session_scope(engine) as other:
+            ensure_render_job(other, key, {"seed": 1, "by": "other"})
+        return RenderJob(spec_key=key, spec={"seed": 1, "by": "me"}, status=RenderStatus.PENDING)
+
+    with session_scope(engine) as session:
+        job, created = _get_or_create(session, RenderJob, {"spec_key": key},
+                                      create_after_the_other_writer)
+        assert (created, job.spec) == (False, {"seed": 1, "by": "other"})
+    with session_scope(engine) as session:
+        assert count_rows(session, RenderJob) == 1
+
+
+def _set_id(session: Session, brief: BriefRow, last_hex_digit: str) -> None:
+    brief.id = UUID("00000000-0000-4000-8000-00000000000" + last_hex_digit)
+    session.flush()
+
+
+def test_claims_take_the_oldest_brief_first_and_break_a_tie_by_id(engine: Engine) -> None:
+    """Three briefs: two submitted in the same instant (the one stored first has the larger
+    id), one later with the smallest id. Claimed one at a time: the tie by id, then the later."""
+    instant = _minutes_from_now(-10)
+    with session_scope(engine) as session:
+        tie_second, tie_first, later = (
+            _brief(session, created_at=at) for at in (instant, instant, _minutes_from_now(-5)))
+        for row, digit in ((tie_second, "3"), (tie_first, "2"), (later, "1")):
+            _set_id(session, row, digit)
+        expected = [tie_first.id, tie_second.id, later.id]
+    claimed = []
+    for _ in expected:
+        with session_scope(engine) as session:
+            claimed += [b.id for b in claim_submitted_briefs(session, limit=1, worker_id="w")]
+    assert claimed == expected
+
+
+def test_a_briefs_render_jobs_include_the_renders_they_wait_for_transitively(
+        engine: Engine) -> None:
+    """A dub waits for its master, the master continues an earlier scene's render; a render
+    of another brief is not included."""
+    with session_scope(engine) as session:
+        ensure_render_job(session, "a" * 64, {"seed": 1})
+        ensure_render_job(session, "m" * 64, {"seed": 1, "continue_from": "a" * 64})
+        ensure_render_job(session, "d" * 64, {"seed": 1, "master_key": "m" * 64})
+        ensure_render_job(session, "o" * 64, {"seed": 1})
+        brief = _brief(session, status=BriefStatus.PRODUCING)
+        _variant(session, brief, "s1", render_key="d" * 64)
+        session.refresh(brief)
+        assert set(brief_render_jobs(session, brief.id)) == {"a" * 64, "m" * 64, "d" * 64}
+
+
+def test_a_failed_render_does_not_start_again_until_it_is_requeued(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        job = ensure_render_job(session, "k" * 64, {"seed": 1})
+        start_render(job)
+        start_render(job)  # the first run died while running: it runs again
+        assert (job.status, job.attempts) == (RenderStatus.RUNNING, 2)
+        fail_render(session, job.id, "out of memory")
+        with pytest.raises(InvalidTransition, match="cannot go from 'failed' to 'running'"):
+            start_render(job)
+
+
+def test_an_artifact_keeps_the_checkpoint_and_seed_it_was_made_with(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        clip = add_artifact(session, kind="clip", input_key="c" * 64, sha256="c" * 64,
+                            uri="file:///c", size_bytes=1, content_type="x",
+                            task="render.generate", code_version="test",
+                            checkpoint="mova-360p@abc123", seed=42)
+        clip_id = clip.id
+    with session_scope(engine) as session:
+        clip = session.get(Artifact, clip_id)
+        assert clip is not None and (clip.checkpoint, clip.seed) == ("mova-360p@abc123", 42)
+
+
+def test_lineage_lists_every_parent_after_a_repeated_ancestor(engine: Engine) -> None:
+    """Three parents share one grandparent: it is expanded under the first parent only, and
+    the parents after a repeat (and the repeat itself) are still listed."""
+    with session_scope(engine) as session:
+        root = _artifact(session, "brief", [])
+        shared = _artifact(session, "plan", [root])
+        parents = sorted((_artifact(session, "clip", [shared]) for _ in range(3)),
+                         key=lambda a: str(a.id))
+        child = _artifact(session, "video", parents)
+        chain = [(depth, a.id) for depth, a in lineage_chain(session, child.id)]
+    first, second, third = (p.id for p in parents)
+    assert chain == [(0, child.id), (1, first), (2, shared.id), (3, root.id),
+                     (1, second), (2, shared.id), (1, third), (2, shared.id)]
+
+
+def test_an_idempotency_key_finds_only_the_teams_own_brief(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        for name in ("alpha", "beta"):
+            _team(session, name)
+        alphas = add_brief(session, campaign_slug="spring", brand="Aurora", raw="a",
+                           sha256="a" * 64, team="alpha", idempotency_key="key-1")
+        assert duplicate_brief(session, "alpha", "x" * 64, "key-1") is alphas
+        assert duplicate_brief(session, "beta", "x" * 64, "key-1") is None
+
+
+def test_a_resubmitted_brief_is_the_oldest_valid_one_with_that_content(engine: Engine) -> None:
+    """Same content twice (stored newer first): the older one is the duplicate; a brief
+    found invalid is never returned (sent again, it is checked again)."""
+    with session_scope(engine) as session:
+        _team(session, "alpha")
+
+        def submit(created_at: datetime | None = None) -> BriefRow:
+            row = add_brief(session, campaign_slug="spring", brand="Aurora", raw="same",
+                            sha256="s" * 64, team="alpha")
+            if created_at is not None:
+                row.created_at = created_at
+                session.flush()
+            return row
+
+        submit()
+        older = submit(created_at=_minutes_from_now(-60))
+        assert duplicate_brief(session, "alpha", "s" * 64, None) is older
+        invalid = add_brief(session, campaign_slug="spring", brand="Aurora", raw="bad",
+                            sha256="b" * 64, team="alpha")
+        _move_to(invalid, BriefStatus.CLAIMED)
+        mark_brief_invalid(session, invalid, [("scenes", "empty")])
+        session.flush()
+        assert duplicate_brief(session, "alpha", "b" * 64, None) is None
