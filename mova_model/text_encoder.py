@@ -114,7 +114,6 @@ class TextEncoder:
         """Tokens the cleaned prompt uses, EOS included (compare with text_len)."""
         return len(self.tokenizer(clean_prompt(prompt)).input_ids)
 
-    @torch.inference_mode()
     def encode(self, prompts: list[str], text_len: int = 512, *,
                attention: str = REFERENCE_ATTENTION) -> Tensor:
         """[B, text_len, d_model]: rows past each prompt's tokens (EOS included) exactly zero.
@@ -129,6 +128,8 @@ class TextEncoder:
         )
         device = next(self.model.parameters()).device
         ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        # §5.4: keep rows 0..n-1, zero the rest; no mask is passed downstream.
-        return hidden * mask.unsqueeze(-1).to(hidden.dtype)
+        # a `with`, not the decorator: the mutation run (mutmut) skips decorated functions
+        with torch.inference_mode():
+            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            # §5.4: keep rows 0..n-1, zero the rest; no mask is passed downstream.
+            return hidden * mask.unsqueeze(-1).to(hidden.dtype)
