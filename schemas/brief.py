@@ -95,6 +95,27 @@ def normalize_locale(tag: str) -> str:
 Locale = Annotated[str, AfterValidator(normalize_locale)]
 
 
+# The validators' bodies are plain functions: mutmut (`make mutation`) skips decorated ones.
+def _normalized_locale_keys(value: Any) -> Any:
+    """A locale-keyed mapping with its keys normalised (en_us -> en-US)."""
+    # Oversized mappings are left to the max_length check (no tag parsing for each key).
+    if isinstance(value, dict) and len(value) <= MAX_LOCALES:
+        return {normalize_locale(str(k)): v for k, v in value.items()}
+    return value
+
+
+def _without_repeats(value: list[Any]) -> list[Any]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"entries repeat: {[str(v) for v in value]}")
+    return value
+
+
+def _checked_focus(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    if value is not None and not all(0.0 <= v <= 1.0 for v in value):
+        raise ValueError(f"focus {value} must be two numbers in [0, 1]")
+    return value
+
+
 def _check_reference(value: str | None) -> str | None:
     """A file the brief points at: relative inside the brief's folder, or an s3:// URI."""
     if value is None or value.startswith("s3://"):
@@ -148,20 +169,11 @@ class Scene(Frozen):
     lora: LoraChoice | None = Field(
         default=None, description="This scene's LoRA, in place of the campaign's.")
 
-    @field_validator("dialogue", "on_screen_text", mode="before")
-    @classmethod
-    def _locale_keys(cls, value: Any) -> Any:
-        # Oversized mappings are left to the max_length check (no tag parsing for each key).
-        if isinstance(value, dict) and len(value) <= MAX_LOCALES:
-            return {normalize_locale(str(k)): v for k, v in value.items()}
-        return value
+    _locale_keys = field_validator("dialogue", "on_screen_text", mode="before")(
+        _normalized_locale_keys)
+    _focus_in_frame = field_validator("focus")(_checked_focus)
 
-    @field_validator("focus")
-    @classmethod
-    def _focus_in_frame(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not all(0.0 <= v <= 1.0 for v in value):
-            raise ValueError(f"focus {value} must be two numbers in [0, 1]")
-        return value
+
 
 
 HexColour = Annotated[str, StringConstraints(pattern=HEX_COLOUR_PATTERN)]
@@ -181,12 +193,8 @@ class BrandKit(Frozen):
     call_to_action: dict[str, ShortText] = Field(default_factory=dict, max_length=MAX_LOCALES)
     end_card_s: float = Field(default=2.0, ge=1.0, le=10.0)
 
-    @field_validator("legal", "call_to_action", mode="before")
-    @classmethod
-    def _locale_keys(cls, value: Any) -> Any:
-        if isinstance(value, dict) and len(value) <= MAX_LOCALES:
-            return {normalize_locale(str(k)): v for k, v in value.items()}
-        return value
+    _locale_keys = field_validator("legal", "call_to_action", mode="before")(
+        _normalized_locale_keys)
 
 
 class Brief(Frozen):
@@ -234,15 +242,17 @@ class Brief(Frozen):
             if self.transition == Transition.CROSSFADE else 0.0
         return sum(s.duration_s for s in self.scenes) - overlaps + self.end_card_s
 
-    @field_validator("locales", "aspects", "platforms")
-    @classmethod
-    def _unique(cls, value: list[Any]) -> list[Any]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"entries repeat: {[str(v) for v in value]}")
-        return value
+    _unique = field_validator("locales", "aspects", "platforms")(
+        _without_repeats)
 
     @model_validator(mode="after")
-    def _every_scene_speaks_every_locale(self) -> Brief:
+    def _consistent(self) -> Brief:
+        if problems := self._problems():
+            raise ValueError(_JOIN.join(problems))
+        return self
+
+    def _problems(self) -> list[str]:
+        """What no single field shows: scenes against locales, and what a spot needs."""
         problems = []
         scene_ids = [scene.scene_id for scene in self.scenes]
         if len(set(scene_ids)) != len(scene_ids):
@@ -259,10 +269,7 @@ class Brief(Frozen):
                 missing = sorted(set(self.locales) - set(scene.dialogue))
                 if missing:
                     problems.append(f"scenes[{index}].dialogue: no lines for {missing}")
-        problems += self._spot_problems()
-        if problems:
-            raise ValueError(_JOIN.join(problems))
-        return self
+        return problems + self._spot_problems()
 
     def _spot_problems(self) -> list[str]:
         """Chains, transitions, brand kit and platform limits: what it takes to assemble a spot."""
