@@ -108,15 +108,18 @@ def survivors(path: str, *, unchecked: bool = False) -> list[str]:
                   if code in wanted and name not in equivalent)
 
 
-def mutants_to_check(path: str, patterns: list[str], *, resume: bool,
-                     survivors_only: bool) -> list[str] | None:
-    """The names to give mutmut, which checks again every mutant it is given by name (a glob
-    too) and, given no names, only those without a result; None: nothing to check."""
+def mutmut_runs(path: str, patterns: list[str], *, resume: bool,
+                survivors_only: bool) -> list[list[str]]:
+    """The mutmut runs to make, each as the names to give it: mutmut checks again every mutant
+    it is given by name (a glob too) and, given no names, only those without a result (never
+    checked, or of a function whose code changed since: those exist only once mutmut has made
+    the mutants again, so they are not in the results read here). Empty: nothing to check."""
     if not survivors_only:
-        return [] if resume else patterns
+        return [[]] if resume else [patterns]
     if resume and not latest_results(path).exists():
-        return []  # never run here: every mutant is unchecked
-    return survivors(path, unchecked=resume) or None
+        return [[]]  # never run here: every mutant is unchecked
+    runs = [names] if (names := survivors(path, unchecked=resume)) else []
+    return [*runs, []] if resume else runs
 
 
 def restore_results(path: str) -> None:
@@ -201,8 +204,8 @@ def main() -> int:
         "run); by default every mutant the patterns name is checked again"))
     parser.add_argument("--survivors", action="store_true", help=(
         "check again only the named modules' survivors and no-test mutants that are not "
-        "listed as equivalent (after adding tests); with --resume also those never checked, "
-        "in the same run"))
+        "listed as equivalent (after adding tests); with --resume, then (a second mutmut "
+        "run) those never checked or whose function changed"))
     args = parser.parse_args()
     mutmut = Path(sys.executable).with_name("mutmut")
     failed = 0
@@ -215,24 +218,25 @@ def main() -> int:
             print(f"== mutmut: {' '.join(patterns)} ({path})", flush=True)  # noqa: T201
             work = prepare(path, debug=args.debug)
             restore_results(path)
-            names = mutants_to_check(path, patterns, resume=args.resume,
-                                     survivors_only=args.survivors)
-            if names is None:
+            runs = mutmut_runs(path, patterns, resume=args.resume, survivors_only=args.survivors)
+            if not runs:
                 print(f"{path}: no survivors to check again", flush=True)  # noqa: T201
                 continue
             # each of the --jobs test processes gets its share of the cores: torch would
             # otherwise start a thread per core in each, and they would fight over them
             threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
-            try:
-                code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
-                                        str(args.jobs), *names], cwd=work,
-                                       env={"OMP_NUM_THREADS": threads, **os.environ, **env},
-                                       preexec_fn=limit_memory)
-            finally:
-                keep_results(path)
-            if code:
-                print(f"mutmut: no result for {path} (exit {code})", flush=True)  # noqa: T201
-                failed += 1
+            for names in runs:
+                try:
+                    code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
+                                            str(args.jobs), *names], cwd=work,
+                                           env={"OMP_NUM_THREADS": threads, **os.environ, **env},
+                                           preexec_fn=limit_memory)
+                finally:
+                    keep_results(path)
+                if code:
+                    print(f"mutmut: no result for {path} (exit {code})", flush=True)  # noqa: T201
+                    failed += 1
+                    break
     return 1 if failed else 0
 
 
