@@ -131,6 +131,22 @@ def restore_results(path: str) -> None:
         shutil.copyfile(kept, meta)
 
 
+def drop_stale_stats(path: str) -> None:
+    """mutmut records once which tests reach each function and later only adds new tests to
+    that record, so a function added or renamed since would count as having "no tests". When
+    the results name a function the record lacks, the record goes and mutmut takes it again
+    (a test run of the module's selection)."""
+    stats, meta = work_dir(path) / "mutants" / "mutmut-stats.json", meta_file(path)
+    try:
+        recorded = set(json.loads(stats.read_text())["tests_by_mangled_function_name"])
+        functions = {name.rsplit("__mutmut_", 1)[0]
+                     for name in json.loads(meta.read_text())["exit_code_by_key"]}
+    except (OSError, json.JSONDecodeError, KeyError):
+        return
+    if functions - recorded:
+        stats.unlink()
+
+
 def keep_results(path: str) -> None:
     """Copy the module's results into the repository (after a run, finished or not)."""
     meta = meta_file(path)
@@ -226,6 +242,7 @@ def main() -> int:
             # otherwise start a thread per core in each, and they would fight over them
             threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
             for names in runs:
+                drop_stale_stats(path)  # mutmut's first run made a changed module's mutants
                 try:
                     code = subprocess.call(["nice", str(mutmut), "run", "--max-children",
                                             str(args.jobs), *names], cwd=work,

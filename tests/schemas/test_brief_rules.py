@@ -99,6 +99,31 @@ def test_locale_keys_are_normalised() -> None:
     assert set(brief.scenes[0].dialogue) == {"en-US", "de-DE"}
 
 
+def test_locale_keys_are_normalised_up_to_the_locale_limit() -> None:
+    """40 locales (MAX_LOCALES), every mapping keyed in lower case: still one campaign."""
+    tags = [f"{language}-{region}" for language in ("en", "de", "fr", "es", "it", "pt", "nl",
+                                                     "sv", "da", "fi", "pl", "cs", "ja", "ko",
+                                                     "zh", "ar", "tr", "el", "hu", "ro")
+            for region in ("us", "gb")]
+    data = _brief(locales=tags)
+    for scene in data["scenes"]:
+        for field in ("dialogue", "on_screen_text"):
+            if scene.get(field):
+                first = next(iter(scene[field].values()))
+                scene[field] = {tag: first for tag in tags}
+    for field in ("legal", "call_to_action"):
+        if data.get("brand_kit", {}).get(field):
+            first = next(iter(data["brand_kit"][field].values()))
+            data["brand_kit"][field] = {tag: first for tag in tags}
+    brief = load_brief(json.dumps(data))
+    standard = [f"{t[:2]}-{t[3:].upper()}" for t in tags]
+    assert brief.locales == standard
+    assert all(set(s.dialogue) in (set(), set(standard)) for s in brief.scenes)
+    assert any(s.dialogue for s in brief.scenes)
+    if brief.brand_kit is not None:
+        assert set(brief.brand_kit.legal) in (set(), set(standard))
+
+
 def test_whole_brief_problems_each_carry_their_path() -> None:
     data = _brief()
     data["scenes"].append(dict(data["scenes"][0]))  # the same scene_id twice
