@@ -8,6 +8,7 @@ reason in tests/mutation_equivalents.md), and the score.
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 import tomllib
@@ -67,7 +68,8 @@ def main() -> int:
     for module in config["only_mutate"]:
         meta = latest_results(module)
         if not meta.exists():
-            print(f"{module:32} (not run)")  # noqa: T201
+            print(f"{module:32} " + ("(not run)" if has_mutable_functions(module) else  # noqa: T201
+                                     "(no mutants: no undecorated function bodies)"))
             continue
         try:
             codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
@@ -83,6 +85,16 @@ def main() -> int:
     print(f"{'total':32} " + " ".join(f"{totals[c]:>11}" for c in columns)  # noqa: T201
           + f"  {score(totals)}")
     return 0
+
+
+def has_mutable_functions(module: str) -> bool:
+    """Whether mutmut makes mutants of the module: it mutates the bodies of functions and
+    methods, except decorated ones (@staticmethod and @classmethod alone are mutated)."""
+    tree = ast.parse((ROOT / module).read_text())
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+               and [ast.unparse(d) for d in node.decorator_list]
+               in ([], ["staticmethod"], ["classmethod"])
+               for node in ast.walk(tree))
 
 
 def score(counts: Counter[str]) -> str:
