@@ -127,6 +127,26 @@ def decode_video_frames(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
+def decode_video_frames_at(path: Path, indexes: list[int]) -> dict[int, np.ndarray]:
+    """The frames at these decode-order indexes as uint8 RGB (H, W, 3), by index; decoding stops
+    after the last one asked for, and only those are converted (a check that needs a few frames
+    of a spot does not pay for all of them)."""
+    wanted = set(indexes)
+    found: dict[int, np.ndarray] = {}
+    if not wanted:
+        return found
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                found[index] = frame.to_ndarray(format="rgb24")
+                if len(found) == len(wanted):
+                    break
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise MediaError(f"{path}: has no frame {missing[0]} (frames asked: {sorted(wanted)})")
+    return found
+
+
 def decode_audio(path: Path) -> tuple[np.ndarray, int]:
     """The first audio stream as float32 (channels, samples) and its sample rate."""
     with av.open(str(path)) as container:

@@ -13,12 +13,11 @@ import numpy as np
 from PIL import Image
 
 from infra.fonts import fontconfig_file
-from infra.media import decode_audio, decode_video_frames, probe, run_ffmpeg
-from schemas.finishing import LoudnessTarget, QCCheck, QCReport
+from infra.media import decode_audio, decode_video_frames_at, probe, run_ffmpeg
+from schemas.finishing import QCCheck, QCReport
 from schemas.platforms import SafeZone, duration_problem
 from schemas.spot import SpotSpec
-from tasks.finishing import true_peak_dbtp
-from tasks.qc import run_qc
+from tasks.qc import file_analysis, run_qc
 from tasks.spot import SPOT_FPS, SpotResult
 
 # A join clicks when the largest sample-to-sample step near it is this many times the largest
@@ -38,9 +37,6 @@ STEP_FLOOR = 1e-4  # steps below this (-80 dBFS) are silence, never a click refe
 TEXT_DIFF = 40  # a pixel differing by this much (0-255) from the canvas is drawn text
 TEXT_CANVAS = 128  # mid grey: both the white fill and the black outline of the text stand out
 OUTSIDE_TOLERANCE = 0.001  # share of the frame outside the zone that encoding noise may change
-# loudnorm's measuring pass reports the input whatever the target; the target only has to be one
-# loudnorm accepts (its TP parameter stops at -9 dBTP, a stricter spec would be refused).
-_MEASURE_TARGET = LoudnessTarget(integrated_lufs=-23.0, true_peak_dbtp=-1.0)
 _ASS_EVENT = re.compile(r"^Dialogue: \d+,(\d+):(\d{2}):(\d{2})\.(\d{2}),"
                         r"(\d+):(\d{2}):(\d{2})\.(\d{2})")
 
@@ -163,13 +159,16 @@ def rendered_text_checks(ass: Path, size: tuple[int, int], zone: SafeZone,
 
 
 def burned_caption_check(plain: Path, burned: Path, cue_times: list[tuple[float, float]],
-                         zone: SafeZone) -> QCCheck:
+                         zone: SafeZone, frames: int) -> QCCheck:
     """Captions on the spot itself: the burned and the soft-caption files differ only by the
-    captions, so at each cue's middle frame the difference must lie inside the safe zone."""
-    plain_frames, burned_frames = decode_video_frames(plain), decode_video_frames(burned)
+    captions, so at each cue's middle frame the difference must lie inside the safe zone.
+    `frames`: the files' decoded frame count (the analysis pass's); only the cue frames are
+    decoded to pictures."""
+    indexes = [min(round((start + end) / 2 * SPOT_FPS), frames - 1) for start, end in cue_times]
+    plain_frames = decode_video_frames_at(plain, indexes)
+    burned_frames = decode_video_frames_at(burned, indexes)
     problems = []
-    for start, end in cue_times:
-        index = min(round((start + end) / 2 * SPOT_FPS), len(plain_frames) - 1)
+    for (start, end), index in zip(cue_times, indexes, strict=True):
         mask = text_mask(burned_frames[index], plain_frames[index])
         height, width = mask.shape
         x0, y0, x1, y1 = zone.box(width, height)
@@ -191,23 +190,24 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path) -> QCReport:
     """Every check on one assembled spot."""
     path = Path(result.video_path)
     vtt = Path(result.vtt_path) if result.vtt_path else None
+    # one probe, one ffmpeg analysis pass (picture, frame count, true peak) and one audio
+    # decode serve every check below
+    media, analysis, decoded = probe(path), file_analysis(path), decode_audio(path)
     # 1. the deliverable checks every scene clip passes: codecs, size, frames, loudness, ...
-    report = run_qc(probe(path), path, expected_frames=result.frames, fps=SPOT_FPS,
+    report = run_qc(media, path, expected_frames=result.frames, fps=SPOT_FPS,
                     width=result.width, height=result.height, target=spec.loudness,
-                    captions=vtt)
+                    captions=vtt, analysis=analysis, decoded=decoded)
     checks = list(report.checks)
     # 2. the platforms' duration limits, on the encoded file
-    duration = probe(path).duration_s
-    reasons = [r for p in spec.platforms if (r := duration_problem(p, duration))]
+    reasons = [r for p in spec.platforms if (r := duration_problem(p, media.duration_s))]
     checks.append(_check("platform_duration", not reasons, "; ".join(reasons) or
-                         f"{duration:.2f} s", ", ".join(p.value for p in spec.platforms)))
-    # 3. true peak over the whole spot (ffmpeg's 4x oversampled estimate)
-    measured = true_peak_dbtp(path, _MEASURE_TARGET)
-    peak = measured if measured is not None else float("-inf")  # None: digital silence
+                         f"{media.duration_s:.2f} s", ", ".join(p.value for p in spec.platforms)))
+    # 3. true peak over the whole spot (ebur128's 4x oversampled estimate, BS.1770 annex 2)
+    peak = analysis.true_peak_dbtp if analysis.true_peak_dbtp is not None else float("-inf")
     checks.append(_check("true_peak", peak <= spec.loudness.true_peak_dbtp,
                          f"{peak:.1f} dBTP", f"<= {spec.loudness.true_peak_dbtp:.0f} dBTP"))
     # 4. sound across the joins: no click, no hole between scenes; no click into the end card
-    samples, rate = decode_audio(path)
+    samples, rate = decoded
     problems = join_problems(samples, rate, result.scene_starts_s[1:])
     if result.end_card_start_s is not None:
         problems += join_problems(samples, rate, [result.end_card_start_s], check_gap=False)
@@ -220,7 +220,7 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path) -> QCReport:
     if result.burned_path is not None and vtt is not None:
         cue_times = _vtt_times(vtt.read_text(encoding="utf-8"))
         checks.append(burned_caption_check(path, Path(result.burned_path), cue_times,
-                                           spec.safe_zone))
+                                           spec.safe_zone, analysis.frames))
     return QCReport(checks=checks)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from schemas.brief import Aspect, OnScreenText, Platform
 from schemas.finishing import CaptionCue, LoudnessTarget
-from schemas.platforms import TITLE_SAFE_ZONE, safe_zone
+from schemas.platforms import TITLE_SAFE_ZONE, SafeZone, safe_zone
 from schemas.spot import SpotSpec, plan_spots
 from tasks.overlay import TimedText, build_timed_ass
 from tasks.spot import SpotResult, assemble_spot
@@ -120,6 +120,22 @@ def test_platform_limits_loudness_and_peak_are_measured_on_the_spot(
     assert failed == {"platform_duration", "loudness", "true_peak"}, report.failures
     assert any("tiktok takes spots of 5-60 s; this spot lasts 4.00 s" in failure
                for failure in report.failures)
+
+
+def test_burned_captions_must_be_drawn_and_inside_the_safe_zone(
+        cut_spot: tuple[SpotSpec, SpotResult, Path]) -> None:
+    spec, result, folder = cut_spot
+    # the "burned" variant is the master itself: no caption drawn at any cue
+    undrawn = run_spot_qc(spec, result.model_copy(update={"burned_path": result.video_path}),
+                          folder / "qc-undrawn")
+    [failure] = [f for f in undrawn.failures if f.startswith("captions_safe_zone")]
+    assert "no caption drawn at" in failure
+    # a narrow middle column: the captions cross its sides
+    column = SafeZone(top=0.0, bottom=0.0, left=0.4, right=0.4)
+    outside = run_spot_qc(spec.model_copy(update={"safe_zone": column}), result,
+                          folder / "qc-outside")
+    [failure] = [f for f in outside.failures if f.startswith("captions_safe_zone")]
+    assert "of the frame outside the zone changed at" in failure
 
 
 def test_a_full_spot_with_crossfade_and_end_card_passes(tmp_path: Path) -> None:

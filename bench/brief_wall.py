@@ -1,0 +1,117 @@
+"""Time a brief as a user runs it, `mova-ads submit` then `mova-ads run`, with the checkouts
+given, one after the other in one sitting (issue 15: today's code against an earlier one).
+
+    .venv/bin/python bench/brief_wall.py [--tree DIR ...] [--brief FILE] [--work DIR]
+
+Each --tree is a checkout with its own installed `.venv` (default: this one). To compare with an
+earlier commit: `git worktree add ../before <commit> && make -C ../before install`, then
+`--tree ../before --tree .`. Each run gets a fresh data folder (SQLite, local storage, local Ray,
+Prefect's ephemeral server with its own PREFECT_HOME) and the tiny checkpoint made by that tree
+before the clock starts. The wall time covers both commands, start-ups included. From what the
+run recorded: the span of its flows, the time covered by each kind of task (Prefect's task runs,
+read from the run's own Prefect database), the renders executed and their model seconds, and the
+deliverables published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from campaign import ISSUE_BRIEF, _union_seconds, task_kind  # noqa: E402
+
+MAKE_CHECKPOINT = ("from pathlib import Path; from mova_model.make_checkpoint import "
+                   "make_checkpoint; make_checkpoint(Path({path!r}), preset='tiny', seed=0, "
+                   "overwrite=True)")
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace(" ", "T")).timestamp()
+
+
+def prefect_split(database: Path) -> dict[str, float]:
+    """Flow span and the seconds covered by each kind of task, from Prefect's SQLite file."""
+    with sqlite3.connect(database) as db:
+        flows = db.execute("select min(start_time), max(end_time) from flow_run").fetchone()
+        tasks = db.execute("select name, start_time, end_time from task_run "
+                           "where start_time is not null and end_time is not null").fetchall()
+    by_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for name, start, end in tasks:
+        if (kind := task_kind(name)) is not None:
+            by_kind[kind].append((_epoch(start), _epoch(end)))
+    split = {f"{kind}_s": round(_union_seconds(spans), 1) for kind, spans in by_kind.items()}
+    split["flow_span_s"] = round(_epoch(flows[1]) - _epoch(flows[0]), 1) if flows[0] else 0.0
+    return split
+
+
+def run_records(database: Path) -> dict[str, object]:
+    """Renders executed, their summed model seconds, and deliverables by status."""
+    with sqlite3.connect(database) as db:
+        seconds = [row[0] for row in db.execute("select seconds from render_job")
+                   if row[0] is not None]
+        statuses = dict(db.execute("select status, count(*) from deliverable group by status")
+                        .fetchall())
+    return {"renders": len(seconds), "model_s": round(sum(seconds), 1),
+            "deliverables": statuses}
+
+
+def time_tree(tree: Path, brief: Path, work: Path) -> dict[str, object]:
+    cli = tree / ".venv" / "bin" / "mova-ads"
+    if not cli.is_file():
+        raise SystemExit(f"{tree}: no {cli.relative_to(tree)} (run `make install` there)")
+    work.mkdir(parents=True)
+    env = {**os.environ, "MOVA_DATA_DIR": str(work / "data"),
+           "PREFECT_HOME": str(work / "prefect")}
+    checkpoint = work / "data" / "checkpoints" / "tiny"
+    subprocess.run([str(tree / ".venv" / "bin" / "python"), "-c",
+                    MAKE_CHECKPOINT.format(path=str(checkpoint))], env=env, check=True,
+                   capture_output=True)
+    (work / "brief.yaml").write_bytes(brief.read_bytes())
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    start = time.perf_counter()
+    with (work / "cli.log").open("w") as log:
+        for command in (["submit", "brief.yaml"], ["run"]):
+            done = subprocess.run([str(cli), *command], cwd=work, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+            if done.returncode != 0:
+                raise SystemExit(f"{tree}: mova-ads {' '.join(command)} failed "
+                                 f"(exit {done.returncode}); see {work / 'cli.log'}")
+    wall = time.perf_counter() - start
+    return {"tree": str(tree), "commit": commit, "wall_s": round(wall, 1),
+            **prefect_split(work / "prefect" / "prefect.db"),
+            **run_records(work / "data" / "mova_ads.db")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tree", type=Path, action="append",
+                        help="a checkout with its .venv (repeat; default: this one)")
+    parser.add_argument("--brief", type=Path, default=ISSUE_BRIEF)
+    parser.add_argument("--work", type=Path, default=Path("/tmp") / f"brief-wall-{os.getpid()}")
+    args = parser.parse_args()
+    trees = [tree.resolve() for tree in args.tree or [ROOT]]
+    machine = {"cpu_cores": os.cpu_count(), "machine": platform.machine(),
+               "load_before": round(os.getloadavg()[0], 2)}
+    lines = ({"brief": str(args.brief), **machine},
+             *(time_tree(tree, args.brief, args.work / f"{index}-{tree.name}")
+               for index, tree in enumerate(trees)))
+    for line in lines:  # one JSON line per tree, as each finishes
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
