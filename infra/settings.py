@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         default="none", description="none, component or block (small GPUs).")
     render_workers: int = Field(default=1, ge=1, description=(
         "Render actors (one per GPU on a cluster; each CPU actor loads its own model)."))
+    render_threads: int | None = Field(default=None, ge=1, description=(
+        "Torch threads of each CPU render actor. Unset: the node's cores less one, shared by "
+        "its actors (at least one each): the flow finishes, checks and publishes beside the "
+        "renders, and a render whose threads must wait for a busy core slows down many times."))
     render_gpus_per_worker: float = Field(default=0.0, ge=0, description="GPUs per render actor.")
     render_context_parallel: int = Field(default=1, ge=1, description=(
         "Actors per render: >1 starts gangs of this many actors on one node (a GPU each) that "

@@ -112,6 +112,17 @@ class RenderModel:
     lora_sha256: str | None = None  # the registered LoRA the pipeline holds (issue 11)
 
 
+def cpu_render_threads(settings: Settings, cores: int) -> int:
+    """Torch threads for one CPU render actor on a node of `cores` cores: RENDER_THREADS, else
+    the cores less one (for the flow's finishing beside the renders), split among the actors.
+    A render's many small ops each wait for all its threads, so one thread preempted by an
+    ffmpeg encode stalls the others (measured in bench/README.md, `brief_wall.py`)."""
+    if settings.render_threads is not None:
+        return settings.render_threads
+    actors = settings.render_workers * settings.render_context_parallel
+    return max(1, (cores - 1) // actors)
+
+
 def load_render_model(settings_json: str) -> RenderModel:
     """Actor start-up: load the pipeline once (it stays resident) and open storage."""
     import torch
@@ -122,7 +133,7 @@ def load_render_model(settings_json: str) -> RenderModel:
     limit_decoded_pixels(settings.max_first_frame_pixels)  # PIL's bomb guard, at our limit
     ranks = settings.render_context_parallel  # a gang member: the pool joined its group
     if settings.mova_device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // (settings.render_workers * ranks)))
+        torch.set_num_threads(cpu_render_threads(settings, os.cpu_count() or 1))
     pipeline = MovaPipeline.from_pretrained(settings.checkpoint, dtype=settings.mova_dtype,
                                             device=settings.mova_device,
                                             offload=settings.mova_offload,
