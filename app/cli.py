@@ -106,9 +106,11 @@ class _ProgressWatcher:
             self.thread.join(timeout=5)
 
 
-def _configure_prefect(verbose: bool) -> None:
+def _prefect_environment() -> None:
     """Embedded default: Prefect's ephemeral server keeps its state under the data dir (not
-    ~/.prefect, shared by every project), without telemetry. A PREFECT_API_URL wins."""
+    ~/.prefect, shared by every project), without telemetry. A PREFECT_API_URL wins. Prefect
+    reads these once, when it is first imported, so this runs before any command: `demo`
+    imports it while submitting, before it produces."""
     settings = load_settings()
     if "PREFECT_HOME" not in os.environ:
         home = (settings.mova_data_dir / "prefect").resolve()
@@ -116,8 +118,12 @@ def _configure_prefect(verbose: bool) -> None:
         os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect gives its ephemeral server 20 s to start; a busy 2-core machine needs more (a
-    # `make demo` beside other work timed out there).
+    # `make demo` right after the test suite timed out there).
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+def _configure_prefect(verbose: bool) -> None:
+    _prefect_environment()
     level = "INFO" if verbose else "WARNING"
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     logging.getLogger("prefect").setLevel(level)
@@ -407,6 +413,7 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 
 def main() -> None:
     try:
+        _prefect_environment()
         app()
     except (NotFound, SettingsInvalid) as err:
         errors.print(f"[red]error:[/] {err}", markup=True, highlight=False)
