@@ -77,9 +77,10 @@ def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
         dac = loaded
     else:
         train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
-        factor = normalise_dac_latents(dac, seed + 3)
+        content_std = normalise_dac_latents(dac, seed + 3)
         save_component(dac, config.audio_vae, audio_dir)
-        log.info("stage=audio_vae done latent_scale=%.4g", factor)
+        log.info("stage=audio_vae done latent_std_before min=%.3g median=%.3g max=%.3g",
+                 content_std.min(), content_std.median(), content_std.max())
     return vae.eval(), video_config, dac.eval()
 
 

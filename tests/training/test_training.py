@@ -28,6 +28,7 @@ from training.codecs import (
     train_audio_vae,
     train_video_vae,
     video_vae_loss,
+    world_clips,
 )
 from training.common import BUDGETS, Budget, save_state
 from training.dit import (
@@ -61,11 +62,21 @@ def test_dac_rescale_keeps_reconstruction_and_gives_unit_latents() -> None:
     _, dac = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
     audio = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 1, 4800))
                              .astype(np.float32))
+    # the clips the rescale measures on (the same seed and count)
+    world = torch.from_numpy(np.stack([a for _, a in world_clips(np.random.default_rng(1), 4)]))
     with torch.no_grad():
         before = dac.decode(dac.encode(audio))
-        normalise_dac_latents(dac, seed=1, num_clips=4)
+        latents_before = dac.encode(world[:, None])
+        measured = normalise_dac_latents(dac, seed=1, num_clips=4)
         after = dac.decode(dac.encode(audio))
+        latents_after = dac.encode(world[:, None])
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(measured, latents_before.std(dim=(0, 2)))
+    # every channel standardised on its own: zero mean, unit std
+    torch.testing.assert_close(latents_after.mean(dim=(0, 2)), torch.zeros(measured.shape[0]),
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(latents_after.std(dim=(0, 2)), torch.ones(measured.shape[0]),
+                               atol=1e-3, rtol=0)
 
 
 def test_codec_losses_go_down(tmp_path: Path) -> None:
