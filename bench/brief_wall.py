@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from campaign import ISSUE_BRIEF, _union_seconds, task_kind  # noqa: E402
+from campaign import ISSUE_BRIEF, task_kind, union_seconds  # noqa: E402
 
 MAKE_CHECKPOINT = ("from pathlib import Path; from mova_model.make_checkpoint import "
                    "make_checkpoint; make_checkpoint(Path({path!r}), preset='tiny', seed=0, "
@@ -51,7 +51,7 @@ def prefect_split(database: Path) -> dict[str, float]:
     for name, start, end in tasks:
         if (kind := task_kind(name)) is not None:
             by_kind[kind].append((_epoch(start), _epoch(end)))
-    split = {f"{kind}_s": round(_union_seconds(spans), 1) for kind, spans in by_kind.items()}
+    split = {f"{kind}_s": round(union_seconds(spans), 1) for kind, spans in by_kind.items()}
     split["flow_span_s"] = round(_epoch(flows[1]) - _epoch(flows[0]), 1) if flows[0] else 0.0
     return split
 

@@ -83,7 +83,7 @@ def campaign_brief(deliverables: int) -> dict[str, Any]:
     return brief
 
 
-def _union_seconds(intervals: list[tuple[float, float]]) -> float:
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
     """Length of the union of [start, end] intervals."""
     total, reach = 0.0, float("-inf")
     for start, end in sorted(intervals):
@@ -150,8 +150,8 @@ def run_one(brief_path: Path) -> dict[str, Any]:
         statuses = sorted({str(r.status) for r in rows})
         model_s = sum(j.seconds or 0.0 for j in jobs)
         executed = sum(j.attempts for j in jobs)
-    critical = _union_seconds([i for kind in intervals.values() for i in kind])
-    split = {kind: round(_union_seconds(intervals.get(kind, [])), 2)
+    critical = union_seconds([i for kind in intervals.values() for i in kind])
+    split = {kind: round(union_seconds(intervals.get(kind, [])), 2)
              for kind in ("render", "finishing", "publishing", "planning", "bookkeeping")}
     return {"deliverables": len(rows), "statuses": statuses, "renders_executed": executed,
             "render_jobs": len(jobs), "wall_s": round(wall, 2),

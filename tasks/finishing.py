@@ -6,8 +6,6 @@ infra.media; every step is a function that can be tested on its own.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 import wave
 from pathlib import Path
@@ -105,14 +103,6 @@ MAX_CORRECTIONS = 2
 GATING_BLOCK_S = 0.4  # BS.1770's block: shorter audio has no integrated loudness
 
 
-def parse_loudnorm(stderr: str) -> dict[str, str]:
-    """The JSON block loudnorm prints at the end of a run."""
-    blocks = re.findall(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
-    if not blocks:
-        raise MediaError("loudnorm printed no measurement")
-    return dict(json.loads(blocks[-1]))
-
-
 def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
     """Integrated loudness (LUFS) of float audio (channels, samples); None for digital silence
     or audio shorter than one gating block."""
@@ -121,14 +111,6 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
     with np.errstate(divide="ignore"):  # silence: log10(0) = -inf, reported as None
         loudness = float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T))
     return loudness if np.isfinite(loudness) else None
-
-
-def true_peak_dbtp(path: Path, target: LoudnessTarget) -> float | None:
-    """True peak (dBTP) of a file's audio as ffmpeg's loudnorm measures it; None for silence."""
-    measure = (f"highpass=f={HIGHPASS_HZ},loudnorm=I={target.integrated_lufs}:"
-               f"TP={target.true_peak_dbtp}:LRA={target.loudness_range_lu}:print_format=json")
-    stderr = run_ffmpeg(["-i", str(path), "-af", measure, "-f", "null", "-"])
-    return _number(parse_loudnorm(stderr)["input_tp"])
 
 
 def gain_filter(gain_db: float, target: LoudnessTarget) -> str:
@@ -323,11 +305,3 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
         # separate loudnorm measuring pass it replaces used the same oversampling
         true_peak_out_dbtp=analysis.true_peak_dbtp, qc=report,
     )
-
-
-def _number(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if np.isfinite(number) else None

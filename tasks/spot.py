@@ -32,9 +32,9 @@ from tasks.finishing import (
     normalize_loudness,
     to_srt,
     to_vtt,
-    true_peak_dbtp,
 )
 from tasks.overlay import TimedText, build_timed_ass
+from tasks.qc import file_analysis
 
 SPOT_FPS = 24  # the model renders at 24 fps (MAX_CLIP_SECONDS = 193 / 24)
 # At a cut, 5 ms fades each side: splicing two non-zero samples is an audible click, and 5 ms is
@@ -328,7 +328,9 @@ def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
         duration_s=total_frames / SPOT_FPS, scene_starts_s=starts_s,
         end_card_start_s=content_frames / SPOT_FPS if card_frames else None,
         loudness_in_lufs=loudness_in, loudness_out_lufs=integrated_lufs(decoded, decoded_rate),
-        true_peak_out_dbtp=true_peak_dbtp(out, spec.loudness), scene_frames=frames)
+        # ebur128's true peak from the analysis pass, the meter spot QC checks (and the
+        # scene finish records)
+        true_peak_out_dbtp=file_analysis(out).true_peak_dbtp, scene_frames=frames)
 
 
 def spot_manifest(spec: SpotSpec, clips: list[SceneClip], result: SpotResult) -> SpotManifest:
