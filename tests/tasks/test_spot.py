@@ -75,6 +75,12 @@ def test_each_spot_plays_end_to_end_with_end_card_captions_loudness_and_safe_zon
     assert abs(samples.shape[1] / rate - expected_frames / SPOT_FPS) < 0.05
     with av.open(result.video_path) as container:
         assert container.streams.video[0].codec_context.profile == "High"
+        # every frame one 24 fps step after the last, end card included (a player, the
+        # platforms and the freeze check read time from these)
+        times = sorted(float(packet.pts * packet.time_base)
+                       for packet in container.demux(container.streams.video[0])
+                       if packet.pts is not None)
+        assert np.allclose(np.diff(times), 1 / SPOT_FPS, atol=1e-3), np.diff(times)
         assert container.streams.subtitles[0].metadata["language"] == \
             probe(Path(result.video_path)).audio.language  # type: ignore[union-attr]
     # 2. the end card closes the spot
