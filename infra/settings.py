@@ -124,7 +124,9 @@ class Settings(BaseSettings):
 
     def gpu_seconds_per_step(self, profile: str) -> float:
         """The cost model's seconds per sampling step of a render profile."""
-        return {"tiny": self.gpu_seconds_per_step_tiny, "360p": self.gpu_seconds_per_step_360p,
+        # `demo` is the tiny preset (trained weights) at the tiny size: the same step
+        return {"tiny": self.gpu_seconds_per_step_tiny, "demo": self.gpu_seconds_per_step_tiny,
+                "360p": self.gpu_seconds_per_step_360p,
                 "720p": self.gpu_seconds_per_step_720p}[profile]
 
     @property

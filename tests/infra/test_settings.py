@@ -57,3 +57,11 @@ def test_every_render_profile_setting_names_a_profile_and_each_profile_can_be_ch
     demo = RENDER_PROFILES[load_settings({"MOVA_RENDER_PROFILE": "demo"}).mova_render_profile]
     # the demo model's own unconditional text is the empty prompt, not the release's
     assert (demo.height, demo.width, demo.negative_prompt) == (64, 112, "")
+
+
+@pytest.mark.parametrize("profile", sorted(RENDER_PROFILES))
+def test_the_cost_model_prices_every_render_profile(profile: str) -> None:
+    # a brief submitted under a profile the cost model did not know failed with a KeyError
+    settings = load_settings({})
+    assert settings.gpu_seconds_per_step(profile) > 0
+    assert settings.gpu_seconds_per_step("demo") == settings.gpu_seconds_per_step("tiny")
