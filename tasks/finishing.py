@@ -13,7 +13,6 @@ from pathlib import Path
 import ffmpeg
 import langcodes
 import numpy as np
-import pyloudnorm
 from scipy.io import wavfile
 
 from infra.fonts import fontconfig_file
@@ -108,6 +107,8 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
     or audio shorter than one gating block."""
     if audio.shape[-1] < GATING_BLOCK_S * sample_rate:
         return None
+    import pyloudnorm  # here, not at the top: it imports scipy.signal (~2 s of every CLI start)
+
     with np.errstate(divide="ignore"):  # silence: log10(0) = -inf, reported as None
         loudness = float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T))
     return loudness if np.isfinite(loudness) else None

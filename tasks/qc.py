@@ -7,7 +7,6 @@ from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 
 from infra.media import MediaAnalysis, MediaProbe, analyze_media, decode_audio
 from schemas.finishing import LoudnessTarget, QCCheck, QCReport
@@ -53,6 +52,8 @@ def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
     rms_dbfs = 20 * np.log10(rms) if rms > 0 else -np.inf
     judged = audio if source_audio is None else source_audio
     clipped = float(np.mean(np.abs(judged) >= 0.999)) if judged.size else 0.0
+    import pyloudnorm  # here, not at the top: it imports scipy.signal (~2 s of every CLI start)
+
     meter = pyloudnorm.Meter(sample_rate)
     loudness = float(meter.integrated_loudness(audio.T)) if audio.shape[1] >= 0.4 * \
         sample_rate else float("-inf")
