@@ -19,7 +19,7 @@ from rich.table import Table
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.settings import SettingsInvalid, load_settings
+from infra.settings import Settings, SettingsInvalid, load_settings
 from infra.statuses import DELIVERABLE_ENDED, RenderStatus
 from schemas.errors import BriefInvalid, NotFound
 from tasks.services import Services
@@ -29,7 +29,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 # Tables and messages are wide; off a terminal (CI logs, pipes) do not wrap them at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-EXAMPLE_BRIEF = Path(__file__).resolve().parents[1] / "examples" / "brief.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_BRIEF = ROOT / "examples" / "brief.yaml"
+# `demo` by default: the tiny MOVA trained here on the synthetic world (make demo-model), and a
+# brief written in that world's words, so the spots show what the brief asks for.
+DEMO_MODEL = ROOT / "assets" / "demo-model"
+DEMO_BRIEF = ROOT / "examples" / "demo-brief.yaml"
 
 
 def _services() -> Services:
@@ -390,16 +395,40 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
             embedded.stop()
 
 
+def demo_choice(settings: Settings, *, random_weights: bool) -> tuple[dict[str, str], Path]:
+    """What `demo` runs: the settings to add to the environment, and the brief. The demo model
+    with its render profile and the demo brief, unless a model is configured (MOVA_CHECKPOINT:
+    the example brief on it), random weights are asked for, or the folder is missing."""
+    if settings.mova_checkpoint is not None or random_weights \
+            or not (DEMO_MODEL / "model_index.json").is_file():
+        return {}, EXAMPLE_BRIEF
+    environment = {"MOVA_CHECKPOINT": str(DEMO_MODEL)}
+    if settings.mova_render_profile == "tiny":  # the default: the demo model's own settings
+        environment["MOVA_RENDER_PROFILE"] = "demo"
+    return environment, DEMO_BRIEF
+
+
 @app.command()
-def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Make the tiny checkpoint if needed, submit the example brief and produce it."""
+def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+         random_weights: Annotated[bool, typer.Option(
+             "--random-weights", help="The random `tiny` preset and examples/brief.yaml "
+             "instead of the demo model (pipeline and formats only: noise for content).")] = False,
+         ) -> None:
+    """Submit the demo brief and produce it with the demo model (or random tiny weights)."""
     settings = load_settings()
-    if not (settings.checkpoint / "model_index.json").is_file():
+    environment, brief = demo_choice(settings, random_weights=random_weights)
+    if environment:
+        # Environment, not arguments: the flows and the render actors read their settings.
+        os.environ.update(environment)
+        settings = load_settings()
+        console.print(f"the demo model ({DEMO_MODEL.relative_to(ROOT)}, trained here on a "
+                      f"synthetic world) renders {brief.relative_to(ROOT)}")
+    elif not (settings.checkpoint / "model_index.json").is_file():
         from mova_model.make_checkpoint import make_checkpoint
 
         console.print(f"making the tiny checkpoint in {settings.checkpoint} ...")
         make_checkpoint(settings.checkpoint, preset="tiny", seed=0, overwrite=True)
-    submit(EXAMPLE_BRIEF)
+    submit(brief)
     run(verbose=verbose)
     with _services() as services, session_scope(services.engine) as session:
         spots = [row for row in repo.campaign_deliverables(session, None)
