@@ -28,7 +28,8 @@ SERVICE_IMAGE, WORKER_IMAGE = "mova-ads-service:latest", "mova-ads-render-worker
 DOCKERFILES = {SERVICE_IMAGE: "Dockerfile.service", WORKER_IMAGE: "Dockerfile.render-worker"}
 # Read by libraries our images run, not by our code: boto3's credentials, Python and pip.
 THIRD_PARTY = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PYTHONDONTWRITEBYTECODE",
-               "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR"}
+               "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
+               "RAY_worker_niceness"}  # read by Ray's raylet (test below)
 
 
 def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
@@ -282,3 +283,13 @@ def test_docker_compose_accepts_the_file() -> None:
     result = subprocess.run(["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config",
                              "-q"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_render_worker_nodes_start_their_actors_at_the_pipelines_niceness() -> None:
+    """A cluster node's raylet gives its workers RAY_worker_niceness (Ray's default: 15); a
+    local Ray gets WORKER_NICENESS from ensure_ray. Both the same, so a render actor is not
+    niced below the ffmpeg work beside it on one node and not on the other."""
+    from infra.gpu_pool import WORKER_NICENESS
+
+    env = dockerfile_env(parse_dockerfile(DEPLOY / DOCKERFILES[WORKER_IMAGE]))
+    assert env["RAY_worker_niceness"] == str(WORKER_NICENESS)
