@@ -7,10 +7,10 @@ Each --tree is a checkout with its own installed `.venv` (default: this one). To
 earlier commit: `git worktree add ../before <commit> && make -C ../before install`, then
 `--tree ../before --tree .`. Each run gets a fresh data folder (SQLite, local storage, local Ray,
 Prefect's ephemeral server with its own PREFECT_HOME) and the tiny checkpoint made by that tree
-before the clock starts. The wall time covers both commands, start-ups included. From what the
-run recorded: the span of its flows, the time covered by each kind of task (Prefect's task runs,
-read from the run's own Prefect database), the renders executed and their model seconds, and the
-deliverables published.
+before the clock starts. The wall time covers both commands, start-ups included; the CPU time
+is that of everything they ran. From what the run recorded: the span of its flows, the time
+covered by each kind of task (Prefect's task runs, read from the run's own Prefect database),
+the renders executed and their model seconds, and the deliverables published.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -67,6 +68,14 @@ def run_records(database: Path) -> dict[str, object]:
             "deliverables": statuses}
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of every finished descendant waited for: the two commands and
+    what they ran (ffmpeg, Prefect's server, Ray's processes and actors, reaped at shutdown).
+    On a CPU-bound run, the wall time is at least this over the number of cores."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_tree(tree: Path, brief: Path, work: Path) -> dict[str, object]:
     cli = tree / ".venv" / "bin" / "mova-ads"
     if not cli.is_file():
@@ -81,7 +90,7 @@ def time_tree(tree: Path, brief: Path, work: Path) -> dict[str, object]:
     (work / "brief.yaml").write_bytes(brief.read_bytes())
     commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), _children_cpu_s()
     with (work / "cli.log").open("w") as log:
         for command in (["submit", "brief.yaml"], ["run"]):
             done = subprocess.run([str(cli), *command], cwd=work, env=env, stdout=log,
@@ -91,6 +100,7 @@ def time_tree(tree: Path, brief: Path, work: Path) -> dict[str, object]:
                                  f"(exit {done.returncode}); see {work / 'cli.log'}")
     wall = time.perf_counter() - start
     return {"tree": str(tree), "commit": commit, "wall_s": round(wall, 1),
+            "cpu_s": round(_children_cpu_s() - cpu_before, 1),
             **prefect_split(work / "prefect" / "prefect.db"),
             **run_records(work / "data" / "mova_ads.db")}
 
