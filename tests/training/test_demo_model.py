@@ -1,13 +1,15 @@
 """The demo model (assets/demo-model: the tiny MOVA trained here on the synthetic world by
 `make demo-model`, issue 17): an official folder that names itself, content the analysers can
-measure held above floors, and the continuity of chained scenes proved on its pixels (issue 13).
+measure held above floors, the demo brief's scenes, and the continuity of chained scenes proved
+on its pixels (issue 13).
 
 The floors are what this model measured, less a margin: they catch a broken pipeline or a
 damaged folder, not a model that falls short of issue 17's targets (it still does). Measured by
-`bench/content.py` on the whole fixed set (24 scenes x 2 seeds, 20 steps, cfg 3): background
-0.67, object 0.63, colour 0.29, lip sync 0.00, syllables 0.00, bounce clicks 0.00, voice-over
-lip sync 0.17, first frame 19.4 dB; on the 8 scenes x 1 seed below: background 0.88, object
-0.75, first frame 20.7 dB."""
+`bench/content.py` on the whole fixed set (24 scenes x 2 seeds, 20 steps, cfg 3; trained with
+the DAC latents standardised per channel, commit e2163d6): background 1.00, object 0.58,
+colour 0.25, lip sync 0.00, syllables 0.00, bounce clicks 0.00, voice-over lip sync 0.00, first
+frame 19.5 dB. (The model before it: background 0.67, object 0.63, colour 0.29, voice-over lip
+sync 0.17, first frame 19.4 dB.)"""
 
 from __future__ import annotations
 
@@ -17,11 +19,15 @@ import numpy as np
 import pytest
 
 from bench.content import run
+from demo_world import analysers
 from demo_world.analysers import psnr
 from infra import repository as repo
 from infra.db import session_scope
+from infra.settings import load_settings
 from mova_model.pipeline import MovaPipeline
+from tasks.ingest import plan_brief, submit_brief
 from tasks.render import read_clip
+from tasks.services import Services
 from tests.tasks.in_process import render_all
 from tests.tasks.test_render_chain import _brief, _planned, _render_key
 
@@ -39,7 +45,7 @@ def test_the_demo_model_is_an_official_folder_that_names_itself() -> None:
 def test_content_stays_above_the_floors_on_the_fixed_evaluation_set() -> None:
     result = run(DEMO_MODEL, num_scenes=8, seeds=[0], steps=20, cfg_scale=3.0)
     rates = result["rates"]
-    assert rates["background"] >= 0.6 and rates["object"] >= 0.5, rates
+    assert rates["background"] >= 0.9 and rates["object"] >= 0.5, rates
     assert result["first_frame_psnr_db"] >= 18.0, result
 
 
@@ -62,5 +68,41 @@ def test_a_chained_scene_starts_from_the_last_frame_of_the_scene_it_continues(
     chained, unchained = psnr(clips["hero"][0], last), psnr(clips["outro"][0], last)
     print(f"\nPSNR to intro's last frame: hero (chained) {chained:.1f} dB, "  # noqa: T201 - figures for the closing note
           f"outro (text only) {unchained:.1f} dB")
-    # measured: 15.9 dB chained, 9.8 dB from text (8 steps, the release's negative prompt)
+    # measured: 19.9 dB chained, 10.3 dB from text (8 steps, the release's negative prompt)
     assert chained >= 14.0 and chained >= unchained + 4.0, (chained, unchained)
+
+
+DEMO_BRIEF = Path(__file__).resolve().parents[2] / "examples" / "demo-brief.yaml"
+
+
+@pytest.mark.slow
+def test_the_demo_brief_renders_the_scenes_it_describes(tmp_path: Path) -> None:
+    """What `make demo` renders, through the real tasks at the demo profile: each scene's
+    landscape renders (every language) show the background its prompt names, and the greeting
+    scene a face. (The product box is read as a face: this model has not learnt boxes from
+    brief-worded prompts; measured: box-slides grey/face, face-greets green/face.)"""
+    services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
+                                       "MOVA_CHECKPOINT": str(DEMO_MODEL),
+                                       "MOVA_RENDER_PROFILE": "demo"}))
+    # with its logo, read beside the brief as `mova-ads demo` submits it
+    brief_id = submit_brief(services, DEMO_BRIEF.read_text(encoding="utf-8"),
+                            base_dir=DEMO_BRIEF.parent)
+    with session_scope(services.engine) as session:
+        repo.claim_submitted_briefs(session, 1, "test")
+    plan_brief(services, brief_id)
+    render_all(services, brief_id)
+    expected = {"face-greets": ("green", "face"), "box-slides": ("grey", "box")}
+    seen: dict[str, list[tuple[str, str | None]]] = {}
+    with session_scope(services.engine) as session:
+        rows = [row for row in repo.get_brief(session, brief_id).deliverables
+                if row.aspect == "16:9" and row.scene_id]
+        jobs = repo.render_jobs(session, [row.render_key for row in rows])
+        for row in rows:
+            video = read_clip(services.store, str(jobs[row.render_key].clip.params["key"])).video
+            seen.setdefault(row.scene_id, []).append(
+                (analysers.read_background(video), analysers.read_object(video)))
+    print(f"\ndemo brief renders (background, object): {seen}")  # noqa: T201 - for the note
+    assert set(seen) == set(expected)
+    for scene_id, reads in seen.items():
+        assert all(background == expected[scene_id][0] for background, _ in reads), seen
+    assert all(obj == "face" for _, obj in seen["face-greets"]), seen
