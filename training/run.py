@@ -39,7 +39,9 @@ from mova_model.text_encoder import build_text_encoder
 from mova_model.tokenizer_build import build_tokenizer
 from mova_model.video_vae import build_video_vae
 from training.codecs import (
+    DEMO_DAC_DECODER_DIM,
     build_codecs,
+    calibrate_dac_gain,
     measure_latent_stats,
     normalise_dac_latents,
     train_audio_vae,
@@ -56,6 +58,13 @@ DEMO_MODEL_NAME = "demo model"
 def _build_video_vae(config: VideoVAEConfig) -> torch.nn.Module:
     # an nn.Module at run time; diffusers' class is untyped for mypy
     return cast(torch.nn.Module, build_video_vae(config))
+
+
+def demo_config(preset: str) -> MovaConfig:
+    """The preset, with a DAC decoder at least DEMO_DAC_DECODER_DIM wide (see there)."""
+    config = get_preset(preset)
+    width = max(config.audio_vae.decoder_dim, DEMO_DAC_DECODER_DIM)
+    return dataclasses.replace(config, audio_vae=config.audio_vae.replace(decoder_dim=width))
 
 
 def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
@@ -78,9 +87,11 @@ def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
     else:
         train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
         content_std = normalise_dac_latents(dac, seed + 3)
+        gain = calibrate_dac_gain(dac, seed + 3)
         save_component(dac, config.audio_vae, audio_dir)
-        log.info("stage=audio_vae done latent_std_before min=%.3g median=%.3g max=%.3g",
-                 content_std.min(), content_std.median(), content_std.max())
+        log.info("stage=audio_vae done latent_std_before min=%.3g median=%.3g max=%.3g "
+                 "decoder_gain=%.3g", content_std.min(), content_std.median(),
+                 content_std.max(), gain)
     return vae.eval(), video_config, dac.eval()
 
 
@@ -132,7 +143,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      preset: str = "tiny", init_from: Path | None = None) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`."""
     started = time.monotonic()
-    config = get_preset(preset)
+    config = demo_config(preset)
     work.mkdir(parents=True, exist_ok=True)
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if init_from is not None:
@@ -162,7 +173,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
         component = getattr(ema, name)
         save_component(component, component.config, staging / name)
     save_component(vae, video_config, staging / "video_vae")
-    save_component(dac, config.audio_vae, staging / "audio_vae")
+    save_component(dac, dac.config, staging / "audio_vae")  # a taken DAC keeps its own
     shutil.rmtree(staging / "text_encoder")
     ema.text_encoder.save_pretrained(staging / "text_encoder")
     shutil.rmtree(staging / "tokenizer")

@@ -23,6 +23,7 @@ from mova_model.tokenizer_build import build_tokenizer
 from training.codecs import (
     audio_vae_loss,
     build_codecs,
+    calibrate_dac_gain,
     normalise_dac_latents,
     pixels,
     train_audio_vae,
@@ -77,6 +78,25 @@ def test_dac_rescale_keeps_reconstruction_and_gives_unit_latents() -> None:
                                atol=1e-4, rtol=0)
     torch.testing.assert_close(latents_after.std(dim=(0, 2)), torch.ones(measured.shape[0]),
                                atol=1e-3, rtol=0)
+
+
+def test_dac_gain_calibration_brings_the_round_trip_towards_the_inputs_level() -> None:
+    """The decoder's level is set on the world; its encoder (the diffusion model's input) is
+    left as it was. (An untrained decoder saturates its tanh, so it only gets closer; the demo
+    model's DAC reaches the level: tests/training/test_demo_model.py.)"""
+    _, dac = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    world = torch.from_numpy(np.stack([a for _, a in world_clips(np.random.default_rng(5), 6)]))
+    with torch.no_grad():
+        latents = dac.encode(world[:, None])
+        before = dac.decode(latents)[..., : world.shape[-1]]
+        gain = calibrate_dac_gain(dac, seed=5, num_clips=6)
+        after = dac.decode(latents)[..., : world.shape[-1]]
+        torch.testing.assert_close(dac.encode(world[:, None]), latents)
+    ratio_before = (world.std(dim=-1) / before[:, 0].std(dim=-1)).median().item()
+    ratio_after = (world.std(dim=-1) / after[:, 0].std(dim=-1)).median().item()
+    assert abs(ratio_before - 1) > 0.2, ratio_before  # an untrained DAC is not at level
+    assert abs(np.log(ratio_after)) < 0.7 * abs(np.log(ratio_before)), (ratio_before, gain,
+                                                                          ratio_after)
 
 
 def test_codec_losses_go_down(tmp_path: Path) -> None:
