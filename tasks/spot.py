@@ -11,14 +11,23 @@ one more time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.fonts import fontconfig_file
 from infra.hashing import sha256_file
-from infra.media import MediaError, decode_audio, decode_video_frames, probe, run_ffmpeg
+from infra.media import (
+    MediaAnalysis,
+    MediaError,
+    decode_audio,
+    decode_video_frames,
+    probe,
+    run_ffmpeg,
+)
 from schemas.brief import OnScreenText, Transition
 from schemas.finishing import CaptionCue
 from schemas.spot import SpotSpec
@@ -256,10 +265,26 @@ def build_spot_video_args(clips: list[tuple[Path, int, int, int]], *, spec: Spot
                                   srt=srt, overlay=overlay, out=out, burned=burned)
 
 
+@dataclass(frozen=True)
+class SpotMeasurement:
+    """What assembly measured of the encoded spot (one ffmpeg analysis pass, one audio decode),
+    handed on so spot QC does not measure the same file again."""
+
+    analysis: MediaAnalysis
+    audio: tuple[np.ndarray, int]  # (samples (channels, n), rate)
+
+
 def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
                   size: tuple[int, int], end_card: Path | None) -> SpotResult:
     """Encode one spot from its scene clips (in `spec.scene_ids` order) and the end card PNG
     (required when the spec has one); `size` is the delivery (width, height)."""
+    return assemble_measured_spot(spec, clips, workdir, size=size, end_card=end_card)[0]
+
+
+def assemble_measured_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
+                           size: tuple[int, int], end_card: Path | None
+                           ) -> tuple[SpotResult, SpotMeasurement]:
+    """`assemble_spot`, and what it measured of the file (for `run_spot_qc`)."""
     if [c.scene_id for c in clips] != spec.scene_ids:
         raise MediaError(f"spot {spec.spot_id}: clips {[c.scene_id for c in clips]} do not match "
                          f"the planned scenes {spec.scene_ids}")
@@ -320,8 +345,9 @@ def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
                                      focus=focus,
                                      burned=(burned_overlay, burned) if burned else None),
                env=env)
-    decoded, decoded_rate = decode_audio(out)
-    return SpotResult(
+    measured = SpotMeasurement(analysis=file_analysis(out), audio=decode_audio(out))
+    decoded, decoded_rate = measured.audio
+    result = SpotResult(
         spot_id=spec.spot_id, video_path=str(out), burned_path=str(burned) if burned else None,
         srt_path=str(srt) if srt else None, vtt_path=str(vtt) if vtt else None,
         ass_path=str(burned_overlay), width=width, height=height, frames=total_frames,
@@ -330,7 +356,8 @@ def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
         loudness_in_lufs=loudness_in, loudness_out_lufs=integrated_lufs(decoded, decoded_rate),
         # ebur128's true peak from the analysis pass, the meter spot QC checks (and the
         # scene finish records)
-        true_peak_out_dbtp=file_analysis(out).true_peak_dbtp, scene_frames=frames)
+        true_peak_out_dbtp=measured.analysis.true_peak_dbtp, scene_frames=frames)
+    return result, measured
 
 
 def spot_manifest(spec: SpotSpec, clips: list[SceneClip], result: SpotResult) -> SpotManifest:

@@ -34,7 +34,7 @@ from tasks.deliver import Uploaded, record_uploaded, run_traced, upload_finished
 from tasks.end_card import compose_end_card, end_card_text, write_end_card
 from tasks.retry import retry_on_transient
 from tasks.services import Services
-from tasks.spot import SceneClip, assemble_spot, spot_manifest
+from tasks.spot import SceneClip, assemble_measured_spot, spot_manifest
 from tasks.spot_qc import run_spot_qc
 
 # Scene finishes a spot can be made from: accepted, and (when cut-downs are published) out.
@@ -166,8 +166,9 @@ def _assemble(services: Services, work: _SpotWork, input_key: str,
                                render_id=scene.render_key, seed=scene.seed))
     size = TARGET_SIZES[spec.aspect]
     card = _end_card(services, work, size, workdir)
-    result = assemble_spot(spec, clips, workdir / "spot", size=size, end_card=card)
-    report = run_spot_qc(spec, result, workdir / "qc")
+    result, measured = assemble_measured_spot(spec, clips, workdir / "spot", size=size,
+                                              end_card=card)
+    report = run_spot_qc(spec, result, workdir / "qc", measured)
     manifest = spot_manifest(spec, clips, result)
     params = {"qc": report.model_dump(mode="json"),
               "preview": any(s.preview for s in work.scenes), "size": list(size),

@@ -18,7 +18,7 @@ from schemas.finishing import QCCheck, QCReport
 from schemas.platforms import SafeZone, duration_problem
 from schemas.spot import SpotSpec
 from tasks.qc import file_analysis, run_qc
-from tasks.spot import SPOT_FPS, SpotResult
+from tasks.spot import SPOT_FPS, SpotMeasurement, SpotResult
 
 # A join clicks when the largest sample-to-sample step near it is this many times the largest
 # step of the sound around it (a splice of two unrelated waveforms is a step of up to twice the
@@ -186,13 +186,17 @@ def burned_caption_check(plain: Path, burned: Path, cue_times: list[tuple[float,
 # ---- the whole gate ---------------------------------------------------------------------------
 
 
-def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path) -> QCReport:
-    """Every check on one assembled spot."""
+def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path,
+                measured: SpotMeasurement | None = None) -> QCReport:
+    """Every check on one assembled spot; `measured` is what assembly measured of the same
+    file (`assemble_measured_spot`), else it is measured here."""
     path = Path(result.video_path)
     vtt = Path(result.vtt_path) if result.vtt_path else None
     # one probe, one ffmpeg analysis pass (picture, frame count, true peak) and one audio
     # decode serve every check below
-    media, analysis, decoded = probe(path), file_analysis(path), decode_audio(path)
+    if measured is None:
+        measured = SpotMeasurement(analysis=file_analysis(path), audio=decode_audio(path))
+    media, analysis, decoded = probe(path), measured.analysis, measured.audio
     # 1. the deliverable checks every scene clip passes: codecs, size, frames, loudness, ...
     report = run_qc(media, path, expected_frames=result.frames, fps=SPOT_FPS,
                     width=result.width, height=result.height, target=spec.loudness,

@@ -13,7 +13,7 @@ from schemas.finishing import CaptionCue, LoudnessTarget
 from schemas.platforms import TITLE_SAFE_ZONE, SafeZone, safe_zone
 from schemas.spot import SpotSpec, plan_spots
 from tasks.overlay import TimedText, build_timed_ass
-from tasks.spot import SpotResult, assemble_spot
+from tasks.spot import SpotMeasurement, SpotResult, assemble_measured_spot, assemble_spot
 from tasks.spot_qc import ass_event_times, join_problems, rendered_text_checks, run_spot_qc
 from tests.tasks.spot_fixtures import (
     OPEN_TONE_HZ,
@@ -107,6 +107,25 @@ def test_a_good_spot_passes_every_check(cut_spot: tuple[SpotSpec, SpotResult, Pa
     names = {c.name for c in report.checks}
     assert {"platform_duration", "true_peak", "joins", "text_safe_zone", "captions_safe_zone",
             "loudness", "frame_count", "captions"} <= names
+
+
+def test_qc_on_what_assembly_measured_is_qc_on_the_file(
+        tmp_path: Path, cut_spot: tuple[SpotSpec, SpotResult, Path]) -> None:
+    """The delivery path hands assembly's measurement of the spot to QC instead of measuring
+    the file twice: the report is the same, and a measurement of another file is believed
+    (so it must be this file's: the loudness check then reads that file's level)."""
+    spec, result, folder = cut_spot
+    again, measured = assemble_measured_spot(spec, scene_clips(
+        spot_brief(transition="cut", brand_kit=None, aspects=["9:16"]), "de-DE",
+        {"open": folder / "open.mp4", "stride": folder / "stride.mp4"}), tmp_path,
+        size=TEST_SIZES[Aspect.PORTRAIT], end_card=None)
+    assert again.loudness_out_lufs == result.loudness_out_lufs
+    assert run_spot_qc(spec, again, tmp_path / "qc", measured) == \
+        run_spot_qc(spec, again, tmp_path / "qc-own")
+    silent = SpotMeasurement(analysis=measured.analysis,
+                             audio=(np.zeros_like(measured.audio[0]), measured.audio[1]))
+    report = run_spot_qc(spec, again, tmp_path / "qc-silent", silent)
+    assert "loudness" in {f.split(":")[0] for f in report.failures}, report.failures
 
 
 def test_platform_limits_loudness_and_peak_are_measured_on_the_spot(
