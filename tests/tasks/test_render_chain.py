@@ -54,9 +54,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
 
 
-def _planned(tmp_path: Path, checkpoint: Path, brief: str) -> tuple[Services, UUID]:
+def _planned(tmp_path: Path, checkpoint: Path, brief: str,
+             profile: str = "tiny") -> tuple[Services, UUID]:
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
-                                       "MOVA_CHECKPOINT": str(checkpoint)}))
+                                       "MOVA_CHECKPOINT": str(checkpoint),
+                                       "MOVA_RENDER_PROFILE": profile}))
     brief_id = submit_brief(services, brief)
     with session_scope(services.engine) as session:
         repo.claim_submitted_briefs(session, 1, "test")
