@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from demo_world.analysers import object_mask
 from demo_world.world import HEIGHT, NUM_FRAMES, WIDTH, render, sample_scene
 from mova_model.audio_vae import AudioVAE, Conv1d
 from mova_model.config import AudioVAEConfig, VideoVAEConfig
@@ -35,6 +36,9 @@ DAC_INITIAL_LOG_VARIANCE = -10.0
 # quiet and flat in trials; width 128 (+0.3 M parameters) learned the world's speech.
 DEMO_DAC_DECODER_DIM = 128
 CROP_H, CROP_W = 32, 56  # video VAE training crop (pixels)
+# Share of video VAE crops centred on the object: a random crop is mostly background, and the
+# small objects' colours and features are what the demo's prompts name.
+OBJECT_CROP_SHARE = 0.5
 
 
 def world_clips(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -89,6 +93,19 @@ def _save(path: Path, module: torch.nn.Module, optimiser: torch.optim.Optimizer,
                       "step": step})
 
 
+def _crop_origin(frame: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """(top, left) of a training crop, multiples of 8 (the VAE's stride): around the object of
+    `frame` OBJECT_CROP_SHARE of the time, anywhere otherwise."""
+    top = 8 * int(rng.integers(0, (HEIGHT - CROP_H) // 8 + 1))
+    left = 8 * int(rng.integers(0, (WIDTH - CROP_W) // 8 + 1))
+    if rng.random() < OBJECT_CROP_SHARE:
+        ys, xs = np.nonzero(object_mask(frame))
+        if ys.size:
+            top = 8 * round(min(max(ys.mean() - CROP_H / 2, 0), HEIGHT - CROP_H) / 8)
+            left = 8 * round(min(max(xs.mean() - CROP_W / 2, 0), WIDTH - CROP_W) / 8)
+    return top, left
+
+
 def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int) -> None:
     """Train in place on random frame windows of fresh clips; resumable from `state_path`."""
     optimiser = torch.optim.AdamW(vae.parameters(), lr=budget.video_vae_lr, weight_decay=0.0)
@@ -112,8 +129,7 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int) 
             # convolutional with per-frame attention, and a quarter of the pixels is a quarter
             # of the cost, which is what makes this stage fit the CPU budget.
             first = int(rng.integers(0, NUM_FRAMES - window + 1))
-            top = 8 * int(rng.integers(0, (HEIGHT - CROP_H) // 8 + 1))
-            left = 8 * int(rng.integers(0, (WIDTH - CROP_W) // 8 + 1))
+            top, left = _crop_origin(frames[first + window // 2], rng)
             batch.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
         x = pixels(np.stack(batch))
         loss = video_vae_loss(vae, x, generator)
@@ -305,18 +321,27 @@ def calibrate_dac_gain(dac: AudioVAE, seed: int, num_clips: int = 24, rounds: in
     return total
 
 
-def build_codecs(video_config: VideoVAEConfig, audio_config: AudioVAEConfig, seed: int
-                 ) -> tuple[VideoVAE, AudioVAE]:
-    """Freshly initialised codecs, each under its own seed."""
-    from mova_model.video_vae import build_video_vae
-
+def build_audio_codec(config: AudioVAEConfig, seed: int) -> AudioVAE:
+    """A freshly initialised DAC (own seed) whose posterior starts narrow (see above)."""
     torch.manual_seed(seed * 1000 + 4)
-    dac = AudioVAE(audio_config)
+    dac = AudioVAE(config)
     assert dac.quant_conv.bias is not None  # built with bias (audio_vae.py)
     with torch.no_grad():
         latent_dim = dac.config.latent_dim
         dac.quant_conv.weight[latent_dim:] = 0.0
         dac.quant_conv.bias[latent_dim:] = DAC_INITIAL_LOG_VARIANCE
+    return dac
+
+
+def build_video_codec(config: VideoVAEConfig, seed: int) -> VideoVAE:
+    """A freshly initialised video VAE (own seed)."""
+    from mova_model.video_vae import build_video_vae
+
     torch.manual_seed(seed * 1000 + 5)
-    vae = build_video_vae(video_config)
-    return vae, dac
+    return build_video_vae(config)
+
+
+def build_codecs(video_config: VideoVAEConfig, audio_config: AudioVAEConfig, seed: int
+                 ) -> tuple[VideoVAE, AudioVAE]:
+    """Freshly initialised codecs, each under its own seed."""
+    return build_video_codec(video_config, seed), build_audio_codec(audio_config, seed)
