@@ -4,7 +4,8 @@
 
 Stages, each resumable (state files and finished components live under --work):
 1. tokenizer (built offline, as for the random tiny checkpoint);
-2. video VAE, then DAC: reconstruction training; latent statistics / scale set on the world;
+2. video VAE and DAC (two processes at once unless --codecs-in-turn): reconstruction training;
+   latent statistics / scale set on the world;
 3. the world encoded once into latents;
 4. diffusion: both video experts, the audio tower, the bridge and the text encoder;
 5. the folder: written with mova_model's own writers, then loaded back strictly.
@@ -19,9 +20,11 @@ import argparse
 import dataclasses
 import json
 import logging
+import multiprocessing
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import cast
 
@@ -40,7 +43,8 @@ from mova_model.tokenizer_build import build_tokenizer
 from mova_model.video_vae import build_video_vae
 from training.codecs import (
     DEMO_DAC_DECODER_DIM,
-    build_codecs,
+    build_audio_codec,
+    build_video_codec,
     calibrate_dac_gain,
     measure_latent_stats,
     normalise_dac_latents,
@@ -51,6 +55,7 @@ from training.common import BUDGETS, Budget, Progress, VideoVAE, load_state, sav
 from training.dit import DiffusionModels, LatentSet, encode_world, train_diffusion
 
 log = logging.getLogger("training")
+LOG_FORMAT = "%(asctime)s %(message)s"
 WORLD_SEED_OFFSET = 1_000  # training scenes come from seeds the evaluation set does not use
 DEMO_MODEL_NAME = "demo model"
 
@@ -67,31 +72,54 @@ def demo_config(preset: str) -> MovaConfig:
     return dataclasses.replace(config, audio_vae=config.audio_vae.replace(decoder_dim=width))
 
 
-def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int
-                 ) -> tuple[VideoVAE, VideoVAEConfig, AudioVAE]:
-    """Train (or reload) both codecs; returns (video VAE, its config with stats, DAC)."""
-    video_dir, audio_dir = work / "video_vae", work / "audio_vae"
-    vae, dac = build_codecs(config.video_vae, config.audio_vae, seed)
-    if (video_dir / "config.json").is_file():
-        vae, video_config = load_component(video_dir, VideoVAEConfig, _build_video_vae)
+def _video_codec(work: Path, budget: Budget, config: MovaConfig, seed: int) -> None:
+    """Train the video VAE and write it (with its latent statistics) to work/video_vae."""
+    vae = build_video_codec(config.video_vae, seed)
+    train_video_vae(vae, budget, work / "state" / "video_vae.pt", seed)
+    video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
+    save_component(vae, video_config, work / "video_vae")
+    log.info("stage=video_vae done latents_std=%s", ",".join(
+        f"{v:.3g}" for v in video_config.latents_std))
+
+
+def _audio_codec(work: Path, budget: Budget, config: MovaConfig, seed: int) -> None:
+    """Train the DAC, set its latent scale and level, and write it to work/audio_vae."""
+    dac = build_audio_codec(config.audio_vae, seed)
+    train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
+    content_std = normalise_dac_latents(dac, seed + 3)
+    gain = calibrate_dac_gain(dac, seed + 3)
+    save_component(dac, config.audio_vae, work / "audio_vae")
+    log.info("stage=audio_vae done latent_std_before min=%.3g median=%.3g max=%.3g "
+             "decoder_gain=%.3g", content_std.min(), content_std.median(),
+             content_std.max(), gain)
+
+
+def _start_worker(threads: int) -> None:
+    """A codec worker process: the parent's log format and thread count."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format=LOG_FORMAT,
+                        datefmt="%H:%M:%S")
+    torch.set_num_threads(threads)
+
+
+def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int,
+                 parallel: bool = True) -> tuple[VideoVAE, VideoVAEConfig, AudioVAE]:
+    """Train what is not yet written of both codecs, then load them; returns (video VAE, its
+    config with stats, DAC). The two are independent, so with `parallel` they train at the same
+    time in two processes (one core each: the stage takes the longer of the two, not the sum)."""
+    todo = [stage for stage, folder in ((_video_codec, "video_vae"), (_audio_codec, "audio_vae"))
+            if not (work / folder / "config.json").is_file()]
+    if parallel and len(todo) > 1:
+        spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(len(todo), mp_context=spawn, initializer=_start_worker,
+                                 initargs=(torch.get_num_threads(),)) as pool:
+            for job in [pool.submit(stage, work, budget, config, seed) for stage in todo]:
+                job.result()  # a failed stage raises here; the other's progress is kept
     else:
-        train_video_vae(vae, budget, work / "state" / "video_vae.pt", seed)
-        video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
-        save_component(vae, video_config, video_dir)
-        log.info("stage=video_vae done latents_std=%s", ",".join(
-            f"{v:.3g}" for v in video_config.latents_std))
-    if (audio_dir / "config.json").is_file():
-        loaded, _ = load_component(audio_dir, AudioVAEConfig, AudioVAE)
-        assert isinstance(loaded, AudioVAE)
-        dac = loaded
-    else:
-        train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
-        content_std = normalise_dac_latents(dac, seed + 3)
-        gain = calibrate_dac_gain(dac, seed + 3)
-        save_component(dac, config.audio_vae, audio_dir)
-        log.info("stage=audio_vae done latent_std_before min=%.3g median=%.3g max=%.3g "
-                 "decoder_gain=%.3g", content_std.min(), content_std.median(),
-                 content_std.max(), gain)
+        for stage in todo:
+            stage(work, budget, config, seed)
+    vae, video_config = load_component(work / "video_vae", VideoVAEConfig, _build_video_vae)
+    dac, _ = load_component(work / "audio_vae", AudioVAEConfig, AudioVAE)
+    assert isinstance(dac, AudioVAE)
     return vae.eval(), video_config, dac.eval()
 
 
@@ -140,7 +168,8 @@ def _load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
 
 
 def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
-                     preset: str = "tiny", init_from: Path | None = None) -> Path:
+                     preset: str = "tiny", init_from: Path | None = None,
+                     parallel_codecs: bool = True) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`."""
     started = time.monotonic()
     config = demo_config(preset)
@@ -150,7 +179,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
         _take_codecs_from(init_from, work)
     if not (work / "tokenizer").is_dir():
         build_tokenizer(work / "tokenizer", vocab_size=config.text_encoder.vocab_size, seed=seed)
-    vae, video_config, dac = _codec_stage(work, budget, config, seed)
+    vae, video_config, dac = _codec_stage(work, budget, config, seed, parallel_codecs)
     data = _latent_stage(work, budget, vae, video_config, dac, seed)
     log.info("stage=encode_world done clips=%d", data.video.shape[0])
 
@@ -202,19 +231,22 @@ def main(argv: list[str] | None = None) -> int:
                              "step and follows the new schedule's length)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 is fastest on a shared CPU (many small ops)")
+    parser.add_argument("--codecs-in-turn", action="store_true",
+                        help="train the two codecs one after the other in this process (by "
+                             "default they train at the same time in two processes)")
     args = parser.parse_args(argv)
     if args.dit_steps is not None and args.dit_steps < 1:
         parser.error(f"--dit-steps {args.dit_steps}: must be at least 1")
     if args.init_from is not None and not (args.init_from / MODEL_INDEX).is_file():
         parser.error(f"--init-from {args.init_from}: not a checkpoint folder (no {MODEL_INDEX})")
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+                        format=LOG_FORMAT, datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
     if args.dit_steps is not None:
         budget = dataclasses.replace(budget, dit_steps=args.dit_steps)
     train_demo_model(args.out, args.work, budget, seed=args.seed,
-                      init_from=args.init_from)
+                     init_from=args.init_from, parallel_codecs=not args.codecs_in_turn)
     return 0
 
 

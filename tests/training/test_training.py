@@ -39,7 +39,7 @@ from training.dit import (
     encode_world,
     train_diffusion,
 )
-from training.run import DIT_COMPONENTS, main, train_demo_model
+from training.run import DIT_COMPONENTS, _codec_stage, demo_config, main, train_demo_model
 
 TINY = get_preset("tiny")
 
@@ -169,6 +169,21 @@ def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
     train_diffusion(resumed, data, scheduler, TINY.boundary_ratio, budget, tmp_path / "r.pt", 1)
     for p, q in zip(models.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_codecs_trained_at_the_same_time_equal_codecs_trained_in_turn(tmp_path: Path) -> None:
+    """The two codecs train in two processes at once (make demo-model's codec stage takes the
+    longer of the two, not the sum); each has its own seeds, so the result is the same."""
+    budget = dataclasses.replace(BUDGETS["smoke"], video_vae_steps=3, audio_vae_steps=3)
+    config = demo_config("tiny")
+    apart = _codec_stage(tmp_path / "apart", budget, config, seed=0, parallel=True)
+    in_turn = _codec_stage(tmp_path / "in_turn", budget, config, seed=0, parallel=False)
+    for name in ("video_vae", "audio_vae"):
+        ours, theirs = _tensors(tmp_path / "apart" / name), _tensors(tmp_path / "in_turn" / name)
+        assert ours.keys() == theirs.keys()
+        for key, value in ours.items():
+            torch.testing.assert_close(value, theirs[key], rtol=0, atol=0, msg=key)
+    assert apart[1] == in_turn[1]  # the measured latent statistics too
 
 
 @pytest.mark.slow
