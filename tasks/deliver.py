@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ from tasks.spot import SpotResult
 
 MP4, SRT, VTT, JSON_TYPE = "video/mp4", "application/x-subrip", "text/vtt", "application/json"
 REVIEW_PREFIX = "review"
+# The locale of a scene finish that every locale shares: nothing is said in it and it only feeds
+# the spots (which tag their own language), so one file serves them all. ISO 639's "undetermined".
+SHARED_FINISH_LOCALE = "und"
 
 
 def _brief(row: BriefRow) -> Brief:
@@ -87,29 +91,44 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
     scene = next(s for s in brief.scenes if s.scene_id == work.scene_id)
     clip = read_clip(services.store, work.clip_key)
     lines = [line.text for line in scene.dialogue.get(work.locale, [])]
-    finish = FinishSpec(aspect=work.aspect, locale=work.locale,
+    shared = not lines and not brief.publish_scenes
+    finish = FinishSpec(aspect=work.aspect, locale=SHARED_FINISH_LOCALE if shared else work.locale,
                         loudness=LOUDNESS_TARGETS[brief.loudness_profile],
                         captions=caption_cues(lines, clip.audio, clip.sample_rate),
                         focus=scene.focus, burned_variant=brief.publish_scenes)
     input_key = _finish_key(work.clip_sha256, finish, services.code_version)
-    with session_scope(services.engine) as session:
-        done = repo.find_artifact(session, "video", input_key) is not None
-    stored: list[Uploaded] = []
-    if not done:  # not finished before: encode and QC, upload (no transaction open)
-        with tempfile.TemporaryDirectory() as tmp:
-            result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate, finish,
-                                 Path(tmp), name=work.scene_id)
-            stored = _upload_results(services, result, input_key)
+    with _finishing(input_key):  # the locales sharing a file wait for one encode of it
+        with session_scope(services.engine) as session:
+            done = repo.find_artifact(session, "video", input_key) is not None
+        stored: list[Uploaded] = []
+        if not done:  # not finished before: encode and QC, upload (no transaction open)
+            with tempfile.TemporaryDirectory() as tmp:
+                result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate,
+                                     finish, Path(tmp), name=work.scene_id)
+                stored = _upload_results(services, result, input_key)
+            with session_scope(services.engine) as session:
+                clip_artifact = session.get(Artifact, work.clip_artifact_id)
+                assert clip_artifact is not None
+                record_uploaded(services, session, stored, input_key, [clip_artifact],
+                                "finish.variant")
     with session_scope(services.engine) as session:
         row = repo.get_deliverable(session, deliverable_id)
         if row.status != DeliverableStatus.PENDING:
             return row.status
-        clip_artifact = session.get(Artifact, work.clip_artifact_id)
-        assert clip_artifact is not None
-        record_uploaded(services, session, stored, input_key, [clip_artifact], "finish.variant")
         video = repo.find_artifact(session, "video", input_key)
         assert video is not None
         return _judge_scene(session, row, brief, video, finish)
+
+
+_FINISH_LOCKS: dict[str, threading.Lock] = {}
+_FINISH_LOCKS_GUARD = threading.Lock()
+
+
+def _finishing(input_key: str) -> threading.Lock:
+    """The lock of one finished file in this process: the flow's finishing threads that need
+    the same file encode it once (the second finds the first's artifact)."""
+    with _FINISH_LOCKS_GUARD:
+        return _FINISH_LOCKS.setdefault(input_key, threading.Lock())
 
 
 def _judge_scene(session: Session, row: Deliverable, brief: Brief, video: Artifact,

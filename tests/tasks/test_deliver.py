@@ -152,3 +152,51 @@ def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publish
             Artifact.task == "finish.variant")))
     expected = ["captions_srt", "captions_vtt", "video"]
     assert made == sorted(expected + (["video_burned"] if publish_scenes else []))
+
+
+ISSUE15_BRIEF = Path(__file__).resolve().parents[2] / "bench" / "briefs" / "issue15-2x4x3.yaml"
+
+
+@pytest.mark.parametrize("publish_scenes", [False, True])
+def test_a_scene_with_nothing_said_is_finished_once_for_all_locales_unless_scenes_are_published(
+        tmp_path: Path, checkpoint: Path, publish_scenes: bool) -> None:
+    """The product shot says nothing: its one render feeds every locale's spot through one
+    scene finish (the spots tag their own language); a brief that publishes its scenes gets a
+    finish per locale, each tagged with its language. The scene with dialogue is finished per
+    locale either way."""
+    from infra.media import probe
+    from tasks.deliver import finish_deliverable
+
+    lines = [line for line in ISSUE15_BRIEF.read_text().splitlines()
+             if not line.startswith(("      de-DE:", "      zh-CN:"))]
+    text = "\n".join(lines).replace("locales: [en-US, de-DE, ar-SA, zh-CN]",
+                                    "locales: [en-US, ar-SA]") \
+        .replace('aspects: ["16:9", "9:16", "1:1"]', 'aspects: ["16:9"]')
+    text += f"\npublish_scenes: {str(publish_scenes).lower()}\n"
+    services = _services(tmp_path, checkpoint)
+    brief_id = submit_brief(services, text)
+    with session_scope(services.engine) as session:
+        from infra.repository import claim_submitted_briefs
+
+        claim_submitted_briefs(session, 1, "test")
+    plan_brief(services, brief_id)
+    render_all(services, brief_id)
+    with session_scope(services.engine) as session:
+        scenes = {(d.scene_id, d.locale): d.id for d in session.scalars(select(Deliverable).where(
+            Deliverable.brief_id == brief_id, Deliverable.kind == "scene"))}
+    assert len(scenes) == 4
+    statuses = {key: finish_deliverable(services, row_id) for key, row_id in scenes.items()}
+    assert set(statuses.values()) == {"finished"}, statuses
+    with session_scope(services.engine) as session:
+        videos = {key: session.get(Deliverable, row_id).video for key, row_id in scenes.items()}
+        ids = {key: video.id for key, video in videos.items()}
+        files = {key: services.store.local_path(str(video.params["key"]))
+                 for key, video in videos.items()}
+    languages = {key: probe(path).audio.language for key, path in files.items() if path}
+    assert ids[("morning-run", "en-US")] != ids[("morning-run", "ar-SA")]
+    assert (ids[("product-shot", "en-US")] == ids[("product-shot", "ar-SA")]) \
+        is not publish_scenes
+    assert languages[("morning-run", "en-US")] == "eng"
+    assert languages[("morning-run", "ar-SA")] == "ara"
+    shot_languages = {languages[("product-shot", "en-US")], languages[("product-shot", "ar-SA")]}
+    assert shot_languages == ({"eng", "ara"} if publish_scenes else {"und"})
