@@ -26,7 +26,7 @@ from schemas.finishing import (
     LoudnessTarget,
 )
 from tasks.overlay import build_ass
-from tasks.qc import file_analysis, run_qc
+from tasks.qc import file_analysis, integrated_lufs, run_qc
 
 GOP_SECONDS = 2
 AUDIO_RATE = 48_000
@@ -99,19 +99,6 @@ HIGHPASS_HZ = 20
 PEAK_HEADROOM_DB = 1.0  # below the true-peak target, for AAC's encoding overshoot
 LOUDNESS_SETTLE_LU = 0.3  # correct again when a pass lands further than this from the target
 MAX_CORRECTIONS = 2
-GATING_BLOCK_S = 0.4  # BS.1770's block: shorter audio has no integrated loudness
-
-
-def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
-    """Integrated loudness (LUFS) of float audio (channels, samples); None for digital silence
-    or audio shorter than one gating block."""
-    if audio.shape[-1] < GATING_BLOCK_S * sample_rate:
-        return None
-    import pyloudnorm  # here, not at the top: it imports scipy.signal (~2 s of every CLI start)
-
-    with np.errstate(divide="ignore"):  # silence: log10(0) = -inf, reported as None
-        loudness = float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T))
-    return loudness if np.isfinite(loudness) else None
 
 
 def gain_filter(gain_db: float, target: LoudnessTarget) -> str:

@@ -16,6 +16,7 @@ FROZEN_DIFF = 0.5  # mean absolute frame difference under which the picture is f
 SILENCE_DBFS = -60.0
 CLIPPED_FRACTION = 0.001  # share of samples at full scale that means clipping
 LOUDNESS_TOLERANCE_LU = 1.0
+GATING_BLOCK_S = 0.4  # BS.1770's block: shorter audio has no integrated loudness
 # On an encoded file the picture checks run as ffmpeg filters in the one analysis pass. A pixel
 # is black under the same luma (16 of 255, as a share of the luma range); blackdetect judges a
 # frame black when this share of its pixels is (its default), and the file fails when its
@@ -43,6 +44,18 @@ def picture_checks(frames: np.ndarray) -> list[QCCheck]:
     ]
 
 
+def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness (LUFS) of float audio (channels, samples); None for digital silence
+    or audio shorter than one gating block."""
+    if audio.shape[-1] < GATING_BLOCK_S * sample_rate:
+        return None
+    import pyloudnorm  # here, not at the top: it imports scipy.signal (~2 s of every CLI start)
+
+    with np.errstate(divide="ignore"):  # silence: log10(0) = -inf, reported as None
+        loudness = float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T))
+    return loudness if np.isfinite(loudness) else None
+
+
 def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
                  source_audio: np.ndarray | None = None) -> list[QCCheck]:
     """Silence, clipping and integrated loudness (ITU-R BS.1770 via pyloudnorm). Clipping is
@@ -52,11 +65,8 @@ def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
     rms_dbfs = 20 * np.log10(rms) if rms > 0 else -np.inf
     judged = audio if source_audio is None else source_audio
     clipped = float(np.mean(np.abs(judged) >= 0.999)) if judged.size else 0.0
-    import pyloudnorm  # here, not at the top: it imports scipy.signal (~2 s of every CLI start)
-
-    meter = pyloudnorm.Meter(sample_rate)
-    loudness = float(meter.integrated_loudness(audio.T)) if audio.shape[1] >= 0.4 * \
-        sample_rate else float("-inf")
+    measured = integrated_lufs(audio, sample_rate)
+    loudness = float("-inf") if measured is None else measured
     low = target.integrated_lufs - LOUDNESS_TOLERANCE_LU
     high = target.integrated_lufs + LOUDNESS_TOLERANCE_LU
     return [

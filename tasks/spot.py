@@ -35,7 +35,6 @@ from tasks.finishing import (
     AUDIO_RATE,
     GOP_SECONDS,
     crop_box,
-    integrated_lufs,
     iso639_2,
     master_and_burned_args,
     normalize_loudness,
@@ -43,7 +42,7 @@ from tasks.finishing import (
     to_vtt,
 )
 from tasks.overlay import TimedText, build_timed_ass
-from tasks.qc import file_analysis
+from tasks.qc import file_analysis, integrated_lufs
 
 SPOT_FPS = 24  # the model renders at 24 fps (MAX_CLIP_SECONDS = 193 / 24)
 # At a cut, 5 ms fades each side: splicing two non-zero samples is an audible click, and 5 ms is

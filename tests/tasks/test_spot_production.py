@@ -30,8 +30,8 @@ from schemas.errors import BriefInvalid, NotFound
 from schemas.plan import RenderSpec
 from schemas.platforms import deliverable_name, safe_zone
 from tasks.end_card import hex_rgb
-from tasks.finishing import integrated_lufs
 from tasks.ingest import plan_brief, submit_brief
+from tasks.qc import integrated_lufs
 from tasks.render import (
     RenderPayload,
     RenderResult,
