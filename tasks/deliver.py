@@ -6,7 +6,8 @@ import hashlib
 import json
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,15 +121,27 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
         return _judge_scene(session, row, brief, video, finish)
 
 
-_FINISH_LOCKS: dict[str, threading.Lock] = {}
+# input key -> (its lock, threads holding or waiting for it); an entry goes with its last user,
+# so a long-lived worker keeps none for files finished long ago
+_FINISH_LOCKS: dict[str, tuple[threading.Lock, int]] = {}
 _FINISH_LOCKS_GUARD = threading.Lock()
 
 
-def _finishing(input_key: str) -> threading.Lock:
-    """The lock of one finished file in this process: the flow's finishing threads that need
-    the same file encode it once (the second finds the first's artifact)."""
+@contextmanager
+def _finishing(input_key: str) -> Iterator[None]:
+    """Held while one finished file is made in this process: the flow's finishing threads that
+    need the same file encode it once (the later ones find the first one's artifact)."""
     with _FINISH_LOCKS_GUARD:
-        return _FINISH_LOCKS.setdefault(input_key, threading.Lock())
+        lock, users = _FINISH_LOCKS.get(input_key, (threading.Lock(), 0))
+        _FINISH_LOCKS[input_key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _FINISH_LOCKS_GUARD:
+            lock, users = _FINISH_LOCKS.pop(input_key)
+            if users > 1:
+                _FINISH_LOCKS[input_key] = (lock, users - 1)
 
 
 def _judge_scene(session: Session, row: Deliverable, brief: Brief, video: Artifact,

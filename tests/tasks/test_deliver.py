@@ -200,3 +200,39 @@ def test_a_scene_with_nothing_said_is_finished_once_for_all_locales_unless_scene
     assert languages[("morning-run", "ar-SA")] == "ara"
     shot_languages = {languages[("product-shot", "en-US")], languages[("product-shot", "ar-SA")]}
     assert shot_languages == ({"eng", "ara"} if publish_scenes else {"und"})
+
+
+def test_finishing_threads_that_need_one_file_take_turns_and_leave_no_lock_behind() -> None:
+    import threading
+
+    from tasks import deliver
+
+    inside = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with deliver._finishing("file-a"):
+            order.append("first in")
+            inside.set()
+            release.wait(10)
+            order.append("first out")
+
+    def second() -> None:
+        with deliver._finishing("file-a"):
+            order.append("second in")
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert inside.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    with deliver._finishing("file-b"):  # another file does not wait
+        order.append("other file")
+    b.join(0.2)
+    assert b.is_alive()  # waiting for the first
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert order == ["first in", "other file", "first out", "second in"]
+    assert deliver._FINISH_LOCKS == {}
