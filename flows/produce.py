@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from flows.finishing import Finishing
 from infra.locks import BriefLock, brief_lock
+from infra.media import set_ffmpeg_niceness
 from infra.repository import DeliverableKind
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus
@@ -79,6 +80,7 @@ def _run(services: Services, brief: UUID, lock: BriefLock) -> None:
     render again with the next seed; each spot is assembled and QC'd as soon as its scenes
     are finished (the rest, e.g. spots with a failed scene, after the renders); then the spots
     are published (and the scene cut-downs, when the brief asks)."""
+    set_ffmpeg_niceness(services.settings.finish_niceness)  # renders first, see there
     with render_pool(services.settings) as pool, Finishing(services, brief) as finishing:
         while True:
             _still_ours(lock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -28,11 +29,25 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+_niceness = 0  # of the ffmpeg processes this process starts (set_ffmpeg_niceness)
+
+
+def set_ffmpeg_niceness(niceness: int) -> None:
+    """Start later ffmpeg runs of this process at this niceness (0-19; POSIX `nice`): work
+    that yields its core to a render, which others wait for."""
+    if not 0 <= niceness <= 19:
+        raise ValueError(f"niceness {niceness} is not in 0..19")
+    global _niceness
+    _niceness = niceness
+
+
 def run_ffmpeg(args: list[str], *, stdin: bytes | None = None, timeout_s: float = 600,
                env: dict[str, str] | None = None) -> str:
     """Run ffmpeg with `args` (without the binary); returns stderr (where ffmpeg reports).
     `env` adds variables (e.g. FONTCONFIG_FILE for libass) to the inherited environment."""
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin" if stdin is None else "-y", *args]
+    if _niceness and (nice := shutil.which("nice")):
+        command = [nice, "-n", str(_niceness), *command]
     try:
         result = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout_s,
                                 check=False, env={**os.environ, **(env or {})})

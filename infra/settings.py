@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     finish_concurrency: int = Field(default=2, ge=1, description=(
         "Scene finishes and spot assemblies (ffmpeg encodes, QC) running at once in the flow "
         "process, next to the renders."))
+    finish_niceness: int = Field(default=10, ge=0, le=19, description=(
+        "Scheduling niceness (Unix `nice`) of the flow's ffmpeg runs: when renders and "
+        "finishing both want a core, the render (which the finishes wait for) gets it; 0 runs "
+        "ffmpeg at the flow's own priority."))
     openlineage_url: str | None = Field(default=None, description=(
         "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
     prefect_api_url: str | None = Field(default=None, description=(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +36,48 @@ def test_a_frame_past_the_end_is_named(counter_clip: Path) -> None:
     asked = r"counter.mp4: has no frame 24 \(frames asked: \[3, 24\]\)"
     with pytest.raises(MediaError, match=asked):
         decode_video_frames_at(counter_clip, [3, 24])
+
+
+def _niceness_of_process_with(marker: str, timeout_s: float = 10.0) -> int | None:
+    """The niceness (from /proc) of the running process whose command line holds `marker`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if marker.encode() in cmdline.read_bytes() and \
+                        b"ffmpeg" in cmdline.read_bytes().split(b"\0")[0]:
+                    # fields after "(comm)": state is field 3, nice field 19
+                    stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+                    return int(stat[16])
+            except OSError:  # the process ended while it was read
+                continue
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+@pytest.mark.parametrize("niceness", [0, 7])
+def test_ffmpeg_runs_at_the_niceness_the_flow_sets(niceness: int) -> None:
+    """Finishing's ffmpeg yields its core to a render when both want one (FINISH_NICENESS)."""
+    import threading
+    import uuid
+
+    from infra.media import set_ffmpeg_niceness
+
+    own = os.nice(0)
+    marker = f"nice-test-{uuid.uuid4().hex}"
+    set_ffmpeg_niceness(niceness)
+    try:
+        run = threading.Thread(target=run_ffmpeg, args=([
+            "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=24:duration=60", "-metadata",
+            f"comment={marker}", "-t", "4", "-f", "null", "-"],))
+        run.start()
+        seen = _niceness_of_process_with(marker)
+        run.join(60)
+    finally:
+        set_ffmpeg_niceness(0)
+    assert seen == min(own + niceness, 19)
+    with pytest.raises(ValueError, match="not in 0..19"):
+        set_ffmpeg_niceness(20)
