@@ -55,7 +55,6 @@ from training.common import BUDGETS, Budget, Progress, VideoVAE, load_state, sav
 from training.dit import DiffusionModels, LatentSet, encode_world, train_diffusion
 
 log = logging.getLogger("training")
-LOG_FORMAT = "%(asctime)s %(message)s"
 WORLD_SEED_OFFSET = 1_000  # training scenes come from seeds the evaluation set does not use
 DEMO_MODEL_NAME = "demo model"
 
@@ -94,10 +93,15 @@ def _audio_codec(work: Path, budget: Budget, config: MovaConfig, seed: int) -> N
              content_std.max(), gain)
 
 
-def _start_worker(threads: int) -> None:
-    """A codec worker process: the parent's log format and thread count."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format=LOG_FORMAT,
+def _configure_logging() -> None:
+    """Progress lines on stdout, in this process and in each codec worker."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
+
+
+def _start_worker(threads: int) -> None:
+    """A codec worker process: the parent's logging and thread count."""
+    _configure_logging()
     torch.set_num_threads(threads)
 
 
@@ -239,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--dit-steps {args.dit_steps}: must be at least 1")
     if args.init_from is not None and not (args.init_from / MODEL_INDEX).is_file():
         parser.error(f"--init-from {args.init_from}: not a checkpoint folder (no {MODEL_INDEX})")
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format=LOG_FORMAT, datefmt="%H:%M:%S")
+    _configure_logging()
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
     if args.dit_steps is not None:

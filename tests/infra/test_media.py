@@ -46,8 +46,8 @@ def _niceness_of_process_with(marker: str, timeout_s: float = 10.0) -> int | Non
     while time.monotonic() < deadline:
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
-                if marker.encode() in cmdline.read_bytes() and \
-                        b"ffmpeg" in cmdline.read_bytes().split(b"\0")[0]:
+                command = cmdline.read_bytes()
+                if marker.encode() in command and b"ffmpeg" in command.split(b"\0")[0]:
                     # fields after "(comm)": state is field 3, nice field 19
                     stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
                     return int(stat[16])
