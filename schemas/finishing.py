@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.brief import Aspect, LoudnessProfile, OnScreenText
 
@@ -46,6 +46,18 @@ class FinishSpec(Frozen):
     # The variant with captions burned in, encoded beside the soft-caption master. A scene
     # finish that only feeds its spot skips it: the spot burns captions on its own timeline.
     burned_variant: bool = True
+    # A scene finish that only feeds its spots (the brief publishes no cut-downs): cropped to
+    # the aspect at the render's own size, not scaled, and encoded losslessly (H.264 4:4:4,
+    # qp 0). The spot then scales each render once and encodes it once, instead of finishing
+    # encoding 720p that the spot decodes, scales again and encodes a second time.
+    intermediate: bool = False
+
+    @model_validator(mode="after")
+    def _intermediate_carries_no_text(self) -> FinishSpec:
+        if self.intermediate and (self.burned_variant or self.on_screen_text is not None):
+            raise ValueError("an intermediate scene finish has no burned-in variant and no "
+                             "on-screen text (its spot draws both)")
+        return self
 
 
 class QCCheck(Frozen):

@@ -96,7 +96,8 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
     finish = FinishSpec(aspect=work.aspect, locale=SHARED_FINISH_LOCALE if shared else work.locale,
                         loudness=LOUDNESS_TARGETS[brief.loudness_profile],
                         captions=caption_cues(lines, clip.audio, clip.sample_rate),
-                        focus=scene.focus, burned_variant=brief.publish_scenes)
+                        focus=scene.focus, burned_variant=brief.publish_scenes,
+                        intermediate=not brief.publish_scenes)
     input_key = _finish_key(work.clip_sha256, finish, services.code_version)
     with _finishing(input_key):  # the locales sharing a file wait for one encode of it
         with session_scope(services.engine) as session:

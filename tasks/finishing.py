@@ -55,6 +55,29 @@ def crop_box(src_w: int, src_h: int, aspect: Aspect,
     return width, height, x, y
 
 
+# H.264 for delivery: High profile 4:2:0, what every player and platform takes.
+DELIVERY_CODEC: dict[str, object] = {"vcodec": "libx264", "profile:v": "high",
+                                     "preset": "veryfast", "crf": 20}
+# H.264 for an intermediate scene finish: lossless (qp 0) 4:4:4, so the spot encode is the
+# picture's only lossy generation; ultrafast, as the file is read once, by the spot.
+INTERMEDIATE_CODEC: dict[str, object] = {"vcodec": "libx264", "profile:v": "high444",
+                                         "preset": "ultrafast", "qp": 0}
+
+
+def picture_format(spec: FinishSpec) -> tuple[str, str]:
+    """(H.264 profile as ffprobe names it, pixel format) a finish of `spec` is encoded in."""
+    return ("High 4:4:4 Predictive", "yuv444p") if spec.intermediate else ("High", "yuv420p")
+
+
+def finish_size(src_w: int, src_h: int, spec: FinishSpec) -> tuple[int, int]:
+    """(width, height) of a finished file: the delivery size of its aspect, or for an
+    intermediate the aspect's crop of the render, unscaled."""
+    if spec.intermediate:
+        crop_w, crop_h, _, _ = crop_box(src_w, src_h, spec.aspect, spec.focus)
+        return crop_w, crop_h
+    return TARGET_SIZES[spec.aspect]
+
+
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """A PCM (8/16/32-bit) or float WAV as float64 (channels, samples) in [-1, 1], and its
     sample rate (ffmpeg writes float WAVs for float sources, the clip writer 16-bit ones)."""
@@ -162,7 +185,7 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
     subtitle track. One run reads and scales the frames once and encodes both files at once.
     """
     src_w, src_h = src_size
-    target_w, target_h = TARGET_SIZES[spec.aspect]
+    target_w, target_h = finish_size(src_w, src_h, spec)
     crop_w, crop_h, x, y = crop_box(src_w, src_h, spec.aspect, spec.focus)
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{src_w}x{src_h}",
                          framerate=fps)
@@ -172,8 +195,9 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
     branches = scaled.split() if burned is not None else None
     sound = ffmpeg.input(str(wav)).audio
     language = iso639_2(spec.locale)
+    picture_codec = INTERMEDIATE_CODEC if spec.intermediate else DELIVERY_CODEC
     options: dict[str, object] = {
-        "vcodec": "libx264", "profile:v": "high", "preset": "veryfast", "crf": 20,
+        **picture_codec,
         "g": round(GOP_SECONDS * fps), "keyint_min": round(GOP_SECONDS * fps),
         "colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709",
         "color_range": "tv", "acodec": "aac", "profile:a": "aac_low", "b:a": "192k",
@@ -183,19 +207,21 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
         "t": f"{frames / fps:.6f}",
     }
     return master_and_burned_args(scaled, branches, sound, options, language=language,
-                                  srt=srt, overlay=overlay, out=out, burned=burned)
+                                  srt=srt, overlay=overlay, out=out, burned=burned,
+                                  pix_fmt=picture_format(spec)[1])
 
 
 def master_and_burned_args(picture: ffmpeg.nodes.FilterableStream,
                            branches: ffmpeg.nodes.FilterableStream | None,
                            sound: ffmpeg.nodes.FilterableStream, options: dict[str, object], *,
                            language: str, srt: Path | None, overlay: Path | None, out: Path,
-                           burned: tuple[Path, Path] | None) -> list[str]:
+                           burned: tuple[Path, Path] | None,
+                           pix_fmt: str = "yuv420p") -> list[str]:
     """The arguments of one ffmpeg run writing the master (`overlay` drawn, the SRT as a soft
     track) and, with `burned`=(overlay, path) and `branches` (the picture split in two), the
     variant drawn with that overlay and no subtitle track."""
-    streams = [finished_picture(branches[0] if branches is not None else picture, overlay),
-               sound]
+    streams = [finished_picture(branches[0] if branches is not None else picture, overlay,
+                                pix_fmt), sound]
     main_options = dict(options)
     if srt is not None:
         streams.append(ffmpeg.input(str(srt))["s"])
@@ -204,18 +230,19 @@ def master_and_burned_args(picture: ffmpeg.nodes.FilterableStream,
     if burned is not None:
         assert branches is not None
         burned_overlay, burned_out = burned
-        outputs.append(ffmpeg.output(finished_picture(branches[1], burned_overlay), sound,
+        outputs.append(ffmpeg.output(finished_picture(branches[1], burned_overlay, pix_fmt), sound,
                                      str(burned_out), **options))
     args: list[str] = ffmpeg.merge_outputs(*outputs).overwrite_output().compile()
     return args[1:]  # drop the "ffmpeg" word: run_ffmpeg adds the bundled binary
 
 
-def finished_picture(picture: ffmpeg.nodes.FilterableStream,
-                      overlay: Path | None) -> ffmpeg.nodes.FilterableStream:
-    """Overlay (when given), 4:2:0 and BT.709 tags on a cropped and scaled picture."""
+def finished_picture(picture: ffmpeg.nodes.FilterableStream, overlay: Path | None,
+                     pix_fmt: str = "yuv420p") -> ffmpeg.nodes.FilterableStream:
+    """Overlay (when given), the pixel format (4:2:0 for delivery) and BT.709 tags on a
+    cropped and scaled picture."""
     if overlay is not None:  # on-screen text (and burned-in captions) drawn by libass
         picture = picture.filter("ass", str(overlay))
-    return (picture.filter("format", "yuv420p")
+    return (picture.filter("format", pix_fmt)
             # BT.709 on the frames themselves: the encoder writes the VUI from them.
             .filter("setparams", color_primaries="bt709", color_trc="bt709",
                     colorspace="bt709", range="tv"))
@@ -251,14 +278,16 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
     #    with them burned in too (when asked for), from the same ffmpeg run
     out = workdir / f"{name}.mp4"
     src_h, src_w = frames.shape[1], frames.shape[2]
-    target_w, target_h = TARGET_SIZES[spec.aspect]
+    target_w, target_h = finish_size(src_w, src_h, spec)
     duration = frames.shape[0] / fps
     fonts = {"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))}
     raw = np.ascontiguousarray(frames).tobytes()
-    overlay = workdir / f"{name}.ass"
-    overlay.write_text(build_ass(width=target_w, height=target_h, locale=spec.locale,
-                                 duration_s=duration, captions=[],
-                                 on_screen=spec.on_screen_text), encoding="utf-8")
+    overlay: Path | None = None
+    if not spec.intermediate:  # an intermediate has nothing to draw (its spot draws the text)
+        overlay = workdir / f"{name}.ass"
+        overlay.write_text(build_ass(width=target_w, height=target_h, locale=spec.locale,
+                                     duration_s=duration, captions=[],
+                                     on_screen=spec.on_screen_text), encoding="utf-8")
     burned = None
     if spec.captions and spec.burned_variant:
         burned = workdir / f"{name}.burned.mp4"
@@ -280,13 +309,14 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
     report = run_qc(probe(out), out, expected_frames=frames.shape[0], fps=fps,
                     width=target_w, height=target_h, target=spec.loudness,
                     captions=vtt, source_audio=audio, analysis=analysis,
-                    decoded=(decoded, decoded_rate))
+                    decoded=(decoded, decoded_rate), video_format=picture_format(spec))
     lap("qc")
     return FinishResult(
         video_path=str(out), burned_path=str(burned) if burned else None,
         srt_path=str(srt) if srt else None,
         vtt_path=str(vtt) if vtt else None, width=target_w, height=target_h,
-        preview=crop_w < target_w or crop_h < target_h,
+        # upscaled to the delivery size (for an intermediate: by its spot)
+        preview=crop_w < TARGET_SIZES[spec.aspect][0] or crop_h < TARGET_SIZES[spec.aspect][1],
         loudness_in_lufs=loudness_in,
         loudness_out_lufs=integrated_lufs(decoded, decoded_rate),
         # ebur128's true peak (4x oversampled, BS.1770 annex 2) from the analysis pass; the

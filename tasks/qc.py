@@ -126,10 +126,12 @@ def file_picture_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
 def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, width: int,
            height: int, target: LoudnessTarget, captions: Path | None,
            source_audio: np.ndarray | None = None, analysis: MediaAnalysis | None = None,
-           decoded: tuple[np.ndarray, int] | None = None) -> QCReport:
+           decoded: tuple[np.ndarray, int] | None = None,
+           video_format: tuple[str, str] = ("High", "yuv420p")) -> QCReport:
     """Every check on one encoded file. The picture is analysed by ffmpeg in one pass
     (`file_analysis`); the audio is decoded once for the BS.1770 meter. A caller that already
-    has either passes it in (`analysis`, `decoded` = (samples, rate) of this file)."""
+    has either passes it in (`analysis`, `decoded` = (samples, rate) of this file).
+    `video_format` is the (H.264 profile, pixel format) expected: delivery's by default."""
     checks: list[QCCheck] = []
     expected_s = expected_frames / fps
     checks.append(_check("duration", abs(media.duration_s - expected_s) <= 1 / fps + 1e-3,
@@ -138,11 +140,12 @@ def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, w
     checks.append(_check("resolution", video is not None and (video.width, video.height) ==
                          (width, height), f"{video.width}x{video.height}" if video else "none",
                          f"{width}x{height}"))
-    video_ok = video is not None and video.codec == "h264" and video.profile == "High" \
-        and video.pix_fmt == "yuv420p"
+    profile, pix_fmt = video_format
+    video_ok = video is not None and video.codec == "h264" and video.profile == profile \
+        and video.pix_fmt == pix_fmt
     checks.append(_check("video_codec", video_ok,
                          f"{video.codec} {video.profile} {video.pix_fmt}" if video else "none",
-                         "h264 High yuv420p"))
+                         f"h264 {profile} {pix_fmt}"))
     audio_ok = audio is not None and audio.codec == "aac" and audio.sample_rate == 48_000 \
         and audio.channels == 2
     checks.append(_check("audio_codec", audio_ok,

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import signal
+import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,33 +240,74 @@ def open_pool(settings: Settings) -> GpuPool:
 
 
 # The pools a run keeps open from one brief to the next (`keep_pools_open`), by the settings
-# their actors load with; None outside such a run.
-_kept_pools: dict[str, GpuPool] | None = None
+# their actors load with; None outside such a run. Each is a future: a pool still being opened
+# in the background (`warm`) is waited for by the first brief that needs it.
+_kept_pools: dict[str, Future[GpuPool]] | None = None
+
+
+def _pool_key(settings: Settings) -> str:
+    return settings.model_dump_json()
 
 
 @contextmanager
-def keep_pools_open() -> Iterator[None]:
+def keep_pools_open(warm: Settings | None = None) -> Iterator[None]:
     """Within this block each brief's render pool stays open for the next brief, so a run of
     many briefs loads the model once (at 720p on a GPU, loading costs minutes a brief); every
-    pool is shut down when the block ends. Nested blocks share the outermost one's pools."""
+    pool is shut down when the block ends. Nested blocks share the outermost one's pools.
+
+    `warm`: start opening the pool for these settings at once, in the background, so that
+    Ray's start and the actors' model load overlap what the run does first (Prefect's server
+    start, planning) instead of following it."""
     global _kept_pools
     if _kept_pools is not None:
         yield
         return
     _kept_pools = {}
+    if warm is not None:
+        _exit_on_sigterm()
+        _kept_pools[_pool_key(warm)] = _open_in_background(warm)
     try:
         yield
     finally:
         pools, _kept_pools = _kept_pools, None
-        for pool in pools.values():
-            pool.shutdown()
+        for opening in pools.values():
+            if opening.exception() is None:  # (waits for one still opening)
+                opening.result().shutdown()
+
+
+def _exit_on_sigterm() -> None:
+    """What `ray.init` does on the main thread, and cannot from the opener's: SIGTERM exits
+    through sys.exit, so that atexit handlers stop Ray and Prefect's temporary server."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+    logging.getLogger("ray._private.worker").addFilter(
+        lambda record: "SIGTERM handler is not set" not in record.getMessage())
+
+
+def _open_in_background(settings: Settings) -> Future[GpuPool]:
+    opening: Future[GpuPool] = Future()
+
+    def run() -> None:
+        try:
+            opening.set_result(open_pool(settings))
+        except BaseException as err:  # noqa: BLE001 - raised where the pool is used
+            opening.set_exception(err)
+        # Ray ends the processes a local start launched (GCS, raylet) when the thread that
+        # launched them ends (their parent-death signal is per thread), so this thread stays
+        # for the life of the process.
+        threading.Event().wait()
+
+    threading.Thread(target=run, name="render-pool-opener", daemon=True).start()
+    return opening
 
 
 @contextmanager
 def render_pool(settings: Settings) -> Iterator[GpuPool]:
     """The pool one brief renders on: the run's kept pool for these settings when the run
-    keeps pools (opened on first use), else a pool of its own, shut down afterwards. A brief
-    that ends in an error takes its pool down with it: the next brief starts on new actors."""
+    keeps pools (opened on first use, or being opened since the run began), else a pool of
+    its own, shut down afterwards. A brief that ends in an error takes its pool down with it:
+    the next brief starts on new actors."""
     if _kept_pools is None:
         pool = open_pool(settings)
         try:
@@ -268,13 +315,20 @@ def render_pool(settings: Settings) -> Iterator[GpuPool]:
         finally:
             pool.shutdown()
         return
-    key = settings.model_dump_json()
+    key = _pool_key(settings)
     if key not in _kept_pools:
-        _kept_pools[key] = open_pool(settings)
+        opened: Future[GpuPool] = Future()
+        opened.set_result(open_pool(settings))
+        _kept_pools[key] = opened
     try:
-        yield _kept_pools[key]
+        kept = _kept_pools[key].result()
     except BaseException:
-        _kept_pools.pop(key).shutdown()
+        del _kept_pools[key]  # it could not open: the next brief tries again
+        raise
+    try:
+        yield kept
+    except BaseException:
+        _kept_pools.pop(key).result().shutdown()
         raise
 
 
@@ -284,9 +338,15 @@ def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]
     that one failed). Jobs a dead run left `running` are taken again."""
     with session_scope(services.engine) as session:
         jobs = repo.brief_render_jobs(session, brief_id)
+        uses = Counter(d.render_key for d in repo.get_brief(session, brief_id).deliverables)
         payloads = []
-        # Inputs before the renders that need them, so a failure settles a whole chain at once.
-        for job in sorted(jobs.values(), key=lambda j: (_depth(jobs, j.spec_key), j.spec_key)):
+        # Inputs before the renders that need them, so a failure settles a whole chain at once;
+        # then the renders most variants wait on (a scene shared by every locale): the spots
+        # need all their scenes, so this order completes spots, and starts their assembly, the
+        # soonest.
+        order = sorted(jobs.values(), key=lambda j: (_depth(jobs, j.spec_key), -uses[j.spec_key],
+                                                     j.spec_key))
+        for job in order:
             if job.status in RENDER_SETTLED:
                 continue
             spec = RenderSpec.model_validate(job.spec)

@@ -152,6 +152,25 @@ def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publish
             Artifact.task == "finish.variant")))
     expected = ["captions_srt", "captions_vtt", "video"]
     assert made == sorted(expected + (["video_burned"] if publish_scenes else []))
+    # and only a published cut-down is encoded for delivery (720p-class H.264 High 4:2:0);
+    # a finish that feeds its spot keeps the render's size, losslessly, for the spot to scale
+    from infra.media import probe
+    from schemas.brief import Aspect
+    from schemas.finishing import TARGET_SIZES
+    from tasks.finishing import crop_box
+
+    with session_scope(services.engine) as session:
+        video = session.get(Deliverable, scene.id).video
+        path = services.store.local_path(str(video.params["key"]))
+    media = probe(path).video
+    render = _clip_video(tmp_path, scene)
+    crop_w, crop_h, _, _ = crop_box(render.shape[2], render.shape[1], Aspect(scene.aspect))
+    if publish_scenes:
+        assert (media.width, media.height) == TARGET_SIZES[Aspect(scene.aspect)]
+        assert (media.profile, media.pix_fmt) == ("High", "yuv420p")
+    else:
+        assert (media.width, media.height) == (crop_w, crop_h)
+        assert (media.profile, media.pix_fmt) == ("High 4:4:4 Predictive", "yuv444p")
 
 
 ISSUE15_BRIEF = Path(__file__).resolve().parents[2] / "bench" / "briefs" / "issue15-2x4x3.yaml"

@@ -77,6 +77,40 @@ def test_encoded_file_meets_the_delivery_spec(tmp_path: Path, aspect: Aspect,
     assert result.preview  # 128x72 upscaled to 720p is a preview, and says so
 
 
+@pytest.mark.parametrize(("aspect", "size"), [(Aspect.LANDSCAPE, (128, 72)),
+                                              (Aspect.PORTRAIT, (40, 72)),
+                                              (Aspect.SQUARE, (72, 72))])
+def test_an_intermediate_finish_keeps_the_render_size_and_every_pixel(
+        tmp_path: Path, aspect: Aspect, size: tuple[int, int]) -> None:
+    # what a spot-only scene finish is: the aspect's crop of the 128x72 render, not scaled,
+    # encoded losslessly; QC holds it to that format (and to loudness, picture, duration)
+    frames, audio = synthetic_clip()
+    spec = FinishSpec(aspect=aspect, locale="und", loudness=LOUDNESS_TARGETS[LoudnessProfile.WEB],
+                      burned_variant=False, intermediate=True)
+    result = finish_clip(frames, audio, FPS, RATE, spec, tmp_path)
+    media = probe(Path(result.video_path))
+    assert media.video is not None
+    assert (media.video.width, media.video.height) == size == (result.width, result.height)
+    assert (media.video.profile, media.video.pix_fmt) == ("High 4:4:4 Predictive", "yuv444p")
+    assert result.qc.passed, result.qc.failures
+    assert result.preview  # its spot upscales it to 720p
+    width, height, x, y = crop_box(128, 72, aspect)
+    with av.open(result.video_path) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    source = frames[:, y:y + height, x:x + width].astype(float)
+    # lossless in YUV: only the RGB<->YUV rounding is left (a crf 20 encode is far coarser)
+    assert np.abs(decoded.astype(float) - source).max() <= 3
+
+
+def test_an_intermediate_finish_draws_nothing() -> None:
+    target = LOUDNESS_TARGETS[LoudnessProfile.WEB]
+    with pytest.raises(ValueError, match="intermediate"):
+        FinishSpec(aspect=Aspect.SQUARE, locale="en-US", loudness=target, intermediate=True)
+    with pytest.raises(ValueError, match="intermediate"):
+        FinishSpec(aspect=Aspect.SQUARE, locale="en-US", loudness=target, intermediate=True,
+                   burned_variant=False, on_screen_text={"brand_line": "Run."})
+
+
 # The published targets, written out here rather than read from schemas/finishing.py, so a
 # changed constant fails: web platforms -14 LUFS, EBU R128 broadcast -23 LUFS, both -1 dBTP.
 @pytest.mark.parametrize(("profile", "lufs"), [(LoudnessProfile.WEB, -14.0),

@@ -167,3 +167,14 @@ def test_a_new_soundtrack_on_the_same_picture_moves_nothing(
         assert retake(session, row, spec.with_seed(spec.seed + 1), error=None,
                       reset_attempts=True) == []
     assert _render_key(services, brief_id, "hero/de-DE/16:9") == hero_before
+
+
+def test_a_render_every_locale_shares_goes_first_so_spots_complete_early(
+        tmp_path: Path, checkpoint: Path) -> None:
+    # outro says nothing: one render serves both languages' outro, so every spot waits on it;
+    # it renders before the per-language intros (hero waits for its intro in any order)
+    services, brief_id = _planned(tmp_path, checkpoint, _brief(["en-US", "de-DE"], ["16:9"]))
+    outro = _render_key(services, brief_id, "outro/en-US/16:9")
+    assert outro == _render_key(services, brief_id, "outro/de-DE/16:9")
+    first_round = [p["spec"]["scene_id"] for p in pending_payloads(services, brief_id)]
+    assert first_round == ["outro", "intro", "intro"]
