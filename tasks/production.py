@@ -15,7 +15,7 @@ from infra.statuses import BRIEF_TO_PRODUCE, RENDER_SETTLED, BriefStatus, Delive
 from schemas.brief import load_brief
 from schemas.spot import plan_spots
 from tasks.faults import readable_reason
-from tasks.retry import retry_on_transient
+from tasks.retry import retried_when_transient, retry_on_transient
 from tasks.services import Services
 from tasks.spot_deliver import SCENE_READY, ensure_spots
 
@@ -52,12 +52,14 @@ def _park(session: Session, brief_id: UUID, reason: str) -> None:
     repo.close_brief(session, brief_id)
 
 
+@retried_when_transient
 def deliverables_in(services: Services, brief_id: UUID, status: DeliverableStatus,
                     kind: DeliverableKind | None = None) -> list[UUID]:
     with session_scope(services.engine) as session:
         return repo.deliverable_ids(session, brief_id, status, kind)
 
 
+@retried_when_transient
 def scenes_waiting_for(services: Services, brief_id: UUID, job_id: UUID) -> list[UUID]:
     """The brief's pending scene finishes made from this render job."""
     with session_scope(services.engine) as session:
@@ -67,6 +69,7 @@ def scenes_waiting_for(services: Services, brief_id: UUID, job_id: UUID) -> list
                 and row.status == DeliverableStatus.PENDING]
 
 
+@retried_when_transient
 def scenes_ready(services: Services, brief_id: UUID) -> list[UUID]:
     """The brief's pending scene finishes whose render has settled (stored, or failed for
     good): finishing them now does (or records) their work."""
@@ -78,6 +81,7 @@ def scenes_ready(services: Services, brief_id: UUID) -> list[UUID]:
                 if row.render_key in jobs and jobs[row.render_key].status in RENDER_SETTLED]
 
 
+@retried_when_transient
 def spots_ready(services: Services, brief_id: UUID) -> list[UUID]:
     """The brief's pending spots whose scenes are all finished: each can be assembled now,
     while the renders and finishes of other spots go on."""
@@ -98,12 +102,14 @@ def spots_ready(services: Services, brief_id: UUID) -> list[UUID]:
         return ready
 
 
+@retried_when_transient
 def publishes_scenes(services: Services, brief_id: UUID) -> bool:
     """True when the brief asks for its scene finishes as cut-downs beside the spots."""
     with session_scope(services.engine) as session:
         return load_brief(repo.get_brief(session, brief_id).raw, fmt="json").publish_scenes
 
 
+@retried_when_transient
 def fail_variant(services: Services, deliverable_id: UUID, error: BaseException) -> str:
     """A permanent error (or a transient one past its retries) in finishing or publishing: that
     variant fails with a reason the team can read; the brief's other variants go on."""
@@ -113,6 +119,7 @@ def fail_variant(services: Services, deliverable_id: UUID, error: BaseException)
         return str(repo.get_deliverable(session, deliverable_id).status)
 
 
+@retried_when_transient
 def fail_run(services: Services, brief_id: UUID, error: BaseException) -> None:
     """The run itself broke (not one variant): count it; a brief that keeps failing is parked
     as failed with the reason, else it stays planned for the next run."""
@@ -133,6 +140,7 @@ def close_production(services: Services, brief_id: UUID) -> dict[str, int]:
         return {str(s): n for s, n in counts.items()}
 
 
+@retried_when_transient
 def briefs_ready(services: Services) -> list[UUID]:
     with session_scope(services.engine) as session:
         return [row.id for row in repo.briefs_to_produce(session)]

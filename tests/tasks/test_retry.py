@@ -73,3 +73,29 @@ def test_a_run_retries_a_lost_database_and_fails_at_once_on_a_bug(
     with pytest.raises(ValueError, match="a bug"):
         run(ValueError("a bug"))
     assert calls == ["ValueError"]  # no retry
+
+
+def test_the_flows_bookkeeping_survives_a_cut_connection_but_not_a_bug(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks import retry
+
+    waits: list[float] = []
+    monkeypatch.setattr(retry.time, "sleep", waits.append)
+    outcomes: list[BaseException | str] = [LOCKED, LOCKED, "rows"]
+
+    @retry.retried_when_transient
+    def read() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    assert read() == "rows" and waits == [2.0, 4.0]  # backoff between the attempts
+    outcomes[:] = [LOCKED] * 4
+    with pytest.raises(OperationalError):  # three attempts, then the error stands
+        read()
+    assert len(outcomes) == 1
+    outcomes[:] = [DUPLICATE, "rows"]
+    with pytest.raises(IntegrityError):  # not transient: no second try
+        read()
+    assert outcomes == ["rows"]
