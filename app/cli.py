@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -134,16 +135,47 @@ def _configure_prefect(verbose: bool) -> None:
     logging.getLogger("prefect").setLevel(level)
 
 
+def _start_prefect_server() -> threading.Thread | None:
+    """Start Prefect's ephemeral server (when no PREFECT_API_URL names one) on a thread, so its
+    start (a subprocess; 10-20 s on a new database, for the migrations) overlaps the imports
+    and the render pool's start instead of waiting for the first flow call. Join the thread
+    before the first flow: a second start while the first waits for the server's health check
+    would return before the server is up. A failure here is left to that flow call to raise."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        with contextlib.suppress(Exception):
+            SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    return thread
+
+
 @app.command()
 def run(limit: Annotated[int, typer.Option(help="Briefs to claim at most.")] = 20,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Ingest submitted briefs and produce every planned brief now."""
     _configure_prefect(verbose)
+    server = _start_prefect_server()
     from flows.ingest import ingest_briefs
+    from tasks.render import keep_pools_open
 
     with _services() as services:
         started = time.monotonic()
-        with _ProgressWatcher(services):
+        with session_scope(services.engine) as session:
+            waiting = repo.any_brief_waiting(session)
+        # With work waiting, the render pool (Ray, the actors' model load) starts opening now,
+        # beside Prefect's server start and the planning, not after them.
+        with keep_pools_open(warm=services.settings if waiting else None), \
+                _ProgressWatcher(services):
+            if server is not None:
+                server.join()
             ingest_briefs(limit=limit, produce=True)
         _deliverables_table(services, title=f"done in {time.monotonic() - started:.0f} s")
 

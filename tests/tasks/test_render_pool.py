@@ -82,3 +82,27 @@ def test_a_run_keeps_one_pool_for_its_briefs_a_lone_brief_closes_its_own(
                 assert third is first
         assert running(loaded_by, settle_s=1.0), "a brief's end closed the run's pool"
     assert not running(loaded_by), "the run ended and left its pool's actor running"
+
+
+def _all_cpus_free(total: float = 2.0, settle_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0.0) >= total:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_pool_warmed_when_the_run_starts_is_the_one_its_briefs_render_on(
+        settings: Settings) -> None:
+    # `mova-ads run` opens the pool in the background while Prefect's server starts
+    with keep_pools_open(warm=settings):
+        with render_pool(settings) as first:
+            loaded_by = holder(first)
+        with render_pool(settings) as second:
+            assert second is first
+    assert not running(loaded_by), "the run ended and left its warmed pool's actor running"
+    # a run with nothing to render still closes the pool it warmed (once it has opened)
+    with keep_pools_open(warm=settings):
+        pass
+    assert _all_cpus_free(), "an unused warmed pool kept its actor"
