@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch is pinned first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# Prefect's empty database, migrated once here: a run's new Prefect home starts from a copy.
+	$(PY) -m app.prefect_home
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -162,6 +162,9 @@ def run(limit: Annotated[int, typer.Option(help="Briefs to claim at most.")] = 2
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Ingest submitted briefs and produce every planned brief now."""
     _configure_prefect(verbose)
+    from app.prefect_home import seed_home
+
+    seed_home()  # a new home starts from the empty database made at install
     server = _start_prefect_server()
     from flows.ingest import ingest_briefs
     from tasks.render import keep_pools_open
