@@ -48,6 +48,7 @@ from tasks.faults import (
     run_logger,
 )
 from tasks.lora import apply_lora
+from tasks.render_order import spots_first
 from tasks.retry import retry_on_transient
 from tasks.services import Services
 
@@ -338,15 +339,10 @@ def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]
     that one failed). Jobs a dead run left `running` are taken again."""
     with session_scope(services.engine) as session:
         jobs = repo.brief_render_jobs(session, brief_id)
-        uses = Counter(d.render_key for d in repo.get_brief(session, brief_id).deliverables)
         payloads = []
         # Inputs before the renders that need them, so a failure settles a whole chain at once;
-        # then the renders most variants wait on (a scene shared by every locale): the spots
-        # need all their scenes, so this order completes spots, and starts their assembly, the
-        # soonest.
-        order = sorted(jobs.values(), key=lambda j: (_depth(jobs, j.spec_key), -uses[j.spec_key],
-                                                     j.spec_key))
-        for job in order:
+        # within each step of the chains, the order that completes spots the soonest.
+        for job in _run_order(jobs, repo.get_brief(session, brief_id).deliverables):
             if job.status in RENDER_SETTLED:
                 continue
             spec = RenderSpec.model_validate(job.spec)
@@ -374,6 +370,26 @@ def pending_payloads(services: Services, brief_id: UUID) -> list[dict[str, Any]]
             payloads.append(RenderPayload(job_id=job.id, spec=spec,
                                           **inputs).model_dump(mode="json"))
     return payloads
+
+
+def _run_order(jobs: dict[str, repo.RenderJob],
+               variants: list[repo.Deliverable]) -> list[repo.RenderJob]:
+    """The brief's render jobs, inputs first (by depth), each depth spots first."""
+    scenes = [d for d in variants if d.kind == repo.DeliverableKind.SCENE]
+    renders_of: dict[tuple[str, str], set[str]] = {}
+    for scene in scenes:
+        renders_of.setdefault((scene.locale, scene.aspect), set()).add(scene.render_key)
+    spot_needs = [frozenset(renders_of.get((d.locale, d.aspect), ())) for d in variants
+                  if d.kind == repo.DeliverableKind.SPOT]
+    uses = Counter(scene.render_key for scene in scenes)
+    done = {key for key, job in jobs.items() if job.status == RenderStatus.DONE}
+    by_depth: dict[int, list[str]] = {}
+    for key in jobs:
+        by_depth.setdefault(_depth(jobs, key), []).append(key)
+    order: list[str] = []
+    for depth in sorted(by_depth):
+        order += spots_first(by_depth[depth], spot_needs, uses, done=done | set(order))
+    return [jobs[key] for key in order]
 
 
 def _depth(jobs: dict[str, repo.RenderJob], key: str) -> int:
