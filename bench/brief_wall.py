@@ -2,6 +2,7 @@
 given, one after the other in one sitting (issue 15: today's code against an earlier one).
 
     .venv/bin/python bench/brief_wall.py [--tree DIR ...] [--brief FILE] [--work DIR]
+                                         [--rounds N] [--settle SECONDS]
 
 Each --tree is a checkout with its own installed `.venv` (default: this one). To compare with an
 earlier commit: `git worktree add ../before <commit> && make -C ../before install`, then
@@ -10,7 +11,9 @@ Prefect's ephemeral server with its own PREFECT_HOME) and the tiny checkpoint ma
 before the clock starts. The wall time covers both commands, start-ups included; the CPU time
 is that of everything they ran. From what the run recorded: the span of its flows, the time
 covered by each kind of task (Prefect's task runs, read from the run's own Prefect database),
-the renders executed and their model seconds, and the deliverables published.
+the renders executed and their model seconds, and the deliverables published. With several
+rounds (the trees' order turning each round, a rest before each run), a last line gives each
+tree's median wall time and the last tree's ratio to the first.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import platform
 import resource
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -111,16 +115,39 @@ def main() -> None:
                         help="a checkout with its .venv (repeat; default: this one)")
     parser.add_argument("--brief", type=Path, default=ISSUE_BRIEF)
     parser.add_argument("--work", type=Path, default=Path("/tmp") / f"brief-wall-{os.getpid()}")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each tree; the order turns every round (A B, B A, ...)")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="seconds of rest before each run (the last run's processes end)")
     args = parser.parse_args()
+    if args.rounds < 1 or args.settle < 0:
+        parser.error("--rounds must be positive and --settle not negative")
     trees = [tree.resolve() for tree in args.tree or [ROOT]]
-    machine = {"cpu_cores": os.cpu_count(), "machine": platform.machine(),
-               "load_before": round(os.getloadavg()[0], 2)}
-    lines = ({"brief": str(args.brief), **machine},
-             *(time_tree(tree, args.brief, args.work / f"{index}-{tree.name}")
-               for index, tree in enumerate(trees)))
-    for line in lines:  # one JSON line per tree, as each finishes
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
+    emit({"brief": str(args.brief), "cpu_cores": os.cpu_count(),
+          "machine": platform.machine(), "load_before": round(os.getloadavg()[0], 2),
+          "rounds": args.rounds})
+    walls: dict[Path, list[float]] = defaultdict(list)
+    for round_index in range(args.rounds):
+        order = trees if round_index % 2 == 0 else trees[::-1]
+        for tree in order:
+            time.sleep(args.settle)
+            line = time_tree(tree, args.brief,
+                             args.work / f"{round_index}-{trees.index(tree)}-{tree.name}")
+            walls[tree].append(float(line["wall_s"]))  # type: ignore[arg-type]
+            emit({"round": round_index, **line})
+    if args.rounds > 1 or len(trees) > 1:
+        medians = {str(tree): statistics.median(walls[tree]) for tree in trees}
+        summary: dict[str, object] = {"median_wall_s": medians}
+        if len(trees) > 1:  # the last tree against the first
+            summary["ratio_last_to_first"] = round(medians[str(trees[-1])]
+                                                   / medians[str(trees[0])], 3)
+        emit(summary)
+
+
+def emit(line: dict[str, object]) -> None:
+    """One JSON line, written at once (a long comparison shows each run as it ends)."""
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
