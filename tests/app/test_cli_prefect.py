@@ -17,12 +17,10 @@ from tests.example_brief import EXAMPLE_PATH
 # holds in that process (the submit imported it: tasks are Prefect tasks).
 SCRIPT = """
 import json, sys
-from app.cli import main
+from app.cli import run_command
 sys.argv = ["mova-ads", "submit", sys.argv[1]]
-try:
-    main()
-except SystemExit as end:
-    assert not end.code, end.code
+code = run_command()  # what the entry point runs before it ends the process
+assert not code, code
 from prefect.settings import PREFECT_HOME, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 print(json.dumps({"imported": "prefect" in sys.modules, "home": str(PREFECT_HOME.value()),
                   "timeout": PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()}))
