@@ -136,7 +136,7 @@ def main() -> None:
             walls[tree].append(float(line["wall_s"]))  # type: ignore[arg-type]
             emit({"round": round_index, **line})
     if args.rounds > 1 or len(trees) > 1:
-        medians = {str(tree): statistics.median(walls[tree]) for tree in trees}
+        medians = {str(tree): round(statistics.median(walls[tree]), 1) for tree in trees}
         summary: dict[str, object] = {"median_wall_s": medians}
         if len(trees) > 1:  # the last tree against the first
             summary["ratio_last_to_first"] = round(medians[str(trees[-1])]
