@@ -264,7 +264,7 @@ def test_config_with_a_class_name_as_rank_is_refused(clean_pipe: MovaPipeline,
         clean_pipe.load_lora(folder)
 
 
-def test_scale_and_state_errors(clean_pipe: MovaPipeline) -> None:
+def test_scale_and_state_errors(clean_pipe: MovaPipeline, tmp_path: Path) -> None:
     for action, call in (("set_lora_scale", lambda: clean_pipe.set_lora_scale(1.0)),
                          ("merge_lora", clean_pipe.merge_lora)):
         with pytest.raises(LoraError) as info:
@@ -275,9 +275,9 @@ def test_scale_and_state_errors(clean_pipe: MovaPipeline) -> None:
             clean_pipe.set_lora_scale(scale)  # type: ignore[arg-type]
         assert str(info.value) == f"LoRA scale={scale!r}; expected a finite number"
     with pytest.raises(LoraError, match="finite"):
-        clean_pipe.load_lora("/nonexistent", scale=float("nan"))
-    with pytest.raises(LoraError, match="no such LoRA"):
-        clean_pipe.load_lora("/nonexistent")
+        clean_pipe.load_lora(tmp_path / "missing", scale=float("nan"))
+    with pytest.raises(LoraError, match="no such LoRA"):  # (a path no one else can create)
+        clean_pipe.load_lora(tmp_path / "missing")
 
 
 def test_a_released_component_comes_back_with_its_lora(clean_pipe: MovaPipeline,
