@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
@@ -55,18 +56,27 @@ def crop_box(src_w: int, src_h: int, aspect: Aspect,
     return width, height, x, y
 
 
-# H.264 for delivery: High profile 4:2:0, what every player and platform takes.
-DELIVERY_CODEC: dict[str, object] = {"vcodec": "libx264", "profile:v": "high",
-                                     "preset": "veryfast", "crf": 20}
-# H.264 for an intermediate scene finish: lossless (qp 0) 4:4:4, so the spot encode is the
-# picture's only lossy generation; ultrafast, as the file is read once, by the spot.
-INTERMEDIATE_CODEC: dict[str, object] = {"vcodec": "libx264", "profile:v": "high444",
-                                         "preset": "ultrafast", "qp": 0}
+@dataclass(frozen=True)
+class PictureEncoding:
+    """How a finished file's picture is encoded, and how ffprobe and QC then see it."""
+
+    options: dict[str, object]  # ffmpeg output options of the picture
+    profile: str  # the H.264 profile as ffprobe names it
+    pix_fmt: str
 
 
-def picture_format(spec: FinishSpec) -> tuple[str, str]:
-    """(H.264 profile as ffprobe names it, pixel format) a finish of `spec` is encoded in."""
-    return ("High 4:4:4 Predictive", "yuv444p") if spec.intermediate else ("High", "yuv420p")
+# Delivery: H.264 High 4:2:0, what every player and platform takes.
+DELIVERY = PictureEncoding({"vcodec": "libx264", "profile:v": "high", "preset": "veryfast",
+                            "crf": 20}, profile="High", pix_fmt="yuv420p")
+# An intermediate scene finish: lossless (qp 0) 4:4:4, so the spot encode is the picture's only
+# lossy generation; ultrafast, as the file is read once, by the spot.
+INTERMEDIATE = PictureEncoding({"vcodec": "libx264", "profile:v": "high444",
+                                "preset": "ultrafast", "qp": 0},
+                               profile="High 4:4:4 Predictive", pix_fmt="yuv444p")
+
+
+def picture_encoding(spec: FinishSpec) -> PictureEncoding:
+    return INTERMEDIATE if spec.intermediate else DELIVERY
 
 
 def finish_size(src_w: int, src_h: int, spec: FinishSpec) -> tuple[int, int]:
@@ -195,9 +205,9 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
     branches = scaled.split() if burned is not None else None
     sound = ffmpeg.input(str(wav)).audio
     language = iso639_2(spec.locale)
-    picture_codec = INTERMEDIATE_CODEC if spec.intermediate else DELIVERY_CODEC
+    encoding = picture_encoding(spec)
     options: dict[str, object] = {
-        **picture_codec,
+        **encoding.options,
         "g": round(GOP_SECONDS * fps), "keyint_min": round(GOP_SECONDS * fps),
         "colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709",
         "color_range": "tv", "acodec": "aac", "profile:a": "aac_low", "b:a": "192k",
@@ -208,7 +218,7 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
     }
     return master_and_burned_args(scaled, branches, sound, options, language=language,
                                   srt=srt, overlay=overlay, out=out, burned=burned,
-                                  pix_fmt=picture_format(spec)[1])
+                                  pix_fmt=encoding.pix_fmt)
 
 
 def master_and_burned_args(picture: ffmpeg.nodes.FilterableStream,
@@ -306,17 +316,20 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
     analysis = file_analysis(out)
     decoded, decoded_rate = decode_audio(out)
     crop_w, crop_h, _, _ = crop_box(src_w, src_h, spec.aspect, spec.focus)
+    delivery_w, delivery_h = TARGET_SIZES[spec.aspect]
+    encoding = picture_encoding(spec)
     report = run_qc(probe(out), out, expected_frames=frames.shape[0], fps=fps,
                     width=target_w, height=target_h, target=spec.loudness,
                     captions=vtt, source_audio=audio, analysis=analysis,
-                    decoded=(decoded, decoded_rate), video_format=picture_format(spec))
+                    decoded=(decoded, decoded_rate), video_format=(encoding.profile,
+                                                                   encoding.pix_fmt))
     lap("qc")
     return FinishResult(
         video_path=str(out), burned_path=str(burned) if burned else None,
         srt_path=str(srt) if srt else None,
         vtt_path=str(vtt) if vtt else None, width=target_w, height=target_h,
         # upscaled to the delivery size (for an intermediate: by its spot)
-        preview=crop_w < TARGET_SIZES[spec.aspect][0] or crop_h < TARGET_SIZES[spec.aspect][1],
+        preview=crop_w < delivery_w or crop_h < delivery_h,
         loudness_in_lufs=loudness_in,
         loudness_out_lufs=integrated_lufs(decoded, decoded_rate),
         # ebur128's true peak (4x oversampled, BS.1770 annex 2) from the analysis pass; the

@@ -119,7 +119,6 @@ def fail_variant(services: Services, deliverable_id: UUID, error: BaseException)
         return str(repo.get_deliverable(session, deliverable_id).status)
 
 
-@retried_when_transient
 def fail_run(services: Services, brief_id: UUID, error: BaseException) -> None:
     """The run itself broke (not one variant): count it; a brief that keeps failing is parked
     as failed with the reason, else it stays planned for the next run."""
