@@ -50,8 +50,8 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     if not brief.is_file():
         errors.print(f"[red]error:[/] no file {brief}")
         raise typer.Exit(2)
-    from tasks.ingest import SubmissionRefused
-    from tasks.ingest import submit as submit_checked
+    from tasks.submission import SubmissionRefused
+    from tasks.submission import submit as submit_checked
 
     fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
     try:

@@ -15,8 +15,8 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import Team
 from schemas.brief import MAX_BRIEF_BYTES
-from tasks.ingest import SUBMIT_WINDOW, SubmissionRefused, Submitted, submit
 from tasks.services import Services
+from tasks.submission import SUBMIT_WINDOW, SubmissionRefused, Submitted, submit
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
               "text/plain"}

@@ -125,8 +125,8 @@ def run_one(brief_path: Path) -> dict[str, Any]:
     from infra.db_models import Deliverable, RenderJob
     from infra.settings import load_settings
     from mova_model.make_checkpoint import make_checkpoint
-    from tasks.ingest import submit_brief
     from tasks.services import Services
+    from tasks.submission import submit_brief
 
     settings = load_settings()
     if not (settings.checkpoint / "model_index.json").is_file():

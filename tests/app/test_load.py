@@ -25,7 +25,7 @@ from infra.db import make_engine, session_scope
 from infra.repository import BriefRow
 from infra.settings import load_settings
 from schemas.brief import load_brief
-from tasks.ingest import brief_cost
+from tasks.submission import brief_cost
 from tests.app.conftest import Service
 from tests.app.test_service_api import EXAMPLE
 from tests.tasks.test_faults import one_variant_brief

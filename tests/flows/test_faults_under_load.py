@@ -25,10 +25,11 @@ from infra.db import session_scope
 from infra.settings import load_settings
 from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus
 from tasks.deliver import finish_deliverable, publish_deliverable
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.render import open_pool, render_on_worker, run_pending_renders
 from tasks.services import Services
 from tasks.spot_deliver import assemble_spot_deliverable
+from tasks.submission import submit_brief
 from tests.flows.test_production_e2e import cli_env, run_cli
 from tests.tasks.test_faults import one_variant_brief
 

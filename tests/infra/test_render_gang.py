@@ -20,7 +20,7 @@ from infra.db import session_scope
 from infra.settings import load_settings
 from infra.statuses import RenderStatus
 from schemas.plan import RenderSpec
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.render import (
     RenderPayload,
     load_render_model,
@@ -30,6 +30,7 @@ from tasks.render import (
     run_pending_renders,
 )
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]

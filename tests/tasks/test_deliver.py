@@ -15,7 +15,7 @@ from infra.db_models import Artifact, Deliverable, RenderJob
 from infra.media import decode_video_frames
 from infra.settings import load_settings
 from schemas.plan import RenderSpec
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.production import publishes_scenes
 from tasks.render import (
     RenderResult,
@@ -25,6 +25,7 @@ from tasks.render import (
     record_render,
 )
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.example_brief import example_text
 from tests.tasks.in_process import finish_and_publish, render_all
 

@@ -17,7 +17,7 @@ from infra.db_models import BriefRun, Deliverable
 from infra.settings import load_settings
 from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus
 from tasks.faults import readable_reason, retry_delay_s
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.production import (
     MAX_FAILED_RUNS,
     briefs_ready,
@@ -27,6 +27,7 @@ from tasks.production import (
 )
 from tasks.render import pending_payloads
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.example_brief import example_text
 
 EXAMPLE = example_text()

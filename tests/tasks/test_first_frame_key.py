@@ -15,9 +15,10 @@ from infra.db import session_scope
 from infra.hashing import sha256_bytes
 from infra.settings import load_settings
 from schemas.plan import RenderSpec
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.render import load_render_model, pending_payloads, render_on_worker
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,10 +19,11 @@ from infra.db import session_scope
 from infra.settings import load_settings
 from schemas.errors import BriefInvalid
 from schemas.plan import Plan, RenderSpec
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.lora import files_digest, register_lora
 from tasks.render import load_render_model, pending_payloads, render_on_worker
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.example_brief import example_text
 from tests.mova_model.test_lora import CONFIG, make_factors, write_lora
 from tests.tasks.in_process import finish_and_publish, render_all

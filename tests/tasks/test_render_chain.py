@@ -19,10 +19,11 @@ from infra.settings import load_settings
 from infra.statuses import DeliverableStatus, RenderStatus
 from mova_model.pipeline import MovaPipeline
 from schemas.plan import RenderSpec
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.render import pending_payloads, read_clip
 from tasks.retake import retake
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.example_brief import example_text
 from tests.tasks.in_process import render_all
 

@@ -17,9 +17,10 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.settings import load_settings
 from schemas.plan import RenderSpec
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.render import pending_payloads
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.example_brief import example_text
 from tests.tasks.in_process import finish_and_publish, render_all
 

@@ -30,7 +30,7 @@ from schemas.errors import BriefInvalid, NotFound
 from schemas.plan import RenderSpec
 from schemas.platforms import deliverable_name, safe_zone
 from tasks.end_card import hex_rgb
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.qc import integrated_lufs
 from tasks.render import (
     RenderPayload,
@@ -42,6 +42,7 @@ from tasks.render import (
 )
 from tasks.review import reject
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.tasks.in_process import finish_and_publish
 from tests.tasks.spot_fixtures import (
     BRAND_BACKGROUND,

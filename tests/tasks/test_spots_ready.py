@@ -14,9 +14,10 @@ from infra.db import session_scope
 from infra.repository import DeliverableKind
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.production import spots_ready
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.tasks.spot_fixtures import four_market_brief_text
 
 LOGO = Path(__file__).resolve().parents[2] / "examples" / "logo.png"

@@ -1,4 +1,4 @@
-"""Submission at the door, through the real `tasks.ingest.submit` on SQLite and PostgreSQL:
+"""Submission at the door, through the real `tasks.submission.submit` on SQLite and PostgreSQL:
 campaigns per team, same brief twice, first frames checked, per-brief caps, and the team's
 limits enforced atomically under parallel submissions."""
 
@@ -22,8 +22,8 @@ from infra.settings import load_settings
 from infra.statuses import BriefStatus
 from schemas.brief import load_brief
 from schemas.errors import BriefInvalid
-from tasks.ingest import SubmissionRefused, submit
 from tasks.services import Services
+from tasks.submission import SubmissionRefused, submit
 from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,9 @@ from infra.db_models import Deliverable
 from infra.settings import Settings, load_settings
 from infra.storage import LocalStore, legacy_deliverable_key
 from tasks.deliver import REVIEW_PREFIX, move_team_keys
-from tasks.ingest import plan_brief, submit
+from tasks.ingest import plan_brief
 from tasks.services import Services
+from tasks.submission import submit
 from tests.example_brief import example_text
 from tests.tasks.in_process import finish_and_publish, render_all
 

@@ -27,9 +27,10 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.settings import load_settings
 from mova_model.pipeline import MovaPipeline
-from tasks.ingest import plan_brief, submit_brief
+from tasks.ingest import plan_brief
 from tasks.render import read_clip
 from tasks.services import Services
+from tasks.submission import submit_brief
 from tests.tasks.in_process import render_all
 from tests.tasks.test_render_chain import _brief, _planned, _render_key
 

@@ -1,0 +1,260 @@
+"""Submission at the door: validate a brief, check the files it names and its size against
+the team's limits, and queue it. Kept apart from the Prefect tasks (tasks/ingest.py) so that
+`mova-ads submit` and the review service's submit path do not import the orchestrator."""
+
+from __future__ import annotations
+
+import mimetypes
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path, PurePath
+from urllib.parse import urlparse
+from uuid import UUID
+
+from sqlalchemy.orm import Session
+
+from infra import repository as repo
+from infra.db import session_scope
+from infra.fonts import FontRejected, verify_font
+from infra.hashing import sha256_bytes
+from infra.images import ImageRejected, verify_image
+from infra.repository import NO_TEAM
+from infra.settings import Settings
+from infra.storage import InvalidKey, check_key, input_key, open_store
+from schemas.brief import Brief, load_brief
+from schemas.errors import BriefInvalid, PipelineError
+from schemas.plan import RENDER_PROFILES, CostEstimate, estimate_cost, plan_variants
+from tasks.lora import resolve_loras
+from tasks.services import Services
+
+SUBMIT_WINDOW = timedelta(minutes=1)
+
+
+class SubmissionRefused(PipelineError):
+    """The team is over its per-minute limit or its daily GPU budget (HTTP 429)."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    brief_id: UUID
+    created: bool  # False: the same brief (content or Idempotency-Key) was submitted before
+    cost: CostEstimate | None
+
+
+@dataclass(frozen=True)
+class _Upload:
+    field: str  # where the reference sits, e.g. scenes[0].first_frame or brand_kit.logo
+    data: bytes
+    suffix: str
+
+
+def _verifier(services: Services, field: str) -> Callable[[bytes], object]:
+    """How a referenced file is checked: a font as a font, everything else as an image."""
+    settings = services.settings
+    if field == "brand_kit.font":
+        return verify_font
+    return partial(verify_image, max_pixels=settings.max_first_frame_pixels,
+                   max_bytes=settings.max_first_frame_bytes)
+
+
+def _s3_file(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
+    """Problems of an s3:// file: it must lie under an allowed prefix, exist, and be an image
+    (a font) within the limits. The message for a URI outside the prefixes is the same whether
+    or not the object exists: nothing is read there."""
+    settings = services.settings
+    prefixes = settings.first_frame_prefixes
+    if not any(ref.startswith(prefix) for prefix in prefixes):
+        allowed = ", ".join(prefixes) if prefixes else "none are allowed on this service"
+        return [(where, f"s3:// files must lie under an allowed prefix ({allowed}); "
+                        "upload the file with the brief instead")]
+    parsed = urlparse(ref)
+    key = parsed.path.lstrip("/")
+    try:
+        check_key(key)
+        store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
+                           region=settings.aws_region)
+        head = store.head(key)
+        if head is None:
+            return [(where, f"{ref} does not exist")]
+        if head.size_bytes > settings.max_first_frame_bytes:
+            return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is "
+                            f"{settings.max_first_frame_bytes:,}")]
+        with tempfile.TemporaryDirectory() as tmp:
+            data = store.get_file(key, Path(tmp) / "file").read_bytes()
+        _verifier(services, where)(data)
+    except InvalidKey:
+        return [(where, f"{ref} is not a valid object key")]
+    except (ImageRejected, FontRejected) as err:
+        return [(where, f"{ref}: {err}")]
+    return []
+
+
+def _references(brief: Brief) -> list[tuple[str, str]]:
+    """(field, reference) of every file the brief points at: first frames, logo, font."""
+    refs = [(f"scenes[{index}].first_frame", scene.first_frame)
+            for index, scene in enumerate(brief.scenes) if scene.first_frame is not None]
+    if brief.brand_kit is not None:
+        refs.append(("brand_kit.logo", brief.brand_kit.logo))
+        if brief.brand_kit.font is not None:
+            refs.append(("brand_kit.font", brief.brand_kit.font))
+    return refs
+
+
+def _check_files(services: Services, brief: Brief, base_dir: Path | None,
+                 team: str) -> tuple[list[_Upload], list[tuple[str, str]]]:
+    """Every file the brief names (first frames, brand kit logo and font) checked before
+    anything is stored: a file given with the brief (a verified image or font), an
+    `inputs/<team>/...` key of this team's own uploads, or an s3:// URI under an allowed
+    prefix. Returns the uploads to store and the problems."""
+    uploads: list[_Upload] = []
+    problems: list[tuple[str, str]] = []
+    for where, ref in _references(brief):
+        if ref.startswith("s3://"):
+            problems += _s3_file(services, ref, where)
+        elif ref.startswith("inputs/"):
+            own = f"inputs/{team}/"
+            if not ref.startswith(own) or not services.store.exists(ref):
+                problems.append((where, f"{ref!r} is not an upload of team {team}: "
+                                        f"upload the file with the brief"))
+        else:
+            path = (base_dir or Path.cwd()) / ref
+            if not path.is_file():
+                problems.append((where, f"no file {PurePath(ref).name!r} was given with the "
+                                        "brief"))
+                continue
+            data = path.read_bytes()
+            try:
+                _verifier(services, where)(data)
+            except (ImageRejected, FontRejected) as err:
+                problems.append((where, f"{PurePath(ref).name}: {err}"))
+                continue
+            uploads.append(_Upload(where, data, path.suffix.lower()))
+    return uploads, problems
+
+
+def _with_uploads(brief: Brief, keys: dict[str, str]) -> Brief:
+    """The brief with each uploaded file's reference replaced by its stored key."""
+    scenes = [scene.model_copy(update={"first_frame": keys[f"scenes[{index}].first_frame"]})
+              if f"scenes[{index}].first_frame" in keys else scene
+              for index, scene in enumerate(brief.scenes)]
+    kit = brief.brand_kit
+    if kit is not None:
+        kit = kit.model_copy(update={name: keys[f"brand_kit.{name}"] for name in ("logo", "font")
+                                     if f"brand_kit.{name}" in keys})
+    return brief.model_copy(update={"scenes": scenes, "brand_kit": kit})
+
+
+def brief_cost(brief: Brief, settings: Settings) -> CostEstimate:
+    """What the brief will cost under `settings` (its render profile's GPU-seconds per step),
+    as estimated at submission. The plan is made with a placeholder checkpoint: counts and
+    steps do not depend on it."""
+    profile = RENDER_PROFILES[settings.mova_render_profile]
+    # Counts and steps depend on neither the checkpoint, the first frames' content nor the
+    # LoRAs' files.
+    placeholder = {s.first_frame: "0" * 64 for s in brief.scenes if s.first_frame is not None}
+    plan = plan_variants(brief, "0" * 64, profile, "estimate", placeholder,
+                         {name: "0" * 64 for _, name in brief.lora_uses()})
+    return estimate_cost(plan, settings.gpu_seconds_per_step(profile.name))
+
+
+def _check_size(services: Services, brief: Brief) -> tuple[CostEstimate, list[tuple[str, str]]]:
+    """The plan's cost and the per-brief caps (variants, renders)."""
+    settings = services.settings
+    cost = brief_cost(brief, settings)
+    problems = []
+    if cost.variants > settings.max_variants_per_brief:
+        problems.append(("(brief)", f"{cost.variants} variants (scenes x locales x aspects); "
+                                    f"a brief may have at most {settings.max_variants_per_brief}"
+                                    " (MAX_VARIANTS_PER_BRIEF)"))
+    if cost.renders > settings.max_renders_per_brief:
+        problems.append(("(brief)", f"{cost.renders} renders; a brief may need at most "
+                                    f"{settings.max_renders_per_brief} (MAX_RENDERS_PER_BRIEF)"))
+    return cost, problems
+
+
+def _count_invalid(services: Services, team: str | None) -> None:
+    """An invalid brief counts toward the team's per-minute limit too (a client retrying a
+    broken brief in a loop is refused like any other flood)."""
+    if team is None:
+        return
+    with session_scope(services.engine) as session:
+        repo.lock_team(session, team)
+        _check_rate(services, session, team)
+        repo.record_submission(session, team, None)
+
+
+def _check_rate(services: Services, session: Session, team: str) -> None:
+    limit = services.settings.api_submissions_per_minute
+    recent = repo.count_submissions(session, team, SUBMIT_WINDOW)
+    if recent >= limit:
+        raise SubmissionRefused(f"team {team} submitted {recent} briefs in the last minute "
+                                f"(limit {limit}); try again in a minute")
+
+
+def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
+           base_dir: Path | None = None, team: str | None = None,
+           requires_approval: bool | None = None,
+           idempotency_key: str | None = None) -> Submitted:
+    """Validate a brief, check its inputs and its size, and queue it, or return the team's
+    earlier identical brief. BriefInvalid (stores nothing, counts toward the rate limit),
+    SubmissionRefused (rate limit or daily GPU budget; stores nothing).
+
+    The limits and the insert are one transaction that starts by locking the team (see
+    `repo.lock_team`), so parallel submissions cannot all pass a check made before any of
+    them is stored."""
+    owner = team or NO_TEAM
+    try:
+        brief = load_brief(raw, fmt=fmt)
+        if requires_approval is not None:
+            brief = brief.model_copy(update={"requires_approval": requires_approval})
+        uploads, problems = _check_files(services, brief, base_dir, owner)
+        with session_scope(services.engine) as session:
+            _, unknown_loras = resolve_loras(session, owner, brief)
+        cost, too_big = _check_size(services, brief)
+        if problems or unknown_loras or too_big:
+            raise BriefInvalid(problems + unknown_loras + too_big)
+    except BriefInvalid:
+        _count_invalid(services, team)
+        raise
+    keys = {}
+    for upload in uploads:
+        key = input_key(owner, sha256_bytes(upload.data), upload.suffix)
+        services.store.put_bytes(upload.data, key,
+                                 content_type=mimetypes.guess_type(f"x{upload.suffix}")[0])
+        keys[upload.field] = key
+    brief = _with_uploads(brief, keys)
+    canonical = brief.model_dump_json(indent=2)
+    sha = sha256_bytes(canonical.encode())
+    settings = services.settings
+    with session_scope(services.engine) as session:
+        if team is not None:
+            repo.lock_team(session, team)
+        existing = repo.duplicate_brief(session, team, sha, idempotency_key)
+        if existing is not None:
+            return Submitted(existing.id, False, cost)
+        if team is not None:
+            _check_rate(services, session, team)
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            used = repo.team_gpu_seconds_since(session, team, today)
+            quota = settings.team_gpu_seconds_per_day
+            if used + cost.gpu_seconds > quota:
+                raise SubmissionRefused(
+                    f"team {team} has used {used:,.0f} of its {quota:,.0f} GPU-seconds today; "
+                    f"this brief needs {cost.gpu_seconds:,.0f} more (TEAM_GPU_SECONDS_PER_DAY)")
+        row = repo.add_brief(session, campaign_slug=brief.campaign, brand=brief.brand,
+                             raw=canonical, sha256=sha, team=team,
+                             idempotency_key=idempotency_key, gpu_seconds_estimate=cost.gpu_seconds)
+        if team is not None:
+            repo.record_submission(session, team, row)
+        return Submitted(row.id, True, cost)
+
+
+def submit_brief(services: Services, raw: bytes | str, *, fmt: str | None = None,
+                 base_dir: Path | None = None, team: str | None = None,
+                 requires_approval: bool | None = None) -> UUID:
+    """`submit`, for callers that only need the id (the CLI, tests)."""
+    return submit(services, raw, fmt=fmt, base_dir=base_dir, team=team,
+                  requires_approval=requires_approval).brief_id
