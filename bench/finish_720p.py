@@ -23,7 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infra.fonts import fontconfig_file  # noqa: E402
 from infra.media import probe, run_ffmpeg  # noqa: E402
 from schemas.brief import Aspect, LoudnessProfile  # noqa: E402
-from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec  # noqa: E402
+from schemas.finishing import (  # noqa: E402
+    DELIVERY_X264_PRESET,
+    LOUDNESS_TARGETS,
+    CaptionCue,
+    FinishSpec,
+)
 from tasks.finishing import (  # noqa: E402
     build_encode_args,
     finish_clip,
@@ -51,7 +56,8 @@ def synthetic(height: int = 720, width: int = 1280) -> tuple[np.ndarray, np.ndar
         np.float32)
 
 
-def finish_once(frames: np.ndarray, audio: np.ndarray, spec: FinishSpec, workdir: Path) -> dict:
+def finish_once(frames: np.ndarray, audio: np.ndarray, spec: FinishSpec, workdir: Path,
+                preset: str) -> dict:
     """The deliverable itself: loudness, soft captions, encode (no burned variant, no QC)."""
     started = time.perf_counter()
     wav = write_wav(audio, RATE, workdir / "in.wav")
@@ -62,7 +68,8 @@ def finish_once(frames: np.ndarray, audio: np.ndarray, spec: FinishSpec, workdir
     srt.write_text(to_srt(spec.captions))
     out = workdir / "out.mp4"
     args = build_encode_args(src_size=(frames.shape[2], frames.shape[1]), frames=FRAMES,
-                             fps=FPS, wav=normalized, srt=srt, overlay=None, out=out, spec=spec)
+                             fps=FPS, wav=normalized, srt=srt, overlay=None, out=out, spec=spec,
+                             x264_preset=preset)  # type: ignore[arg-type]
     run_ffmpeg(args, stdin=np.ascontiguousarray(frames).tobytes(),
                env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
     done = time.perf_counter()
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="also time finish_clip (both caption variants, loudness, QC) and "
                              "print its split by stage")
+    parser.add_argument("--preset", default=DELIVERY_X264_PRESET,
+                        help="x264 preset (default: the delivery default, FINISH_X264_PRESET's)")
     args = parser.parse_args(argv)
     frames, audio = synthetic()
     spec = FinishSpec(aspect=Aspect.LANDSCAPE, locale="en-US",
@@ -86,19 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
-            runs.append(finish_once(frames, audio, spec, Path(tmp)))
+            runs.append(finish_once(frames, audio, spec, Path(tmp), args.preset))
         full = None
         split: dict[str, float] = {}
         if args.full:
             started = time.perf_counter()
-            finish_clip(frames, audio, FPS, RATE, spec, Path(tmp) / "full", timings=split)
+            finish_clip(frames, audio, FPS, RATE, spec, Path(tmp) / "full", timings=split,
+                        x264_preset=args.preset)
             full = time.perf_counter() - started
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                platform.processor())
     result = {
         "bench": "finish_720p", "frames": FRAMES, "fps": FPS, "size": "1280x720",
-        "encoder": "libx264 preset veryfast crf 20, AAC 192k", "repeats": args.repeats,
+        "encoder": f"libx264 preset {args.preset} crf 20, AAC 192k", "repeats": args.repeats,
         "median_total_s": statistics.median(r["total_s"] for r in runs),
         "median_loudness_s": statistics.median(r["loudness_s"] for r in runs),
         "median_encode_s": statistics.median(r["encode_s"] for r in runs),

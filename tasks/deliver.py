@@ -23,7 +23,14 @@ from infra.repository import Artifact, BriefRow, Deliverable, DeliverableKind
 from infra.statuses import DELIVERABLE_IN_REVIEW_AREA, DeliverableStatus, RenderStatus
 from infra.storage import ObjectStore, deliverable_key, legacy_deliverable_key
 from schemas.brief import Aspect, Brief, load_brief
-from schemas.finishing import LOUDNESS_TARGETS, FinishResult, FinishSpec, QCReport
+from schemas.finishing import (
+    LOUDNESS_TARGETS,
+    FinishResult,
+    FinishSpec,
+    QCReport,
+    X264Preset,
+    x264_key_entry,
+)
 from schemas.plan import RenderSpec
 from schemas.spot import plan_spots
 from tasks.captions import caption_cues
@@ -46,10 +53,13 @@ def _brief(row: BriefRow) -> Brief:
     return load_brief(row.raw, fmt="json")
 
 
-def _finish_key(clip_sha: str, spec: FinishSpec, code_version: str) -> str:
-    """What a finished file is made from: equal keys mean an identical deliverable."""
+def _finish_key(clip_sha: str, spec: FinishSpec, code_version: str,
+                x264_preset: X264Preset) -> str:
+    """What a finished file is made from: equal keys mean an identical deliverable (an
+    intermediate's encoding is fixed, whatever the delivery preset)."""
+    preset = {} if spec.intermediate else x264_key_entry(x264_preset)
     payload = json.dumps({"clip": clip_sha, "spec": spec.model_dump(mode="json"),
-                          "code": code_version.split("+")[0]}, sort_keys=True)
+                          "code": code_version.split("+")[0], **preset}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -98,7 +108,8 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
                         captions=caption_cues(lines, clip.audio, clip.sample_rate),
                         focus=scene.focus, burned_variant=brief.publish_scenes,
                         intermediate=not brief.publish_scenes)
-    input_key = _finish_key(work.clip_sha256, finish, services.code_version)
+    preset = services.settings.finish_x264_preset
+    input_key = _finish_key(work.clip_sha256, finish, services.code_version, preset)
     with _finishing(input_key):  # the locales sharing a file wait for one encode of it
         with session_scope(services.engine) as session:
             done = repo.find_artifact(session, "video", input_key) is not None
@@ -106,7 +117,8 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
         if not done:  # not finished before: encode and QC, upload (no transaction open)
             with tempfile.TemporaryDirectory() as tmp:
                 result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate,
-                                     finish, Path(tmp), name=work.scene_id)
+                                     finish, Path(tmp), name=work.scene_id,
+                                     x264_preset=preset)
                 stored = _upload_results(services, result, input_key)
             with session_scope(services.engine) as session:
                 clip_artifact = session.get(Artifact, work.clip_artifact_id)

@@ -6,6 +6,7 @@ infra.media; every step is a function that can be tested on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import wave
 from dataclasses import dataclass
@@ -20,11 +21,13 @@ from infra.fonts import fontconfig_file
 from infra.media import MediaError, decode_audio, probe, run_ffmpeg
 from schemas.brief import Aspect
 from schemas.finishing import (
+    DELIVERY_X264_PRESET,
     TARGET_SIZES,
     CaptionCue,
     FinishResult,
     FinishSpec,
     LoudnessTarget,
+    X264Preset,
 )
 from tasks.overlay import build_ass
 from tasks.qc import file_analysis, integrated_lufs, run_qc
@@ -65,9 +68,9 @@ class PictureEncoding:
     pix_fmt: str
 
 
-# Delivery: H.264 High 4:2:0, what every player and platform takes.
-DELIVERY = PictureEncoding({"vcodec": "libx264", "profile:v": "high", "preset": "veryfast",
-                            "crf": 20}, profile="High", pix_fmt="yuv420p")
+# Delivery: H.264 High 4:2:0, what every player and platform takes (x264 preset: a setting).
+DELIVERY = PictureEncoding({"vcodec": "libx264", "profile:v": "high", "crf": 20},
+                           profile="High", pix_fmt="yuv420p")
 # An intermediate scene finish: lossless (qp 0) 4:4:4, so the spot encode is the picture's only
 # lossy generation; ultrafast, as the file is read once, by the spot.
 INTERMEDIATE = PictureEncoding({"vcodec": "libx264", "profile:v": "high444",
@@ -75,8 +78,13 @@ INTERMEDIATE = PictureEncoding({"vcodec": "libx264", "profile:v": "high444",
                                profile="High 4:4:4 Predictive", pix_fmt="yuv444p")
 
 
-def picture_encoding(spec: FinishSpec) -> PictureEncoding:
-    return INTERMEDIATE if spec.intermediate else DELIVERY
+def picture_encoding(spec: FinishSpec,
+                     x264_preset: X264Preset = DELIVERY_X264_PRESET) -> PictureEncoding:
+    """An intermediate's lossless encoding (its preset fixed: lossless at any speed), or
+    delivery's at `x264_preset`."""
+    if spec.intermediate:
+        return INTERMEDIATE
+    return dataclasses.replace(DELIVERY, options={**DELIVERY.options, "preset": x264_preset})
 
 
 def finish_size(src_w: int, src_h: int, spec: FinishSpec) -> tuple[int, int]:
@@ -186,7 +194,8 @@ def to_vtt(cues: list[CaptionCue]) -> str:
 
 def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav: Path,
                       srt: Path | None, overlay: Path | None, out: Path,
-                      spec: FinishSpec, burned: tuple[Path, Path] | None = None) -> list[str]:
+                      spec: FinishSpec, burned: tuple[Path, Path] | None = None,
+                      x264_preset: X264Preset = DELIVERY_X264_PRESET) -> list[str]:
     """ffmpeg arguments: raw RGB frames on stdin + normalised WAV (+ SRT) -> H.264 High /
     AAC-LC MP4 with BT.709 tags, 2 s GOP, language tags and faststart.
 
@@ -205,7 +214,7 @@ def build_encode_args(*, src_size: tuple[int, int], frames: int, fps: float, wav
     branches = scaled.split() if burned is not None else None
     sound = ffmpeg.input(str(wav)).audio
     language = iso639_2(spec.locale)
-    encoding = picture_encoding(spec)
+    encoding = picture_encoding(spec, x264_preset)
     options: dict[str, object] = {
         **encoding.options,
         "g": round(GOP_SECONDS * fps), "keyint_min": round(GOP_SECONDS * fps),
@@ -260,7 +269,8 @@ def finished_picture(picture: ffmpeg.nodes.FilterableStream, overlay: Path | Non
 
 def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
                 spec: FinishSpec, workdir: Path, name: str = "deliverable",
-                timings: dict[str, float] | None = None) -> FinishResult:
+                timings: dict[str, float] | None = None,
+                x264_preset: X264Preset = DELIVERY_X264_PRESET) -> FinishResult:
     """Encode one deliverable from raw frames (T, H, W, 3) and audio (C, N); QC the result.
     `timings`, when given, receives the wall seconds of each stage (loudness, encode, qc)."""
     clock = [time.perf_counter()]
@@ -308,7 +318,8 @@ def finish_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
                                             on_screen=spec.on_screen_text), encoding="utf-8")
     args = build_encode_args(src_size=(src_w, src_h), frames=frames.shape[0], fps=fps,
                              wav=normalized, srt=srt, overlay=overlay, out=out, spec=spec,
-                             burned=(burned_overlay, burned) if burned else None)
+                             burned=(burned_overlay, burned) if burned else None,
+                             x264_preset=x264_preset)
     run_ffmpeg(args, stdin=raw, env=fonts)
     lap("encode")
     # 4. measure again and check the file: one ffmpeg analysis pass (picture, frame count,

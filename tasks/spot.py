@@ -29,7 +29,7 @@ from infra.media import (
     run_ffmpeg,
 )
 from schemas.brief import OnScreenText, Transition
-from schemas.finishing import CaptionCue
+from schemas.finishing import DELIVERY_X264_PRESET, CaptionCue, X264Preset
 from schemas.spot import SpotSpec
 from tasks.finishing import (
     AUDIO_RATE,
@@ -207,7 +207,8 @@ def build_spot_video_args(clips: list[tuple[Path, int, int, int]], *, spec: Spot
                           end_card: tuple[Path, int] | None, wav: Path, srt: Path | None,
                           overlay: Path, out: Path,
                           focus: list[tuple[float, float] | None],
-                          burned: tuple[Path, Path] | None = None) -> list[str]:
+                          burned: tuple[Path, Path] | None = None,
+                          x264_preset: X264Preset = DELIVERY_X264_PRESET) -> list[str]:
     """ffmpeg arguments: each clip (path, frames, width, height) cropped to the spot's aspect
     and scaled, joined by cuts or crossfades, the end card (PNG, frames) after a cut, text
     burned in from `overlay`, muxed with the spot WAV (+ SRT) -> H.264 High at the spot's
@@ -251,7 +252,7 @@ def build_spot_video_args(clips: list[tuple[Path, int, int, int]], *, spec: Spot
     language = iso639_2(spec.locale)
     options: dict[str, object] = {
         "vcodec": "libx264", "profile:v": "high", "level:v": spec.h264_level,
-        "preset": "veryfast", "b:v": f"{spec.video_bitrate_kbps}k",
+        "preset": x264_preset, "b:v": f"{spec.video_bitrate_kbps}k",
         # A VBV cap at the target rate: the platforms quote maxima, not averages.
         "maxrate": f"{spec.video_bitrate_kbps}k", "bufsize": f"{2 * spec.video_bitrate_kbps}k",
         "g": GOP_SECONDS * SPOT_FPS, "keyint_min": GOP_SECONDS * SPOT_FPS,
@@ -274,14 +275,17 @@ class SpotMeasurement:
 
 
 def assemble_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
-                  size: tuple[int, int], end_card: Path | None) -> SpotResult:
+                  size: tuple[int, int], end_card: Path | None,
+                  x264_preset: X264Preset = DELIVERY_X264_PRESET) -> SpotResult:
     """Encode one spot from its scene clips (in `spec.scene_ids` order) and the end card PNG
     (required when the spec has one); `size` is the delivery (width, height)."""
-    return assemble_measured_spot(spec, clips, workdir, size=size, end_card=end_card)[0]
+    return assemble_measured_spot(spec, clips, workdir, size=size, end_card=end_card,
+                                  x264_preset=x264_preset)[0]
 
 
 def assemble_measured_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path, *,
-                           size: tuple[int, int], end_card: Path | None
+                           size: tuple[int, int], end_card: Path | None,
+                           x264_preset: X264Preset = DELIVERY_X264_PRESET
                            ) -> tuple[SpotResult, SpotMeasurement]:
     """`assemble_spot`, and what it measured of the file (for `run_spot_qc`)."""
     if [c.scene_id for c in clips] != spec.scene_ids:
@@ -342,7 +346,8 @@ def assemble_measured_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path
     run_ffmpeg(build_spot_video_args(clip_specs, spec=spec, size=size, overlap_frames=overlap,
                                      end_card=card, wav=wav, srt=srt, overlay=overlay, out=out,
                                      focus=focus,
-                                     burned=(burned_overlay, burned) if burned else None),
+                                     burned=(burned_overlay, burned) if burned else None,
+                                     x264_preset=x264_preset),
                env=env)
     measured = SpotMeasurement(analysis=file_analysis(out), audio=decode_audio(out))
     decoded, decoded_rate = measured.audio

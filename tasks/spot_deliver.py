@@ -27,7 +27,7 @@ from infra.repository import Artifact, Deliverable, DeliverableKind
 from infra.statuses import DeliverableStatus
 from infra.storage import open_store
 from schemas.brief import Brief, load_brief
-from schemas.finishing import TARGET_SIZES, CaptionCue, QCReport
+from schemas.finishing import TARGET_SIZES, CaptionCue, QCReport, X264Preset, x264_key_entry
 from schemas.plan import RenderSpec
 from schemas.spot import SpotSpec, plan_spots
 from tasks.deliver import Uploaded, record_uploaded, run_traced, upload_finished
@@ -111,7 +111,7 @@ def _spot_work(services: Services, spot_id: UUID) -> _SpotWork | DeliverableStat
                          scenes=scenes)
 
 
-def _spot_key(work: _SpotWork, code_version: str) -> str:
+def _spot_key(work: _SpotWork, code_version: str, x264_preset: X264Preset) -> str:
     """What a spot is made from: equal keys mean an identical spot file."""
     payload = json.dumps({"scenes": [s.video_sha256 for s in work.scenes],
                           "captions": [[c.model_dump(mode="json") for c in s.captions]
@@ -122,7 +122,8 @@ def _spot_key(work: _SpotWork, code_version: str) -> str:
                           "text": [text.model_dump(mode="json") if text else None
                                    for s in work.brief.scenes
                                    for text in [s.on_screen_text.get(work.spec.locale)]],
-                          "code": code_version.split("+")[0]}, sort_keys=True)
+                          "code": code_version.split("+")[0], **x264_key_entry(x264_preset)},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -167,7 +168,8 @@ def _assemble(services: Services, work: _SpotWork, input_key: str,
     size = TARGET_SIZES[spec.aspect]
     card = _end_card(services, work, size, workdir)
     result, measured = assemble_measured_spot(spec, clips, workdir / "spot", size=size,
-                                              end_card=card)
+                                              end_card=card,
+                                              x264_preset=services.settings.finish_x264_preset)
     report = run_spot_qc(spec, result, workdir / "qc", measured)
     manifest = spot_manifest(spec, clips, result)
     params = {"qc": report.model_dump(mode="json"),
@@ -185,7 +187,7 @@ def assemble_spot_deliverable(services: Services, spot_id: UUID) -> DeliverableS
     work = _spot_work(services, spot_id)
     if not isinstance(work, _SpotWork):
         return work
-    input_key = _spot_key(work, services.code_version)
+    input_key = _spot_key(work, services.code_version, services.settings.finish_x264_preset)
     with session_scope(services.engine) as session:
         done = repo.find_artifact(session, "video", input_key) is not None
     with tempfile.TemporaryDirectory(prefix="mova-spot-") as tmp:

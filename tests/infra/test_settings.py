@@ -32,6 +32,9 @@ def test_bad_values_name_the_variable() -> None:
         load_settings({"MOVA_RENDER_PROFILE": "4k"})
     with pytest.raises(SettingsInvalid, match="RENDER_WORKERS"):
         load_settings({"RENDER_WORKERS": "0"})
+    with pytest.raises(SettingsInvalid, match="FINISH_X264_PRESET"):
+        load_settings({"FINISH_X264_PRESET": "turbo"})
+    assert load_settings({"FINISH_X264_PRESET": "medium"}).finish_x264_preset == "medium"
 
 
 def test_readme_documents_every_variable() -> None:

@@ -14,7 +14,10 @@ from infra.db import session_scope
 from infra.db_models import Artifact, Deliverable, RenderJob
 from infra.media import decode_video_frames
 from infra.settings import load_settings
+from schemas.brief import Aspect, LoudnessProfile
+from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
 from schemas.plan import RenderSpec
+from tasks.deliver import _finish_key
 from tasks.ingest import plan_brief
 from tasks.production import publishes_scenes
 from tasks.render import (
@@ -220,6 +223,21 @@ def test_a_scene_with_nothing_said_is_finished_once_for_all_locales_unless_scene
     assert languages[("morning-run", "ar-SA")] == "ara"
     shot_languages = {languages[("product-shot", "en-US")], languages[("product-shot", "ar-SA")]}
     assert shot_languages == ({"eng", "ara"} if publish_scenes else {"und"})
+
+
+def test_finish_keys_made_before_the_preset_setting_still_name_their_files() -> None:
+    # Every delivered file was veryfast before FINISH_X264_PRESET: a key made then (this one by
+    # the code of 115144d) must still find its file, and another preset must not find it.
+    spec = FinishSpec(aspect=Aspect.PORTRAIT, locale="de-DE",
+                      loudness=LOUDNESS_TARGETS[LoudnessProfile.WEB],
+                      captions=[CaptionCue(start_s=0.2, end_s=1.6, lines=["Hallo"])])
+    before = "a60490bc046ed0878f3e8bc504923ec1ff1f1c94eef46fabcbf0d0e8a43fe197"
+    assert _finish_key("ab" * 32, spec, "0.1.0+g123", "veryfast") == before
+    assert _finish_key("ab" * 32, spec, "0.1.0+g123", "superfast") != before
+    shared = FinishSpec(aspect=Aspect.SQUARE, locale="und", loudness=spec.loudness,
+                        burned_variant=False, intermediate=True)
+    assert len({_finish_key("ab" * 32, shared, "0.1.0", p)  # type: ignore[arg-type]
+                for p in ("veryfast", "superfast", "slow")}) == 1  # its encoding is fixed
 
 
 def test_finishing_threads_that_need_one_file_take_turns_and_leave_no_lock_behind() -> None:

@@ -11,9 +11,10 @@ import pytest
 
 from infra.media import decode_audio, probe
 from schemas.brief import Aspect, LoudnessProfile
-from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
+from schemas.finishing import DELIVERY_X264_PRESET, LOUDNESS_TARGETS, CaptionCue, FinishSpec
 from tasks.finishing import crop_box, finish_clip, iso639_2, to_srt, to_vtt
 from tasks.qc import caption_problems, next_action
+from tests.tasks.encoder_settings import encoded_with
 from tests.tasks.peaks import true_peak_dbtp
 
 FPS, RATE = 24.0, 48_000
@@ -100,6 +101,26 @@ def test_an_intermediate_finish_keeps_the_render_size_and_every_pixel(
     source = frames[:, y:y + height, x:x + width].astype(float)
     # lossless in YUV: only the RGB<->YUV rounding is left (a crf 20 encode is far coarser)
     assert np.abs(decoded.astype(float) - source).max() <= 3
+
+
+def test_the_delivery_preset_reaches_both_files_and_not_an_intermediate(tmp_path: Path) -> None:
+    # FINISH_X264_PRESET: the master and the burned-in variant are encoded at it; a spot-only
+    # intermediate stays lossless ultrafast whatever it says
+    frames, audio = synthetic_clip(seconds=1.0)
+    target = LOUDNESS_TARGETS[LoudnessProfile.WEB]
+    cues = [CaptionCue(start_s=0.1, end_s=0.9, lines=["Hallo"])]
+    delivery = FinishSpec(aspect=Aspect.SQUARE, locale="de-DE", loudness=target, captions=cues)
+    for preset in ("veryfast", DELIVERY_X264_PRESET):
+        result = finish_clip(frames, audio, FPS, RATE, delivery, tmp_path / preset,
+                             x264_preset=preset)  # type: ignore[arg-type]
+        for path in (result.video_path, result.burned_path):
+            assert encoded_with(Path(path or ""), preset), (preset, path)
+    intermediate = FinishSpec(aspect=Aspect.SQUARE, locale="und", loudness=target,
+                              burned_variant=False, intermediate=True)
+    result = finish_clip(frames, audio, FPS, RATE, intermediate, tmp_path / "i",
+                         x264_preset="veryfast")
+    assert encoded_with(Path(result.video_path), "ultrafast")
+    assert result.qc.passed, result.qc.failures
 
 
 def test_an_intermediate_finish_draws_nothing() -> None:

@@ -29,6 +29,7 @@ from tasks.spot import (
 )
 from tasks.spot_qc import join_problems
 from tests.example_brief import example_text
+from tests.tasks.encoder_settings import encoded_with
 from tests.tasks.spot_fixtures import (
     LOCALES,
     OPEN_TONE_HZ,
@@ -225,6 +226,19 @@ def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
         "instagram": "aurora-spring-launch_de-DE_9x16_instagram.mp4"}
     assert manifest.video_sha256 == sha256_file(Path(result.video_path))
     assert abs(pyloudnorm.Meter(rate).integrated_loudness(samples.T) + 14.0) <= 1.0
+
+
+@pytest.mark.parametrize("preset", ["veryfast", None])
+def test_the_spot_is_encoded_at_the_delivery_preset(tmp_path: Path, clip_paths: dict[str, Path],
+                                                    preset: str | None) -> None:
+    spec = SPOTS[0]
+    chosen = {} if preset is None else {"x264_preset": preset}
+    result = assemble_spot(spec, scene_clips(BRIEF, spec.locale, clip_paths), tmp_path,
+                           size=TEST_SIZES[spec.aspect], end_card=end_card_png(BRIEF, spec,
+                                                                               tmp_path),
+                           **chosen)  # type: ignore[arg-type]
+    for path in (result.video_path, result.burned_path):
+        assert encoded_with(Path(path or ""), preset or "superfast"), path
 
 
 def test_the_burned_caption_variant_comes_from_the_same_run_as_the_master(
