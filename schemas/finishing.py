@@ -20,10 +20,10 @@ X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "me
                      "slower", "veryslow", "placebo"]
 # The preset of delivered pictures (spots, published scene cut-downs): FINISH_X264_PRESET.
 # Measured against the lossless picture of a spot at its delivery bitrate (bench/README.md):
-# superfast is 0.4-0.8 dB PSNR below veryfast (44.5 vs 44.9 dB on the random model's noise, 54.6
-# vs 55.4 dB on the demo model's cartoons) for 40 % less encoding time, which on a CPU-only
-# machine is most of a campaign's finishing. A GPU cluster, where renders dominate, can afford
-# a slower preset.
+# superfast is 0.5-0.6 dB PSNR below veryfast (44.5 vs 45.2 dB on the random model's noise, 56.7
+# vs 57.2 dB on the demo model's cartoons; bench/x264_presets.py) for 34-42 % less encoding
+# CPU, which on a CPU-only machine is most of a campaign's finishing. A GPU cluster, where
+# renders dominate, can afford a slower preset.
 DELIVERY_X264_PRESET: X264Preset = "superfast"
 
 
