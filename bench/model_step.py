@@ -247,6 +247,18 @@ def timed(fn: Callable[[], Any], warmup: int, repeats: int, device: torch.device
     return times
 
 
+def gemm_flops_per_s(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device,
+                     repeats: int) -> float:
+    """The device's matmul rate at one (m x k) @ (k x n) shape in dtype: the ceiling a forward
+    made mostly of such products can approach (its FLOP/s over this is how close it gets)."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(device, dtype)
+    b = torch.randn(k, n, generator=gen).to(device, dtype)
+    with torch.inference_mode():
+        seconds = statistics.median(timed(lambda: a @ b, 2, max(repeats, 5), device))
+    return 2 * m * k * n / seconds
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
     """CPU model, cores, torch version and GPU name."""
     cpu_model = platform.processor() or "unknown"
@@ -345,6 +357,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     step = guided_step_flops(cfg, video_tokens, audio_tokens, branches=2)
     forward_s = statistics.median(forward_times)
     step_s = statistics.median(step_times)
+    # the video tower's feed-forward product, the largest GEMM of the forward
+    gemm = gemm_flops_per_s(video_tokens, cfg.video_dit.dim, cfg.video_dit.ffn_dim, dtype,
+                            device, args.repeats)
     return {
         "preset": args.preset,
         "config": config_summary(cfg, bridge, params),
@@ -372,6 +387,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "guided_step_all": step_times,
         },
         "flops_per_s": {"forward": fwd.total / forward_s, "guided_step": step.total / step_s},
+        "gemm_flops_per_s": gemm,
+        "forward_fraction_of_gemm": fwd.total / forward_s / gemm,
         "peak_memory_bytes": peak_bytes,
         "peak_memory_source": peak_source,
         "machine": machine_info(device),
