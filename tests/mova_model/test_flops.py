@@ -168,7 +168,8 @@ def test_bench_tiny_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     expected_keys = {
         "preset", "config", "height", "width", "frames", "fps", "video_latent", "L_v", "L_a",
         "L_t", "dtype", "device", "warmup", "repeats", "flops", "time_s", "flops_per_s",
-        "peak_memory_bytes", "peak_memory_source", "machine",
+        "peak_memory_bytes", "peak_memory_source", "machine", "gemm_flops_per_s",
+        "forward_fraction_of_gemm",
     }  # fmt: skip
     assert set(result) == expected_keys
     assert (result["L_v"], result["L_a"], result["video_latent"]) == (196, 53, [7, 8, 14])
@@ -181,6 +182,9 @@ def test_bench_tiny_smoke(capsys: pytest.CaptureFixture[str]) -> None:
         assert result["flops_per_s"][key] == pytest.approx(
             result["flops"][key] / result["time_s"][key]
         )
+    assert result["gemm_flops_per_s"] > 0
+    assert result["forward_fraction_of_gemm"] == pytest.approx(
+        result["flops_per_s"]["forward"] / result["gemm_flops_per_s"])
     assert result["config"]["video_dit"]["dim"] == cfg.video_dit.dim
     assert result["config"]["bridge"]["pairs"] == 2
     assert result["peak_memory_bytes"] > 0 and "ru_maxrss" in result["peak_memory_source"]
