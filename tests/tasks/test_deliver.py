@@ -30,6 +30,7 @@ from tasks.render import (
 from tasks.services import Services
 from tasks.submission import submit_brief
 from tests.example_brief import example_text
+from tests.tasks.encoder_settings import encoded_with
 from tests.tasks.in_process import finish_and_publish, render_all
 
 EXAMPLE = example_text()
@@ -42,9 +43,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
 
 
-def _services(tmp_path: Path, checkpoint: Path) -> Services:
+def _services(tmp_path: Path, checkpoint: Path, **environment: str) -> Services:
     return Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
-                                   "MOVA_CHECKPOINT": str(checkpoint)}))
+                                   "MOVA_CHECKPOINT": str(checkpoint), **environment}))
 
 
 def _produce(services: Services, brief_text: str) -> dict[str, Deliverable]:
@@ -147,7 +148,7 @@ def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publish
     from tests.tasks.test_faults import one_variant_brief
 
     text = one_variant_brief() + f"publish_scenes: {str(publish_scenes).lower()}\n"
-    services = _services(tmp_path, checkpoint)
+    services = _services(tmp_path, checkpoint, FINISH_X264_PRESET="veryfast")
     [scene] = _produce(services, text).values()
     assert scene.status == "published"  # (the helper publishes scene finishes)
     assert publishes_scenes(services, scene.brief_id) is publish_scenes
@@ -172,9 +173,11 @@ def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publish
     if publish_scenes:
         assert (media.width, media.height) == TARGET_SIZES[Aspect(scene.aspect)]
         assert (media.profile, media.pix_fmt) == ("High", "yuv420p")
+        assert encoded_with(path, "veryfast")  # FINISH_X264_PRESET reached the encoder
     else:
         assert (media.width, media.height) == (crop_w, crop_h)
         assert (media.profile, media.pix_fmt) == ("High 4:4:4 Predictive", "yuv444p")
+        assert encoded_with(path, "ultrafast")  # lossless, whatever the delivery preset
 
 
 ISSUE15_BRIEF = Path(__file__).resolve().parents[2] / "bench" / "briefs" / "issue15-2x4x3.yaml"

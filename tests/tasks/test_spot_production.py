@@ -43,6 +43,7 @@ from tasks.render import (
 from tasks.review import reject
 from tasks.services import Services
 from tasks.submission import submit_brief
+from tests.tasks.encoder_settings import encoded_with
 from tests.tasks.in_process import finish_and_publish
 from tests.tasks.spot_fixtures import (
     BRAND_BACKGROUND,
@@ -115,7 +116,8 @@ def test_a_two_scene_four_language_brief_yields_one_finished_spot_per_locale_and
     folder.mkdir()
     shutil.copy(LOGO, folder / "logo.png")
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
-                                       "MOVA_CHECKPOINT": str(checkpoint)}))
+                                       "MOVA_CHECKPOINT": str(checkpoint),
+                                       "FINISH_X264_PRESET": "veryfast"}))
     with services:
         brief_id = _produce(services, folder)
         with session_scope(services.engine) as session:
@@ -141,6 +143,7 @@ def test_a_two_scene_four_language_brief_yields_one_finished_spot_per_locale_and
         assert path == campaign / locale / "9x16" / deliverable_name(
             "aurora-four-markets", locale, brief.aspects[0], brief.platforms[0])
         media = probe(path)
+        assert encoded_with(path, "veryfast")  # FINISH_X264_PRESET reached the spot's encode
         assert media.duration_s == pytest.approx(expected_s, abs=1.5 / 24)
         frames = decode_video_frames(path)
         assert len(frames) == round(expected_s * 24)
