@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from schemas.finishing import (  # noqa: E402
     LOUDNESS_TARGETS,
     CaptionCue,
     FinishSpec,
+    X264Preset,
 )
 from tasks.finishing import (  # noqa: E402
     build_encode_args,
@@ -57,7 +59,7 @@ def synthetic(height: int = 720, width: int = 1280) -> tuple[np.ndarray, np.ndar
 
 
 def finish_once(frames: np.ndarray, audio: np.ndarray, spec: FinishSpec, workdir: Path,
-                preset: str) -> dict:
+                preset: X264Preset) -> dict:
     """The deliverable itself: loudness, soft captions, encode (no burned variant, no QC)."""
     started = time.perf_counter()
     wav = write_wav(audio, RATE, workdir / "in.wav")
@@ -69,7 +71,7 @@ def finish_once(frames: np.ndarray, audio: np.ndarray, spec: FinishSpec, workdir
     out = workdir / "out.mp4"
     args = build_encode_args(src_size=(frames.shape[2], frames.shape[1]), frames=FRAMES,
                              fps=FPS, wav=normalized, srt=srt, overlay=None, out=out, spec=spec,
-                             x264_preset=preset)  # type: ignore[arg-type]
+                             x264_preset=preset)
     run_ffmpeg(args, stdin=np.ascontiguousarray(frames).tobytes(),
                env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
     done = time.perf_counter()
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="also time finish_clip (both caption variants, loudness, QC) and "
                              "print its split by stage")
-    parser.add_argument("--preset", default=DELIVERY_X264_PRESET,
+    parser.add_argument("--preset", default=DELIVERY_X264_PRESET, choices=get_args(X264Preset),
                         help="x264 preset (default: the delivery default, FINISH_X264_PRESET's)")
     args = parser.parse_args(argv)
     frames, audio = synthetic()

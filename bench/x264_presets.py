@@ -168,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         size = TARGET_SIZES[spec.aspect]
         recorder = Recorder()
         spot_module.run_ffmpeg = recorder  # type: ignore[assignment]
-        reference_done = False
         reference = folder / "reference.mp4"
         for preset in args.presets:
             recorder.calls.clear()
@@ -176,12 +175,11 @@ def main(argv: list[str] | None = None) -> int:
                                    x264_preset=preset)
             encode_args, env = next((a, e) for a, e in recorder.calls if "libx264" in a)
             out = Path(result.video_path)
-            if not reference_done:
+            if not reference.exists():  # from the first preset's run
                 renamed = {str(out): str(reference)}
                 if result.burned_path:
                     renamed[result.burned_path] = str(folder / "reference.burned.mp4")
                 run_ffmpeg(lossless(encode_args, renamed), env=env)
-                reference_done = True
             wall, cpu = timed(encode_args, env, args.repeats)
             sys.stdout.write(json.dumps({
                 "bench": "x264_presets", "preset": preset, "model": args.model,
