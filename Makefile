@@ -66,4 +66,4 @@ clean:
 DEMO_MODEL ?= assets/demo-model
 .PHONY: demo-model
 demo-model: install
-	$(PY) -m training.run --out $(DEMO_MODEL) --work .demo-model-run/work --budget full --threads 1
+	$(PY) -m training.run --out $(DEMO_MODEL) --work .demo-model-run/work --budget full --threads 2

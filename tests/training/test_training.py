@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import training.codecs
 import training.dit
 from demo_world.world import Scene, render
 from mova_model.config import get_preset
@@ -118,6 +119,38 @@ def test_codec_losses_go_down(tmp_path: Path) -> None:
         v1 = video_vae_loss(vae, x, g.manual_seed(0)).item()
         a1 = audio_vae_loss(dac, wave, g.manual_seed(0)).item()
     assert v1 < 0.9 * v0 and a1 < a0
+
+
+def test_the_whole_clip_phase_lowers_the_loss_of_whole_clips_and_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The video VAE's second phase (whole clips, after the windows) trains with its own steps
+    and state, and a run resumed from its checkpoint ends where the uninterrupted one did."""
+    budget = dataclasses.replace(BUDGETS["smoke"], video_vae_clip_steps=8, video_vae_clip_batch=1,
+                                 video_vae_clip_lr=3e-3, checkpoint_every=4, warmup_steps=2)
+    clip = pixels(render(Scene("ball", "yellow", "green", "bounces", seed=4)).frames[None])
+    g = torch.Generator()
+
+    def whole_clip_loss(vae: Any) -> float:
+        with torch.no_grad():
+            return float(video_vae_loss(vae, clip, g.manual_seed(0)).item())
+
+    saved: dict[int, dict[str, Any]] = {}
+
+    def save_and_keep(path: Path, state: dict[str, Any]) -> None:
+        save_state(path, state)
+        saved[state["step"]] = copy.deepcopy(state)
+
+    monkeypatch.setattr(training.codecs, "save_state", save_and_keep)
+    vae, _ = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    before = whole_clip_loss(vae)
+    train_video_vae(vae, budget, tmp_path / "whole.pt", seed=1, whole_clips=True)
+    assert whole_clip_loss(vae) < 0.9 * before
+    assert sorted(saved) == [4, 8]
+    save_state(tmp_path / "resumed.pt", saved[4])  # as a crash after step 4 would leave it
+    resumed, _ = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    train_video_vae(resumed, budget, tmp_path / "resumed.pt", seed=1, whole_clips=True)
+    for p, q in zip(vae.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
 def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
@@ -254,3 +287,7 @@ def test_budget_validation() -> None:
         Budget(video_vae_steps=1, video_vae_batch=1, video_vae_frames=5, audio_vae_steps=1,
                audio_vae_batch=1, audio_vae_samples=1000, num_clips=1, dit_steps=1,
                dit_batch=1)
+    with pytest.raises(ValueError, match="video_vae_clip_steps=-1 must not be negative"):
+        dataclasses.replace(BUDGETS["smoke"], video_vae_clip_steps=-1)
+    with pytest.raises(ValueError, match="video_vae_clip_batch=0 must be at least 1"):
+        dataclasses.replace(BUDGETS["smoke"], video_vae_clip_batch=0)
