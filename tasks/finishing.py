@@ -139,7 +139,8 @@ def write_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
 HIGHPASS_HZ = 20
 PEAK_HEADROOM_DB = 1.0  # below the true-peak target, for AAC's encoding overshoot
 LOUDNESS_SETTLE_LU = 0.3  # correct again when a pass lands further than this from the target
-MAX_CORRECTIONS = 2
+MAX_CORRECTIONS = 4
+MAX_GAIN_PER_LU = 4.0
 
 
 def gain_filter(gain_db: float, target: LoudnessTarget) -> str:
@@ -158,12 +159,19 @@ def normalize_loudness(wav: Path, target: LoudnessTarget, out: Path) -> tuple[fl
         run_ffmpeg(["-y", "-i", str(wav), "-af", f"aresample={AUDIO_RATE}", str(out)])
         return None, None
     gain, after = target.integrated_lufs - before, before
+    tried: tuple[float, float] = (0.0, before)  # (gain, loudness): no gain gives the input
     for _ in range(1 + MAX_CORRECTIONS):
         run_ffmpeg(["-y", "-i", str(wav), "-af", gain_filter(gain, target), str(out)])
         after = integrated_lufs(*read_wav(out)) or after
         if abs(after - target.integrated_lufs) <= LOUDNESS_SETTLE_LU:
             break
-        gain += target.integrated_lufs - after
+        # The limiter eats part of any gain on peaky sound (a few LU short after three passes,
+        # 2026-12-04): step by the gain per LU the last two passes showed (secant), at least
+        # 1 dB per LU and at most MAX_GAIN_PER_LU.
+        last_gain, last_after = tried
+        slope = (gain - last_gain) / (after - last_after) if after != last_after else 1.0
+        tried = (gain, after)
+        gain += (target.integrated_lufs - after) * min(max(slope, 1.0), MAX_GAIN_PER_LU)
     return before, after
 
 
