@@ -95,8 +95,8 @@ def test_a_chained_scene_starts_from_the_last_frame_of_the_scene_it_continues(
     chained, unchained = psnr(clips["hero"][0], last), psnr(clips["outro"][0], last)
     print(f"\nPSNR to intro's last frame: hero (chained) {chained:.1f} dB, "  # noqa: T201 - figures for the closing note
           f"outro (text only) {unchained:.1f} dB")
-    # measured: 17.7 dB chained, 12.7 dB from text (the model before it 12.4 / 9.4; the one
-    # before that, whose DAC decoded near silence, 19.9 / 10.3)
+    # measured with the model before this one: 17.7 dB chained, 12.7 dB from text (the one
+    # before it 12.4 / 9.4; before that, whose DAC decoded near silence, 19.9 / 10.3)
     assert chained >= 15.0 and chained >= unchained + 3.0, (chained, unchained)
 
 
@@ -108,7 +108,8 @@ def test_the_demo_brief_renders_the_scenes_it_describes(tmp_path: Path) -> None:
     """What `make demo` renders, through the real tasks at the demo profile: each scene's
     landscape renders (every language) show the background its prompt names, and the greeting
     scene a face. (The product box is read as a ball: this model has not learnt boxes from
-    brief-worded prompts; measured: box-slides grey/ball, face-greets green/face.)"""
+    brief-worded prompts; measured with the model before this one: box-slides grey/ball,
+    face-greets green/face.)"""
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
                                        "MOVA_CHECKPOINT": str(DEMO_MODEL),
                                        "MOVA_RENDER_PROFILE": "demo"}))
