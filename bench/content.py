@@ -129,6 +129,16 @@ class Tally:
         values = self.hits.get(name, [])
         return sum(values) / len(values) if values else None
 
+    def rates(self) -> dict[str, float | None]:
+        return {name: self.rate(name) for name in sorted(self.hits)}
+
+    def add_first_frame(self, generated: np.ndarray, given: np.ndarray) -> None:
+        """PSNR of a first frame against the given one (99 dB for an identical frame)."""
+        self.psnr_db.append(min(analysers.psnr(generated, given), 99.0))
+
+    def mean_psnr_db(self) -> float:
+        return statistics.mean(self.psnr_db) if self.psnr_db else math.nan
+
 
 def _in_sync(lag: int | None) -> bool:
     """Within one frame; no measurable lag (no mouth or no voice) is a failure."""
@@ -162,7 +172,7 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
             score_joint(tally, truth, frames, audio)
             first, _ = generate(pipe, truth.prompt, seed=seed, steps=steps, cfg_scale=cfg_scale,
                                 image=truth.frames[0])
-            tally.psnr_db.append(min(analysers.psnr(first[0], truth.frames[0]), 99.0))
+            tally.add_first_frame(first[0], truth.frames[0])
             if scene.obj == "face":
                 _, dubbed = generate(pipe, truth.prompt, seed=seed, steps=steps,
                                      cfg_scale=cfg_scale, video=truth.frames)
@@ -170,8 +180,8 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
                           _in_sync(analysers.lip_sync_lag(truth.frames, dubbed)))
                 tally.add("voice_over_syllables",
                           analysers.count_syllables(dubbed) == scene.num_syllables)
-    rates = {name: tally.rate(name) for name in sorted(tally.hits)}
-    psnr = statistics.mean(tally.psnr_db) if tally.psnr_db else math.nan
+    rates = tally.rates()
+    psnr = tally.mean_psnr_db()
     met = {name: (rates.get(name) or 0.0) >= target for name, target in TARGETS.items()
            if name != "first_frame_psnr_db"}
     met["first_frame_psnr_db"] = psnr >= TARGETS["first_frame_psnr_db"]
@@ -202,10 +212,9 @@ def codec_ceiling(checkpoint: Path, num_scenes: int) -> dict[str, Any]:
             wave = torch.from_numpy(truth.audio)[None, None].float()
             audio = dac.decode(dac.encode(wave))[0, 0].numpy()[: truth.audio.shape[0]]
         score_joint(tally, truth, frames, audio)
-        tally.psnr_db.append(min(analysers.psnr(frames[0], truth.frames[0]), 99.0))
+        tally.add_first_frame(frames[0], truth.frames[0])
     return {"checkpoint": str(checkpoint), "scenes": num_scenes, "codecs_only": True,
-            "rates": {name: tally.rate(name) for name in sorted(tally.hits)},
-            "first_frame_psnr_db": round(statistics.mean(tally.psnr_db), 2),
+            "rates": tally.rates(), "first_frame_psnr_db": round(tally.mean_psnr_db(), 2),
             "elapsed_s": round(time.monotonic() - started, 1)}
 
 

@@ -9,10 +9,19 @@ import numpy as np
 import pyloudnorm
 import pytest
 
+from demo_world.world import Scene, render
 from infra.media import decode_audio, probe
 from schemas.brief import Aspect, LoudnessProfile
 from schemas.finishing import DELIVERY_X264_PRESET, LOUDNESS_TARGETS, CaptionCue, FinishSpec
-from tasks.finishing import crop_box, finish_clip, iso639_2, to_srt, to_vtt
+from tasks.finishing import (
+    crop_box,
+    finish_clip,
+    iso639_2,
+    normalize_loudness,
+    to_srt,
+    to_vtt,
+    write_wav,
+)
 from tasks.qc import caption_problems, next_action
 from tests.tasks.encoder_settings import encoded_with
 from tests.tasks.peaks import true_peak_dbtp
@@ -190,9 +199,6 @@ def test_peaky_speech_reaches_the_target_through_the_limiter(tmp_path: Path, see
     """Syllables with a high crest factor (the demo model's voices: peaks at 0.55 for about
     -21 LUFS) need ~7 dB of gain, part of which the true-peak limiter takes; the corrections
     still land within 0.3 LU (they stopped at -15.1 to -15.8 LUFS and QC failed the clip)."""
-    from demo_world.world import Scene, render
-    from tasks.finishing import normalize_loudness, write_wav
-
     voice = render(Scene("face", "red", "blue", "still", "ba", 3, seed=seed)).audio
     voice = voice / np.abs(voice).max() * 0.555
     target = LOUDNESS_TARGETS[LoudnessProfile.WEB]
