@@ -11,7 +11,9 @@ input's level.
 from __future__ import annotations
 
 import functools
+import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from demo_world.world import HEIGHT, NUM_FRAMES, WIDTH, render, sample_scene
 from mova_model.audio_vae import AudioVAE, Conv1d
 from mova_model.config import AudioVAEConfig, VideoVAEConfig
 from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
+
+log = logging.getLogger("training")
 
 KL_WEIGHT = 1e-6  # per latent element relative to per-pixel MSE: a gentle pull, no blur
 MEL_RESOLUTIONS = ((512, 40), (1024, 64), (2048, 80))  # (FFT size, mel bands)
@@ -116,9 +120,11 @@ def _crop_origin(frame: np.ndarray, rng: np.random.Generator) -> tuple[int, int]
 
 
 def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
-                    whole_clips: bool = False) -> None:
+                    whole_clips: bool = False,
+                    threads_at: Callable[[int], int] | None = None) -> None:
     """Train in place on random frame windows of fresh clips (with `whole_clips`, the budget's
-    second phase: whole clips, its own steps, batch and rate); resumable from `state_path`."""
+    second phase: whole clips, its own steps, batch and rate); resumable from `state_path`.
+    `threads_at(step)`: torch's thread count for that step (a resumed run follows it too)."""
     if whole_clips:
         name, steps, window = "video_vae_clips", budget.video_vae_clip_steps, NUM_FRAMES
         batch, peak = budget.video_vae_clip_batch, budget.video_vae_clip_lr
@@ -139,6 +145,9 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
     progress = Progress(name, steps, budget.log_every, start)
     vae.train()
     for step in range(start, steps):
+        if threads_at is not None and threads_at(step) != torch.get_num_threads():
+            torch.set_num_threads(threads_at(step))
+            log.info("stage=%s step=%d threads=%d", name, step, threads_at(step))
         clips = []
         for frames, _ in world_clips(rng, batch):
             # A window of frames and a half-size spatial crop (multiples of 8): the VAE is

@@ -38,6 +38,10 @@ class Budget:
     video_vae_clip_steps: int = 0
     video_vae_clip_batch: int = 2
     video_vae_clip_lr: float = 5e-4
+    # Window steps the video VAE runs beside the DAC on half the threads; from this step on it
+    # takes them all (the DAC is done by then). Set by step, not by the DAC's actual finish, so
+    # the numbers a run gives (which depend on the thread count) do not depend on timing.
+    video_vae_steps_beside_dac: int = 0
     # The DAC (Snake activations, weight norm) diverged at 2e-3 within 10 steps under the old
     # waveform + STFT loss; 1e-3 under the log-mel loss trained steadily (600-step trials).
     audio_vae_lr: float = 1e-3
@@ -52,6 +56,9 @@ class Budget:
         if self.audio_vae_samples % 960:
             raise ValueError(f"audio_vae_samples={self.audio_vae_samples} must be a multiple "
                              "of the DAC hop (960)")
+        if self.video_vae_steps_beside_dac < 0:
+            raise ValueError(f"video_vae_steps_beside_dac={self.video_vae_steps_beside_dac} "
+                             "must not be negative")
         for name in ("video_vae_steps", "audio_vae_steps", "num_clips", "dit_steps",
                      "video_vae_clip_batch"):
             if getattr(self, name) < 1:
@@ -66,8 +73,10 @@ BUDGETS: dict[str, Budget] = {
     # while whole 25-frame clips at batch 2 stayed at ~0.4 for 350 steps (trials on this CPU).
     # 3000 video VAE steps at width 12 (~30 min on one core) while the DAC takes ~12 on the other;
     # then 500 on whole clips: 300 of them (trial) lifted frames 9-24 from 12-15 to 21-23 dB.
+    # The DAC is done after ~12 minutes, about a third of the windows: from step 1000 the video
+    # VAE takes both threads (1.25x faster per step than on one, measured).
     "full": Budget(video_vae_steps=3000, video_vae_batch=4, video_vae_frames=9,
-                   video_vae_clip_steps=500,
+                   video_vae_clip_steps=500, video_vae_steps_beside_dac=1000,
                    audio_vae_steps=1500, audio_vae_batch=8, audio_vae_samples=9600,
                    num_clips=1200, dit_steps=12000, dit_batch=8),
     # More diffusion from a trained folder (`--init-from`): codecs and tokenizer are taken as

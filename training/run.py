@@ -100,29 +100,46 @@ def demo_config(preset: str) -> MovaConfig:
         bridge=config.bridge.replace(visual_layers=layers))
 
 
-def _video_codec(work: Path, budget: Budget, config: MovaConfig, seed: int) -> None:
-    """Train the video VAE and write it (with its latent statistics) to work/video_vae."""
+def _video_codec(work: Path, budget: Budget, config: MovaConfig, seed: int,
+                 threads: int) -> None:
+    """Train the video VAE and write it (with its latent statistics) to work/video_vae: half
+    the `threads` while the DAC trains beside it, then all of them."""
     vae = build_video_codec(config.video_vae, seed)
-    train_video_vae(vae, budget, work / "state" / "video_vae.pt", seed)
+
+    def threads_at(step: int) -> int:
+        return _codec_share(threads) if step < budget.video_vae_steps_beside_dac else threads
+
+    train_video_vae(vae, budget, work / "state" / "video_vae.pt", seed, threads_at=threads_at)
     if budget.video_vae_clip_steps:
         train_video_vae(vae, budget, work / "state" / "video_vae_clips.pt", seed + 4,
-                        whole_clips=True)
+                        whole_clips=True, threads_at=lambda step: threads)
+    torch.set_num_threads(threads)
     video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
     save_component(vae, video_config, work / "video_vae")
     log.info("stage=video_vae done latents_std=%s", ",".join(
         f"{v:.3g}" for v in video_config.latents_std))
 
 
-def _audio_codec(work: Path, budget: Budget, config: MovaConfig, seed: int) -> None:
-    """Train the DAC, set its latent scale and level, and write it to work/audio_vae."""
+def _audio_codec(work: Path, budget: Budget, config: MovaConfig, seed: int,
+                 threads: int) -> None:
+    """Train the DAC, set its latent scale and level, and write it to work/audio_vae; on half
+    the `threads` (the video VAE has the other half), trained beside it or not, so that its
+    numbers are the same either way."""
+    torch.set_num_threads(_codec_share(threads))
     dac = build_audio_codec(config.audio_vae, seed)
     train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
     content_std = normalise_dac_latents(dac, seed + 3)
     gain = calibrate_dac_gain(dac, seed + 3)
     save_component(dac, config.audio_vae, work / "audio_vae")
+    torch.set_num_threads(threads)
     log.info("stage=audio_vae done latent_std_before min=%.3g median=%.3g max=%.3g "
              "decoder_gain=%.3g", content_std.min(), content_std.median(),
              content_std.max(), gain)
+
+
+def _codec_share(threads: int) -> int:
+    """Each codec's threads while both train: the threads are split, not doubled."""
+    return max(1, threads // 2)
 
 
 def _configure_logging() -> None:
@@ -131,29 +148,32 @@ def _configure_logging() -> None:
                         datefmt="%H:%M:%S")
 
 
-def _start_worker(threads: int) -> None:
-    """A codec worker process: the parent's logging and thread count."""
+def _start_worker() -> None:
+    """A codec worker process: the parent's logging (each stage sets its threads)."""
     _configure_logging()
-    torch.set_num_threads(threads)
 
 
 def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int,
                  parallel: bool = True) -> tuple[VideoVAE, VideoVAEConfig, AudioVAE]:
     """Train what is not yet written of both codecs, then load them; returns (video VAE, its
     config with stats, DAC). The two are independent, so with `parallel` they train at the same
-    time in two processes (one core each: the stage takes the longer of the two, not the sum)."""
+    time in two processes (half the threads each, until the video VAE takes them all: the stage
+    takes the longer of the two, not the sum). The thread count each step runs at is the same
+    either way, so the weights are too."""
+    threads = torch.get_num_threads()
     todo = [stage for stage, folder in ((_video_codec, "video_vae"), (_audio_codec, "audio_vae"))
             if not (work / folder / "config.json").is_file()]
     if parallel and len(todo) > 1:
         spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        share = max(1, torch.get_num_threads() // len(todo))  # the threads are split, not doubled
-        with ProcessPoolExecutor(len(todo), mp_context=spawn, initializer=_start_worker,
-                                 initargs=(share,)) as pool:
-            for job in [pool.submit(stage, work, budget, config, seed) for stage in todo]:
+        with ProcessPoolExecutor(len(todo), mp_context=spawn,
+                                 initializer=_start_worker) as pool:
+            jobs = [pool.submit(stage, work, budget, config, seed, threads) for stage in todo]
+            for job in jobs:
                 job.result()  # a failed stage raises here; the other's progress is kept
     else:
         for stage in todo:
-            stage(work, budget, config, seed)
+            stage(work, budget, config, seed, threads)
+        torch.set_num_threads(threads)
     vae, video_config = load_component(work / "video_vae", VideoVAEConfig, _build_video_vae)
     dac, _ = load_component(work / "audio_vae", AudioVAEConfig, AudioVAE)
     assert isinstance(dac, AudioVAE)
@@ -276,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="diffusion steps instead of the budget's (a resumed run keeps its "
                              "step and follows the new schedule's length)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads in all (the two codec workers split them): the "
-                             "number of free cores")
+                        help="torch threads in all (the two codec workers split them until "
+                             "the DAC is done): the number of free cores")
     parser.add_argument("--codecs-in-turn", action="store_true",
                         help="train the two codecs one after the other in this process (by "
-                             "default they train at the same time in two processes)")
+                             "default they train at the same time in two processes; the "
+                             "weights are the same, only slower)")
     args = parser.parse_args(argv)
     if args.dit_steps is not None and args.dit_steps < 1:
         parser.error(f"--dit-steps {args.dit_steps}: must be at least 1")

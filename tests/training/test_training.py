@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -204,13 +205,22 @@ def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
         torch.testing.assert_close(p, q)
 
 
-def test_codecs_trained_at_the_same_time_equal_codecs_trained_in_turn(tmp_path: Path) -> None:
+def test_codecs_trained_at_the_same_time_equal_codecs_trained_in_turn(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The two codecs train in two processes at once (make demo-model's codec stage takes the
-    longer of the two, not the sum); each has its own seeds, so the result is the same."""
-    budget = dataclasses.replace(BUDGETS["smoke"], video_vae_steps=3, audio_vae_steps=3)
+    longer of the two, not the sum), on half the threads each until the video VAE takes them
+    all at a set step; each has its own seeds and the same thread count at every step either
+    way, so the result is the same."""
+    budget = dataclasses.replace(BUDGETS["smoke"], video_vae_steps=3, audio_vae_steps=3,
+                                 video_vae_steps_beside_dac=2)
     config = demo_config("tiny")
+    torch.set_num_threads(2)  # the fixture puts back its one thread
     apart = _codec_stage(tmp_path / "apart", budget, config, seed=0, parallel=True)
-    in_turn = _codec_stage(tmp_path / "in_turn", budget, config, seed=0, parallel=False)
+    with caplog.at_level(logging.INFO, logger="training"):
+        in_turn = _codec_stage(tmp_path / "in_turn", budget, config, seed=0, parallel=False)
+    assert "stage=video_vae step=0 threads=1" in caplog.text
+    assert "stage=video_vae step=2 threads=2" in caplog.text
+    assert torch.get_num_threads() == 2  # the stage gives the caller its threads back
     for name in ("video_vae", "audio_vae"):
         ours, theirs = _tensors(tmp_path / "apart" / name), _tensors(tmp_path / "in_turn" / name)
         assert ours.keys() == theirs.keys()
