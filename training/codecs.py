@@ -145,9 +145,10 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
     progress = Progress(name, steps, budget.log_every, start)
     vae.train()
     for step in range(start, steps):
-        if threads_at is not None and threads_at(step) != torch.get_num_threads():
-            torch.set_num_threads(threads_at(step))
-            log.info("stage=%s step=%d threads=%d", name, step, threads_at(step))
+        threads = torch.get_num_threads() if threads_at is None else threads_at(step)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            log.info("stage=%s step=%d threads=%d", name, step, threads)
         clips = []
         for frames, _ in world_clips(rng, batch):
             # A window of frames and a half-size spatial crop (multiples of 8): the VAE is

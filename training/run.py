@@ -110,10 +110,10 @@ def _video_codec(work: Path, budget: Budget, config: MovaConfig, seed: int,
         return _codec_share(threads) if step < budget.video_vae_steps_beside_dac else threads
 
     train_video_vae(vae, budget, work / "state" / "video_vae.pt", seed, threads_at=threads_at)
+    torch.set_num_threads(threads)  # whole clips and the statistics: the DAC is done by then
     if budget.video_vae_clip_steps:
         train_video_vae(vae, budget, work / "state" / "video_vae_clips.pt", seed + 4,
-                        whole_clips=True, threads_at=lambda step: threads)
-    torch.set_num_threads(threads)
+                        whole_clips=True)
     video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
     save_component(vae, video_config, work / "video_vae")
     log.info("stage=video_vae done latents_std=%s", ",".join(
@@ -172,8 +172,7 @@ def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int,
                 job.result()  # a failed stage raises here; the other's progress is kept
     else:
         for stage in todo:
-            stage(work, budget, config, seed, threads)
-        torch.set_num_threads(threads)
+            stage(work, budget, config, seed, threads)  # each gives the threads back
     vae, video_config = load_component(work / "video_vae", VideoVAEConfig, _build_video_vae)
     dac, _ = load_component(work / "audio_vae", AudioVAEConfig, AudioVAE)
     assert isinstance(dac, AudioVAE)
@@ -297,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                              "step and follows the new schedule's length)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in all (the two codec workers split them until "
-                             "the DAC is done): the number of free cores")
+                             "the video VAE takes them all at a set step): the number of "
+                             "free cores")
     parser.add_argument("--codecs-in-turn", action="store_true",
                         help="train the two codecs one after the other in this process (by "
                              "default they train at the same time in two processes; the "
