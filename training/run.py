@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dit_steps is not None and args.dit_steps < 1:
         parser.error(f"--dit-steps {args.dit_steps}: must be at least 1")
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: must be at least 1")
     if args.init_from is not None and not (args.init_from / MODEL_INDEX).is_file():
         parser.error(f"--init-from {args.init_from}: not a checkpoint folder (no {MODEL_INDEX})")
     _configure_logging()

@@ -280,6 +280,8 @@ def test_a_run_continued_from_a_trained_folder_keeps_its_codecs_and_starts_from_
 @pytest.mark.parametrize(("extra", "message"), [
     (["--dit-steps", "0"], "--dit-steps 0: must be at least 1"),
     (["--init-from", "nowhere"], "--init-from nowhere: not a checkpoint folder"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),
+    (["--threads", "-3"], "--threads -3: must be at least 1"),
 ])
 def test_bad_training_arguments_are_refused_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
