@@ -10,10 +10,12 @@ input's level.
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -119,19 +121,40 @@ def _crop_origin(frame: np.ndarray, rng: np.random.Generator) -> tuple[int, int]
     return top, left
 
 
+class VideoVAEPhase(enum.Enum):
+    """The video VAE's training phases, in the order a run takes them."""
+
+    WINDOWS = "video_vae"  # short frame windows, half-size crops: the cheap bulk of it
+    CLIPS = "video_vae_clips"  # whole clips: the causal caches run past the second chunk
+    # Whole clips, the encoder frozen: its latents (all the diffusion stage sees) do not change,
+    # the decoder draws them sharper.
+    DECODER = "video_vae_decoder"
+
+
+def _encoder_parameters(vae: VideoVAE) -> list[torch.nn.Parameter]:
+    """The encoder's parameters (with the posterior's projection): what the latents depend on."""
+    return [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
+
+
 def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
-                    whole_clips: bool = False,
+                    phase: VideoVAEPhase = VideoVAEPhase.WINDOWS,
                     threads_at: Callable[[int], int] | None = None) -> None:
-    """Train in place on random frame windows of fresh clips (with `whole_clips`, the budget's
-    second phase: whole clips, its own steps, batch and rate); resumable from `state_path`.
-    `threads_at(step)`: torch's thread count for that step (a resumed run follows it too)."""
-    if whole_clips:
-        name, steps, window = "video_vae_clips", budget.video_vae_clip_steps, NUM_FRAMES
-        batch, peak = budget.video_vae_clip_batch, budget.video_vae_clip_lr
-    else:
-        name, steps, window = "video_vae", budget.video_vae_steps, budget.video_vae_frames
+    """Train in place for one phase of the budget (its own steps, batch and rate) on fresh
+    clips; resumable from `state_path`. `threads_at(step)`: torch's thread count for that
+    step (a resumed run follows it too)."""
+    name = phase.value
+    if phase is VideoVAEPhase.WINDOWS:
+        steps, window = budget.video_vae_steps, budget.video_vae_frames
         batch, peak = budget.video_vae_batch, budget.video_vae_lr
-    optimiser = torch.optim.AdamW(vae.parameters(), lr=peak, weight_decay=0.0)
+    else:
+        steps, window, batch = (budget.video_vae_clip_steps, NUM_FRAMES,
+                                budget.video_vae_clip_batch)
+        peak = budget.video_vae_clip_lr
+        if phase is VideoVAEPhase.DECODER:
+            steps, peak = budget.video_vae_decoder_steps, budget.video_vae_decoder_lr
+    frozen = _encoder_parameters(vae) if phase is VideoVAEPhase.DECODER else []
+    trained = [p for p in vae.parameters() if all(p is not q for q in frozen)]
+    optimiser = torch.optim.AdamW(trained, lr=peak, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     start = 0
@@ -151,6 +174,9 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             log.info("stage=%s step=%d threads=%d", name, step, threads)
         clips = []
         for frames, _ in world_clips(rng, batch):
+            if phase is VideoVAEPhase.DECODER:  # whole frames, as the pipeline decodes them
+                clips.append(frames)
+                continue
             # A window of frames and a half-size spatial crop (multiples of 8): the VAE is
             # convolutional with per-frame attention, and a quarter of the pixels is a quarter
             # of the cost, which is what makes this stage fit the CPU budget.
@@ -158,13 +184,27 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             top, left = _crop_origin(frames[first + window // 2], rng)
             clips.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
         x = pixels(np.stack(clips))
-        loss = video_vae_loss(vae, x, generator)
+        with _no_grad_for(frozen):
+            loss = video_vae_loss(vae, x, generator)
         _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps))
         done = step + 1
         progress(done, loss=loss.item())
         if done % budget.checkpoint_every == 0 or done == steps:
             _save(state_path, vae, optimiser, rng, generator, done)
     vae.eval()
+
+
+@contextmanager
+def _no_grad_for(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """No gradient for `params` inside (no graph is kept for them), as they were after."""
+    were = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, was in zip(params, were, strict=True):
+            p.requires_grad_(was)
 
 
 @torch.no_grad()

@@ -57,6 +57,7 @@ from mova_model.tokenizer_build import build_tokenizer
 from mova_model.video_vae import build_video_vae
 from training.codecs import (
     DEMO_DAC_DECODER_DIM,
+    VideoVAEPhase,
     build_audio_codec,
     build_video_codec,
     calibrate_dac_gain,
@@ -113,7 +114,10 @@ def _video_codec(work: Path, budget: Budget, config: MovaConfig, seed: int,
     torch.set_num_threads(threads)  # whole clips and the statistics: the DAC is done by then
     if budget.video_vae_clip_steps:
         train_video_vae(vae, budget, work / "state" / "video_vae_clips.pt", seed + 4,
-                        whole_clips=True)
+                        VideoVAEPhase.CLIPS)
+    if budget.video_vae_decoder_steps:
+        train_video_vae(vae, budget, work / "state" / "video_vae_decoder.pt", seed + 5,
+                        VideoVAEPhase.DECODER)
     video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
     save_component(vae, video_config, work / "video_vae")
     log.info("stage=video_vae done latents_std=%s", ",".join(

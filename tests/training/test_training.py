@@ -23,6 +23,7 @@ from mova_model.schedule import FlowMatchPairScheduler
 from mova_model.text_encoder import TextEncoder, build_text_encoder
 from mova_model.tokenizer_build import build_tokenizer
 from training.codecs import (
+    VideoVAEPhase,
     audio_vae_loss,
     build_codecs,
     calibrate_dac_gain,
@@ -122,18 +123,26 @@ def test_codec_losses_go_down(tmp_path: Path) -> None:
     assert v1 < 0.9 * v0 and a1 < a0
 
 
-def test_the_whole_clip_phase_lowers_the_loss_of_whole_clips_and_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The video VAE's second phase (whole clips, after the windows) trains with its own steps
-    and state, and a run resumed from its checkpoint ends where the uninterrupted one did."""
+@pytest.mark.parametrize("phase", [VideoVAEPhase.CLIPS, VideoVAEPhase.DECODER])
+def test_the_whole_clip_phases_lower_the_loss_of_whole_clips_and_resume(
+        phase: VideoVAEPhase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The video VAE's phases after the windows (whole clips; then the decoder alone) train
+    with their own steps and state, and a run resumed from a checkpoint ends where the
+    uninterrupted one did. The decoder phase leaves every encoder weight bit for bit as it was
+    (the latents the diffusion stage learnt stay valid); the whole-clip phase trains it."""
     budget = dataclasses.replace(BUDGETS["smoke"], video_vae_clip_steps=8, video_vae_clip_batch=1,
-                                 video_vae_clip_lr=3e-3, checkpoint_every=4, warmup_steps=2)
+                                 video_vae_clip_lr=3e-3, video_vae_decoder_steps=8,
+                                 video_vae_decoder_lr=3e-3, checkpoint_every=4, warmup_steps=2)
     clip = pixels(render(Scene("ball", "yellow", "green", "bounces", seed=4)).frames[None])
     g = torch.Generator()
 
     def whole_clip_loss(vae: Any) -> float:
         with torch.no_grad():
             return float(video_vae_loss(vae, clip, g.manual_seed(0)).item())
+
+    def encoder_of(vae: Any) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in vae.state_dict().items()
+                if k.startswith(("encoder.", "quant_conv."))}
 
     saved: dict[int, dict[str, Any]] = {}
 
@@ -143,13 +152,18 @@ def test_the_whole_clip_phase_lowers_the_loss_of_whole_clips_and_resumes(
 
     monkeypatch.setattr(training.codecs, "save_state", save_and_keep)
     vae, _ = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
-    before = whole_clip_loss(vae)
-    train_video_vae(vae, budget, tmp_path / "whole.pt", seed=1, whole_clips=True)
+    encoder, before = encoder_of(vae), whole_clip_loss(vae)
+    train_video_vae(vae, budget, tmp_path / "whole.pt", seed=1, phase=phase)
     assert whole_clip_loss(vae) < 0.9 * before
+    after = encoder_of(vae)
+    assert after.keys() == encoder.keys() and len(after) > 10
+    kept = [torch.equal(after[name], value) for name, value in encoder.items()]
+    assert all(kept) if phase is VideoVAEPhase.DECODER else not any(kept)
+    assert all(p.requires_grad for p in vae.parameters())  # handed back trainable
     assert sorted(saved) == [4, 8]
     save_state(tmp_path / "resumed.pt", saved[4])  # as a crash after step 4 would leave it
     resumed, _ = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
-    train_video_vae(resumed, budget, tmp_path / "resumed.pt", seed=1, whole_clips=True)
+    train_video_vae(resumed, budget, tmp_path / "resumed.pt", seed=1, phase=phase)
     for p, q in zip(vae.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
@@ -301,5 +315,7 @@ def test_budget_validation() -> None:
                dit_batch=1)
     with pytest.raises(ValueError, match="video_vae_clip_steps=-1 must not be negative"):
         dataclasses.replace(BUDGETS["smoke"], video_vae_clip_steps=-1)
+    with pytest.raises(ValueError, match="video_vae_decoder_steps=-2 must not be negative"):
+        dataclasses.replace(BUDGETS["smoke"], video_vae_decoder_steps=-2)
     with pytest.raises(ValueError, match="video_vae_clip_batch=0 must be at least 1"):
         dataclasses.replace(BUDGETS["smoke"], video_vae_clip_batch=0)
