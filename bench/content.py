@@ -141,7 +141,8 @@ class Tally:
 
 
 def _in_sync(lag: int | None) -> bool:
-    """Within one frame; no measurable lag (no mouth or no voice) is a failure."""
+    """Within one frame; no lag (no mouth, no voice, or a mouth that follows the voice at no
+    lag: analysers.lip_sync_lag) is a failure."""
     return lag is not None and abs(lag) <= 1
 
 

@@ -6,13 +6,13 @@ on its pixels (issue 13).
 The floors are what this model measured, less a margin: they catch a broken pipeline or a
 damaged folder, not a model that falls short of issue 17's targets (it still does). Measured by
 `bench/content.py` on the whole fixed set (24 scenes x 2 seeds, 20 steps, cfg 3; video VAE of
-width 12 trained on windows then whole clips, video experts of 4 blocks, 2026-12-04):
-background 1.00, colour 0.73, object 0.75, lip sync 0.08, syllables 0.63, bounce clicks 0.25,
-voice-over lip sync 0.42, voice-over syllables 0.38, first frame 23.3 dB; its codecs alone
-(`--codecs`) reach background 1.00, colour 0.92, object 0.83, lip sync 0.42, syllables 0.83,
-first frame 23.8 dB. (The model before it: background 0.88, object 0.63, colour 0.54, lip sync
-0.04, syllables 0.33, bounce clicks 0.00, voice-over lip sync 0.67, voice-over syllables 0.29,
-first frame 20.3 dB.)"""
+width 12 trained on windows, whole clips, then its decoder alone; video experts of 4 blocks;
+lip sync read from the mouth's ink with a correlation floor, 2026-12-04): background 1.00,
+colour 0.81, object 0.75, lip sync 0.04, syllables 0.63, bounce clicks 0.17, voice-over lip sync
+0.21, voice-over syllables 0.38, first frame 23.8 dB; its codecs alone (`--codecs`) reach
+background 1.00, colour 1.00, object 0.83, lip sync 0.92, syllables 0.83, first frame 24.5 dB.
+(The same model before its decoder phase: colour 0.73, lip sync 0.00, bounce clicks 0.25, first
+frame 23.3 dB, the rest the same; its codecs: colour 0.92, lip sync 0.75, first frame 23.8 dB.)"""
 
 from __future__ import annotations
 
@@ -48,28 +48,31 @@ def test_the_demo_model_is_an_official_folder_that_names_itself() -> None:
 
 def test_the_codecs_keep_what_the_prompts_name() -> None:
     """The ceiling a generation can reach: the ground truth through the video VAE and the DAC
-    still reads right. Measured on these 8: background 8, colour 7, object 7 of 8, syllables
-    4 of 4, first frame 24.2 dB. (The model before it, whose video VAE had seen 9-frame windows
-    only, decoded frames 9-24 of a clip at 12-15 dB: on all 24 scenes colour 0.71, object 0.75,
-    background 0.92, first frame 20.9 dB.)"""
+    still reads right. Measured on these 8: background 8, colour 8, object 7 of 8, syllables
+    4 of 4, lip sync 3 of 4, first frame 25.1 dB (before the decoder phase: colour 7, lip sync
+    2 of 4, 24.2 dB; the model before, whose video VAE had seen 9-frame windows only, decoded
+    frames 9-24 of a clip at 12-15 dB)."""
     result = codec_ceiling(DEMO_MODEL, num_scenes=8)
     rates = result["rates"]
     assert rates["background"] >= 0.875 and rates["syllables"] >= 0.75, rates
-    assert rates["colour"] >= 0.75 and rates["object"] >= 0.75, rates
-    assert result["first_frame_psnr_db"] >= 23.0, result
+    assert rates["colour"] >= 0.875 and rates["object"] >= 0.75, rates
+    assert rates["lip_sync"] >= 0.5, rates  # the mouth survives the codecs, in time
+    assert result["first_frame_psnr_db"] >= 24.0, result
 
 
 @pytest.mark.slow
 def test_content_stays_above_the_floors_on_the_fixed_evaluation_set() -> None:
     result = run(DEMO_MODEL, num_scenes=8, seeds=[0], steps=20, cfg_scale=3.0)
     rates = result["rates"]
-    # measured on these 8: background 8 of 8, object 6 of 8, colour 6 of 8 (the model before
-    # it 7, 5 and 4), first frame 23.7 dB (21.3)
+    # measured on these 8: background 8 of 8, object 6 of 8, colour 7 of 8, first frame
+    # 24.2 dB (before the decoder phase: colour 6, 23.7 dB; the model before it 5 and 4, 21.3)
     assert rates["background"] >= 0.75 and rates["object"] >= 0.5, rates
-    assert rates["colour"] >= 0.5, rates
-    assert result["first_frame_psnr_db"] >= 22.0, result
-    # sound: syllables 3 of 4 (1), bounce clicks 2 of 2 (0), voice-over syllables 2 of 4; the
-    # voice-over lip sync fell from 3 of 4 to 0 of 4 with this model (see the docstring)
+    assert rates["colour"] >= 0.75, rates
+    assert result["first_frame_psnr_db"] >= 23.0, result
+    # sound: syllables 3 of 4, bounce clicks 1 of 2 (2 before the decoder phase: the clicks
+    # are the same, the ball drawn a little differently), voice-over syllables 2 of 4; no
+    # floor for lip sync: the voice this model makes for a given mouth comes at other times
+    # (0 of 4 here, 5 of 24 on the whole set)
     assert rates["syllables"] >= 0.5 and rates["bounce_click"] >= 0.5, rates
     assert rates["voice_over_syllables"] >= 0.25, rates
 
@@ -95,9 +98,9 @@ def test_a_chained_scene_starts_from_the_last_frame_of_the_scene_it_continues(
     chained, unchained = psnr(clips["hero"][0], last), psnr(clips["outro"][0], last)
     print(f"\nPSNR to intro's last frame: hero (chained) {chained:.1f} dB, "  # noqa: T201 - figures for the closing note
           f"outro (text only) {unchained:.1f} dB")
-    # measured with the model before this one: 17.7 dB chained, 12.7 dB from text (the one
-    # before it 12.4 / 9.4; before that, whose DAC decoded near silence, 19.9 / 10.3)
-    assert chained >= 15.0 and chained >= unchained + 3.0, (chained, unchained)
+    # measured: 24.6 dB chained, 11.3 dB from text (earlier models 17.7 / 12.7, 12.4 / 9.4
+    # and, with a DAC that decoded near silence, 19.9 / 10.3)
+    assert chained >= 20.0 and chained >= unchained + 8.0, (chained, unchained)
 
 
 DEMO_BRIEF = Path(__file__).resolve().parents[2] / "examples" / "demo-brief.yaml"
