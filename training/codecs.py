@@ -136,6 +136,18 @@ def _encoder_parameters(vae: VideoVAE) -> list[torch.nn.Parameter]:
     return [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
 
 
+def _phase_settings(budget: Budget, phase: VideoVAEPhase) -> tuple[int, int, int, float]:
+    """(steps, frames per example, batch, peak rate) of one phase."""
+    if phase is VideoVAEPhase.WINDOWS:
+        return (budget.video_vae_steps, budget.video_vae_frames, budget.video_vae_batch,
+                budget.video_vae_lr)
+    if phase is VideoVAEPhase.CLIPS:
+        return (budget.video_vae_clip_steps, NUM_FRAMES, budget.video_vae_clip_batch,
+                budget.video_vae_clip_lr)
+    return (budget.video_vae_decoder_steps, NUM_FRAMES, budget.video_vae_clip_batch,
+            budget.video_vae_decoder_lr)
+
+
 def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
                     phase: VideoVAEPhase = VideoVAEPhase.WINDOWS,
                     threads_at: Callable[[int], int] | None = None) -> None:
@@ -143,15 +155,7 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
     clips; resumable from `state_path`. `threads_at(step)`: torch's thread count for that
     step (a resumed run follows it too)."""
     name = phase.value
-    if phase is VideoVAEPhase.WINDOWS:
-        steps, window = budget.video_vae_steps, budget.video_vae_frames
-        batch, peak = budget.video_vae_batch, budget.video_vae_lr
-    else:
-        steps, window, batch = (budget.video_vae_clip_steps, NUM_FRAMES,
-                                budget.video_vae_clip_batch)
-        peak = budget.video_vae_clip_lr
-        if phase is VideoVAEPhase.DECODER:
-            steps, peak = budget.video_vae_decoder_steps, budget.video_vae_decoder_lr
+    steps, window, batch, peak = _phase_settings(budget, phase)
     frozen = _encoder_parameters(vae) if phase is VideoVAEPhase.DECODER else []
     trained = [p for p in vae.parameters() if all(p is not q for q in frozen)]
     optimiser = torch.optim.AdamW(trained, lr=peak, weight_decay=0.0)
@@ -167,30 +171,30 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
         start = state["step"]
     progress = Progress(name, steps, budget.log_every, start)
     vae.train()
-    for step in range(start, steps):
-        threads = torch.get_num_threads() if threads_at is None else threads_at(step)
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
-            log.info("stage=%s step=%d threads=%d", name, step, threads)
-        clips = []
-        for frames, _ in world_clips(rng, batch):
-            if phase is VideoVAEPhase.DECODER:  # whole frames, as the pipeline decodes them
-                clips.append(frames)
-                continue
-            # A window of frames and a half-size spatial crop (multiples of 8): the VAE is
-            # convolutional with per-frame attention, and a quarter of the pixels is a quarter
-            # of the cost, which is what makes this stage fit the CPU budget.
-            first = int(rng.integers(0, NUM_FRAMES - window + 1))
-            top, left = _crop_origin(frames[first + window // 2], rng)
-            clips.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
-        x = pixels(np.stack(clips))
-        with _no_grad_for(frozen):
+    with _no_grad_for(frozen):  # no graph is built for a frozen encoder
+        for step in range(start, steps):
+            threads = torch.get_num_threads() if threads_at is None else threads_at(step)
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
+                log.info("stage=%s step=%d threads=%d", name, step, threads)
+            clips = []
+            for frames, _ in world_clips(rng, batch):
+                if phase is VideoVAEPhase.DECODER:  # whole frames, as the pipeline decodes them
+                    clips.append(frames)
+                    continue
+                # A window of frames and a half-size spatial crop (multiples of 8): the VAE is
+                # convolutional with per-frame attention, and a quarter of the pixels is a quarter
+                # of the cost, which is what makes this stage fit the CPU budget.
+                first = int(rng.integers(0, NUM_FRAMES - window + 1))
+                top, left = _crop_origin(frames[first + window // 2], rng)
+                clips.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
+            x = pixels(np.stack(clips))
             loss = video_vae_loss(vae, x, generator)
-        _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps))
-        done = step + 1
-        progress(done, loss=loss.item())
-        if done % budget.checkpoint_every == 0 or done == steps:
-            _save(state_path, vae, optimiser, rng, generator, done)
+            _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps))
+            done = step + 1
+            progress(done, loss=loss.item())
+            if done % budget.checkpoint_every == 0 or done == steps:
+                _save(state_path, vae, optimiser, rng, generator, done)
     vae.eval()
 
 
