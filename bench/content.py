@@ -140,7 +140,7 @@ class Tally:
         return statistics.mean(self.psnr_db) if self.psnr_db else math.nan
 
 
-def _in_sync(lag: int | None) -> bool:
+def in_sync_within_a_frame(lag: int | None) -> bool:
     """Within one frame; no lag (no mouth, no voice, or a mouth that follows the voice at no
     lag: analysers.lip_sync_lag) is a failure."""
     return lag is not None and abs(lag) <= 1
@@ -153,7 +153,8 @@ def score_joint(tally: Tally, truth: RenderedClip, frames: np.ndarray, audio: np
     tally.add("object", analysers.read_object(frames) == scene.obj)
     tally.add("background", analysers.read_background(frames) == scene.background)
     if scene.obj == "face":
-        tally.add("lip_sync", _in_sync(analysers.lip_sync_lag(frames, audio)))
+        lag = analysers.lip_sync_lag(frames, audio)
+        tally.add("lip_sync", in_sync_within_a_frame(lag))
         tally.add("syllables", analysers.count_syllables(audio) == scene.num_syllables)
     if scene.obj == "ball":
         tally.add("bounce_click", analysers.bounce_click_sync(frames, audio).aligned)
@@ -177,8 +178,8 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
             if scene.obj == "face":
                 _, dubbed = generate(pipe, truth.prompt, seed=seed, steps=steps,
                                      cfg_scale=cfg_scale, video=truth.frames)
-                tally.add("voice_over_lip_sync",
-                          _in_sync(analysers.lip_sync_lag(truth.frames, dubbed)))
+                lag = analysers.lip_sync_lag(truth.frames, dubbed)
+                tally.add("voice_over_lip_sync", in_sync_within_a_frame(lag))
                 tally.add("voice_over_syllables",
                           analysers.count_syllables(dubbed) == scene.num_syllables)
     rates = tally.rates()

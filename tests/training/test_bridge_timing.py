@@ -1,0 +1,73 @@
+"""bench/bridge_timing.py: the share of bridge attention on time-aligned tokens is read right."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.bridge_timing import NUM_LATENT_FRAMES, AlignedMass
+from mova_model.bridge import Conditioner, DualTowerBridge
+from mova_model.config import get_preset
+
+AUDIO_LEN = 53  # the demo world's 25 frames at 24 fps in DAC steps (50 per second)
+TOKENS_PER_FRAME = 28
+
+
+def _exchange(bridge: DualTowerBridge, seed: int) -> AlignedMass:
+    mass = AlignedMass(bridge)
+    config = bridge.config
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.randn(1, NUM_LATENT_FRAMES * TOKENS_PER_FRAME, config.visual_hidden_dim,
+                        generator=generator)
+    audio = torch.randn(1, AUDIO_LEN, config.audio_hidden_dim, generator=generator)
+    rope_v, rope_a = bridge.aligned_rope((NUM_LATENT_FRAMES, 4, 7), AUDIO_LEN, 24.0,
+                                         torch.float32, torch.device("cpu"))
+    with torch.no_grad():
+        for layer in bridge.layers:
+            bridge.exchange(layer, video, audio, rope_v, rope_a)
+    return mass
+
+
+def _read_time_only(bridge: DualTowerBridge) -> None:
+    """q and k of every bridge attention made constant in the RoPE pairs that turn by 0.2, 0.1
+    and 0.05 rad per audio step (zero elsewhere): the scores then depend on the time gap alone,
+    largest at none."""
+    head_dim = bridge.config.head_dim
+    with torch.no_grad():
+        for conditioner in bridge.modules():
+            if not isinstance(conditioner, Conditioner):
+                continue
+            attention = conditioner.inner
+            width = attention.q.out_features
+            timed = [h * head_dim + j for h in range(width // head_dim) for j in (2, 3, 4)]
+            for projection, norm in ((attention.q, attention.norm_q),
+                                     (attention.k, attention.norm_k)):
+                projection.weight.zero_()
+                projection.bias.zero_()
+                projection.bias[timed] = 1.0
+                norm.weight.fill_(3.0 / (width / len(timed)) ** 0.5)  # 3 after the norm
+
+
+@pytest.fixture
+def bridge() -> DualTowerBridge:
+    torch.manual_seed(0)
+    return DualTowerBridge(get_preset("tiny").bridge)
+
+
+def test_a_bridge_that_ignores_time_scores_about_one_frame_in_seven(
+        bridge: DualTowerBridge) -> None:
+    with torch.no_grad():
+        for conditioner in bridge.modules():
+            if isinstance(conditioner, Conditioner):  # scores from content alone
+                conditioner.inner.norm_q.weight.mul_(0.0)
+    shares = _exchange(bridge, seed=1).shares
+    assert set(shares) == {f"{d}.{i}" for d in ("video_to_audio", "audio_to_video")
+                           for i in bridge.layers}
+    for values in shares.values():
+        assert values[0] == pytest.approx(1 / NUM_LATENT_FRAMES, abs=0.02)
+
+
+def test_a_bridge_that_reads_its_own_time_scores_high(bridge: DualTowerBridge) -> None:
+    _read_time_only(bridge)
+    for key, values in _exchange(bridge, seed=1).shares.items():
+        assert values[0] > 0.5, key
