@@ -132,8 +132,10 @@ def _timestep_ranges(scheduler: FlowMatchPairScheduler, boundary_ratio: float
 
 def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
                    boundary_ratio: float, rows: Tensor, expert: int,
-                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """(video loss, audio loss) of one batch for one expert."""
+                   generator: torch.Generator,
+                   voice_over_fraction: float = VOICE_OVER_FRACTION) -> tuple[Tensor, Tensor]:
+    """(video loss, audio loss) of one batch for one expert; `voice_over_fraction` of the low
+    expert's samples are voice-over ones."""
     b = rows.numel()
     grid = scheduler.train_sigmas
     high, low = _timestep_ranges(scheduler, boundary_ratio)
@@ -148,7 +150,7 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
     ti2va = uniform(b) < TI2VA_FRACTION
     voice_over = torch.zeros(b, dtype=torch.bool)
     if expert == 1:
-        voice_over = uniform(b) < VOICE_OVER_FRACTION
+        voice_over = uniform(b) < voice_over_fraction
         any_index = (uniform(b) * len(grid)).long().clamp_max(len(grid) - 1)
         sigma_a = torch.where(voice_over, grid[any_index], sigma_a)
         sigma_v = torch.where(voice_over, torch.zeros_like(sigma_v), sigma_v)

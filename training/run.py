@@ -177,8 +177,13 @@ def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int,
     else:
         for stage in todo:
             stage(work, budget, config, seed, threads)  # each gives the threads back
-    vae, video_config = load_component(work / "video_vae", VideoVAEConfig, _build_video_vae)
-    dac, _ = load_component(work / "audio_vae", AudioVAEConfig, AudioVAE)
+    return load_codecs(work)
+
+
+def load_codecs(folder: Path) -> tuple[VideoVAE, VideoVAEConfig, AudioVAE]:
+    """The video VAE (with its config) and the DAC of a folder, in eval mode."""
+    vae, video_config = load_component(folder / "video_vae", VideoVAEConfig, _build_video_vae)
+    dac, _ = load_component(folder / "audio_vae", AudioVAEConfig, AudioVAE)
     assert isinstance(dac, AudioVAE)
     return vae.eval(), video_config, dac.eval()
 
@@ -218,7 +223,7 @@ def _take_codecs_from(init: Path, work: Path) -> None:
             shutil.copytree(init / name, work / name)
 
 
-def _sizes_of(folder: Path, config: MovaConfig) -> MovaConfig:
+def sizes_of(folder: Path, config: MovaConfig) -> MovaConfig:
     """`config` with the diffusion components sized as a trained folder's (a folder trained at
     other sizes than today's demo config continues at its own)."""
     return dataclasses.replace(
@@ -227,7 +232,7 @@ def _sizes_of(folder: Path, config: MovaConfig) -> MovaConfig:
         bridge=read_config(folder / "dual_tower_bridge", BridgeConfig))
 
 
-def _load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
+def load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
     """Start diffusion from a trained folder's DiTs, bridge and text encoder."""
     for name in DIT_COMPONENTS:
         load_weights(getattr(models, name), init / name)
@@ -241,7 +246,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      parallel_codecs: bool = True) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`."""
     started = time.monotonic()
-    config = demo_config(preset) if init_from is None else _sizes_of(init_from, demo_config(preset))
+    config = demo_config(preset) if init_from is None else sizes_of(init_from, demo_config(preset))
     work.mkdir(parents=True, exist_ok=True)
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if init_from is not None:
@@ -256,7 +261,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     text_encoder = build_text_encoder(config.text_encoder)
     models = DiffusionModels(config, text_encoder, seed)
     if init_from is not None:
-        _load_diffusion_weights(models, init_from)
+        load_diffusion_weights(models, init_from)
     scheduler = FlowMatchPairScheduler(config.scheduler)
     ema = train_diffusion(models, data, scheduler, config.boundary_ratio, budget,
                           work / "state" / "diffusion.pt", seed + 4)

@@ -1,13 +1,18 @@
-"""bench/bridge_timing.py: the share of bridge attention on time-aligned tokens is read right."""
+"""bench/bridge_timing.py: the share of bridge attention on time-aligned tokens is read right,
+and the timing gain is zero exactly when the audio tower cannot see the picture."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from bench.bridge_timing import NUM_LATENT_FRAMES, AlignedMass
+from bench.bridge_timing import NUM_LATENT_FRAMES, AlignedMass, timing_gain
 from mova_model.bridge import Conditioner, DualTowerBridge
-from mova_model.config import get_preset
+from mova_model.checkpoint import load_component, save_component
+from mova_model.config import BridgeConfig, get_preset
+from mova_model.make_checkpoint import make_checkpoint
 
 AUDIO_LEN = 53  # the demo world's 25 frames at 24 fps in DAC steps (50 per second)
 TOKENS_PER_FRAME = 28
@@ -71,3 +76,22 @@ def test_a_bridge_that_reads_its_own_time_scores_high(bridge: DualTowerBridge) -
     _read_time_only(bridge)
     for key, values in _exchange(bridge, seed=1).shares.items():
         assert values[0] > 0.5, key
+
+
+@pytest.mark.slow
+def test_timing_gain_is_zero_exactly_when_the_audio_cannot_see_the_picture(
+        tmp_path: Path) -> None:
+    folder = make_checkpoint(tmp_path / "tiny", preset="tiny", seed=0)
+    seeing = timing_gain(folder, num_clips=4)
+    assert seeing["timing_gain"] != 0.0  # random weights: the picture reaches the audio
+    assert seeing["audio_loss_true"] > 0
+    bridge, config = load_component(folder / "dual_tower_bridge", BridgeConfig,
+                                     DualTowerBridge)
+    with torch.no_grad():
+        for conditioner in bridge.video_to_audio_conditioners.values():
+            conditioner.inner.o.weight.zero_()
+            conditioner.inner.o.bias.zero_()
+    save_component(bridge, config, folder / "dual_tower_bridge")
+    blind = timing_gain(folder, num_clips=4)
+    assert blind["timing_gain"] == 0.0
+    assert blind["audio_loss_true"] == blind["audio_loss_rolled"]
