@@ -20,7 +20,7 @@ VideoVAE = Any
 
 @dataclass(frozen=True)
 class Budget:
-    """How much of each stage to run. `full`: about 132 minutes on 2 CPU cores (its phases as
+    """How much of each stage to run. `full`: about 111 minutes on 2 CPU cores (its phases as
     measured on 2026-12-04; the issue asks for about 90)."""
 
     video_vae_steps: int
