@@ -13,6 +13,7 @@ from mova_model.bridge import Conditioner, DualTowerBridge
 from mova_model.checkpoint import load_component, save_component
 from mova_model.config import BridgeConfig, get_preset
 from mova_model.make_checkpoint import make_checkpoint
+from training.dit import start_bridge_on_time
 
 AUDIO_LEN = 53  # the demo world's 25 frames at 24 fps in DAC steps (50 per second)
 TOKENS_PER_FRAME = 28
@@ -95,3 +96,17 @@ def test_timing_gain_is_zero_exactly_when_the_audio_cannot_see_the_picture(
     blind = timing_gain(folder, num_clips=4)
     assert blind["timing_gain"] == 0.0
     assert blind["audio_loss_true"] == blind["audio_loss_rolled"]
+
+
+def test_a_bridge_started_on_time_reads_its_own_frame_and_keeps_its_layout(
+        bridge: DualTowerBridge) -> None:
+    """The demo recipe's start (training.dit.start_bridge_on_time): most of each attention on
+    its own latent frame from the first step, where a random bridge spreads it over all."""
+    keys = {name: tensor.shape for name, tensor in bridge.state_dict().items()}
+    spread = _exchange(bridge, seed=1).shares
+    start_bridge_on_time(bridge)
+    on_time = _exchange(bridge, seed=1).shares
+    for key, values in on_time.items():
+        assert spread[key][0] < 0.2, key
+        assert values[0] > 0.8, key
+    assert {name: tensor.shape for name, tensor in bridge.state_dict().items()} == keys

@@ -292,9 +292,37 @@ def test_a_run_continued_from_a_trained_folder_keeps_its_codecs_and_starts_from_
         assert 0 < moved < 0.1 * size, (name, moved / size)
 
 
+def test_a_fresh_diffusion_on_a_trained_folders_codecs_starts_its_bridge_on_time(
+        tmp_path: Path) -> None:
+    budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=2, num_clips=4)
+    out = train_demo_model(tmp_path / "model", tmp_path / "work", budget, seed=0,
+                           codecs_from=DEMO_MODEL, bridge_on_time=1.5)
+    for name in ("video_vae", "audio_vae"):  # taken as they are, not trained again
+        assert (out / name / "diffusion_pytorch_model.safetensors").read_bytes() == \
+            (DEMO_MODEL / name / "diffusion_pytorch_model.safetensors").read_bytes()
+    # diffusion from scratch: far from the trained weights (norm scales start at one in both)
+    trained, fresh = _tensors(DEMO_MODEL / "video_dit"), _tensors(out / "video_dit")
+    moved = sum(float((fresh[k] - v).norm()) for k, v in trained.items())
+    assert moved > 0.3 * sum(float(v.norm()) for v in trained.values())  # measured 0.50
+    # the bridge starts with the offset in rotary pair 2 of each head (two small steps later)
+    bridge = _tensors(out / "dual_tower_bridge")
+    head_dim = demo_config("tiny").bridge.head_dim
+    bias = bridge["dual_tower_bridge/video_to_audio_conditioners.0.inner.k.bias"]
+    torch.testing.assert_close(bias[[2, head_dim + 2]], torch.tensor([1.5, 1.5]), atol=0.02,
+                               rtol=0)
+    assert abs(float(bias[2 + head_dim // 2])) < 0.02
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--dit-steps", "0"], "--dit-steps 0: must be at least 1"),
     (["--init-from", "nowhere"], "--init-from nowhere: not a checkpoint folder"),
+    (["--codecs-from", "nowhere"], "--codecs-from nowhere: not a checkpoint folder"),
+    (["--init-from", str(DEMO_MODEL), "--codecs-from", str(DEMO_MODEL)],
+     "give one of --init-from, --codecs-from"),
+    (["--init-from", str(DEMO_MODEL), "--bridge-on-time", "2"],
+     "--init-from continues a trained one"),
+    (["--bridge-on-time", "0"], "--bridge-on-time 0.0: must be a positive number"),
+    (["--bridge-on-time", "nan"], "--bridge-on-time nan: must be a positive number"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
     (["--threads", "-3"], "--threads -3: must be at least 1"),
 ])
