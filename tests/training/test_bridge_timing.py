@@ -38,20 +38,15 @@ def _read_time_only(bridge: DualTowerBridge) -> None:
     """q and k of every bridge attention made constant in the RoPE pairs that turn by 0.2, 0.1
     and 0.05 rad per audio step (zero elsewhere): the scores then depend on the time gap alone,
     largest at none."""
-    head_dim = bridge.config.head_dim
     with torch.no_grad():
         for conditioner in bridge.modules():
-            if not isinstance(conditioner, Conditioner):
-                continue
-            attention = conditioner.inner
-            width = attention.q.out_features
-            timed = [h * head_dim + j for h in range(width // head_dim) for j in (2, 3, 4)]
-            for projection, norm in ((attention.q, attention.norm_q),
-                                     (attention.k, attention.norm_k)):
-                projection.weight.zero_()
-                projection.bias.zero_()
-                projection.bias[timed] = 1.0
-                norm.weight.fill_(3.0 / (width / len(timed)) ** 0.5)  # 3 after the norm
+            if isinstance(conditioner, Conditioner):  # no content left in q and k
+                for projection in (conditioner.inner.q, conditioner.inner.k):
+                    projection.weight.zero_()
+                    projection.bias.zero_()
+    # only 3 of each 24-wide head's dimensions are then non-zero (1/8 of the width): 1 becomes
+    # sqrt(8) after the norm, 3 after its scale
+    start_bridge_on_time(bridge, pairs=(2, 3, 4), offset=1.0, gain=3.0 / 8 ** 0.5)
 
 
 @pytest.fixture
