@@ -2,7 +2,8 @@
 
     python -m training.run --out assets/demo-model --work .demo-model-run [--budget full]
 
-Stages, each resumable (state files and finished components live under --work):
+Stages, each resumable (state files and finished components live under --work; the folder
+records what its run asked for, and a rerun asking for something else is refused):
 1. tokenizer (built offline, as for the random tiny checkpoint);
 2. video VAE and DAC (two processes at once unless --codecs-in-turn): reconstruction training;
    latent statistics / scale set on the world;
@@ -78,6 +79,7 @@ from training.dit import (
     start_bridge_on_time,
     train_diffusion,
 )
+from training.work_record import WorkFolderMismatch, claim_work_folder, describe_run
 
 log = logging.getLogger("training")
 # The tiny preset's video VAE (base width 8) capped what any diffusion model could show: the
@@ -266,7 +268,9 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                          "bridge are taken; codecs_from / bridge_on_time are for a fresh start")
     started = time.monotonic()
     config = demo_config(preset) if init_from is None else sizes_of(init_from, demo_config(preset))
-    work.mkdir(parents=True, exist_ok=True)
+    claim_work_folder(work, describe_run(seed=seed, preset=preset, budget=budget,
+                                         init_from=init_from, codecs_from=codecs_from,
+                                         bridge_on_time=bridge_on_time))
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if (taken := init_from or codecs_from) is not None:
         _take_codecs_from(taken, work)
@@ -361,9 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     budget = BUDGETS[args.budget]
     if args.dit_steps is not None:
         budget = dataclasses.replace(budget, dit_steps=args.dit_steps)
-    train_demo_model(args.out, args.work, budget, seed=args.seed,
-                     init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,
-                     codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time)
+    try:
+        train_demo_model(args.out, args.work, budget, seed=args.seed,
+                         init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,
+                         codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time)
+    except WorkFolderMismatch as mismatch:
+        parser.error(str(mismatch))
     return 0
 
 
