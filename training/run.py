@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     for option, folder in (("--init-from", args.init_from), ("--codecs-from", args.codecs_from)):
         if folder is not None and not (folder / MODEL_INDEX).is_file():
             parser.error(f"{option} {folder}: not a checkpoint folder (no {MODEL_INDEX})")
+    if args.work.exists() and not args.work.is_dir():
+        parser.error(f"--work {args.work}: not a folder")
     if args.init_from is not None and args.codecs_from is not None:
         parser.error("--init-from already takes the folder's codecs; give one of --init-from, "
                      "--codecs-from")

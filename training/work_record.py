@@ -95,7 +95,16 @@ def claim_work_folder(work: Path, asked: dict[str, Any]) -> None:
     request; raises WorkFolderMismatch (nothing in the folder touched) when it was not."""
     record = work / RECORD_NAME
     if record.is_file():
-        recorded = json.loads(record.read_text())
+        try:
+            recorded = json.loads(record.read_text())
+        except (ValueError, UnicodeDecodeError) as unreadable:
+            raise WorkFolderMismatch(f"work folder {work}: its {RECORD_NAME} is not readable "
+                                     f"({unreadable}); give a new --work, or delete {work} to "
+                                     "start over") from unreadable
+        if not isinstance(recorded, dict):
+            raise WorkFolderMismatch(f"work folder {work}: its {RECORD_NAME} is not a run "
+                                     f"record; give a new --work, or delete {work} to start "
+                                     "over")
         differences = _differences(recorded, asked)
         if differences:
             raise WorkFolderMismatch(

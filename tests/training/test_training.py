@@ -325,6 +325,7 @@ def test_a_fresh_diffusion_on_a_trained_folders_codecs_starts_its_bridge_on_time
     (["--bridge-on-time", "nan"], "--bridge-on-time nan: must be a positive number"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
     (["--threads", "-3"], "--threads -3: must be at least 1"),
+    (["--work", __file__], f"--work {__file__}: not a folder"),
 ])
 def test_bad_training_arguments_are_refused_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],

@@ -104,3 +104,13 @@ def test_the_command_refuses_a_work_folder_of_another_run_with_the_reason(
     assert exit_info.value.code == 2
     assert f"work folder {work} holds another run: codecs_from: none then" in err
     assert _contents(work) == before and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("record", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+def test_an_unreadable_record_is_refused_not_overwritten(tmp_path: Path, record: bytes) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / RECORD_NAME).write_bytes(record)
+    with pytest.raises(WorkFolderMismatch, match=f"its {RECORD_NAME} is not"):
+        claim_work_folder(work, _run())
+    assert (work / RECORD_NAME).read_bytes() == record
