@@ -13,6 +13,10 @@ needed by a mode this pipeline offers:
   with the first-frame condition and the audio at any noise level, which is exactly what
   audio-only generation feeds the model (the sampler switches to `video_dit_2` at once, since
   t_video = 0 < boundary). Their video loss is not counted.
+- optionally (`audio_led_fraction`, 0 in the recipe) voice-led samples, the mirror of voice-over
+  on both experts' steps: the audio latent clean at t = 0 and the video at its noise level, so
+  the picture learns to follow a given voice through the bridge (audio -> video). Their audio
+  loss is not counted. No mode of the pipeline feeds this; it is a training signal only.
 The text encoder (tiny UMT5) is trained end to end through both towers' text MLPs.
 """
 
@@ -172,9 +176,10 @@ def _timestep_ranges(scheduler: FlowMatchPairScheduler, boundary_ratio: float
 def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
                    boundary_ratio: float, rows: Tensor, expert: int,
                    generator: torch.Generator,
-                   voice_over_fraction: float = VOICE_OVER_FRACTION) -> tuple[Tensor, Tensor]:
+                   voice_over_fraction: float = VOICE_OVER_FRACTION,
+                   audio_led_fraction: float = 0.0) -> tuple[Tensor, Tensor]:
     """(video loss, audio loss) of one batch for one expert; `voice_over_fraction` of the low
-    expert's samples are voice-over ones."""
+    expert's samples are voice-over ones, `audio_led_fraction` of the others voice-led ones."""
     b = rows.numel()
     grid = scheduler.train_sigmas
     high, low = _timestep_ranges(scheduler, boundary_ratio)
@@ -194,6 +199,10 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
         sigma_a = torch.where(voice_over, grid[any_index], sigma_a)
         sigma_v = torch.where(voice_over, torch.zeros_like(sigma_v), sigma_v)
         ti2va = ti2va | voice_over  # audio-only generation conditions on the locked frame 0
+    audio_led = torch.zeros(b, dtype=torch.bool)
+    if audio_led_fraction > 0:  # drawn only when asked: the recipe's random stream is unchanged
+        audio_led = (uniform(b) < audio_led_fraction) & ~voice_over
+        sigma_a = torch.where(audio_led, torch.zeros_like(sigma_a), sigma_a)
     token_ids = [data.token_ids[int(r)] if uniform(1).item() >= TEXT_DROPOUT else [1]
                  for r in rows]  # [1] = EOS alone: the empty prompt
     # 1. condition: mask (B, 4, F, h, w) and first-frame latent (B, 16, F, h, w)
@@ -216,12 +225,17 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
     v_pred, a_pred = joint_forward(models.expert(expert), models.audio_dit,
                                    models.dual_tower_bridge, video_in, x_a, context,
                                    sigma_v * scale, sigma_a * scale, FPS)
-    # 4. velocity targets; voice-over samples do not count for video
-    keep = (~voice_over).float().view(b, 1, 1, 1, 1)
-    video_err = ((v_pred - (eps_v - x0_v)) ** 2 * keep).sum()
-    video_loss = video_err / (keep.sum() * x0_v[0].numel()).clamp_min(1.0)
-    audio_loss = F.mse_loss(a_pred, eps_a - x0_a)
-    return video_loss, audio_loss
+    # 4. velocity targets; voice-over samples do not count for video, voice-led ones not for
+    # audio
+    return (_masked_mse(v_pred, eps_v - x0_v, ~voice_over),
+            _masked_mse(a_pred, eps_a - x0_a, ~audio_led))
+
+
+def _masked_mse(prediction: Tensor, target: Tensor, counted: Tensor) -> Tensor:
+    """Mean squared error over the batch rows where `counted` (B,) is True (0 when none)."""
+    keep = counted.float().view(-1, *([1] * (prediction.dim() - 1)))
+    err = ((prediction - target) ** 2 * keep).sum()
+    return err / (keep.sum() * prediction[0].numel()).clamp_min(1.0)
 
 
 @torch.no_grad()
@@ -231,9 +245,10 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
-                    boundary_ratio: float, budget: Budget, state_path: Path, seed: int
-                    ) -> DiffusionModels:
-    """Train in place; returns the EMA copy (what gets saved). Resumable from `state_path`."""
+                    boundary_ratio: float, budget: Budget, state_path: Path, seed: int,
+                    audio_led_fraction: float = 0.0) -> DiffusionModels:
+    """Train in place; returns the EMA copy (what gets saved). Resumable from `state_path`.
+    `audio_led_fraction`: voice-led samples (diffusion_loss)."""
     # Everything in `models` trains, however it was loaded: weights from a trained folder come
     # frozen from the inference loader, and a continued run trained the text encoder alone
     # until 2026-12-04.
@@ -259,7 +274,8 @@ def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMat
             group["lr"] = lr_at(step, budget.dit_steps, budget.dit_lr, budget.warmup_steps)
         expert = step % 2  # even steps: high-noise expert, odd: low-noise (spec §9)
         video_loss, audio_loss = diffusion_loss(models, data, scheduler, boundary_ratio, rows,
-                                                expert, generator)
+                                                expert, generator,
+                                                audio_led_fraction=audio_led_fraction)
         loss = video_loss + audio_loss
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)

@@ -256,13 +256,15 @@ def load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
 def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      preset: str = "tiny", init_from: Path | None = None,
                      parallel_codecs: bool = True, codecs_from: Path | None = None,
-                     bridge_on_time: float | None = None) -> Path:
+                     bridge_on_time: float | None = None, audio_led_fraction: float = 0.0
+                     ) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`.
 
     `init_from`: codecs, tokenizer and diffusion weights from a trained folder (a
     continuation); `codecs_from`: its codecs and tokenizer only, diffusion from scratch (a
     diffusion recipe tried in ~40 minutes instead of the whole run's ~110); `bridge_on_time`:
-    start the bridge local in time with this q/k offset (`start_bridge_on_time`)."""
+    start the bridge local in time with this q/k offset (`start_bridge_on_time`);
+    `audio_led_fraction`: voice-led diffusion samples (training.dit.diffusion_loss)."""
     if init_from is not None and (codecs_from is not None or bridge_on_time is not None):
         raise ValueError("init_from continues a trained folder: its codecs and its trained "
                          "bridge are taken; codecs_from / bridge_on_time are for a fresh start")
@@ -270,7 +272,8 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     config = demo_config(preset) if init_from is None else sizes_of(init_from, demo_config(preset))
     claim_work_folder(work, describe_run(seed=seed, preset=preset, budget=budget,
                                          init_from=init_from, codecs_from=codecs_from,
-                                         bridge_on_time=bridge_on_time))
+                                         bridge_on_time=bridge_on_time,
+                                         audio_led_fraction=audio_led_fraction))
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if (taken := init_from or codecs_from) is not None:
         _take_codecs_from(taken, work)
@@ -289,7 +292,8 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
         start_bridge_on_time(models.dual_tower_bridge, offset=bridge_on_time)
     scheduler = FlowMatchPairScheduler(config.scheduler)
     ema = train_diffusion(models, data, scheduler, config.boundary_ratio, budget,
-                          work / "state" / "diffusion.pt", seed + 4)
+                          work / "state" / "diffusion.pt", seed + 4,
+                          audio_led_fraction=audio_led_fraction)
 
     # The folder: mova_model's writer lays out every component (model_index, scheduler, ...);
     # the trained components then replace the random ones through the same save functions.
@@ -332,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="start the bridge's attention local in time (q/k offset; 2.0 puts "
                              "about 0.9 of it on its own latent frame at the start); not with "
                              "--init-from")
+    parser.add_argument("--audio-led", type=float, default=0.0, metavar="FRACTION",
+                        help="diffusion samples with the audio clean and its loss not counted, "
+                             "so the picture learns to follow a given voice (0: none, the "
+                             "recipe)")
     parser.add_argument("--dit-steps", type=int, default=None,
                         help="diffusion steps instead of the budget's (a resumed run keeps its "
                              "step and follows the new schedule's length)")
@@ -362,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.bridge_on_time is not None and not (math.isfinite(args.bridge_on_time)
                                                  and args.bridge_on_time > 0):
         parser.error(f"--bridge-on-time {args.bridge_on_time}: must be a positive number")
+    if not (math.isfinite(args.audio_led) and 0 <= args.audio_led < 1):
+        parser.error(f"--audio-led {args.audio_led}: must be a fraction in [0, 1)")
     _configure_logging()
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
@@ -370,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train_demo_model(args.out, args.work, budget, seed=args.seed,
                          init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,
-                         codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time)
+                         codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time,
+                         audio_led_fraction=args.audio_led)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
     return 0

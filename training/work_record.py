@@ -54,10 +54,12 @@ def _source(folder: Path | None, components: tuple[str, ...]) -> dict[str, str] 
 
 
 def describe_run(*, seed: int, preset: str, budget: Budget, init_from: Path | None,
-                 codecs_from: Path | None, bridge_on_time: float | None) -> dict[str, Any]:
+                 codecs_from: Path | None, bridge_on_time: float | None,
+                 audio_led_fraction: float = 0.0) -> dict[str, Any]:
     """What a run asks for, as its work folder records it (JSON-ready)."""
     return {
         "seed": seed, "preset": preset, "bridge_on_time": bridge_on_time,
+        "audio_led_fraction": audio_led_fraction,
         "init_from": _source(init_from, INIT_COMPONENTS),
         "codecs_from": _source(codecs_from, CODEC_COMPONENTS),
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()

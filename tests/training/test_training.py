@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 import training.codecs
 import training.dit
@@ -37,6 +38,7 @@ from training.codecs import (
 from training.common import BUDGETS, Budget, save_state
 from training.dit import (
     DiffusionModels,
+    LatentSet,
     diffusion_loss,
     encode_text,
     encode_world,
@@ -326,6 +328,9 @@ def test_a_fresh_diffusion_on_a_trained_folders_codecs_starts_its_bridge_on_time
     (["--threads", "0"], "--threads 0: must be at least 1"),
     (["--threads", "-3"], "--threads -3: must be at least 1"),
     (["--work", __file__], f"--work {__file__}: not a folder"),
+    (["--audio-led", "1"], "--audio-led 1.0: must be a fraction in [0, 1)"),
+    (["--audio-led", "-0.1"], "--audio-led -0.1: must be a fraction in [0, 1)"),
+    (["--audio-led", "nan"], "--audio-led nan: must be a fraction in [0, 1)"),
 ])
 def test_bad_training_arguments_are_refused_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
@@ -349,3 +354,43 @@ def test_budget_validation() -> None:
         dataclasses.replace(BUDGETS["smoke"], video_vae_decoder_steps=-2)
     with pytest.raises(ValueError, match="video_vae_clip_batch=0 must be at least 1"):
         dataclasses.replace(BUDGETS["smoke"], video_vae_clip_batch=0)
+
+
+def _random_latents(n: int) -> LatentSet:
+    g = torch.Generator().manual_seed(3)
+    return LatentSet(video=torch.randn(n, 16, 7, 8, 14, generator=g),
+                     first_frame=torch.randn(n, 16, 7, 8, 14, generator=g),
+                     audio=torch.randn(n, 128, 53, generator=g), token_ids=[[7, 9, 1]] * n,
+                     text_only=torch.randn(1, 16, 7, 8, 14, generator=g))
+
+
+def test_voice_led_samples_give_the_audio_clean_and_count_only_the_picture(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    models = DiffusionModels(TINY, build_text_encoder(TINY.text_encoder), seed=0)
+    data, rows = _random_latents(4), torch.arange(4)
+    scheduler = FlowMatchPairScheduler(TINY.scheduler)
+    fed: dict[str, Tensor] = {}
+    real_forward = training.dit.joint_forward
+
+    def recording_forward(*args: Any) -> tuple[Tensor, Tensor]:
+        fed.update(audio=args[4], t_video=args[6], t_audio=args[7])
+        return real_forward(*args)
+
+    monkeypatch.setattr(training.dit, "joint_forward", recording_forward)
+    for expert in (0, 1):
+        video_loss, audio_loss = diffusion_loss(
+            models, data, scheduler, TINY.boundary_ratio, rows, expert,
+            torch.Generator().manual_seed(expert), voice_over_fraction=0.0,
+            audio_led_fraction=1.0)
+        assert torch.equal(fed["audio"], data.audio) and bool((fed["t_audio"] == 0).all())
+        assert bool((fed["t_video"] > 0).all())  # the picture at its expert's noise levels
+        assert float(audio_loss) == 0 and float(video_loss) > 0
+    # none asked: the recipe's random draws and losses, bit for bit
+    g_recipe, g_none = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        recipe = diffusion_loss(models, data, scheduler, TINY.boundary_ratio, rows, 1, g_recipe)
+        none = diffusion_loss(models, data, scheduler, TINY.boundary_ratio, rows, 1, g_none,
+                              audio_led_fraction=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(recipe, none, strict=True))
+    assert torch.equal(g_recipe.get_state(), g_none.get_state())
