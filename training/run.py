@@ -268,6 +268,9 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     if init_from is not None and (codecs_from is not None or bridge_on_time is not None):
         raise ValueError("init_from continues a trained folder: its codecs and its trained "
                          "bridge are taken; codecs_from / bridge_on_time are for a fresh start")
+    if not (math.isfinite(audio_led_fraction) and 0 <= audio_led_fraction < 1):
+        raise ValueError(f"audio_led_fraction={audio_led_fraction}: a fraction in [0, 1) (at 1 "
+                         "the audio tower would learn nothing)")
     started = time.monotonic()
     config = demo_config(preset) if init_from is None else sizes_of(init_from, demo_config(preset))
     claim_work_folder(work, describe_run(seed=seed, preset=preset, budget=budget,
