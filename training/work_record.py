@@ -92,6 +92,12 @@ def _differences(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
     return differences
 
 
+def _refusal(work: Path, why: str) -> WorkFolderMismatch:
+    """The refusal of a work folder, with the one way on the user has."""
+    return WorkFolderMismatch(f"work folder {work}{why}: give a new --work, or delete {work} to "
+                              "start over")
+
+
 def claim_work_folder(work: Path, asked: dict[str, Any]) -> None:
     """Record `asked` in a new work folder, or check a resumed one was started by the same
     request; raises WorkFolderMismatch (nothing in the folder touched) when it was not."""
@@ -100,19 +106,14 @@ def claim_work_folder(work: Path, asked: dict[str, Any]) -> None:
         try:
             recorded = json.loads(record.read_text())
         except (ValueError, UnicodeDecodeError) as unreadable:
-            raise WorkFolderMismatch(f"work folder {work}: its {RECORD_NAME} is not readable "
-                                     f"({unreadable}); give a new --work, or delete {work} to "
-                                     "start over") from unreadable
+            raise _refusal(work, f": its {RECORD_NAME} is not readable ({unreadable})"
+                           ) from unreadable
         if not isinstance(recorded, dict):
-            raise WorkFolderMismatch(f"work folder {work}: its {RECORD_NAME} is not a run "
-                                     f"record; give a new --work, or delete {work} to start "
-                                     "over")
+            raise _refusal(work, f": its {RECORD_NAME} is not a run record")
         differences = _differences(recorded, asked)
         if differences:
-            raise WorkFolderMismatch(
-                f"work folder {work} holds another run: " + "; ".join(differences)
-                + f". It resumes only the run it was started with: give a new --work, or "
-                f"delete {work} to start over")
+            raise _refusal(work, " holds another run: " + "; ".join(differences)
+                           + ". It resumes only the run it was started with")
         return
     work.mkdir(parents=True, exist_ok=True)
     if any(work.iterdir()):
