@@ -6,8 +6,9 @@ ambience. Pictures are 64 x 112, 25 frames at 24 fps (the `tiny` preset); sound 
 exactly as many samples as the pipeline's soundtrack for those frames. Pure numpy, seeded: the
 same `Scene` always renders the same clip, bit for bit.
 
-The ground truth the analysers need (mouth opening per frame, syllable onsets, bounce times) is
-rendered alongside the media, from the same numbers that drew them.
+The ground truth the analysers need (mouth opening per frame, syllable onsets, bounce times), and
+where the mouth is (for training), is rendered alongside the media, from the same numbers that
+drew them.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class RenderedClip:
     frames: np.ndarray  # uint8 (T, H, W, 3)
     audio: np.ndarray  # float32 (N,) in [-1, 1]
     mouth_open: np.ndarray  # float32 (T,) in [0, 1]; zeros unless a face
+    mouth_centre: np.ndarray  # float32 (T, 2) pixel x, y of the mouth's centre; nan unless a face
     syllable_onsets_s: tuple[float, ...]
     bounce_times_s: tuple[float, ...]
 
@@ -308,10 +310,12 @@ def render(scene: Scene) -> RenderedClip:
 
     background = _background(scene.background)
     frames = np.empty((NUM_FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    mouth_centre = np.full((NUM_FRAMES, 2), np.nan, dtype=np.float32)
     for f in range(NUM_FRAMES):
         img = background.copy()
         if scene.obj == "face":
             _draw_face(img, _slide_x(x0, scene.motion, f), y0, scene.colour, float(mouth[f]))
+            mouth_centre[f] = (_slide_x(x0, scene.motion, f), y0 + MOUTH_OFFSET_Y)
         elif scene.obj == "ball":
             _draw_ball(img, x0, y0 - heights[f], scene.colour)
         else:
@@ -329,6 +333,7 @@ def render(scene: Scene) -> RenderedClip:
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
     return RenderedClip(scene=scene, prompt=prompt_for(scene), frames=frames, audio=audio,
                         mouth_open=mouth if scene.obj == "face" else np.zeros_like(mouth),
+                        mouth_centre=mouth_centre,
                         syllable_onsets_s=onsets, bounce_times_s=bounces)
 
 

@@ -17,6 +17,10 @@ needed by a mode this pipeline offers:
   on both experts' steps: the audio latent clean at t = 0 and the video at its noise level, so
   the picture learns to follow a given voice through the bridge (audio -> video). Their audio
   loss is not counted. No mode of the pipeline feeds this; it is a training signal only.
+- optionally (`mouth_weight`, 1 in the recipe) the video loss on the latent cells that hold a
+  speaking mouth counted `mouth_weight` times: the mouth is 12 x 9 pixels, about 2 x 2 of a
+  clip's 8 x 14 latent cells, so the plain mean lets the model settle for a mouth that barely
+  moves (bench/README.md, bridge timing: how joint lip sync fails).
 The text encoder (tiny UMT5) is trained end to end through both towers' text MLPs.
 """
 
@@ -32,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase, UMT5EncoderModel
 
-from demo_world.world import FPS, render_many
+from demo_world.world import FPS, MOUTH_HALF_W, MOUTH_MAX_HALF_H, RenderedClip, render_many
 from mova_model.audio_dit import AudioDiT
 from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import Conditioner, DualTowerBridge
@@ -67,6 +71,28 @@ class LatentSet:
     audio: Tensor  # (n, 128, L_a) DAC posterior mean
     token_ids: list[list[int]]  # tokenised prompt, EOS included
     text_only: Tensor  # (1, 16, F_lat, h, w) Y of the all-grey clip (the T2VA condition)
+    mouth: Tensor  # (n, 1, F_lat, h, w) bool: the latent cells that hold the mouth (mouth_cells)
+
+
+def mouth_cells(clips: list[RenderedClip], latent_shape: tuple[int, ...]) -> Tensor:
+    """(n, 1, F_lat, h, w) bool: the latent cells whose pixels the mouth (at its widest) touches.
+
+    Latent frame k stands for pixel frames 4k-3 .. 4k (frame 0 alone for k = 0: the causal VAE),
+    latent cell (i, j) for an 8 x 8 pixel block; the factors are read from the shapes."""
+    f_lat, h, w = latent_shape
+    cells = torch.zeros(len(clips), 1, f_lat, h, w, dtype=torch.bool)
+    for row, clip in enumerate(clips):
+        num_frames, height, width = clip.frames.shape[:3]
+        per_latent, cell_h, cell_w = (num_frames - 1) // (f_lat - 1), height // h, width // w
+        for k in range(f_lat):
+            centres = clip.mouth_centre[max(0, per_latent * k - per_latent + 1):per_latent * k + 1]
+            for x, y in centres[~np.isnan(centres).any(axis=1)]:
+                top = max(0, int((y - MOUTH_MAX_HALF_H) // cell_h))
+                bottom = int((y + MOUTH_MAX_HALF_H) // cell_h)
+                left = max(0, int((x - MOUTH_HALF_W) // cell_w))
+                right = int((x + MOUTH_HALF_W) // cell_w)
+                cells[row, 0, k, top:bottom + 1, left:right + 1] = True
+    return cells
 
 
 @torch.no_grad()
@@ -92,8 +118,10 @@ def encode_world(vae: VideoVAE, vae_config: VideoVAEConfig, dac: AudioVAE,
             progress(min(start + ENCODE_BATCH, num_clips))
     grey = torch.zeros_like(x[:1])
     text_only = normalize_latents(vae.encode(grey).latent_dist.mode().float(), vae_config)
-    return LatentSet(video=torch.cat(video), first_frame=torch.cat(first),
-                     audio=torch.cat(audio), token_ids=ids, text_only=text_only)
+    latents = torch.cat(video)
+    return LatentSet(video=latents, first_frame=torch.cat(first), audio=torch.cat(audio),
+                     token_ids=ids, text_only=text_only,
+                     mouth=mouth_cells(clips, latents.shape[2:]))
 
 
 def encode_text(encoder: UMT5EncoderModel, token_ids: list[list[int]]) -> Tensor:
@@ -177,9 +205,11 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
                    boundary_ratio: float, rows: Tensor, expert: int,
                    generator: torch.Generator,
                    voice_over_fraction: float = VOICE_OVER_FRACTION,
-                   audio_led_fraction: float = 0.0) -> tuple[Tensor, Tensor]:
+                   audio_led_fraction: float = 0.0, mouth_weight: float = 1.0
+                   ) -> tuple[Tensor, Tensor]:
     """(video loss, audio loss) of one batch for one expert; `voice_over_fraction` of the low
-    expert's samples are voice-over ones, `audio_led_fraction` of the others voice-led ones."""
+    expert's samples are voice-over ones, `audio_led_fraction` of the others voice-led ones;
+    the video loss counts the mouth's latent cells `mouth_weight` times."""
     b = rows.numel()
     grid = scheduler.train_sigmas
     high, low = _timestep_ranges(scheduler, boundary_ratio)
@@ -227,15 +257,24 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
                                    sigma_v * scale, sigma_a * scale, FPS)
     # 4. velocity targets; voice-over samples do not count for video, voice-led ones not for
     # audio
-    return (_masked_mse(v_pred, eps_v - x0_v, ~voice_over),
+    video_weight = None  # the recipe: every cell once (and its arithmetic, bit for bit)
+    if mouth_weight != 1.0:
+        video_weight = 1.0 + (mouth_weight - 1.0) * data.mouth[rows].float()
+    return (_masked_mse(v_pred, eps_v - x0_v, ~voice_over, video_weight),
             _masked_mse(a_pred, eps_a - x0_a, ~audio_led))
 
 
-def _masked_mse(prediction: Tensor, target: Tensor, counted: Tensor) -> Tensor:
-    """Mean squared error over the batch rows where `counted` (B,) is True (0 when none)."""
+def _masked_mse(prediction: Tensor, target: Tensor, counted: Tensor,
+                weight: Tensor | None = None) -> Tensor:
+    """Mean squared error over the batch rows where `counted` (B,) is True (0 when none);
+    `weight` (broadcast to the prediction) counts some elements more than once. The mean
+    divides by the elements, not the weights: weighted cells add to the loss, the others keep
+    their share of it."""
     keep = counted.float().view(-1, *([1] * (prediction.dim() - 1)))
+    if weight is not None:
+        keep = keep * weight
     err = ((prediction - target) ** 2 * keep).sum()
-    return err / (keep.sum() * prediction[0].numel()).clamp_min(1.0)
+    return err / (counted.float().sum() * prediction[0].numel()).clamp_min(1.0)
 
 
 @torch.no_grad()
@@ -246,9 +285,11 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
                     boundary_ratio: float, budget: Budget, state_path: Path, seed: int,
-                    audio_led_fraction: float = 0.0) -> DiffusionModels:
+                    audio_led_fraction: float = 0.0, mouth_weight: float = 1.0
+                    ) -> DiffusionModels:
     """Train in place; returns the EMA copy (what gets saved). Resumable from `state_path`.
-    `audio_led_fraction`: voice-led samples (diffusion_loss)."""
+    `audio_led_fraction`: voice-led samples, `mouth_weight`: the mouth's share of the video
+    loss (diffusion_loss)."""
     # Everything in `models` trains, however it was loaded: weights from a trained folder come
     # frozen from the inference loader, and a continued run trained the text encoder alone
     # until 2026-12-04.
@@ -275,7 +316,8 @@ def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMat
         expert = step % 2  # even steps: high-noise expert, odd: low-noise (spec §9)
         video_loss, audio_loss = diffusion_loss(models, data, scheduler, boundary_ratio, rows,
                                                 expert, generator,
-                                                audio_led_fraction=audio_led_fraction)
+                                                audio_led_fraction=audio_led_fraction,
+                                                mouth_weight=mouth_weight)
         loss = video_loss + audio_loss
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)

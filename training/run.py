@@ -37,6 +37,7 @@ import torch
 from transformers import UMT5EncoderModel
 from transformers.utils import logging as transformers_logging
 
+from demo_world.world import render_many
 from mova_model.audio_vae import AudioVAE
 from mova_model.checkpoint import (
     MODEL_INDEX,
@@ -76,6 +77,7 @@ from training.dit import (
     DiffusionModels,
     LatentSet,
     encode_world,
+    mouth_cells,
     start_bridge_on_time,
     train_diffusion,
 )
@@ -205,6 +207,10 @@ def _latent_stage(work: Path, budget: Budget, vae: VideoVAE, video_config: Video
     path = work / "state" / "latents.pt"
     state = load_state(path)
     if state is not None:
+        if "mouth" not in state:  # encoded before the mouth was recorded: read it off the world
+            clips = render_many(seed + WORLD_SEED_OFFSET, state["video"].shape[0])
+            state["mouth"] = mouth_cells(clips, state["video"].shape[2:])
+            save_state(path, state)
         return LatentSet(**state)
     from transformers import AutoTokenizer
 
@@ -256,27 +262,32 @@ def load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
 def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      preset: str = "tiny", init_from: Path | None = None,
                      parallel_codecs: bool = True, codecs_from: Path | None = None,
-                     bridge_on_time: float | None = None, audio_led_fraction: float = 0.0
-                     ) -> Path:
+                     bridge_on_time: float | None = None, audio_led_fraction: float = 0.0,
+                     mouth_weight: float = 1.0) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`.
 
     `init_from`: codecs, tokenizer and diffusion weights from a trained folder (a
     continuation); `codecs_from`: its codecs and tokenizer only, diffusion from scratch (a
     diffusion recipe tried in ~40 minutes instead of the whole run's ~110); `bridge_on_time`:
     start the bridge local in time with this q/k offset (`start_bridge_on_time`);
-    `audio_led_fraction`: voice-led diffusion samples (training.dit.diffusion_loss)."""
+    `audio_led_fraction`: voice-led diffusion samples, `mouth_weight`: the mouth's cells
+    counted that many times in the video loss (training.dit.diffusion_loss)."""
     if init_from is not None and (codecs_from is not None or bridge_on_time is not None):
         raise ValueError("init_from continues a trained folder: its codecs and its trained "
                          "bridge are taken; codecs_from / bridge_on_time are for a fresh start")
     if not (math.isfinite(audio_led_fraction) and 0 <= audio_led_fraction < 1):
         raise ValueError(f"audio_led_fraction={audio_led_fraction}: a fraction in [0, 1) (at 1 "
                          "the audio tower would learn nothing)")
+    if not (math.isfinite(mouth_weight) and mouth_weight >= 1):
+        raise ValueError(f"mouth_weight={mouth_weight}: at least 1 (1: the mouth counts as any "
+                         "other cell)")
     started = time.monotonic()
     config = demo_config(preset) if init_from is None else sizes_of(init_from, demo_config(preset))
     claim_work_folder(work, describe_run(seed=seed, preset=preset, budget=budget,
                                          init_from=init_from, codecs_from=codecs_from,
                                          bridge_on_time=bridge_on_time,
-                                         audio_led_fraction=audio_led_fraction))
+                                         audio_led_fraction=audio_led_fraction,
+                                         mouth_weight=mouth_weight))
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if (taken := init_from or codecs_from) is not None:
         _take_codecs_from(taken, work)
@@ -296,7 +307,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     scheduler = FlowMatchPairScheduler(config.scheduler)
     ema = train_diffusion(models, data, scheduler, config.boundary_ratio, budget,
                           work / "state" / "diffusion.pt", seed + 4,
-                          audio_led_fraction=audio_led_fraction)
+                          audio_led_fraction=audio_led_fraction, mouth_weight=mouth_weight)
 
     # The folder: mova_model's writer lays out every component (model_index, scheduler, ...);
     # the trained components then replace the random ones through the same save functions.
@@ -343,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="diffusion samples with the audio clean and its loss not counted, "
                              "so the picture learns to follow a given voice (0: none, the "
                              "recipe)")
+    parser.add_argument("--mouth-weight", type=float, default=1.0, metavar="WEIGHT",
+                        help="count the latent cells that hold a speaking mouth this many times "
+                             "in the video loss (1: as any other cell, the recipe)")
     parser.add_argument("--dit-steps", type=int, default=None,
                         help="diffusion steps instead of the budget's (a resumed run keeps its "
                              "step and follows the new schedule's length)")
@@ -375,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bridge-on-time {args.bridge_on_time}: must be a positive number")
     if not (math.isfinite(args.audio_led) and 0 <= args.audio_led < 1):
         parser.error(f"--audio-led {args.audio_led}: must be a fraction in [0, 1)")
+    if not (math.isfinite(args.mouth_weight) and args.mouth_weight >= 1):
+        parser.error(f"--mouth-weight {args.mouth_weight}: must be a number of at least 1")
     _configure_logging()
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
@@ -384,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         train_demo_model(args.out, args.work, budget, seed=args.seed,
                          init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,
                          codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time,
-                         audio_led_fraction=args.audio_led)
+                         audio_led_fraction=args.audio_led, mouth_weight=args.mouth_weight)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
     return 0

@@ -30,6 +30,9 @@ CHANGEABLE_ON_RESUME = frozenset({"dit_steps"})
 CODEC_COMPONENTS = ("tokenizer", "video_vae", "audio_vae")
 INIT_COMPONENTS = CODEC_COMPONENTS + (
     "video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge", "text_encoder")
+# Requests added after records began, with the value every earlier run had: a folder recorded
+# before them resumes when the rerun asks for that value.
+ADDED_LATER = {"mouth_weight": 1.0}
 
 
 class WorkFolderMismatch(ValueError):
@@ -55,11 +58,12 @@ def _source(folder: Path | None, components: tuple[str, ...]) -> dict[str, str] 
 
 def describe_run(*, seed: int, preset: str, budget: Budget, init_from: Path | None,
                  codecs_from: Path | None, bridge_on_time: float | None,
-                 audio_led_fraction: float = 0.0) -> dict[str, Any]:
+                 audio_led_fraction: float = 0.0, mouth_weight: float = 1.0
+                 ) -> dict[str, Any]:
     """What a run asks for, as its work folder records it (JSON-ready)."""
     return {
         "seed": seed, "preset": preset, "bridge_on_time": bridge_on_time,
-        "audio_led_fraction": audio_led_fraction,
+        "audio_led_fraction": audio_led_fraction, "mouth_weight": mouth_weight,
         "init_from": _source(init_from, INIT_COMPONENTS),
         "codecs_from": _source(codecs_from, CODEC_COMPONENTS),
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()
@@ -78,7 +82,7 @@ def _shown(value: Any) -> str:
 def _differences(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
     differences = []
     for key in sorted(asked.keys() | recorded.keys()):
-        then, now = recorded.get(key), asked.get(key)
+        then, now = recorded.get(key, ADDED_LATER.get(key)), asked.get(key)
         if key == "budget" and isinstance(then, dict) and isinstance(now, dict):
             differences += [f"budget.{field}: {_shown(then.get(field))} then, "
                             f"{_shown(now.get(field))} now"

@@ -98,6 +98,21 @@ def _dark_pixels_below_eyes(frames: np.ndarray) -> np.ndarray:
     return np.array(counts, dtype=float)
 
 
+def test_the_mouth_centre_is_where_the_mouth_is_drawn() -> None:
+    for scene in (Scene("face", "white", "blue", "right", "bi", 2, seed=4),
+                  Scene("face", "yellow", "grey", "still", "ba", 3, seed=9)):
+        clip = render(scene)
+        dark = clip.frames.astype(int).sum(-1) < 120
+        for f in range(NUM_FRAMES):
+            x, y = clip.mouth_centre[f]
+            rows, cols = np.nonzero(dark[f])
+            lower = rows > y - 4  # the mouth's dark pixels, not the eyes' (11-12 rows higher)
+            assert abs(rows[lower].mean() - y) < 1 and abs(cols[lower].mean() - x) < 1
+    for scene in (Scene("ball", "red", "grey", "bounces", seed=1),
+                  Scene("box", "red", "grey", "left", seed=2)):
+        assert np.isnan(render(scene).mouth_centre).all()
+
+
 def test_bounce_clicks_land_on_the_lowest_frames() -> None:
     clip = render(Scene("ball", "yellow", "blue", "bounces", seed=11))
     mask = np.all(clip.frames == np.array(COLOURS["yellow"]), axis=-1)

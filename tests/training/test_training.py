@@ -16,7 +16,7 @@ from torch import Tensor
 
 import training.codecs
 import training.dit
-from demo_world.world import Scene, render
+from demo_world.world import Scene, render, render_many
 from mova_model.config import get_preset
 from mova_model.pipeline import MovaPipeline
 from mova_model.request import GenerationRequest
@@ -42,9 +42,18 @@ from training.dit import (
     diffusion_loss,
     encode_text,
     encode_world,
+    mouth_cells,
     train_diffusion,
 )
-from training.run import DIT_COMPONENTS, _codec_stage, demo_config, main, train_demo_model
+from training.run import (
+    DIT_COMPONENTS,
+    WORLD_SEED_OFFSET,
+    _codec_stage,
+    _latent_stage,
+    demo_config,
+    main,
+    train_demo_model,
+)
 
 TINY = get_preset("tiny")
 
@@ -331,6 +340,9 @@ def test_a_fresh_diffusion_on_a_trained_folders_codecs_starts_its_bridge_on_time
     (["--audio-led", "1"], "--audio-led 1.0: must be a fraction in [0, 1)"),
     (["--audio-led", "-0.1"], "--audio-led -0.1: must be a fraction in [0, 1)"),
     (["--audio-led", "nan"], "--audio-led nan: must be a fraction in [0, 1)"),
+    (["--mouth-weight", "0.5"], "--mouth-weight 0.5: must be a number of at least 1"),
+    (["--mouth-weight", "inf"], "--mouth-weight inf: must be a number of at least 1"),
+    (["--mouth-weight", "nan"], "--mouth-weight nan: must be a number of at least 1"),
 ])
 def test_bad_training_arguments_are_refused_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
@@ -361,7 +373,8 @@ def _random_latents(n: int) -> LatentSet:
     return LatentSet(video=torch.randn(n, 16, 7, 8, 14, generator=g),
                      first_frame=torch.randn(n, 16, 7, 8, 14, generator=g),
                      audio=torch.randn(n, 128, 53, generator=g), token_ids=[[7, 9, 1]] * n,
-                     text_only=torch.randn(1, 16, 7, 8, 14, generator=g))
+                     text_only=torch.randn(1, 16, 7, 8, 14, generator=g),
+                     mouth=torch.zeros(n, 1, 7, 8, 14, dtype=torch.bool))
 
 
 def test_voice_led_samples_give_the_audio_clean_and_count_only_the_picture(
@@ -394,3 +407,61 @@ def test_voice_led_samples_give_the_audio_clean_and_count_only_the_picture(
                               audio_led_fraction=0.0)
     assert all(torch.equal(a, b) for a, b in zip(recipe, none, strict=True))
     assert torch.equal(g_recipe.get_state(), g_none.get_state())
+
+
+def test_mouth_cells_hold_the_mouth_in_every_latent_frame_and_nothing_else() -> None:
+    clips = [render(Scene("face", "red", "blue", "left", "ba", 3, seed=2)),
+             render(Scene("face", "white", "grey", "still", "bo", 1, seed=5)),
+             render(Scene("ball", "red", "grey", "bounces", seed=1)),
+             render(Scene("box", "yellow", "green", "right", seed=3))]
+    cells = mouth_cells(clips, (7, 8, 14))
+    assert cells.shape == (4, 1, 7, 8, 14) and cells.dtype == torch.bool
+    assert not cells[2:].any()  # no face, no mouth
+    for row in (0, 1):
+        for frame in range(25):
+            k = (frame + 3) // 4  # the latent frame that stands for this pixel frame
+            x, y = clips[row].mouth_centre[frame]
+            for dx, dy in ((0, 0), (-5.5, 0), (5.5, 0), (0, -4), (0, 4)):  # centre and edges
+                assert cells[row, 0, k, int((y + dy) // 8), int((x + dx) // 8)]
+        # a mouth (12 x 9 px, sliding 1 px a frame) touches at most 3 x 3 of the 8 x 14 cells
+        assert int(cells[row].sum(dim=(-2, -1)).max()) <= 9
+    still = cells[1, 0]
+    assert all(torch.equal(still[0], still[k]) for k in range(7))  # a still face: one place
+
+
+def test_the_mouth_weight_counts_the_mouths_cells_that_many_times() -> None:
+    torch.manual_seed(0)
+    models = DiffusionModels(TINY, build_text_encoder(TINY.text_encoder), seed=0)
+    data, rows = _random_latents(4), torch.arange(4)
+    scheduler = FlowMatchPairScheduler(TINY.scheduler)
+
+    def losses(mouth: Tensor, weight: float) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            return diffusion_loss(models, dataclasses.replace(data, mouth=mouth), scheduler,
+                                  TINY.boundary_ratio, rows, 1, torch.Generator().manual_seed(4),
+                                  mouth_weight=weight)
+
+    none = torch.zeros_like(data.mouth)
+    recipe = losses(none, 1.0)
+    assert all(torch.equal(a, b) for a, b in zip(recipe, losses(none, 8.0), strict=True))
+    everywhere = losses(torch.ones_like(data.mouth), 8.0)
+    torch.testing.assert_close(everywhere[0], 8 * recipe[0])
+    assert torch.equal(everywhere[1], recipe[1])  # the audio loss has no mouth
+    some = none.clone()
+    some[:, :, :, 2:4, 5:7] = True
+    between = losses(some, 8.0)[0]
+    assert recipe[0] < between < everywhere[0]
+
+
+def test_a_world_encoded_before_the_mouth_was_recorded_gets_it_from_the_world(
+        tmp_path: Path) -> None:
+    older = dict(vars(_random_latents(6)))
+    del older["mouth"]
+    save_state(tmp_path / "state" / "latents.pt", older)
+    data = _latent_stage(tmp_path, BUDGETS["smoke"], None, None, None, seed=2)  # type: ignore[arg-type]
+    expected = mouth_cells(render_many(2 + WORLD_SEED_OFFSET, 6), (7, 8, 14))
+    assert torch.equal(data.mouth, expected) and bool(expected.any())
+    assert torch.equal(data.video, older["video"])
+    # and it is kept: the next resume reads it back without rendering again
+    assert torch.equal(_latent_stage(tmp_path, BUDGETS["smoke"], None, None, None,  # type: ignore[arg-type]
+                                     seed=99).mouth, expected)

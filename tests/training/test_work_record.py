@@ -92,6 +92,18 @@ def test_a_folder_started_before_runs_were_recorded_is_adopted_with_a_warning(
         claim_work_folder(work, _run(seed=3))
 
 
+def test_a_record_from_before_a_request_existed_resumes_at_that_requests_old_value(
+        tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    older = _run()
+    del older["mouth_weight"]  # recorded before --mouth-weight existed: every run counted 1
+    (work / RECORD_NAME).write_text(json.dumps(older))
+    claim_work_folder(work, _run())
+    with pytest.raises(WorkFolderMismatch, match="mouth_weight: 1.0 then, 8.0 now"):
+        claim_work_folder(work, _run(mouth_weight=8.0))
+
+
 def test_the_command_refuses_a_work_folder_of_another_run_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     work = tmp_path / "work"
