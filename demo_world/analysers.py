@@ -181,17 +181,12 @@ def voice_envelope_per_frame(audio: np.ndarray, num_frames: int) -> np.ndarray:
                      for a, b in zip(edges[:-1], edges[1:], strict=True)])
 
 
-def lip_sync_lag(frames: np.ndarray, audio: np.ndarray, max_lag: int = 5) -> int | None:
-    """Frames by which the voice trails the mouth (negative: leads), at the best normalised
-    cross-correlation of mouth opening and voice envelope over lags -max_lag..max_lag.
-
-    None when there is nothing to correlate (no moving mouth, or no voice) or when the mouth
-    follows the voice at no lag (best correlation below MIN_SYNC_CORRELATION), so that a clip
-    without a talking face, or with a mouth that flickers at random, never passes as in sync."""
-    mouth = mouth_opening(frames)
-    voice = voice_envelope_per_frame(audio, frames.shape[0])
+def best_cross_correlation(mouth: np.ndarray, voice: np.ndarray, max_lag: int = 5
+                           ) -> tuple[float, int | None]:
+    """(score, lag) of the best normalised cross-correlation of two (T,) signals over lags
+    -max_lag..max_lag, the lag in frames by which `voice` trails `mouth`; (-inf, None) when
+    either is flat at every lag. Searched from lag 0 outwards, so ties go to the smallest."""
     best, best_lag = -math.inf, None
-    # Search from lag 0 outwards so that ties resolve to the smallest lag.
     for lag in sorted(range(-max_lag, max_lag + 1), key=abs):
         m = mouth[max(0, -lag):len(mouth) - max(0, lag)]
         v = voice[max(0, lag):len(voice) - max(0, -lag)]
@@ -200,6 +195,19 @@ def lip_sync_lag(frames: np.ndarray, audio: np.ndarray, max_lag: int = 5) -> int
         score = float(np.corrcoef(m, v)[0, 1])
         if score > best + 1e-9:
             best, best_lag = score, lag
+    return best, best_lag
+
+
+def lip_sync_lag(frames: np.ndarray, audio: np.ndarray, max_lag: int = 5) -> int | None:
+    """Frames by which the voice trails the mouth (negative: leads), at the best normalised
+    cross-correlation of mouth opening and voice envelope over lags -max_lag..max_lag.
+
+    None when there is nothing to correlate (no moving mouth, or no voice) or when the mouth
+    follows the voice at no lag (best correlation below MIN_SYNC_CORRELATION), so that a clip
+    without a talking face, or with a mouth that flickers at random, never passes as in sync."""
+    best, best_lag = best_cross_correlation(mouth_opening(frames),
+                                            voice_envelope_per_frame(audio, frames.shape[0]),
+                                            max_lag)
     return best_lag if best >= MIN_SYNC_CORRELATION else None
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.content import evaluation_scenes, run
-from demo_world.world import prompt_for
+from bench.content import _lip_signals, evaluation_scenes, lip_sync_diagnosis, run
+from demo_world.world import SAMPLES_PER_FRAME, Scene, prompt_for, render
 from mova_model.make_checkpoint import make_checkpoint
 
 
@@ -38,3 +39,31 @@ def test_every_metric_is_measured_through_the_pipeline(tmp_path: Path) -> None:
                                   "first_frame_psnr_db", "voice_over"}
     # random weights: the first frame is not kept (PSNR far below the 25 dB target)
     assert result["first_frame_psnr_db"] < 25 and not result["met"]["first_frame_psnr_db"]
+
+
+def test_the_lip_signals_of_a_speaking_clip_and_of_one_whose_voice_comes_late() -> None:
+    truth = render(Scene("face", "red", "blue", "still", "ba", 2, seed=3))
+    in_sync = _lip_signals(truth.frames, truth.audio)
+    assert in_sync["correlated"] == 1 and in_sync["best_lag_within_a_frame"] == 1
+    assert in_sync["mouth_opening_std"] > 10  # a drawn mouth opens and closes
+    # the same soundtrack four frames later (silence before it): the mouth leads by 4
+    late = np.concatenate([np.zeros(round(4 * SAMPLES_PER_FRAME), dtype=np.float32),
+                           truth.audio])[:truth.audio.shape[0]]
+    assert _lip_signals(truth.frames, late)["best_lag_within_a_frame"] == 0
+    still_mouth = np.repeat(truth.frames[:1], truth.frames.shape[0], axis=0)
+    assert _lip_signals(still_mouth, truth.audio) == {
+        "mouth_opening_std": 0.0, "voice_peak_late": in_sync["voice_peak_late"],
+        "correlated": 0.0, "best_lag_within_a_frame": 0.0}
+
+
+@pytest.mark.slow
+def test_the_lip_diagnosis_covers_every_speaking_generation_and_its_ground_truth(
+        tmp_path: Path) -> None:
+    folder = make_checkpoint(tmp_path / "tiny", preset="tiny", seed=0)
+    result = lip_sync_diagnosis(folder, num_scenes=3, seeds=[0, 1], steps=1, cfg_scale=2.0)
+    assert result["speaking_clips"] == 4  # scenes 0 and 2 are faces, two seeds each
+    assert result["ground_truth"]["correlated"] == 1.0
+    assert result["ground_truth"]["best_lag_within_a_frame"] == 1.0
+    assert set(result["generated"]) == set(result["ground_truth"])
+    with pytest.raises(ValueError, match="no speaking scene"):
+        lip_sync_diagnosis(folder, num_scenes=0, seeds=[0], steps=1, cfg_scale=2.0)
