@@ -18,8 +18,8 @@ needed by a mode this pipeline offers:
   the picture learns to follow a given voice through the bridge (audio -> video). Their audio
   loss is not counted. No mode of the pipeline feeds this; it is a training signal only.
 - optionally (`mouth_weight`, 1 in the recipe) the video loss on the latent cells that hold a
-  speaking mouth counted `mouth_weight` times: the mouth is 12 x 9 pixels, about 2 x 2 of a
-  clip's 8 x 14 latent cells, so the plain mean lets the model settle for a mouth that barely
+  speaking mouth counted `mouth_weight` times: the mouth is 12 x 9 pixels, 4-6 of a latent
+  frame's 8 x 14 cells, so the plain mean lets the model settle for a mouth that barely
   moves (bench/README.md, bridge timing: how joint lip sync fails).
 The text encoder (tiny UMT5) is trained end to end through both towers' text MLPs.
 """
