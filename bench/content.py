@@ -215,7 +215,8 @@ def _lip_signals(frames: np.ndarray, audio: np.ndarray) -> dict[str, float]:
     return {"mouth_opening_std": float(mouth.std()),
             "voice_peak_late": float(int(np.argmax(voice)) >= LATE_FRAME),
             "correlated": float(score >= analysers.MIN_SYNC_CORRELATION),
-            "best_lag_within_a_frame": float(lag is not None and abs(lag) <= 1)}
+            # the raw best lag, however weak its correlation (lip_sync_lag would drop it)
+            "best_lag_within_a_frame": float(in_sync_within_a_frame(lag))}
 
 
 def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int,

@@ -314,8 +314,9 @@ def render(scene: Scene) -> RenderedClip:
     for f in range(NUM_FRAMES):
         img = background.copy()
         if scene.obj == "face":
-            _draw_face(img, _slide_x(x0, scene.motion, f), y0, scene.colour, float(mouth[f]))
-            mouth_centre[f] = (_slide_x(x0, scene.motion, f), y0 + MOUTH_OFFSET_Y)
+            x = _slide_x(x0, scene.motion, f)
+            _draw_face(img, x, y0, scene.colour, float(mouth[f]))
+            mouth_centre[f] = (x, y0 + MOUTH_OFFSET_Y)
         elif scene.obj == "ball":
             _draw_ball(img, x0, y0 - heights[f], scene.colour)
         else:

@@ -88,8 +88,13 @@ def test_mouth_opening_follows_the_audio_envelope() -> None:
         assert np.corrcoef(np.roll(rms, 3), clip.mouth_open)[0, 1] < 0.7
 
 
+def _dark(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool: the features' dark pixels (eyes, mouth)."""
+    return frames.astype(int).sum(-1) < 120
+
+
 def _dark_pixels_below_eyes(frames: np.ndarray) -> np.ndarray:
-    dark = frames.astype(int).sum(-1) < 120
+    dark = _dark(frames)
     counts = []
     for f in range(frames.shape[0]):
         rows, _ = np.nonzero(dark[f])
@@ -102,7 +107,7 @@ def test_the_mouth_centre_is_where_the_mouth_is_drawn() -> None:
     for scene in (Scene("face", "white", "blue", "right", "bi", 2, seed=4),
                   Scene("face", "yellow", "grey", "still", "ba", 3, seed=9)):
         clip = render(scene)
-        dark = clip.frames.astype(int).sum(-1) < 120
+        dark = _dark(clip.frames)
         for f in range(NUM_FRAMES):
             x, y = clip.mouth_centre[f]
             rows, cols = np.nonzero(dark[f])
