@@ -41,6 +41,7 @@ from demo_world.world import render_many
 from mova_model.audio_vae import AudioVAE
 from mova_model.checkpoint import (
     MODEL_INDEX,
+    SCHEDULER_CONFIG,
     load_component,
     load_weights,
     read_config,
@@ -51,6 +52,7 @@ from mova_model.config import (
     AudioVAEConfig,
     BridgeConfig,
     MovaConfig,
+    SchedulerConfig,
     VideoDiTConfig,
     VideoVAEConfig,
     get_preset,
@@ -242,12 +244,22 @@ def _take_codecs_from(init: Path, work: Path) -> None:
 
 
 def sizes_of(folder: Path, config: MovaConfig) -> MovaConfig:
-    """`config` with the diffusion components sized as a trained folder's (a folder trained at
-    other sizes than today's demo config continues at its own)."""
+    """`config` with the diffusion components sized as a trained folder's, and its noise
+    schedule (a folder trained at other sizes or another shift than today's demo config
+    continues at its own)."""
     return dataclasses.replace(
         config, video_dit=read_config(folder / "video_dit", VideoDiTConfig),
         audio_dit=read_config(folder / "audio_dit", AudioDiTConfig),
-        bridge=read_config(folder / "dual_tower_bridge", BridgeConfig))
+        bridge=read_config(folder / "dual_tower_bridge", BridgeConfig),
+        scheduler=read_config(folder / "scheduler", SchedulerConfig, filename=SCHEDULER_CONFIG))
+
+
+def with_shift(config: MovaConfig, shift: float | None) -> MovaConfig:
+    """`config` with its noise schedule's shift replaced (None: kept). The training grid and the
+    written folder's sampler both follow the scheduler config, so a model trained at a shift is
+    sampled at it."""
+    return config if shift is None else dataclasses.replace(
+        config, scheduler=config.scheduler.replace(shift=shift))
 
 
 def load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
@@ -263,7 +275,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      preset: str = "tiny", init_from: Path | None = None,
                      parallel_codecs: bool = True, codecs_from: Path | None = None,
                      bridge_on_time: float | None = None, audio_led_fraction: float = 0.0,
-                     mouth_weight: float = 1.0) -> Path:
+                     mouth_weight: float = 1.0, shift: float | None = None) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`.
 
     `init_from`: codecs, tokenizer and diffusion weights from a trained folder (a
@@ -271,23 +283,31 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     diffusion recipe tried in ~40 minutes instead of the whole run's ~110); `bridge_on_time`:
     start the bridge local in time with this q/k offset (`start_bridge_on_time`);
     `audio_led_fraction`: voice-led diffusion samples, `mouth_weight`: the mouth's cells
-    counted that many times in the video loss (training.dit.diffusion_loss)."""
-    if init_from is not None and (codecs_from is not None or bridge_on_time is not None):
-        raise ValueError("init_from continues a trained folder: its codecs and its trained "
-                         "bridge are taken; codecs_from / bridge_on_time are for a fresh start")
+    counted that many times in the video loss (training.dit.diffusion_loss); `shift`: the noise
+    schedule's shift for training and for the written folder (None: the preset's, 5 as the
+    release; a continuation keeps its folder's)."""
+    if init_from is not None and (codecs_from is not None or bridge_on_time is not None
+                                  or shift is not None):
+        raise ValueError("init_from continues a trained folder: its codecs, its trained bridge "
+                         "and its noise schedule are taken; codecs_from / bridge_on_time / shift "
+                         "are for a fresh start")
     if not (math.isfinite(audio_led_fraction) and 0 <= audio_led_fraction < 1):
         raise ValueError(f"audio_led_fraction={audio_led_fraction}: a fraction in [0, 1) (at 1 "
                          "the audio tower would learn nothing)")
     if not (math.isfinite(mouth_weight) and mouth_weight >= 1):
         raise ValueError(f"mouth_weight={mouth_weight}: at least 1 (1: the mouth counts as any "
                          "other cell)")
+    if shift is not None and not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"shift={shift}: a positive number")
     started = time.monotonic()
-    config = demo_config(preset) if init_from is None else sizes_of(init_from, demo_config(preset))
+    config = (with_shift(demo_config(preset), shift) if init_from is None
+              else sizes_of(init_from, demo_config(preset)))
     claim_work_folder(work, describe_run(seed=seed, preset=preset, budget=budget,
                                          init_from=init_from, codecs_from=codecs_from,
                                          bridge_on_time=bridge_on_time,
                                          audio_led_fraction=audio_led_fraction,
-                                         mouth_weight=mouth_weight))
+                                         mouth_weight=mouth_weight,
+                                         shift=config.scheduler.shift))
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if (taken := init_from or codecs_from) is not None:
         _take_codecs_from(taken, work)
@@ -320,6 +340,9 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
         save_component(component, component.config, staging / name)
     save_component(vae, video_config, staging / "video_vae")
     save_component(dac, dac.config, staging / "audio_vae")  # a taken DAC keeps its own
+    # the schedule trained on (make_checkpoint wrote the preset's)
+    (staging / "scheduler" / SCHEDULER_CONFIG).write_text(
+        json.dumps(config.scheduler.to_config_dict(), indent=2) + "\n")
     shutil.rmtree(staging / "text_encoder")
     ema.text_encoder.save_pretrained(staging / "text_encoder")
     shutil.rmtree(staging / "tokenizer")
@@ -357,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mouth-weight", type=float, default=1.0, metavar="WEIGHT",
                         help="count the latent cells that hold a speaking mouth this many times "
                              "in the video loss (1: as any other cell, the recipe)")
+    parser.add_argument("--shift", type=float, default=None,
+                        help="the noise schedule's shift for training and sampling (default: "
+                             "the release's 5; lower puts more of the training on low noise); "
+                             "not with --init-from")
     parser.add_argument("--dit-steps", type=int, default=None,
                         help="diffusion steps instead of the budget's (a resumed run keeps its "
                              "step and follows the new schedule's length)")
@@ -391,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--audio-led {args.audio_led}: must be a fraction in [0, 1)")
     if not (math.isfinite(args.mouth_weight) and args.mouth_weight >= 1):
         parser.error(f"--mouth-weight {args.mouth_weight}: must be a number of at least 1")
+    if args.shift is not None and args.init_from is not None:
+        parser.error("--shift starts a fresh schedule; --init-from continues a trained folder at "
+                     "its own")
+    if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
+        parser.error(f"--shift {args.shift}: must be a positive number")
     _configure_logging()
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
@@ -400,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         train_demo_model(args.out, args.work, budget, seed=args.seed,
                          init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,
                          codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time,
-                         audio_led_fraction=args.audio_led, mouth_weight=args.mouth_weight)
+                         audio_led_fraction=args.audio_led, mouth_weight=args.mouth_weight,
+                         shift=args.shift)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
     return 0

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mova_model.config import RELEASE_SCHEDULER
 from training.common import Budget
 
 log = logging.getLogger("training")
@@ -31,8 +32,9 @@ CODEC_COMPONENTS = ("tokenizer", "video_vae", "audio_vae")
 INIT_COMPONENTS = CODEC_COMPONENTS + (
     "video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge", "text_encoder")
 # Requests added after records began, with the value every earlier run had: a folder recorded
-# before them resumes when the rerun asks for that value.
-ADDED_LATER = {"mouth_weight": 1.0}
+# before them resumes when the rerun asks for that value (every preset trained at the release's
+# shift).
+ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "shift": RELEASE_SCHEDULER.shift}
 
 
 class WorkFolderMismatch(ValueError):
@@ -58,12 +60,13 @@ def _source(folder: Path | None, components: tuple[str, ...]) -> dict[str, str] 
 
 def describe_run(*, seed: int, preset: str, budget: Budget, init_from: Path | None,
                  codecs_from: Path | None, bridge_on_time: float | None,
-                 audio_led_fraction: float = 0.0, mouth_weight: float = 1.0
-                 ) -> dict[str, Any]:
+                 audio_led_fraction: float = 0.0, mouth_weight: float = 1.0,
+                 shift: float = RELEASE_SCHEDULER.shift) -> dict[str, Any]:
     """What a run asks for, as its work folder records it (JSON-ready)."""
     return {
         "seed": seed, "preset": preset, "bridge_on_time": bridge_on_time,
         "audio_led_fraction": audio_led_fraction, "mouth_weight": mouth_weight,
+        "shift": shift,
         "init_from": _source(init_from, INIT_COMPONENTS),
         "codecs_from": _source(codecs_from, CODEC_COMPONENTS),
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()

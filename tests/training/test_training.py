@@ -324,6 +324,25 @@ def test_a_fresh_diffusion_on_a_trained_folders_codecs_starts_its_bridge_on_time
     assert abs(float(bias[2 + head_dim // 2])) < 0.02
 
 
+def test_a_diffusion_trained_at_another_shift_is_sampled_and_continued_at_it(
+        tmp_path: Path) -> None:
+    budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=2, num_clips=4)
+    out = train_demo_model(tmp_path / "model", tmp_path / "work", budget, seed=0,
+                           codecs_from=DEMO_MODEL, shift=1.5)
+    assert MovaPipeline.from_pretrained(out).scheduler.config.shift == 1.5
+    assert json.loads((tmp_path / "work" / "run.json").read_text())["shift"] == 1.5
+    # a continuation trains and writes at its folder's shift, and cannot be given another
+    more = train_demo_model(tmp_path / "more", tmp_path / "more-work", budget, seed=0,
+                            init_from=out)
+    assert MovaPipeline.from_pretrained(more).scheduler.config.shift == 1.5
+    assert json.loads((tmp_path / "more-work" / "run.json").read_text())["shift"] == 1.5
+    with pytest.raises(ValueError, match="noise schedule are taken"):
+        train_demo_model(tmp_path / "x", tmp_path / "x-work", budget, init_from=out, shift=2.0)
+    with pytest.raises(ValueError, match="shift=0.0: a positive number"):
+        train_demo_model(tmp_path / "x", tmp_path / "x-work", budget, shift=0.0)
+    assert not (tmp_path / "x-work").exists()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--dit-steps", "0"], "--dit-steps 0: must be at least 1"),
     (["--init-from", "nowhere"], "--init-from nowhere: not a checkpoint folder"),
@@ -343,6 +362,10 @@ def test_a_fresh_diffusion_on_a_trained_folders_codecs_starts_its_bridge_on_time
     (["--mouth-weight", "0.5"], "--mouth-weight 0.5: must be a number of at least 1"),
     (["--mouth-weight", "inf"], "--mouth-weight inf: must be a number of at least 1"),
     (["--mouth-weight", "nan"], "--mouth-weight nan: must be a number of at least 1"),
+    (["--shift", "0"], "--shift 0.0: must be a positive number"),
+    (["--shift", "-1"], "--shift -1.0: must be a positive number"),
+    (["--shift", "inf"], "--shift inf: must be a positive number"),
+    (["--init-from", str(DEMO_MODEL), "--shift", "2"], "--init-from continues a trained folder"),
 ])
 def test_bad_training_arguments_are_refused_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
