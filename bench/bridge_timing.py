@@ -17,6 +17,12 @@ the true picture (each seed, the demo profile) and records every bridge attentio
   video latents and with latent frames 1.. rolled by 3 (12 frames; frame 0, the first-frame
   condition, kept), the same noise for both: (rolled - true) / true. Zero when the audio tower
   does not use the picture's timing.
+- `picture_sync` / `picture_sync_no_bridge`: the other direction (audio -> video). Each speaking
+  scene is generated jointly (text only, each seed) with its true voice given: at every step the
+  audio the model sees is the true voice's DAC latent noised to that step's audio level
+  (replacement sampling; in distribution, since training noises both towers at one level), so
+  only the picture is made, and it is scored against the true voice. With the bridge's
+  strength 0 in every pass, the picture cannot hear the voice: what it scores then is chance.
 
 Prints one JSON line.
 """
@@ -30,6 +36,8 @@ import math
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +59,10 @@ from bench.content import (  # noqa: E402
 from demo_world import analysers  # noqa: E402
 from demo_world.world import FPS, NUM_FRAMES, render  # noqa: E402
 from mova_model.attention import AttentionKernel  # noqa: E402
+from mova_model.audio_vae import AudioVAE  # noqa: E402
 from mova_model.bridge import Conditioner, DualTowerBridge  # noqa: E402
 from mova_model.layers import AttentionCore, Rotary, attention_core  # noqa: E402
-from mova_model.pipeline import MovaPipeline  # noqa: E402
+from mova_model.pipeline import MovaPipeline, _ExpertDenoiser  # noqa: E402
 from mova_model.rope import VAE_TEMPORAL_STRIDE, aligned_video_positions  # noqa: E402
 from mova_model.schedule import FlowMatchPairScheduler  # noqa: E402
 from mova_model.text_encoder import build_text_encoder  # noqa: E402
@@ -141,6 +150,55 @@ def timing_gain(checkpoint: Path, num_clips: int) -> dict[str, float]:
             "timing_gain": round((losses["rolled"] - losses["true"]) / losses["true"], 4)}
 
 
+@contextmanager
+def voice_given(pipe: MovaPipeline, voice_latent: Tensor, seed: int, bridge_factor: float
+                ) -> Iterator[None]:
+    """Within the block, every joint forward of `pipe` sees `voice_latent` (1, C, L_a) noised to
+    the forward's audio level instead of the audio being sampled (a fresh draw per step, seeded
+    by `seed` and the step), and the bridge at `bridge_factor` times its strength. Patches the
+    pipeline's denoiser for this measurement only; restored on leaving."""
+    original = _ExpertDenoiser.__call__
+    scheduler = pipe.scheduler
+
+    def call(self: _ExpertDenoiser, expert: int, video_input: Tensor, audio_input: Tensor,
+             context: Tensor, t_video: Tensor, t_audio: Tensor, video_fps: float,
+             bridge_scale: float | Tensor) -> tuple[Tensor, Tensor]:
+        sigma = scheduler.sigma_for(t_audio[0])
+        noise = torch.randn(voice_latent.shape, generator=torch.Generator().manual_seed(
+            seed * 10_000 + int(t_audio[0])))
+        noised = ((1 - sigma) * voice_latent + sigma * noise).to(audio_input)
+        return original(self, expert, video_input, noised.expand_as(audio_input), context,
+                        t_video, t_audio, video_fps, bridge_scale * bridge_factor)
+
+    _ExpertDenoiser.__call__ = call  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        _ExpertDenoiser.__call__ = original  # type: ignore[method-assign]
+
+
+def picture_sync(checkpoint: Path, num_scenes: int, seeds: list[int]) -> dict[str, float]:
+    """Lip-sync rates of pictures made for the true voice, with the bridge and without it."""
+    pipe = MovaPipeline.from_pretrained(checkpoint)
+    dac = pipe.component("audio_vae")
+    assert isinstance(dac, AudioVAE)
+    in_sync: dict[str, list[bool]] = {"picture_sync": [], "picture_sync_no_bridge": []}
+    for scene in evaluation_scenes(num_scenes):
+        if scene.obj != "face":
+            continue
+        truth = render(scene)
+        with torch.no_grad():
+            voice_latent = dac.encode(torch.from_numpy(truth.audio).float()[None, None])
+        for seed in seeds:
+            for key, scale in (("picture_sync", 1.0), ("picture_sync_no_bridge", 0.0)):
+                with voice_given(pipe, voice_latent, seed, scale):
+                    frames, _ = generate(pipe, truth.prompt, seed=seed, steps=DEMO.steps,
+                                         cfg_scale=DEMO.cfg_scale)
+                lag = analysers.lip_sync_lag(frames, truth.audio)
+                in_sync[key].append(in_sync_within_a_frame(lag))
+    return {key: round(sum(v) / len(v), 3) for key, v in in_sync.items()}
+
+
 def run(checkpoint: Path, num_scenes: int, seeds: list[int], num_clips: int) -> dict[str, Any]:
     started = time.monotonic()
     pipe = MovaPipeline.from_pretrained(checkpoint)
@@ -165,6 +223,7 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], num_clips: int) -> 
         "uniform_mass": round(1 / NUM_LATENT_FRAMES, 3),
         "aligned_mass": {key: round(sum(v) / len(v), 3) for key, v in sorted(mass.shares.items())},
         **{key: round(sum(v) / len(v), 3) for key, v in in_sync.items()},
+        **picture_sync(checkpoint, num_scenes, seeds),
         "elapsed_s": round(time.monotonic() - started, 1),
     }
 

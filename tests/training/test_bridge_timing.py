@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.bridge_timing import NUM_LATENT_FRAMES, AlignedMass, timing_gain
+import mova_model.pipeline
+from bench.bridge_timing import NUM_LATENT_FRAMES, AlignedMass, timing_gain, voice_given
+from bench.content import generate
 from mova_model.bridge import Conditioner, DualTowerBridge
 from mova_model.checkpoint import load_component, save_component
 from mova_model.config import BridgeConfig, get_preset
 from mova_model.make_checkpoint import make_checkpoint
+from mova_model.pipeline import MovaPipeline, _ExpertDenoiser
 from training.dit import start_bridge_on_time
 
 AUDIO_LEN = 53  # the demo world's 25 frames at 24 fps in DAC steps (50 per second)
@@ -105,3 +108,41 @@ def test_a_bridge_started_on_time_reads_its_own_frame_and_keeps_its_layout(
         assert spread[key][0] < 0.2, key
         assert values[0] > 0.8, key
     assert {name: tensor.shape for name, tensor in bridge.state_dict().items()} == keys
+
+
+def test_a_given_voice_reaches_the_towers_at_each_steps_noise_level_and_leaves_no_trace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """picture_sync's sampling: the audio tower sees the given voice noised to the step's level
+    (the rest of it is noise of that size), the bridge at the asked strength; afterwards, or
+    after an error, the pipeline samples as before."""
+    pipe = MovaPipeline.from_pretrained(make_checkpoint(tmp_path / "tiny", preset="tiny"))
+    seen: list[tuple[torch.Tensor, float, object]] = []
+    forward = mova_model.pipeline.joint_forward
+
+    def recording(*args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        audio_input, t_audio, bridge_scale = args[4], args[7], args[9]
+        assert isinstance(audio_input, torch.Tensor) and isinstance(t_audio, torch.Tensor)
+        seen.append((audio_input.clone(), float(t_audio[0]), bridge_scale))
+        return forward(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mova_model.pipeline, "joint_forward", recording)
+    channels = pipe.audio_vae_config.latent_dim
+    assert channels is not None
+    voice = 3 * torch.randn(1, channels, AUDIO_LEN,
+                            generator=torch.Generator().manual_seed(5))
+    original = _ExpertDenoiser.__call__
+    with voice_given(pipe, voice, seed=0, bridge_factor=0.0):
+        generate(pipe, "A red face on a blue background says \"ba\".", seed=0, steps=4,
+                 cfg_scale=3.0)
+    assert _ExpertDenoiser.__call__ is original
+    assert len(seen) == 2 * 4  # two guidance passes a step
+    for (audio, t_audio, bridge_scale), (other, t_other, _) in zip(seen[::2], seen[1::2],
+                                                                   strict=True):
+        assert t_other == t_audio and torch.equal(other, audio)  # the same voice for both
+        sigma = float(pipe.scheduler.sigma_for(t_audio))
+        rest = audio[0] - (1 - sigma) * voice[0]
+        assert float(rest.std()) == pytest.approx(sigma, rel=0.1)
+        assert bridge_scale == 0.0
+    with pytest.raises(RuntimeError, match="inside"), voice_given(pipe, voice, 0, 1.0):
+        raise RuntimeError("inside")
+    assert _ExpertDenoiser.__call__ is original
