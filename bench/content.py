@@ -24,7 +24,11 @@ With `--lip-diagnosis` it measures how joint lip sync fails, on the speaking sce
 generations and their ground truth alike: how much the mouth's opening varies (its standard
 deviation on `analysers.mouth_opening`'s scale), how often the voice is loudest in the clip's
 last third, how often mouth and voice correlate at MIN_SYNC_CORRELATION or more at their best
-lag, and how often that best lag is within a frame whatever the correlation.
+lag, and how often that best lag is within a frame whatever the correlation; the same for the
+ground truth, and for the ground truth through the codecs (what a generation can reach).
+
+`--guidance dual --bridge-scale S` samples with the paper's dual guidance instead of the
+release's (the demo profile's) CFG.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +68,7 @@ from mova_model.audio_vae import AudioVAE  # noqa: E402
 from mova_model.checkpoint import load_component  # noqa: E402
 from mova_model.config import AudioVAEConfig, VideoVAEConfig  # noqa: E402
 from mova_model.pipeline import MovaPipeline  # noqa: E402
-from mova_model.request import GenerationRequest, RenderMode  # noqa: E402
+from mova_model.request import GenerationRequest, GuidanceMode, RenderMode  # noqa: E402
 from mova_model.video_vae import build_video_vae, decode_latents, encode_video  # noqa: E402
 from schemas.plan import RENDER_PROFILES  # noqa: E402
 
@@ -106,7 +111,8 @@ def evaluation_scenes(count: int) -> list[Scene]:
 
 
 def generate(pipe: MovaPipeline, prompt: str, *, seed: int, steps: int, cfg_scale: float,
-             image: np.ndarray | None = None, video: np.ndarray | None = None
+             image: np.ndarray | None = None, video: np.ndarray | None = None,
+             guidance: GuidanceMode = GuidanceMode.REFERENCE, bridge_scale: float = 1.0
              ) -> tuple[np.ndarray, np.ndarray]:
     """(frames uint8 (T, H, W, 3), mono audio (N,)) of one generation at the world's size.
 
@@ -116,7 +122,8 @@ def generate(pipe: MovaPipeline, prompt: str, *, seed: int, steps: int, cfg_scal
     request = GenerationRequest(prompt=prompt, negative_prompt=DEMO.negative_prompt,
                                 height=HEIGHT, width=WIDTH, num_frames=NUM_FRAMES,
                                 video_fps=FPS, num_inference_steps=steps,
-                                cfg_scale=cfg_scale, seed=seed,
+                                cfg_scale=cfg_scale, seed=seed, guidance_mode=guidance,
+                                bridge_scale=bridge_scale,
                                 mode=RenderMode.AUDIO_ONLY if video is not None
                                 else RenderMode.JOINT)
     clip = pipe.generate(request, image=image, video=video)
@@ -166,24 +173,32 @@ def score_joint(tally: Tally, truth: RenderedClip, frames: np.ndarray, audio: np
         tally.add("bounce_click", analysers.bounce_click_sync(frames, audio).aligned)
 
 
-def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_scale: float
+def _guidance_fields(guidance: GuidanceMode, bridge_scale: float) -> dict[str, Any]:
+    """The guidance of a result line; the bridge scale only where it acts (dual)."""
+    fields: dict[str, Any] = {"guidance": guidance.value}
+    if guidance == GuidanceMode.DUAL:
+        fields["bridge_scale"] = bridge_scale
+    return fields
+
+
+def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_scale: float,
+        guidance: GuidanceMode = GuidanceMode.REFERENCE, bridge_scale: float = 1.0
         ) -> dict[str, Any]:
     """Every metric over scenes x seeds; the JSON-ready result."""
     started = time.monotonic()
     pipe = MovaPipeline.from_pretrained(checkpoint)
+    make = partial(generate, pipe, steps=steps, cfg_scale=cfg_scale, guidance=guidance,
+                   bridge_scale=bridge_scale)
     tally = Tally()
     for scene in evaluation_scenes(num_scenes):
         truth = render(scene)
         for seed in seeds:
-            frames, audio = generate(pipe, truth.prompt, seed=seed, steps=steps,
-                                     cfg_scale=cfg_scale)
+            frames, audio = make(truth.prompt, seed=seed)
             score_joint(tally, truth, frames, audio)
-            first, _ = generate(pipe, truth.prompt, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                                image=truth.frames[0])
+            first, _ = make(truth.prompt, seed=seed, image=truth.frames[0])
             tally.add_first_frame(first[0], truth.frames[0])
             if scene.obj == "face":
-                _, dubbed = generate(pipe, truth.prompt, seed=seed, steps=steps,
-                                     cfg_scale=cfg_scale, video=truth.frames)
+                _, dubbed = make(truth.prompt, seed=seed, video=truth.frames)
                 lag = analysers.lip_sync_lag(truth.frames, dubbed)
                 tally.add("voice_over_lip_sync", in_sync_within_a_frame(lag))
                 tally.add("voice_over_syllables",
@@ -198,7 +213,8 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
         and dub_sync >= joint_sync - VOICE_OVER_MARGIN
     return {
         "checkpoint": str(checkpoint), "scenes": num_scenes, "seeds": seeds, "steps": steps,
-        "cfg_scale": cfg_scale, "rates": rates, "counts": {k: len(v) for k, v in
+        "cfg_scale": cfg_scale, **_guidance_fields(guidance, bridge_scale),
+        "rates": rates, "counts": {k: len(v) for k, v in
                                                           tally.hits.items()},
         "first_frame_psnr_db": round(psnr, 2), "targets": TARGETS, "met": met,
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -220,7 +236,8 @@ def _lip_signals(frames: np.ndarray, audio: np.ndarray) -> dict[str, float]:
 
 
 def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int,
-                       cfg_scale: float) -> dict[str, Any]:
+                       cfg_scale: float, guidance: GuidanceMode = GuidanceMode.REFERENCE,
+                       bridge_scale: float = 1.0) -> dict[str, Any]:
     """Means of `_lip_signals` over the speaking scenes' joint generations (x seeds), over
     their ground truth, and over the ground truth through the checkpoint's codecs (what a
     generation can at best reach: the video VAE draws the mouth's opening smaller); the
@@ -239,7 +256,8 @@ def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], step
         codec_signals.append(_lip_signals(*codecs.round_trip(truth)))
         for seed in seeds:
             frames, audio = generate(pipe, truth.prompt, seed=seed, steps=steps,
-                                     cfg_scale=cfg_scale)
+                                     cfg_scale=cfg_scale, guidance=guidance,
+                                     bridge_scale=bridge_scale)
             generated.append(_lip_signals(frames, audio))
 
     def means(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -248,7 +266,8 @@ def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], step
     if not generated:
         raise ValueError(f"no speaking scene among the first {num_scenes}")
     return {"checkpoint": str(checkpoint), "scenes": num_scenes, "seeds": seeds,
-            "steps": steps, "cfg_scale": cfg_scale, "speaking_clips": len(generated),
+            "steps": steps, "cfg_scale": cfg_scale, **_guidance_fields(guidance, bridge_scale),
+            "speaking_clips": len(generated),
             "generated": means(generated), "ground_truth": means(truth_signals),
             "through_codecs": means(codec_signals),
             "elapsed_s": round(time.monotonic() - started, 1)}
@@ -303,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=DEMO.steps)
     parser.add_argument("--cfg-scale", type=float, default=DEMO.cfg_scale)
+    parser.add_argument("--guidance", choices=[m.value for m in GuidanceMode],
+                        default=GuidanceMode.REFERENCE.value,
+                        help="reference: the release's CFG (the demo profile); dual: the "
+                             "paper's text and bridge guidance")
+    parser.add_argument("--bridge-scale", type=float, default=None,
+                        help="dual guidance's bridge scale (default 1)")
     parser.add_argument("--codecs", action="store_true",
                         help="the ceiling the codecs set: ground truth through them, no diffusion")
     parser.add_argument("--lip-diagnosis", action="store_true",
@@ -313,13 +338,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--scenes and --steps must be positive and --seeds non-empty")
     if args.codecs and args.lip_diagnosis:
         parser.error("give one of --codecs, --lip-diagnosis")
+    guidance = GuidanceMode(args.guidance)
+    if args.codecs and guidance != GuidanceMode.REFERENCE:
+        parser.error("--codecs runs no diffusion: --guidance does not apply")
+    if args.bridge_scale is not None and guidance != GuidanceMode.DUAL:
+        parser.error("--bridge-scale acts in --guidance dual only")
+    bridge_scale = 1.0 if args.bridge_scale is None else args.bridge_scale
+    if not (math.isfinite(bridge_scale) and bridge_scale >= 0):
+        parser.error(f"--bridge-scale {bridge_scale}: must be a number of at least 0")
     if args.codecs:
         result = codec_ceiling(args.checkpoint, args.scenes)
     elif args.lip_diagnosis:
         result = lip_sync_diagnosis(args.checkpoint, args.scenes, args.seeds, args.steps,
-                                    args.cfg_scale)
+                                    args.cfg_scale, guidance, bridge_scale)
     else:
-        result = run(args.checkpoint, args.scenes, args.seeds, args.steps, args.cfg_scale)
+        result = run(args.checkpoint, args.scenes, args.seeds, args.steps, args.cfg_scale,
+                     guidance, bridge_scale)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.content import _lip_signals, evaluation_scenes, lip_sync_diagnosis, run
+from bench.content import _lip_signals, evaluation_scenes, lip_sync_diagnosis, main, run
 from demo_world.world import SAMPLES_PER_FRAME, Scene, prompt_for, render
 from mova_model.make_checkpoint import make_checkpoint
+from mova_model.request import GuidanceMode
 
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
 
@@ -81,3 +82,30 @@ def test_the_lip_diagnosis_reads_what_the_codecs_leave_of_the_mouth() -> None:
     assert 0.2 * truth["mouth_opening_std"] < codecs["mouth_opening_std"] \
         < 0.5 * truth["mouth_opening_std"], result
     assert codecs["correlated"] == 1.0 and codecs["best_lag_within_a_frame"] >= 0.75, result
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--codecs", "--lip-diagnosis"], "give one of --codecs, --lip-diagnosis"),
+    (["--bridge-scale", "2"], "--bridge-scale acts in --guidance dual only"),
+    (["--guidance", "dual", "--bridge-scale", "-1"], "--bridge-scale -1.0: must be a number"),
+    (["--guidance", "dual", "--bridge-scale", "nan"], "--bridge-scale nan: must be a number"),
+    (["--codecs", "--guidance", "dual"], "--codecs runs no diffusion"),
+    (["--guidance", "triple"], "invalid choice: 'triple'"),
+    (["--steps", "0"], "--scenes and --steps must be positive"),
+])
+def test_bad_bench_arguments_are_refused_before_any_work(
+        capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(DEMO_MODEL), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_dual_guidance_reaches_the_pipeline_and_the_result_says_so(tmp_path: Path) -> None:
+    folder = make_checkpoint(tmp_path / "tiny", preset="tiny", seed=0)
+    common = dict(num_scenes=1, seeds=[0], steps=2, cfg_scale=2.0)
+    reference = lip_sync_diagnosis(folder, **common)  # type: ignore[arg-type]
+    dual = lip_sync_diagnosis(folder, **common, guidance=GuidanceMode.DUAL,  # type: ignore[arg-type]
+                              bridge_scale=3.0)
+    assert reference["guidance"] == "reference" and "bridge_scale" not in reference
+    assert dual["guidance"] == "dual" and dual["bridge_scale"] == 3.0
+    assert dual["generated"] != reference["generated"]  # another sampling, another clip
