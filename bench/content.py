@@ -214,8 +214,7 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
     return {
         "checkpoint": str(checkpoint), "scenes": num_scenes, "seeds": seeds, "steps": steps,
         "cfg_scale": cfg_scale, **_guidance_fields(guidance, bridge_scale),
-        "rates": rates, "counts": {k: len(v) for k, v in
-                                                          tally.hits.items()},
+        "rates": rates, "counts": {k: len(v) for k, v in tally.hits.items()},
         "first_frame_psnr_db": round(psnr, 2), "targets": TARGETS, "met": met,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
