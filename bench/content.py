@@ -65,7 +65,7 @@ from demo_world.world import (  # noqa: E402
     render,
 )
 from mova_model.audio_vae import AudioVAE  # noqa: E402
-from mova_model.checkpoint import load_component  # noqa: E402
+from mova_model.checkpoint import MODEL_INDEX, load_component  # noqa: E402
 from mova_model.config import AudioVAEConfig, VideoVAEConfig  # noqa: E402
 from mova_model.pipeline import MovaPipeline  # noqa: E402
 from mova_model.request import GenerationRequest, GuidanceMode, RenderMode  # noqa: E402
@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="how joint lip sync fails: mouth movement, voice placement, "
                              "correlation and lag, generated and ground truth")
     args = parser.parse_args(argv)
+    if not (args.checkpoint / MODEL_INDEX).is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: not a MOVA checkpoint folder (no "
+                     f"{MODEL_INDEX})")
     if args.scenes < 1 or args.steps < 1 or not args.seeds:
         parser.error("--scenes and --steps must be positive and --seeds non-empty")
     if args.codecs and args.lip_diagnosis:

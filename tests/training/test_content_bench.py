@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from bench.bridge_timing import main as bridge_timing_main
 from bench.content import _lip_signals, evaluation_scenes, lip_sync_diagnosis, main, run
 from demo_world.world import SAMPLES_PER_FRAME, Scene, prompt_for, render
 from mova_model.make_checkpoint import make_checkpoint
@@ -98,6 +100,16 @@ def test_bad_bench_arguments_are_refused_before_any_work(
     with pytest.raises(SystemExit) as exit_info:
         main(["--checkpoint", str(DEMO_MODEL), *extra])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bench", [main, bridge_timing_main])
+def test_a_folder_that_is_no_checkpoint_is_refused_by_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], bench: Any) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench(["--checkpoint", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert f"--checkpoint {tmp_path / 'nowhere'}: not a MOVA checkpoint folder" in \
+        capsys.readouterr().err
 
 
 def test_dual_guidance_reaches_the_pipeline_and_the_result_says_so(tmp_path: Path) -> None:
