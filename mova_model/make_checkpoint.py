@@ -23,7 +23,13 @@ from transformers.utils import logging as transformers_logging
 from mova_model.audio_dit import AudioDiT
 from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import DualTowerBridge
-from mova_model.checkpoint import COMPONENT_CLASSES, MODEL_INDEX, SCHEDULER_CONFIG, save_component
+from mova_model.checkpoint import (
+    COMPONENT_CLASSES,
+    MODEL_INDEX,
+    SCHEDULER_CONFIG,
+    save_component,
+    write_config,
+)
 from mova_model.config import MovaConfig, get_preset
 from mova_model.text_encoder import build_text_encoder
 from mova_model.tokenizer_build import build_tokenizer
@@ -67,10 +73,7 @@ def make_checkpoint(out: Path, *, preset: str = "tiny", seed: int = 0,
     encoder.save_pretrained(staging / "text_encoder")
     build_tokenizer(staging / "tokenizer", vocab_size=config.text_encoder.vocab_size, seed=seed)
 
-    (staging / "scheduler").mkdir()
-    (staging / "scheduler" / SCHEDULER_CONFIG).write_text(
-        json.dumps(config.scheduler.to_config_dict(), indent=2) + "\n"
-    )
+    write_config(staging / "scheduler", config.scheduler, SCHEDULER_CONFIG)
     index = {"_class_name": "MOVA", **config.model_index_fields()}
     index.update({name: list(lib_cls) for name, lib_cls in COMPONENT_CLASSES.items()})
     (staging / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")

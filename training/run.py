@@ -46,6 +46,7 @@ from mova_model.checkpoint import (
     load_weights,
     read_config,
     save_component,
+    write_config,
 )
 from mova_model.config import (
     AudioDiTConfig,
@@ -341,8 +342,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     save_component(vae, video_config, staging / "video_vae")
     save_component(dac, dac.config, staging / "audio_vae")  # a taken DAC keeps its own
     # the schedule trained on (make_checkpoint wrote the preset's)
-    (staging / "scheduler" / SCHEDULER_CONFIG).write_text(
-        json.dumps(config.scheduler.to_config_dict(), indent=2) + "\n")
+    write_config(staging / "scheduler", config.scheduler, SCHEDULER_CONFIG)
     shutil.rmtree(staging / "text_encoder")
     ema.text_encoder.save_pretrained(staging / "text_encoder")
     shutil.rmtree(staging / "tokenizer")
