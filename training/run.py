@@ -70,6 +70,7 @@ from training.codecs import (
     build_audio_codec,
     build_video_codec,
     calibrate_dac_gain,
+    channels_last_convolutions,
     measure_latent_stats,
     normalise_dac_latents,
     train_audio_vae,
@@ -219,8 +220,9 @@ def _latent_stage(work: Path, budget: Budget, vae: VideoVAE, video_config: Video
 
     tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"), local_files_only=True)
     progress = Progress("encode_world", budget.num_clips, max(1, budget.num_clips // 10))
-    data = encode_world(vae, video_config, dac, tokenizer, budget.num_clips,
-                        seed + WORLD_SEED_OFFSET, progress)
+    with channels_last_convolutions(vae):
+        data = encode_world(vae, video_config, dac, tokenizer, budget.num_clips,
+                            seed + WORLD_SEED_OFFSET, progress)
     save_state(path, dict(vars(data)))
     return data
 
