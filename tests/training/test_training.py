@@ -17,6 +17,7 @@ from torch import Tensor
 import training.codecs
 import training.dit
 from demo_world.world import Scene, render, render_many
+from mova_model.attention import sdpa_kernel
 from mova_model.config import get_preset
 from mova_model.pipeline import MovaPipeline
 from mova_model.request import GenerationRequest
@@ -41,6 +42,7 @@ from training.dit import (
     LatentSet,
     diffusion_loss,
     encode_text,
+    encode_text_folded,
     encode_world,
     mouth_cells,
     train_diffusion,
@@ -430,6 +432,42 @@ def test_voice_led_samples_give_the_audio_clean_and_count_only_the_picture(
                               audio_led_fraction=0.0)
     assert all(torch.equal(a, b) for a, b in zip(recipe, none, strict=True))
     assert torch.equal(g_recipe.get_state(), g_none.get_state())
+
+
+def test_the_folded_text_padding_gives_the_padded_contexts_losses_and_gradients(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training folds the 512-row context's padding into one row counted that many times
+    (FoldedPadding); the losses and every gradient must be those of the padded context."""
+    data = dataclasses.replace(_random_latents(4), token_ids=[[7, 9, 1], [1], [5, 6, 7, 8, 9, 1],
+                                                             [11, 1]])
+
+    def losses_and_gradients() -> tuple[list[float], dict[str, Tensor]]:
+        torch.manual_seed(0)
+        models = DiffusionModels(TINY, build_text_encoder(TINY.text_encoder), seed=0)
+        losses = []
+        for expert in (0, 1):
+            video, audio = diffusion_loss(models, data, FlowMatchPairScheduler(TINY.scheduler),
+                                          TINY.boundary_ratio, torch.arange(4), expert,
+                                          torch.Generator().manual_seed(expert))
+            (video + audio).backward()
+            losses += [video.item(), audio.item()]
+        kernels = {layer.kernel for layer in training.dit.FoldedPadding(models, 1).layers}
+        assert kernels == {sdpa_kernel}  # the pipeline's kernel is back after each step
+        return losses, {name: p.grad for name, p in models.named_parameters()
+                        if p.grad is not None}
+
+    folded_losses, folded_grads = losses_and_gradients()
+    context, pad_rows = encode_text_folded(build_text_encoder(TINY.text_encoder), data.token_ids)
+    assert context.shape[1] == 7 and pad_rows == 506  # the longest prompt + the folded row
+    # the padded context: all 512 rows, nothing folded
+    monkeypatch.setattr(training.dit, "encode_text_folded",
+                        lambda encoder, ids: (encode_text(encoder, ids), 0))
+    padded_losses, padded_grads = losses_and_gradients()
+    assert folded_losses == pytest.approx(padded_losses, rel=1e-5)
+    assert folded_grads.keys() == padded_grads.keys()
+    assert any("text_encoder" in name for name in folded_grads)
+    for name, grad in folded_grads.items():
+        torch.testing.assert_close(grad, padded_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_mouth_cells_hold_the_mouth_in_every_latent_frame_and_nothing_else() -> None:
