@@ -20,8 +20,9 @@ VideoVAE = Any
 
 @dataclass(frozen=True)
 class Budget:
-    """How much of each stage to run. `full`: about 111 minutes on 2 CPU cores (its phases as
-    measured on 2026-12-04; the issue asks for about 90)."""
+    """How much of each stage to run. `full`: 75 minutes on 2 CPU cores (`make demo-model`
+    timed whole, 2-core EPYC, 2026-12-05; 111 by its phases on 2026-12-04, before the video VAE
+    ran its convolutions channels-last and the diffusion folded the text padding)."""
 
     video_vae_steps: int
     video_vae_batch: int
@@ -84,6 +85,8 @@ BUDGETS: dict[str, Budget] = {
     # 1000 the video VAE takes both threads (1.2x faster per step than one: 0.83 vs 0.99 s, A/B).
     # Then 400 decoder steps (~15 min at 2.3 s): on the evaluation set through the codecs,
     # colour 0.92 -> 1.00, lip sync 0.75 -> 0.92, first frame 23.8 -> 24.5 dB (2026-12-04).
+    # Timed whole on 2026-12-05 (75 min): DAC 11 min beside windows 25, whole clips 6, decoder
+    # 9, encoding 4, diffusion 31 (0.156 s a step).
     "full": Budget(video_vae_steps=3000, video_vae_batch=4, video_vae_frames=9,
                    video_vae_clip_steps=500, video_vae_steps_beside_dac=1000,
                    video_vae_decoder_steps=400,

@@ -283,7 +283,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
 
     `init_from`: codecs, tokenizer and diffusion weights from a trained folder (a
     continuation); `codecs_from`: its codecs and tokenizer only, diffusion from scratch (a
-    diffusion recipe tried in ~40 minutes instead of the whole run's ~110); `bridge_on_time`:
+    diffusion recipe tried in ~35 minutes instead of the whole run's ~75); `bridge_on_time`:
     start the bridge local in time with this q/k offset (`start_bridge_on_time`);
     `audio_led_fraction`: voice-led diffusion samples, `mouth_weight`: the mouth's cells
     counted that many times in the video loss (training.dit.diffusion_loss); `shift`: the noise
