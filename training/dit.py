@@ -153,8 +153,9 @@ def encode_text_folded(encoder: UMT5EncoderModel, token_ids: list[list[int]]
                        ) -> tuple[Tensor, int]:
     """(context, pad_rows): encode_text's rows with its trailing all-zero rows (those past the
     batch's longest prompt, `pad_rows` of them) folded into one zero row at the end, which
-    FoldedPadding's kernel counts `pad_rows` times. No row is added when there is no padding."""
-    hidden = encode_prompts(encoder, token_ids)
+    FoldedPadding's kernel counts `pad_rows` times. No row is added when there is no padding;
+    a prompt past 512 tokens is cut there, as encode_text cuts it."""
+    hidden = encode_prompts(encoder, token_ids)[:, :TEXT_LEN]
     pad_rows = TEXT_LEN - hidden.shape[1]
     return (F.pad(hidden, (0, 0, 0, 1)) if pad_rows else hidden), pad_rows
 

@@ -470,6 +470,18 @@ def test_the_folded_text_padding_gives_the_padded_contexts_losses_and_gradients(
         torch.testing.assert_close(grad, padded_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_a_prompt_of_512_tokens_or_more_folds_no_padding_and_is_cut_as_encode_text_cuts_it(
+        ) -> None:
+    torch.manual_seed(0)
+    encoder = build_text_encoder(TINY.text_encoder)
+    for length in (512, 600):
+        ids = [[5 + i % 7 for i in range(length - 1)] + [1], [7, 1]]
+        with torch.no_grad():
+            context, pad_rows = encode_text_folded(encoder, ids)
+            assert pad_rows == 0 and context.shape[1] == 512
+            torch.testing.assert_close(context, encode_text(encoder, ids))
+
+
 def test_mouth_cells_hold_the_mouth_in_every_latent_frame_and_nothing_else() -> None:
     clips = [render(Scene("face", "red", "blue", "left", "ba", 3, seed=2)),
              render(Scene("face", "white", "grey", "still", "bo", 1, seed=5)),
