@@ -55,13 +55,13 @@ from bench.content import (  # noqa: E402
     evaluation_scenes,
     generate,
     in_sync_within_a_frame,
+    refuse_no_checkpoint,
 )
 from demo_world import analysers  # noqa: E402
 from demo_world.world import FPS, NUM_FRAMES, render  # noqa: E402
 from mova_model.attention import AttentionKernel  # noqa: E402
 from mova_model.audio_vae import AudioVAE  # noqa: E402
 from mova_model.bridge import Conditioner, DualTowerBridge  # noqa: E402
-from mova_model.checkpoint import MODEL_INDEX  # noqa: E402
 from mova_model.layers import AttentionCore, Rotary, attention_core  # noqa: E402
 from mova_model.pipeline import MovaPipeline, _ExpertDenoiser  # noqa: E402
 from mova_model.rope import VAE_TEMPORAL_STRIDE, aligned_video_positions  # noqa: E402
@@ -238,9 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--clips", type=int, default=96, help="world clips for timing_gain")
     args = parser.parse_args(argv)
-    if not (args.checkpoint / MODEL_INDEX).is_file():
-        parser.error(f"--checkpoint {args.checkpoint}: not a MOVA checkpoint folder (no "
-                     f"{MODEL_INDEX})")
+    refuse_no_checkpoint(parser, args.checkpoint)
     if args.scenes < 1 or args.clips < 1 or not args.seeds:
         parser.error("--scenes and --clips must be positive and --seeds non-empty")
     result = run(args.checkpoint, args.scenes, args.seeds, args.clips)

@@ -314,6 +314,12 @@ def codec_ceiling(checkpoint: Path, num_scenes: int) -> dict[str, Any]:
             "elapsed_s": round(time.monotonic() - started, 1)}
 
 
+def refuse_no_checkpoint(parser: argparse.ArgumentParser, folder: Path) -> None:
+    """A --checkpoint that is no checkpoint folder ends the bench by name, before any work."""
+    if not (folder / MODEL_INDEX).is_file():
+        parser.error(f"--checkpoint {folder}: not a MOVA checkpoint folder (no {MODEL_INDEX})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -333,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="how joint lip sync fails: mouth movement, voice placement, "
                              "correlation and lag, generated and ground truth")
     args = parser.parse_args(argv)
-    if not (args.checkpoint / MODEL_INDEX).is_file():
-        parser.error(f"--checkpoint {args.checkpoint}: not a MOVA checkpoint folder (no "
-                     f"{MODEL_INDEX})")
+    refuse_no_checkpoint(parser, args.checkpoint)
     if args.scenes < 1 or args.steps < 1 or not args.seeds:
         parser.error("--scenes and --steps must be positive and --seeds non-empty")
     if args.codecs and args.lip_diagnosis:
