@@ -66,9 +66,8 @@ from mova_model.layers import AttentionCore, Rotary, attention_core  # noqa: E40
 from mova_model.pipeline import MovaPipeline, _ExpertDenoiser  # noqa: E402
 from mova_model.rope import VAE_TEMPORAL_STRIDE, aligned_video_positions  # noqa: E402
 from mova_model.schedule import FlowMatchPairScheduler  # noqa: E402
-from mova_model.text_encoder import build_text_encoder  # noqa: E402
-from training.dit import DiffusionModels, diffusion_loss, encode_world  # noqa: E402
-from training.run import demo_config, load_codecs, load_diffusion_weights, sizes_of  # noqa: E402
+from training.dit import diffusion_loss, encode_world  # noqa: E402
+from training.run import load_codecs, load_trained_diffusion  # noqa: E402
 
 ROLL_FRAMES = 10
 NUM_LATENT_FRAMES = (NUM_FRAMES - 1) // VAE_TEMPORAL_STRIDE + 1
@@ -130,10 +129,7 @@ def timing_gain(checkpoint: Path, num_clips: int) -> dict[str, float]:
     later = data.video[:, :, 1:]
     rolled = dataclasses.replace(data, video=torch.cat(
         [data.video[:, :, :1], later.roll(LATENT_ROLL, dims=2)], dim=2))
-    config = sizes_of(checkpoint, demo_config("tiny"))
-    models = DiffusionModels(config, build_text_encoder(config.text_encoder), seed=0)
-    load_diffusion_weights(models, checkpoint)
-    models.eval()
+    models, config = load_trained_diffusion(checkpoint)
     scheduler = FlowMatchPairScheduler(config.scheduler)
     losses = {"true": 0.0, "rolled": 0.0}
     batches = [torch.arange(start, min(start + LOSS_BATCH, num_clips))

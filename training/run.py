@@ -58,6 +58,7 @@ from mova_model.config import (
     VideoVAEConfig,
     get_preset,
 )
+from mova_model.errors import ConfigError
 from mova_model.make_checkpoint import make_checkpoint
 from mova_model.pipeline import MovaPipeline
 from mova_model.schedule import FlowMatchPairScheduler
@@ -104,19 +105,48 @@ def _build_video_vae(config: VideoVAEConfig) -> torch.nn.Module:
     return cast(torch.nn.Module, build_video_vae(config))
 
 
-def demo_config(preset: str) -> MovaConfig:
+@dataclasses.dataclass(frozen=True)
+class TowerSizes:
+    """The diffusion towers' sizes a run asks for, each a minimum over the preset's (a larger
+    preset keeps its own): the video experts' depth, the audio tower's depth and width. The
+    recipe's audio tower is the tiny preset's (2 blocks of width 48); `--audio-layers 4
+    --audio-width 72` trains one four times its size (bench/README.md, audio tower)."""
+
+    video_layers: int = DEMO_VIDEO_LAYERS
+    audio_layers: int = 2
+    audio_dim: int = 48
+
+    def __post_init__(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            if value < 1:
+                raise ValueError(f"{name}={value} must be at least 1")
+
+
+def demo_config(preset: str, sizes: TowerSizes = TowerSizes()) -> MovaConfig:
     """The preset, with a DAC decoder at least DEMO_DAC_DECODER_DIM wide, a video VAE at least
-    DEMO_VIDEO_VAE_BASE_DIM wide and video experts at least DEMO_VIDEO_LAYERS deep (see there);
-    the bridge follows the experts' depth."""
+    DEMO_VIDEO_VAE_BASE_DIM wide and the towers at least `sizes` (the recipe's: video experts
+    DEMO_VIDEO_LAYERS deep, see there); the bridge follows both towers. A wider audio tower
+    keeps the preset's head size (the rotary pairs) and ffn ratio; a width the heads or the
+    bridge's heads do not divide raises ConfigError."""
     config = get_preset(preset)
     width = max(config.audio_vae.decoder_dim, DEMO_DAC_DECODER_DIM)
     base_dim = max(config.video_vae.base_dim, DEMO_VIDEO_VAE_BASE_DIM)
-    layers = max(config.video_dit.num_layers, DEMO_VIDEO_LAYERS)
+    layers = max(config.video_dit.num_layers, sizes.video_layers)
+    audio = config.audio_dit
+    audio_layers = max(audio.num_layers, sizes.audio_layers)
+    audio_dim = max(audio.dim, sizes.audio_dim)
+    if audio_dim % audio.head_dim:
+        raise ConfigError(f"audio width {audio_dim} must be a multiple of the audio head size "
+                          f"{audio.head_dim}")
     return dataclasses.replace(
         config, audio_vae=config.audio_vae.replace(decoder_dim=width),
         video_vae=config.video_vae.replace(base_dim=base_dim),
         video_dit=config.video_dit.replace(num_layers=layers),
-        bridge=config.bridge.replace(visual_layers=layers))
+        audio_dit=audio.replace(num_layers=audio_layers, dim=audio_dim,
+                                num_heads=audio_dim // audio.head_dim,
+                                ffn_dim=audio.ffn_dim * audio_dim // audio.dim),
+        bridge=config.bridge.replace(visual_layers=layers, audio_layers=audio_layers,
+                                     audio_hidden_dim=audio_dim))
 
 
 def _video_codec(work: Path, budget: Budget, config: MovaConfig, seed: int,
@@ -257,6 +287,12 @@ def sizes_of(folder: Path, config: MovaConfig) -> MovaConfig:
         scheduler=read_config(folder / "scheduler", SchedulerConfig, filename=SCHEDULER_CONFIG))
 
 
+def tower_sizes(config: MovaConfig) -> dict[str, int]:
+    """The diffusion towers' sizes of `config`, as a work folder records them."""
+    return {"video_layers": config.video_dit.num_layers,
+            "audio_layers": config.audio_dit.num_layers, "audio_dim": config.audio_dit.dim}
+
+
 def with_shift(config: MovaConfig, shift: float | None) -> MovaConfig:
     """`config` with its noise schedule's shift replaced (None: kept). The training grid and the
     written folder's sampler both follow the scheduler config, so a model trained at a shift is
@@ -274,11 +310,21 @@ def load_diffusion_weights(models: DiffusionModels, init: Path) -> None:
     log.info("stage=diffusion init_from=%s", init)
 
 
+def load_trained_diffusion(folder: Path) -> tuple[DiffusionModels, MovaConfig]:
+    """A trained folder's diffusion (both experts, the audio tower, the bridge, the text
+    encoder) at the folder's own sizes, in eval mode, with its config."""
+    config = sizes_of(folder, demo_config("tiny"))
+    models = DiffusionModels(config, build_text_encoder(config.text_encoder), seed=0)
+    load_diffusion_weights(models, folder)
+    return models.eval(), config
+
+
 def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      preset: str = "tiny", init_from: Path | None = None,
                      parallel_codecs: bool = True, codecs_from: Path | None = None,
                      bridge_on_time: float | None = None, audio_led_fraction: float = 0.0,
-                     mouth_weight: float = 1.0, shift: float | None = None) -> Path:
+                     mouth_weight: float = 1.0, shift: float | None = None,
+                     sizes: TowerSizes | None = None) -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`.
 
     `init_from`: codecs, tokenizer and diffusion weights from a trained folder (a
@@ -288,12 +334,13 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     `audio_led_fraction`: voice-led diffusion samples, `mouth_weight`: the mouth's cells
     counted that many times in the video loss (training.dit.diffusion_loss); `shift`: the noise
     schedule's shift for training and for the written folder (None: the preset's, 5 as the
-    release; a continuation keeps its folder's)."""
+    release; a continuation keeps its folder's); `sizes`: the diffusion towers' (None: the
+    recipe's; a continuation keeps its folder's)."""
     if init_from is not None and (codecs_from is not None or bridge_on_time is not None
-                                  or shift is not None):
-        raise ValueError("init_from continues a trained folder: its codecs, its trained bridge "
-                         "and its noise schedule are taken; codecs_from / bridge_on_time / shift "
-                         "are for a fresh start")
+                                  or shift is not None or sizes is not None):
+        raise ValueError("init_from continues a trained folder: its codecs, its trained bridge, "
+                         "its sizes and its noise schedule are taken; codecs_from / "
+                         "bridge_on_time / shift / sizes are for a fresh start")
     if not (math.isfinite(audio_led_fraction) and 0 <= audio_led_fraction < 1):
         raise ValueError(f"audio_led_fraction={audio_led_fraction}: a fraction in [0, 1) (at 1 "
                          "the audio tower would learn nothing)")
@@ -303,14 +350,15 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     if shift is not None and not (math.isfinite(shift) and shift > 0):
         raise ValueError(f"shift={shift}: a positive number")
     started = time.monotonic()
-    config = (with_shift(demo_config(preset), shift) if init_from is None
+    config = (with_shift(demo_config(preset, sizes or TowerSizes()), shift) if init_from is None
               else sizes_of(init_from, demo_config(preset)))
     claim_work_folder(work, describe_run(seed=seed, preset=preset, budget=budget,
                                          init_from=init_from, codecs_from=codecs_from,
                                          bridge_on_time=bridge_on_time,
                                          audio_led_fraction=audio_led_fraction,
                                          mouth_weight=mouth_weight,
-                                         shift=config.scheduler.shift))
+                                         shift=config.scheduler.shift,
+                                         sizes=tower_sizes(config)))
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if (taken := init_from or codecs_from) is not None:
         _take_codecs_from(taken, work)
@@ -358,6 +406,29 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     return out
 
 
+def _sizes_asked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TowerSizes | None:
+    """The towers' sizes the options ask for (None: none asked, the recipe's), checked against
+    the preset, or a usage error."""
+    asked = {("video_layers", "--video-layers"): args.video_layers,
+             ("audio_layers", "--audio-layers"): args.audio_layers,
+             ("audio_dim", "--audio-width"): args.audio_width}
+    given = {key: value for key, value in asked.items() if value is not None}
+    if not given:
+        return None
+    if args.init_from is not None:
+        parser.error("--video-layers / --audio-layers / --audio-width size a fresh model; "
+                     "--init-from continues a trained folder at its own sizes")
+    for (_, option), value in given.items():
+        if value < 1:
+            parser.error(f"{option} {value}: must be at least 1")
+    sizes = TowerSizes(**{field: value for (field, _), value in given.items()})
+    try:
+        demo_config("tiny", sizes)
+    except ConfigError as error:
+        parser.error(str(error))
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
@@ -386,6 +457,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the noise schedule's shift for training and sampling (default: "
                              "the release's 5; lower puts more of the training on low noise); "
                              "not with --init-from")
+    parser.add_argument("--video-layers", type=int, default=None, metavar="N",
+                        help=f"blocks per video expert (the recipe: {DEMO_VIDEO_LAYERS}); not "
+                             "with --init-from")
+    parser.add_argument("--audio-layers", type=int, default=None, metavar="N",
+                        help=f"blocks of the audio tower (the recipe: {TowerSizes.audio_layers}); "
+                             "not with --init-from")
+    parser.add_argument("--audio-width", type=int, default=None, metavar="D",
+                        help=f"the audio tower's width (the recipe: {TowerSizes.audio_dim}; a "
+                             "multiple of 24, the head size); not with --init-from")
     parser.add_argument("--dit-steps", type=int, default=None,
                         help="diffusion steps instead of the budget's (a resumed run keeps its "
                              "step and follows the new schedule's length)")
@@ -425,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                      "its own")
     if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
         parser.error(f"--shift {args.shift}: must be a positive number")
+    sizes = _sizes_asked(parser, args)
     _configure_logging()
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
@@ -435,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                          init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,
                          codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time,
                          audio_led_fraction=args.audio_led, mouth_weight=args.mouth_weight,
-                         shift=args.shift)
+                         shift=args.shift, sizes=sizes)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
     return 0

@@ -33,8 +33,9 @@ INIT_COMPONENTS = CODEC_COMPONENTS + (
     "video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge", "text_encoder")
 # Requests added after records began, with the value every earlier run had: a folder recorded
 # before them resumes when the rerun asks for that value (every preset trained at the release's
-# shift).
-ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "shift": RELEASE_SCHEDULER.shift}
+# shift, every run at the recipe's sizes).
+ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "shift": RELEASE_SCHEDULER.shift,
+                               "sizes": {"video_layers": 4, "audio_layers": 2, "audio_dim": 48}}
 
 
 class WorkFolderMismatch(ValueError):
@@ -61,12 +62,13 @@ def _source(folder: Path | None, components: tuple[str, ...]) -> dict[str, str] 
 def describe_run(*, seed: int, preset: str, budget: Budget, init_from: Path | None,
                  codecs_from: Path | None, bridge_on_time: float | None,
                  audio_led_fraction: float = 0.0, mouth_weight: float = 1.0,
-                 shift: float = RELEASE_SCHEDULER.shift) -> dict[str, Any]:
+                 shift: float = RELEASE_SCHEDULER.shift,
+                 sizes: dict[str, int] | None = None) -> dict[str, Any]:
     """What a run asks for, as its work folder records it (JSON-ready)."""
     return {
         "seed": seed, "preset": preset, "bridge_on_time": bridge_on_time,
         "audio_led_fraction": audio_led_fraction, "mouth_weight": mouth_weight,
-        "shift": shift,
+        "shift": shift, "sizes": sizes,
         "init_from": _source(init_from, INIT_COMPONENTS),
         "codecs_from": _source(codecs_from, CODEC_COMPONENTS),
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()

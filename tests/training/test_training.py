@@ -50,12 +50,16 @@ from training.dit import (
 from training.run import (
     DIT_COMPONENTS,
     WORLD_SEED_OFFSET,
+    TowerSizes,
     _codec_stage,
     _latent_stage,
     demo_config,
     main,
+    sizes_of,
+    tower_sizes,
     train_demo_model,
 )
+from training.work_record import ADDED_LATER, WorkFolderMismatch
 
 TINY = get_preset("tiny")
 
@@ -326,6 +330,44 @@ def test_a_fresh_diffusion_on_a_trained_folders_codecs_starts_its_bridge_on_time
     assert abs(float(bias[2 + head_dim // 2])) < 0.02
 
 
+def test_the_towers_are_sized_as_asked_and_the_bridge_follows_both() -> None:
+    recipe = demo_config("tiny")
+    assert tower_sizes(recipe) == {"video_layers": 4, "audio_layers": 2, "audio_dim": 48}
+    assert tower_sizes(recipe) == ADDED_LATER["sizes"]  # what folders before the option had
+    config = demo_config("tiny", TowerSizes(video_layers=5, audio_layers=4, audio_dim=72))
+    assert tower_sizes(config) == {"video_layers": 5, "audio_layers": 4, "audio_dim": 72}
+    # the head size (rotary pairs) and the ffn ratio of the preset's audio tower are kept
+    audio = config.audio_dit
+    assert (audio.num_heads, audio.head_dim, audio.ffn_dim) == (3, 24, 144)
+    bridge = config.bridge
+    assert (bridge.visual_layers, bridge.audio_layers, bridge.audio_hidden_dim) == (5, 4, 72)
+    # sizes are minimums: a preset larger than asked keeps its own
+    with pytest.raises(ValueError, match="audio_layers=0 must be at least 1"):
+        TowerSizes(audio_layers=0)
+    release = demo_config("mova-360p", TowerSizes(video_layers=5, audio_layers=4, audio_dim=72))
+    assert release.audio_dit == get_preset("mova-360p").audio_dit
+    assert release.bridge == get_preset("mova-360p").bridge
+
+
+def test_a_diffusion_at_other_sizes_is_written_and_recorded_at_them(tmp_path: Path) -> None:
+    budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=2, num_clips=4)
+    sizes = TowerSizes(audio_layers=3, audio_dim=72)
+    out = train_demo_model(tmp_path / "model", tmp_path / "work", budget, seed=0,
+                           codecs_from=DEMO_MODEL, sizes=sizes)
+    MovaPipeline.from_pretrained(out)  # strict: every tensor at the written sizes
+    config = sizes_of(out, demo_config("tiny"))
+    assert (config.audio_dit.num_layers, config.audio_dit.dim) == (3, 72)
+    assert config.bridge.audio_layers == 3
+    recorded = json.loads((tmp_path / "work" / "run.json").read_text())["sizes"]
+    assert recorded == {"video_layers": 4, "audio_layers": 3, "audio_dim": 72}
+    with pytest.raises(WorkFolderMismatch, match="sizes: .*then"):
+        train_demo_model(tmp_path / "model", tmp_path / "work", budget, seed=0,
+                         codecs_from=DEMO_MODEL)
+    with pytest.raises(ValueError, match="sizes are for a fresh start"):
+        train_demo_model(tmp_path / "x", tmp_path / "x-work", budget, init_from=out,
+                         sizes=sizes)
+
+
 def test_a_diffusion_trained_at_another_shift_is_sampled_and_continued_at_it(
         tmp_path: Path) -> None:
     budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=2, num_clips=4)
@@ -368,6 +410,11 @@ def test_a_diffusion_trained_at_another_shift_is_sampled_and_continued_at_it(
     (["--shift", "-1"], "--shift -1.0: must be a positive number"),
     (["--shift", "inf"], "--shift inf: must be a positive number"),
     (["--init-from", str(DEMO_MODEL), "--shift", "2"], "--init-from continues a trained folder"),
+    (["--video-layers", "0"], "--video-layers 0: must be at least 1"),
+    (["--audio-layers", "-2"], "--audio-layers -2: must be at least 1"),
+    (["--audio-width", "50"], "audio width 50 must be a multiple of the audio head size 24"),
+    (["--init-from", str(DEMO_MODEL), "--audio-layers", "4"],
+     "--init-from continues a trained folder at its own sizes"),
 ])
 def test_bad_training_arguments_are_refused_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
