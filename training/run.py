@@ -423,9 +423,12 @@ def _sizes_asked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> T
             parser.error(f"{option} {value}: must be at least 1")
     sizes = TowerSizes(**{field: value for (field, _), value in given.items()})
     try:
-        demo_config("tiny", sizes)
+        built = tower_sizes(demo_config("tiny", sizes))
     except ConfigError as error:
         parser.error(str(error))
+    for (field, option), value in given.items():
+        if built[field] != value:  # demo_config keeps the preset's where it is larger
+            parser.error(f"{option} {value}: below the tiny preset's {built[field]}")
     return sizes
 
 

@@ -413,6 +413,8 @@ def test_a_diffusion_trained_at_another_shift_is_sampled_and_continued_at_it(
     (["--video-layers", "0"], "--video-layers 0: must be at least 1"),
     (["--audio-layers", "-2"], "--audio-layers -2: must be at least 1"),
     (["--audio-width", "50"], "audio width 50 must be a multiple of the audio head size 24"),
+    (["--audio-width", "24"], "--audio-width 24: below the tiny preset's 48"),
+    (["--video-layers", "2"], "--video-layers 2: below the tiny preset's 3"),
     (["--init-from", str(DEMO_MODEL), "--audio-layers", "4"],
      "--init-from continues a trained folder at its own sizes"),
 ])
