@@ -26,6 +26,8 @@ deviation on `analysers.mouth_opening`'s scale), how often the voice is loudest 
 last third, how often mouth and voice correlate at MIN_SYNC_CORRELATION or more at their best
 lag, and how often that best lag is within a frame whatever the correlation; the same for the
 ground truth, and for the ground truth through the codecs (what a generation can reach).
+`profiles` gives, per frame, the mean over those clips of the voice's envelope (each clip's over
+its own loudest frame) and of the mouth's opening: where in the clip each tends to fall.
 
 `--guidance dual --bridge-scale S` samples with the paper's dual guidance instead of the
 release's (the demo profile's) CFG.
@@ -234,6 +236,15 @@ def _lip_signals(frames: np.ndarray, audio: np.ndarray) -> dict[str, float]:
             "best_lag_within_a_frame": float(in_sync_within_a_frame(lag))}
 
 
+def _lip_profile(frames: np.ndarray, audio: np.ndarray) -> dict[str, np.ndarray]:
+    """Per frame: the voice's envelope over its loudest frame (0 for silence), the mouth's
+    opening."""
+    voice = analysers.voice_envelope_per_frame(audio, frames.shape[0])
+    loudest = float(voice.max())
+    return {"voice": voice / loudest if loudest > 0 else np.zeros_like(voice),
+            "mouth": analysers.mouth_opening(frames)}
+
+
 def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int,
                        cfg_scale: float, guidance: GuidanceMode = GuidanceMode.REFERENCE,
                        bridge_scale: float = 1.0) -> dict[str, Any]:
@@ -244,31 +255,36 @@ def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], step
     started = time.monotonic()
     pipe = MovaPipeline.from_pretrained(checkpoint)
     codecs = Codecs.load(checkpoint)
-    generated: list[dict[str, float]] = []
-    truth_signals: list[dict[str, float]] = []
-    codec_signals: list[dict[str, float]] = []
+    clips: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+        "generated": [], "ground_truth": [], "through_codecs": []}
     for scene in evaluation_scenes(num_scenes):
         if scene.obj != "face":
             continue
         truth = render(scene)
-        truth_signals.append(_lip_signals(truth.frames, truth.audio))
-        codec_signals.append(_lip_signals(*codecs.round_trip(truth)))
+        clips["ground_truth"].append((truth.frames, truth.audio))
+        clips["through_codecs"].append(codecs.round_trip(truth))
         for seed in seeds:
-            frames, audio = generate(pipe, truth.prompt, seed=seed, steps=steps,
-                                     cfg_scale=cfg_scale, guidance=guidance,
-                                     bridge_scale=bridge_scale)
-            generated.append(_lip_signals(frames, audio))
+            clips["generated"].append(generate(pipe, truth.prompt, seed=seed, steps=steps,
+                                               cfg_scale=cfg_scale, guidance=guidance,
+                                               bridge_scale=bridge_scale))
+    generated = clips["generated"]
 
-    def means(rows: list[dict[str, float]]) -> dict[str, float]:
-        return {key: round(statistics.mean(row[key] for row in rows), 3) for key in rows[0]}
+    def means(rows: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+        signals = [_lip_signals(*row) for row in rows]
+        return {key: round(statistics.mean(s[key] for s in signals), 3) for key in signals[0]}
+
+    def profiles(rows: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float]]:
+        each = [_lip_profile(*row) for row in rows]
+        return {key: [round(float(x), 2) for x in np.mean([p[key] for p in each], axis=0)]
+                for key in each[0]}
 
     if not generated:
         raise ValueError(f"no speaking scene among the first {num_scenes}")
     return {"checkpoint": str(checkpoint), "scenes": num_scenes, "seeds": seeds,
             "steps": steps, "cfg_scale": cfg_scale, **_guidance_fields(guidance, bridge_scale),
             "speaking_clips": len(generated),
-            "generated": means(generated), "ground_truth": means(truth_signals),
-            "through_codecs": means(codec_signals),
+            **{name: means(rows) for name, rows in clips.items()},
+            "profiles": {name: profiles(rows) for name, rows in clips.items()},
             "elapsed_s": round(time.monotonic() - started, 1)}
 
 

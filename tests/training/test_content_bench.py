@@ -71,6 +71,14 @@ def test_the_lip_diagnosis_covers_every_speaking_generation_and_its_ground_truth
     assert result["ground_truth"]["best_lag_within_a_frame"] == 1.0
     assert set(result["generated"]) == set(result["ground_truth"]) == \
         set(result["through_codecs"])
+    # per frame, where the voice and the mouth fall: in the ground truth the mouth opens with
+    # the voice, so their mean profiles rise and fall together
+    profiles = result["profiles"]
+    assert set(profiles) == {"generated", "ground_truth", "through_codecs"}
+    assert all(len(p[k]) == 25 for p in profiles.values() for k in ("voice", "mouth"))
+    truth = profiles["ground_truth"]
+    assert max(truth["voice"]) <= 1.0
+    assert np.corrcoef(truth["voice"], truth["mouth"])[0, 1] > 0.8, truth
     with pytest.raises(ValueError, match="no speaking scene"):
         lip_sync_diagnosis(folder, num_scenes=0, seeds=[0], steps=1, cfg_scale=2.0)
 
