@@ -225,9 +225,13 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
 LATE_FRAME = math.ceil(2 * NUM_FRAMES / 3)  # a voice loudest from here on is in the last third
 
 
-def _lip_signals(frames: np.ndarray, audio: np.ndarray) -> dict[str, float]:
-    mouth = analysers.mouth_opening(frames)
-    voice = analysers.voice_envelope_per_frame(audio, frames.shape[0])
+def _lip_traces(frames: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the mouth's opening and the voice's envelope."""
+    return (analysers.mouth_opening(frames),
+            analysers.voice_envelope_per_frame(audio, frames.shape[0]))
+
+
+def _signals_of(mouth: np.ndarray, voice: np.ndarray) -> dict[str, float]:
     score, lag = analysers.best_cross_correlation(mouth, voice)
     return {"mouth_opening_std": float(mouth.std()),
             "voice_peak_late": float(int(np.argmax(voice)) >= LATE_FRAME),
@@ -236,13 +240,14 @@ def _lip_signals(frames: np.ndarray, audio: np.ndarray) -> dict[str, float]:
             "best_lag_within_a_frame": float(in_sync_within_a_frame(lag))}
 
 
-def _lip_profile(frames: np.ndarray, audio: np.ndarray) -> dict[str, np.ndarray]:
-    """Per frame: the voice's envelope over its loudest frame (0 for silence), the mouth's
-    opening."""
-    voice = analysers.voice_envelope_per_frame(audio, frames.shape[0])
+def _lip_signals(frames: np.ndarray, audio: np.ndarray) -> dict[str, float]:
+    return _signals_of(*_lip_traces(frames, audio))
+
+
+def _profile_of(mouth: np.ndarray, voice: np.ndarray) -> dict[str, np.ndarray]:
+    """The voice's envelope over its loudest frame (0 for silence), the mouth's opening."""
     loudest = float(voice.max())
-    return {"voice": voice / loudest if loudest > 0 else np.zeros_like(voice),
-            "mouth": analysers.mouth_opening(frames)}
+    return {"voice": voice / loudest if loudest > 0 else np.zeros_like(voice), "mouth": mouth}
 
 
 def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int,
@@ -255,26 +260,27 @@ def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], step
     started = time.monotonic()
     pipe = MovaPipeline.from_pretrained(checkpoint)
     codecs = Codecs.load(checkpoint)
-    clips: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+    # each clip's mouth and voice traces, read once for both the signals and the profiles
+    traces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
         "generated": [], "ground_truth": [], "through_codecs": []}
     for scene in evaluation_scenes(num_scenes):
         if scene.obj != "face":
             continue
         truth = render(scene)
-        clips["ground_truth"].append((truth.frames, truth.audio))
-        clips["through_codecs"].append(codecs.round_trip(truth))
+        traces["ground_truth"].append(_lip_traces(truth.frames, truth.audio))
+        traces["through_codecs"].append(_lip_traces(*codecs.round_trip(truth)))
         for seed in seeds:
-            clips["generated"].append(generate(pipe, truth.prompt, seed=seed, steps=steps,
-                                               cfg_scale=cfg_scale, guidance=guidance,
-                                               bridge_scale=bridge_scale))
-    generated = clips["generated"]
+            traces["generated"].append(_lip_traces(*generate(
+                pipe, truth.prompt, seed=seed, steps=steps, cfg_scale=cfg_scale,
+                guidance=guidance, bridge_scale=bridge_scale)))
+    generated = traces["generated"]
 
     def means(rows: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-        signals = [_lip_signals(*row) for row in rows]
+        signals = [_signals_of(*row) for row in rows]
         return {key: round(statistics.mean(s[key] for s in signals), 3) for key in signals[0]}
 
     def profiles(rows: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float]]:
-        each = [_lip_profile(*row) for row in rows]
+        each = [_profile_of(*row) for row in rows]
         return {key: [round(float(x), 2) for x in np.mean([p[key] for p in each], axis=0)]
                 for key in each[0]}
 
@@ -283,8 +289,8 @@ def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], step
     return {"checkpoint": str(checkpoint), "scenes": num_scenes, "seeds": seeds,
             "steps": steps, "cfg_scale": cfg_scale, **_guidance_fields(guidance, bridge_scale),
             "speaking_clips": len(generated),
-            **{name: means(rows) for name, rows in clips.items()},
-            "profiles": {name: profiles(rows) for name, rows in clips.items()},
+            **{name: means(rows) for name, rows in traces.items()},
+            "profiles": {name: profiles(rows) for name, rows in traces.items()},
             "elapsed_s": round(time.monotonic() - started, 1)}
 
 

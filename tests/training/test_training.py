@@ -341,9 +341,9 @@ def test_the_towers_are_sized_as_asked_and_the_bridge_follows_both() -> None:
     assert (audio.num_heads, audio.head_dim, audio.ffn_dim) == (3, 24, 144)
     bridge = config.bridge
     assert (bridge.visual_layers, bridge.audio_layers, bridge.audio_hidden_dim) == (5, 4, 72)
-    # sizes are minimums: a preset larger than asked keeps its own
     with pytest.raises(ValueError, match="audio_layers=0 must be at least 1"):
         TowerSizes(audio_layers=0)
+    # sizes are minimums: a preset larger than asked keeps its own
     release = demo_config("mova-360p", TowerSizes(video_layers=5, audio_layers=4, audio_dim=72))
     assert release.audio_dit == get_preset("mova-360p").audio_dit
     assert release.bridge == get_preset("mova-360p").bridge
