@@ -66,7 +66,7 @@ from mova_model.layers import AttentionCore, Rotary, attention_core  # noqa: E40
 from mova_model.pipeline import MovaPipeline, _ExpertDenoiser  # noqa: E402
 from mova_model.rope import VAE_TEMPORAL_STRIDE, aligned_video_positions  # noqa: E402
 from mova_model.schedule import FlowMatchPairScheduler  # noqa: E402
-from training.dit import diffusion_loss, encode_world  # noqa: E402
+from training.dit import diffusion_loss, encode_world, loss_batches  # noqa: E402
 from training.run import load_codecs, load_trained_diffusion  # noqa: E402
 
 ROLL_FRAMES = 10
@@ -132,8 +132,7 @@ def timing_gain(checkpoint: Path, num_clips: int) -> dict[str, float]:
     models, config = load_trained_diffusion(checkpoint)
     scheduler = FlowMatchPairScheduler(config.scheduler)
     losses = {"true": 0.0, "rolled": 0.0}
-    batches = [torch.arange(start, min(start + LOSS_BATCH, num_clips))
-               for start in range(0, num_clips, LOSS_BATCH)] * LOSS_DRAWS
+    batches = loss_batches(num_clips, LOSS_BATCH, LOSS_DRAWS)
     with torch.no_grad():
         for index, rows in enumerate(batches):
             for key, latents in (("true", data), ("rolled", rolled)):

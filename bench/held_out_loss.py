@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from bench.content import EVAL_SEED, refuse_no_checkpoint  # noqa: E402
 from mova_model.schedule import FlowMatchPairScheduler  # noqa: E402
-from training.dit import LatentSet, diffusion_loss, encode_world  # noqa: E402
+from training.dit import LatentSet, diffusion_loss, encode_world, loss_batches  # noqa: E402
 from training.run import WORLD_SEED_OFFSET, load_codecs, load_trained_diffusion  # noqa: E402
 
 LOSS_BATCH = 16
@@ -46,8 +46,7 @@ def held_out_loss(checkpoint: Path, num_clips: int, training_seed: int = 0) -> d
                                               local_files_only=True)
     models, config = load_trained_diffusion(checkpoint)
     scheduler = FlowMatchPairScheduler(config.scheduler)
-    batches = [torch.arange(start, min(start + LOSS_BATCH, num_clips))
-               for start in range(0, num_clips, LOSS_BATCH)] * LOSS_DRAWS
+    batches = loss_batches(num_clips, LOSS_BATCH, LOSS_DRAWS)
 
     def losses(data: LatentSet, expert: int) -> dict[str, float]:
         video = audio = 0.0

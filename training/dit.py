@@ -321,6 +321,15 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
             _masked_mse(a_pred, eps_a - x0_a, ~audio_led))
 
 
+def loss_batches(num_clips: int, batch: int, draws: int) -> list[Tensor]:
+    """Row batches covering `num_clips` clips in order, the whole set `draws` times: a loss
+    measured over them, with a generator seeded by each batch's index, draws the same noise
+    for any two sets of clips (the benches compare sets this way)."""
+    once = [torch.arange(start, min(start + batch, num_clips))
+            for start in range(0, num_clips, batch)]
+    return once * draws
+
+
 def _masked_mse(prediction: Tensor, target: Tensor, counted: Tensor,
                 weight: Tensor | None = None) -> Tensor:
     """Mean squared error over the batch rows where `counted` (B,) is True (0 when none);
