@@ -131,7 +131,7 @@ class VideoVAEPhase(enum.Enum):
     DECODER = "video_vae_decoder"
 
 
-def _encoder_parameters(vae: VideoVAE) -> list[torch.nn.Parameter]:
+def encoder_parameters(vae: VideoVAE) -> list[torch.nn.Parameter]:
     """The encoder's parameters (with the posterior's projection): what the latents depend on."""
     return [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
 
@@ -156,7 +156,7 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
     step (a resumed run follows it too)."""
     name = phase.value
     steps, window, batch, peak = _phase_settings(budget, phase)
-    frozen = _encoder_parameters(vae) if phase is VideoVAEPhase.DECODER else []
+    frozen = encoder_parameters(vae) if phase is VideoVAEPhase.DECODER else []
     trained = [p for p in vae.parameters() if all(p is not q for q in frozen)]
     optimiser = torch.optim.AdamW(trained, lr=peak, weight_decay=0.0)
     rng = np.random.default_rng(seed)

@@ -194,7 +194,7 @@ def _codec_share(threads: int) -> int:
     return max(1, threads // 2)
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     """Progress lines on stdout, in this process and in each codec worker."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
@@ -202,7 +202,7 @@ def _configure_logging() -> None:
 
 def _start_worker() -> None:
     """A codec worker process: the parent's logging (each stage sets its threads)."""
-    _configure_logging()
+    configure_logging()
 
 
 def _codec_stage(work: Path, budget: Budget, config: MovaConfig, seed: int,
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shift is not None and not (math.isfinite(args.shift) and args.shift > 0):
         parser.error(f"--shift {args.shift}: must be a positive number")
     sizes = _sizes_asked(parser, args)
-    _configure_logging()
+    configure_logging()
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
     if args.dit_steps is not None:

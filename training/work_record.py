@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from mova_model.config import RELEASE_SCHEDULER
 from training.common import Budget
@@ -53,7 +53,9 @@ def folder_digest(folder: Path, components: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def _source(folder: Path | None, components: tuple[str, ...]) -> dict[str, str] | None:
+def source_of(folder: Path | None, components: tuple[str, ...]) -> dict[str, str] | None:
+    """A source folder as a record holds it: its path, and its `components`' digest (None: no
+    source)."""
     if folder is None:
         return None
     return {"folder": str(folder), "sha256": folder_digest(folder, components)}
@@ -69,15 +71,20 @@ def describe_run(*, seed: int, preset: str, budget: Budget, init_from: Path | No
         "seed": seed, "preset": preset, "bridge_on_time": bridge_on_time,
         "audio_led_fraction": audio_led_fraction, "mouth_weight": mouth_weight,
         "shift": shift, "sizes": sizes,
-        "init_from": _source(init_from, INIT_COMPONENTS),
-        "codecs_from": _source(codecs_from, CODEC_COMPONENTS),
+        "init_from": source_of(init_from, INIT_COMPONENTS),
+        "codecs_from": source_of(codecs_from, CODEC_COMPONENTS),
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()
                    if k not in CHANGEABLE_ON_RESUME},
     }
 
 
+def _is_source(value: Any) -> TypeGuard[dict[str, str]]:
+    """A source folder as source_of records it (its path and its weights' digest)."""
+    return isinstance(value, dict) and "sha256" in value
+
+
 def _shown(value: Any) -> str:
-    if isinstance(value, dict) and "sha256" in value:
+    if _is_source(value):
         return f"{value['folder']} (sha256 {value['sha256'][:12]})"
     if value is None:
         return "none"
@@ -93,7 +100,7 @@ def _differences(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
                             f"{_shown(now.get(field))} now"
                             for field in sorted(then.keys() | now.keys())
                             if then.get(field) != now.get(field)]
-        elif key in ("init_from", "codecs_from") and then and now:
+        elif _is_source(then) and _is_source(now):
             if then["sha256"] != now["sha256"]:  # the same weights, wherever they are now
                 differences.append(f"{key}: {_shown(then)} then, {_shown(now)} now")
         elif then != now:

@@ -1,0 +1,71 @@
+"""training.refine_decoder: more decoder steps on a trained folder, nothing else touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.refine_decoder import refine_decoder
+from training.work_record import WorkFolderMismatch
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_MODEL = ROOT / "assets" / "demo-model"
+VAE_WEIGHTS = Path("video_vae") / "diffusion_pytorch_model.safetensors"
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _is_encoder(key: str) -> bool:
+    return key.startswith(("encoder.", "quant_conv."))
+
+
+@pytest.mark.slow
+def test_only_the_decoder_changes_and_a_rerun_resumes_the_same_run(tmp_path: Path) -> None:
+    out, work = tmp_path / "refined", tmp_path / "work"
+    refine_decoder(DEMO_MODEL, out, work, steps=2, seed=3)
+
+    before, after = _files(DEMO_MODEL), _files(out)
+    assert before.keys() == after.keys()
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {VAE_WEIGHTS}, changed  # the config (latent statistics) is kept as well
+    old, new = load_file(DEMO_MODEL / VAE_WEIGHTS), load_file(out / VAE_WEIGHTS)
+    assert old.keys() == new.keys()
+    moved = {key for key in old if not torch.equal(old[key], new[key])}
+    assert moved and not any(_is_encoder(key) for key in moved), sorted(moved)
+    assert any(key.startswith("decoder.") for key in moved)
+    recorded = json.loads((work / "run.json").read_text())
+    assert recorded["steps"] == 2 and recorded["seed"] == 3
+
+    # the same request resumes a finished run: the same folder again, no step more
+    refine_decoder(DEMO_MODEL, out, work, steps=2, seed=3)
+    assert _files(out) == after
+    # another request on that work folder is refused, the folder as it was
+    with pytest.raises(WorkFolderMismatch, match="steps: 2 then, 3 now"):
+        refine_decoder(DEMO_MODEL, out, work, steps=3, seed=3)
+    assert _files(out) == after
+
+
+def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    work = str(tmp_path / "work")
+    for args, message in (
+            (["--from", "/nowhere", "--out", str(tmp_path / "o"), "--steps", "1"],
+             "--from /nowhere: not a checkpoint folder"),
+            (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "0"],
+             "--steps 0: must be at least 1"),
+            (["--from", str(DEMO_MODEL), "--out", str(DEMO_MODEL), "--steps", "1"],
+             "is the --from folder"),
+            (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
+              "--threads", "0"], "--threads 0: must be at least 1")):
+        done = subprocess.run([sys.executable, "-m", "training.refine_decoder", *args,
+                               "--work", work], capture_output=True, text=True, check=False,
+                              cwd=ROOT)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "work").exists() and not (tmp_path / "o").exists()

@@ -1,0 +1,103 @@
+"""Train a trained folder's video VAE decoder further, the encoder frozen, and write a copy.
+
+    python -m training.refine_decoder --from assets/demo-model --out DIR --work WORKDIR
+        --steps 1000 [--seed 105] [--threads 2]
+
+The diffusion stage learns the video VAE encoder's latents; the decoder only draws them. So the
+decoder can be trained on (the recipe's last video VAE phase, `VideoVAEPhase.DECODER`: whole
+frames of whole clips of the world) without training the diffusion again: every weight of the
+folder but the decoder's is kept bit for bit, the latent statistics with them, and the model
+draws the same latents sharper. Resumable (rerun with the same request); the work folder
+records the request and refuses another one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from mova_model.checkpoint import MODEL_INDEX, save_component
+from mova_model.pipeline import MovaPipeline
+from training.codecs import VideoVAEPhase, encoder_parameters, train_video_vae
+from training.common import BUDGETS
+from training.run import configure_logging, load_codecs
+from training.work_record import WorkFolderMismatch, claim_work_folder, source_of
+
+log = logging.getLogger("training")
+
+STATE_FILE = "video_vae_decoder.pt"
+
+
+def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int) -> Path:
+    """`steps` more decoder steps on `source`'s video VAE (the recipe's decoder phase rate and
+    batch, a fresh warm-up and decay); writes `out`, a copy of `source` with that decoder."""
+    if steps < 1:
+        raise ValueError(f"steps={steps} must be at least 1")
+    if out.resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the source folder: write a new folder (the source "
+                         "is read until the end)")
+    claim_work_folder(work, {"decoder_from": source_of(source, ("video_vae",)),
+                             "steps": steps, "seed": seed, "threads": torch.get_num_threads()})
+    vae, video_config, _ = load_codecs(source)
+    vae.requires_grad_(True)  # loaded folders come frozen
+    encoder_before = [p.detach().clone() for p in encoder_parameters(vae)]
+    budget = dataclasses.replace(BUDGETS["full"], video_vae_decoder_steps=steps)
+    train_video_vae(vae, budget, work / "state" / STATE_FILE, seed, VideoVAEPhase.DECODER)
+    if not all(torch.equal(before, after)
+               for before, after in zip(encoder_before, encoder_parameters(vae), strict=True)):
+        raise RuntimeError("the video VAE's encoder changed: the diffusion's latents would no "
+                           "longer be the ones it learnt")
+
+    staging = out.with_name(out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(staging / "video_vae")
+    # the config as loaded: the latent statistics depend on the encoder alone
+    save_component(vae, video_config, staging / "video_vae")
+    MovaPipeline.from_pretrained(staging)  # strict load of every component, or it raises
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    log.info("stage=done out=%s decoder_steps=%d", out, steps)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from", dest="source", type=Path, required=True,
+                        help="trained checkpoint folder whose decoder to train further")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--work", type=Path, required=True,
+                        help="folder for resumable state (rerun to resume)")
+    parser.add_argument("--steps", type=int, required=True, help="decoder steps")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the clips' and the posterior samples' seed")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args(argv)
+    if not (args.source / MODEL_INDEX).is_file():
+        parser.error(f"--from {args.source}: not a checkpoint folder (no {MODEL_INDEX})")
+    if not (args.source / "video_vae").is_dir():
+        parser.error(f"--from {args.source}: has no video_vae folder")
+    if args.steps < 1:
+        parser.error(f"--steps {args.steps}: must be at least 1")
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: must be at least 1")
+    if args.out.resolve() == args.source.resolve():
+        parser.error(f"--out {args.out} is the --from folder: write a new folder")
+    if args.work.exists() and not args.work.is_dir():
+        parser.error(f"--work {args.work}: not a folder")
+    configure_logging()
+    torch.set_num_threads(args.threads)
+    try:
+        refine_decoder(args.source, args.out, args.work, args.steps, args.seed)
+    except WorkFolderMismatch as mismatch:
+        parser.error(str(mismatch))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
