@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from demo_world.analysers import object_mask
+from demo_world.analysers import DARK_MAX_CHANNEL, object_mask
 from demo_world.world import HEIGHT, NUM_FRAMES, WIDTH, render, sample_scene
 from mova_model.audio_vae import AudioVAE, Conv1d
 from mova_model.config import AudioVAEConfig, VideoVAEConfig
@@ -75,9 +75,17 @@ def pixels(frames: np.ndarray) -> Tensor:
 # ---- video VAE -------------------------------------------------------------------------------
 
 
-def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator) -> Tensor:
-    """MSE + L1 on pixels (the window's first frame weighted FIRST_FRAME_WEIGHT) + KL:
-    x (B, 3, T, H, W) in [-1, 1]."""
+def feature_pixels(x: Tensor) -> Tensor:
+    """(B, 1, T, H, W) bool: the world's dark features (eyes, mouth, box outline) in pixels x
+    (B, 3, T, H, W) in [-1, 1]: every channel at most DARK_MAX_CHANNEL, which no object colour
+    and no background is."""
+    return x.amax(dim=1, keepdim=True) <= DARK_MAX_CHANNEL / 127.5 - 1
+
+
+def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator,
+                   feature_weight: float = 1.0) -> Tensor:
+    """MSE + L1 on pixels (the window's first frame weighted FIRST_FRAME_WEIGHT, the world's
+    dark features `feature_weight`) + KL: x (B, 3, T, H, W) in [-1, 1]."""
     posterior = vae.encode(x).latent_dist
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
     recon: Tensor = vae.decode(z).sample
@@ -85,6 +93,8 @@ def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator) -> Tens
     weight = torch.ones(x.shape[2])
     weight[0] = FIRST_FRAME_WEIGHT
     weight = (weight / weight.mean()).view(1, 1, -1, 1, 1)
+    if feature_weight != 1.0:
+        weight = weight * (1.0 + (feature_weight - 1.0) * feature_pixels(x))
     error = recon - x
     return (weight * (error.pow(2) + 0.5 * error.abs())).mean() + KL_WEIGHT * kl
 
@@ -150,10 +160,11 @@ def _phase_settings(budget: Budget, phase: VideoVAEPhase) -> tuple[int, int, int
 
 def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
                     phase: VideoVAEPhase = VideoVAEPhase.WINDOWS,
-                    threads_at: Callable[[int], int] | None = None) -> None:
+                    threads_at: Callable[[int], int] | None = None,
+                    feature_weight: float = 1.0) -> None:
     """Train in place for one phase of the budget (its own steps, batch and rate) on fresh
     clips; resumable from `state_path`. `threads_at(step)`: torch's thread count for that
-    step (a resumed run follows it too)."""
+    step (a resumed run follows it too); `feature_weight`: video_vae_loss's."""
     name = phase.value
     steps, window, batch, peak = _phase_settings(budget, phase)
     frozen = encoder_parameters(vae) if phase is VideoVAEPhase.DECODER else []
@@ -190,7 +201,7 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
                 top, left = _crop_origin(frames[first + window // 2], rng)
                 clips.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
             x = pixels(np.stack(clips))
-            loss = video_vae_loss(vae, x, generator)
+            loss = video_vae_loss(vae, x, generator, feature_weight)
             _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps))
             done = step + 1
             progress(done, loss=loss.item())

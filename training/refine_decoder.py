@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -33,21 +34,27 @@ log = logging.getLogger("training")
 STATE_FILE = "video_vae_decoder.pt"
 
 
-def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int) -> Path:
+def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int,
+                   feature_weight: float = 1.0) -> Path:
     """`steps` more decoder steps on `source`'s video VAE (the recipe's decoder phase rate and
-    batch, a fresh warm-up and decay); writes `out`, a copy of `source` with that decoder."""
+    batch, a fresh warm-up and decay; the world's dark features weighted `feature_weight` in
+    the loss); writes `out`, a copy of `source` with that decoder."""
     if steps < 1:
         raise ValueError(f"steps={steps} must be at least 1")
+    if not (math.isfinite(feature_weight) and feature_weight >= 1):
+        raise ValueError(f"feature_weight={feature_weight}: at least 1 (1: as any pixel)")
     if out.resolve() == source.resolve():
         raise ValueError(f"--out {out} is the source folder: write a new folder (the source "
                          "is read until the end)")
     claim_work_folder(work, {"decoder_from": source_of(source, ("video_vae",)),
-                             "steps": steps, "seed": seed, "threads": torch.get_num_threads()})
+                             "steps": steps, "seed": seed, "feature_weight": feature_weight,
+                             "threads": torch.get_num_threads()})
     vae, video_config, _ = load_codecs(source)
     vae.requires_grad_(True)  # loaded folders come frozen
     encoder_before = [p.detach().clone() for p in encoder_parameters(vae)]
     budget = dataclasses.replace(BUDGETS["full"], video_vae_decoder_steps=steps)
-    train_video_vae(vae, budget, work / "state" / STATE_FILE, seed, VideoVAEPhase.DECODER)
+    train_video_vae(vae, budget, work / "state" / STATE_FILE, seed, VideoVAEPhase.DECODER,
+                    feature_weight=feature_weight)
     if not all(torch.equal(before, after)
                for before, after in zip(encoder_before, encoder_parameters(vae), strict=True)):
         raise RuntimeError("the video VAE's encoder changed: the diffusion's latents would no "
@@ -76,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, required=True, help="decoder steps")
     parser.add_argument("--seed", type=int, default=0,
                         help="the clips' and the posterior samples' seed")
+    parser.add_argument("--feature-weight", type=float, default=1.0, metavar="WEIGHT",
+                        help="count the pixels of the world's dark features (eyes, mouth, box "
+                             "outline) this many times in the loss (1: as any pixel, the "
+                             "recipe's decoder phase)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     if not (args.source / MODEL_INDEX).is_file():
@@ -86,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steps {args.steps}: must be at least 1")
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: must be at least 1")
+    if not (math.isfinite(args.feature_weight) and args.feature_weight >= 1):
+        parser.error(f"--feature-weight {args.feature_weight}: must be a number of at least 1")
     if args.out.resolve() == args.source.resolve():
         parser.error(f"--out {args.out} is the --from folder: write a new folder")
     if args.work.exists() and not args.work.is_dir():
@@ -93,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     torch.set_num_threads(args.threads)
     try:
-        refine_decoder(args.source, args.out, args.work, args.steps, args.seed)
+        refine_decoder(args.source, args.out, args.work, args.steps, args.seed,
+                       args.feature_weight)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
     return 0

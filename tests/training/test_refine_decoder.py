@@ -42,7 +42,7 @@ def test_only_the_decoder_changes_and_a_rerun_resumes_the_same_run(tmp_path: Pat
     assert moved and not any(_is_encoder(key) for key in moved), sorted(moved)
     assert any(key.startswith("decoder.") for key in moved)
     recorded = json.loads((work / "run.json").read_text())
-    assert recorded["steps"] == 2 and recorded["seed"] == 3
+    assert recorded["steps"] == 2 and recorded["seed"] == 3 and recorded["feature_weight"] == 1
 
     # the same request resumes a finished run: the same folder again, no step more
     refine_decoder(DEMO_MODEL, out, work, steps=2, seed=3)
@@ -63,7 +63,9 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
             (["--from", str(DEMO_MODEL), "--out", str(DEMO_MODEL), "--steps", "1"],
              "is the --from folder"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
-              "--threads", "0"], "--threads 0: must be at least 1")):
+              "--threads", "0"], "--threads 0: must be at least 1"),
+            (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
+              "--feature-weight", "0.5"], "--feature-weight 0.5: must be a number of at least 1")):
         done = subprocess.run([sys.executable, "-m", "training.refine_decoder", *args,
                                "--work", work], capture_output=True, text=True, check=False,
                               cwd=ROOT)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 import training.codecs
 import training.dit
+from demo_world.analysers import object_mask
 from demo_world.world import Scene, render, render_many
 from mova_model.attention import sdpa_kernel
 from mova_model.config import get_preset
@@ -29,6 +30,7 @@ from training.codecs import (
     audio_vae_loss,
     build_codecs,
     calibrate_dac_gain,
+    feature_pixels,
     normalise_dac_latents,
     pixels,
     train_audio_vae,
@@ -573,6 +575,36 @@ def test_the_mouth_weight_counts_the_mouths_cells_that_many_times() -> None:
     some[:, :, :, 2:4, 5:7] = True
     between = losses(some, 8.0)[0]
     assert recipe[0] < between < everywhere[0]
+
+
+def test_feature_pixels_are_the_eyes_mouth_and_outline_and_nothing_else() -> None:
+    face = render(Scene("face", "white", "grey", "still", "ba", 1, seed=5))
+    ball = render(Scene("ball", "yellow", "blue", "bounces", seed=1))
+    box = render(Scene("box", "red", "green", "still", seed=3))
+    features = feature_pixels(pixels(np.stack([face.frames, ball.frames, box.frames])))
+    assert features.shape == (3, 1, 25, 64, 112)
+    assert not features[1].any()  # a ball has no features
+    for row, clip in ((0, face), (2, box)):
+        on = features[row, 0].numpy()
+        inside = np.stack([object_mask(frame) for frame in clip.frames])
+        assert on.any() and not (on & ~inside).any()  # all of them on the object, none beside
+    x, y = face.mouth_centre[0]
+    assert features[0, 0, 0, int(y) - 2:int(y) + 3, int(x) - 4:int(x) + 5].any()  # the mouth
+
+
+def test_the_feature_weight_counts_only_the_features_pixels_more() -> None:
+    vae, _ = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    clip = render(Scene("face", "red", "blue", "still", "ba", 2, seed=3))
+
+    def loss(frames: np.ndarray, weight: float) -> float:
+        with torch.no_grad():
+            return float(video_vae_loss(vae, pixels(frames[None, :5]),
+                                        torch.Generator().manual_seed(0), weight))
+
+    assert loss(clip.frames, 8.0) > loss(clip.frames, 1.0)
+    # a clip without a dark pixel: the weight changes nothing
+    bright = np.maximum(clip.frames, 120).astype(np.uint8)
+    assert loss(bright, 8.0) == loss(bright, 1.0)
 
 
 def test_a_world_encoded_before_the_mouth_was_recorded_gets_it_from_the_world(
