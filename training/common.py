@@ -149,3 +149,13 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item()))
+
+
+def out_folder_problem(out: Path) -> str | None:
+    """Why `out` may not be written as a checkpoint folder (None: it may). Writing replaces the
+    folder whole, so an existing path is taken only when it is a checkpoint folder already."""
+    if out.exists() and not (out / "model_index.json").is_file():
+        what = "a folder" if out.is_dir() else "a file"
+        return (f"{out} exists and is {what} that is no checkpoint folder (no model_index.json); "
+                "writing would replace it: give a new path, or remove it first")
+    return None

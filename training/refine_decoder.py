@@ -25,7 +25,7 @@ import torch
 from mova_model.checkpoint import MODEL_INDEX, save_component
 from mova_model.pipeline import MovaPipeline
 from training.codecs import VideoVAEPhase, encoder_parameters, train_video_vae
-from training.common import BUDGETS
+from training.common import BUDGETS, out_folder_problem
 from training.run import configure_logging, load_codecs
 from training.work_record import WorkFolderMismatch, claim_work_folder, source_of
 
@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--feature-weight {args.feature_weight}: must be a number of at least 1")
     if args.out.resolve() == args.source.resolve():
         parser.error(f"--out {args.out} is the --from folder: write a new folder")
+    if args.source.resolve() in args.out.resolve().parents:
+        parser.error(f"--out {args.out} lies inside the --from folder: write it elsewhere")
+    if (problem := out_folder_problem(args.out)) is not None:
+        parser.error(f"--out {problem}")
     if args.work.exists() and not args.work.is_dir():
         parser.error(f"--work {args.work}: not a folder")
     configure_logging()

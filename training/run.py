@@ -77,7 +77,15 @@ from training.codecs import (
     train_audio_vae,
     train_video_vae,
 )
-from training.common import BUDGETS, Budget, Progress, VideoVAE, load_state, save_state
+from training.common import (
+    BUDGETS,
+    Budget,
+    Progress,
+    VideoVAE,
+    load_state,
+    out_folder_problem,
+    save_state,
+)
 from training.dit import (
     DiffusionModels,
     LatentSet,
@@ -490,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{option} {folder}: not a checkpoint folder (no {MODEL_INDEX})")
     if args.work.exists() and not args.work.is_dir():
         parser.error(f"--work {args.work}: not a folder")
+    if (problem := out_folder_problem(args.out)) is not None:
+        parser.error(f"--out {problem}")
     if args.init_from is not None and args.codecs_from is not None:
         parser.error("--init-from already takes the folder's codecs; give one of --init-from, "
                      "--codecs-from")

@@ -55,6 +55,9 @@ def test_only_the_decoder_changes_and_a_rerun_resumes_the_same_run(tmp_path: Pat
 
 def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     work = str(tmp_path / "work")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
     for args, message in (
             (["--from", "/nowhere", "--out", str(tmp_path / "o"), "--steps", "1"],
              "--from /nowhere: not a checkpoint folder"),
@@ -65,9 +68,14 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
               "--threads", "0"], "--threads 0: must be at least 1"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
-              "--feature-weight", "0.5"], "--feature-weight 0.5: must be a number of at least 1")):
+              "--feature-weight", "0.5"], "--feature-weight 0.5: must be a number of at least 1"),
+            (["--from", str(DEMO_MODEL), "--out", str(notes), "--steps", "1"],
+             "is a folder that is no checkpoint folder"),
+            (["--from", str(DEMO_MODEL), "--out", str(DEMO_MODEL / "copy"), "--steps", "1"],
+             "lies inside the --from folder")):
         done = subprocess.run([sys.executable, "-m", "training.refine_decoder", *args,
                                "--work", work], capture_output=True, text=True, check=False,
                               cwd=ROOT)
         assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "o").exists()
+    assert (notes / "keep.txt").read_text() == "mine" and not (DEMO_MODEL / "copy").exists()

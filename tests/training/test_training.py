@@ -429,6 +429,22 @@ def test_bad_training_arguments_are_refused_with_the_reason(
     assert not (tmp_path / "work").exists()
 
 
+def test_an_out_path_that_is_no_checkpoint_folder_is_not_replaced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine too")
+    for out in (notes, a_file):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--out", str(out), "--work", str(tmp_path / "work"), "--budget", "smoke"])
+        assert exit_info.value.code == 2
+        assert "is no checkpoint folder (no model_index.json)" in capsys.readouterr().err
+    assert (notes / "keep.txt").read_text() == "mine" and a_file.read_text() == "mine too"
+    assert not (tmp_path / "work").exists()
+
+
 def test_budget_validation() -> None:
     with pytest.raises(ValueError, match="4k\\+1"):
         dataclasses.replace(BUDGETS["smoke"], video_vae_frames=6)
