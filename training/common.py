@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from mova_model.checkpoint import MODEL_INDEX
+
 log = logging.getLogger("training")
 
 # diffusers' AutoencoderKLWan (built by mova_model.video_vae.build_video_vae). Its classes are
@@ -154,8 +156,8 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 def out_folder_problem(out: Path) -> str | None:
     """Why `out` may not be written as a checkpoint folder (None: it may). Writing replaces the
     folder whole, so an existing path is taken only when it is a checkpoint folder already."""
-    if out.exists() and not (out / "model_index.json").is_file():
+    if out.exists() and not (out / MODEL_INDEX).is_file():
         what = "a folder" if out.is_dir() else "a file"
-        return (f"{out} exists and is {what} that is no checkpoint folder (no model_index.json); "
+        return (f"{out} exists and is {what} that is no checkpoint folder (no {MODEL_INDEX}); "
                 "writing would replace it: give a new path, or remove it first")
     return None

@@ -46,6 +46,8 @@ def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int,
     if out.resolve() == source.resolve():
         raise ValueError(f"--out {out} is the source folder: write a new folder (the source "
                          "is read until the end)")
+    if (problem := out_folder_problem(out)) is not None:
+        raise ValueError(problem)
     claim_work_folder(work, {"decoder_from": source_of(source, ("video_vae",)),
                              "steps": steps, "seed": seed, "feature_weight": feature_weight,
                              "threads": torch.get_num_threads()})
