@@ -23,10 +23,9 @@ from pathlib import Path
 import torch
 
 from mova_model.checkpoint import MODEL_INDEX, save_component
-from mova_model.pipeline import MovaPipeline
 from training.codecs import VideoVAEPhase, encoder_parameters, train_video_vae
 from training.common import BUDGETS, out_folder_problem
-from training.run import configure_logging, load_codecs
+from training.run import configure_logging, load_codecs, staged_checkpoint
 from training.work_record import WorkFolderMismatch, claim_work_folder, source_of
 
 log = logging.getLogger("training")
@@ -62,15 +61,11 @@ def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int,
         raise RuntimeError("the video VAE's encoder changed: the diffusion's latents would no "
                            "longer be the ones it learnt")
 
-    staging = out.with_name(out.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging)
-    shutil.rmtree(staging / "video_vae")
-    # the config as loaded: the latent statistics depend on the encoder alone
-    save_component(vae, video_config, staging / "video_vae")
-    MovaPipeline.from_pretrained(staging)  # strict load of every component, or it raises
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    with staged_checkpoint(out) as staging:
+        shutil.copytree(source, staging)
+        shutil.rmtree(staging / "video_vae")
+        # the config as loaded: the latent statistics depend on the encoder alone
+        save_component(vae, video_config, staging / "video_vae")
     log.info("stage=done out=%s decoder_steps=%d", out, steps)
     return out
 

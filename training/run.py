@@ -29,7 +29,9 @@ import multiprocessing
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -265,6 +267,19 @@ def _latent_stage(work: Path, budget: Budget, vae: VideoVAE, video_config: Video
     return data
 
 
+@contextmanager
+def staged_checkpoint(out: Path) -> Iterator[Path]:
+    """An empty staging path beside `out` to write a checkpoint folder into; once written, it
+    is loaded back strictly (every component, or it raises) and takes `out`'s place. A write or
+    a load that fails leaves `out` as it was."""
+    staging = out.with_name(out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    yield staging
+    MovaPipeline.from_pretrained(staging)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+
+
 def name_model(folder: Path, name: str) -> None:
     """The name manifests give the model (model_index.json `_model_name`; the release's
     loader ignores keys that start with an underscore)."""
@@ -390,24 +405,20 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
 
     # The folder: mova_model's writer lays out every component (model_index, scheduler, ...);
     # the trained components then replace the random ones through the same save functions.
-    staging = out.with_name(out.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    make_checkpoint(staging, preset=preset, seed=seed)
-    name_model(staging, DEMO_MODEL_NAME)
-    for name in DIT_COMPONENTS:
-        component = getattr(ema, name)
-        save_component(component, component.config, staging / name)
-    save_component(vae, video_config, staging / "video_vae")
-    save_component(dac, dac.config, staging / "audio_vae")  # a taken DAC keeps its own
-    # the schedule trained on (make_checkpoint wrote the preset's)
-    write_config(staging / "scheduler", config.scheduler, SCHEDULER_CONFIG)
-    shutil.rmtree(staging / "text_encoder")
-    ema.text_encoder.save_pretrained(staging / "text_encoder")
-    shutil.rmtree(staging / "tokenizer")
-    shutil.copytree(work / "tokenizer", staging / "tokenizer")
-    MovaPipeline.from_pretrained(staging)  # strict load of every component, or it raises
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    with staged_checkpoint(out) as staging:
+        make_checkpoint(staging, preset=preset, seed=seed)
+        name_model(staging, DEMO_MODEL_NAME)
+        for name in DIT_COMPONENTS:
+            component = getattr(ema, name)
+            save_component(component, component.config, staging / name)
+        save_component(vae, video_config, staging / "video_vae")
+        save_component(dac, dac.config, staging / "audio_vae")  # a taken DAC keeps its own
+        # the schedule trained on (make_checkpoint wrote the preset's)
+        write_config(staging / "scheduler", config.scheduler, SCHEDULER_CONFIG)
+        shutil.rmtree(staging / "text_encoder")
+        ema.text_encoder.save_pretrained(staging / "text_encoder")
+        shutil.rmtree(staging / "tokenizer")
+        shutil.copytree(work / "tokenizer", staging / "tokenizer")
     size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     log.info("stage=done out=%s size_mb=%.1f elapsed=%.0fs", out, size_mb,
              time.monotonic() - started)
