@@ -33,19 +33,31 @@ log = logging.getLogger("training")
 STATE_FILE = "video_vae_decoder.pt"
 
 
+def request_problem(source: Path, out: Path, steps: int, feature_weight: float) -> str | None:
+    """What makes a request impossible, in the command's words (None: nothing does)."""
+    if not (source / MODEL_INDEX).is_file():
+        return f"--from {source}: not a checkpoint folder (no {MODEL_INDEX})"
+    if not (source / "video_vae").is_dir():
+        return f"--from {source}: has no video_vae folder"
+    if steps < 1:
+        return f"--steps {steps}: must be at least 1"
+    if not (math.isfinite(feature_weight) and feature_weight >= 1):
+        return f"--feature-weight {feature_weight}: must be a number of at least 1"
+    if out.resolve() == source.resolve():
+        return f"--out {out} is the --from folder: write a new folder"
+    if source.resolve() in out.resolve().parents:
+        return f"--out {out} lies inside the --from folder: write it elsewhere"
+    if (problem := out_folder_problem(out)) is not None:
+        return f"--out {problem}"
+    return None
+
+
 def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int,
                    feature_weight: float = 1.0) -> Path:
     """`steps` more decoder steps on `source`'s video VAE (the recipe's decoder phase rate and
     batch, a fresh warm-up and decay; the world's dark features weighted `feature_weight` in
     the loss); writes `out`, a copy of `source` with that decoder."""
-    if steps < 1:
-        raise ValueError(f"steps={steps} must be at least 1")
-    if not (math.isfinite(feature_weight) and feature_weight >= 1):
-        raise ValueError(f"feature_weight={feature_weight}: at least 1 (1: as any pixel)")
-    if out.resolve() == source.resolve():
-        raise ValueError(f"--out {out} is the source folder: write a new folder (the source "
-                         "is read until the end)")
-    if (problem := out_folder_problem(out)) is not None:
+    if (problem := request_problem(source, out, steps, feature_weight)) is not None:
         raise ValueError(problem)
     claim_work_folder(work, {"decoder_from": source_of(source, ("video_vae",)),
                              "steps": steps, "seed": seed, "feature_weight": feature_weight,
@@ -86,22 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                              "recipe's decoder phase)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
-    if not (args.source / MODEL_INDEX).is_file():
-        parser.error(f"--from {args.source}: not a checkpoint folder (no {MODEL_INDEX})")
-    if not (args.source / "video_vae").is_dir():
-        parser.error(f"--from {args.source}: has no video_vae folder")
-    if args.steps < 1:
-        parser.error(f"--steps {args.steps}: must be at least 1")
+    problem = request_problem(args.source, args.out, args.steps, args.feature_weight)
+    if problem is not None:
+        parser.error(problem)
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: must be at least 1")
-    if not (math.isfinite(args.feature_weight) and args.feature_weight >= 1):
-        parser.error(f"--feature-weight {args.feature_weight}: must be a number of at least 1")
-    if args.out.resolve() == args.source.resolve():
-        parser.error(f"--out {args.out} is the --from folder: write a new folder")
-    if args.source.resolve() in args.out.resolve().parents:
-        parser.error(f"--out {args.out} lies inside the --from folder: write it elsewhere")
-    if (problem := out_folder_problem(args.out)) is not None:
-        parser.error(f"--out {problem}")
     if args.work.exists() and not args.work.is_dir():
         parser.error(f"--work {args.work}: not a folder")
     configure_logging()

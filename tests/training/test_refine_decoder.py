@@ -79,3 +79,7 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "o").exists()
     assert (notes / "keep.txt").read_text() == "mine" and not (DEMO_MODEL / "copy").exists()
+    # called as a function, the same request is refused the same way, before the work folder
+    with pytest.raises(ValueError, match="lies inside the --from folder"):
+        refine_decoder(DEMO_MODEL, DEMO_MODEL / "copy", tmp_path / "work", steps=1, seed=0)
+    assert not (tmp_path / "work").exists()
