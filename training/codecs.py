@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from demo_world.analysers import DARK_MAX_CHANNEL, object_mask
-from demo_world.world import HEIGHT, NUM_FRAMES, WIDTH, render, sample_scene
+from demo_world.world import (
+    HEIGHT,
+    MOUTH_HALF_W,
+    MOUTH_MAX_HALF_H,
+    NUM_FRAMES,
+    WIDTH,
+    RenderedClip,
+    render,
+    sample_scene,
+)
 from mova_model.audio_vae import AudioVAE, Conv1d
 from mova_model.config import AudioVAEConfig, VideoVAEConfig
 from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
@@ -51,19 +61,15 @@ CROP_H, CROP_W = 32, 56  # video VAE training crop (pixels)
 OBJECT_CROP_SHARE = 0.5
 
 
-def world_clips(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(frames uint8 (T, H, W, 3), audio float32 (N,)) of freshly drawn scenes."""
-    out = []
-    for _ in range(count):
-        clip = render(sample_scene(rng))
-        out.append((clip.frames, clip.audio))
-    return out
+def world_clips(rng: np.random.Generator, count: int) -> list[RenderedClip]:
+    """Freshly drawn scenes, rendered."""
+    return [render(sample_scene(rng)) for _ in range(count)]
 
 
 def world_audio(seed: int, count: int) -> Tensor:
     """(count, 1, N) soundtracks of fresh clips drawn with `seed`."""
     rng = np.random.default_rng(seed)
-    return torch.from_numpy(np.stack([audio for _, audio in world_clips(rng, count)]))[:, None]
+    return torch.from_numpy(np.stack([clip.audio for clip in world_clips(rng, count)]))[:, None]
 
 
 def pixels(frames: np.ndarray) -> Tensor:
@@ -82,19 +88,48 @@ def feature_pixels(x: Tensor) -> Tensor:
     return x.amax(dim=1, keepdim=True) <= DARK_MAX_CHANNEL / 127.5 - 1
 
 
+def mouth_pixels(clip: RenderedClip) -> np.ndarray:
+    """(T, H, W) bool: in each frame with a face, the box its mouth fills at its widest, so the
+    face's pixels around a closed mouth count as much as an open one's."""
+    boxes = np.zeros(clip.frames.shape[:3], dtype=bool)
+    rows, cols = np.arange(boxes.shape[1])[:, None], np.arange(boxes.shape[2])[None, :]
+    for frame, (x, y) in enumerate(clip.mouth_centre):
+        if not np.isnan(x):
+            boxes[frame] = ((np.abs(rows - y) <= MOUTH_MAX_HALF_H)
+                            & (np.abs(cols - x) <= MOUTH_HALF_W))
+    return boxes
+
+
+@dataclass(frozen=True)
+class PixelWeights:
+    """How much a pixel counts in the video VAE's loss, against any other pixel's 1; the
+    weights of a pixel that is several of these multiply."""
+
+    first_frame: float = FIRST_FRAME_WEIGHT  # the window's first frame
+    features: float = 1.0  # the world's dark features (feature_pixels)
+    mouth: float = 1.0  # the box a face's mouth fills at its widest (mouth_pixels)
+
+
+RECIPE_WEIGHTS = PixelWeights()
+
+
 def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator,
-                   feature_weight: float = 1.0) -> Tensor:
-    """MSE + L1 on pixels (the window's first frame weighted FIRST_FRAME_WEIGHT, the world's
-    dark features `feature_weight`) + KL: x (B, 3, T, H, W) in [-1, 1]."""
+                   weights: PixelWeights = RECIPE_WEIGHTS, mouth: Tensor | None = None) -> Tensor:
+    """MSE + L1 on pixels, weighted by `weights` + KL: x (B, 3, T, H, W) in [-1, 1]; `mouth`
+    (B, 1, T, H, W) bool, mouth_pixels of each clip (needed when weights.mouth is not 1)."""
     posterior = vae.encode(x).latent_dist
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
     recon: Tensor = vae.decode(z).sample
     kl: Tensor = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
     weight = torch.ones(x.shape[2])
-    weight[0] = FIRST_FRAME_WEIGHT
+    weight[0] = weights.first_frame
     weight = (weight / weight.mean()).view(1, 1, -1, 1, 1)
-    if feature_weight != 1.0:
-        weight = weight * (1.0 + (feature_weight - 1.0) * feature_pixels(x))
+    if weights.features != 1.0:
+        weight = weight * (1.0 + (weights.features - 1.0) * feature_pixels(x))
+    if weights.mouth != 1.0:
+        if mouth is None:
+            raise ValueError("a mouth weight needs the clips' mouth pixels")
+        weight = weight * (1.0 + (weights.mouth - 1.0) * mouth)
     error = recon - x
     return (weight * (error.pow(2) + 0.5 * error.abs())).mean() + KL_WEIGHT * kl
 
@@ -161,10 +196,10 @@ def _phase_settings(budget: Budget, phase: VideoVAEPhase) -> tuple[int, int, int
 def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
                     phase: VideoVAEPhase = VideoVAEPhase.WINDOWS,
                     threads_at: Callable[[int], int] | None = None,
-                    feature_weight: float = 1.0) -> None:
+                    weights: PixelWeights = RECIPE_WEIGHTS) -> None:
     """Train in place for one phase of the budget (its own steps, batch and rate) on fresh
     clips; resumable from `state_path`. `threads_at(step)`: torch's thread count for that
-    step (a resumed run follows it too); `feature_weight`: video_vae_loss's."""
+    step (a resumed run follows it too); `weights`: video_vae_loss's."""
     name = phase.value
     steps, window, batch, peak = _phase_settings(budget, phase)
     frozen = encoder_parameters(vae) if phase is VideoVAEPhase.DECODER else []
@@ -189,19 +224,25 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             if threads != torch.get_num_threads():
                 torch.set_num_threads(threads)
                 log.info("stage=%s step=%d threads=%d", name, step, threads)
-            clips = []
-            for frames, _ in world_clips(rng, batch):
+            clips, mouths = [], []
+            for clip in world_clips(rng, batch):
+                mouth = mouth_pixels(clip) if weights.mouth != 1.0 else None
                 if phase is VideoVAEPhase.DECODER:  # whole frames, as the pipeline decodes them
-                    clips.append(frames)
-                    continue
-                # A window of frames and a half-size spatial crop (multiples of 8): the VAE is
-                # convolutional with per-frame attention, and a quarter of the pixels is a quarter
-                # of the cost, which is what makes this stage fit the CPU budget.
-                first = int(rng.integers(0, NUM_FRAMES - window + 1))
-                top, left = _crop_origin(frames[first + window // 2], rng)
-                clips.append(frames[first:first + window, top:top + CROP_H, left:left + CROP_W])
+                    view = (slice(None),)
+                else:
+                    # A window of frames and a half-size spatial crop (multiples of 8): the VAE
+                    # is convolutional with per-frame attention, and a quarter of the pixels is
+                    # a quarter of the cost, which is what makes this stage fit the CPU budget.
+                    first = int(rng.integers(0, NUM_FRAMES - window + 1))
+                    top, left = _crop_origin(clip.frames[first + window // 2], rng)
+                    view = (slice(first, first + window), slice(top, top + CROP_H),
+                            slice(left, left + CROP_W))
+                clips.append(clip.frames[view])
+                if mouth is not None:
+                    mouths.append(mouth[view])
             x = pixels(np.stack(clips))
-            loss = video_vae_loss(vae, x, generator, feature_weight)
+            mouth_mask = torch.from_numpy(np.stack(mouths))[:, None] if mouths else None
+            loss = video_vae_loss(vae, x, generator, weights, mouth_mask)
             _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps))
             done = step + 1
             progress(done, loss=loss.item())
@@ -245,8 +286,8 @@ def measure_latent_stats(vae: VideoVAE, config: VideoVAEConfig, seed: int,
     """The config with `latents_mean`/`latents_std` measured on fresh clips (posterior mode)."""
     rng = np.random.default_rng(seed)
     latents = []
-    for frames, _ in world_clips(rng, num_clips):
-        latents.append(vae.encode(pixels(frames[None])).latent_dist.mode())
+    for clip in world_clips(rng, num_clips):
+        latents.append(vae.encode(pixels(clip.frames[None])).latent_dist.mode())
     z = torch.cat(latents)  # (n, 16, F_lat, h, w)
     mean = z.mean(dim=(0, 2, 3, 4))
     std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
@@ -342,10 +383,10 @@ def train_audio_vae(dac: AudioVAE, budget: Budget, state_path: Path, seed: int) 
     for step in range(start, budget.audio_vae_steps):
         segments = []
         # two segments per clip: half as many scenes to render per step
-        for _, audio in world_clips(rng, math.ceil(budget.audio_vae_batch / 2)):
+        for clip in world_clips(rng, math.ceil(budget.audio_vae_batch / 2)):
             for _ in range(2):
-                first = _segment_start(audio, length, rng)
-                segments.append(audio[first:first + length])
+                first = _segment_start(clip.audio, length, rng)
+                segments.append(clip.audio[first:first + length])
         x = torch.from_numpy(np.stack(segments[:budget.audio_vae_batch]))[:, None]  # (B, 1, N)
         loss = audio_vae_loss(dac, x, generator)
         _step(dac, optimiser, loss, lr_at(step, budget.audio_vae_steps, budget.audio_vae_lr,

@@ -2,6 +2,7 @@
 
     python -m training.refine_decoder --from assets/demo-model --out DIR --work WORKDIR
         --steps 1000 [--seed 105] [--threads 2]
+        [--first-frame-weight 3] [--feature-weight 1] [--mouth-weight 1]
 
 The diffusion stage learns the video VAE encoder's latents; the decoder only draws them. So the
 decoder can be trained on (the recipe's last video VAE phase, `VideoVAEPhase.DECODER`: whole
@@ -23,7 +24,13 @@ from pathlib import Path
 import torch
 
 from mova_model.checkpoint import MODEL_INDEX, save_component
-from training.codecs import VideoVAEPhase, encoder_parameters, train_video_vae
+from training.codecs import (
+    RECIPE_WEIGHTS,
+    PixelWeights,
+    VideoVAEPhase,
+    encoder_parameters,
+    train_video_vae,
+)
 from training.common import BUDGETS, out_folder_problem
 from training.run import configure_logging, load_codecs, staged_checkpoint
 from training.work_record import WorkFolderMismatch, claim_work_folder, source_of
@@ -33,7 +40,13 @@ log = logging.getLogger("training")
 STATE_FILE = "video_vae_decoder.pt"
 
 
-def request_problem(source: Path, out: Path, steps: int, feature_weight: float) -> str | None:
+# Each weight's option, as the command spells it.
+WEIGHT_OPTIONS = {"first_frame": "--first-frame-weight", "features": "--feature-weight",
+                  "mouth": "--mouth-weight"}
+
+
+def request_problem(source: Path, out: Path, steps: int,
+                    weights: PixelWeights = RECIPE_WEIGHTS) -> str | None:
     """What makes a request impossible, in the command's words (None: nothing does)."""
     if not (source / MODEL_INDEX).is_file():
         return f"--from {source}: not a checkpoint folder (no {MODEL_INDEX})"
@@ -41,8 +54,10 @@ def request_problem(source: Path, out: Path, steps: int, feature_weight: float) 
         return f"--from {source}: has no video_vae folder"
     if steps < 1:
         return f"--steps {steps}: must be at least 1"
-    if not (math.isfinite(feature_weight) and feature_weight >= 1):
-        return f"--feature-weight {feature_weight}: must be a number of at least 1"
+    for field, option in WEIGHT_OPTIONS.items():
+        # below 1 a pixel would count less than any other: not what a weight here is for
+        if not (math.isfinite(weight := getattr(weights, field)) and weight >= 1):
+            return f"{option} {weight}: must be a number of at least 1"
     if out.resolve() == source.resolve():
         return f"--out {out} is the --from folder: write a new folder"
     if source.resolve() in out.resolve().parents:
@@ -53,21 +68,22 @@ def request_problem(source: Path, out: Path, steps: int, feature_weight: float) 
 
 
 def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int,
-                   feature_weight: float = 1.0) -> Path:
+                   weights: PixelWeights = RECIPE_WEIGHTS) -> Path:
     """`steps` more decoder steps on `source`'s video VAE (the recipe's decoder phase rate and
-    batch, a fresh warm-up and decay; the world's dark features weighted `feature_weight` in
-    the loss); writes `out`, a copy of `source` with that decoder."""
-    if (problem := request_problem(source, out, steps, feature_weight)) is not None:
+    batch, a fresh warm-up and decay; pixels weighted by `weights` in the loss); writes `out`,
+    a copy of `source` with that decoder."""
+    if (problem := request_problem(source, out, steps, weights)) is not None:
         raise ValueError(problem)
     claim_work_folder(work, {"decoder_from": source_of(source, ("video_vae",)),
-                             "steps": steps, "seed": seed, "feature_weight": feature_weight,
-                             "threads": torch.get_num_threads()})
+                             "steps": steps, "seed": seed, "feature_weight": weights.features,
+                             "first_frame_weight": weights.first_frame,
+                             "mouth_weight": weights.mouth, "threads": torch.get_num_threads()})
     vae, video_config, _ = load_codecs(source)
     vae.requires_grad_(True)  # loaded folders come frozen
     encoder_before = [p.detach().clone() for p in encoder_parameters(vae)]
     budget = dataclasses.replace(BUDGETS["full"], video_vae_decoder_steps=steps)
     train_video_vae(vae, budget, work / "state" / STATE_FILE, seed, VideoVAEPhase.DECODER,
-                    feature_weight=feature_weight)
+                    weights=weights)
     if not all(torch.equal(before, after)
                for before, after in zip(encoder_before, encoder_parameters(vae), strict=True)):
         raise RuntimeError("the video VAE's encoder changed: the diffusion's latents would no "
@@ -92,13 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, required=True, help="decoder steps")
     parser.add_argument("--seed", type=int, default=0,
                         help="the clips' and the posterior samples' seed")
-    parser.add_argument("--feature-weight", type=float, default=1.0, metavar="WEIGHT",
+    parser.add_argument("--first-frame-weight", type=float, default=RECIPE_WEIGHTS.first_frame,
+                        metavar="WEIGHT",
+                        help="count each clip's first frame (the one TI2VA keeps) this many "
+                             "times in the loss (default: the recipe's %(default)s)")
+    parser.add_argument("--feature-weight", type=float, default=RECIPE_WEIGHTS.features,
+                        metavar="WEIGHT",
                         help="count the pixels of the world's dark features (eyes, mouth, box "
                              "outline) this many times in the loss (1: as any pixel, the "
                              "recipe's decoder phase)")
+    parser.add_argument("--mouth-weight", type=float, default=RECIPE_WEIGHTS.mouth,
+                        metavar="WEIGHT",
+                        help="count the box a face's mouth fills at its widest this many times "
+                             "in the loss (1: as any pixel, the recipe's decoder phase)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
-    problem = request_problem(args.source, args.out, args.steps, args.feature_weight)
+    weights = PixelWeights(first_frame=args.first_frame_weight, features=args.feature_weight,
+                           mouth=args.mouth_weight)
+    problem = request_problem(args.source, args.out, args.steps, weights)
     if problem is not None:
         parser.error(problem)
     if args.threads < 1:
@@ -108,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     torch.set_num_threads(args.threads)
     try:
-        refine_decoder(args.source, args.out, args.work, args.steps, args.seed,
-                       args.feature_weight)
+        refine_decoder(args.source, args.out, args.work, args.steps, args.seed, weights)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from mova_model.config import RELEASE_SCHEDULER
+from training.codecs import FIRST_FRAME_WEIGHT
 from training.common import Budget
 
 log = logging.getLogger("training")
@@ -35,6 +36,7 @@ INIT_COMPONENTS = CODEC_COMPONENTS + (
 # before them resumes when the rerun asks for that value (every preset trained at the release's
 # shift, every run at the recipe's sizes).
 ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "shift": RELEASE_SCHEDULER.shift,
+                               "first_frame_weight": FIRST_FRAME_WEIGHT,
                                "sizes": {"video_layers": 4, "audio_layers": 2, "audio_dim": 48}}
 
 

@@ -16,8 +16,8 @@ from torch import Tensor
 
 import training.codecs
 import training.dit
-from demo_world.analysers import object_mask
-from demo_world.world import Scene, render, render_many
+from demo_world.analysers import DARK_MAX_CHANNEL, object_mask
+from demo_world.world import RenderedClip, Scene, render, render_many
 from mova_model.attention import sdpa_kernel
 from mova_model.config import get_preset
 from mova_model.pipeline import MovaPipeline
@@ -26,11 +26,13 @@ from mova_model.schedule import FlowMatchPairScheduler
 from mova_model.text_encoder import TextEncoder, build_text_encoder
 from mova_model.tokenizer_build import build_tokenizer
 from training.codecs import (
+    PixelWeights,
     VideoVAEPhase,
     audio_vae_loss,
     build_codecs,
     calibrate_dac_gain,
     feature_pixels,
+    mouth_pixels,
     normalise_dac_latents,
     pixels,
     train_audio_vae,
@@ -86,7 +88,7 @@ def test_dac_rescale_keeps_reconstruction_and_gives_unit_latents() -> None:
     audio = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 1, 4800))
                              .astype(np.float32))
     # the clips the rescale measures on (the same seed and count)
-    world = torch.from_numpy(np.stack([a for _, a in world_clips(np.random.default_rng(1), 4)]))
+    world = torch.from_numpy(np.stack([c.audio for c in world_clips(np.random.default_rng(1), 4)]))
     with torch.no_grad():
         before = dac.decode(dac.encode(audio))
         latents_before = dac.encode(world[:, None])
@@ -107,7 +109,7 @@ def test_dac_gain_calibration_brings_the_round_trip_towards_the_inputs_level() -
     left as it was. (An untrained decoder saturates its tanh, so it only gets closer; the demo
     model's DAC reaches the level: tests/training/test_demo_model.py.)"""
     _, dac = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
-    world = torch.from_numpy(np.stack([a for _, a in world_clips(np.random.default_rng(5), 6)]))
+    world = torch.from_numpy(np.stack([c.audio for c in world_clips(np.random.default_rng(5), 6)]))
     with torch.no_grad():
         latents = dac.encode(world[:, None])
         before = dac.decode(latents)[..., : world.shape[-1]]
@@ -615,12 +617,49 @@ def test_the_feature_weight_counts_only_the_features_pixels_more() -> None:
     def loss(frames: np.ndarray, weight: float) -> float:
         with torch.no_grad():
             return float(video_vae_loss(vae, pixels(frames[None, :5]),
-                                        torch.Generator().manual_seed(0), weight))
+                                        torch.Generator().manual_seed(0),
+                                        PixelWeights(features=weight)))
 
     assert loss(clip.frames, 8.0) > loss(clip.frames, 1.0)
     # a clip without a dark pixel: the weight changes nothing
     bright = np.maximum(clip.frames, 120).astype(np.uint8)
     assert loss(bright, 8.0) == loss(bright, 1.0)
+
+
+def test_mouth_pixels_are_the_box_of_a_widest_mouth_in_every_frame_of_a_face() -> None:
+    face = render(Scene("face", "white", "grey", "left", "ba", 3, seed=5))
+    box = render(Scene("box", "red", "green", "still", seed=3))
+    assert not mouth_pixels(box).any()  # no face, no mouth
+    mouth = mouth_pixels(face)
+    assert mouth.shape == face.frames.shape[:3]
+    for frame, (x, y) in zip(mouth, face.mouth_centre, strict=True):
+        ys, xs = np.nonzero(frame)
+        # the same box wherever the face goes: 4.5 rows and 6 columns either side of the centre
+        assert 9 <= np.ptp(ys) + 1 <= 10 and 12 <= np.ptp(xs) + 1 <= 13
+        assert abs(ys.mean() - y) <= 0.5 and abs(xs.mean() - x) <= 0.5
+    # every dark pixel of the lower face (the mouth, open or closed) lies inside the boxes
+    dark = face.frames.max(axis=-1) <= DARK_MAX_CHANNEL
+    lower = np.arange(64)[None, :, None] > face.mouth_centre[:, None, None, 1] - 5
+    assert (dark & lower).any() and not (dark & lower & ~mouth).any()
+
+
+def test_the_mouth_weight_counts_the_mouths_pixels_more_and_needs_them() -> None:
+    vae, _ = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    face = render(Scene("face", "red", "blue", "still", "ba", 2, seed=3))
+    ball = render(Scene("ball", "yellow", "blue", "bounces", seed=1))
+
+    def loss(clip: RenderedClip, weight: float) -> float:
+        mouth = torch.from_numpy(mouth_pixels(clip)[None, None, :5])
+        with torch.no_grad():
+            return float(video_vae_loss(vae, pixels(clip.frames[None, :5]),
+                                        torch.Generator().manual_seed(0),
+                                        PixelWeights(mouth=weight), mouth))
+
+    assert loss(face, 8.0) > loss(face, 1.0)
+    assert loss(ball, 8.0) == loss(ball, 1.0)  # no mouth: the weight changes nothing
+    with pytest.raises(ValueError, match="mouth pixels"):
+        video_vae_loss(vae, pixels(face.frames[None, :5]), torch.Generator().manual_seed(0),
+                       PixelWeights(mouth=8.0))
 
 
 def test_a_world_encoded_before_the_mouth_was_recorded_gets_it_from_the_world(
