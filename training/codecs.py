@@ -91,8 +91,9 @@ def feature_pixels(x: Tensor) -> Tensor:
 def mouth_pixels(clip: RenderedClip) -> np.ndarray:
     """(T, H, W) bool: in each frame with a face, the box its mouth fills at its widest, so the
     face's pixels around a closed mouth count as much as an open one's."""
-    boxes = np.zeros(clip.frames.shape[:3], dtype=bool)
-    rows, cols = np.arange(boxes.shape[1])[:, None], np.arange(boxes.shape[2])[None, :]
+    frames, height, width = clip.frames.shape[:3]
+    boxes = np.zeros((frames, height, width), dtype=bool)
+    rows, cols = np.arange(height)[:, None], np.arange(width)[None, :]
     for frame, (x, y) in enumerate(clip.mouth_centre):
         if not np.isnan(x):
             boxes[frame] = ((np.abs(rows - y) <= MOUTH_MAX_HALF_H)
@@ -227,6 +228,7 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             clips, mouths = [], []
             for clip in world_clips(rng, batch):
                 mouth = mouth_pixels(clip) if weights.mouth != 1.0 else None
+                view: tuple[slice, ...]
                 if phase is VideoVAEPhase.DECODER:  # whole frames, as the pipeline decodes them
                     view = (slice(None),)
                 else:
