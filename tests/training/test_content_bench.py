@@ -84,15 +84,17 @@ def test_the_lip_diagnosis_covers_every_speaking_generation_and_its_ground_truth
 
 
 def test_the_lip_diagnosis_reads_what_the_codecs_leave_of_the_mouth() -> None:
-    """The demo model's video VAE draws the mouth's opening at about a third of its drawn
-    amplitude, in time: the most a generation's mouth can move (measured on these 4 speaking
-    scenes: 7.1 against 21.7, 3 of 4 correlated at 0.5 or more, every best lag within a frame;
-    on the 12 of the whole set 9.5 against 23.5. Before the decoder's 1000 more steps: 7.7, all
-    4 correlated; 10.4 on the whole set)."""
+    """The demo model's video VAE draws the mouth's opening at about half its drawn amplitude,
+    in time: the most a generation's mouth can move (measured on these 4 speaking scenes: 11.3
+    against 21.7, all 4 correlated at 0.5 or more, every best lag within a frame; on the 12 of
+    the whole set 12.9 against 23.5. The decoder before its mouth-weighted steps: 7.1, 3 of 4
+    correlated, 9.5 on the whole set; before any refinement 7.7 and 10.4). A decoder cannot
+    draw more mouth than the world does, nor can a generation read as moving when its codecs
+    erase the mouth."""
     result = lip_sync_diagnosis(DEMO_MODEL, num_scenes=8, seeds=[0], steps=1, cfg_scale=3.0)
     truth, codecs = result["ground_truth"], result["through_codecs"]
     assert 0.2 * truth["mouth_opening_std"] < codecs["mouth_opening_std"] \
-        < 0.5 * truth["mouth_opening_std"], result
+        < 0.8 * truth["mouth_opening_std"], result
     assert codecs["correlated"] >= 0.75 and codecs["best_lag_within_a_frame"] >= 0.75, result
 
 
