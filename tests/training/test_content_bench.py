@@ -87,8 +87,9 @@ def test_the_lip_diagnosis_reads_what_the_codecs_leave_of_the_mouth() -> None:
     """The demo model's video VAE draws the mouth's opening at about half its drawn amplitude,
     in time: the most a generation's mouth can move (measured on these 4 speaking scenes: 12.5
     against 21.7, all 4 correlated at 0.5 or more, every best lag within a frame; on the 12 of
-    the whole set 12.9 against 23.5 one refinement before this one. The decoder before its mouth-weighted steps: 7.1, 3 of 4
-    correlated, 9.5 on the whole set; before any refinement 7.7 and 10.4). A decoder cannot
+    the whole set 12.9 against 23.5 one refinement before this one. The decoder before its
+    mouth-weighted steps: 7.1, 3 of 4 correlated, 9.5 on the whole set; before any refinement
+    7.7 and 10.4). A decoder cannot
     draw more mouth than the world does, nor can a generation read as moving when its codecs
     erase the mouth."""
     result = lip_sync_diagnosis(DEMO_MODEL, num_scenes=8, seeds=[0], steps=1, cfg_scale=3.0)
