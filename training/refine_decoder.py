@@ -40,9 +40,15 @@ log = logging.getLogger("training")
 STATE_FILE = "video_vae_decoder.pt"
 
 
-# Each weight's option, as the command spells it.
+# Each weight's option, as the command spells it; the work folder records it by its dest name
+# (`feature_weight`, ...), and the command reads it back from `args` by the same name.
 WEIGHT_OPTIONS = {"first_frame": "--first-frame-weight", "features": "--feature-weight",
                   "mouth": "--mouth-weight"}
+
+
+def _dest(option: str) -> str:
+    """argparse's attribute name for `option`: `--mouth-weight` -> `mouth_weight`."""
+    return option.removeprefix("--").replace("-", "_")
 
 
 def request_problem(source: Path, out: Path, steps: int,
@@ -75,9 +81,9 @@ def refine_decoder(source: Path, out: Path, work: Path, steps: int, seed: int,
     if (problem := request_problem(source, out, steps, weights)) is not None:
         raise ValueError(problem)
     claim_work_folder(work, {"decoder_from": source_of(source, ("video_vae",)),
-                             "steps": steps, "seed": seed, "feature_weight": weights.features,
-                             "first_frame_weight": weights.first_frame,
-                             "mouth_weight": weights.mouth, "threads": torch.get_num_threads()})
+                             "steps": steps, "seed": seed, "threads": torch.get_num_threads(),
+                             **{_dest(option): getattr(weights, field)
+                                for field, option in WEIGHT_OPTIONS.items()}})
     vae, video_config, _ = load_codecs(source)
     vae.requires_grad_(True)  # loaded folders come frozen
     encoder_before = [p.detach().clone() for p in encoder_parameters(vae)]
@@ -123,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                              "in the loss (1: as any pixel, the recipe's decoder phase)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
-    weights = PixelWeights(first_frame=args.first_frame_weight, features=args.feature_weight,
-                           mouth=args.mouth_weight)
+    weights = PixelWeights(**{field: getattr(args, _dest(option))
+                              for field, option in WEIGHT_OPTIONS.items()})
     problem = request_problem(args.source, args.out, args.steps, weights)
     if problem is not None:
         parser.error(problem)
