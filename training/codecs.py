@@ -37,7 +37,15 @@ from demo_world.world import (
 )
 from mova_model.audio_vae import AudioVAE, Conv1d
 from mova_model.config import AudioVAEConfig, VideoVAEConfig
-from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
+from training.common import (
+    Budget,
+    Progress,
+    VideoVAE,
+    load_state,
+    lr_at,
+    optimiser_step,
+    save_state,
+)
 
 log = logging.getLogger("training")
 
@@ -136,14 +144,11 @@ def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator,
 
 
 def _step(module: torch.nn.Module, optimiser: torch.optim.Optimizer, loss: Tensor,
-          lr: float) -> None:
-    """One optimiser step at `lr`, gradients clipped to norm 1."""
+          lr: float, stage: str, step: int) -> None:
+    """One optimiser step at `lr` (common.optimiser_step: clipped, refused when not finite)."""
     for group in optimiser.param_groups:
         group["lr"] = lr
-    optimiser.zero_grad(set_to_none=True)
-    torch.autograd.backward(loss)
-    torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-    optimiser.step()
+    optimiser_step(module.parameters(), optimiser, loss, stage, step)
 
 
 def _save(path: Path, module: torch.nn.Module, optimiser: torch.optim.Optimizer,
@@ -245,7 +250,8 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             x = pixels(np.stack(clips))
             mouth_mask = torch.from_numpy(np.stack(mouths))[:, None] if mouths else None
             loss = video_vae_loss(vae, x, generator, weights, mouth_mask)
-            _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps))
+            _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps), name,
+                  step)
             done = step + 1
             progress(done, loss=loss.item())
             if done % budget.checkpoint_every == 0 or done == steps:
@@ -392,7 +398,7 @@ def train_audio_vae(dac: AudioVAE, budget: Budget, state_path: Path, seed: int) 
         x = torch.from_numpy(np.stack(segments[:budget.audio_vae_batch]))[:, None]  # (B, 1, N)
         loss = audio_vae_loss(dac, x, generator)
         _step(dac, optimiser, loss, lr_at(step, budget.audio_vae_steps, budget.audio_vae_lr,
-                                          budget.warmup_steps))
+                                          budget.warmup_steps), "audio_vae", step)
         done = step + 1
         progress(done, loss=loss.item())
         if done % budget.checkpoint_every == 0 or done == budget.audio_vae_steps:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from mova_model.checkpoint import MODEL_INDEX
 
@@ -127,6 +130,42 @@ class Progress:
         shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
         log.info("stage=%s step=%d/%d %s elapsed=%.0fs eta=%.0fs", self.stage, step, self.total,
                  shown, elapsed, eta)
+
+
+# A loss weight counts some pixels or cells that many times. Below 1 they would count less than
+# the rest, not what these weights are for; far above the largest tried (20) the rest of the
+# picture stops counting, and past float32's range the weighted loss is no number at all.
+MAX_LOSS_WEIGHT = 10_000
+LOSS_WEIGHT_RULE = f"a number from 1 to {MAX_LOSS_WEIGHT}"
+
+
+def is_loss_weight(weight: float) -> bool:
+    """Whether `weight` may weight a loss (LOSS_WEIGHT_RULE); NaN and infinities may not."""
+    return math.isfinite(weight) and 1 <= weight <= MAX_LOSS_WEIGHT
+
+
+class TrainingDiverged(RuntimeError):
+    """A step's loss or gradient is not finite. The step is not taken, so the weights and every
+    state file saved before it stay finite (a resumed run replays the same step: it needs a
+    new request, e.g. a smaller loss weight, in a new work folder)."""
+
+
+def optimiser_step(parameters: Iterable[torch.nn.Parameter], optimiser: torch.optim.Optimizer,
+                   loss: Tensor, stage: str, step: int) -> None:
+    """Backward, gradients clipped to norm 1, one optimiser step; refused (TrainingDiverged)
+    when the loss or the gradient's norm is not finite: clipping an infinite norm gives NaN
+    gradients, and one NaN step makes every weight NaN."""
+    parameters = list(parameters)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"stage={stage} step={step + 1}: the loss is {loss.item()}; "
+                               "training stopped before taking the step")
+    optimiser.zero_grad(set_to_none=True)
+    torch.autograd.backward(loss)
+    norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    if not torch.isfinite(norm):
+        raise TrainingDiverged(f"stage={stage} step={step + 1}: the gradient's norm is "
+                               f"{norm.item()}; training stopped before taking the step")
+    optimiser.step()
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:

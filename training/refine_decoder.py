@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import shutil
 from pathlib import Path
 
@@ -31,7 +30,13 @@ from training.codecs import (
     encoder_parameters,
     train_video_vae,
 )
-from training.common import BUDGETS, out_folder_problem
+from training.common import (
+    BUDGETS,
+    LOSS_WEIGHT_RULE,
+    TrainingDiverged,
+    is_loss_weight,
+    out_folder_problem,
+)
 from training.run import configure_logging, load_codecs, staged_checkpoint
 from training.work_record import WorkFolderMismatch, claim_work_folder, source_of
 
@@ -61,9 +66,8 @@ def request_problem(source: Path, out: Path, steps: int,
     if steps < 1:
         return f"--steps {steps}: must be at least 1"
     for field, option in WEIGHT_OPTIONS.items():
-        # below 1 a pixel would count less than any other: not what a weight here is for
-        if not (math.isfinite(weight := getattr(weights, field)) and weight >= 1):
-            return f"{option} {weight}: must be a number of at least 1"
+        if not is_loss_weight(weight := getattr(weights, field)):
+            return f"{option} {weight}: must be {LOSS_WEIGHT_RULE}"
     if out.resolve() == source.resolve():
         return f"--out {out} is the --from folder: write a new folder"
     if source.resolve() in out.resolve().parents:
@@ -144,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         refine_decoder(args.source, args.out, args.work, args.steps, args.seed, weights)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
+    except TrainingDiverged as diverged:
+        parser.exit(1, f"{parser.prog}: {diverged}\n")
     return 0
 
 

@@ -81,9 +81,12 @@ from training.codecs import (
 )
 from training.common import (
     BUDGETS,
+    LOSS_WEIGHT_RULE,
     Budget,
     Progress,
+    TrainingDiverged,
     VideoVAE,
+    is_loss_weight,
     load_state,
     out_folder_problem,
     save_state,
@@ -367,9 +370,9 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     if not (math.isfinite(audio_led_fraction) and 0 <= audio_led_fraction < 1):
         raise ValueError(f"audio_led_fraction={audio_led_fraction}: a fraction in [0, 1) (at 1 "
                          "the audio tower would learn nothing)")
-    if not (math.isfinite(mouth_weight) and mouth_weight >= 1):
-        raise ValueError(f"mouth_weight={mouth_weight}: at least 1 (1: the mouth counts as any "
-                         "other cell)")
+    if not is_loss_weight(mouth_weight):
+        raise ValueError(f"mouth_weight={mouth_weight}: {LOSS_WEIGHT_RULE} (1: the mouth counts "
+                         "as any other cell)")
     if shift is not None and not (math.isfinite(shift) and shift > 0):
         raise ValueError(f"shift={shift}: a positive number")
     started = time.monotonic()
@@ -522,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bridge-on-time {args.bridge_on_time}: must be a positive number")
     if not (math.isfinite(args.audio_led) and 0 <= args.audio_led < 1):
         parser.error(f"--audio-led {args.audio_led}: must be a fraction in [0, 1)")
-    if not (math.isfinite(args.mouth_weight) and args.mouth_weight >= 1):
-        parser.error(f"--mouth-weight {args.mouth_weight}: must be a number of at least 1")
+    if not is_loss_weight(args.mouth_weight):
+        parser.error(f"--mouth-weight {args.mouth_weight}: must be {LOSS_WEIGHT_RULE}")
     if args.shift is not None and args.init_from is not None:
         parser.error("--shift starts a fresh schedule; --init-from continues a trained folder at "
                      "its own")
@@ -543,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                          shift=args.shift, sizes=sizes)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
+    except TrainingDiverged as diverged:
+        parser.exit(1, f"{parser.prog}: {diverged}\n")
     return 0
 
 

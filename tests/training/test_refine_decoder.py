@@ -76,12 +76,16 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
               "--threads", "0"], "--threads 0: must be at least 1"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
-              "--feature-weight", "0.5"], "--feature-weight 0.5: must be a number of at least 1"),
+              "--feature-weight", "0.5"], "--feature-weight 0.5: must be a number from 1 to 10000"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
-              "--mouth-weight", "nan"], "--mouth-weight nan: must be a number of at least 1"),
+              "--mouth-weight", "nan"], "--mouth-weight nan: must be a number from 1 to 10000"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
               "--first-frame-weight", "0"],
-             "--first-frame-weight 0.0: must be a number of at least 1"),
+             "--first-frame-weight 0.0: must be a number from 1 to 10000"),
+            # finite, but past float32's range: the frame weights would be inf / inf
+            (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
+              "--first-frame-weight", "1e300"],
+             "--first-frame-weight 1e+300: must be a number from 1 to 10000"),
             (["--from", str(DEMO_MODEL), "--out", str(notes), "--steps", "1"],
              "is a folder that is no checkpoint folder"),
             (["--from", str(DEMO_MODEL), "--out", str(DEMO_MODEL / "copy"), "--steps", "1"],
@@ -96,3 +100,27 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lies inside the --from folder"):
         refine_decoder(DEMO_MODEL, DEMO_MODEL / "copy", tmp_path / "work", steps=1, seed=0)
     assert not (tmp_path / "work").exists()
+
+
+
+@pytest.mark.slow
+def test_a_state_that_gives_no_finite_loss_stops_the_run_and_keeps_the_folder_written(
+        tmp_path: Path) -> None:
+    out, work = tmp_path / "refined", tmp_path / "work"
+    command = [sys.executable, "-m", "training.refine_decoder", "--from", str(DEMO_MODEL),
+               "--out", str(out), "--work", str(work), "--steps", "2", "--seed", "3"]
+    subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    written = _files(out)
+    # the saved state damaged, one step back: resuming it takes step 2 again, from NaN weights
+    state_file = work / "state" / "video_vae_decoder.pt"
+    state = torch.load(state_file, weights_only=False)
+    decoder_key = next(key for key in state["model"] if key.startswith("decoder."))
+    state["model"][decoder_key].fill_(float("nan"))
+    state["step"] = 1
+    torch.save(state, state_file)
+
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 1, done.stderr
+    assert "stage=video_vae_decoder step=2: the loss is nan; training stopped" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _files(out) == written  # the folder of the finished run, not replaced

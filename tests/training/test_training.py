@@ -40,7 +40,7 @@ from training.codecs import (
     video_vae_loss,
     world_clips,
 )
-from training.common import BUDGETS, Budget, save_state
+from training.common import BUDGETS, Budget, TrainingDiverged, optimiser_step, save_state
 from training.dit import (
     DiffusionModels,
     LatentSet,
@@ -407,9 +407,10 @@ def test_a_diffusion_trained_at_another_shift_is_sampled_and_continued_at_it(
     (["--audio-led", "1"], "--audio-led 1.0: must be a fraction in [0, 1)"),
     (["--audio-led", "-0.1"], "--audio-led -0.1: must be a fraction in [0, 1)"),
     (["--audio-led", "nan"], "--audio-led nan: must be a fraction in [0, 1)"),
-    (["--mouth-weight", "0.5"], "--mouth-weight 0.5: must be a number of at least 1"),
-    (["--mouth-weight", "inf"], "--mouth-weight inf: must be a number of at least 1"),
-    (["--mouth-weight", "nan"], "--mouth-weight nan: must be a number of at least 1"),
+    (["--mouth-weight", "0.5"], "--mouth-weight 0.5: must be a number from 1 to 10000"),
+    (["--mouth-weight", "inf"], "--mouth-weight inf: must be a number from 1 to 10000"),
+    (["--mouth-weight", "nan"], "--mouth-weight nan: must be a number from 1 to 10000"),
+    (["--mouth-weight", "1e300"], "--mouth-weight 1e+300: must be a number from 1 to 10000"),
     (["--shift", "0"], "--shift 0.0: must be a positive number"),
     (["--shift", "-1"], "--shift -1.0: must be a positive number"),
     (["--shift", "inf"], "--shift inf: must be a positive number"),
@@ -445,6 +446,30 @@ def test_an_out_path_that_is_no_checkpoint_folder_is_not_replaced(
         assert "is no checkpoint folder (no model_index.json)" in capsys.readouterr().err
     assert (notes / "keep.txt").read_text() == "mine" and a_file.read_text() == "mine too"
     assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize(("loss_of", "what"), [
+    (lambda w: w.sum() * float("inf"), "the loss is inf"),
+    (lambda w: w.sum() * float("nan"), "the loss is nan"),
+    # a finite loss whose gradient is infinite: sqrt at 0
+    (lambda w: torch.sqrt(w - 1).sum(), "the gradient's norm is inf")])
+def test_a_step_that_is_not_finite_is_refused_and_leaves_the_weights_and_optimiser_as_they_were(
+        loss_of: Any, what: str) -> None:
+    layer = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    optimiser = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    optimiser_step(layer.parameters(), optimiser, layer.weight.sum(), "probe", 0)  # a real step
+    weights, moments = copy.deepcopy(layer.state_dict()), copy.deepcopy(optimiser.state_dict())
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        weights["weight"].fill_(1.0)
+    with pytest.raises(TrainingDiverged, match=f"stage=probe step=8: {what}"):
+        optimiser_step(layer.parameters(), optimiser, loss_of(layer.weight), "probe", 7)
+    assert all(torch.equal(value, weights[key]) for key, value in layer.state_dict().items())
+    assert optimiser.state_dict()["state"][0]["step"] == moments["state"][0]["step"] == 1
+    assert torch.equal(optimiser.state_dict()["state"][0]["exp_avg"],
+                       moments["state"][0]["exp_avg"])
 
 
 def test_budget_validation() -> None:
