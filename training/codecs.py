@@ -109,6 +109,20 @@ def mouth_pixels(clip: RenderedClip) -> np.ndarray:
     return boxes
 
 
+def object_pixels(clip: RenderedClip) -> np.ndarray:
+    """(T, H, W) bool: the object as the analysers see it (analysers.object_mask: the pixels
+    that differ from their row's background) and the one-pixel ring around it, where a decoder
+    that blurs the object's edge or rounds a box's corners loses or adds it."""
+    inside = np.stack([object_mask(frame) for frame in clip.frames])
+    padded = np.pad(inside, ((0, 0), (1, 1), (1, 1)))
+    height, width = inside.shape[1:]
+    ring = np.zeros_like(inside)
+    for dy in range(3):
+        for dx in range(3):
+            ring |= padded[:, dy:dy + height, dx:dx + width]
+    return ring
+
+
 @dataclass(frozen=True)
 class PixelWeights:
     """How much a pixel counts in the video VAE's loss, against any other pixel's 1; the
@@ -117,15 +131,18 @@ class PixelWeights:
     first_frame: float = FIRST_FRAME_WEIGHT  # the window's first frame
     features: float = 1.0  # the world's dark features (feature_pixels)
     mouth: float = 1.0  # the box a face's mouth fills at its widest (mouth_pixels)
+    objects: float = 1.0  # the object and a one-pixel ring around it (object_pixels)
 
 
 RECIPE_WEIGHTS = PixelWeights()
 
 
 def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator,
-                   weights: PixelWeights = RECIPE_WEIGHTS, mouth: Tensor | None = None) -> Tensor:
+                   weights: PixelWeights = RECIPE_WEIGHTS, mouth: Tensor | None = None,
+                   objects: Tensor | None = None) -> Tensor:
     """MSE + L1 on pixels, weighted by `weights` + KL: x (B, 3, T, H, W) in [-1, 1]; `mouth`
-    (B, 1, T, H, W) bool, mouth_pixels of each clip (needed when weights.mouth is not 1)."""
+    and `objects` (B, 1, T, H, W) bool, mouth_pixels and object_pixels of each clip (needed
+    when weights.mouth, weights.objects is not 1)."""
     posterior = vae.encode(x).latent_dist
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
     recon: Tensor = vae.decode(z).sample
@@ -139,6 +156,10 @@ def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator,
         if mouth is None:
             raise ValueError("a mouth weight needs the clips' mouth pixels")
         weight = weight * (1.0 + (weights.mouth - 1.0) * mouth)
+    if weights.objects != 1.0:
+        if objects is None:
+            raise ValueError("an object weight needs the clips' object pixels")
+        weight = weight * (1.0 + (weights.objects - 1.0) * objects)
     error = recon - x
     return (weight * (error.pow(2) + 0.5 * error.abs())).mean() + KL_WEIGHT * kl
 
@@ -230,9 +251,10 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             if threads != torch.get_num_threads():
                 torch.set_num_threads(threads)
                 log.info("stage=%s step=%d threads=%d", name, step, threads)
-            clips, mouths = [], []
+            clips, mouths, objects = [], [], []
             for clip in world_clips(rng, batch):
                 mouth = mouth_pixels(clip) if weights.mouth != 1.0 else None
+                shape = object_pixels(clip) if weights.objects != 1.0 else None
                 view: tuple[slice, ...]
                 if phase is VideoVAEPhase.DECODER:  # whole frames, as the pipeline decodes them
                     view = (slice(None),)
@@ -247,9 +269,11 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
                 clips.append(clip.frames[view])
                 if mouth is not None:
                     mouths.append(mouth[view])
+                if shape is not None:
+                    objects.append(shape[view])
             x = pixels(np.stack(clips))
-            mouth_mask = torch.from_numpy(np.stack(mouths))[:, None] if mouths else None
-            loss = video_vae_loss(vae, x, generator, weights, mouth_mask)
+            loss = video_vae_loss(vae, x, generator, weights, _batch_mask(mouths),
+                                  _batch_mask(objects))
             _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps), name,
                   step)
             done = step + 1
@@ -257,6 +281,11 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             if done % budget.checkpoint_every == 0 or done == steps:
                 _save(state_path, vae, optimiser, rng, generator, done)
     vae.eval()
+
+
+def _batch_mask(masks: list[np.ndarray]) -> Tensor | None:
+    """Per-clip (T, H, W) masks as the loss takes them, (B, 1, T, H, W); None for none."""
+    return torch.from_numpy(np.stack(masks))[:, None] if masks else None
 
 
 @contextmanager

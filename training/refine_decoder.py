@@ -2,7 +2,7 @@
 
     python -m training.refine_decoder --from assets/demo-model --out DIR --work WORKDIR
         --steps 1000 [--seed 105] [--threads 2]
-        [--first-frame-weight 3] [--feature-weight 1] [--mouth-weight 1]
+        [--first-frame-weight 3] [--feature-weight 1] [--mouth-weight 1] [--object-weight 1]
 
 The diffusion stage learns the video VAE encoder's latents; the decoder only draws them. So the
 decoder can be trained on (the recipe's last video VAE phase, `VideoVAEPhase.DECODER`: whole
@@ -48,7 +48,7 @@ STATE_FILE = "video_vae_decoder.pt"
 # Each weight's option, as the command spells it; the work folder records it by its dest name
 # (`feature_weight`, ...), and the command reads it back from `args` by the same name.
 WEIGHT_OPTIONS = {"first_frame": "--first-frame-weight", "features": "--feature-weight",
-                  "mouth": "--mouth-weight"}
+                  "mouth": "--mouth-weight", "objects": "--object-weight"}
 
 
 def _dest(option: str) -> str:
@@ -131,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="WEIGHT",
                         help="count the box a face's mouth fills at its widest this many times "
                              "in the loss (1: as any pixel, the recipe's decoder phase)")
+    parser.add_argument("--object-weight", type=float, default=RECIPE_WEIGHTS.objects,
+                        metavar="WEIGHT",
+                        help="count the object (as the content analysers see it) and a one-pixel "
+                             "ring around it this many times in the loss (1: as any pixel, the "
+                             "recipe's decoder phase)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     weights = PixelWeights(**{field: getattr(args, _dest(option))

@@ -36,7 +36,7 @@ INIT_COMPONENTS = CODEC_COMPONENTS + (
 # before them resumes when the rerun asks for that value (every preset trained at the release's
 # shift, every run at the recipe's sizes).
 ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "shift": RELEASE_SCHEDULER.shift,
-                               "first_frame_weight": FIRST_FRAME_WEIGHT,
+                               "first_frame_weight": FIRST_FRAME_WEIGHT, "object_weight": 1.0,
                                "sizes": {"video_layers": 4, "audio_layers": 2, "audio_dim": 48}}
 
 

@@ -44,14 +44,15 @@ def test_only_the_decoder_changes_and_a_rerun_resumes_the_same_run(tmp_path: Pat
     recorded = json.loads((work / "run.json").read_text())
     assert recorded["steps"] == 2 and recorded["seed"] == 3
     assert (recorded["first_frame_weight"], recorded["feature_weight"],
-            recorded["mouth_weight"]) == (3, 1, 1)  # the recipe's pixel weights
+            recorded["mouth_weight"], recorded["object_weight"]) == (3, 1, 1, 1)  # the recipe's
 
     # the same request resumes a finished run: the same folder again, no step more
     refine_decoder(DEMO_MODEL, out, work, steps=2, seed=3)
     assert _files(out) == after
-    # and so does a work folder recorded before the first-frame and mouth weights were options
+    # and so does a work folder recorded before the first-frame, mouth and object weights were
+    # options
     older = {key: value for key, value in recorded.items()
-             if key not in ("first_frame_weight", "mouth_weight")}
+             if key not in ("first_frame_weight", "mouth_weight", "object_weight")}
     (work / "run.json").write_text(json.dumps(older))
     refine_decoder(DEMO_MODEL, out, work, steps=2, seed=3)
     assert _files(out) == after
@@ -77,6 +78,9 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
               "--threads", "0"], "--threads 0: must be at least 1"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
               "--feature-weight", "0.5"], "--feature-weight 0.5: must be a number from 1 to 10000"),
+            (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
+              "--object-weight=-inf"],
+             "--object-weight -inf: must be a number from 1 to 10000"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",
               "--mouth-weight", "nan"], "--mouth-weight nan: must be a number from 1 to 10000"),
             (["--from", str(DEMO_MODEL), "--out", str(tmp_path / "o"), "--steps", "1",

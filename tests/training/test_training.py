@@ -34,6 +34,7 @@ from training.codecs import (
     feature_pixels,
     mouth_pixels,
     normalise_dac_latents,
+    object_pixels,
     pixels,
     train_audio_vae,
     train_video_vae,
@@ -685,6 +686,43 @@ def test_the_mouth_weight_counts_the_mouths_pixels_more_and_needs_them() -> None
     with pytest.raises(ValueError, match="mouth pixels"):
         video_vae_loss(vae, pixels(face.frames[None, :5]), torch.Generator().manual_seed(0),
                        PixelWeights(mouth=8.0))
+
+
+def test_object_pixels_are_the_analysers_object_and_a_ring_of_one_pixel() -> None:
+    for scene in (Scene("box", "white", "grey", "left", seed=2),
+                  Scene("ball", "yellow", "green", "bounces", seed=1),
+                  Scene("face", "red", "blue", "right", "ba", 2, seed=4)):
+        clip = render(scene)
+        shape = object_pixels(clip)
+        assert shape.shape == clip.frames.shape[:3]
+        for frame, mask in zip(clip.frames, shape, strict=True):
+            seen = object_mask(frame)
+            ys, xs = np.nonzero(mask)
+            seen_ys, seen_xs = np.nonzero(seen)
+            assert seen.any() and not (seen & ~mask).any()  # all the object is weighted
+            # and the box around it grows by one pixel each side, no more
+            assert (ys.min(), ys.max()) == (max(seen_ys.min() - 1, 0), min(seen_ys.max() + 1, 63))
+            assert (xs.min(), xs.max()) == (seen_xs.min() - 1, seen_xs.max() + 1)
+            assert mask.sum() < 2 * seen.sum()
+
+
+def test_the_object_weight_counts_the_objects_pixels_more_and_needs_them() -> None:
+    vae, _ = build_codecs(TINY.video_vae, TINY.audio_vae, seed=0)
+    box = render(Scene("box", "red", "green", "still", seed=3))
+
+    def loss(frames: np.ndarray, shape: np.ndarray, weight: float) -> float:
+        with torch.no_grad():
+            return float(video_vae_loss(vae, pixels(frames[None, :5]),
+                                        torch.Generator().manual_seed(0),
+                                        PixelWeights(objects=weight), None,
+                                        torch.from_numpy(shape[None, None, :5])))
+
+    assert loss(box.frames, object_pixels(box), 8.0) > loss(box.frames, object_pixels(box), 1.0)
+    nothing = np.zeros_like(object_pixels(box))  # no object on screen: nothing counts more
+    assert loss(box.frames, nothing, 8.0) == loss(box.frames, nothing, 1.0)
+    with pytest.raises(ValueError, match="object pixels"):
+        video_vae_loss(vae, pixels(box.frames[None, :5]), torch.Generator().manual_seed(0),
+                       PixelWeights(objects=8.0))
 
 
 def test_a_world_encoded_before_the_mouth_was_recorded_gets_it_from_the_world(
