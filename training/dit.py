@@ -48,16 +48,9 @@ from mova_model.schedule import FlowMatchPairScheduler
 from mova_model.text_encoder import clean_prompt
 from mova_model.video_dit import VideoDiT
 from mova_model.video_vae import first_frame_mask, normalize_latents
+from training import common
 from training.codecs import pixels
-from training.common import (
-    Budget,
-    Progress,
-    VideoVAE,
-    load_state,
-    lr_at,
-    optimiser_step,
-    save_state,
-)
+from training.common import Budget, Progress, VideoVAE, load_state, lr_at, save_state
 
 TEXT_LEN = 512  # the pipeline pads every prompt to 512 rows (spec §5)
 TI2VA_FRACTION = 0.5
@@ -393,7 +386,7 @@ def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMat
                                                 audio_led_fraction=audio_led_fraction,
                                                 mouth_weight=mouth_weight)
         loss = video_loss + audio_loss
-        optimiser_step(models.parameters(), optimiser, loss, "diffusion", step)
+        common.optimiser_step(models.parameters(), optimiser, loss, "diffusion", step)
         _ema_update(ema, models, budget.ema_decay)
         done = step + 1
         progress(done, video=video_loss.item(), audio=audio_loss.item(), expert=expert)
