@@ -239,6 +239,16 @@ def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
     train_diffusion(resumed, data, scheduler, TINY.boundary_ratio, budget, tmp_path / "r.pt", 1)
     for p, q in zip(models.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+    # a damaged state (a NaN weight of the high-noise expert) stops the run at that expert's
+    # first step (it trains the even steps: the 17th), and no state is saved
+    damaged = copy.deepcopy(saved[15])
+    next(iter(damaged["model"].values())).fill_(float("nan"))
+    save_state(tmp_path / "damaged.pt", damaged)
+    saved.clear()
+    with pytest.raises(TrainingDiverged, match="stage=diffusion step=17: the loss is nan"):
+        train_diffusion(fresh(), data, scheduler, TINY.boundary_ratio, budget,
+                        tmp_path / "damaged.pt", 1)
+    assert not saved
 
 
 def test_codecs_trained_at_the_same_time_equal_codecs_trained_in_turn(
