@@ -14,7 +14,7 @@ import enum
 import functools
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import binary_dilation  # type: ignore[import-untyped]  # no stubs installed
 from torch import Tensor
 
 from demo_world.analysers import DARK_MAX_CHANNEL, object_mask
@@ -114,12 +115,7 @@ def object_pixels(clip: RenderedClip) -> np.ndarray:
     that differ from their row's background) and the one-pixel ring around it, where a decoder
     that blurs the object's edge or rounds a box's corners loses or adds it."""
     inside = np.stack([object_mask(frame) for frame in clip.frames])
-    padded = np.pad(inside, ((0, 0), (1, 1), (1, 1)))
-    height, width = inside.shape[1:]
-    ring = np.zeros_like(inside)
-    for dy in range(3):
-        for dx in range(3):
-            ring |= padded[:, dy:dy + height, dx:dx + width]
+    ring: np.ndarray = binary_dilation(inside, structure=np.ones((1, 3, 3), dtype=bool))
     return ring
 
 
@@ -136,13 +132,24 @@ class PixelWeights:
 
 RECIPE_WEIGHTS = PixelWeights()
 
+# The weights whose pixels each clip's own description gives (where the world drew its mouth,
+# its object), by PixelWeights field; the dark features are read from the pixels alone.
+CLIP_MASKS: dict[str, Callable[[RenderedClip], np.ndarray]] = {"mouth": mouth_pixels,
+                                                               "objects": object_pixels}
+
+
+def clip_masks(clip: RenderedClip, weights: PixelWeights) -> dict[str, np.ndarray]:
+    """`clip`'s (T, H, W) CLIP_MASKS that `weights` needs: those whose weight is not 1."""
+    return {field: pixels_of(clip) for field, pixels_of in CLIP_MASKS.items()
+            if getattr(weights, field) != 1.0}
+
 
 def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator,
-                   weights: PixelWeights = RECIPE_WEIGHTS, mouth: Tensor | None = None,
-                   objects: Tensor | None = None) -> Tensor:
-    """MSE + L1 on pixels, weighted by `weights` + KL: x (B, 3, T, H, W) in [-1, 1]; `mouth`
-    and `objects` (B, 1, T, H, W) bool, mouth_pixels and object_pixels of each clip (needed
-    when weights.mouth, weights.objects is not 1)."""
+                   weights: PixelWeights = RECIPE_WEIGHTS,
+                   masks: Mapping[str, Tensor] | None = None) -> Tensor:
+    """MSE + L1 on pixels, weighted by `weights` + KL: x (B, 3, T, H, W) in [-1, 1]; `masks`
+    by PixelWeights field, each clip's CLIP_MASKS as (B, 1, T, H, W) bool (needed for each
+    of those weights that is not 1)."""
     posterior = vae.encode(x).latent_dist
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
     recon: Tensor = vae.decode(z).sample
@@ -152,14 +159,12 @@ def video_vae_loss(vae: VideoVAE, x: Tensor, generator: torch.Generator,
     weight = (weight / weight.mean()).view(1, 1, -1, 1, 1)
     if weights.features != 1.0:
         weight = weight * (1.0 + (weights.features - 1.0) * feature_pixels(x))
-    if weights.mouth != 1.0:
-        if mouth is None:
-            raise ValueError("a mouth weight needs the clips' mouth pixels")
-        weight = weight * (1.0 + (weights.mouth - 1.0) * mouth)
-    if weights.objects != 1.0:
-        if objects is None:
-            raise ValueError("an object weight needs the clips' object pixels")
-        weight = weight * (1.0 + (weights.objects - 1.0) * objects)
+    for field, pixels_of in CLIP_MASKS.items():
+        if (times := getattr(weights, field)) != 1.0:
+            if masks is None or field not in masks:
+                raise ValueError(f"PixelWeights.{field}={times} needs the clips' "
+                                 f"{pixels_of.__name__.replace('_', ' ')}")
+            weight = weight * (1.0 + (times - 1.0) * masks[field])
     error = recon - x
     return (weight * (error.pow(2) + 0.5 * error.abs())).mean() + KL_WEIGHT * kl
 
@@ -251,10 +256,10 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             if threads != torch.get_num_threads():
                 torch.set_num_threads(threads)
                 log.info("stage=%s step=%d threads=%d", name, step, threads)
-            clips, mouths, objects = [], [], []
+            clips: list[np.ndarray] = []
+            masks: dict[str, list[np.ndarray]] = {}
             for clip in world_clips(rng, batch):
-                mouth = mouth_pixels(clip) if weights.mouth != 1.0 else None
-                shape = object_pixels(clip) if weights.objects != 1.0 else None
+                own_masks = clip_masks(clip, weights)
                 view: tuple[slice, ...]
                 if phase is VideoVAEPhase.DECODER:  # whole frames, as the pipeline decodes them
                     view = (slice(None),)
@@ -267,13 +272,12 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
                     view = (slice(first, first + window), slice(top, top + CROP_H),
                             slice(left, left + CROP_W))
                 clips.append(clip.frames[view])
-                if mouth is not None:
-                    mouths.append(mouth[view])
-                if shape is not None:
-                    objects.append(shape[view])
+                for field, mask in own_masks.items():
+                    masks.setdefault(field, []).append(mask[view])
             x = pixels(np.stack(clips))
-            loss = video_vae_loss(vae, x, generator, weights, _batch_mask(mouths),
-                                  _batch_mask(objects))
+            loss = video_vae_loss(vae, x, generator, weights,
+                                  {field: torch.from_numpy(np.stack(per_clip))[:, None]
+                                   for field, per_clip in masks.items()})
             _step(vae, optimiser, loss, lr_at(step, steps, peak, budget.warmup_steps), name,
                   step)
             done = step + 1
@@ -281,11 +285,6 @@ def train_video_vae(vae: VideoVAE, budget: Budget, state_path: Path, seed: int,
             if done % budget.checkpoint_every == 0 or done == steps:
                 _save(state_path, vae, optimiser, rng, generator, done)
     vae.eval()
-
-
-def _batch_mask(masks: list[np.ndarray]) -> Tensor | None:
-    """Per-clip (T, H, W) masks as the loss takes them, (B, 1, T, H, W); None for none."""
-    return torch.from_numpy(np.stack(masks))[:, None] if masks else None
 
 
 @contextmanager

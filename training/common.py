@@ -155,7 +155,6 @@ def optimiser_step(parameters: Iterable[torch.nn.Parameter], optimiser: torch.op
     """Backward, gradients clipped to norm 1, one optimiser step; refused (TrainingDiverged)
     when the loss or the gradient's norm is not finite: clipping an infinite norm gives NaN
     gradients, and one NaN step makes every weight NaN."""
-    parameters = list(parameters)
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"stage={stage} step={step + 1}: the loss is {loss.item()}; "
                                "training stopped before taking the step")

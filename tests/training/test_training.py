@@ -689,7 +689,7 @@ def test_the_mouth_weight_counts_the_mouths_pixels_more_and_needs_them() -> None
         with torch.no_grad():
             return float(video_vae_loss(vae, pixels(clip.frames[None, :5]),
                                         torch.Generator().manual_seed(0),
-                                        PixelWeights(mouth=weight), mouth))
+                                        PixelWeights(mouth=weight), {"mouth": mouth}))
 
     assert loss(face, 8.0) > loss(face, 1.0)
     assert loss(ball, 8.0) == loss(ball, 1.0)  # no mouth: the weight changes nothing
@@ -724,8 +724,8 @@ def test_the_object_weight_counts_the_objects_pixels_more_and_needs_them() -> No
         with torch.no_grad():
             return float(video_vae_loss(vae, pixels(frames[None, :5]),
                                         torch.Generator().manual_seed(0),
-                                        PixelWeights(objects=weight), None,
-                                        torch.from_numpy(shape[None, None, :5])))
+                                        PixelWeights(objects=weight),
+                                        {"objects": torch.from_numpy(shape[None, None, :5])}))
 
     assert loss(box.frames, object_pixels(box), 8.0) > loss(box.frames, object_pixels(box), 1.0)
     nothing = np.zeros_like(object_pixels(box))  # no object on screen: nothing counts more
