@@ -106,7 +106,6 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     assert not (tmp_path / "work").exists()
 
 
-
 @pytest.mark.slow
 def test_a_state_that_gives_no_finite_loss_stops_the_run_and_keeps_the_folder_written(
         tmp_path: Path) -> None:
