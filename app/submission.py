@@ -16,11 +16,21 @@ from infra.db import session_scope
 from infra.repository import Team
 from schemas.brief import MAX_BRIEF_BYTES
 from tasks.services import Services
-from tasks.submission import SUBMIT_WINDOW, SubmissionRefused, Submitted, submit
+from tasks.submission import (
+    SUBMIT_WINDOW,
+    IdempotencyConflict,
+    SubmissionRefused,
+    Submitted,
+    submit,
+)
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
               "text/plain"}
 MAX_IDEMPOTENCY_KEY = 200
+MAX_NAME_BYTES = 255  # a file name's limit on every common filesystem (bytes, not characters)
+# What a checkbox or a client sends for a boolean form field (a ticked HTML checkbox: "on").
+FORM_TRUE = ("on", "true", "1", "yes")
+FORM_FALSE = ("off", "false", "0", "no")
 
 
 async def submit_request(services: Services, request: Request, team: Team,
@@ -63,23 +73,28 @@ async def submit_request(services: Services, request: Request, team: Team,
                 submit, services, raw, fmt=fmt, base_dir=Path(uploads), team=team.name,
                 requires_approval=requires_approval, idempotency_key=idempotency_key)
         except SubmissionRefused as err:
-            raise _too_many(str(err)) from err
+            raise _too_many(str(err), err.retry_after_s) from err
+        except IdempotencyConflict as err:
+            # 422, as the IETF Idempotency-Key draft asks for a key reused with another body
+            raise ServiceError(422, str(err), [("Idempotency-Key", "used for another brief")]
+                               ) from err
         return submitted
 
 
-def _too_many(detail: str) -> ServiceError:
-    return ServiceError(429, detail, headers={"Retry-After": "60"})
+def _too_many(detail: str, retry_after_s: int = 60) -> ServiceError:
+    return ServiceError(429, detail, headers={"Retry-After": str(retry_after_s)})
 
 
 def upload_name(filename: str) -> str:
     """An uploaded file's name as the brief refers to it; a name that is no plain file name
     ('..', '.', hidden, with slashes or control characters) is the client's error (422)."""
-    if (not filename or len(filename) > 255 or filename in (".", "..")
+    if (not filename or len(filename.encode()) > MAX_NAME_BYTES or filename in (".", "..")
             or filename.startswith(".") or any(c in filename for c in "/\\\0")
             or not filename.isprintable()):
         raise ServiceError(422, f"upload file name {filename[:80]!r} is not a plain file name",
                            [("first_frames", "name files like hero.png: no '/', '\\', "
-                                             "leading '.', or control characters")])
+                                             "leading '.', or control characters, at most "
+                                             f"{MAX_NAME_BYTES} bytes")])
     return filename
 
 
@@ -100,5 +115,14 @@ async def _read_form(request: Request, uploads: Path) -> tuple[bytes, str, bool 
             name = upload_name(upload.filename)
             (uploads / name).write_bytes(await upload.read())
     approval = form.get("requires_approval")
-    return raw, fmt, (str(approval).lower() in ("on", "true", "1")) if approval is not None \
-        else None
+    return raw, fmt, None if approval is None else form_flag("requires_approval", approval)
+
+
+def form_flag(field: str, value: object) -> bool:
+    """A form's yes/no field; anything else is refused rather than read as no (a typo would
+    otherwise switch the review hold off unseen)."""
+    text = str(value).strip().lower()
+    if text in FORM_TRUE or text in FORM_FALSE:
+        return text in FORM_TRUE
+    raise ServiceError(422, f"{field}={str(value)[:40]!r} is not yes or no",
+                       [(field, f"one of {', '.join(FORM_TRUE + FORM_FALSE)}")])

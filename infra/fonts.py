@@ -78,3 +78,9 @@ def verify_font(data: bytes, max_bytes: int = MAX_FONT_BYTES) -> None:
         ImageFont.truetype(io.BytesIO(data), 12)
     except OSError as err:
         raise FontRejected(f"the font cannot be read ({err})") from err
+
+
+def font_suffix(data: bytes) -> str:
+    """`verify_font`, then the suffix the font's content calls for: .otf for CFF outlines."""
+    verify_font(data)
+    return ".otf" if data.startswith(b"OTTO") else ".ttf"

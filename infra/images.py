@@ -16,6 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from schemas.errors import PipelineError
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
+# The suffix a stored upload gets from its content (the client's file name may say otherwise).
+IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K photo (33 MP) fits; renders are at most 0.9 MP
 DEFAULT_MAX_BYTES = 20 * 2**20
 

@@ -599,7 +599,9 @@ def record_submission(session: Session, team: str, brief: BriefRow | None) -> No
 def duplicate_brief(session: Session, team: str | None, sha256: str,
                     idempotency_key: str | None) -> BriefRow | None:
     """The team's earlier brief with this Idempotency-Key, or else with the same content (not
-    one found invalid): submitting it again returns that one instead of a copy."""
+    one found invalid, nor one that failed: sent again, a failed brief is produced anew, its
+    finished renders reused by key): submitting it again returns that one instead of a
+    copy."""
     if idempotency_key is not None:
         found = session.scalars(select(BriefRow).where(
             BriefRow.team == team, BriefRow.idempotency_key == idempotency_key)).first()
@@ -607,7 +609,8 @@ def duplicate_brief(session: Session, team: str | None, sha256: str,
             return found
     owner = BriefRow.team.is_(None) if team is None else BriefRow.team == team
     return session.scalars(select(BriefRow).where(
-        owner, BriefRow.sha256 == sha256, BriefRow.status != BriefStatus.INVALID)
+        owner, BriefRow.sha256 == sha256,
+        BriefRow.status.not_in((BriefStatus.INVALID, BriefStatus.FAILED)))
         .order_by(BriefRow.created_at)).first()
 
 

@@ -4,6 +4,7 @@ the team's limits, and queue it. Kept apart from the Prefect tasks (tasks/ingest
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import tempfile
 from collections.abc import Callable
@@ -18,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.fonts import FontRejected, verify_font
+from infra.fonts import FontRejected, font_suffix
 from infra.hashing import sha256_bytes
-from infra.images import ImageRejected, verify_image
+from infra.images import IMAGE_SUFFIXES, ImageRejected, verify_image
 from infra.repository import NO_TEAM
 from infra.settings import Settings
-from infra.storage import InvalidKey, check_key, input_key, open_store
+from infra.storage import InvalidKey, ObjectStore, check_key, input_key, open_store
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid, PipelineError
 from schemas.plan import RENDER_PROFILES, CostEstimate, estimate_cost, plan_variants
@@ -34,7 +35,17 @@ SUBMIT_WINDOW = timedelta(minutes=1)
 
 
 class SubmissionRefused(PipelineError):
-    """The team is over its per-minute limit or its daily GPU budget (HTTP 429)."""
+    """The team is over its per-minute limit or its daily GPU budget (HTTP 429); the limit
+    allows another try after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class IdempotencyConflict(PipelineError):
+    """An Idempotency-Key the team used before came with another brief (HTTP 422): the
+    earlier brief stands, the new one is not stored."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +62,44 @@ class _Upload:
     suffix: str
 
 
-def _verifier(services: Services, field: str) -> Callable[[bytes], object]:
-    """How a referenced file is checked: a font as a font, everything else as an image."""
+def _verifier(services: Services, field: str) -> Callable[[bytes], str]:
+    """How a referenced file is checked: a font as a font, everything else as an image. The
+    checker returns the suffix its content calls for (the stored key's; never the client's
+    file name, which may be long or wrong)."""
     settings = services.settings
     if field == "brand_kit.font":
-        return verify_font
-    return partial(verify_image, max_pixels=settings.max_first_frame_pixels,
+        return font_suffix
+    return partial(_image_suffix, max_pixels=settings.max_first_frame_pixels,
                    max_bytes=settings.max_first_frame_bytes)
+
+
+def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int) -> str:
+    info = verify_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
+    return IMAGE_SUFFIXES[info.format]
+
+
+def _stored_file(services: Services, store: ObjectStore, key: str, ref: str, where: str,
+                 missing: str) -> list[tuple[str, str]]:
+    """Problems of a file already in storage that the brief names: it must exist (else
+    `missing`), be within the size limit and be the kind of file its field needs."""
+    settings = services.settings
+    try:
+        check_key(key)
+        head = store.head(key)
+    except InvalidKey:
+        return [(where, f"{ref} is not a valid object key")]
+    if head is None:
+        return [(where, missing)]
+    if head.size_bytes > settings.max_first_frame_bytes:
+        return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is "
+                        f"{settings.max_first_frame_bytes:,}")]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = store.get_file(key, Path(tmp) / "file").read_bytes()
+    try:
+        _verifier(services, where)(data)
+    except (ImageRejected, FontRejected) as err:
+        return [(where, f"{ref}: {err}")]
+    return []
 
 
 def _s3_file(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
@@ -71,25 +113,20 @@ def _s3_file(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
         return [(where, f"s3:// files must lie under an allowed prefix ({allowed}); "
                         "upload the file with the brief instead")]
     parsed = urlparse(ref)
-    key = parsed.path.lstrip("/")
-    try:
-        check_key(key)
-        store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
-                           region=settings.aws_region)
-        head = store.head(key)
-        if head is None:
-            return [(where, f"{ref} does not exist")]
-        if head.size_bytes > settings.max_first_frame_bytes:
-            return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is "
-                            f"{settings.max_first_frame_bytes:,}")]
-        with tempfile.TemporaryDirectory() as tmp:
-            data = store.get_file(key, Path(tmp) / "file").read_bytes()
-        _verifier(services, where)(data)
-    except InvalidKey:
-        return [(where, f"{ref} is not a valid object key")]
-    except (ImageRejected, FontRejected) as err:
-        return [(where, f"{ref}: {err}")]
-    return []
+    store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
+                       region=settings.aws_region)
+    return _stored_file(services, store, parsed.path.lstrip("/"), ref, where,
+                        f"{ref} does not exist")
+
+
+def _team_input(services: Services, ref: str, where: str, team: str) -> list[tuple[str, str]]:
+    """Problems of an `inputs/<team>/...` key: one of this team's own uploads, checked again
+    for its field (an upload stored as a font is no first frame). Another team's key and a
+    missing one read alike, so nothing tells whether another team stored a file."""
+    not_ours = f"{ref!r} is not an upload of team {team}: upload the file with the brief"
+    if not ref.startswith(f"inputs/{team}/"):
+        return [(where, not_ours)]
+    return _stored_file(services, services.store, ref, ref, where, not_ours)
 
 
 def _references(brief: Brief) -> list[tuple[str, str]]:
@@ -115,10 +152,7 @@ def _check_files(services: Services, brief: Brief, base_dir: Path | None,
         if ref.startswith("s3://"):
             problems += _s3_file(services, ref, where)
         elif ref.startswith("inputs/"):
-            own = f"inputs/{team}/"
-            if not ref.startswith(own) or not services.store.exists(ref):
-                problems.append((where, f"{ref!r} is not an upload of team {team}: "
-                                        f"upload the file with the brief"))
+            problems += _team_input(services, ref, where, team)
         else:
             path = (base_dir or Path.cwd()) / ref
             if not path.is_file():
@@ -127,11 +161,11 @@ def _check_files(services: Services, brief: Brief, base_dir: Path | None,
                 continue
             data = path.read_bytes()
             try:
-                _verifier(services, where)(data)
+                suffix = _verifier(services, where)(data)
             except (ImageRejected, FontRejected) as err:
                 problems.append((where, f"{PurePath(ref).name}: {err}"))
                 continue
-            uploads.append(_Upload(where, data, path.suffix.lower()))
+            uploads.append(_Upload(where, data, suffix))
     return uploads, problems
 
 
@@ -200,12 +234,15 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
            idempotency_key: str | None = None) -> Submitted:
     """Validate a brief, check its inputs and its size, and queue it, or return the team's
     earlier identical brief. BriefInvalid (stores nothing, counts toward the rate limit),
-    SubmissionRefused (rate limit or daily GPU budget; stores nothing).
+    SubmissionRefused (rate limit or daily GPU budget; stores nothing), IdempotencyConflict
+    (the key names another brief).
 
     The limits and the insert are one transaction that starts by locking the team (see
     `repo.lock_team`), so parallel submissions cannot all pass a check made before any of
-    them is stored."""
+    them is stored. The uploads are stored inside it, after every check: their keys come
+    from their content, so the stored brief is known before they are written."""
     owner = team or NO_TEAM
+    settings = services.settings
     try:
         brief = load_brief(raw, fmt=fmt)
         if requires_approval is not None:
@@ -214,42 +251,63 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
         with session_scope(services.engine) as session:
             _, unknown_loras = resolve_loras(session, owner, brief)
         cost, too_big = _check_size(services, brief)
+        if team is not None and cost.gpu_seconds > settings.team_gpu_seconds_per_day:
+            too_big.append(("(brief)", f"needs {gpu_seconds(cost.gpu_seconds)} GPU-seconds, "
+                                       "more than a team's whole daily budget of "
+                                       f"{gpu_seconds(settings.team_gpu_seconds_per_day)} "
+                                       "(TEAM_GPU_SECONDS_PER_DAY)"))
         if problems or unknown_loras or too_big:
             raise BriefInvalid(problems + unknown_loras + too_big)
     except BriefInvalid:
         _count_invalid(services, team)
         raise
-    keys = {}
-    for upload in uploads:
-        key = input_key(owner, sha256_bytes(upload.data), upload.suffix)
-        services.store.put_bytes(upload.data, key,
-                                 content_type=mimetypes.guess_type(f"x{upload.suffix}")[0])
-        keys[upload.field] = key
+    keys = {upload.field: input_key(owner, sha256_bytes(upload.data), upload.suffix)
+            for upload in uploads}
     brief = _with_uploads(brief, keys)
     canonical = brief.model_dump_json(indent=2)
     sha = sha256_bytes(canonical.encode())
-    settings = services.settings
     with session_scope(services.engine) as session:
         if team is not None:
             repo.lock_team(session, team)
         existing = repo.duplicate_brief(session, team, sha, idempotency_key)
         if existing is not None:
+            if existing.sha256 != sha:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for brief {existing.id} "
+                    "with other content; send a new brief with a new key")
             return Submitted(existing.id, False, cost)
         if team is not None:
             _check_rate(services, session, team)
-            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            used = repo.team_gpu_seconds_since(session, team, today)
-            quota = settings.team_gpu_seconds_per_day
-            if used + cost.gpu_seconds > quota:
-                raise SubmissionRefused(
-                    f"team {team} has used {used:,.0f} of its {quota:,.0f} GPU-seconds today; "
-                    f"this brief needs {cost.gpu_seconds:,.0f} more (TEAM_GPU_SECONDS_PER_DAY)")
+            _check_budget(services, session, team, cost)
+        for upload in uploads:
+            services.store.put_bytes(upload.data, keys[upload.field],
+                                     content_type=mimetypes.guess_type(f"x{upload.suffix}")[0])
         row = repo.add_brief(session, campaign_slug=brief.campaign, brand=brief.brand,
                              raw=canonical, sha256=sha, team=team,
                              idempotency_key=idempotency_key, gpu_seconds_estimate=cost.gpu_seconds)
         if team is not None:
             repo.record_submission(session, team, row)
         return Submitted(row.id, True, cost)
+
+
+def gpu_seconds(value: float) -> str:
+    """GPU-seconds as the team reads them: a tenth is the smallest step a brief costs here, so
+    rounding to whole seconds could show a refusal as `0 of 1 used, needs 1 more`."""
+    return f"{value:,.1f}"
+
+
+def _check_budget(services: Services, session: Session, team: str, cost: CostEstimate) -> None:
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    used = repo.team_gpu_seconds_since(session, team, today)
+    quota = services.settings.team_gpu_seconds_per_day
+    if used + cost.gpu_seconds > quota:
+        midnight = today + timedelta(days=1)
+        raise SubmissionRefused(
+            f"team {team} has used {gpu_seconds(used)} of its {gpu_seconds(quota)} GPU-seconds "
+            f"today; this brief needs {gpu_seconds(cost.gpu_seconds)} (TEAM_GPU_SECONDS_PER_DAY; "
+            "the budget starts again at 00:00 UTC)",
+            retry_after_s=math.ceil((midnight - now).total_seconds()))
 
 
 def submit_brief(services: Services, raw: bytes | str, *, fmt: str | None = None,

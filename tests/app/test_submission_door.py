@@ -53,6 +53,37 @@ def test_bad_upload_names_are_422_not_500(client: TestClient, name: str) -> None
         assert "file name" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize("name", ["a." + "x" * 250 + ".png", "é" * 200 + ".png"])
+def test_upload_names_too_long_for_a_file_system_are_422(client: TestClient, name: str) -> None:
+    """255 bytes is the limit, not 255 characters: 200 'é' are 400 bytes."""
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = name
+    answer = client.post("/api/briefs", data={"brief": yaml.safe_dump(brief)},
+                         files={"first_frames": (name, _png(), "image/png")})
+    assert answer.status_code == 422, answer.text
+    assert "at most 255 bytes" in answer.json()["problems"][0]["message"]
+
+
+@pytest.mark.parametrize(("value", "held"), [("yes", True), ("on", True), ("No", False),
+                                             ("0", False)])
+def test_the_forms_review_hold_reads_yes_and_no(client: TestClient, value: str,
+                                                held: bool) -> None:
+    answer = client.post("/api/briefs", data={"requires_approval": value},
+                         files={"brief": ("brief.yaml", EXAMPLE.encode(), "application/yaml")})
+    assert answer.status_code == 201, answer.text
+    brief = client.get(f"/api/briefs/{answer.json()['id']}").json()
+    assert brief["requires_approval"] is held
+
+
+def test_a_review_hold_that_is_neither_yes_nor_no_is_422(client: TestClient) -> None:
+    """Read as no, a typo would publish what the team meant to review first."""
+    answer = client.post("/api/briefs", data={"requires_approval": "maybe"},
+                         files={"brief": ("brief.yaml", EXAMPLE.encode(), "application/yaml")})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["problems"][0]["path"] == "requires_approval"
+    assert client.get("/api/briefs").json() == []
+
+
 def test_a_text_file_named_png_is_422_at_the_door(client: TestClient) -> None:
     brief = yaml.safe_load(EXAMPLE)
     brief["scenes"][0]["first_frame"] = "hero.png"
@@ -88,10 +119,15 @@ def test_the_same_brief_twice_is_200_with_the_first_id_and_the_cost(client: Test
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     keyed = client.post("/api/briefs", json={**yaml.safe_load(EXAMPLE), "seed": 7},
                         headers={"Idempotency-Key": "order-42"})
-    retried = client.post("/api/briefs", json={**yaml.safe_load(EXAMPLE), "seed": 8},
+    retried = client.post("/api/briefs", json={**yaml.safe_load(EXAMPLE), "seed": 7},
                           headers={"Idempotency-Key": "order-42"})
     assert keyed.status_code == 201 and retried.status_code == 200
     assert retried.json()["id"] == keyed.json()["id"]
+    # the key sent with another brief: refused, not answered with the first brief's id
+    other = client.post("/api/briefs", json={**yaml.safe_load(EXAMPLE), "seed": 8},
+                        headers={"Idempotency-Key": "order-42"})
+    assert other.status_code == 422 and keyed.json()["id"] in other.json()["detail"]
+    assert other.json()["problems"][0]["path"] == "Idempotency-Key"
     assert len(client.get("/api/briefs").json()) == 2
 
 

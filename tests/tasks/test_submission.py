@@ -5,6 +5,7 @@ limits enforced atomically under parallel submissions."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,8 +101,7 @@ def test_the_same_brief_twice_is_one_brief(services: Services) -> None:
     again = submit(services, EXAMPLE, team="emea")
     assert first.created and not again.created and again.brief_id == first.brief_id
     keyed = submit(services, _brief(seed=1), team="emea", idempotency_key="k-1")
-    # the same key with a changed body is still the request already made
-    retried = submit(services, _brief(seed=2), team="emea", idempotency_key="k-1")
+    retried = submit(services, _brief(seed=1), team="emea", idempotency_key="k-1")
     assert keyed.created and not retried.created and retried.brief_id == keyed.brief_id
     other_team = submit(services, EXAMPLE, team="apac")  # content is per team
     assert other_team.created
@@ -352,3 +352,107 @@ def test_the_brand_kits_logo_and_font_are_uploaded_with_the_brief_under_the_team
     # another team's upload cannot be named
     with pytest.raises(BriefInvalid, match="not an upload of team apac"):
         submit(services, _with_brand_kit(logo=kit.logo), team="apac")
+
+
+def test_a_stored_upload_is_checked_again_for_the_field_that_names_it(
+        services: Services, tmp_path: Path) -> None:
+    """A team's stored font named as a first frame, or its logo as the font, would pass the
+    door and fail in production after GPU time; a malformed `inputs/` key is the client's
+    error, not storage trouble."""
+    from infra.fonts import font_files
+
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    (folder / "logo.png").write_bytes(_png())
+    (folder / "brand.ttf").write_bytes(font_files()["Noto Sans"].read_bytes())
+    brief_id = submit(services, _with_brand_kit(logo="logo.png", font="brand.ttf"),
+                      base_dir=folder, team="emea").brief_id
+    with session_scope(services.engine) as session:
+        kit = load_brief(repo.get_brief(session, brief_id).raw, fmt="json").brand_kit
+    assert kit is not None and kit.font is not None
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, _with_first_frame(kit.font), team="emea")
+    assert err.value.problems == [("scenes[0].first_frame",
+                                   f"{kit.font}: not an image (PNG, JPEG, WEBP expected)")]
+    with pytest.raises(BriefInvalid, match="not a TrueType or OpenType font"):
+        submit(services, _with_brand_kit(logo=kit.logo, font=kit.logo), team="emea")
+    for bad in ("inputs/emea//x.png", f"{kit.logo}.meta.json", "inputs/emea/.tmp-x"):
+        with pytest.raises(BriefInvalid) as err:
+            submit(services, _with_first_frame(bad), team="emea")
+        [(path, message)] = err.value.problems
+        assert path == "scenes[0].first_frame" and bad in message, message
+    # the same keys, each in its own field, still pass
+    reuse = yaml.safe_load(_with_brand_kit(logo=kit.logo, font=kit.font))
+    reuse["seed"] = 3
+    assert submit(services, yaml.safe_dump(reuse), team="emea").created
+
+
+def test_a_stored_upload_takes_its_suffix_from_its_content_not_its_name(
+        services: Services, tmp_path: Path) -> None:
+    """A 250-character suffix in a file name once became part of the storage key (a 500 on
+    'File name too long'); a JPEG named .png was stored as .png."""
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    long_name = "a." + "x" * 250
+    (folder / long_name).write_bytes(_png())
+    jpeg = io.BytesIO()
+    Image.new("RGB", (32, 24), (1, 2, 3)).save(jpeg, format="JPEG")
+    (folder / "photo.png").write_bytes(jpeg.getvalue())
+    brief = yaml.safe_load(_with_brand_kit(logo=long_name))
+    brief["scenes"][0]["first_frame"] = "photo.png"
+    brief_id = submit(services, yaml.safe_dump(brief), base_dir=folder, team="emea").brief_id
+    with session_scope(services.engine) as session:
+        stored = load_brief(repo.get_brief(session, brief_id).raw, fmt="json")
+    assert stored.brand_kit is not None and stored.brand_kit.logo.endswith(".png")
+    assert len(stored.brand_kit.logo) == len("inputs/emea/") + 64 + len(".png")
+    assert stored.scenes[0].first_frame is not None
+    assert stored.scenes[0].first_frame.endswith(".jpg")
+
+
+def test_a_refusal_for_the_daily_budget_stores_no_upload_and_says_when_to_retry(
+        backend: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    (folder / "hero.png").write_bytes(_png())
+    budget = EXAMPLE_GPU_SECONDS + 0.5  # one example brief (1.6), not two
+    with _services(tmp_path / "data", backend, API_SUBMISSIONS_PER_MINUTE="100",
+                   TEAM_GPU_SECONDS_PER_DAY=str(budget)) as services:
+        assert submit(services, EXAMPLE, team="emea").created
+        with pytest.raises(SubmissionRefused) as err:
+            submit(services, _with_first_frame("hero.png"), base_dir=folder, team="emea")
+        assert "has used 1.6 of its 2.1 GPU-seconds today; this brief needs 1.6" \
+            in str(err.value), err.value
+        now = datetime.now(UTC)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        assert abs(err.value.retry_after_s - (midnight - now).total_seconds()) < 60
+        assert services.store.list("inputs/") == []
+        # a brief that could not fit even an unused day is invalid, not "try again later"
+        big = yaml.safe_load(EXAMPLE)
+        big["scenes"].append({**big["scenes"][0], "scene_id": "two"})  # 8 renders, 3.2
+        with pytest.raises(BriefInvalid, match="more than a team's whole daily budget of 2.1"):
+            submit(services, json.dumps(big), fmt="json", team="apac")
+
+
+def test_an_idempotency_key_sent_with_another_brief_is_a_conflict(services: Services) -> None:
+    from tasks.submission import IdempotencyConflict
+
+    first = submit(services, _brief(seed=7), team="emea", idempotency_key="order-42")
+    again = submit(services, _brief(seed=7), team="emea", idempotency_key="order-42")
+    assert first.created and not again.created and again.brief_id == first.brief_id
+    with pytest.raises(IdempotencyConflict, match=f"order-42.*{first.brief_id}"):
+        submit(services, _brief(seed=8), team="emea", idempotency_key="order-42")
+    assert _stored_briefs(services, "emea") == 1
+    # the key is the team's own: another team's same key is another brief
+    assert submit(services, _brief(seed=8), team="apac", idempotency_key="order-42").created
+
+
+def test_a_failed_brief_sent_again_is_produced_again(services: Services) -> None:
+    """Returning the dead brief would leave a team no way to retry but editing the brief."""
+    first = submit(services, EXAMPLE, team="emea")
+    with session_scope(services.engine) as session:
+        repo.get_brief(session, first.brief_id).status = BriefStatus.FAILED
+    again = submit(services, EXAMPLE, team="emea")
+    assert again.created and again.brief_id != first.brief_id
+    assert submit(services, EXAMPLE, team="emea").brief_id == again.brief_id
