@@ -26,7 +26,7 @@ from infra.db import session_scope
 from infra.hashing import sha256_bytes
 from infra.storage import ObjectStore
 from schemas.brief import SLUG_PATTERN, Brief
-from schemas.errors import PipelineError
+from schemas.errors import NotFound, PipelineError
 from schemas.plan import LoraSpec
 from tasks.services import Services
 
@@ -67,9 +67,17 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
     happens when a render applies it), copy its files to storage and record it."""
     from mova_model.lora import LoraError, read_lora
 
-    if not re.match(SLUG_PATTERN, name):
+    # fullmatch: `$` in the pattern also matches before a trailing newline, a name no brief
+    # could ever give
+    if not re.fullmatch(SLUG_PATTERN, name):
         raise LoraRejected(f"LoRA name {name!r} must be a slug: lower-case letters, digits and "
                            "dashes, at most 63 characters")
+    if team != repo.NO_TEAM:
+        with session_scope(services.engine) as session:
+            try:
+                repo.team_by_name(session, team)
+            except NotFound as err:
+                raise LoraRejected(f"{err}: create it first (mova-ads team create)") from err
     try:
         read_lora(folder)
     except LoraError as err:

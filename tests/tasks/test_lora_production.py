@@ -13,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from app.auth import create_team
 from app.cli import app
 from infra import repository as repo
 from infra.db import session_scope
@@ -107,6 +108,22 @@ def test_lora_add_copies_the_files_and_records_name_and_digest(env: dict[str, st
         assert [r.name for r in repo.team_loras(session, "_local")] == ["mascot"]
 
 
+@pytest.mark.parametrize(("name", "team", "says"), [
+    ("mascot\n", None, "must be a slug"),  # re.match let a trailing newline through
+    ("mascot", "nosuchteam", "no team 'nosuchteam'"),
+    ("mascot", "..", "no team '..'"),  # was a traceback from the storage key
+])
+def test_lora_add_refuses_a_name_no_brief_can_use_and_an_unknown_team(
+        env: dict[str, str], tmp_path: Path, name: str, team: str | None, says: str) -> None:
+    folder = write_lora(tmp_path / "mascot", make_factors(), CONFIG)
+    result = CliRunner().invoke(app, ["lora", "add", name, str(folder),
+                                      *(["--team", team] if team else [])])
+    assert result.exit_code == 2 and _says(result.output, says), result.output
+    assert "Traceback" not in result.output
+    with Services(load_settings(env)) as services:
+        assert services.store.list("loras/") == []
+
+
 def test_unknown_lora_names_are_rejected_at_submission(env: dict[str, str],
                                                        tmp_path: Path) -> None:
     brief = tmp_path / "brief.yaml"
@@ -117,6 +134,8 @@ def test_unknown_lora_names_are_rejected_at_submission(env: dict[str, str],
     assert _says(result.output, "scenes[0].lora.name: no LoRA named 'ghost'")
     with Services(load_settings(env)) as services:
         folder = write_lora(tmp_path / "ghost", make_factors(), CONFIG)
+        with session_scope(services.engine) as session:
+            create_team(session, "emea")
         register_lora(services, "emea", "ghost", folder)  # another team's LoRA is not ours
         with pytest.raises(BriefInvalid) as caught:
             submit_brief(services, _brief(lora={"name": "ghost"}))
