@@ -239,7 +239,7 @@ def lineage(deliverable: Annotated[str, typer.Argument(help="Deliverable id (or 
             errors.print(f"deliverable {row.id} ({row.status}) has no finished file yet")
             raise typer.Exit(1)
         console.print(f"[bold]{row.name}[/] {row.status} deliverable {row.id}")
-        for depth, artifact in repo.lineage_chain(session, start.id):
+        for depth, artifact in repo.brief_lineage(session, start.id, row.brief):
             extra = f" seed={artifact.seed}" if artifact.seed is not None else ""
             console.print(f"{'  ' * depth}└ {artifact.kind:<9} {artifact.sha256[:12]} "
                           f"{artifact.task}{extra}  {artifact.uri}", highlight=False)

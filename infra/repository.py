@@ -568,6 +568,38 @@ def lineage_chain(session: Session, artifact_id: UUID) -> list[tuple[int, Artifa
 # ---- teams: isolation and budgets -----------------------------------------------------------
 
 
+def brief_lineage(session: Session, artifact_id: UUID, brief: BriefRow
+                  ) -> list[tuple[int, Artifact]]:
+    """`lineage_chain` as one brief sees it. Renders are shared by key (across teams too), so
+    a clip made first for another brief has that brief's plan for its parent in the graph;
+    here every plan that is not this brief's (with what lies beneath it) gives way to this
+    brief's own plan and stored brief: a manifest names no other brief and no other team's
+    files."""
+    own_plan = plan_artifact(session, brief)
+    own_brief = None if brief.artifact_id is None else _get(session, Artifact, brief.artifact_id)
+    out: list[tuple[int, Artifact]] = []
+    skip_below: int | None = None  # the depth of a subtree left out
+    own_listed = False  # the own plan's ancestry is listed once, like any repeated ancestor
+    for depth, artifact in lineage_chain(session, artifact_id):
+        if skip_below is not None and depth > skip_below:
+            continue
+        skip_below = None
+        if artifact.kind == "plan" and (own_plan is None or artifact.id != own_plan.id):
+            skip_below = depth
+            if own_plan is not None:
+                out.append((depth, own_plan))
+                if not own_listed and own_brief is not None:
+                    out.append((depth + 1, own_brief))
+                own_listed = True
+            continue
+        if own_plan is not None and artifact.id == own_plan.id:
+            if own_listed:
+                skip_below = depth
+            own_listed = True
+        out.append((depth, artifact))
+    return out
+
+
 def lock_team(session: Session, team: str) -> None:
     """Take the team's submission lock until the transaction ends: the first write of the
     transaction, so on PostgreSQL it locks the team's row (other submissions of the team wait)

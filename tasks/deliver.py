@@ -274,7 +274,7 @@ def _legacy_key(row: Deliverable, kind: str, *, review: bool) -> str:
 
 def _manifest(session: Session, row: Deliverable, brief: Brief, files: list[dict[str, Any]],
               video: Artifact, approval: dict[str, Any] | None) -> dict[str, Any]:
-    ancestry = repo.lineage_chain(session, video.id)
+    ancestry = repo.brief_lineage(session, video.id, row.brief)
     chain = [{"depth": depth, "kind": a.kind, "uri": a.uri, "sha256": a.sha256, "task": a.task,
               "seed": a.seed, "checkpoint": a.checkpoint, "code_version": a.code_version}
              for depth, a in ancestry]

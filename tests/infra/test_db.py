@@ -218,6 +218,42 @@ def test_lineage_chain_is_depth_first_and_expands_a_shared_ancestor_once(engine:
     assert chain == expected
 
 
+def test_a_shared_clips_lineage_ends_at_the_asking_briefs_own_plan(engine: Engine) -> None:
+    """A clip rendered first for team alpha's brief is reused by team beta's: beta's lineage
+    names beta's plan and brief, nothing of alpha's (its brief's hash and storage URI)."""
+    from infra import repository as repo
+
+    with session_scope(engine) as session:
+        rows, plans, briefs = [], [], []
+        for team in ("alpha", "beta"):
+            _team(session, team)
+            row = add_brief(session, campaign_slug="spring", brand="A", raw=team,
+                            sha256=team[0] * 64, team=team)
+            briefs.append(_artifact(session, "brief", [], uri=f"file:///briefs/{team}"))
+            plans.append(_artifact(session, "plan", [briefs[-1]]))
+            row.status = BriefStatus.CLAIMED
+            repo.save_plan(session, row, {}, briefs[-1], plans[-1])
+            rows.append(row)
+        master = _artifact(session, "clip", [plans[0]])  # a dub: the plan and its master
+        clip = _artifact(session, "clip", [plans[0], master])
+        videos = [_artifact(session, "video", [clip]) for _ in rows]
+        seen = [[(depth, a.id) for depth, a in repo.brief_lineage(session, video.id, row)]
+                for video, row in zip(videos, rows, strict=True)]
+        graph = [[(depth, a.id) for depth, a in lineage_chain(session, video.id)]
+                 for video in videos]
+    alpha_plan, beta_plan = (p.id for p in plans)
+    alpha_brief, beta_brief = (b.id for b in briefs)
+    assert seen[0] == graph[0]  # alpha planned the clip: its lineage is the graph's
+    raw = graph[1]
+    assert alpha_plan not in {i for _, i in seen[1]} and alpha_brief not in {i for _, i in seen[1]}
+    # beta's plan stands where alpha's did, its brief listed once, under the first visit
+    expected = [(d, beta_plan if i == alpha_plan else i) for d, i in raw
+                if i != alpha_brief]
+    first = next(n for n, (_, i) in enumerate(expected) if i == beta_plan)
+    expected.insert(first + 1, (expected[first][0] + 1, beta_brief))
+    assert seen[1] == expected
+
+
 def test_deliverable_id_prefix_is_a_query_on_both_backends(engine: Engine) -> None:
     _submit(engine, 1)
     with session_scope(engine) as session:
