@@ -16,7 +16,9 @@ from PIL import Image, ImageDraw, ImageFont
 from infra.fonts import ARABIC_SCRIPT_LANGUAGES, font_family, font_files
 from schemas.brief import Brief
 from schemas.errors import PipelineError
+from schemas.finishing import TARGET_SIZES
 from schemas.platforms import SafeZone
+from schemas.spot import plan_spots
 from tasks.captions import is_cjk
 
 LOGO_SHARE = (0.7, 0.4)  # the logo fits in this share of the safe box (width, height)
@@ -117,7 +119,10 @@ def _fit(text: str, font_path: Path, size: int, box_w: int, max_lines: int,
     direction = _direction(locale)
     size = max(size, MIN_FONT_PX)  # on a small card the share would fall below legibility
     while size >= MIN_FONT_PX:
-        font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.RAQM)
+        try:
+            font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.RAQM)
+        except OSError as err:  # FreeType's answer to a file that is no font
+            raise EndCardError(f"the brand font cannot be read: {err}") from err
         lines = _wrap(text, font, box_w, locale)
         widest = max(font.getlength(line, direction=direction) for line in lines)
         if len(lines) <= max_lines and widest <= box_w:
@@ -180,6 +185,30 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
                                "on the end card; shorten one of them")
         draw_lines(lines, font, top)
     return card
+
+
+def end_card_problems(brief: Brief, logo: Image.Image, brand_font: Path | None
+                      ) -> list[tuple[str, str]]:
+    """What would stop a spot at its end card (a legal line or call to action too long for a
+    format), found at submission rather than after the renders: the card of every distinct
+    (locale, size, safe zone) among the brief's spots is composed once."""
+    kit = brief.brand_kit
+    if kit is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    composed: set[tuple[str, tuple[int, int], SafeZone]] = set()
+    for spot in plan_spots(brief):
+        size = TARGET_SIZES[spot.aspect]
+        if spot.end_card_s == 0 or (spot.locale, size, spot.safe_zone) in composed:
+            continue
+        composed.add((spot.locale, size, spot.safe_zone))
+        try:
+            compose_end_card(size=size, text=end_card_text(brief, spot.locale), logo=logo,
+                             colours=kit.colours, safe_zone=spot.safe_zone,
+                             brand_font=brand_font)
+        except EndCardError as err:
+            problems.append(("brand_kit", f"{err} (the {spot.aspect.value} end card)"))
+    return problems
 
 
 def write_end_card(card: Image.Image, path: Path) -> Path:

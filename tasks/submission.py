@@ -4,6 +4,7 @@ the team's limits, and queue it. Kept apart from the Prefect tasks (tasks/ingest
 
 from __future__ import annotations
 
+import io
 import math
 import mimetypes
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path, PurePath
 from urllib.parse import urlparse
 from uuid import UUID
 
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from infra import repository as repo
@@ -28,6 +30,7 @@ from infra.storage import InvalidKey, ObjectStore, check_key, input_key, open_st
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid, PipelineError
 from schemas.plan import RENDER_PROFILES, CostEstimate, estimate_cost, plan_variants
+from tasks.end_card import end_card_problems
 from tasks.lora import resolve_loras
 from tasks.services import Services
 
@@ -79,30 +82,32 @@ def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int) -> str:
 
 
 def _stored_file(services: Services, store: ObjectStore, key: str, ref: str, where: str,
-                 missing: str) -> list[tuple[str, str]]:
+                 missing: str) -> tuple[list[tuple[str, str]], bytes | None]:
     """Problems of a file already in storage that the brief names: it must exist (else
-    `missing`), be within the size limit and be the kind of file its field needs."""
+    `missing`), be within the size limit and be the kind of file its field needs. Its
+    bytes when it passes."""
     settings = services.settings
     try:
         check_key(key)
         head = store.head(key)
     except InvalidKey:
-        return [(where, f"{ref} is not a valid object key")]
+        return [(where, f"{ref} is not a valid object key")], None
     if head is None:
-        return [(where, missing)]
+        return [(where, missing)], None
     if head.size_bytes > settings.max_first_frame_bytes:
         return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is "
-                        f"{settings.max_first_frame_bytes:,}")]
+                        f"{settings.max_first_frame_bytes:,}")], None
     with tempfile.TemporaryDirectory() as tmp:
         data = store.get_file(key, Path(tmp) / "file").read_bytes()
     try:
         _verifier(services, where)(data)
     except (ImageRejected, FontRejected) as err:
-        return [(where, f"{ref}: {err}")]
-    return []
+        return [(where, f"{ref}: {err}")], None
+    return [], data
 
 
-def _s3_file(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
+def _s3_file(services: Services, ref: str, where: str
+             ) -> tuple[list[tuple[str, str]], bytes | None]:
     """Problems of an s3:// file: it must lie under an allowed prefix, exist, and be an image
     (a font) within the limits. The message for a URI outside the prefixes is the same whether
     or not the object exists: nothing is read there."""
@@ -111,7 +116,7 @@ def _s3_file(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
     if not any(ref.startswith(prefix) for prefix in prefixes):
         allowed = ", ".join(prefixes) if prefixes else "none are allowed on this service"
         return [(where, f"s3:// files must lie under an allowed prefix ({allowed}); "
-                        "upload the file with the brief instead")]
+                        "upload the file with the brief instead")], None
     parsed = urlparse(ref)
     store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
                        region=settings.aws_region)
@@ -119,13 +124,14 @@ def _s3_file(services: Services, ref: str, where: str) -> list[tuple[str, str]]:
                         f"{ref} does not exist")
 
 
-def _team_input(services: Services, ref: str, where: str, team: str) -> list[tuple[str, str]]:
+def _team_input(services: Services, ref: str, where: str, team: str
+                ) -> tuple[list[tuple[str, str]], bytes | None]:
     """Problems of an `inputs/<team>/...` key: one of this team's own uploads, checked again
     for its field (an upload stored as a font is no first frame). Another team's key and a
     missing one read alike, so nothing tells whether another team stored a file."""
     not_ours = f"{ref!r} is not an upload of team {team}: upload the file with the brief"
     if not ref.startswith(f"inputs/{team}/"):
-        return [(where, not_ours)]
+        return [(where, not_ours)], None
     return _stored_file(services, services.store, ref, ref, where, not_ours)
 
 
@@ -140,33 +146,59 @@ def _references(brief: Brief) -> list[tuple[str, str]]:
     return refs
 
 
+@dataclass
+class _CheckedFiles:
+    uploads: list[_Upload]  # given with the brief: to be stored
+    problems: list[tuple[str, str]]
+    contents: dict[str, bytes]  # field -> the verified bytes, uploaded or stored before
+
+
 def _check_files(services: Services, brief: Brief, base_dir: Path | None,
-                 team: str) -> tuple[list[_Upload], list[tuple[str, str]]]:
+                 team: str) -> _CheckedFiles:
     """Every file the brief names (first frames, brand kit logo and font) checked before
     anything is stored: a file given with the brief (a verified image or font), an
     `inputs/<team>/...` key of this team's own uploads, or an s3:// URI under an allowed
-    prefix. Returns the uploads to store and the problems."""
-    uploads: list[_Upload] = []
-    problems: list[tuple[str, str]] = []
+    prefix."""
+    checked = _CheckedFiles([], [], {})
     for where, ref in _references(brief):
         if ref.startswith("s3://"):
-            problems += _s3_file(services, ref, where)
+            problems, data = _s3_file(services, ref, where)
         elif ref.startswith("inputs/"):
-            problems += _team_input(services, ref, where, team)
+            problems, data = _team_input(services, ref, where, team)
         else:
-            path = (base_dir or Path.cwd()) / ref
-            if not path.is_file():
-                problems.append((where, f"no file {PurePath(ref).name!r} was given with the "
-                                        "brief"))
-                continue
-            data = path.read_bytes()
-            try:
-                suffix = _verifier(services, where)(data)
-            except (ImageRejected, FontRejected) as err:
-                problems.append((where, f"{PurePath(ref).name}: {err}"))
-                continue
-            uploads.append(_Upload(where, data, suffix))
-    return uploads, problems
+            problems, data = _given_file(services, base_dir, ref, where, checked)
+        checked.problems += problems
+        if data is not None:
+            checked.contents[where] = data
+    return checked
+
+
+def _given_file(services: Services, base_dir: Path | None, ref: str, where: str,
+                checked: _CheckedFiles) -> tuple[list[tuple[str, str]], bytes | None]:
+    path = (base_dir or Path.cwd()) / ref
+    if not path.is_file():
+        return [(where, f"no file {PurePath(ref).name!r} was given with the brief")], None
+    data = path.read_bytes()
+    try:
+        suffix = _verifier(services, where)(data)
+    except (ImageRejected, FontRejected) as err:
+        return [(where, f"{PurePath(ref).name}: {err}")], None
+    checked.uploads.append(_Upload(where, data, suffix))
+    return [], data
+
+
+def _end_card_problems(brief: Brief, contents: dict[str, bytes]) -> list[tuple[str, str]]:
+    """The brand kit's end cards composed with its verified logo and font (see
+    `end_card_problems`)."""
+    if brief.brand_kit is None or "brand_kit.logo" not in contents:
+        return []
+    with tempfile.TemporaryDirectory() as tmp, \
+            Image.open(io.BytesIO(contents["brand_kit.logo"])) as logo:
+        font = None
+        if "brand_kit.font" in contents:
+            font = Path(tmp) / "font"
+            font.write_bytes(contents["brand_kit.font"])
+        return end_card_problems(brief, logo, font)
 
 
 def _with_uploads(brief: Brief, keys: dict[str, str]) -> Brief:
@@ -247,7 +279,10 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
         brief = load_brief(raw, fmt=fmt)
         if requires_approval is not None:
             brief = brief.model_copy(update={"requires_approval": requires_approval})
-        uploads, problems = _check_files(services, brief, base_dir, owner)
+        files = _check_files(services, brief, base_dir, owner)
+        uploads, problems = files.uploads, files.problems
+        if not problems:
+            problems = _end_card_problems(brief, files.contents)
         with session_scope(services.engine) as session:
             _, unknown_loras = resolve_loras(session, owner, brief)
         cost, too_big = _check_size(services, brief)

@@ -109,3 +109,13 @@ def test_the_spots_example_brief_composes_a_card_for_every_locale(aspect: Aspect
         drawn = np.abs(np.asarray(card, np.int16) - hex_rgb(brief.brand_kit.colours[0])).max(-1)
         x0, y0, x1, y1 = zone.box(*size)
         assert drawn[y0:y1, x0:x1].sum() == drawn.sum() > 0
+
+
+def test_a_brand_font_that_is_no_font_is_an_end_card_error(tmp_path: Path) -> None:
+    """FreeType's bare OSError ('unknown file format') named nothing the team could act on."""
+    not_a_font = tmp_path / "font.ttf"
+    logo_image().save(not_a_font, format="PNG")
+    words = EndCardText(locale="en-US", call_to_action=CTA["en-US"], legal=LEGAL["en-US"])
+    with pytest.raises(EndCardError, match="the brand font cannot be read"):
+        compose_end_card(size=SIZE, text=words, logo=logo_image(),
+                         colours=["#101820", "#FEE715"], safe_zone=ZONE, brand_font=not_a_font)

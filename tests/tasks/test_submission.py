@@ -456,3 +456,23 @@ def test_a_failed_brief_sent_again_is_produced_again(services: Services) -> None
     again = submit(services, EXAMPLE, team="emea")
     assert again.created and again.brief_id != first.brief_id
     assert submit(services, EXAMPLE, team="emea").brief_id == again.brief_id
+
+
+def test_an_end_card_text_too_long_for_a_format_is_refused_at_submission(
+        services: Services, tmp_path: Path) -> None:
+    """The schema allows 2000 characters of legal text; at 9:16 about 600 no longer fit the
+    card's lines, which failed the spot only after its scenes had rendered."""
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    (folder / "logo.png").write_bytes(_png())
+    legal = {"en-US": "Terms and conditions apply. " * 22, "de-DE": "Es gelten die AGB."}
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, _with_brand_kit(logo="logo.png", legal=legal), base_dir=folder,
+               team="emea")
+    [(path, message)] = err.value.problems
+    assert path == "brand_kit" and "end card text for en-US does not fit" in message
+    assert "(the 9:16 end card)" in message
+    assert services.store.list("inputs/") == [] and _stored_briefs(services, "emea") == 0
+    legal["en-US"] = "Terms and conditions apply."
+    assert submit(services, _with_brand_kit(logo="logo.png", legal=legal), base_dir=folder,
+                  team="emea").created
