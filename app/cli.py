@@ -423,12 +423,23 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
                                            log_level="info", access_log=False))
     errors.print(f"review service on http://{host}:{port}/ (API docs: /docs); "
-                 f"production: {'embedded worker' if embedded else 'Prefect deployments'}")
+                 f"production: {_production_by(embedded is not None, settings)}")
     try:
         server.run()
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _production_by(embedded: bool, settings: Settings) -> str:
+    """Who produces the briefs this service takes (said at start: with --no-worker and no
+    Prefect server nothing does, and briefs wait)."""
+    if embedded:
+        return "embedded worker"
+    if settings.prefect_api_url:
+        return f"Prefect deployments at {settings.prefect_api_url}"
+    return ("none: --no-worker without PREFECT_API_URL, so briefs wait until `mova-ads run` "
+            "or a worker takes them")
 
 
 def demo_choice(settings: Settings, *, random_weights: bool) -> tuple[dict[str, str], Path]:

@@ -176,13 +176,14 @@ def _check_files(services: Services, brief: Brief, base_dir: Path | None,
 def _given_file(services: Services, base_dir: Path | None, ref: str, where: str,
                 checked: _CheckedFiles) -> tuple[list[tuple[str, str]], bytes | None]:
     path = (base_dir or Path.cwd()) / ref
+    name = PurePath(ref).name or ref  # '.' names no file: say what was written
     if not path.is_file():
-        return [(where, f"no file {PurePath(ref).name!r} was given with the brief")], None
+        return [(where, f"no file {name!r} was given with the brief")], None
     data = path.read_bytes()
     try:
         suffix = _verifier(services, where)(data)
     except (ImageRejected, FontRejected) as err:
-        return [(where, f"{PurePath(ref).name}: {err}")], None
+        return [(where, f"{name}: {err}")], None
     checked.uploads.append(_Upload(where, data, suffix))
     return [], data
 

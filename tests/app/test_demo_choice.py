@@ -54,3 +54,16 @@ def test_the_demo_brief_speaks_the_demo_worlds_words() -> None:
             assert set(words) & set(OBJECTS), scene.scene_id
             for line in scene.dialogue.get(locale, []):
                 assert set(line.text.split()) <= set(SYLLABLES), line.text
+
+
+def test_serve_says_who_produces_the_briefs_it_takes(tmp_path: Path) -> None:
+    """`serve --no-worker` without a Prefect server once said "Prefect deployments" while
+    nothing would ever produce a brief."""
+    from app.cli import _production_by
+
+    local = load_settings({"MOVA_DATA_DIR": str(tmp_path)})
+    served = load_settings({"MOVA_DATA_DIR": str(tmp_path),
+                            "PREFECT_API_URL": "http://prefect:4200/api"})
+    assert _production_by(True, local) == "embedded worker"
+    assert _production_by(False, served) == "Prefect deployments at http://prefect:4200/api"
+    assert _production_by(False, local).startswith("none: --no-worker without PREFECT_API_URL")
