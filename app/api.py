@@ -11,12 +11,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from app import views
 from app.auth import TeamDep, own_brief, own_deliverable
 from app.deps import ServicesDep, SessionDep, SettingsDep
-from app.errors import ServiceError
+from app.errors import ServiceError, error_responses
 from app.orchestration import start_production
 from app.submission import submit_request
 from infra import repository as repo
@@ -29,9 +30,13 @@ router = APIRouter(prefix="/api")
 
 
 class Decision(BaseModel):
+    # Surrounding blanks are no text: a blank required comment is missing (422), a blank
+    # reviewer is no name, so the team's name stands in as when it is left out.
+    model_config = ConfigDict(str_strip_whitespace=True)
+
     comment: str = Field("", max_length=2000)
     reviewer: str | None = Field(None, max_length=100,
-                                 description="Who decides; default: the team's name.")
+                                 description="Who decides; default (or blank): the team's name.")
 
 
 class Rejection(Decision):
@@ -39,8 +44,40 @@ class Rejection(Decision):
                          description="Why: the team producing the re-render reads it.")
     rerender: bool = Field(False, description="Render this variant again with a new seed.")
     scene_id: str | None = Field(None, max_length=63, description=(
-        "On a spot: the one scene to render again (next seed); the spot is then assembled "
-        "again. Default with `rerender`: every scene of the spot."))
+        "On a spot, with `rerender`: the one scene to render again (next seed); the spot is "
+        "then assembled again. Default with `rerender`: every scene of the spot."))
+
+    @field_validator("scene_id")
+    @classmethod
+    def _only_with_rerender(cls, scene_id: str | None, info: ValidationInfo) -> str | None:
+        # Without a re-render the spot is rejected for good: a scene_id would be ignored.
+        # (No `rerender` in the data: it was invalid, and that is the error to read.)
+        if scene_id is not None and not info.data.get("rerender", True):
+            raise PydanticCustomError("scene_id_without_rerender",
+                                      "scene_id re-renders one scene; it needs rerender: true")
+        return scene_id
+
+
+# The error statuses each kind of route answers (app/errors.py's ErrorBody). 422 on the
+# reads too: FastAPI declares it on any route with parameters, and this replaces its shape.
+READ_ERRORS = error_responses(401, 404, 422)
+DECISION_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)
+SUBMIT_ERRORS = error_responses(400, 401, 403, 413, 415, 422, 429, 503)
+# The route reads its body itself (three formats), so FastAPI cannot infer it.
+BRIEF_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/yaml": {"schema": {"type": "string", "description": (
+        "The brief as YAML (also as application/x-yaml, text/yaml).")}},
+    "application/json": {"schema": {"type": "object", "description": "The brief as JSON."}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["brief"], "properties": {
+        "brief": {"type": "string", "format": "binary", "description": (
+            "The brief: a YAML or JSON file (.json is read as JSON), or its text.")},
+        "first_frames": {"type": "array", "items": {"type": "string", "format": "binary"},
+                         "description": "The files the brief names (first-frame images, the "
+                                        "brand kit's logo and font), by file name."},
+        "requires_approval": {"type": "boolean", "description": (
+            "Override the brief's requires_approval: `true`, `on`, `1` or `yes` hold it; "
+            "`false`, `off`, `0` or `no` do not; anything else is 422.")}}}},
+}}}
 
 
 @router.get("/health", tags=["service"])
@@ -49,7 +86,9 @@ def health(session: SessionDep) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/briefs", status_code=201, tags=["briefs"])
+@router.post("/briefs", status_code=201, tags=["briefs"], openapi_extra=BRIEF_BODY,
+             responses={200: {"description": "The team submitted this brief before: its id."},
+                        **SUBMIT_ERRORS})
 async def submit(request: Request, team: TeamDep, services: ServicesDep,
                  background: BackgroundTasks,
                  requires_approval: Annotated[bool | None, Query(
@@ -73,34 +112,37 @@ async def submit(request: Request, team: TeamDep, services: ServicesDep,
                         background=background)
 
 
-@router.get("/briefs", tags=["briefs"])
+@router.get("/briefs", tags=["briefs"], responses=error_responses(401))
 def list_briefs(team: TeamDep, session: SessionDep) -> list[dict[str, Any]]:
     """The team's briefs, newest first."""
     return views.team_briefs(session, team.name)
 
 
-@router.get("/briefs/{brief_id}", tags=["briefs"])
+@router.get("/briefs/{brief_id}", tags=["briefs"], responses=READ_ERRORS)
 def read_brief(brief_id: str, team: TeamDep, session: SessionDep,
                settings: SettingsDep) -> dict[str, Any]:
     """A brief, its campaign status and every variant's progress."""
     return views.brief_view(session, own_brief(session, brief_id, team), settings)
 
 
-@router.get("/briefs/{brief_id}/deliverables", tags=["deliverables"])
+@router.get("/briefs/{brief_id}/deliverables", tags=["deliverables"], responses=READ_ERRORS)
 def list_deliverables(brief_id: str, team: TeamDep, session: SessionDep
                       ) -> list[dict[str, Any]]:
     row = own_brief(session, brief_id, team)
     return [views.variant_view(session, d) for d in repo.deliverables_that_count(row)]
 
 
-@router.get("/deliverables/{deliverable_id}", tags=["deliverables"])
+@router.get("/deliverables/{deliverable_id}", tags=["deliverables"], responses=READ_ERRORS)
 def read_deliverable(deliverable_id: str, team: TeamDep, session: SessionDep
                      ) -> dict[str, Any]:
     return views.variant_view(session, own_deliverable(session, deliverable_id, team))
 
 
 @router.get("/deliverables/{deliverable_id}/files/{kind}", tags=["deliverables"],
-            response_class=Response)
+            response_class=Response, responses={
+                206: {"description": "The asked byte range (`Range` header)."},
+                307: {"description": "S3 storage: a redirect to a presigned URL."},
+                **READ_ERRORS, **error_responses(503)})
 def stream_file(deliverable_id: str, kind: str, team: TeamDep, services: ServicesDep,
                 session: SessionDep) -> Response:
     """A published or in-review file (video, video_burned, captions_vtt, captions_srt,
@@ -125,7 +167,8 @@ def stream_file(deliverable_id: str, kind: str, team: TeamDep, services: Service
 
 # The decisions open their own transactions (the decision commits before the files are
 # copied), so the ownership check and the answer each get a short session of their own.
-@router.post("/deliverables/{deliverable_id}/approve", tags=["review"])
+@router.post("/deliverables/{deliverable_id}/approve", tags=["review"],
+             responses=DECISION_ERRORS)
 def approve(deliverable_id: str, decision: Decision, team: TeamDep,
             services: ServicesDep) -> dict[str, Any]:
     """Approve a variant in review: it is published to the campaign layout."""
@@ -137,7 +180,8 @@ def approve(deliverable_id: str, decision: Decision, team: TeamDep,
         return views.variant_view(session, repo.get_deliverable(session, row_id))
 
 
-@router.post("/deliverables/{deliverable_id}/reject", tags=["review"])
+@router.post("/deliverables/{deliverable_id}/reject", tags=["review"],
+             responses=DECISION_ERRORS)
 def reject(deliverable_id: str, decision: Rejection, team: TeamDep,
            services: ServicesDep) -> dict[str, Any]:
     """Reject a spot in review; `rerender` renders its scenes (or only `scene_id` and the

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.deps import ServicesDep
 from app.errors import ServiceError
-from app.security import SESSION_COOKIE
+from app.security import SESSION_COOKIE, bearer_token
 from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import BriefRow, Deliverable, Team
@@ -94,10 +94,10 @@ def team_for_session(session: Session, session_id: str | None) -> Team | None:
 def optional_team(request: Request, services: ServicesDep) -> Team | None:
     """The team of the request's Bearer token or page session, or None (the pages send it
     to /login)."""
-    header = request.headers.get("authorization", "")
+    token = bearer_token(request.headers.get("authorization", ""))
     with session_scope(services.engine) as session:
-        if header.startswith("Bearer "):
-            return team_for_token(session, header.removeprefix("Bearer ").strip())
+        if token is not None:
+            return team_for_token(session, token)
         return team_for_session(session, request.cookies.get(SESSION_COOKIE))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from infra.storage_errors import StorageError
 from schemas.errors import (
@@ -28,15 +29,60 @@ class ServiceError(Exception):
         self.status, self.detail, self.problems, self.headers = status, detail, problems, headers
 
 
+class Problem(BaseModel):
+    path: str = Field(description="Where: `scenes[0].duration_s`, `comment`, `(body)`.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every failure's JSON body. `error_body` builds it, so the OpenAPI document declares
+    what is really sent."""
+
+    detail: str = Field(description="What went wrong, in words.")
+    problems: list[Problem] | None = Field(default=None, description=(
+        f"422 only: the first {MAX_PROBLEMS_SHOWN} problems, each with its path."))
+    total: int | None = Field(default=None, description="With `problems`: how many there were.")
+
+
 def error_body(detail: str, problems: list[tuple[str, str]] | None = None,
                total: int | None = None) -> dict[str, Any]:
     """`problems`: at most the first MAX_PROBLEMS_SHOWN; `total`: how many there were."""
-    body: dict[str, Any] = {"detail": detail}
-    if problems is not None:
-        body["problems"] = [{"path": path, "message": message}
-                            for path, message in problems[:MAX_PROBLEMS_SHOWN]]
-        body["total"] = len(problems) if total is None else total
-    return body
+    if problems is None:
+        return ErrorBody(detail=detail).model_dump(exclude_none=True)
+    shown = [Problem(path=path, message=message)
+             for path, message in problems[:MAX_PROBLEMS_SHOWN]]
+    return ErrorBody(detail=detail, problems=shown,
+                     total=len(problems) if total is None else total).model_dump()
+
+
+# What each error status means on this service (the OpenAPI descriptions of its answers).
+ERROR_MEANINGS: dict[int, str] = {
+    400: "A body that cannot be parsed at all (JSON that is not UTF-8, a multipart form "
+         "without its boundary).",
+    401: "No known team token (`Authorization: Bearer <team token>`) or page session.",
+    403: "A write with the page's session cookie from another origin, or with no Origin.",
+    404: "No such id among the team's own (another team's ids are not found either).",
+    409: "The deliverable's status does not allow this decision.",
+    413: "The body is over API_MAX_BODY_BYTES (declared or streamed), or the brief over its "
+         "own limit.",
+    415: "A Content-Type the route does not take (`text/plain` with the session cookie).",
+    422: "The request is not valid: `problems` lists the first "
+         f"{MAX_PROBLEMS_SHOWN} with their paths, `total` counts them.",
+    429: "Past the team's submissions per minute or daily GPU budget.",
+    503: "Storage or a service is unavailable; try again.",
+}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+    429: {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses` for the error statuses it can answer: each an ErrorBody (this
+    also replaces FastAPI's default 422, whose `detail` list this service never sends)."""
+    return {status: {"model": ErrorBody, "description": ERROR_MEANINGS[status],
+                     **({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {})}
+            for status in statuses}
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -70,6 +70,14 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header ("" when it names none), or None
+    for no Bearer header. The scheme is case-insensitive (RFC 7235 §2.1): `bearer` is
+    `Bearer`."""
+    scheme, space, token = authorization.partition(" ")
+    return token.strip() if space and scheme.lower() == "bearer" else None
+
+
 def _own_origin(scope: Scope, headers: Headers) -> str:
     scheme = scope.get("scheme", "http")
     host = headers.get("host")
@@ -85,7 +93,7 @@ def cookie_write_refusal(scope: Scope) -> tuple[int, str] | None:
     if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
         return None
     headers = Headers(scope=scope)
-    if headers.get("authorization", "").startswith("Bearer "):
+    if bearer_token(headers.get("authorization", "")) is not None:
         return None
     origin = headers.get("origin")
     if origin is None:

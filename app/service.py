@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -90,7 +90,7 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.limit:
-                raise _TooLarge
+                raise _TooLarge(self.limit)
             return message
 
         try:
@@ -99,14 +99,21 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        response = JSONResponse(error_body(
-            f"request body is larger than the limit of {self.limit:,} bytes "
-            "(API_MAX_BODY_BYTES)"), status_code=413)
+        response = JSONResponse(error_body(_too_large(self.limit)), status_code=413)
         await response({"type": "http"}, _no_receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit: int) -> str:
+    return f"request body is larger than the limit of {limit:,} bytes (API_MAX_BODY_BYTES)"
+
+
+class _TooLarge(HTTPException):
+    """An HTTPException, not a plain error: FastAPI turns any other error raised while it
+    parses a route's JSON or form body into 400 "There was an error parsing the body", but
+    passes an HTTPException on, and the app answers it as this 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large(limit))
 
 
 async def _no_receive() -> Message:

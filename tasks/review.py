@@ -62,7 +62,7 @@ def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: st
     with session_scope(services.engine) as session:
         row = repo.get_deliverable(session, deliverable_id)
         if row.status != DeliverableStatus.APPROVED:
-            _require(row, DeliverableStatus.IN_REVIEW, "approve")
+            _require(row, DeliverableStatus.IN_REVIEW, "approved")
             _record(services, session, row, decision=ReviewVerdict.APPROVE, team=team,
                     reviewer=reviewer, comment=comment)
             repo.transition(row, DeliverableStatus.APPROVED)
@@ -83,7 +83,7 @@ def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str
     the spot is assembled again from it, the brief's other spots are left as they are."""
     with session_scope(services.engine) as session:
         row = repo.get_deliverable(session, deliverable_id)
-        _require(row, DeliverableStatus.IN_REVIEW, "reject")
+        _require(row, DeliverableStatus.IN_REVIEW, "rejected")
         if scene_id is not None and row.kind != DeliverableKind.SPOT:
             raise InvalidTransition(f"deliverable {row.name} is a scene; scene_id applies to "
                                     "a spot")
@@ -124,7 +124,9 @@ def _rerender_spot_scenes(session: Session, spot: Deliverable, scene_id: str | N
     return seeds[0]
 
 
-def _require(row: Deliverable, status: DeliverableStatus, action: str) -> None:
+def _require(row: Deliverable, status: DeliverableStatus, done: str) -> None:
+    """`done`: the action's past participle ("approved"); not built from the verb, whose
+    spelling varies ("reject" + "d")."""
     if row.status != status:
         raise InvalidTransition(f"deliverable {row.name} is {row.status}; only a deliverable "
-                                f"{status.replace('_', ' ')} can be {action}d")
+                                f"{status.replace('_', ' ')} can be {done}")

@@ -302,6 +302,22 @@ def test_a_bearer_token_acts_for_its_team(app_with_two_teams: TwoTeamApp) -> Non
         assert app.teams_listed(Authorization=f"Bearer  {token} ") == {team}
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(app_with_two_teams: TwoTeamApp,
+                                               scheme: str) -> None:
+    # RFC 7235 §2.1: the authentication scheme is a case-insensitive token
+    app = app_with_two_teams
+    for team, token in app.tokens.items():
+        assert app.teams_listed(Authorization=f"{scheme} {token}") == {team}
+    # and a write carrying it is an API client's, not a cookie write needing an Origin
+    with session_scope(app.engine) as session:
+        app.client.cookies.set(SESSION_COOKIE, start_session(session, _team(session, "emea")))
+    unknown = "/api/deliverables/00000000-0000-0000-0000-000000000000/approve"
+    answer = app.client.post(unknown, json={},
+                             headers={"Authorization": f"{scheme} {app.tokens['apac']}"})
+    assert answer.status_code == 404, answer.text
+
+
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Bearer mova_unknown",
                                     "Basic dXNlcjpwYXNz", "Token {emea}", "{emea}"])
 def test_no_known_token_is_401_with_the_bearer_challenge(app_with_two_teams: TwoTeamApp,

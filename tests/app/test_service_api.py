@@ -4,8 +4,11 @@ request leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -14,19 +17,23 @@ from sqlalchemy import func, select
 
 from infra.db import make_engine, session_scope
 from infra.db_models import Artifact, BriefRow, Campaign
+from infra.repository import add_brief, ensure_deliverable
+from infra.statuses import DeliverableStatus
 from tests.app.conftest import ROOT, Service
 from tests.example_brief import example_text
 
 EXAMPLE = example_text()
 BODY_LIMIT = 300_000
 PER_MINUTE = 6  # per team; team "flood" is the one that reaches it
+UNKNOWN = "/api/deliverables/00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture(scope="module")
 def service(database_url: str, service_factory: Callable[..., Service],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield service_factory(tmp_path_factory.mktemp("svc"), database_url,
-                          teams=("emea", "apac", "flood", "lint", "brand"), worker=False,
+                          teams=("emea", "apac", "flood", "lint", "brand", "judge"),
+                          worker=False,
                           API_MAX_BODY_BYTES=str(BODY_LIMIT),
                           API_SUBMISSIONS_PER_MINUTE=str(PER_MINUTE))
 
@@ -168,6 +175,21 @@ def test_oversize_bodies_are_413_whether_declared_or_streamed(service: Service) 
     assert _counts(service) == before
 
 
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_an_oversize_decision_is_413_when_streamed_too(service: Service, verb: str) -> None:
+    def chunks() -> Iterator[bytes]:  # JSON, no Content-Length: FastAPI parses it as it comes
+        yield b'{"comment": "'
+        for _ in range(40):
+            yield b"a" * 10_000
+
+    with service.client() as client:
+        for body in (b"".join(chunks()), chunks()):  # declared, then streamed
+            response = client.post(f"{UNKNOWN}/{verb}", content=body,
+                                   headers={"Content-Type": "application/json"})
+            assert response.status_code == 413, response.text
+            assert f"{BODY_LIMIT:,} bytes (API_MAX_BODY_BYTES)" in response.json()["detail"]
+
+
 def test_submissions_beyond_the_per_minute_limit_are_429(service: Service) -> None:
     with service.client("flood") as client:
         # distinct briefs: the same brief again would be answered 200 with the first one
@@ -183,11 +205,111 @@ def test_submissions_beyond_the_per_minute_limit_are_429(service: Service) -> No
         assert other.post("/api/briefs", json=_brief()).status_code == 201
 
 
+def _planted_in_review(service: Service) -> str:
+    """A variant of team "judge" waiting in review, planted in the service's database: a
+    decision without a re-render needs no production run nor files."""
+    engine = make_engine(service.database_url)
+    with session_scope(engine) as session:
+        brief = add_brief(session, campaign_slug="planted", brand="Aurora",
+                          raw=json.dumps(_brief(campaign="planted")), sha256=uuid4().hex * 2,
+                          team="judge")
+        row = ensure_deliverable(session, brief, name="s/en-US/16x9", scene_id="s",
+                                 locale="en-US", aspect="16:9", render_key=uuid4().hex * 2)
+        row.status = DeliverableStatus.IN_REVIEW
+        deliverable_id = str(row.id)
+    engine.dispose()
+    return deliverable_id
+
+
+def _refused(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_a_scene_id_without_rerender_is_422_and_leaves_the_variant_in_review(
+        service: Service) -> None:
+    base = f"/api/deliverables/{_planted_in_review(service)}"
+    with service.client("judge") as client:
+        refused = _refused(client.post(f"{base}/reject", json={
+            "comment": "bad", "rerender": False, "scene_id": "face-greets"}), 422)
+        assert refused["problems"] == [{"path": "scene_id", "message": (
+            "scene_id re-renders one scene; it needs rerender: true")}]
+        _refused(client.post(f"{base}/reject", json={"comment": "bad", "scene_id": "s"}), 422)
+        assert client.get(base).json()["status"] == "in_review"
+
+
+def test_a_blank_comment_is_no_reason_and_a_blank_reviewer_is_the_teams_name(
+        service: Service) -> None:
+    base = f"/api/deliverables/{_planted_in_review(service)}"
+    with service.client("judge") as client:
+        for blank in (" ", "\n\t "):
+            refused = _refused(client.post(f"{base}/reject", json={"comment": blank}), 422)
+            assert [p["path"] for p in refused["problems"]] == ["comment"]
+        assert client.get(base).json()["status"] == "in_review"
+        # the reviewer is optional: blank is as good as left out (the page sends what is typed)
+        rejected = _refused(client.post(f"{base}/reject", json={
+            "comment": "  too dark ", "reviewer": " \t"}), 200)
+    [decision] = rejected["decisions"]
+    assert (decision["reviewer"], decision["comment"]) == ("judge", "too dark")
+
+
+def test_a_decision_on_a_variant_no_longer_in_review_is_409_in_words(service: Service) -> None:
+    base = f"/api/deliverables/{_planted_in_review(service)}"
+    with service.client("judge") as client:
+        assert client.post(f"{base}/reject", json={"comment": "no"}).status_code == 200
+        for verb, done in (("approve", "approved"), ("reject", "rejected")):
+            refused = _refused(client.post(f"{base}/{verb}", json={"comment": "again"}), 409)
+            assert refused["detail"].endswith(f"is rejected; only a deliverable in review can "
+                                              f"be {done}"), refused
+        [brief] = [b for b in client.get("/api/briefs").json()
+                   if any(d["id"] == base.rsplit("/", 1)[1]
+                          for d in client.get(f"/api/briefs/{b['id']}/deliverables").json())]
+    page = httpx.get(f"{service.url}/briefs/{brief['id']}",
+                     cookies=service.page_cookies("judge"), timeout=60)
+    assert page.status_code == 200 and "rejected by judge" in page.text  # not "rejectd"
+
+
 def test_openapi_docs_are_served(service: Service) -> None:
     assert httpx.get(f"{service.url}/docs").status_code == 200
     spec = httpx.get(f"{service.url}/openapi.json").json()
     assert {"/api/briefs", "/api/briefs/{brief_id}", "/api/deliverables/{deliverable_id}/approve",
             "/api/deliverables/{deliverable_id}/files/{kind}"} <= set(spec["paths"])
+
+
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_openapi_declares_the_errors_as_sent_and_the_brief_formats(service: Service) -> None:
+    spec = httpx.get(f"{service.url}/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas  # FastAPI's 422 shape, never sent here
+    assert set(schemas["ErrorBody"]["properties"]) == {"detail", "problems", "total"}
+    assert schemas["ErrorBody"]["required"] == ["detail"]
+    errors = {(path, method): {int(code): answer for code, answer in op["responses"].items()
+                               if code.startswith(("4", "5"))}
+              for path, ops in spec["paths"].items() for method, op in ops.items()}
+    for operation, answers in errors.items():
+        for answer in answers.values():
+            assert answer["content"]["application/json"]["schema"] == ERROR_BODY, operation
+    decision = {400, 401, 403, 404, 409, 413, 415, 422, 503}
+    assert set(errors["/api/deliverables/{deliverable_id}/reject", "post"]) == decision
+    assert set(errors["/api/deliverables/{deliverable_id}/approve", "post"]) == decision
+    assert set(errors["/api/briefs", "post"]) == {400, 401, 403, 413, 415, 422, 429, 503}
+    assert set(errors["/api/briefs/{brief_id}", "get"]) == {401, 404, 422}
+    assert set(errors["/api/briefs", "get"]) == {401}
+    assert errors["/api/briefs", "post"][429]["headers"]["Retry-After"]
+    assert errors["/api/briefs", "get"][401]["headers"]["WWW-Authenticate"]
+
+    submit = spec["paths"]["/api/briefs"]["post"]
+    assert {"200", "201"} <= set(submit["responses"])  # the same brief again: 200
+    body = submit["requestBody"]
+    assert body["required"] is True
+    assert set(body["content"]) == {"application/yaml", "application/json",
+                                    "multipart/form-data"}
+    form = body["content"]["multipart/form-data"]["schema"]
+    assert set(form["properties"]) == {"brief", "first_frames", "requires_approval"}
+    assert form["properties"]["first_frames"]["items"]["format"] == "binary"
 
 
 def test_a_brief_naming_a_lora_the_team_has_not_registered_is_422(service: Service,
