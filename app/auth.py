@@ -118,7 +118,8 @@ def _uuid(value: str) -> UUID:
     try:
         return UUID(value)
     except ValueError:
-        raise ServiceError(404, f"{value!r} is not an id") from None
+        # at most an id's length echoed: the path segment can be kilobytes
+        raise ServiceError(404, f"{value[:40]!r} is not an id") from None
 
 
 def own_brief(session: Session, brief_id: str, team: Team) -> BriefRow:

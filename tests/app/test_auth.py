@@ -264,6 +264,9 @@ def test_a_team_reaches_its_own_brief_and_deliverable_only(sqlite_engine: Engine
                 call(session, "not-an-id", emea)
             assert (refused.value.status, refused.value.detail) == (404,
                                                                     "'not-an-id' is not an id")
+            with pytest.raises(ServiceError) as refused:  # a 10 KB id is not echoed back
+                call(session, "x" * 10_000, emea)
+            assert refused.value.detail == f"{'x' * 40!r} is not an id"
 
 
 # ---- the request's team, through the app (in-process, SQLite) ----------------------------------
