@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import langcodes
 import yaml
@@ -31,7 +31,8 @@ MAX_CLIP_SECONDS = 193 / 24  # one model clip: 193 frames at 24 fps
 # Loudness is measured in 400 ms gating blocks (ITU-R BS.1770); a shorter scene has no loudness
 # and can never pass QC. 0.5 s renders as 13 frames (0.54 s), the shortest clip that measures.
 MIN_SCENE_SECONDS = 0.5
-MAX_NESTING = 16  # a brief is at most 5 levels deep; deeper documents are refused unparsed
+MAX_NESTING = 16  # a brief is at most 5 levels deep; deeper ones are refused before they are built
+MAX_NUMBER_DIGITS = 100  # the longest number a brief takes is a 10-digit seed
 MAX_LINES_PER_LOCALE = 20
 MAX_LOCALES = 40
 MAX_SCENES = 50
@@ -81,8 +82,16 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# RFC 5646 (4.4.1) asks implementations to handle tags of at least 35 characters; longer ones
+# are private-use chains that, as parts of file names, ran past the file system's limit.
+MAX_LOCALE_CHARS = 35
+
+
 def normalize_locale(tag: str) -> str:
     """A valid BCP-47 tag in its standard form (`en-us` -> `en-US`), or ValueError."""
+    if len(tag) > MAX_LOCALE_CHARS:
+        raise ValueError(f"{tag[:40]!r}... is a language tag of {len(tag):,} characters; at most "
+                         f"{MAX_LOCALE_CHARS} are taken (e.g. en-US, de-DE, zh-CN)")
     try:
         valid = langcodes.tag_is_valid(tag) and langcodes.Language.get(tag).is_valid()
     except (ValueError, LookupError):
@@ -343,16 +352,143 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(brief)"
 
 
-class _BriefYamlLoader(yaml.SafeLoader):
-    """Safe YAML without anchors/aliases: a brief never needs them, and aliases let a few bytes
-    stand for millions of nodes that validation would then walk."""
+def _too_deep() -> BriefInvalid:
+    return BriefInvalid([("(document)", f"nested more than {MAX_NESTING} levels deep; a brief is "
+                                        "a few levels of mappings and lists")])
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not allowed in a brief", event.start_mark)
-        return super().compose_node(parent, index)
+
+def _integer(digits: str, base: int = 10) -> int:
+    """int() of a number's digits, refusing absurd lengths first: past 4300 digits int() raises
+    a ValueError about sys.set_int_max_str_digits, and long decimals cost quadratic time."""
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise ValueError(f"a number of {len(digits):,} digits; a brief's numbers have at most "
+                         f"{MAX_NUMBER_DIGITS}")
+    return int(digits, base)
+
+
+# Plain (unquoted) YAML scalars are typed by the YAML 1.2 core schema, not YAML 1.1's: 1.1 read
+# `16:9` as the base-60 number 969 and `no` (Norwegian) as false, and the errors named values
+# the brief never held. Only null/~, true/false and 1.2 numbers are typed; yes/no/on/off, 1:30,
+# dates and `<<` (no merge keys) stay text, and the schema's booleans still read `yes` from text.
+_CORE_SCALAR = re.compile(
+    r"(?P<null>null|Null|NULL|~|)|(?P<bool>true|True|TRUE|false|False|FALSE)"
+    r"|(?P<int>[-+]?[0-9]+)|(?P<oct>0o[0-7]+)|(?P<hex>0x[0-9a-fA-F]+)"
+    r"|(?P<float>[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?)"
+    r"|(?P<special>[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))")
+_INT_BASES = {"int": 10, "oct": 8, "hex": 16}
+
+
+def _plain_scalar(text: str) -> Any:
+    match = _CORE_SCALAR.fullmatch(text)
+    kind = match.lastgroup if match else None
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return text.lower() == "true"
+    if kind in _INT_BASES:
+        return _integer(text if kind == "int" else text[2:], _INT_BASES[kind])
+    if kind == "float":
+        return float(text)
+    if kind == "special":  # float() spells .inf and .nan without the dot
+        return float(text.replace(".", ""))
+    return text
+
+
+def _refuse(event: yaml.Event, problem: str) -> NoReturn:
+    raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+
+
+# Aliases let a few bytes stand for millions of nodes that validation would then walk; tags name
+# types a brief has no use for. Anchors alone are harmless.
+_NO_ALIASES = "YAML aliases (*name) are not allowed in a brief"
+_NO_TAGS = "YAML tags (!name, !!type) are not allowed in a brief"
+
+
+def _scalar(event: yaml.ScalarEvent) -> Any:
+    if event.tag is not None:
+        _refuse(event, _NO_TAGS)
+    if not event.implicit[0]:  # quoted, or a block scalar (| >): text as written
+        return event.value
+    try:
+        return _plain_scalar(event.value)
+    except ValueError as err:  # a number too long to read
+        _refuse(event, str(err))
+
+
+_NO_KEY = object()  # in `_YamlTree._keys`: the mapping's next value is a key, not a value
+
+
+class _YamlTree:
+    """Python values built from YAML parser events with loops, not recursion: nesting is counted
+    as collections open, whatever its form (indented blocks, `- - x` on one line, flow)."""
+
+    def __init__(self) -> None:
+        self.documents: list[Any] = []  # each document's value, once complete
+        self._open: list[Any] = []  # the lists and dicts being filled, outermost first
+        self._keys: list[Any] = []  # for each of them, the mapping key awaiting its value
+
+    def add(self, value: Any) -> None:
+        if not self._open:
+            self.documents.append(value)
+            return
+        parent = self._open[-1]
+        if isinstance(parent, list):
+            parent.append(value)
+        elif self._keys[-1] is _NO_KEY:
+            self._keys[-1] = value
+        else:
+            parent[self._keys[-1]] = value
+            self._keys[-1] = _NO_KEY
+
+    def open(self, event: yaml.CollectionStartEvent) -> None:
+        if event.tag is not None:
+            _refuse(event, _NO_TAGS)
+        if self._open and isinstance(self._open[-1], dict) and self._keys[-1] is _NO_KEY:
+            _refuse(event, "a mapping key must be a plain value, not a list or mapping")
+        self._open.append([] if isinstance(event, yaml.SequenceStartEvent) else {})
+        self._keys.append(_NO_KEY)
+        if len(self._open) > MAX_NESTING:
+            raise _too_deep()
+
+    def close(self) -> None:
+        self._keys.pop()
+        self.add(self._open.pop())
+
+
+# libyaml's parser, when PyYAML has it: the pure-Python one spends 10 s and more on a 1 MB flow
+# list. Either is used for its events only; `_YamlTree` builds the values.
+_YAML_PARSER = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"  # libyaml's own limit, 1000 levels
+
+
+def _load_yaml(raw: str) -> Any:
+    tree = _YamlTree()
+    for event in yaml.parse(raw, Loader=_YAML_PARSER):
+        if isinstance(event, yaml.ScalarEvent):
+            tree.add(_scalar(event))
+        elif isinstance(event, yaml.CollectionStartEvent):
+            tree.open(event)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            tree.close()
+        elif isinstance(event, yaml.AliasEvent):
+            _refuse(event, _NO_ALIASES)
+        elif isinstance(event, yaml.DocumentStartEvent) and tree.documents:
+            _refuse(event, "a second YAML document; a brief is a single document")
+    return tree.documents[0] if tree.documents else None
+
+
+_LINE_BREAKS = "\r\n\x85\u2028\u2029"  # YAML's
+
+
+def _where(err: yaml.YAMLError, raw: str) -> str:
+    """' at line L column C' of a YAML error that has a position."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return ""
+    if mark.index == len(raw) and mark.line and not mark.column and raw[-1] not in _LINE_BREAKS:
+        # libyaml puts the end of a text without a final line break on a line of its own
+        return f" at line {mark.line} column {len(raw) - max(map(raw.rfind, _LINE_BREAKS))}"
+    return f" at line {mark.line + 1} column {mark.column + 1}"
 
 
 def _nesting_depth(text: str) -> int:
@@ -369,25 +505,31 @@ def _nesting_depth(text: str) -> int:
     return max(deepest, len(indents) - 1)
 
 
-def _parse(raw: str, fmt: str | None) -> Any:
-    # Checked before parsing: both parsers recurse per nesting level (RecursionError, a 500).
+def _parse_json(raw: str) -> Any:
+    # Checked before parsing: json recurses per nesting level (RecursionError, a 500).
     # Brackets inside quoted strings count too, which only matters for absurd briefs.
     if _nesting_depth(raw) > MAX_NESTING:
-        raise BriefInvalid([("(document)", f"nested more than {MAX_NESTING} levels deep; a brief "
-                                           "is a few levels of mappings and lists")])
-    if fmt == "json" or (fmt is None and raw.lstrip().startswith("{")):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise BriefInvalid([("(document)", f"invalid JSON at line {err.lineno} column "
-                                               f"{err.colno}: {err.msg}")]) from err
+        raise _too_deep()
     try:
-        return yaml.load(raw, Loader=_BriefYamlLoader)  # noqa: S506 - a SafeLoader subclass
+        return json.loads(raw, parse_int=_integer)
+    except json.JSONDecodeError as err:
+        raise BriefInvalid([("(document)", f"invalid JSON at line {err.lineno} column "
+                                           f"{err.colno}: {err.msg}")]) from err
+    except ValueError as err:  # from _integer: a number too long to read
+        raise BriefInvalid([("(document)", f"invalid JSON: {err}")]) from err
+
+
+def _parse(raw: str, fmt: str | None) -> Any:
+    if fmt == "json" or (fmt is None and raw.lstrip().startswith("{")):
+        return _parse_json(raw)
+    try:
+        return _load_yaml(raw)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise BriefInvalid([("(document)", f"invalid YAML{where}: {problem}")]) from err
+        if problem == _LIBYAML_TOO_DEEP:  # libyaml can stop there before 17 levels are counted
+            raise _too_deep() from err
+        raise BriefInvalid([("(document)", f"invalid YAML{_where(err, raw)}: {problem}")]) \
+            from err
 
 
 def load_brief(raw: bytes | str, *, fmt: str | None = None) -> Brief:
@@ -402,6 +544,7 @@ def load_brief(raw: bytes | str, *, fmt: str | None = None) -> Brief:
         except UnicodeDecodeError as err:
             raise BriefInvalid([("(document)", f"not UTF-8 text ({err.reason} at byte "
                                                f"{err.start})")]) from err
+    raw = raw.removeprefix("\ufeff")  # a byte order mark may open either format; json refuses it
     if fmt not in (None, "yaml", "json"):
         raise BriefInvalid([("(document)", f"unknown format {fmt!r}; use yaml or json")])
     data = _parse(raw, fmt)

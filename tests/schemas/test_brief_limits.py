@@ -34,7 +34,8 @@ def _rejected(raw: str | bytes) -> BriefInvalid:
     '{"campaign": ' + "[" * 5000 + "]" * 5000 + "}",
     "campaign: " + "[" * 5000 + "]" * 5000,
     "".join(" " * depth + "a:\n" for depth in range(1000)),
-], ids=["json-brackets", "yaml-flow", "yaml-block"])
+    "a:\n" + "- " * 5000 + "x",  # the indentation guard saw one level: a RecursionError
+], ids=["json-brackets", "yaml-flow", "yaml-block", "yaml-compact"])
 def test_deeply_nested_documents_are_refused_before_parsing(raw: str) -> None:
     error = _rejected(raw)
     assert error.problems == [("(document)", error.problems[0][1])]
@@ -180,3 +181,69 @@ def test_sixteen_levels_are_parsed_and_seventeen_refused() -> None:
     assert _rejected(nested(17)).problems == [
         ("(document)", "nested more than 16 levels deep; a brief is a few levels of mappings "
                        "and lists")]
+
+
+_TOO_DEEP = [("(document)", "nested more than 16 levels deep; a brief is a few levels of mappings "
+                            "and lists")]
+
+
+@pytest.mark.parametrize("nested", [
+    lambda levels: "a:\n" + "- " * (levels - 1) + "x",  # block sequences on one line
+    lambda levels: "- " * (levels - 1) + "a: x",  # a compact mapping in compact sequences
+    lambda levels: "".join(" " * i + "a:\n" for i in range(levels)),  # indented mappings
+    lambda levels: "a: " + "[" * (levels - 1) + "]" * (levels - 1),  # flow
+    lambda levels: "a:\n- - {b: " + "[" * (levels - 4) + "]" * (levels - 4) + "}",  # mixed
+], ids=["compact-sequences", "compact-mapping", "block-mappings", "flow", "mixed"])
+def test_every_yaml_nesting_form_counts_towards_the_depth_limit(nested: Any) -> None:
+    # `nested(levels)` holds that many mappings and lists, each inside the one before
+    assert all("nested more than" not in message for _, message in _rejected(nested(16)).problems)
+    for levels in (17, 1200):  # 1200: past libyaml's own limit, with no RecursionError either
+        assert _rejected(nested(levels)).problems == _TOO_DEEP
+
+
+def test_a_number_too_long_to_read_is_a_listed_problem_in_yaml_and_json() -> None:
+    # Past 4300 digits int() raises a ValueError of its own (uncaught, an HTTP 500).
+    digits = "9" * 5000
+    assert _rejected(EXAMPLE.replace("seed: 1234", f"seed: {digits}")).problems == [
+        ("(document)", "invalid YAML at line 13 column 7: a number of 5,000 digits; a brief's "
+                       "numbers have at most 100")]
+    as_json = json.dumps(_example()).replace('"seed": 1234', f'"seed": {digits}')
+    assert _rejected(as_json).problems == [
+        ("(document)", "invalid JSON: a number of 5,000 digits; a brief's numbers have at most "
+                       "100")]
+    # a long number that is still read reaches the schema, which names the field
+    problems = _rejected(EXAMPLE.replace("seed: 1234", "seed: " + "9" * 100)).problems
+    assert problems == [("seed", "Input should be less than 2147483648")]
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="the pure-Python YAML parser is slower")
+def test_a_yaml_flow_list_of_two_thirds_of_a_megabyte_parses_in_about_a_second() -> None:
+    raw = "a: [" + ",".join(["1"] * 330_000) + "]"  # 660 KB: 13 s in the pure-Python loader
+    started = time.process_time()
+    problems = dict(_rejected(raw).problems)
+    assert "Extra inputs are not permitted" in problems["a"]
+    assert time.process_time() - started < 5  # about 1 s; generous for a loaded machine
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ("campaign: !!str x\n", "invalid YAML at line 1 column 11: YAML tags (!name, !!type) are not "
+                            "allowed in a brief"),
+    ("campaign: !!python/object:os.system x\n", "invalid YAML at line 1 column 11: YAML tags "
+                                               "(!name, !!type) are not allowed in a brief"),
+    ("--- !!map\ncampaign: x\n", "invalid YAML at line 1 column 5: YAML tags (!name, !!type) "
+                                 "are not allowed in a brief"),
+    ("campaign: x\n---\nbrand: y\n", "invalid YAML at line 2 column 1: a second YAML document; "
+                                     "a brief is a single document"),
+    ("? [a, b]\n: x\n", "invalid YAML at line 1 column 3: a mapping key must be a plain value, "
+                        "not a list or mapping"),
+    ("campaign: {{a: 1}: x}\n", "invalid YAML at line 1 column 12: a mapping key must be a plain "
+                                "value, not a list or mapping"),
+], ids=["core-tag", "python-tag", "collection-tag", "two-documents", "list-key", "mapping-key"])
+def test_yaml_the_parser_refuses_while_building_values(raw: str, problem: str) -> None:
+    assert _rejected(raw).problems == [("(document)", problem)]
+
+
+def test_a_yaml_merge_key_is_an_ordinary_key_the_schema_refuses() -> None:
+    # YAML 1.2 has no merge keys: `<<` merges nothing into the brief and is named as extra.
+    problems = dict(_rejected(EXAMPLE + "<<: {brand: Other}\n").problems)
+    assert problems == {"<<": "Extra inputs are not permitted"}

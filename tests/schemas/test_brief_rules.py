@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.brief import Brief, load_brief
+from schemas.brief import Brief, _parse, load_brief, normalize_locale
 from schemas.errors import BriefInvalid
 
 EXAMPLE = (Path(__file__).parents[2] / "examples" / "brief.yaml").read_text()
@@ -99,6 +99,18 @@ def test_locale_keys_are_normalised() -> None:
     assert set(brief.scenes[0].dialogue) == {"en-US", "de-DE"}
 
 
+def test_a_language_tag_longer_than_35_characters_is_refused() -> None:
+    """A valid private-use chain of 255+ characters passed and then broke the spot's file
+    name in ffmpeg ('File name too long'); 35 is RFC 5646's floor for what tools handle."""
+    longest = "en-US-x-" + "abcdefgh-" * 2 + "abcdefg"  # 34 characters
+    assert len(longest) <= 35 and normalize_locale(longest) == longest
+    too_long = "en-US-x-" + "-".join(["abcdefgh"] * 30)
+    with pytest.raises(ValueError, match=f"of {len(too_long)} characters; at most 35"):
+        normalize_locale(too_long)
+    [(path, message)] = _problems(_brief(locales=["en-US", too_long]))
+    assert path == "locales[1]" and "at most 35" in message and len(message) < 200
+
+
 def test_locale_keys_are_normalised_up_to_the_locale_limit() -> None:
     """40 locales (MAX_LOCALES), every mapping keyed in lower case: still one campaign."""
     tags = [f"{language}-{region}" for language in ("en", "de", "fr", "es", "it", "pt", "nl",
@@ -169,8 +181,11 @@ def test_document_errors_name_line_and_column() -> None:
     assert path == "(document)" and message.startswith("invalid JSON at line 2 column 12: ")
     [(path, message)] = _problems("campaign: x\nbrand: [a\n")
     assert path == "(document)"
-    assert message == "invalid YAML at line 3 column 1: expected ',' or ']', but got " \
-                      "'<stream end>'"  # the parser's own problem, not its context line
+    # the parser's own problem, not its context line ("while parsing a flow sequence"); libyaml
+    # words it "did not find expected ',' or ']'", the pure-Python parser "expected ',' or ']',
+    # but got '<stream end>'"
+    assert message.startswith("invalid YAML at line 3 column 1: ")
+    assert "expected ',' or ']'" in message and "while parsing" not in message
     assert _problems(b"campaign: \xff\xfe") == [
         ("(document)", "not UTF-8 text (invalid start byte at byte 10)")]
     assert _problems("campaign: x", fmt="toml") == [
@@ -251,3 +266,40 @@ def test_a_scene_too_short_to_measure_is_told_why() -> None:
         ("scenes[0].duration_s", "0.2 s is too short: a scene lasts at least 0.5 s (loudness "
                                  "is measured over 0.4 s blocks, so a shorter scene can never "
                                  "pass QC)")]
+
+
+@pytest.mark.parametrize(("plain", "value"), [
+    ("16:9", "16:9"), ("1:30", "1:30"),  # YAML 1.1: base-60 numbers (969, 90)
+    ("no", "no"), ("yes", "yes"), ("on", "on"), ("off", "off"), ("n", "n"),  # 1.1: booleans
+    ("2024-05-01", "2024-05-01"), ("0b101", "0b101"), ("1_000", "1_000"), ("tRUE", "tRUE"),
+    ("true", True), ("True", True), ("TRUE", True), ("false", False), ("FALSE", False),
+    ("null", None), ("~", None), ("", None),
+    ("17", 17), ("-017", -17), ("+3", 3), ("0o17", 15), ("0x1F", 31),
+    ("1.5", 1.5), ("-.5", -0.5), ("2.", 2.0), ("1e3", 1000.0), ("-.inf", float("-inf")),
+    (".NaN", float("nan")),
+])
+def test_unquoted_yaml_values_are_typed_by_the_yaml_1_2_core_schema(plain: str,
+                                                                    value: Any) -> None:
+    assert repr(_parse(f"v: {plain}\n", "yaml")) == repr({"v": value})  # 1 is not True, nor 1.0
+    assert _parse(f"v: '{plain}'\n", "yaml") == {"v": plain}  # quoted: always text
+
+
+def test_unquoted_aspects_and_the_norwegian_locale_read_as_written() -> None:
+    raw = EXAMPLE.replace('aspects: ["16:9", "9:16"]', "aspects: [16:9, 9:16]") \
+        .replace("de-DE", "no").replace("requires_approval: false", "requires_approval: true")
+    assert "aspects: [16:9, 9:16]" in raw and "locales: [en-US, no]" in raw
+    brief = load_brief(raw)
+    assert [str(a) for a in brief.aspects] == ["16:9", "9:16"]
+    assert brief.locales == ["en-US", "no"] and set(brief.scenes[0].dialogue) == {"en-US", "no"}
+    assert brief.requires_approval is True
+    # the schema's booleans still read yes/no, now from text
+    assert load_brief(raw.replace("requires_approval: true", "requires_approval: yes")) \
+        .requires_approval is True
+
+
+def test_a_byte_order_mark_may_open_json_as_it_may_yaml() -> None:
+    as_json = json.dumps(_brief())
+    expected = load_brief(as_json)
+    for raw in ("\ufeff" + as_json, ("\ufeff" + as_json).encode()):
+        assert load_brief(raw) == load_brief(raw, fmt="json") == expected
+    assert load_brief("\ufeff" + EXAMPLE) == expected
