@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -22,6 +23,37 @@ from pydantic_settings import (
 from schemas.finishing import DELIVERY_X264_PRESET, X264Preset
 
 DEFAULT_DATA_DIR = ".mova"
+
+
+def check_database_url(url: str) -> str:
+    """A URL SQLAlchemy can open (its dialect and driver installed), checked when the settings
+    are read: a typo was a traceback at the first query."""
+    if not url:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as err:
+        raise ValueError(f"not a database URL this service can open ({err}); e.g. "
+                         "postgresql+psycopg://user@host:5432/db or sqlite:///path.db") from None
+    return url
+
+
+def check_storage_url(url: str) -> str:
+    """`s3://bucket[/prefix]`, `file:///abs/dir` or a path, checked when the settings are read."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3" and not parsed.netloc:
+        raise ValueError(f"{url!r} names no bucket: expected s3://bucket/prefix")
+    if parsed.scheme not in ("", "s3", "file"):
+        raise ValueError(f"unsupported storage URL {url!r}: expected s3://bucket/prefix, "
+                         "file:///dir or a path")
+    return url
+
+
+DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
+StorageUrl = Annotated[str, AfterValidator(check_storage_url)]
 
 
 class Settings(BaseSettings):
@@ -40,10 +72,10 @@ class Settings(BaseSettings):
 
     mova_data_dir: Path = Field(default=Path(DEFAULT_DATA_DIR), description=(
         "Folder for the embedded defaults: SQLite file, local storage, checkpoints, lineage."))
-    database_url: str = Field(default="", description=(
+    database_url: DatabaseUrl = Field(default="", description=(
         "SQLAlchemy URL. Default: SQLite file `<data dir>/mova_ads.db`. Production: "
         "`postgresql+psycopg://user@host:5432/db`."))
-    storage_url: str = Field(default="", description=(
+    storage_url: StorageUrl = Field(default="", description=(
         "Where artifacts and deliverables go. Default: `file://<data dir>/storage`. "
         "Production: `s3://bucket/prefix`."))
     s3_endpoint_url: str | None = Field(default=None, description=(

@@ -37,6 +37,17 @@ def test_bad_values_name_the_variable() -> None:
     assert load_settings({"FINISH_X264_PRESET": "medium"}).finish_x264_preset == "medium"
 
 
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("DATABASE_URL", "garbage://x", "Can't load plugin"),  # was a traceback at the first query
+    ("DATABASE_URL", "not a url", "Could not parse"),
+    ("STORAGE_URL", "s3://", "names no bucket"),
+    ("STORAGE_URL", "ftp://host/dir", "unsupported storage URL"),
+])
+def test_urls_are_checked_when_the_settings_are_read(name: str, value: str, says: str) -> None:
+    with pytest.raises(SettingsInvalid, match=f"{name}.*{says}"):
+        load_settings({name: value})
+
+
 def test_readme_documents_every_variable() -> None:
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in README]
     assert not missing, f"README configuration table lacks {missing}"
