@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -53,6 +53,10 @@ COMPONENT_CLASSES: dict[str, tuple[str, str]] = {
 _SHOWN = 10  # keys listed in an error message before "... and N more"
 
 KeyInfo = tuple[tuple[int, ...], str, Path]  # shape, dtype name, file
+# safetensors dtype names of floating-point tensors (cast to the pipeline dtype at load).
+# Anything else (I8, I64, BOOL, ...) cannot be a weight of these models: torch refuses it
+# with a multi-line error and transformers casts it silently (int8 weights became zeros).
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
 def _listing(keys: list[str]) -> str:
@@ -63,17 +67,26 @@ def _listing(keys: list[str]) -> str:
 # ---- config -------------------------------------------------------------------------------
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (config.json, model_index.json, shard indexes)."""
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") \
+            from err
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: invalid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 def read_config(folder: Path, config_cls: type[C], filename: str = CONFIG_NAME) -> C:
     """Parse `folder/config.json` into a typed config."""
     path = Path(folder) / filename
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (expected the component's {filename})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: invalid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    data = read_json_object(path)
     try:
         return config_cls.from_config_dict(data)
     except ValueError as err:
@@ -88,23 +101,40 @@ def write_config(folder: Path, config: ComponentConfig, filename: str = CONFIG_N
 # ---- reading headers ----------------------------------------------------------------------
 
 
-def _weight_files(folder: Path, weights_name: str) -> list[Path]:
+def _read_weight_map(index: Path) -> dict[str, str]:
+    """key -> shard file name from a sharded index, each name a plain file of the folder: an
+    index naming "../x.safetensors" must not load weights from outside the checkpoint."""
+    weight_map = read_json_object(index).get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"{index}: not a safetensors index (weight_map must be an object "
+                              f"of tensor name -> shard file, found {type(weight_map).__name__})")
+    for key, name in weight_map.items():
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name \
+                or "\\" in name:
+            raise CheckpointError(f"{index}: tensor {key!r} maps to {name!r}, which is not a "
+                                  "file name inside the component folder")
+    return weight_map
+
+
+def _weight_index(folder: Path, weights_name: str) -> tuple[list[Path], dict[str, str] | None]:
+    """The weight files, and the sharded index's key -> file name map (None: a single file)."""
     single = folder / f"{weights_name}.safetensors"
     index = folder / f"{weights_name}.safetensors.index.json"
     if index.is_file():
-        try:
-            weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{index}: not a safetensors index ({err!r})") from err
+        weight_map = _read_weight_map(index)
         files = sorted({folder / name for name in weight_map.values()})
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise CheckpointError(f"{index}: names shard(s) that do not exist: "
                                   f"{_listing(missing)}")
-        return files
+        return files, weight_map
     if single.is_file():
-        return [single]
+        return [single], None
     raise CheckpointError(f"{folder}: no weights ({single.name} or {index.name} expected)")
+
+
+def _weight_files(folder: Path, weights_name: str) -> list[Path]:
+    return _weight_index(folder, weights_name)[0]
 
 
 def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -126,14 +156,32 @@ def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def list_checkpoint_keys(folder: Path, weights_name: str = WEIGHTS_NAME) -> dict[str, KeyInfo]:
-    """Every stored tensor (shape, dtype, file), read from the headers only."""
+    """Every stored tensor (shape, dtype, file), read from the headers only; a sharded
+    index must name, for each key it lists, the shard that holds it."""
+    files, weight_map = _weight_index(Path(folder), weights_name)
     keys: dict[str, KeyInfo] = {}
-    for path in _weight_files(Path(folder), weights_name):
+    for path in files:
         for key, (shape, dtype) in _read_header(path).items():
             if key in keys:
                 raise CheckpointError(f"{path}: key {key!r} is also stored in {keys[key][2]}")
             keys[key] = (shape, dtype, path)
+    for key, name in (weight_map or {}).items():
+        if key not in keys:
+            raise CheckpointError(f"{Path(folder) / weights_name}.safetensors.index.json: "
+                                  f"tensor {key!r} is listed in {name} but stored in no shard")
+        if keys[key][2].name != name:
+            raise CheckpointError(f"{Path(folder) / weights_name}.safetensors.index.json: "
+                                  f"tensor {key!r} is listed in {name} but stored in "
+                                  f"{keys[key][2].name}")
     return keys
+
+
+def check_floating(keys: dict[str, KeyInfo]) -> None:
+    """Refuse a tensor that is not floating point (one line: file, key, dtype)."""
+    for key, (_, dtype, path) in keys.items():
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{path}: tensor {key!r} has dtype {dtype}, expected a "
+                                  f"floating-point type ({', '.join(FLOAT_DTYPES)})")
 
 
 # ---- loading ------------------------------------------------------------------------------
@@ -166,6 +214,7 @@ def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None =
         if tuple(expected[key].shape) != shape:
             raise CheckpointError(f"{path}: tensor {key!r} has shape {list(shape)}, the model "
                                   f"expects {list(expected[key].shape)}")
+    check_floating(stored)
     by_file: dict[Path, list[str]] = {}
     for key, (_, _, path) in stored.items():
         by_file.setdefault(path, []).append(key)

@@ -11,11 +11,14 @@ Each component config reads and writes the fields of the official `config.json` 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
+from mova_model.checks import check_range
 from mova_model.errors import ConfigError
+from mova_model.lengths import AUDIO_HOP, AUDIO_SAMPLE_RATE
 
 C = TypeVar("C", bound="ComponentConfig")
 
@@ -36,12 +39,74 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+class Range(NamedTuple):
+    """Allowed values of a numeric field (each element of a tuple field)."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+
+
+POSITIVE = Range(1)  # sizes, counts, strides: 0 divides by zero or builds empty layers
+POSITIVE_REAL = Range(0.0, low_open=True)
+
+# Annotation (as written in the dataclasses) -> accepted Python types. JSON has one number
+# type: an int is a valid float, a float is not a valid int (96.0 would reach torch as a size).
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+}
+
+
+def _type_error(name: str, value: Any, annotation: str) -> str | None:
+    """Why `value` does not fit `annotation`, or None. Floats must also be finite; unknown
+    annotations (nested configs) are not checked here."""
+    if annotation.endswith(" | None"):
+        return None if value is None else _type_error(name, value, annotation[:-len(" | None")])
+    if annotation.startswith("tuple[") and annotation.endswith(", ...]"):
+        if not isinstance(value, tuple):
+            return f"{name}={value!r} must be a list of {annotation[6:-6]}"
+        errors = (_type_error(f"{name}[{i}]", v, annotation[6:-6]) for i, v in enumerate(value))
+        return next((e for e in errors if e), None)
+    kinds = _SCALAR_TYPES.get(annotation)
+    if kinds is None:
+        return None
+    # bool is an int in Python: `true` for a size (or 1 for a flag) is a broken config.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and annotation != "bool"):
+        return f"{name}={value!r} must be {annotation}, not {type(value).__name__}"
+    if annotation == "float" and not math.isfinite(value):  # type: ignore[arg-type]  # int|float
+        return f"{name}={value!r} must be finite"
+    return None
+
+
+def check_fields(config: Any, ranges: Mapping[str, Range]) -> None:
+    """The one type and range check of every config dataclass, run when it is built, so a
+    config.json with a string, a null, a zero or a NaN in the wrong place fails at load with
+    the field's name instead of deep inside a layer."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        problem = _type_error(f.name, value, str(f.type))
+        if problem:
+            raise ConfigError(problem)
+        bound = ranges.get(f.name)
+        if bound is None or value is None:
+            continue
+        named = [(f"{f.name}[{i}]", v) for i, v in enumerate(value)] \
+            if isinstance(value, tuple) else [(f.name, value)]
+        for name, item in named:
+            check_range(name, item, bound.low, bound.high, ConfigError, low_open=bound.low_open)
+
+
 @dataclass(frozen=True)
 class ComponentConfig:
     """Base: conversion to and from the official `config.json` dictionaries."""
 
     # `_class_name` written to config.json; subclasses override.
     CLASS_NAME = ""
+    # Numeric fields' allowed values, checked with every field's type by __post_init__.
+    RANGES: ClassVar[Mapping[str, Range]] = {}
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RANGES)
 
     @classmethod
     def from_config_dict(cls: type[C], data: Mapping[str, Any]) -> C:
@@ -121,16 +186,20 @@ class DiTConfig(ComponentConfig):
     require_clip_embedding: bool = True
     fuse_vae_embedding_in_latents: bool = False
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        **{name: POSITIVE for name in ("dim", "in_dim", "ffn_dim", "out_dim", "text_dim",
+                                       "freq_dim", "num_heads", "num_layers", "patch_size")},
+        "eps": Range(0.0, 1.0, low_open=True),
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.dim % self.num_heads:
             raise ConfigError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
         if self.head_dim % 2:
             raise ConfigError(f"head_dim={self.head_dim} must be even for rotary embeddings")
         if self.freq_dim % 2:
             raise ConfigError(f"freq_dim={self.freq_dim} must be even")
-        for name in ("dim", "in_dim", "ffn_dim", "out_dim", "num_heads", "num_layers", "text_dim"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be positive")
         for flag in STRUCTURAL_DIT_FLAGS:
             if getattr(self, flag):
                 raise ConfigError(f"{flag}=true adds layers MOVA does not use; it is not supported")
@@ -199,7 +268,14 @@ class BridgeConfig(ComponentConfig):
     trainable_condition_scale: bool = False
     pooled_adaln: bool = False
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        **{name: POSITIVE for name in ("visual_layers", "audio_layers", "visual_hidden_dim",
+                                       "audio_hidden_dim", "head_dim")},
+        "audio_fps": POSITIVE_REAL,
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.interaction_strategy not in INTERACTION_STRATEGIES:
             raise ConfigError(
                 f"interaction_strategy={self.interaction_strategy!r}; "
@@ -241,7 +317,13 @@ class AudioVAEConfig(ComponentConfig):
     continuous: bool = False
     use_weight_norm: bool = True
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        name: POSITIVE for name in ("encoder_dim", "encoder_rates", "latent_dim", "decoder_dim",
+                                    "decoder_rates", "sample_rate")
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.latent_dim is None:
             object.__setattr__(self, "latent_dim",
                                self.encoder_dim * 2 ** len(self.encoder_rates))
@@ -288,7 +370,15 @@ class VideoVAEConfig(ComponentConfig):
     latents_mean: tuple[float, ...] = WAN_LATENTS_MEAN
     latents_std: tuple[float, ...] = WAN_LATENTS_STD
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "base_dim": POSITIVE, "z_dim": POSITIVE, "dim_mult": POSITIVE,
+        "num_res_blocks": Range(0), "dropout": Range(0.0, 1.0),
+        # latents are multiplied by std when decoding: 0 decodes every latent to the mean.
+        "latents_std": POSITIVE_REAL,
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if len(self.latents_mean) != self.z_dim or len(self.latents_std) != self.z_dim:
             raise ConfigError(f"latents_mean/std need {self.z_dim} values each")
 
@@ -317,6 +407,12 @@ class TextEncoderConfig(ComponentConfig):
     feed_forward_proj: str = "gated-gelu"
     text_len: int = 512
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        name: POSITIVE for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers",
+                                    "num_heads", "relative_attention_num_buckets",
+                                    "relative_attention_max_distance", "text_len")
+    }
+
 
 @dataclass(frozen=True)
 class SchedulerConfig(ComponentConfig):
@@ -335,9 +431,19 @@ class SchedulerConfig(ComponentConfig):
     exponential_shift_mu: float | None = None
     shift_terminal: float | None = None
 
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        # The training grid is built in memory (4 bytes a point, twice): 3e9 asked for 24 GB.
+        # 100000 is 100x the release's 1000.
+        "num_train_timesteps": Range(1, 100_000),
+        "shift": POSITIVE_REAL,
+        "sigma_max": Range(0.0, 1.0), "sigma_min": Range(0.0, 1.0),
+    }
+
     def __post_init__(self) -> None:
-        if self.shift <= 0:
-            raise ConfigError(f"shift={self.shift} must be positive")
+        super().__post_init__()
+        if self.sigma_min >= self.sigma_max:
+            raise ConfigError(f"sigma_min={self.sigma_min} must be below "
+                              f"sigma_max={self.sigma_max}")
         if self.inverse_timesteps or self.reverse_sigmas or self.exponential_shift:
             raise ConfigError(
                 "inverse_timesteps / reverse_sigmas / exponential_shift are not used by MOVA"
@@ -372,32 +478,46 @@ class MovaConfig:
     num_inference_steps: int = 50
 
     def __post_init__(self) -> None:
-        v, a, b = self.video_dit, self.audio_dit, self.bridge
+        self.check_index_fields(self.model_index_fields())
+        v, a, b, dac = self.video_dit, self.audio_dit, self.bridge, self.audio_vae
+        te, vae = self.text_encoder, self.video_vae
+        # (found, its component.field, expected, the component.field it must fit); names are
+        # the checkpoint's folder names, so a load error points at both files.
         checks = [
-            (b.visual_hidden_dim == v.dim, "bridge.visual_hidden_dim", b.visual_hidden_dim, v.dim),
-            (b.audio_hidden_dim == a.dim, "bridge.audio_hidden_dim", b.audio_hidden_dim, a.dim),
-            (b.visual_layers == v.num_layers, "bridge.visual_layers", b.visual_layers,
-             v.num_layers),
-            (b.audio_layers == a.num_layers, "bridge.audio_layers", b.audio_layers, a.num_layers),
-            (a.in_dim == self.audio_vae.latent_dim, "audio_dit.in_dim", a.in_dim,
-             self.audio_vae.latent_dim),
-            (v.out_dim == self.video_vae.z_dim, "video_dit.out_dim", v.out_dim,
-             self.video_vae.z_dim),
+            (b.visual_hidden_dim, "dual_tower_bridge.visual_hidden_dim", v.dim, "video_dit.dim"),
+            (b.audio_hidden_dim, "dual_tower_bridge.audio_hidden_dim", a.dim, "audio_dit.dim"),
+            (b.visual_layers, "dual_tower_bridge.visual_layers", v.num_layers,
+             "video_dit.num_layers"),
+            (b.audio_layers, "dual_tower_bridge.audio_layers", a.num_layers,
+             "audio_dit.num_layers"),
+            (a.in_dim, "audio_dit.in_dim", dac.latent_dim, "audio_vae.latent_dim"),
+            (v.out_dim, "video_dit.out_dim", vae.z_dim, "video_vae.z_dim"),
             # TI2VA input: noisy latent + 4-channel mask + first-frame latent.
-            (v.in_dim == 2 * self.video_vae.z_dim + 4, "video_dit.in_dim", v.in_dim,
-             2 * self.video_vae.z_dim + 4),
-            (v.text_dim == self.text_encoder.d_model, "video_dit.text_dim", v.text_dim,
-             self.text_encoder.d_model),
-            (a.text_dim == self.text_encoder.d_model, "audio_dit.text_dim", a.text_dim,
-             self.text_encoder.d_model),
+            (v.in_dim, "video_dit.in_dim", 2 * vae.z_dim + 4, "2 * video_vae.z_dim + 4"),
+            (v.text_dim, "video_dit.text_dim", te.d_model, "text_encoder.d_model"),
+            (a.text_dim, "audio_dit.text_dim", te.d_model, "text_encoder.d_model"),
+            # The clip lengths (lengths.py) and the bridge's audio RoPE assume the release's DAC.
+            (dac.sample_rate, "audio_vae.sample_rate", AUDIO_SAMPLE_RATE, "the implemented rate"),
+            (dac.hop_length, "audio_vae hop (product of encoder_rates)", AUDIO_HOP,
+             "the implemented hop"),
         ]  # fmt: skip
-        for ok, name, found, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name}={found} does not match the model (expected {expected})")
-        if not 0.0 < self.boundary_ratio <= 1.0:
-            raise ConfigError(f"boundary_ratio={self.boundary_ratio} must be in (0, 1]")
-        if self.audio_vae_type != "dac":
-            raise ConfigError(f"audio_vae_type={self.audio_vae_type!r}: only 'dac' is supported")
+        for found, name, expected, other in checks:
+            if found != expected:
+                raise ConfigError(f"{name}={found} does not fit {other}={expected}")
+
+    @staticmethod
+    def check_index_fields(data: Mapping[str, Any]) -> None:
+        """The pipeline fields of a model_index.json (absent ones take the defaults)."""
+        for name, annotation in (("boundary_ratio", "float"), ("audio_vae_type", "str")):
+            problem = _type_error(name, data.get(name), annotation) if name in data else None
+            if problem:
+                raise ConfigError(problem)
+        if "boundary_ratio" in data:
+            check_range("boundary_ratio", data["boundary_ratio"], 0.0, 1.0, ConfigError,
+                        low_open=True)
+        if data.get("audio_vae_type", "dac") != "dac":
+            raise ConfigError(f"audio_vae_type={data['audio_vae_type']!r}: only 'dac' is "
+                              "supported")
 
     def model_index_fields(self) -> dict[str, Any]:
         """The pipeline fields of `model_index.json`."""

@@ -19,3 +19,7 @@ class InvalidRequest(MovaError, ValueError):
 
 class GenerationCancelled(MovaError):
     """The caller asked to stop a generation before it finished."""
+
+
+class GenerationFailed(MovaError):
+    """A render produced an unusable result (NaN or infinite values), although it ran."""

@@ -11,12 +11,15 @@ production pipeline finishes clips with its own ffmpeg stage instead.
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -32,7 +35,7 @@ from rich.text import Text
 
 from mova_model.clip import Clip
 from mova_model.config import PRESETS, MovaConfig
-from mova_model.errors import MovaError
+from mova_model.errors import InvalidRequest, MovaError
 from mova_model.request import (
     RELEASE_NEGATIVE_PROMPT,
     Compat,
@@ -41,12 +44,43 @@ from mova_model.request import (
     NoiseDevice,
 )
 
+MEDIA_SUFFIX = ".mp4"  # the container write_mp4 writes (H.264 + AAC)
+
+
+def check_out_path(path: Path) -> None:
+    """Refuse an --out the render could not be written to, before hours of rendering: an
+    .mp4 file name in a folder where a file can be created (tried, not guessed from the
+    permission bits, which root ignores)."""
+    if path.suffix.lower() != MEDIA_SUFFIX:
+        raise InvalidRequest(f"--out {path}: must end in {MEDIA_SUFFIX} (H.264 + AAC)")
+    if path.is_dir():
+        raise InvalidRequest(f"--out {path}: is a folder; give a file name ending in "
+                             f"{MEDIA_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # write_mp4 would create it anyway
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise InvalidRequest(f"--out {path}: cannot write in {path.parent} "
+                             f"({err.strerror or err})") from None
+
 
 def write_mp4(clip: Clip, path: Path) -> Path:
-    """Encode the clip as H.264 + AAC (stereo duplicated from mono) into `path`."""
+    """Encode the clip as H.264 + AAC (stereo duplicated from mono) into `path`, through a
+    temporary file beside it: `path` appears only complete, and a failure leaves nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        _encode_mp4(clip, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _encode_mp4(clip: Clip, path: Path) -> None:
     frames, height, width = clip.video.shape[0], clip.video.shape[1], clip.video.shape[2]
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", format="mp4") as container:
         fps = Fraction(clip.fps).limit_denominator(1001)
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -65,7 +99,6 @@ def write_mp4(clip: Clip, path: Path) -> Path:
             frame.pts = start
             container.mux(audio.encode(frame))
         container.mux(audio.encode(None))
-    return path
 
 
 class _StepsPerSecond(ProgressColumn):
@@ -147,21 +180,30 @@ def _request(args: argparse.Namespace, preset: MovaConfig) -> GenerationRequest:
     )
 
 
+def _open_image(path: Path | None) -> Image.Image | None:
+    """The --image as RGB; an unreadable or oversized (decompression bomb) file in one line."""
+    if path is None:
+        return None
+    try:
+        return Image.open(path).convert("RGB")
+    except Image.DecompressionBombError as err:
+        raise InvalidRequest(f"--image {path}: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=True)
-
-    from PIL import Image
 
     from mova_model.checkpoint import detect_preset
     from mova_model.pipeline import MovaPipeline
 
     try:
+        check_out_path(args.out)
         name = args.preset or detect_preset(args.checkpoint)
         # Unknown sizes: the release defaults (those of GenerationRequest, as mova-360p).
         preset = PRESETS[name or "mova-360p"]
         request = _request(args, preset)
-        image = Image.open(args.image).convert("RGB") if args.image else None
+        image = _open_image(args.image)
         console.print(f"preset {name or 'unknown (release defaults)'}: {request.height}x"
                       f"{request.width}, {request.num_frames} frames, "
                       f"{request.num_inference_steps} steps, compat={request.compat.value}")
@@ -173,10 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             task = progress.add_task("denoising", total=request.num_inference_steps)
             clip = pipe.generate(request, image=image,
                                  on_step=lambda step, total: progress.update(task, completed=step))
-    except (MovaError, OSError) as err:
-        console.print(f"error: {err}", markup=False, highlight=False)
+        write_mp4(clip, args.out)
+    except (MovaError, OSError, av.FFmpegError) as err:
+        # soft_wrap: one error, one line, even in a log (rich wraps at 80 columns otherwise)
+        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         return 2
-    write_mp4(clip, args.out)
     tiled = " (decoded in tiles: the whole decode did not fit)" \
         if clip.params.vae_tiled and not request.vae_tiling else ""
     console.print(f"wrote {args.out} ({clip.video.shape[0]} frames, {clip.duration_s:.2f} s) in "

@@ -12,6 +12,7 @@ import argparse
 import json
 import shutil
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,50 @@ def _seeded(seed: int, build: Callable[[Any], nn.Module], config: Any) -> nn.Mod
 
 def make_checkpoint(out: Path, *, preset: str = "tiny", seed: int = 0,
                     max_shard_bytes: int | None = None, overwrite: bool = False) -> Path:
-    """Write every component of `preset` with random weights into `out`; returns `out`."""
-    config: MovaConfig = get_preset(preset)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite)")
-        shutil.rmtree(out)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    """Write every component of `preset` with random weights into `out`; returns `out`.
 
+    The folder is built in a temporary sibling and swapped in only when complete: a crash or
+    an error leaves the previous `out` (with overwrite) untouched, and never half a checkpoint."""
+    config: MovaConfig = get_preset(preset)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a checkpoint folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = _sibling(out, "partial")
+    staging.mkdir()
+    try:
+        _write_components(staging, config, seed=seed, max_shard_bytes=max_shard_bytes)
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _sibling(out: Path, kind: str) -> Path:
+    """A fresh hidden name beside `out` (same file system, so renames are atomic); unique, so
+    a leftover from a killed run never blocks the next one."""
+    return out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.{kind}")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the complete `staging` folder to `out`, replacing what `out` held only then."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    old = _sibling(out, "old")
+    out.rename(old)
+    try:
+        staging.rename(out)
+    except OSError:
+        old.rename(out)  # put the previous checkpoint back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_components(staging: Path, config: MovaConfig, *, seed: int,
+                      max_shard_bytes: int | None) -> None:
     towers = {
         "video_dit": (VideoDiT, config.video_dit),
         "video_dit_2": (VideoDiT, config.video_dit),
@@ -77,9 +112,6 @@ def make_checkpoint(out: Path, *, preset: str = "tiny", seed: int = 0,
     index = {"_class_name": "MOVA", **config.model_index_fields()}
     index.update({name: list(lib_cls) for name, lib_cls in COMPONENT_CLASSES.items()})
     (staging / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
-    # Publish the folder only once complete, so a crash never leaves a half checkpoint behind.
-    staging.rename(out)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         make_checkpoint(args.out, preset=args.preset, seed=args.seed, max_shard_bytes=shard,
                         overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as err:
+    except (OSError, ValueError) as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
     sys.stderr.write(f"wrote {args.preset} checkpoint to {args.out}\n")

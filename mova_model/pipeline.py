@@ -11,7 +11,6 @@ Steps of `generate()` (spec §7.3):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,18 +34,21 @@ from mova_model.checkpoint import (
     fingerprint_folder,
     load_component,
     read_config,
+    read_json_object,
 )
 from mova_model.clip import Clip, ClipParams, Conditioning, LoraUsed
 from mova_model.config import (
     AudioDiTConfig,
     AudioVAEConfig,
     BridgeConfig,
+    MovaConfig,
     SchedulerConfig,
+    TextEncoderConfig,
     VideoDiTConfig,
     VideoVAEConfig,
 )
 from mova_model.context_parallel import ContextParallel, check_heads, replaced_attentions
-from mova_model.errors import CheckpointError, InvalidRequest
+from mova_model.errors import CheckpointError, ConfigError, InvalidRequest
 from mova_model.joint import joint_forward
 from mova_model.layers import set_attention_kernel
 from mova_model.lora import AttachedLora, LoraError, check_lora, read_lora
@@ -63,6 +65,7 @@ from mova_model.text_encoder import (
 from mova_model.video_dit import VideoDiT
 from mova_model.video_vae import (
     build_video_vae,
+    check_finite,
     decode_latents,
     encode_first_frame,
     encode_video,
@@ -76,13 +79,27 @@ HIGH_NOISE, LOW_NOISE = 0, 1
 
 
 def _dtype(value: str | torch.dtype) -> torch.dtype:
-    if isinstance(value, torch.dtype):
-        return value
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
              "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if value not in table:
+    if isinstance(value, torch.dtype) and value in table.values():
+        return value
+    if not isinstance(value, str) or value not in table:
         raise InvalidRequest(f"dtype {value!r}; expected one of {', '.join(table)}")
     return table[value]
+
+
+def _device(value: str | torch.device) -> torch.device:
+    """The render device, refused in one line when torch does not know it or cannot use it."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as err:
+        raise InvalidRequest(f"device {value!r} is not a torch device ({err})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise InvalidRequest(f"device {value!r}: this machine has {count} usable CUDA "
+                                 "device(s); use --device cpu")
+    return device
 
 
 class MovaPipeline:
@@ -96,6 +113,7 @@ class MovaPipeline:
         self.offload = offload
         self.release_unused = release_unused
         index = self._read_model_index(path)
+        self.config = self._fit_components(path, index)
         self.boundary_ratio = float(index.get("boundary_ratio", 0.9))
         # What a manifest calls the model: a name the folder gives itself (the demo model says
         # "demo model"), else the folder's own name ("MOVA-360p"). Not read by the release.
@@ -129,6 +147,9 @@ class MovaPipeline:
         are the only ones in the package. context_parallel=N splits each joint step over the N
         ranks of process_group (default: the initialised default group), spec §13.4.
         """
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidRequest(f"checkpoint path must be a str or Path, not "
+                                 f"{type(path).__name__}")
         folder = Path(path)
         try:
             mode = OffloadMode(offload)
@@ -136,7 +157,7 @@ class MovaPipeline:
             raise InvalidRequest(
                 f"offload={offload!r}; expected one of {', '.join(m.value for m in OffloadMode)}"
             ) from None
-        pipe = cls(folder, dtype=_dtype(dtype), device=torch.device(device), offload=mode,
+        pipe = cls(folder, dtype=_dtype(dtype), device=_device(device), offload=mode,
                    release_unused=release_unused)
         requested = attention if attention is not None else os.environ.get("MOVA_ATTENTION", "auto")
         pipe.attention = select_attention_backend(requested, pipe.device, pipe.dtype)
@@ -169,14 +190,44 @@ class MovaPipeline:
         index_file = path / MODEL_INDEX
         if not index_file.is_file():
             raise CheckpointError(f"{index_file}: missing; is {path} a MOVA checkpoint folder?")
+        index = read_json_object(index_file)
         try:
-            index: dict[str, Any] = json.loads(index_file.read_text())
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{index_file}: invalid JSON ({err})") from err
+            MovaConfig.check_index_fields(index)
+        except ConfigError as err:
+            raise CheckpointError(f"{index_file}: {err}") from err
         missing = [name for name in COMPONENT_CLASSES if not (path / name).is_dir()]
         if missing:
             raise CheckpointError(f"{path}: missing component folder(s): {', '.join(missing)}")
         return index
+
+    @staticmethod
+    def _fit_components(path: Path, index: dict[str, Any]) -> MovaConfig:
+        """Every component's config, checked against the others (MovaConfig's checks) before
+        any weight is read: a text encoder or VAE that does not fit the DiTs fails here, naming
+        both, instead of with a shape error in the middle of a render."""
+        def read(folder: str, config_cls: type[Any]) -> Any:
+            return read_config(path / folder, config_cls)
+
+        def fit(video_dit: VideoDiTConfig) -> MovaConfig:
+            return MovaConfig(
+                video_dit=video_dit, audio_dit=read("audio_dit", AudioDiTConfig),
+                bridge=read("dual_tower_bridge", BridgeConfig),
+                audio_vae=read("audio_vae", AudioVAEConfig),
+                video_vae=read("video_vae", VideoVAEConfig),
+                text_encoder=read("text_encoder", TextEncoderConfig),
+                scheduler=read_config(path / "scheduler", SchedulerConfig,
+                                      filename=SCHEDULER_CONFIG),
+                # checked by _read_model_index; absent: the release's values
+                boundary_ratio=float(index.get("boundary_ratio", 0.9)),
+                audio_vae_type=str(index.get("audio_vae_type", "dac")))
+
+        try:
+            config = fit(read("video_dit", VideoDiTConfig))
+            # the low-noise expert must fit the same bridge, VAEs and text encoder
+            fit(read("video_dit_2", VideoDiTConfig))
+        except ConfigError as err:
+            raise CheckpointError(f"{path}: components do not fit each other: {err}") from err
+        return config
 
     def _storage_device(self) -> torch.device:
         return torch.device("cpu") if self.offload is not OffloadMode.NONE else self.device
@@ -284,6 +335,7 @@ class MovaPipeline:
                 frames, tiled = self._decode_video(z_video, tile=request.vae_tiling)
             audio = self._decode_audio(
                 z_audio, lengths.audio_samples(request.num_frames, request.video_fps))
+            check_finite("audio", torch.from_numpy(audio))
         params = ClipParams(request=request, conditioning=conditioning,
                             noise_drawn_on=noise_device.type, vae_tiled=tiled,
                             attention_backend=self.attention_backend, lora=self._lora_used(),

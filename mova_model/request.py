@@ -13,11 +13,21 @@ from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from mova_model.checks import check_range
 from mova_model.errors import InvalidRequest
 
 VAE_TEMPORAL_STRIDE = 4
 SIZE_MULTIPLE = 16  # VAE stride 8 x video patch 2
 MAX_SEED = 2**63
+# Upper bounds, generously above the release's use (720p preset: 720x1280 or 1280x720, 193
+# frames at 24 fps, 50 steps), so a typo is refused before anything is allocated instead of
+# asking for terabytes (16000x16000x401 frames) or running for years (10**10 steps).
+MAX_SIDE = 2048
+MAX_FRAMES = 4 * 120 + 1  # 20 s at 24 fps, 2.5x the release's 193
+MAX_STEPS = 1000  # the training grid has 1000 points
+# Frame rates of real video. Below 1 fps the soundtrack grows without bound; far above, it
+# shrinks below one audio latent frame (48000 * frames / fps < 1 sample crashes the DAC).
+MIN_FPS, MAX_FPS = 1.0, 120.0
 
 # The release inference script's default negative prompt (spec §5; §13.2).
 RELEASE_NEGATIVE_PROMPT = (
@@ -65,6 +75,9 @@ def validate_video_size(height: int, width: int, num_frames: int) -> None:
         m = SIZE_MULTIPLE
         raise InvalidRequest(f"height={height} and width={width} must be multiples of {m} "
                              f"(e.g. {height // m * m or m}x{width // m * m or m})")
+    check_range("height", height, SIZE_MULTIPLE, MAX_SIDE, InvalidRequest)
+    check_range("width", width, SIZE_MULTIPLE, MAX_SIDE, InvalidRequest)
+    check_range("num_frames", num_frames, 1, MAX_FRAMES, InvalidRequest)
     if num_frames % VAE_TEMPORAL_STRIDE != 1:
         nearest = num_frames - (num_frames - 1) % VAE_TEMPORAL_STRIDE
         raise InvalidRequest(f"num_frames={num_frames} must be 4k+1 (e.g. {max(nearest, 1)}, "
@@ -121,9 +134,11 @@ class GenerationRequest:
         validate_video_size(self.height, self.width, self.num_frames)
         if self.video_fps <= 0:
             raise InvalidRequest(f"video_fps={self.video_fps} must be positive")
+        check_range("video_fps", self.video_fps, MIN_FPS, MAX_FPS, InvalidRequest)
         if self.num_inference_steps < 1:
             raise InvalidRequest(f"num_inference_steps={self.num_inference_steps} must be at "
                                  "least 1")
+        check_range("num_inference_steps", self.num_inference_steps, 1, MAX_STEPS, InvalidRequest)
         if self.cfg_scale <= 0 or self.bridge_scale < 0:
             raise InvalidRequest(f"cfg_scale={self.cfg_scale} must be > 0 and bridge_scale="
                                  f"{self.bridge_scale} >= 0")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ftfy
 import torch
+from safetensors import SafetensorError
 from torch import Tensor, nn
 from transformers import (
     AttentionInterface,
@@ -19,6 +20,7 @@ from transformers import (
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.utils import logging as transformers_logging
 
+from mova_model.checkpoint import check_floating, list_checkpoint_keys
 from mova_model.config import TextEncoderConfig
 from mova_model.errors import CheckpointError
 
@@ -71,6 +73,16 @@ def build_text_encoder(config: TextEncoderConfig) -> UMT5EncoderModel:
     return UMT5EncoderModel(umt5_config(config)).eval()
 
 
+def _check_weight_headers(model_dir: Path) -> None:
+    """Read the safetensors headers ourselves before transformers loads them: it casts any
+    dtype (int8 weights became zeros) and raises raw errors for a truncated file. Other weight
+    formats are left to transformers."""
+    name = "model"
+    if (model_dir / f"{name}.safetensors").is_file() \
+            or (model_dir / f"{name}.safetensors.index.json").is_file():
+        check_floating(list_checkpoint_keys(model_dir, name))
+
+
 class TextEncoder:
     """UMT5 encoder + tokenizer: `encode(prompts)` -> [B, text_len, d_model], padding zeroed."""
 
@@ -87,12 +99,14 @@ class TextEncoder:
             if not Path(folder).is_dir():
                 raise CheckpointError(f"{folder}: missing component folder")
         transformers_logging.disable_progress_bar()  # the caller reports progress, not us
+        _check_weight_headers(Path(model_dir))
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
             model, info = UMT5EncoderModel.from_pretrained(
                 str(model_dir), dtype=dtype, local_files_only=True, output_loading_info=True
             )
-        except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a tensor shape differs
+        # RuntimeError: a tensor shape differs
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:
             raise CheckpointError(f"{model_dir}: cannot load the text encoder ({err})") from err
         problems = {kind: sorted(info.get(kind, [])) for kind in
                     ("missing_keys", "unexpected_keys", "mismatched_keys")}

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from mova_model.config import VideoVAEConfig
-from mova_model.errors import InvalidRequest
+from mova_model.errors import GenerationFailed, InvalidRequest
 from mova_model.lengths import VAE_SPATIAL_STRIDE, latent_frames
 
 MASK_CHANNELS = 4  # the pixel-frame mask folded 4 frames per latent frame (§3.1)
@@ -63,6 +63,8 @@ def prepare_first_frame(image: Any, height: int, width: int) -> Tensor:
                              f"{type(image).__name__}")
     image = image.convert("RGB")
     src_w, src_h = image.size
+    if not src_w or not src_h:  # the aspect below divides by the size
+        raise InvalidRequest(f"first frame is empty ({src_w}x{src_h} pixels)")
     # Crop the longer side so the aspect matches, keeping the centre. The float comparison,
     # the floor of the crop size and the else-branch for equal aspects are the release's.
     if src_h / src_w < height / width:
@@ -140,6 +142,14 @@ def spatial_tiling(vae: AutoencoderKLWan, enabled: bool) -> Iterator[None]:
         vae.disable_tiling()
 
 
+def check_finite(name: str, values: Tensor) -> None:
+    """NaN or inf in a decoded clip comes from broken weights or config numbers; converting it
+    gives black frames (or a soundtrack no encoder accepts) without a word: refuse it."""
+    if not bool(torch.isfinite(values).all()):
+        raise GenerationFailed(f"the decoded {name} contains NaN or infinite values; the "
+                               "checkpoint's weights or config numbers are the likely cause")
+
+
 def decode_latents(vae: AutoencoderKLWan, z_norm: Tensor, config: VideoVAEConfig, *,
                    tile: bool = False) -> Tensor:
     """uint8 frames [B, T, H, W, 3] from normalised latents, as the release decodes them.
@@ -155,6 +165,7 @@ def decode_latents(vae: AutoencoderKLWan, z_norm: Tensor, config: VideoVAEConfig
     with spatial_tiling(vae, tile), torch.autocast("cuda", dtype=torch.bfloat16,
                                                    enabled=on_cuda):
         video = vae.decode(z).sample  # [B, 3, T, H, W]
+    check_finite("video", video)
     # (x/2 + 0.5).clamp(0, 1) in the decoder's dtype, ×255, round, uint8 (diffusers' order).
     pil_frames = VideoProcessor(vae_scale_factor=VAE_SPATIAL_STRIDE).postprocess_video(
         video, output_type="pil")

@@ -153,3 +153,71 @@ def test_peak_memory_while_loading_stays_near_the_component_size(tmp_path: Path)
     assert size > 100e6
     # 1.2x the component plus 40 MB for torch's own first-use allocations.
     assert growth < 1.2 * size + 40e6, f"peak grew {growth / 1e6:.0f} MB for {size / 1e6:.0f} MB"
+
+
+INDEX = f"{WEIGHTS}.index.json"
+
+
+def _edit_index(folder: Path, edit: str) -> Path:
+    """A sharded folder whose index is broken in one way; returns the index path."""
+    _saved_video_dit(folder, max_shard_bytes=100_000)
+    path = folder / INDEX
+    index = json.loads(path.read_text())
+    weight_map = index["weight_map"]
+    shards = sorted(set(weight_map.values()))
+    key = sorted(weight_map)[0]
+    if edit == "traversal":
+        outside = folder.parent / "outside.safetensors"
+        save_file(load_file(str(folder / weight_map[key])), str(outside))
+        weight_map[key] = "../outside.safetensors"
+    elif edit == "list":
+        index["weight_map"] = list(weight_map.items())
+    elif edit == "non_string":
+        weight_map[key] = 5
+    elif edit == "wrong_shard":
+        weight_map[key] = next(s for s in shards if s != weight_map[key])
+    elif edit == "ghost_key":
+        weight_map["ghost.weight"] = shards[0]
+    path.write_text(json.dumps(index))
+    return path
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ("traversal", "maps to '../outside.safetensors', which is not a file name inside the "
+                  "component folder"),
+    ("list", "not a safetensors index (weight_map must be an object"),
+    ("non_string", "maps to 5, which is not a file name"),
+    ("wrong_shard", "is listed in diffusion_pytorch_model-0000"),
+    ("ghost_key", "tensor 'ghost.weight' is listed in diffusion_pytorch_model-00001-of-"),
+])
+def test_a_shard_index_is_checked_against_the_folder_and_the_shards(
+        tmp_path: Path, edit: str, message: str) -> None:
+    index = _edit_index(tmp_path / "video_dit", edit)
+    with pytest.raises(CheckpointError) as info:
+        load_component(index.parent, VideoDiTConfig, VideoDiT)
+    assert str(info.value).startswith(f"{index}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("dtype", "name"), [(torch.int8, "I8"), (torch.int64, "I64"),
+                                             (torch.bool, "BOOL")])
+def test_a_non_float_tensor_is_refused_naming_file_key_and_dtype(
+        tmp_path: Path, dtype: torch.dtype, name: str) -> None:
+    _saved_video_dit(tmp_path)
+    tensors = load_file(str(tmp_path / WEIGHTS))
+    tensors["head.head.bias"] = tensors["head.head.bias"].to(dtype)
+    save_file(tensors, str(tmp_path / WEIGHTS))
+    with pytest.raises(CheckpointError) as info:
+        load_component(tmp_path, VideoDiTConfig, VideoDiT)
+    assert str(info.value) == (f"{tmp_path / WEIGHTS}: tensor 'head.head.bias' has dtype {name}, "
+                               "expected a floating-point type (F16, BF16, F32, F64)")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_float_dtypes_are_still_cast_at_load(tmp_path: Path, dtype: torch.dtype) -> None:
+    original = _saved_video_dit(tmp_path)
+    tensors = {k: v.to(dtype) for k, v in load_file(str(tmp_path / WEIGHTS)).items()}
+    save_file(tensors, str(tmp_path / WEIGHTS))
+    loaded, _ = load_component(tmp_path, VideoDiTConfig, VideoDiT, dtype=torch.float32)
+    expected = original.state_dict()["head.head.weight"].to(dtype).float()
+    assert torch.equal(loaded.state_dict()["head.head.weight"], expected)

@@ -7,6 +7,7 @@ with the flag's name and the file's path.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import shutil
@@ -27,7 +28,9 @@ from mova_model.config import (
     AudioVAEConfig,
     BridgeConfig,
     SchedulerConfig,
+    TextEncoderConfig,
     VideoDiTConfig,
+    VideoVAEConfig,
     get_preset,
 )
 from mova_model.errors import CheckpointError
@@ -187,3 +190,115 @@ def test_folder_saved_by_the_original_with_clip_flag_loads_in_the_pipeline(
     (broken / "audio_dit" / "config.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="audio_dit/config.json: has_ref_conv=true"):
         MovaPipeline.from_pretrained(broken)
+
+
+NAN = float("nan")
+BAD_FIELDS: list[tuple[Any, Any, dict[str, Any], str]] = [
+    (VideoDiTConfig, TINY.video_dit, {"dim": "96"}, "dim='96' must be int, not str"),
+    (VideoDiTConfig, TINY.video_dit, {"dim": 96.0}, "dim=96.0 must be int, not float"),
+    (VideoDiTConfig, TINY.video_dit, {"patch_size": None}, "patch_size=None must be a list"),
+    (VideoDiTConfig, TINY.video_dit, {"num_heads": 0}, "num_heads=0 must be >= 1"),
+    (VideoDiTConfig, TINY.video_dit, {"eps": "tiny"}, "eps='tiny' must be float, not str"),
+    (VideoDiTConfig, TINY.video_dit, {"num_layers": True}, "num_layers=True must be int"),
+    (BridgeConfig, TINY.bridge, {"head_dim": 0}, "head_dim=0 must be >= 1"),
+    (AudioVAEConfig, TINY.audio_vae, {"encoder_rates": [2, 3, 0, 5, 8]},
+     "encoder_rates[2]=0 must be >= 1"),
+    (AudioVAEConfig, TINY.audio_vae, {"sample_rate": "48000"}, "sample_rate='48000' must be int"),
+    (VideoVAEConfig, TINY.video_vae, {"base_dim": -8}, "base_dim=-8 must be >= 1"),
+    (VideoVAEConfig, TINY.video_vae, {"z_dim": "16"}, "z_dim='16' must be int, not str"),
+    (VideoVAEConfig, TINY.video_vae, {"latents_std": [0.0] * 16},
+     "latents_std[0]=0.0 must be > 0"),
+    (VideoVAEConfig, TINY.video_vae, {"latents_std": ["a"] * 16},
+     "latents_std[0]='a' must be float"),
+    (SchedulerConfig, TINY.scheduler, {"shift": "5"}, "shift='5' must be float, not str"),
+    (SchedulerConfig, TINY.scheduler, {"shift": NAN}, "shift=nan must be finite"),
+    (SchedulerConfig, TINY.scheduler, {"num_train_timesteps": 3_000_000_000},
+     "num_train_timesteps=3000000000 must be in [1, 100000]"),
+    (SchedulerConfig, TINY.scheduler, {"num_train_timesteps": 0},
+     "num_train_timesteps=0 must be in [1, 100000]"),
+    (SchedulerConfig, TINY.scheduler, {"sigma_max": -5.0, "sigma_min": 7.0},
+     "sigma_max=-5.0 must be in [0, 1]"),
+    (SchedulerConfig, TINY.scheduler, {"sigma_max": 0.001}, "sigma_min=0.00299"),
+    (TextEncoderConfig, TINY.text_encoder, {"d_model": None}, "d_model=None must be int"),
+]
+
+
+@pytest.mark.parametrize(("config_cls", "tiny", "change", "message"), BAD_FIELDS)
+def test_a_wrong_type_or_range_in_a_config_is_one_line_naming_file_and_field(
+        tmp_path: Path, config_cls: Any, tiny: Any, change: dict[str, Any],
+        message: str) -> None:
+    path = _write(tmp_path / "component", {**tiny.to_config_dict(), **change})
+    with pytest.raises(CheckpointError) as info:
+        read_config(path.parent, config_cls)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b"[1, 2]"])
+def test_a_config_that_is_not_a_utf8_json_object_is_named(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        read_config(tmp_path, VideoDiTConfig)
+    assert str(info.value).startswith(f"{tmp_path / 'config.json'}: ")
+    assert "not UTF-8 text" in str(info.value) or "expected a JSON object" in str(info.value)
+
+
+def test_every_preset_passes_its_own_checks() -> None:
+    for name in ("tiny", "mova-360p", "mova-720p"):
+        preset = get_preset(name)
+        assert dataclasses.replace(preset) == preset
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", preset="tiny", seed=0)
+
+
+def _edited(checkpoint: Path, folder: Path, file: str, **changes: Any) -> Path:
+    shutil.copytree(checkpoint, folder)
+    path = folder / file
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return folder
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"boundary_ratio": "high"}, "boundary_ratio='high' must be float, not str"),
+    ({"boundary_ratio": 5}, "boundary_ratio=5 must be in (0, 1]"),
+    ({"boundary_ratio": NAN}, "boundary_ratio=nan must be finite"),
+    ({"audio_vae_type": "oobleck"}, "audio_vae_type='oobleck': only 'dac' is supported"),
+])
+def test_a_bad_model_index_field_is_refused_at_load(tiny_checkpoint: Path, tmp_path: Path,
+                                                    change: dict[str, Any], message: str) -> None:
+    folder = _edited(tiny_checkpoint, tmp_path / "ck", "model_index.json", **change)
+    with pytest.raises(CheckpointError) as info:
+        MovaPipeline.from_pretrained(folder)
+    assert str(info.value) == f"{folder / 'model_index.json'}: {message}"
+
+
+@pytest.mark.parametrize(("file", "change", "message"), [
+    ("text_encoder/config.json", {"d_model": 64},
+     "video_dit.text_dim=32 does not fit text_encoder.d_model=64"),
+    ("video_vae/config.json", {"z_dim": 8, "latents_mean": [0.0] * 8, "latents_std": [1.0] * 8},
+     "video_dit.out_dim=16 does not fit video_vae.z_dim=8"),
+    ("audio_vae/config.json", {"sample_rate": 44100},
+     "audio_vae.sample_rate=44100 does not fit the implemented rate=48000"),
+    ("video_dit_2/config.json", {"text_dim": 64},
+     "video_dit.text_dim=64 does not fit text_encoder.d_model=32"),
+])
+def test_components_that_do_not_fit_each_other_are_refused_at_load_naming_both(
+        tiny_checkpoint: Path, tmp_path: Path, file: str, change: dict[str, Any],
+        message: str) -> None:
+    folder = _edited(tiny_checkpoint, tmp_path / "ck", file, **change)
+    with pytest.raises(CheckpointError) as info:
+        MovaPipeline.from_pretrained(folder)
+    assert str(info.value) == f"{folder}: components do not fit each other: {message}"
+
+
+def test_a_zero_training_grid_blames_the_scheduler_config_not_the_request(
+        tiny_checkpoint: Path, tmp_path: Path) -> None:
+    folder = _edited(tiny_checkpoint, tmp_path / "ck", "scheduler/scheduler_config.json",
+                     num_train_timesteps=0)
+    with pytest.raises(CheckpointError) as info:
+        MovaPipeline.from_pretrained(folder)
+    assert str(info.value) == (f"{folder / 'scheduler' / 'scheduler_config.json'}: "
+                               "num_train_timesteps=0 must be in [1, 100000]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -12,8 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from mova_model import lengths, video_vae
+from mova_model import make_checkpoint as make_checkpoint_module
 from mova_model.attention import sdpa_kernel
 from mova_model.checkpoint import (
     COMPONENT_CLASSES,
@@ -23,7 +27,13 @@ from mova_model.checkpoint import (
 )
 from mova_model.config import VideoDiTConfig, get_preset
 from mova_model.context_parallel import init_context_parallel
-from mova_model.errors import CheckpointError, ConfigError, GenerationCancelled, InvalidRequest
+from mova_model.errors import (
+    CheckpointError,
+    ConfigError,
+    GenerationCancelled,
+    GenerationFailed,
+    InvalidRequest,
+)
 from mova_model.generate import main as generate_main
 from mova_model.generate import write_mp4
 from mova_model.joint import joint_forward
@@ -634,3 +644,141 @@ def test_every_missing_component_folder_is_named(checkpoint: Path, tmp_path: Pat
     with pytest.raises(CheckpointError) as info:
         MovaPipeline.from_pretrained(broken)
     assert str(info.value) == f"{broken}: missing component folder(s): audio_vae, video_vae"
+
+
+def _with_nan(checkpoint: Path, folder: Path, component: str, needle: str) -> Path:
+    """A copy of the checkpoint with one tensor of `component` (the first whose name holds
+    `needle`) set to NaN."""
+    shutil.copytree(checkpoint, folder)
+    path = folder / component / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(str(path))
+    key = next(k for k in sorted(tensors) if needle in k)
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    save_file(tensors, str(path))
+    return folder
+
+
+@pytest.mark.parametrize(("component", "needle", "output"), [
+    ("video_dit", "head.head.weight", "video"), ("audio_vae", "decoder", "audio"),
+])
+def test_nan_weights_fail_the_render_instead_of_a_black_silent_clip(
+        checkpoint: Path, tmp_path: Path, component: str, needle: str, output: str) -> None:
+    folder = _with_nan(checkpoint, tmp_path / "nan", component, needle)
+    with pytest.raises(GenerationFailed) as info:
+        MovaPipeline.from_pretrained(folder).generate(small(num_frames=5, num_inference_steps=1))
+    assert str(info.value) == (f"the decoded {output} contains NaN or infinite values; the "
+                               "checkpoint's weights or config numbers are the likely cause")
+
+
+def test_a_failed_command_line_render_leaves_no_file(checkpoint: Path, tmp_path: Path) -> None:
+    folder = _with_nan(checkpoint, tmp_path / "nan", "video_dit", "head.head.weight")
+    out = tmp_path / "out" / "clip.mp4"
+    out.parent.mkdir()
+    assert generate_main(["--checkpoint", str(folder), "--prompt", PROMPT, "--height", "32",
+                          "--width", "48", "--frames", "5", "--steps", "1",
+                          "--out", str(out)]) == 2
+    assert list(out.parent.iterdir()) == []
+
+
+def test_write_mp4_replaces_the_file_only_when_complete(pipe: MovaPipeline,
+                                                        tmp_path: Path) -> None:
+    clip = pipe.generate(small(num_frames=5, num_inference_steps=1))
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(b"the previous clip")
+    # the AAC encoder refuses NaN samples after the video frames were already written
+    with pytest.raises((av.FFmpegError, ValueError)):
+        write_mp4(dataclasses.replace(clip, audio=np.full_like(clip.audio, np.nan)), out)
+    assert out.read_bytes() == b"the previous clip"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    write_mp4(clip, out)
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 5
+
+
+@pytest.mark.parametrize(("out", "message"), [
+    ("clip.txt", "must end in .mp4"), ("clip", "must end in .mp4"),
+    ("folder.mp4", "is a folder"), ("/proc/nope/x.mp4", "cannot write in /proc/nope"),
+])
+def test_the_command_line_checks_out_before_loading_anything(
+        checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str,
+        message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "folder.mp4").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(MovaPipeline, "from_pretrained", _never_called)
+    assert generate_main(["--checkpoint", str(checkpoint), "--prompt", PROMPT,
+                          "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: ") and message in err
+    assert err.count("\n") == 1
+
+
+def _never_called(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the checkpoint must not be loaded")
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("bogus", "device 'bogus' is not a torch device"),
+    ("cuda:99", "device 'cuda:99': this machine has"),
+])
+def test_an_unusable_device_is_one_line(checkpoint: Path, tmp_path: Path, device: str,
+                                        message: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        MovaPipeline.from_pretrained(checkpoint, device=device)
+    assert generate_main(["--checkpoint", str(checkpoint), "--prompt", PROMPT, "--device",
+                          device, "--out", str(tmp_path / "x.mp4")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: device '{device}'")
+
+
+def test_a_decompression_bomb_image_is_one_line(checkpoint: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    image = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(image)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64*64 > 2 * 1000: a "bomb"
+    assert generate_main(["--checkpoint", str(checkpoint), "--prompt", PROMPT, "--image",
+                          str(image), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --image {image}: ")
+
+
+def test_bad_api_arguments_are_one_line_errors(pipe: MovaPipeline, checkpoint: Path) -> None:
+    with pytest.raises(InvalidRequest, match=r"first frame is empty \(0x0 pixels\)"):
+        pipe.generate(small(), image=np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(InvalidRequest, match="checkpoint path must be a str or Path, not "
+                                             "NoneType"):
+        MovaPipeline.from_pretrained(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="dtype torch.int8; expected one of"):
+        MovaPipeline.from_pretrained(checkpoint, dtype=torch.int8)
+
+
+def test_overwrite_keeps_the_old_checkpoint_until_the_new_one_is_complete(
+        checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "ck"
+    shutil.copytree(checkpoint, out)
+    before = fingerprint_folder(out)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed while building")
+
+    monkeypatch.setattr(make_checkpoint_module, "build_tokenizer", crash)
+    with pytest.raises(RuntimeError, match="killed while building"):
+        make_checkpoint(out, preset="tiny", overwrite=True)
+    assert fingerprint_folder(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no staging folder left behind
+
+    def marker(staging: Path, config: object, **kwargs: object) -> None:
+        (staging / "new").write_text("complete")
+
+    monkeypatch.setattr(make_checkpoint_module, "_write_components", marker)
+    make_checkpoint(out, preset="tiny", overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]
+
+
+def test_make_checkpoint_on_a_file_is_one_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "file"
+    out.write_text("not a folder")
+    assert make_checkpoint_module.main([str(out), "--overwrite"]) == 2
+    assert capsys.readouterr().err == f"error: {out} is a file, not a checkpoint folder\n"
+    assert out.read_text() == "not a folder"

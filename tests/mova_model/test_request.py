@@ -89,3 +89,26 @@ def test_building_a_request_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parents[2]).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"height": 16000, "width": 16000, "num_frames": 401}, "height=16000 must be in [16, 2048]"),
+    ({"width": 4096}, "width=4096 must be in [16, 2048]"),
+    ({"num_frames": 4001}, "num_frames=4001 must be in [1, 481]"),
+    ({"num_inference_steps": 10**10}, "num_inference_steps=10000000000 must be in [1, 1000]"),
+    ({"video_fps": 1e-9}, "video_fps=1e-09 must be in [1, 120]"),
+    ({"video_fps": 1e12}, "video_fps=1000000000000.0 must be in [1, 120]"),
+])
+def test_absurd_sizes_steps_and_rates_are_refused_before_any_allocation(
+        change: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        GenerationRequest(**{"prompt": PROMPT, **change})  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+def test_the_bounds_keep_every_size_the_release_and_the_planner_use() -> None:
+    # the 720p preset in both orientations, the longest planned clip, the extremes of the range
+    for height, width in ((720, 1280), (1280, 720), (2048, 2048)):
+        GenerationRequest(PROMPT, height=height, width=width, num_frames=193)
+    GenerationRequest(PROMPT, num_frames=481, video_fps=120.0, num_inference_steps=1000)
+    GenerationRequest(PROMPT, num_frames=1, video_fps=1.0, num_inference_steps=1)

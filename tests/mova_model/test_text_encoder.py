@@ -151,3 +151,31 @@ def test_the_attention_scales_biases_masks_and_never_drops_out_in_eval(
     trained, _ = _eager_attention_fp32_softmax(module, query, key, value, mask, scaling=scaling,
                                                dropout=0.0, position_bias=bias)
     torch.testing.assert_close(trained, out)
+
+
+def _copy_encoder(folders: tuple[Path, Path], broken: Path) -> Path:
+    broken.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (broken / name).write_bytes((folders[0] / name).read_bytes())
+    return broken / "model.safetensors"
+
+
+def test_an_int8_weight_is_refused_not_loaded_as_zeros(folders: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    weights = _copy_encoder(folders, tmp_path / "text_encoder")
+    tensors = load_file(str(weights))
+    key = "encoder.block.0.layer.0.SelfAttention.k.weight"
+    tensors[key] = tensors[key].to(torch.int8)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError) as info:
+        TextEncoder.from_folders(weights.parent, folders[1])
+    assert str(info.value) == (f"{weights}: tensor '{key}' has dtype I8, expected a "
+                               "floating-point type (F16, BF16, F32, F64)")
+
+
+def test_a_truncated_weight_file_is_a_checkpoint_error(folders: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    weights = _copy_encoder(folders, tmp_path / "text_encoder")
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: truncated or corrupt"):
+        TextEncoder.from_folders(weights.parent, folders[1])
