@@ -21,7 +21,7 @@ from infra.db import session_scope
 from infra.db_models import BriefRow, Campaign
 from infra.settings import load_settings
 from infra.statuses import BriefStatus
-from schemas.brief import load_brief
+from schemas.brief import BrandKit, load_brief
 from schemas.errors import BriefInvalid
 from tasks.services import Services
 from tasks.submission import SubmissionRefused, submit
@@ -324,11 +324,10 @@ def _with_brand_kit(**kit: object) -> str:
     return yaml.safe_dump(brief)
 
 
-def test_the_brand_kits_logo_and_font_are_uploaded_with_the_brief_under_the_teams_inputs(
-        services: Services, tmp_path: Path) -> None:
+def _submitted_brand_kit(services: Services, folder: Path) -> BrandKit:
+    """emea's brief with a logo and a font uploaded from `folder`: its stored brand kit."""
     from infra.fonts import font_files
 
-    folder = tmp_path / "brief"
     folder.mkdir()
     (folder / "logo.png").write_bytes(_png())
     (folder / "brand.ttf").write_bytes(font_files()["Noto Sans"].read_bytes())
@@ -337,6 +336,13 @@ def test_the_brand_kits_logo_and_font_are_uploaded_with_the_brief_under_the_team
     with session_scope(services.engine) as session:
         kit = load_brief(repo.get_brief(session, brief_id).raw, fmt="json").brand_kit
     assert kit is not None and kit.font is not None
+    return kit
+
+
+def test_the_brand_kits_logo_and_font_are_uploaded_with_the_brief_under_the_teams_inputs(
+        services: Services, tmp_path: Path) -> None:
+    folder = tmp_path / "brief"
+    kit = _submitted_brand_kit(services, folder)
     assert kit.logo.startswith("inputs/emea/") and kit.logo.endswith(".png")
     assert kit.font.startswith("inputs/emea/") and kit.font.endswith(".ttf")
     assert services.store.exists(kit.logo) and services.store.exists(kit.font)
@@ -359,17 +365,8 @@ def test_a_stored_upload_is_checked_again_for_the_field_that_names_it(
     """A team's stored font named as a first frame, or its logo as the font, would pass the
     door and fail in production after GPU time; a malformed `inputs/` key is the client's
     error, not storage trouble."""
-    from infra.fonts import font_files
-
     folder = tmp_path / "brief"
-    folder.mkdir()
-    (folder / "logo.png").write_bytes(_png())
-    (folder / "brand.ttf").write_bytes(font_files()["Noto Sans"].read_bytes())
-    brief_id = submit(services, _with_brand_kit(logo="logo.png", font="brand.ttf"),
-                      base_dir=folder, team="emea").brief_id
-    with session_scope(services.engine) as session:
-        kit = load_brief(repo.get_brief(session, brief_id).raw, fmt="json").brand_kit
-    assert kit is not None and kit.font is not None
+    kit = _submitted_brand_kit(services, folder)
     with pytest.raises(BriefInvalid) as err:
         submit(services, _with_first_frame(kit.font), team="emea")
     assert err.value.problems == [("scenes[0].first_frame",
