@@ -337,12 +337,22 @@ def fingerprint_folder(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_folder(path: str | Path) -> Path:
+    """`path` if it is a folder; else the one error that names it (not the first file that a
+    missing folder lacks)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: " + ("not a folder" if folder.exists()
+                                               else "no such checkpoint folder"))
+    return folder
+
+
 def detect_preset(path: Path) -> str | None:
     """The preset whose architecture the folder's configs describe, or None for other sizes.
 
     The two release presets share every config field (they differ in default resolution), so
     between them the folder name decides: one naming "720" is mova-720p, else mova-360p."""
-    path = Path(path)
+    path = checkpoint_folder(path)
     found = {
         "video_dit": read_config(path / "video_dit", VideoDiTConfig),
         "audio_dit": read_config(path / "audio_dit", AudioDiTConfig),

@@ -31,6 +31,7 @@ from mova_model.checkpoint import (
     COMPONENT_CLASSES,
     MODEL_INDEX,
     SCHEDULER_CONFIG,
+    checkpoint_folder,
     fingerprint_folder,
     load_component,
     read_config,
@@ -150,7 +151,7 @@ class MovaPipeline:
         if not isinstance(path, str | os.PathLike):
             raise InvalidRequest(f"checkpoint path must be a str or Path, not "
                                  f"{type(path).__name__}")
-        folder = Path(path)
+        folder = checkpoint_folder(path)
         try:
             mode = OffloadMode(offload)
         except ValueError:
@@ -360,6 +361,9 @@ class MovaPipeline:
                 found = getattr(video, "shape", type(video).__name__)
                 raise InvalidRequest(f"audio_only needs video as uint8 array {expected}; "
                                      f"got {found}")
+            if image is not None:  # the locked video's own first frame conditions it
+                raise InvalidRequest("audio_only takes no image: the locked video's first frame "
+                                     "is the first frame")
             conditioning = Conditioning.LOCKED_VIDEO
         elif video is not None:
             raise InvalidRequest("video is only used with mode='audio_only'")

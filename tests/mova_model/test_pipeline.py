@@ -147,6 +147,9 @@ def test_cancellation_stops_between_steps(pipe: MovaPipeline) -> None:
     ({"image": "not-an-image.png"}, "first frame must be a PIL image"),
     ({"mode": "audio_only"}, "audio_only needs video as uint8 array (9, 32, 48, 3)"),
     ({"video": np.zeros((9, 32, 48, 3), np.uint8)}, "video is only used with mode='audio_only'"),
+    # was silently ignored: the locked video's own first frame conditions the render
+    ({"mode": "audio_only", "video": np.zeros((9, 32, 48, 3), np.uint8),
+      "image": np.zeros((32, 48, 3), np.uint8)}, "audio_only takes no image"),
 ])
 def test_bad_inputs_fail_fast_with_one_line(pipe: MovaPipeline, change: dict[str, object],
                                             message: str) -> None:
@@ -177,6 +180,19 @@ def test_missing_component_folder_is_named(checkpoint: Path, tmp_path: Path) -> 
     shutil.rmtree(broken / "audio_vae")
     with pytest.raises(CheckpointError, match="missing component folder.*audio_vae"):
         MovaPipeline.from_pretrained(broken)
+
+
+def test_a_folder_that_is_not_there_is_named_as_such(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Not `<folder>/video_dit/config.json: missing`, the first file a missing folder lacks."""
+    (tmp_path / "file").write_text("x")
+    for path, says in ((tmp_path / "nope", "no such checkpoint folder"),
+                       (tmp_path / "file", "not a folder")):
+        with pytest.raises(CheckpointError, match=f"^{path}: {says}$"):
+            MovaPipeline.from_pretrained(path)
+        assert generate_main(["--checkpoint", str(path), "--prompt", PROMPT,
+                              "--out", str(tmp_path / "x.mp4")]) != 0
+        assert capsys.readouterr().err == f"error: {path}: {says}\n"
 
 
 def test_command_line_writes_an_mp4(checkpoint: Path, tmp_path: Path) -> None:
