@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
@@ -43,9 +44,31 @@ MAX_BRAND_COLOURS = 8
 MAX_CROSSFADE_SECONDS = 2.0
 DEFAULT_CROSSFADE_SECONDS = 0.25
 
+# What draws nothing: spaces, zero-width and other format characters, combining marks alone.
+_INVISIBLE_CATEGORIES = {"Zs", "Zl", "Zp", "Cf", "Mn", "Me", "Cc"}
+
+
+def readable_text(text: str) -> str:
+    """Text a caption, a burned-in line or an end card can draw: line breaks and tabs become
+    spaces (burned-in text is one line: a break cut 'Aurora\nOne' to 'Aurora'), other control
+    characters are refused (a NUL erased every line drawn after it), and at least one character
+    must be visible (zero-width spaces alone passed `min_length`)."""
+    control = next((c for c in text if unicodedata.category(c) == "Cc" and not c.isspace()), None)
+    if control is not None:
+        raise ValueError(f"control character U+{ord(control):04X} at position "
+                         f"{text.index(control)}; write plain text")
+    text = "".join(" " if c.isspace() else c for c in text)
+    if all(unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text):
+        raise ValueError("no visible character (only spaces, zero-width characters or "
+                         "combining marks)")
+    return text
+
+
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                      AfterValidator(readable_text)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+                     AfterValidator(readable_text)]
 
 
 class Aspect(StrEnum):
@@ -245,11 +268,12 @@ class Brief(Frozen):
 
     @property
     def spot_duration_s(self) -> float:
-        """Planned length of each spot: the scenes, less the overlaps of the crossfades between
-        them, plus the end card (which always follows on a cut)."""
-        overlaps = (len(self.scenes) - 1) * self.crossfade_s \
-            if self.transition == Transition.CROSSFADE else 0.0
-        return sum(s.duration_s for s in self.scenes) - overlaps + self.end_card_s
+        """Length each spot will have: the scenes as rendered (whole 4k+1-frame renders, trimmed
+        to plan), less the crossfade overlaps in whole frames, plus the end card (which always
+        follows on a cut). The one arithmetic assembly uses: `schemas.spot_timing`."""
+        from schemas.spot_timing import brief_spot_timing  # imports this module
+
+        return brief_spot_timing(self).duration_s
 
     _unique = field_validator("locales", "aspects", "platforms")(
         _without_repeats)
@@ -284,14 +308,13 @@ class Brief(Frozen):
         """Chains, transitions, brand kit and platform limits: what it takes to assemble a spot."""
         # Imported here: the presets import this module (Aspect, Platform, LoudnessProfile).
         from schemas.platforms import aspect_problem, duration_problem
+        from schemas.spot_timing import brief_spot_timing
 
         problems = _chain_problems(self.scenes)
-        if self.transition == Transition.CROSSFADE and len(self.scenes) > 1:
-            for index, scene in enumerate(self.scenes):
-                # A dissolve at each end of the scene must leave some of it undissolved.
-                if scene.duration_s < 2 * self.crossfade_s:
-                    problems.append(f"scenes[{index}].duration_s: {scene.duration_s} s is shorter "
-                                    f"than two crossfades of {self.crossfade_s} s")
+        # Assembly's own rule (a crossfade at each end must leave some of a scene undissolved)
+        timing = brief_spot_timing(self)
+        problems += [f"scenes[{index}].duration_s: {why}"
+                     for index, why in timing.crossfade_problems()]
         if self.brand_kit is not None:
             for field in ("legal", "call_to_action"):
                 given = set(getattr(self.brand_kit, field))
@@ -302,7 +325,7 @@ class Brief(Frozen):
                 if field == "legal" and given and set(self.locales) - given:
                     problems.append(f"brand_kit.legal: no line for "
                                     f"{sorted(set(self.locales) - given)}")
-        duration = self.spot_duration_s
+        duration = timing.duration_s
         for index, platform in enumerate(self.platforms):
             reasons = [aspect_problem(platform, aspect) for aspect in self.aspects]
             reasons.append(duration_problem(platform, duration))

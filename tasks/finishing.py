@@ -193,10 +193,16 @@ def to_srt(cues: list[CaptionCue]) -> str:
                    + "\n".join(c.lines) + "\n\n" for i, c in enumerate(cues, start=1))
 
 
+def vtt_text(line: str) -> str:
+    """A caption line as WebVTT cue text: `&`, `<` and `>` escaped, so a line with '-->' or
+    '<b>' in it is shown as written (unescaped, '-->' ends the cue's text for a player)."""
+    return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def to_vtt(cues: list[CaptionCue]) -> str:
     return "WEBVTT\n\n" + "".join(
-        f"{_timestamp(c.start_s, '.')} --> {_timestamp(c.end_s, '.')}\n" + "\n".join(c.lines)
-        + "\n\n" for c in cues)
+        f"{_timestamp(c.start_s, '.')} --> {_timestamp(c.end_s, '.')}\n"
+        + "\n".join(vtt_text(line) for line in c.lines) + "\n\n" for c in cues)
 
 
 # ---- encode -----------------------------------------------------------------------------------

@@ -97,6 +97,8 @@ def caption_problems(vtt_text: str) -> list[str]:
             problems.append(f"cue {lines[0]} overlaps or runs backwards")
         if len(lines) < 2 or not all(line.strip() for line in lines[1:]):
             problems.append(f"cue {lines[0]} has no text")
+        if any("-->" in line for line in lines[1:]):  # WebVTT forbids it in cue text
+            problems.append(f"cue {lines[0]} has '-->' in its text")
         previous_end = end
     return problems
 

@@ -303,3 +303,31 @@ def test_a_byte_order_mark_may_open_json_as_it_may_yaml() -> None:
     for raw in ("\ufeff" + as_json, ("\ufeff" + as_json).encode()):
         assert load_brief(raw) == load_brief(raw, fmt="json") == expected
     assert load_brief("\ufeff" + EXAMPLE) == expected
+
+
+@pytest.mark.parametrize(("field", "value", "stored"), [
+    ("brand_line", "Aurora\nOne running shoe", "Aurora One running shoe"),  # burned as 'Aurora'
+    ("price", "$129\r\n$99", "$129  $99"),
+    ("brand_line", "Tab\tstop", "Tab stop"),
+])
+def test_line_breaks_in_on_screen_text_become_spaces(field: str, value: str,
+                                                     stored: str) -> None:
+    data = _brief()
+    data["scenes"][0]["on_screen_text"] = {"en-US": {field: value}}
+    assert load_brief(json.dumps(data)).scenes[0].on_screen_text["en-US"].model_dump()[field] \
+        == stored
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("Aurora\x00One", "control character U+0000 at position 6"),  # erased all later text
+    ("\x1b[31mred", "control character U+001B"),
+    ("\u200b\u200b\u200b", "no visible character"),  # zero-width only passed min_length
+    ("\u0301\u0308", "no visible character"),
+    ("\u2060 \ufeff", "no visible character"),
+])
+def test_text_that_draws_nothing_or_holds_control_characters_is_refused(value: str,
+                                                                        says: str) -> None:
+    data = _brief()
+    data["scenes"][0]["dialogue"]["en-US"][0]["text"] = value
+    [(path, message)] = _problems(data)
+    assert path == "scenes[0].dialogue.en-US[0].text" and says in message, (path, message)

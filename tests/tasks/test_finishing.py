@@ -189,6 +189,17 @@ def test_caption_files() -> None:
     assert caption_problems("not a vtt") == ["missing WEBVTT header"]
 
 
+def test_caption_text_with_markup_or_an_arrow_is_escaped_in_webvtt() -> None:
+    """'-->' ends a cue's text for a WebVTT player and '<b>' is markup: written raw, a line
+    'A --> B' showed an empty cue, and QC passed it."""
+    cues = [CaptionCue(start_s=0.0, end_s=1.5, lines=["Go --> now", "<b>50%</b> & more"])]
+    vtt = to_vtt(cues)
+    assert vtt.endswith("Go --&gt; now\n&lt;b&gt;50%&lt;/b&gt; &amp; more\n\n")
+    assert not caption_problems(vtt)
+    assert caption_problems("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nGo --> now\n") == [
+        "cue 00:00:00.000 --> 00:00:01.000 has '-->' in its text"]
+
+
 def test_language_tags_are_iso_639_2() -> None:
     assert [iso639_2(t) for t in ("en-US", "de-DE", "zh-CN", "ar", "fr-FR")] == \
         ["eng", "ger", "chi", "ara", "fre"]
