@@ -25,13 +25,17 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
     settings = services.settings
     if not settings.prefect_api_url:
         return None
-    from tasks.ingest import plan_brief
+    from tasks.ingest import plan_brief, release_claim
 
     with session_scope(services.engine) as session:
         if not repo.claim_brief(session, brief_id, "review-service"):
             return None  # an ingest run took it first
-    if plan_brief(services, brief_id) is None:
-        return None
+    try:
+        if plan_brief(services, brief_id) is None:
+            return None
+    except Exception:
+        release_claim(services, brief_id)  # the schedule's next ingest run tries it again
+        raise
     with session_scope(services.engine) as session:
         if repo.get_brief(session, brief_id).status == BriefStatus.AWAITING_APPROVAL:
             return None  # over the cost threshold: produced once an operator approves it

@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 
 from flows.produce import produce_campaign
 from infra.settings import load_settings
-from tasks.ingest import claim_briefs_task, plan_brief_task
+from tasks.ingest import claim_briefs_task, plan_brief_task, release_claim
 from tasks.production import briefs_ready
 from tasks.render import keep_pools_open
 from tasks.services import Services
@@ -32,6 +32,7 @@ def ingest_briefs(limit: int = 20, produce: bool = False) -> list[str]:
                 plan_brief_task(services, claimed)
             except Exception:  # noqa: BLE001 - one brief's failure must not stop the others
                 logger.exception("ingest.plan_failed brief_id=%s", claimed)
+                release_claim(services, claimed)
                 failed.append(str(claimed))
         ready = [str(b) for b in briefs_ready(services)]
     logger.info("ingest.ready n=%d", len(ready))

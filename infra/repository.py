@@ -146,6 +146,18 @@ def claim_submitted_briefs(session: Session, limit: int, worker_id: str) -> list
     return rows
 
 
+def release_claim(session: Session, brief_id: UUID) -> bool:
+    """A claimed brief whose planning failed goes back to submitted, for the next ingest run
+    (left claimed, no run would ever take it again, and sending it again finds it as sent).
+    False when it had moved on (planned, or found invalid)."""
+    row = get_brief(session, brief_id)
+    if row.status != BriefStatus.CLAIMED:
+        return False
+    transition(row, BriefStatus.SUBMITTED)
+    row.claimed_by = None
+    return True
+
+
 def claim_brief(session: Session, brief_id: UUID, worker_id: str) -> bool:
     """Claim one brief if it is still submitted; False when a worker took it first."""
     query = select(BriefRow).where(BriefRow.id == brief_id)

@@ -93,6 +93,12 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
     return plan
 
 
+def release_claim(services: Services, brief_id: UUID) -> None:
+    """After planning failed (its retries spent): the brief waits for the next run again."""
+    with session_scope(services.engine) as session:
+        repo.release_claim(session, brief_id)
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}-{uuid4().hex[:8]}"
 

@@ -245,3 +245,19 @@ def test_malformed_briefs_are_rejected_and_leave_nothing(tmp_path: Path, checkpo
         engine.dispose()
     storage = data / "storage"
     assert not storage.exists() or not any(p.is_file() for p in storage.rglob("*"))
+
+
+def test_a_brief_whose_planning_fails_waits_for_the_next_run(tmp_path: Path,
+                                                             checkpoint: Path) -> None:
+    """Planning that fails (here: the configured checkpoint folder is missing) once left the
+    brief claimed for good: no run took it again, and sending it again found it as sent."""
+    data = tmp_path / "data"
+    assert run_cli(["submit", str(EXAMPLE)], cli_env(data, checkpoint), timeout=60) \
+        .returncode == 0
+    failed = run_cli(["run"], cli_env(data, tmp_path / "no-such-checkpoint"), timeout=600)
+    assert failed.returncode != 0
+    engine = make_engine(f"sqlite:///{data / 'mova_ads.db'}")
+    with session_scope(engine) as session:
+        [brief] = session.scalars(select(BriefRow)).all()
+        assert (brief.status, brief.claimed_by) == ("submitted", None)
+    engine.dispose()
