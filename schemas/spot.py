@@ -43,7 +43,7 @@ class SpotSpec(Frozen):
     video_bitrate_kbps: int
     h264_level: str
     file_names: dict[Platform, str]  # the deliverable's name on each platform
-    duration_s: float  # planned: scenes - crossfade overlaps + end card
+    duration_s: float  # as assembled: schemas.spot_timing (whole-frame renders, crossfades, card)
 
 
 def plan_spots(brief: Brief) -> list[SpotSpec]:

@@ -28,9 +28,11 @@ from infra.media import (
     probe,
     run_ffmpeg,
 )
-from schemas.brief import OnScreenText, Transition
+from schemas.brief import OnScreenText
 from schemas.finishing import DELIVERY_X264_PRESET, CaptionCue, X264Preset
 from schemas.spot import SpotSpec
+from schemas.spot_timing import SPOT_FPS, SpotTiming, spot_timing
+from schemas.spot_timing import scene_starts as scene_starts  # re-exported: tests import it here
 from tasks.finishing import (
     AUDIO_RATE,
     GOP_SECONDS,
@@ -44,7 +46,6 @@ from tasks.finishing import (
 from tasks.overlay import TimedText, build_timed_ass
 from tasks.qc import file_analysis, integrated_lufs
 
-SPOT_FPS = 24  # the model renders at 24 fps (MAX_CLIP_SECONDS = 193 / 24)
 # At a cut, 5 ms fades each side: splicing two non-zero samples is an audible click, and 5 ms is
 # too short to hear as a dip (well under one 20 ms speech frame).
 EDGE_FADE_S = 0.005
@@ -130,18 +131,12 @@ def clip_frames(path: Path) -> tuple[int, int, int]:
     return frames, video.width, video.height
 
 
-def crossfade_frames(spec: SpotSpec) -> int:
-    """Frames each crossfade overlaps (0 for cuts): whole frames, so picture and sound agree."""
-    return round(spec.crossfade_s * SPOT_FPS) if spec.transition == Transition.CROSSFADE else 0
-
-
-def scene_starts(frames: list[int], overlap_frames: int) -> list[int]:
-    """First frame of each scene on the spot timeline."""
-    starts, cursor = [], 0
-    for count in frames:
-        starts.append(cursor)
-        cursor += count - overlap_frames
-    return starts
+def spec_timing(spec: SpotSpec, rendered_frames: list[int] | None = None) -> SpotTiming:
+    """The spot's timeline (`schemas.spot_timing`, the arithmetic the brief was checked with):
+    from the rendered clips' frame counts, or predicted from the plan without them."""
+    return spot_timing(spec.scene_durations_s, transition=spec.transition,
+                       crossfade_s=spec.crossfade_s, end_card_s=spec.end_card_s,
+                       rendered_frames=rendered_frames)
 
 
 def spot_text(clips: list[SceneClip], starts_s: list[float],
@@ -297,20 +292,18 @@ def assemble_measured_spot(spec: SpotSpec, clips: list[SceneClip], workdir: Path
     workdir.mkdir(parents=True, exist_ok=True)
     paths = [Path(c.path) for c in clips]
     probed = [clip_frames(p) for p in paths]
-    # A render is the nearest 4k+1 frames, up to 2 frames over the brief's duration: trim to the
-    # planned length so the spot is as long as the brief (and its platform check) said.
-    frames = [min(info[0], round(planned * SPOT_FPS))
-              for info, planned in zip(probed, spec.scene_durations_s, strict=True)]
+    # A render is the nearest 4k+1 frames, up to 2 frames off the brief's duration: trimmed to the
+    # planned length, by the same arithmetic the brief's platform check used at submission.
+    timing = spec_timing(spec, [info[0] for info in probed])
+    frames = list(timing.scene_frames)
     probed = [(count, width, height) for count, (_, width, height) in
               zip(frames, probed, strict=True)]
-    overlap = crossfade_frames(spec)
-    if overlap and min(frames) <= 2 * overlap:
-        raise MediaError(f"spot {spec.spot_id}: a {overlap}-frame crossfade at each end needs "
-                         f"scenes longer than {2 * overlap} frames; found {frames}")
-    card_frames = round(spec.end_card_s * SPOT_FPS)
-    starts = scene_starts(frames, overlap)
-    content_frames = starts[-1] + frames[-1]
-    total_frames = content_frames + card_frames
+    if problems := timing.crossfade_problems():
+        raise MediaError(f"spot {spec.spot_id}: " + "; ".join(
+            f"scene {spec.scene_ids[index]!r}: {why}" for index, why in problems))
+    overlap, card_frames = timing.overlap_frames, timing.end_card_frames
+    starts = timing.scene_starts
+    content_frames, total_frames = timing.content_frames, timing.total_frames
     starts_s = [s / SPOT_FPS for s in starts]
     name = spec.spot_id.replace("/", "_")
     # 1. soundtrack, 2. one loudness over the whole spot

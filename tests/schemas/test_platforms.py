@@ -106,18 +106,57 @@ def test_crossfades_and_end_card_count_towards_the_platform_limit() -> None:
         platforms=["tiktok"], transition="crossfade", crossfade_s=0.5, brand_kit=kit,
         scenes=[_scene("a", 2.0), _scene("b", 2.0), _scene("c", 2.0)])))
     assert ok.spot_duration_s == pytest.approx(7.0)
-    # without the end card: 5 s - still fits; with 1.2 s crossfades it no longer would
+    # without the end card, with 0.95 s (23-frame) crossfades: 3 x 48 - 2 x 23 frames = 4.08 s
     problems = _problems(_example(
-        platforms=["tiktok"], transition="crossfade", crossfade_s=1.0,
+        platforms=["tiktok"], transition="crossfade", crossfade_s=0.95,
         scenes=[_scene("a", 2.0), _scene("b", 2.0), _scene("c", 2.0)]))
-    assert problems == [("platforms[0]", "tiktok takes spots of 5-60 s; this spot lasts 4.00 s")]
+    assert problems == [("platforms[0]", "tiktok takes spots of 5-60 s; this spot lasts 4.08 s")]
 
 
 def test_a_scene_shorter_than_two_crossfades_is_rejected() -> None:
     problems = _problems(_example(transition="crossfade", crossfade_s=0.4,
                                   scenes=[_scene("a", 0.7), _scene("b", 2.0)]))
     assert problems == [("scenes[0].duration_s",
-                         "0.7 s is shorter than two crossfades of 0.4 s")]
+                         "a 10-frame crossfade (0.417 s) at each end needs scenes longer than 20 "
+                         "frames (0.833 s); this scene gives 17 frames (0.708 s)")]
+
+
+def test_a_crossfade_at_the_limit_assembly_refuses_is_refused_at_submission() -> None:
+    # Hostile pass #5: 0.5 s scenes render 13 frames, trimmed to 12; a 0.25 s crossfade is 6
+    # frames, and assembly needs more than 2 x 6. `0.5 < 2 * 0.25` is false, so it was accepted.
+    problems = _problems(_example(
+        transition="crossfade", crossfade_s=0.25,
+        scenes=[_scene("long", 8.0416666), _scene("mid", 0.5), _scene("last", 0.5)]))
+    why = ("a 6-frame crossfade (0.250 s) at each end needs scenes longer than 12 frames "
+           "(0.500 s); this scene gives 12 frames (0.500 s)")
+    assert problems == [("scenes[1].duration_s", why), ("scenes[2].duration_s", why)]
+    # one frame more is enough, for submission as for assembly
+    load_brief(json.dumps(_example(transition="crossfade", crossfade_s=0.25,
+                                   scenes=[_scene("a", 2.0), _scene("b", 0.55)])))
+
+
+def test_the_platform_limit_is_checked_against_the_frames_the_spot_will_have() -> None:
+    # Hostile pass #4 (b5): planned 1.29 + 1.29 + 1.4567 + 1.0 = 5.04 s, but 1.29 s renders 29
+    # frames (not 31) and 1.4567 s renders 33 (not 35): 29 + 29 + 33 + 24 = 115 frames, 4.79 s.
+    kit = {"logo": "logo.png", "colours": ["#101820", "#FEE715"], "end_card_s": 1.0}
+    problems = _problems(_example(
+        platforms=["tiktok"], aspects=["9:16"], brand_kit=kit,
+        scenes=[_scene("a", 1.29), _scene("b", 1.29), _scene("c", 1.4567)]))
+    assert problems == [("platforms[0]", "tiktok takes spots of 5-60 s; this spot lasts 4.79 s")]
+    # b8: 3.0 + 2.23 - 0.23 = 5.00 s planned; the crossfade is 6 whole frames and 2.23 s renders
+    # 53 frames: 72 + 53 - 6 = 119 frames, 4.96 s.
+    problems = _problems(_example(
+        platforms=["broadcast"], aspects=["16:9"], loudness_profile="broadcast",
+        transition="crossfade", crossfade_s=0.23,
+        scenes=[_scene("a", 3.0), _scene("b", 2.23)]))
+    assert problems == [("platforms[0]",
+                         "broadcast takes spots of 5-120 s; this spot lasts 4.96 s")]
+    # planned on whole 4k+1 renders, the same spot fits
+    brief = load_brief(json.dumps(_example(
+        platforms=["broadcast"], aspects=["16:9"], loudness_profile="broadcast",
+        transition="crossfade", crossfade_s=0.25,
+        scenes=[_scene("a", 3.0), _scene("b", 2.375)])))  # 57 frames: 72 + 57 - 6 = 123
+    assert brief.spot_duration_s == pytest.approx(123 / 24)
 
 
 def test_continue_from_must_name_another_existing_scene() -> None:

@@ -14,7 +14,9 @@ from PIL import Image
 from infra.hashing import sha256_file
 from infra.media import decode_audio, decode_video_frames, probe, run_ffmpeg
 from schemas.brief import Aspect, Transition, load_brief
+from schemas.errors import BriefInvalid
 from schemas.finishing import CaptionCue
+from schemas.plan import frames_for_duration
 from schemas.spot import SpotSpec, plan_spots
 from tasks.spot import (
     SPOT_FPS,
@@ -192,6 +194,54 @@ def test_clips_that_do_not_match_the_plan_are_refused(
     with pytest.raises(Exception, match="not a readable media file"):
         assemble_spot(spec, [silent, scene_clips(BRIEF, "en-US", clip_paths)[1]], tmp_path,
                       size=(320, 180), end_card=tmp_path / "c.png")
+
+
+def _two_scene_brief_problems(durations: tuple[float, float]) -> list[tuple[str, str]]:
+    scenes = [{"scene_id": scene_id, "visual": "a white ball", "duration_s": duration}
+              for scene_id, duration in zip(("open", "stride"), durations, strict=True)]
+    with pytest.raises(BriefInvalid) as info:
+        spot_brief(scenes=scenes)
+    return info.value.problems
+
+
+def test_assembly_refuses_a_crossfade_exactly_when_the_brief_is_refused(
+        tmp_path: Path, clip_paths: dict[str, Path]) -> None:
+    # Hostile pass #5: a 0.5 s scene renders 13 frames, used as 12; a 0.25 s crossfade is 6
+    # frames at each end. The brief must refuse at submission what assembly refuses after renders.
+    problems = _two_scene_brief_problems((SCENE_S, 0.5))
+    assert [path for path, _ in problems] == ["scenes[1].duration_s"]
+    why = problems[0][1]
+    assert "needs scenes longer than 12 frames" in why
+    short = make_scene_clip(tmp_path / "short.mp4", seconds=frames_for_duration(0.5) / SPOT_FPS)
+    spec = SPOTS[0].model_copy(update={"scene_durations_s": [SCENE_S, 0.5]})
+    clips = [SceneClip(scene_id="open", path=str(clip_paths["open"])),
+             SceneClip(scene_id="stride", path=str(short))]
+    with pytest.raises(Exception) as info:
+        assemble_spot(spec, clips, tmp_path, size=(320, 180), end_card=tmp_path / "c.png")
+    assert str(info.value) == f"spot {spec.spot_id}: scene 'stride': {why}"
+
+
+def test_the_assembled_spot_lasts_what_the_brief_was_checked_with(tmp_path: Path) -> None:
+    # Hostile pass #4: 1.29 s renders 29 frames (the nearest 4k+1), not 31. The brief's length
+    # (checked against the platforms at submission) must be what assembly makes of the renders.
+    scenes = [{"scene_id": scene_id, "visual": "a white ball", "duration_s": 1.29}
+              for scene_id in ("open", "stride")]
+    brief = spot_brief(scenes=scenes, locales=["en-US"], aspects=["16:9"],
+                       brand_kit={"logo": "logo.png", "colours": ["#101820", "#FEE715"],
+                                  "end_card_s": 1.5})
+    spec = plan_spots(brief)[0]
+    rendered = frames_for_duration(1.29)
+    assert rendered == 29
+    paths = {scene_id: make_scene_clip(tmp_path / f"{scene_id}.mp4", seconds=rendered / SPOT_FPS)
+             for scene_id in ("open", "stride")}
+    clips = scene_clips(brief, "en-US", paths)
+    result = assemble_spot(spec, clips, tmp_path, size=TEST_SIZES[spec.aspect],
+                           end_card=end_card_png(brief, spec, tmp_path))
+    assert result.frames == 29 + 29 - 6 + 36
+    assert result.duration_s == pytest.approx(brief.spot_duration_s)
+    assert spec.duration_s == pytest.approx(brief.spot_duration_s)
+    assert probe(Path(result.video_path)).duration_s == pytest.approx(brief.spot_duration_s,
+                                                                     abs=0.03)
 
 
 def test_the_example_brief_gives_four_playable_spots_even_from_a_25_fps_clip(
