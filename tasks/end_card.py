@@ -29,6 +29,10 @@ GAP_SHARE = 0.05  # vertical gap between logo, CTA and legal, share of the safe 
 CTA_MAX_LINES, LEGAL_MAX_LINES = 2, 4
 
 
+# WCAG 2's minimum contrast for large text: the CTA and legal line must be readable.
+MIN_CONTRAST = 3.0
+
+
 class EndCardError(PipelineError):
     """The end card cannot be composed as asked (text too long for the card, bad logo)."""
 
@@ -67,6 +71,12 @@ def _luminance(rgb: tuple[int, int, int]) -> float:
     srgb = [c / 255 for c in rgb]
     linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in srgb]
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """WCAG contrast ratio of two colours, 1 (the same) to 21 (black on white)."""
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
 
 
 def card_colours(colours: list[str]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -196,6 +206,11 @@ def end_card_problems(brief: Brief, logo: Image.Image, brand_font: Path | None
     if kit is None:
         return []
     problems: list[tuple[str, str]] = []
+    background, ink = card_colours(kit.colours)
+    if contrast_ratio(background, ink) < MIN_CONTRAST:
+        problems.append(("brand_kit.colours", f"{kit.colours[1]} text on {kit.colours[0]} has a "
+                         f"contrast of {contrast_ratio(background, ink):.1f}:1; the end card's "
+                         f"text needs at least {MIN_CONTRAST:g}:1 (WCAG, large text)"))
     composed: set[tuple[str, tuple[int, int], SafeZone]] = set()
     for spot in plan_spots(brief):
         size = TARGET_SIZES[spot.aspect]

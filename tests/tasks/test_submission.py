@@ -473,3 +473,20 @@ def test_an_end_card_text_too_long_for_a_format_is_refused_at_submission(
     legal["en-US"] = "Terms and conditions apply."
     assert submit(services, _with_brand_kit(logo="logo.png", legal=legal), base_dir=folder,
                   team="emea").created
+
+
+def test_end_card_colours_without_contrast_are_refused_at_submission(
+        services: Services, tmp_path: Path) -> None:
+    """#000000 text on #000000 was published: a black end card with nothing readable."""
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    (folder / "logo.png").write_bytes(_png())
+    brief = yaml.safe_load(_with_brand_kit(logo="logo.png"))
+    brief["brand_kit"]["colours"] = ["#000000", "#000000"]
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, yaml.safe_dump(brief), base_dir=folder, team="emea")
+    assert err.value.problems == [("brand_kit.colours", "#000000 text on #000000 has a contrast "
+                                   "of 1.0:1; the end card's text needs at least 3:1 (WCAG, "
+                                   "large text)")]
+    brief["brand_kit"]["colours"] = ["#000000"]  # one colour: the text takes black or white
+    assert submit(services, yaml.safe_dump(brief), base_dir=folder, team="emea").created
