@@ -71,10 +71,16 @@ def break_lines(text: str) -> list[list[str]]:
     return [lines[i:i + LINES_PER_CUE] for i in range(0, len(lines), LINES_PER_CUE)]
 
 
+def cue_count(texts: list[str]) -> int:
+    """How many caption cues `texts` make (`break_lines`): each needs CUE_MIN_S on screen."""
+    return sum(len(break_lines(text)) for text in texts)
+
+
 def time_cues(texts: list[str], segments: list[tuple[float, float]],
               duration_s: float) -> list[CaptionCue]:
     """Spread the cues over the speech spans (or the whole clip when none was found), in
-    proportion to their length, each 1-7 s and inside the clip."""
+    proportion to their length, each 1-7 s and inside the clip. Every cue fits when the clip
+    has CUE_MIN_S per cue (`cue_count`; the brief is checked for it at submission)."""
     blocks = [block for text in texts for block in break_lines(text)]
     if not blocks:
         return []
@@ -84,9 +90,15 @@ def time_cues(texts: list[str], segments: list[tuple[float, float]],
         start, end = 0.0, duration_s
     weights = [sum(len(line) for line in block) for block in blocks]
     total = sum(weights)
+    span = end - start
+    lengths = [min(max(span * weight / total, CUE_MIN_S), CUE_MAX_S) for weight in weights]
+    if sum(lengths) > span:
+        # The minimum given to short cues pushed the last ones past the end (they were
+        # dropped): each cue gets the minimum, the time left is shared by length.
+        spare = max(span - CUE_MIN_S * len(blocks), 0.0)
+        lengths = [min(CUE_MIN_S + spare * weight / total, CUE_MAX_S) for weight in weights]
     cues, cursor = [], start
-    for block, weight in zip(blocks, weights, strict=True):
-        length = min(max((end - start) * weight / total, CUE_MIN_S), CUE_MAX_S)
+    for block, length in zip(blocks, lengths, strict=True):
         cue_end = min(cursor + length, duration_s)
         if cue_end - cursor <= 0:
             break

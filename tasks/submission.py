@@ -30,6 +30,7 @@ from infra.storage import InvalidKey, ObjectStore, check_key, input_key, open_st
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid, PipelineError
 from schemas.plan import RENDER_PROFILES, CostEstimate, estimate_cost, plan_variants
+from tasks.captions import CUE_MIN_S, LATIN_CHARS_PER_LINE, cue_count
 from tasks.end_card import end_card_problems
 from tasks.lora import resolve_loras
 from tasks.services import Services
@@ -214,6 +215,23 @@ def _with_uploads(brief: Brief, keys: dict[str, str]) -> Brief:
     return brief.model_copy(update={"scenes": scenes, "brand_kit": kit})
 
 
+def _caption_problems(brief: Brief) -> list[tuple[str, str]]:
+    """Each language's lines must fit its scene as captions, CUE_MIN_S per cue (one cue fits
+    any scene): past that, the last cues were dropped from the spot without a word."""
+    problems = []
+    for index, scene in enumerate(brief.scenes):
+        fits = max(1, math.floor(scene.duration_s / CUE_MIN_S + 1e-9))
+        for locale, lines in scene.dialogue.items():
+            count = cue_count([line.text for line in lines])
+            if count > fits:
+                problems.append((f"scenes[{index}].dialogue.{locale}",
+                                 f"{count} caption cues (two lines of about "
+                                 f"{LATIN_CHARS_PER_LINE} characters each) need "
+                                 f"{count * CUE_MIN_S:g} s on screen; a {scene.duration_s:g} s "
+                                 f"scene shows {fits}: shorten the lines or lengthen the scene"))
+    return problems
+
+
 def brief_cost(brief: Brief, settings: Settings) -> CostEstimate:
     """What the brief will cost under `settings` (its render profile's GPU-seconds per step),
     as estimated at submission. The plan is made with a placeholder checkpoint: counts and
@@ -284,6 +302,7 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
         uploads, problems = files.uploads, files.problems
         if not problems:
             problems = _end_card_problems(brief, files.contents)
+        problems += _caption_problems(brief)
         with session_scope(services.engine) as session:
             _, unknown_loras = resolve_loras(session, owner, brief)
         cost, too_big = _check_size(services, brief)

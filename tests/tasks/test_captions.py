@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.captions import break_lines, caption_cues, speech_segments, time_cues
+from tasks.captions import break_lines, caption_cues, cue_count, speech_segments, time_cues
 
 RATE = 48_000
 
@@ -48,3 +48,14 @@ def test_cues_follow_the_speech_and_stay_within_one_to_seven_seconds() -> None:
     assert 1.0 <= cues[0].end_s - cues[0].start_s <= 7.0
     spread = time_cues(["Hallo."], [], duration_s=1.04)
     assert spread[0].start_s == 0.0 and spread[0].end_s == 1.04  # no speech: the whole clip
+
+
+def test_no_cue_is_dropped_when_the_clip_has_a_second_for_each() -> None:
+    """A long first line took its share of the time and the one-second minimum of the short
+    lines after it pushed the last past the end: 'Faster.' vanished from the captions."""
+    texts = ["An unusually long opening line that takes most of the time", "Go.", "Faster."]
+    assert cue_count(texts) == 3  # the first line breaks into two lines of one cue
+    cues = time_cues(texts, [], duration_s=3.0)
+    assert [line for cue in cues for line in cue.lines][-2:] == ["Go.", "Faster."]
+    assert all(cue.end_s - cue.start_s >= 1.0 - 1e-9 for cue in cues)
+    assert cues[-1].end_s <= 3.0 and all(a.end_s <= b.start_s for a, b in zip(cues, cues[1:]))

@@ -490,3 +490,19 @@ def test_end_card_colours_without_contrast_are_refused_at_submission(
                                    "large text)")]
     brief["brand_kit"]["colours"] = ["#000000"]  # one colour: the text takes black or white
     assert submit(services, yaml.safe_dump(brief), base_dir=folder, team="emea").created
+
+
+def test_dialogue_that_cannot_be_captioned_in_its_scene_is_refused(services: Services) -> None:
+    """A 480-character line in a 1 s scene vanished from the captions, and the spot was
+    published: each caption cue stays a second on screen."""
+    brief = yaml.safe_load(EXAMPLE)
+    scene = brief["scenes"][0]
+    scene["duration_s"] = 1.0
+    scene["dialogue"]["en-US"] = [{"speaker": "Ava", "text": "word " * 96}]
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, yaml.safe_dump(brief), team="emea")
+    [(path, message)] = err.value.problems
+    assert path == "scenes[0].dialogue.en-US"
+    assert message.startswith("6 caption cues") and "a 1 s scene shows 1" in message
+    scene["dialogue"]["en-US"] = [{"speaker": "Ava", "text": "One short line."}]
+    assert submit(services, yaml.safe_dump(brief), team="emea").created
