@@ -24,6 +24,7 @@ from tasks.captions import is_cjk
 LOGO_SHARE = (0.7, 0.4)  # the logo fits in this share of the safe box (width, height)
 CTA_HEIGHT_SHARE = 0.09  # call-to-action font size, share of the safe box height
 LEGAL_HEIGHT_SHARE = 0.035
+MIN_LOGO_PX = 8  # a logo drawn thinner than this is a line, not a mark (a 20000x1 image)
 MIN_FONT_PX = 9  # below this a legal line is not legible at 720p; refuse instead of shrinking
 GAP_SHARE = 0.05  # vertical gap between logo, CTA and legal, share of the safe box height
 CTA_MAX_LINES, LEGAL_MAX_LINES = 2, 4
@@ -181,8 +182,12 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
     except OSError as err:
         raise EndCardError(f"logo image cannot be read: {err}") from err
     scale = min(box_w * LOGO_SHARE[0] / mark.width, box_h * LOGO_SHARE[1] / mark.height)
-    mark = mark.resize((max(1, round(mark.width * scale)), max(1, round(mark.height * scale))),
-                       Image.Resampling.LANCZOS)
+    drawn = (round(mark.width * scale), round(mark.height * scale))
+    if min(drawn) < MIN_LOGO_PX:
+        raise EndCardError(f"the {mark.width}x{mark.height} logo would be drawn {drawn[0]}x"
+                           f"{drawn[1]} px on the {width}x{height} card: too thin to see; use a "
+                           "logo closer to square")
+    mark = mark.resize(drawn, Image.Resampling.LANCZOS)
     card.paste(mark, (x0 + (box_w - mark.width) // 2, y0), mark)
     # 3. call to action between the logo and the legal line
     if text.call_to_action:

@@ -119,3 +119,14 @@ def test_a_brand_font_that_is_no_font_is_an_end_card_error(tmp_path: Path) -> No
     with pytest.raises(EndCardError, match="the brand font cannot be read"):
         compose_end_card(size=SIZE, text=words, logo=logo_image(),
                          colours=["#101820", "#FEE715"], safe_zone=ZONE, brand_font=not_a_font)
+
+
+def test_a_logo_too_thin_to_see_on_the_card_is_an_end_card_error() -> None:
+    """A 20000x1 logo was published as a one-pixel line; the door composes the card, so the
+    brief is refused with this reason before anything renders."""
+    words = EndCardText(locale="en-US", call_to_action=CTA["en-US"], legal=LEGAL["en-US"])
+    with pytest.raises(EndCardError, match=r"the 20000x1 logo would be drawn \d+x0 px"):
+        compose_end_card(size=SIZE, text=words, logo=Image.new("RGB", (20000, 1), "red"),
+                         colours=["#101820", "#FEE715"], safe_zone=ZONE)
+    compose_end_card(size=SIZE, text=words, logo=Image.new("RGB", (400, 60), "red"),
+                     colours=["#101820", "#FEE715"], safe_zone=ZONE)  # a wide wordmark is fine
