@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from tasks.captions import break_lines, caption_cues, cue_count, speech_segments, time_cues
@@ -58,4 +60,4 @@ def test_no_cue_is_dropped_when_the_clip_has_a_second_for_each() -> None:
     cues = time_cues(texts, [], duration_s=3.0)
     assert [line for cue in cues for line in cue.lines][-2:] == ["Go.", "Faster."]
     assert all(cue.end_s - cue.start_s >= 1.0 - 1e-9 for cue in cues)
-    assert cues[-1].end_s <= 3.0 and all(a.end_s <= b.start_s for a, b in zip(cues, cues[1:]))
+    assert cues[-1].end_s <= 3.0 and all(a.end_s <= b.start_s for a, b in pairwise(cues))
