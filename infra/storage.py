@@ -36,8 +36,8 @@ from infra.hashing import CHUNK, sha256_bytes, sha256_file
 from infra.storage_errors import InvalidKey, StorageError, TransientStorageError
 
 __all__ = ["InvalidKey", "LocalStore", "ObjectStore", "S3Store", "StorageError", "StoredObject",
-           "TransientStorageError", "deliverable_key", "input_key", "legacy_deliverable_key",
-           "open_store"]
+           "TransientStorageError", "deliverable_key", "get_reference", "input_key",
+           "legacy_deliverable_key", "open_store", "s3_object"]
 
 log = logging.getLogger(__name__)
 
@@ -479,4 +479,21 @@ def open_store(url: str, *, endpoint_url: str | None = None, region: str = "us-e
         return LocalStore(Path(url))
     raise StorageError(f"unsupported storage URL {url!r}: expected file:///dir, a path or "
                        "s3://bucket/prefix")
+
+
+def s3_object(uri: str, *, endpoint_url: str | None = None, region: str = "us-east-1"
+              ) -> tuple[ObjectStore, str]:
+    """`s3://bucket/key` -> (that bucket's store, the key): a file a brief points at outside
+    our own store."""
+    parsed = urlparse(uri)
+    return (open_store(f"s3://{parsed.netloc}", endpoint_url=endpoint_url, region=region),
+            parsed.path.lstrip("/"))
+
+
+def get_reference(store: ObjectStore, ref: str, dest: Path, *, endpoint_url: str | None = None,
+                  region: str = "us-east-1") -> Path:
+    """A file a brief points at into `dest`: a key of `store` or an s3:// URI."""
+    if ref.startswith("s3://"):
+        store, ref = s3_object(ref, endpoint_url=endpoint_url, region=region)
+    return store.get_file(ref, dest)
 

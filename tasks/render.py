@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 from uuid import UUID, uuid4
 
 import numpy as np
@@ -37,7 +36,7 @@ from infra.hashing import sha256_bytes
 from infra.images import limit_decoded_pixels, verify_image
 from infra.settings import Settings
 from infra.statuses import RENDER_SETTLED, RenderStatus
-from infra.storage import ObjectStore, open_store
+from infra.storage import ObjectStore, get_reference, open_store
 from schemas.plan import RenderMode, RenderSpec
 from tasks.faults import (
     MAX_RENDER_ATTEMPTS,
@@ -152,12 +151,8 @@ def load_render_model(settings_json: str) -> RenderModel:
 
 def fetch_first_frame(settings: Settings, store: ObjectStore, ref: str, dest: Path) -> Path:
     """A brief's first-frame image into `dest`: a key of our store, or an s3:// URI."""
-    if ref.startswith("s3://"):
-        parsed = urlparse(ref)
-        store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
-                           region=settings.aws_region)
-        ref = parsed.path.lstrip("/")
-    return store.get_file(ref, dest)
+    return get_reference(store, ref, dest, endpoint_url=settings.s3_endpoint_url,
+                         region=settings.aws_region)
 
 
 def _first_frame(model: RenderModel, request: RenderPayload) -> tuple[Any, dict[str, Any]]:

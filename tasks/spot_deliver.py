@@ -13,7 +13,6 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 from uuid import UUID
 
 from PIL import Image
@@ -25,7 +24,7 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import Artifact, Deliverable, DeliverableKind
 from infra.statuses import DeliverableStatus
-from infra.storage import open_store
+from infra.storage import get_reference
 from schemas.brief import Brief, load_brief
 from schemas.finishing import TARGET_SIZES, CaptionCue, QCReport, X264Preset, x264_key_entry
 from schemas.plan import RenderSpec
@@ -130,13 +129,8 @@ def _spot_key(work: _SpotWork, code_version: str, x264_preset: X264Preset) -> st
 def read_input(services: Services, ref: str, dest: Path) -> Path:
     """A file a brief points at, once submitted: a key of this store (`inputs/<team>/...`,
     where uploads land) or an s3:// URI (checked at submission)."""
-    if ref.startswith("s3://"):
-        parsed = urlparse(ref)
-        settings = services.settings
-        store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
-                           region=settings.aws_region)
-        return store.get_file(parsed.path.lstrip("/"), dest)
-    return services.store.get_file(ref, dest)
+    return get_reference(services.store, ref, dest, endpoint_url=services.settings.s3_endpoint_url,
+                         region=services.settings.aws_region)
 
 
 def _end_card(services: Services, work: _SpotWork, size: tuple[int, int],

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path, PurePath
-from urllib.parse import urlparse
 from uuid import UUID
 
 from PIL import Image
@@ -26,7 +25,7 @@ from infra.hashing import sha256_bytes
 from infra.images import IMAGE_SUFFIXES, ImageRejected, verify_image
 from infra.repository import NO_TEAM
 from infra.settings import Settings
-from infra.storage import InvalidKey, ObjectStore, check_key, input_key, open_store
+from infra.storage import InvalidKey, ObjectStore, check_key, input_key, s3_object
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid, PipelineError
 from schemas.plan import RENDER_PROFILES, CostEstimate, estimate_cost, plan_variants
@@ -118,10 +117,8 @@ def _s3_file(services: Services, ref: str, where: str
         allowed = ", ".join(prefixes) if prefixes else "none are allowed on this service"
         return [(where, f"s3:// files must lie under an allowed prefix ({allowed}); "
                         "upload the file with the brief instead")], None
-    parsed = urlparse(ref)
-    store = open_store(f"s3://{parsed.netloc}", endpoint_url=settings.s3_endpoint_url,
-                       region=settings.aws_region)
-    return _stored_file(services, store, parsed.path.lstrip("/"), ref, where,
+    store, key = s3_object(ref, endpoint_url=settings.s3_endpoint_url, region=settings.aws_region)
+    return _stored_file(services, store, key, ref, where,
                         f"{ref} does not exist")
 
 
