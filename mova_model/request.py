@@ -132,12 +132,7 @@ class GenerationRequest:
                 raise InvalidRequest(f"{name}={getattr(self, name)} must be finite")
         _check_type("vae_tiling", self.vae_tiling, bool)
         validate_video_size(self.height, self.width, self.num_frames)
-        if self.video_fps <= 0:
-            raise InvalidRequest(f"video_fps={self.video_fps} must be positive")
         check_range("video_fps", self.video_fps, MIN_FPS, MAX_FPS, InvalidRequest)
-        if self.num_inference_steps < 1:
-            raise InvalidRequest(f"num_inference_steps={self.num_inference_steps} must be at "
-                                 "least 1")
         check_range("num_inference_steps", self.num_inference_steps, 1, MAX_STEPS, InvalidRequest)
         if self.cfg_scale <= 0 or self.bridge_scale < 0:
             raise InvalidRequest(f"cfg_scale={self.cfg_scale} must be > 0 and bridge_scale="
