@@ -50,7 +50,7 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     if not brief.is_file():
         errors.print(f"[red]error:[/] no file {brief}")
         raise typer.Exit(2)
-    from tasks.submission import SubmissionRefused
+    from tasks.submission import SubmissionRefused, gpu_seconds
     from tasks.submission import submit as submit_checked
 
     fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
@@ -69,7 +69,7 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     if not submitted.created:  # `make demo` twice: one brief, not two
         console.print(f"brief {submitted.brief_id} was submitted before; not submitted again")
         return
-    cost = f" (estimated {submitted.cost.gpu_seconds:,.0f} GPU-seconds)" if submitted.cost \
+    cost = f" (estimated {gpu_seconds(submitted.cost.gpu_seconds)} GPU-seconds)" if submitted.cost \
         else ""
     console.print(f"submitted brief {submitted.brief_id}{cost}")
 
@@ -282,22 +282,27 @@ app.add_typer(brief_app, name="brief")
 @brief_app.command("pending")
 def brief_pending() -> None:
     """Briefs whose estimated cost waits for approval (over APPROVAL_GPU_SECONDS)."""
+    from tasks.submission import gpu_seconds
+
     with _services() as services, session_scope(services.engine) as session:
         for row in repo.briefs_awaiting_approval(session):
             console.print(f"{row.id}  {row.team or '-'}  {row.campaign.slug}  "
-                          f"{row.gpu_seconds_estimate or 0:,.0f} GPU-seconds", highlight=False)
+                          f"{gpu_seconds(row.gpu_seconds_estimate or 0)} GPU-seconds",
+                          highlight=False)
 
 
 @brief_app.command("approve")
 def brief_approve(brief_id: Annotated[UUID, typer.Argument(help="Brief id.")]) -> None:
     """Accept a brief's estimated cost: it is produced by the next ingest run."""
     from schemas.errors import InvalidTransition
+    from tasks.submission import gpu_seconds
 
     try:
         with _services() as services, session_scope(services.engine) as session:
             row = repo.approve_budget(session, brief_id)
-            console.print(f"brief {row.id} approved ({row.gpu_seconds_estimate or 0:,.0f} "
-                          "GPU-seconds); it is planned", highlight=False)
+            cost = gpu_seconds(row.gpu_seconds_estimate or 0)
+            console.print(f"brief {row.id} approved ({cost} GPU-seconds); it is planned",
+                          highlight=False)
     except InvalidTransition as err:
         errors.print(f"[red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None

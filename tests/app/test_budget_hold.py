@@ -80,8 +80,11 @@ def test_a_held_brief_shows_its_cost_and_waits_until_an_operator_approves_it(
         pending = _cli(service, "brief", "pending")
         assert pending.returncode == 0, pending.stderr
         assert brief_id in pending.stdout and "emea" in pending.stdout
+        # tenths, as the door's refusals show them: 1.6 GPU-seconds is not "2"
+        assert f"{EXAMPLE_GPU_SECONDS:.1f} GPU-seconds" in pending.stdout, pending.stdout
         approved = _cli(service, "brief", "approve", brief_id)
         assert approved.returncode == 0, approved.stderr
+        assert f"({EXAMPLE_GPU_SECONDS:.1f} GPU-seconds)" in approved.stdout, approved.stdout
         again = _cli(service, "brief", "approve", brief_id)  # once only
         assert again.returncode == 2 and "not awaiting approval" in again.stderr
 
