@@ -7,30 +7,39 @@ import contextlib
 import logging
 import os
 import sys
+import textwrap
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 from uuid import UUID
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from infra import repository as repo
 from infra.db import session_scope
 from infra.settings import Settings, SettingsInvalid, load_settings
-from infra.statuses import DELIVERABLE_ENDED, RenderStatus
+from infra.statuses import DELIVERABLE_ENDED, BriefStatus, RenderStatus
 from schemas.errors import BriefInvalid, NotFound
 from tasks.services import Services
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="MOVA ad factory: localized audio+video ads from campaign briefs.")
-# Tables and messages are wide; off a terminal (CI logs, pipes) do not wrap them at 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def _width(stream: TextIO) -> int | None:
+    """Tables and messages are wide: off a terminal (CI logs, pipes) they are not wrapped at 80
+    columns but at 200, unless COLUMNS says how wide to be (None: the terminal's or COLUMNS')."""
+    return None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 200
+
+
+console = Console(width=_width(sys.stdout))
+errors = Console(stderr=True, width=_width(sys.stderr))
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_BRIEF = ROOT / "examples" / "brief.yaml"
 # `demo` by default: the tiny MOVA trained here on the synthetic world (make demo-model), and a
@@ -191,15 +200,22 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
         with session_scope(services.engine) as session:
             rows = repo.campaign_briefs(session, campaign)
             table = Table("brief", "campaign", "status", "deliverables", "submitted")
+            # An invalid brief has no deliverables: its problems are the only reason shown. (A
+            # failed brief's problems are its failed deliverables' errors, listed below those.)
+            problems: list[tuple[str, list[str]]] = []
             for row in rows:
                 counts = Counter(str(d.status) for d in repo.deliverables_that_count(row))
                 summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
                 table.add_row(str(row.id), row.campaign.slug, row.status, summary,
                               f"{row.created_at:%Y-%m-%d %H:%M}")
+                if row.status == BriefStatus.INVALID and row.problems:
+                    problems.append((f"brief {row.id} {row.status}",
+                                     [f"{path}: {message}" for path, message in row.problems]))
         if not rows:
             console.print("no briefs" + (f" for campaign {campaign}" if campaign else ""))
             return
         console.print(table)
+        _print_reasons(problems)
         _deliverables_table(services, campaign=campaign)
 
 
@@ -209,12 +225,31 @@ def _deliverables_table(services: Services, *, campaign: str | None = None,
         rows = _delivered(repo.campaign_deliverables(session, campaign))
         table = Table("deliverable", "variant", "status", "file", title=title)
         root = services.settings.storage.rstrip("/") + "/"
+        # A reason is printed whole under the table (a table cell of an 80-column terminal
+        # would wrap it into a narrow column, or cut it).
+        reasons: list[tuple[str, list[str]]] = []
         for row in rows:
-            note = (row.published_uri or "").removeprefix(root) or (row.error or "")[:60]
+            note = (row.published_uri or "").removeprefix(root)
+            if not note and row.error:
+                note = "error below"
+                reasons.append((f"{str(row.id)[:8]} {row.name} {row.status}", [row.error]))
             preview = " (preview)" if row.qc and row.qc.get("preview") else ""
-            table.add_row(str(row.id)[:8], row.name, row.status + preview, note)
+            table.add_row(str(row.id)[:8], row.name, row.status + preview, Text(note))
     if rows:
         console.print(table)
+        _print_reasons(reasons)
+
+
+def _print_reasons(reasons: list[tuple[str, list[str]]]) -> None:
+    """Each heading, then its reasons in full: wrapped at the console's width and indented
+    under it, printed as they are (not read as markup)."""
+    for heading, lines in reasons:
+        console.print(Text(heading, style="bold"))
+        for line in lines:
+            for part in line.splitlines():
+                console.print(textwrap.fill(part, width=console.width, initial_indent="  ",
+                                            subsequent_indent="  ", break_on_hyphens=False),
+                              markup=False, highlight=False, soft_wrap=True)
 
 
 def _delivered(rows: list[repo.Deliverable]) -> list[repo.Deliverable]:
