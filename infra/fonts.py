@@ -6,7 +6,10 @@ holds links to the packaged Noto fonts, and ffmpeg is run with FONTCONFIG_FILE p
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
+import unicodedata
+from collections.abc import Collection
 from pathlib import Path
 
 # family name -> (package, file inside it)
@@ -40,6 +43,47 @@ def font_files() -> dict[str, Path]:
     return out
 
 
+class FontRejected(ValueError):
+    """The bytes are not a font this pipeline accepts; the message says why, for the team."""
+
+
+def code_points(path: Path) -> frozenset[int]:
+    """The characters `path` has a glyph for (its best Unicode character map), or
+    FontRejected when the map cannot be read."""
+    from fontTools.ttLib import TTFont, TTLibError
+
+    try:
+        with TTFont(path, lazy=True, fontNumber=0) as font:
+            return frozenset(font.getBestCmap() or {})
+    except (TTLibError, OSError, ValueError, KeyError, AssertionError) as err:
+        raise FontRejected(f"the font's character map cannot be read ({err})") from err
+
+
+@functools.cache
+def packaged_code_points() -> frozenset[int]:
+    """What libass can draw: it falls back across every packaged family for a character the
+    locale's own family lacks (Cyrillic in an Arabic caption is drawn with Noto Sans)."""
+    return frozenset().union(*(code_points(path) for path in font_files().values()))
+
+
+# Characters a shaper draws nothing for, so no font needs a glyph: format characters (ZWJ,
+# bidi marks), variation selectors and the combining grapheme joiner.
+_VARIATION_SELECTORS = (range(0xFE00, 0xFE10), range(0xE0100, 0xE01F0))
+_COMBINING_GRAPHEME_JOINER = 0x034F
+
+
+def _needs_glyph(char: str) -> bool:
+    point = ord(char)
+    return not (char.isspace() or unicodedata.category(char) in ("Cf", "Cc")
+                or point == _COMBINING_GRAPHEME_JOINER
+                or any(point in selectors for selectors in _VARIATION_SELECTORS))
+
+
+def undrawable(text: str, covered: Collection[int]) -> list[str]:
+    """The distinct characters of `text`, in order, that need a glyph `covered` lacks."""
+    return list(dict.fromkeys(c for c in text if _needs_glyph(c) and ord(c) not in covered))
+
+
 def fontconfig_file(cache_dir: Path) -> Path:
     """A fonts.conf listing only the packaged fonts (created once per cache dir)."""
     folder = cache_dir / "fonts"
@@ -58,10 +102,6 @@ def fontconfig_file(cache_dir: Path) -> Path:
 
 FONT_MAGIC = (b"\x00\x01\x00\x00", b"true", b"OTTO")  # TrueType, Apple TrueType, OpenType
 MAX_FONT_BYTES = 20 * 2**20
-
-
-class FontRejected(ValueError):
-    """The bytes are not a font this pipeline accepts; the message says why, for the team."""
 
 
 def verify_font(data: bytes, max_bytes: int = MAX_FONT_BYTES) -> None:

@@ -91,7 +91,8 @@ def card_colours(colours: list[str]) -> tuple[tuple[int, int, int], tuple[int, i
     return background, (255, 255, 255) if white_contrast >= black_contrast else (0, 0, 0)
 
 
-def _font_file(locale: str, brand_font: Path | None) -> Path:
+def end_card_font(locale: str, brand_font: Path | None) -> Path:
+    """The one font the end card of `locale` is drawn with (PIL does not fall back)."""
     # A brand font is a Latin design; Arabic and CJK text falls back to the packaged Noto
     # families, which cover those scripts (a Latin font would draw empty boxes).
     family = font_family(locale)
@@ -155,7 +156,7 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
     x0, y0, x1, y1 = safe_zone.box(width, height)
     box_w, box_h = x1 - x0, y1 - y0
     gap = round(box_h * GAP_SHARE)
-    font_path = _font_file(text.locale, brand_font)
+    font_path = end_card_font(text.locale, brand_font)
     direction = _direction(text.locale)
     language = text.locale.split("-")[0].lower()
 

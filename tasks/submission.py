@@ -33,6 +33,7 @@ from tasks.captions import CUE_MIN_S, LATIN_CHARS_PER_LINE, cue_count
 from tasks.end_card import end_card_problems
 from tasks.lora import resolve_loras
 from tasks.services import Services
+from tasks.text_fit import text_problems
 
 SUBMIT_WINDOW = timedelta(minutes=1)
 
@@ -186,18 +187,20 @@ def _given_file(services: Services, base_dir: Path | None, ref: str, where: str,
     return [], data
 
 
-def _end_card_problems(brief: Brief, contents: dict[str, bytes]) -> list[tuple[str, str]]:
-    """The brand kit's end cards composed with its verified logo and font (see
-    `end_card_problems`)."""
-    if brief.brand_kit is None or "brand_kit.logo" not in contents:
-        return []
-    with tempfile.TemporaryDirectory() as tmp, \
-            Image.open(io.BytesIO(contents["brand_kit.logo"])) as logo:
+def _drawing_problems(brief: Brief, contents: dict[str, bytes]) -> list[tuple[str, str]]:
+    """The burned-in text drawn as it will be (`text_problems`: glyphs, safe zones) and the
+    brand kit's end cards composed with its verified logo and font (`end_card_problems`)."""
+    with tempfile.TemporaryDirectory() as tmp:
         font = None
         if "brand_kit.font" in contents:
             font = Path(tmp) / "font"
             font.write_bytes(contents["brand_kit.font"])
-        return end_card_problems(brief, logo, font)
+        problems = text_problems(brief, font)
+        if brief.brand_kit is None or "brand_kit.logo" not in contents or any(
+                field.startswith("brand_kit") for field, _ in problems):
+            return problems
+        with Image.open(io.BytesIO(contents["brand_kit.logo"])) as logo:
+            return problems + end_card_problems(brief, logo, font)
 
 
 def _with_uploads(brief: Brief, keys: dict[str, str]) -> Brief:
@@ -298,7 +301,7 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
         files = _check_files(services, brief, base_dir, owner)
         uploads, problems = files.uploads, files.problems
         if not problems:
-            problems = _end_card_problems(brief, files.contents)
+            problems = _drawing_problems(brief, files.contents)
         problems += _caption_problems(brief)
         with session_scope(services.engine) as session:
             _, unknown_loras = resolve_loras(session, owner, brief)

@@ -1,0 +1,235 @@
+"""Burned-in text checked at submission with the fonts and the renderer that will draw it:
+every character has a glyph, and every caption and on-screen line lands inside its safe zone.
+
+Both used to fail only after the renders: characters no font has were published as empty
+boxes, and a word too long to wrap (a URL, a long compound) failed the spot's QC in pixels.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from infra.fonts import (
+    FONTS,
+    FontRejected,
+    code_points,
+    font_files,
+    fontconfig_file,
+    packaged_code_points,
+    undrawable,
+)
+from infra.media import run_ffmpeg
+from schemas.brief import Brief, OnScreenText
+from schemas.finishing import TARGET_SIZES, CaptionCue
+from schemas.platforms import SafeZone
+from schemas.spot import plan_spots
+from tasks.captions import break_lines
+from tasks.end_card import end_card_font, end_card_text
+from tasks.overlay import TITLE_SAFE_MARGIN, TimedText, build_timed_ass
+from tasks.spot_qc import TEXT_CANVAS, outside_zone, text_mask
+
+SHOWN_CHARACTERS = 5  # a refusal names this many missing characters, then counts the rest
+SHOWN_WORD_CHARS = 40
+Problems = list[tuple[str, str]]
+
+
+# ---- glyphs ------------------------------------------------------------------------------------
+
+
+def _libass_texts(brief: Brief) -> Iterator[tuple[str, str]]:
+    """(field, text) of everything libass draws: captions and on-screen text."""
+    for index, scene in enumerate(brief.scenes):
+        for locale, lines in scene.dialogue.items():
+            for number, line in enumerate(lines):
+                yield f"scenes[{index}].dialogue.{locale}[{number}].text", line.text
+        for locale, text in scene.on_screen_text.items():
+            for name in ("brand_line", "call_to_action", "price"):
+                if value := getattr(text, name):
+                    yield f"scenes[{index}].on_screen_text.{locale}.{name}", value
+
+
+def _end_card_texts(brief: Brief) -> Iterator[tuple[str, str, str]]:
+    """(field, locale, text) of what the end card draws: each locale's CTA (the kit's, or the
+    last scene's on-screen one) and legal line."""
+    kit = brief.brand_kit
+    if kit is None:
+        return
+    for locale in brief.locales:
+        text = end_card_text(brief, locale)
+        if text.call_to_action is not None:
+            field = f"brand_kit.call_to_action.{locale}"
+            if locale not in kit.call_to_action:
+                index = max(i for i, s in enumerate(brief.scenes)
+                            if (t := s.on_screen_text.get(locale)) and t.call_to_action)
+                field = f"scenes[{index}].on_screen_text.{locale}.call_to_action"
+            yield field, locale, text.call_to_action
+        if text.legal is not None:
+            yield f"brand_kit.legal.{locale}", locale, text.legal
+
+
+def _missing_message(missing: list[str], fonts: str, remedy: str) -> str:
+    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing[:SHOWN_CHARACTERS])
+    more = f" and {len(missing) - SHOWN_CHARACTERS} more" if len(missing) > SHOWN_CHARACTERS \
+        else ""
+    return (f"{shown}{more}: {fonts} no glyph for {'it' if len(missing) == 1 else 'them'}, "
+            f"so {'it' if len(missing) == 1 else 'they'} would show as empty boxes; {remedy}")
+
+
+def glyph_problems(brief: Brief, brand_font: Path | None) -> Problems:
+    """Text with characters its font cannot draw. libass falls back across the packaged
+    families, so captions and on-screen text need a glyph in any of them; the end card is drawn
+    by PIL with one font (the brand font for Latin-script locales), which must have them all."""
+    problems: Problems = []
+    packaged = packaged_code_points()
+    families = ", ".join(FONTS)
+    for field, text in _libass_texts(brief):
+        if missing := undrawable(text, packaged):
+            problems.append((field, _missing_message(
+                missing, f"the packaged fonts ({families}) have",
+                "remove or replace them")))
+    brand_points: frozenset[int] | None = None
+    for field, locale, text in _end_card_texts(brief):
+        font = end_card_font(locale, brand_font)
+        if font == brand_font:
+            if brand_points is None:
+                try:
+                    brand_points = code_points(font)
+                except FontRejected as err:
+                    return [*problems, ("brand_kit.font", str(err))]
+            covered, fonts = brand_points, "the brand font has"
+            remedy = "use a brand font that has them, or leave brand_kit.font out"
+        else:
+            family = next(name for name, path in font_files().items() if path == font)
+            covered, fonts = code_points(font), f"{family} (the end card's font) has"
+            remedy = "remove or replace them"
+        reported = any(field == known for known, _ in problems)  # a CTA drawn twice
+        if (missing := undrawable(text, covered)) and not reported:
+            problems.append((field, _missing_message(missing, fonts, remedy)))
+    return problems
+
+
+# ---- safe zones --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """One way text is laid out: a locale at a delivery size inside a safe zone, with the
+    on-screen text (spots) or only captions (published scene cut-downs)."""
+
+    locale: str
+    size: tuple[int, int]
+    zone: SafeZone
+    what: str  # "the 9:16 spot", for messages
+    on_screen: bool
+
+
+def _layouts(brief: Brief) -> list[_Layout]:
+    layouts: dict[tuple[str, tuple[int, int], SafeZone, bool], _Layout] = {}
+    for spot in plan_spots(brief):
+        size = TARGET_SIZES[spot.aspect]
+        layouts.setdefault((spot.locale, size, spot.safe_zone, True), _Layout(
+            spot.locale, size, spot.safe_zone, f"the {spot.aspect.value} spot", True))
+    if brief.publish_scenes:  # scene cut-downs burn captions inside the title-safe area
+        title_safe = SafeZone(top=TITLE_SAFE_MARGIN, bottom=TITLE_SAFE_MARGIN,
+                              left=TITLE_SAFE_MARGIN, right=TITLE_SAFE_MARGIN)
+        for locale in brief.locales:
+            for aspect in brief.aspects:
+                size = TARGET_SIZES[aspect]
+                layouts.setdefault((locale, size, title_safe, False), _Layout(
+                    locale, size, title_safe, f"the {aspect.value} scene cut-down", False))
+    return list(layouts.values())
+
+
+@dataclass(frozen=True)
+class _Event:
+    field: str
+    text: str
+    caption: CaptionCue | None
+    on_screen: OnScreenText | None
+
+
+def _events(brief: Brief, layout: _Layout, skip: set[str]) -> list[_Event]:
+    """Each text of the layout's locale on its own second: every caption cue (as the spot
+    breaks the lines) and every scene's on-screen text."""
+    events: list[_Event] = []
+    for index, scene in enumerate(brief.scenes):
+        for number, line in enumerate(scene.dialogue.get(layout.locale, [])):
+            field = f"scenes[{index}].dialogue.{layout.locale}[{number}].text"
+            if field in skip:
+                continue
+            for block in break_lines(line.text):
+                second = len(events)
+                cue = CaptionCue(start_s=float(second), end_s=float(second + 1), lines=block)
+                events.append(_Event(field, " ".join(block), cue, None))
+        text = scene.on_screen_text.get(layout.locale)
+        field = f"scenes[{index}].on_screen_text.{layout.locale}"
+        if layout.on_screen and text is not None and not any(f.startswith(field) for f in skip):
+            shown = " ".join(v for v in (text.brand_line, text.call_to_action, text.price) if v)
+            events.append(_Event(field, shown, None, text))
+    return events
+
+
+def _longest_word(text: str) -> str:
+    word = max(text.split(), key=len, default=text)
+    return word if len(word) <= SHOWN_WORD_CHARS else word[:SHOWN_WORD_CHARS] + "…"
+
+
+def _render_layout(layout: _Layout, events: list[_Event], workdir: Path) -> np.ndarray:
+    """(events, H, W) grey frames: frame k is libass's drawing of event k alone."""
+    width, height = layout.size
+    captions = [e.caption for e in events if e.caption is not None]
+    timed = [TimedText(start_s=float(k), end_s=float(k + 1), text=e.on_screen)
+             for k, e in enumerate(events) if e.on_screen is not None]
+    ass = workdir / "probe.ass"
+    ass.write_text(build_timed_ass(width=width, height=height, locale=layout.locale,
+                                   captions=captions, on_screen=timed, safe_zone=layout.zone),
+                   encoding="utf-8")
+    raw = workdir / "probe.gray"
+    grey = f"{TEXT_CANVAS:02x}" * 3
+    canvas = ffmpeg.input(f"color=c=0x{grey}:s={width}x{height}:r=1:d={len(events)}", f="lavfi")
+    args = (ffmpeg.output(canvas.filter("ass", str(ass)), str(raw), f="rawvideo",
+                          pix_fmt="gray", vframes=len(events))
+            .overwrite_output().compile())[1:]
+    run_ffmpeg(args, env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
+    frames = np.fromfile(raw, dtype=np.uint8).reshape(-1, height, width, 1)
+    if len(frames) != len(events):
+        raise RuntimeError(f"libass drew {len(frames)} frames for {len(events)} texts")
+    return frames
+
+
+def zone_problems(brief: Brief, skip: set[str] | None = None) -> Problems:
+    """Captions and on-screen text drawn by libass, as the spots will draw them, one text at a
+    time: any pixel outside the safe zone is a word too long to wrap (libass breaks lines only
+    at spaces). Fields in `skip` (already refused) are not drawn."""
+    skip = skip or set()
+    outside: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="text-fit-") as tmp:
+        for layout in _layouts(brief):
+            events = _events(brief, layout, skip)
+            if not events:
+                continue
+            frames = _render_layout(layout, events, Path(tmp))
+            for event, frame in zip(events, frames, strict=True):
+                if outside_zone(text_mask(frame, TEXT_CANVAS), layout.zone):
+                    where = outside.setdefault(event.field, [])
+                    width, height = layout.size
+                    if (what := f"{layout.what} ({width}x{height})") not in where:
+                        where.append(what)
+                    texts.setdefault(event.field, event.text)
+    return [(field, f"does not fit inside the safe zone of {' and '.join(where)}: libass "
+                    f"wraps lines only at spaces, and {_longest_word(texts[field])!r} is too "
+                    "wide for one line; shorten it or add spaces")
+            for field, where in outside.items()]
+
+
+def text_problems(brief: Brief, brand_font: Path | None) -> Problems:
+    """Everything the brief burns in, checked as it will be drawn (glyphs, then fit)."""
+    glyphs = glyph_problems(brief, brand_font)
+    return glyphs + zone_problems(brief, skip={field for field, _ in glyphs})
