@@ -300,12 +300,12 @@ def submit(services: Services, raw: bytes | str, *, fmt: str | None = None,
             brief = brief.model_copy(update={"requires_approval": requires_approval})
         files = _check_files(services, brief, base_dir, owner)
         uploads, problems = files.uploads, files.problems
-        if not problems:
+        cost, too_big = _check_size(services, brief)
+        if not problems and not too_big:  # drawing costs time in proportion to the variants
             problems = _drawing_problems(brief, files.contents)
         problems += _caption_problems(brief)
         with session_scope(services.engine) as session:
             _, unknown_loras = resolve_loras(session, owner, brief)
-        cost, too_big = _check_size(services, brief)
         if team is not None and cost.gpu_seconds > settings.team_gpu_seconds_per_day:
             too_big.append(("(brief)", f"needs {gpu_seconds(cost.gpu_seconds)} GPU-seconds, "
                                        "more than a team's whole daily budget of "

@@ -197,7 +197,8 @@ def _render_layout(layout: _Layout, events: list[_Event], workdir: Path) -> np.n
                           pix_fmt="gray", vframes=len(events))
             .overwrite_output().compile())[1:]
     run_ffmpeg(args, env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
-    frames = np.fromfile(raw, dtype=np.uint8).reshape(-1, height, width, 1)
+    # mapped, not read: a brief at its caps draws a few hundred frames per layout
+    frames = np.memmap(raw, dtype=np.uint8, mode="r").reshape(-1, height, width, 1)
     if len(frames) != len(events):
         raise RuntimeError(f"libass drew {len(frames)} frames for {len(events)} texts")
     return frames
