@@ -41,6 +41,8 @@ class ClipParams:
     conditioning: Conditioning
     noise_drawn_on: str  # device type the initial noise came from ("cpu", "cuda")
     vae_tiled: bool  # the video was decoded in spatial tiles (asked for, or memory fallback)
+    prompt_tokens: int  # the cleaned prompt's tokens, EOS included
+    prompt_tokens_kept: int  # those the model read: fewer when the prompt was cut at 512
     attention_backend: str = "sdpa"  # the kernel that ran (MOVA_ATTENTION's choice, after fallback)
     lora: LoraUsed | None = None
     context_parallel: int = 1  # ranks the joint steps were split over
@@ -51,6 +53,9 @@ class ClipParams:
         return {**self.request.to_dict(), "model": self.model,
                 "conditioning": self.conditioning.value,
                 "noise_drawn_on": self.noise_drawn_on, "vae_tiled": self.vae_tiled,
+                "prompt_tokens": self.prompt_tokens,
+                "prompt_tokens_kept": self.prompt_tokens_kept,
+                "prompt_truncated": self.prompt_tokens_kept < self.prompt_tokens,
                 "attention_backend": self.attention_backend,
                 "context_parallel": self.context_parallel,
                 "lora": self.lora.to_dict() if self.lora is not None else None}

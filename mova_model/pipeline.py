@@ -2,7 +2,8 @@
 
 Steps of `generate()` (spec §7.3):
 1. validate every input before any heavy work;
-2. encode the prompt and the negative prompt (UMT5, zero-padded to 512 rows);
+2. encode the prompt and the negative prompt (UMT5, zero-padded to 512 rows; a longer
+   prompt is cut at 512 tokens, as the release does, and the clip's params say so);
 3. build the video condition: first-frame mask + latent (TI2VA), or the text-only condition (T2VA);
 4. draw the noise from the seed exactly as the reference does (video first, then audio);
 5. sample: flow matching with CFG, the expert switch at `boundary_ratio`;
@@ -60,6 +61,7 @@ from mova_model.schedule import FlowMatchPairScheduler
 from mova_model.text_encoder import (
     FAST_ATTENTION,
     REFERENCE_ATTENTION,
+    PromptTokens,
     TextEncoder,
     clean_prompt,
 )
@@ -309,7 +311,7 @@ class MovaPipeline:
         guidance = Guidance.from_request(request)
         with torch.inference_mode():
             # 2. text
-            context, negative_context = self._encode_text(request, guidance)
+            context, negative_context, prompt_tokens = self._encode_text(request, guidance)
             # 3. video condition [1, 20, F_lat, h, w] (mask then first-frame latent) and,
             #    in audio-only mode, the clean video latents that stay fixed
             condition, fixed_video = self._condition(request, image, video)
@@ -339,6 +341,8 @@ class MovaPipeline:
             check_finite("audio", torch.from_numpy(audio))
         params = ClipParams(request=request, conditioning=conditioning,
                             noise_drawn_on=noise_device.type, vae_tiled=tiled,
+                            prompt_tokens=prompt_tokens.count,
+                            prompt_tokens_kept=prompt_tokens.kept,
                             attention_backend=self.attention_backend, lora=self._lora_used(),
                             context_parallel=(self.context_parallel.world_size
                                               if self.context_parallel else 1),
@@ -376,19 +380,21 @@ class MovaPipeline:
         return conditioning
 
     def _encode_text(self, request: GenerationRequest, guidance: Guidance
-                     ) -> tuple[Tensor, Tensor | None]:
+                     ) -> tuple[Tensor, Tensor | None, PromptTokens]:
+        """(context, negative context or None, the prompt's tokens: how many were kept)."""
         encoder = self.text_encoder
         prompts = [request.prompt] + ([request.negative_prompt] if guidance.needs_negative else [])
         with self._resident(encoder.model):
             if request.compat is Compat.FAST:
-                encoded = list(encoder.encode(prompts, TEXT_LEN, attention=FAST_ATTENTION)
-                               .split(1))
+                batch, tokens = encoder.encode_counted(prompts, TEXT_LEN, attention=FAST_ATTENTION)
+                encoded = list(batch.split(1))
             else:
                 # The release encodes each prompt on its own with the fp32-softmax kernel.
-                encoded = [encoder.encode([p], TEXT_LEN, attention=REFERENCE_ATTENTION)
-                           for p in prompts]
+                each = [encoder.encode_counted([p], TEXT_LEN, attention=REFERENCE_ATTENTION)
+                        for p in prompts]
+                encoded, tokens = [e[0] for e in each], [e[1][0] for e in each]
         context = encoded[0].to(self.device)
-        return context, (encoded[1].to(self.device) if len(encoded) > 1 else None)
+        return context, (encoded[1].to(self.device) if len(encoded) > 1 else None), tokens[0]
 
     def _condition(self, request: GenerationRequest, image: Any, video: np.ndarray | None
                    ) -> tuple[Tensor, Tensor | None]:

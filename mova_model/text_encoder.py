@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import ftfy
@@ -83,6 +84,24 @@ def _check_weight_headers(model_dir: Path) -> None:
         check_floating(list_checkpoint_keys(model_dir, name))
 
 
+@dataclass(frozen=True)
+class PromptTokens:
+    """A cleaned prompt's length in tokens (EOS included) and how many of them were encoded:
+    fewer when it is longer than text_len (the release cuts it there without a word, keeping
+    the first text_len - 1 tokens and the EOS)."""
+
+    count: int
+    kept: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.kept < self.count
+
+    @property
+    def dropped(self) -> int:
+        return self.count - self.kept
+
+
 class TextEncoder:
     """UMT5 encoder + tokenizer: `encode(prompts)` -> [B, text_len, d_model], padding zeroed."""
 
@@ -133,17 +152,29 @@ class TextEncoder:
         """[B, text_len, d_model]: rows past each prompt's tokens (EOS included) exactly zero.
 
         `attention`: REFERENCE_ATTENTION (the release's numbers) or FAST_ATTENTION (SDPA)."""
+        return self.encode_counted(prompts, text_len, attention=attention)[0]
+
+    def encode_counted(self, prompts: list[str], text_len: int = 512, *,
+                       attention: str = REFERENCE_ATTENTION
+                       ) -> tuple[Tensor, list[PromptTokens]]:
+        """`encode`'s [B, text_len, d_model], and each prompt's tokens: how many it has and how
+        many were encoded (a prompt past text_len is truncated, as the release does)."""
         if self.model.config._attn_implementation != attention:
             self.model.set_attn_implementation(attention)
+        cleaned = [clean_prompt(p) for p in prompts]
         batch = self.tokenizer(
-            [clean_prompt(p) for p in prompts], padding="max_length", max_length=text_len,
-            truncation=True, add_special_tokens=True, return_attention_mask=True,
-            return_tensors="pt",
+            cleaned, padding="max_length", max_length=text_len, truncation=True,
+            add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
         )
+        # The whole prompt's length, counted apart: the truncated batch cannot tell a prompt of
+        # exactly text_len tokens from a longer one. verbose=False: the count is the report.
+        counts = [len(ids) for ids in self.tokenizer(cleaned, verbose=False).input_ids]
+        kept = batch.attention_mask.sum(dim=1).tolist()
+        tokens = [PromptTokens(count=n, kept=k) for n, k in zip(counts, kept, strict=True)]
         device = next(self.model.parameters()).device
         ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
         # a `with`, not the decorator: the mutation run (mutmut) skips decorated functions
         with torch.inference_mode():
             hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
             # §5.4: keep rows 0..n-1, zero the rest; no mask is passed downstream.
-            return hidden * mask.unsqueeze(-1).to(hidden.dtype)
+            return hidden * mask.unsqueeze(-1).to(hidden.dtype), tokens

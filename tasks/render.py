@@ -402,7 +402,8 @@ def _key_of(artifact: repo.Artifact) -> str:
 def record_render(services: Services, brief_id: UUID, result: RenderResult,
                   node: str | None = None) -> None:
     """Clip artifact with its lineage (the plan, and the master clip for a dub); job done.
-    `node`: the Ray node that rendered it (kept in the clip's params, issue 11)."""
+    `node`: the Ray node that rendered it (kept in the clip's params, issue 11). A prompt the
+    model cut (past its 512 tokens, as the release does) is logged as a warning."""
     with session_scope(services.engine) as session:
         job = repo.get_render_job(session, result.job_id)
         spec = RenderSpec.model_validate(job.spec)
@@ -419,6 +420,11 @@ def record_render(services: Services, brief_id: UUID, result: RenderResult,
                     "node": node},
             checkpoint=spec.checkpoint[:64], seed=spec.seed, parents=parents)
         repo.finish_render(session, job.id, artifact, result.seconds)
+    if result.params.get("prompt_truncated"):  # absent from clips of workers before the flag
+        tokens, kept = result.params["prompt_tokens"], result.params["prompt_tokens_kept"]
+        run_logger().warning("render.prompt_truncated render_key=%s job_id=%s prompt_tokens=%d "
+                             "kept=%d dropped=%d", spec.key, result.job_id, tokens, kept,
+                             tokens - kept)
 
 
 def record_failure(services: Services, job_id: UUID, error: str) -> None:

@@ -42,7 +42,7 @@ from mova_model.offload import OffloadMode
 from mova_model.pipeline import MovaPipeline
 from mova_model.request import GenerationRequest
 from mova_model.sampler import draw_noise
-from mova_model.text_encoder import FAST_ATTENTION, REFERENCE_ATTENTION
+from mova_model.text_encoder import FAST_ATTENTION, REFERENCE_ATTENTION, PromptTokens
 from mova_model.video_dit import VideoDiT
 from mova_model.video_vae import decode_latents, text_only_condition
 
@@ -467,10 +467,21 @@ def test_a_clip_records_everything_that_made_it(pipe: MovaPipeline) -> None:
     assert (clip.fps, clip.sample_rate) == (25.0, 48_000)
     assert clip.audio.shape == (1, lengths.audio_samples(9, 25.0))
     record = clip.params.to_dict()
+    tokens = pipe.text_encoder.token_count(request.prompt)
     assert {k: record[k] for k in record if k not in request.to_dict()} == {
         "model": "tiny", "conditioning": "text_only", "noise_drawn_on": "cpu",
-        "vae_tiled": False, "attention_backend": "sdpa", "context_parallel": 1, "lora": None}
+        "vae_tiled": False, "attention_backend": "sdpa", "context_parallel": 1, "lora": None,
+        "prompt_tokens": tokens, "prompt_tokens_kept": tokens, "prompt_truncated": False}
     assert clip.params.request is request
+
+
+@pytest.mark.parametrize("compat", ["reference", "fast"])
+def test_a_prompt_cut_at_512_tokens_is_rendered_and_the_clip_says_so(
+        pipe: MovaPipeline, compat: str) -> None:
+    long_prompt = " ".join(["morning"] * 599)  # one token a word, and the EOS: 600 tokens
+    record = pipe.generate(small(long_prompt, seed=4, compat=compat)).params.to_dict()
+    assert (record["prompt_tokens"], record["prompt_tokens_kept"]) == (600, 512)
+    assert record["prompt_truncated"] is True
 
 
 @pytest.mark.parametrize("release_unused", [True, False])
@@ -525,16 +536,17 @@ def test_prompts_are_encoded_as_the_compat_mode_says(
         pipe: MovaPipeline, monkeypatch: pytest.MonkeyPatch, changes: dict[str, object],
         expected_calls: list[tuple[int, str]]) -> None:
     encoder = pipe.text_encoder
-    real_encode = encoder.encode
+    real_encode = encoder.encode_counted
     calls: list[tuple[int, str]] = []
 
     def watched_encode(prompts: list[str], text_len: int = 512, *,
-                       attention: str = REFERENCE_ATTENTION) -> torch.Tensor:
+                       attention: str = REFERENCE_ATTENTION
+                       ) -> tuple[torch.Tensor, list[PromptTokens]]:
         calls.append((len(prompts), attention))
         assert text_len == 512  # every context is padded to the release's 512 rows
         return real_encode(prompts, text_len, attention=attention)
 
-    monkeypatch.setattr(encoder, "encode", watched_encode)
+    monkeypatch.setattr(encoder, "encode_counted", watched_encode)
     clip = pipe.generate(small(seed=12, **changes))
     assert calls == expected_calls
     assert clip.video.shape == (9, 32, 48, 3)

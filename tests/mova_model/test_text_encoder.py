@@ -14,6 +14,7 @@ from mova_model.errors import CheckpointError
 from mova_model.text_encoder import (
     FAST_ATTENTION,
     REFERENCE_ATTENTION,
+    PromptTokens,
     TextEncoder,
     _eager_attention_fp32_softmax,
     build_text_encoder,
@@ -71,6 +72,30 @@ def test_rows_past_the_tokens_are_exactly_zero(folders: tuple[Path, Path]) -> No
     assert torch.allclose(out, one_by_one, atol=1e-6)
     empty = encoder.encode([""], text_len=512)
     assert encoder.token_count("") == 1 and torch.all(empty[0, 1:] == 0)
+
+
+def test_a_prompt_past_512_tokens_says_it_was_cut_and_encodes_as_before(
+        folders: tuple[Path, Path]) -> None:
+    encoder = TextEncoder.from_folders(*folders)
+    long_prompt = " ".join(["morning"] * 599)  # one token a word, and the EOS: 600 tokens
+    hidden, (tokens,) = encoder.encode_counted([long_prompt])
+    assert tokens == PromptTokens(count=600, kept=512)
+    assert tokens.truncated and tokens.dropped == 88
+    _, (short,) = encoder.encode_counted(["Fresh coffee every morning"])
+    n = encoder.token_count("Fresh coffee every morning")
+    assert short == PromptTokens(count=n, kept=n) and not short.truncated and short.dropped == 0
+    # exactly 512 tokens is not a cut
+    _, (full,) = encoder.encode_counted([" ".join(["morning"] * 511)])
+    assert full == PromptTokens(count=512, kept=512) and not full.truncated
+
+    # The numbers are the release's: the first 511 tokens and the EOS, encoded unmasked.
+    ids = encoder.tokenizer(long_prompt).input_ids
+    kept = torch.tensor([ids[:511] + [encoder.tokenizer.eos_token_id]])
+    with torch.inference_mode():
+        expected = encoder.model(input_ids=kept,
+                                 attention_mask=torch.ones_like(kept)).last_hidden_state
+    assert torch.equal(hidden, expected)
+    assert torch.equal(encoder.encode([long_prompt]), hidden)
 
 
 def test_a_missing_weight_is_named(folders: tuple[Path, Path], tmp_path: Path) -> None:
