@@ -8,10 +8,12 @@ must be refused at submission with a reason, not fail later on a render worker.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from schemas.errors import PipelineError
 
@@ -20,6 +22,11 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
 IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K photo (33 MP) fits; renders are at most 0.9 MP
 DEFAULT_MAX_BYTES = 20 * 2**20
+# PNG's 16-bit greyscale opens in these modes; a plain convert() clips every sample above
+# 255, so a mid-grey picture became white.
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+log = logging.getLogger(__name__)
 
 
 class ImageRejected(PipelineError, ValueError):
@@ -74,3 +81,42 @@ def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     if info.width < 1 or info.height < 1:
         raise ImageRejected(f"the image is {info.width}x{info.height}")
     return info
+
+
+def decode_picture(data: bytes, *, keep_alpha: bool = False) -> Image.Image:
+    """The picture as a viewer shows it, in 8-bit sRGB: turned upright by its EXIF orientation
+    (a phone photo stores its pixels sideways), 16-bit greyscale scaled rather than clipped,
+    colours converted from an embedded ICC profile (Display P3, a CMYK press profile). RGB, or
+    RGBA with `keep_alpha`. Call `verify_image` first: this decodes."""
+    with Image.open(io.BytesIO(data)) as opened:
+        image = ImageOps.exif_transpose(opened)
+    if image.mode in SIXTEEN_BIT_MODES:
+        samples = np.asarray(image, dtype=np.uint32)
+        image = Image.fromarray((samples * 255 + 32767) // 65535).convert("L")
+    mode = "RGBA" if keep_alpha and _has_alpha(image) else "RGB"
+    profile = image.info.get("icc_profile")
+    if profile and image.mode in ("RGB", "RGBA", "CMYK", "L"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+            rgb_mode = "RGBA" if image.mode == "RGBA" else "RGB"
+            converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
+                                                  outputMode=rgb_mode)
+            if converted is not None:
+                image = converted
+        except (ImageCms.PyCMSError, OSError, ValueError) as err:
+            # as most viewers do: a profile that cannot be read is ignored
+            log.warning("image.icc_ignored error=%s", err)
+    return image.convert(mode)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+
+
+def translucent_share(image: Image.Image) -> float:
+    """Share of the picture's pixels that are not fully opaque (0 for a picture without
+    alpha)."""
+    if image.mode != "RGBA":
+        return 0.0
+    alpha = np.asarray(image.getchannel("A"))
+    return float((alpha < 255).mean())

@@ -33,7 +33,7 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.gpu_pool import GpuPool, PoolConfig
 from infra.hashing import sha256_bytes
-from infra.images import limit_decoded_pixels, verify_image
+from infra.images import decode_picture, limit_decoded_pixels, verify_image
 from infra.settings import Settings
 from infra.statuses import RENDER_SETTLED, RenderStatus
 from infra.storage import ObjectStore, get_reference, open_store
@@ -169,7 +169,6 @@ def _first_frame(model: RenderModel, request: RenderPayload) -> tuple[Any, dict[
                        "shape": list(frame.shape)}
     if spec.first_frame is None:
         return None, {}
-    from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         path = fetch_first_frame(model.settings, model.store, spec.first_frame, Path(tmp) / "f")
@@ -184,8 +183,7 @@ def _first_frame(model: RenderModel, request: RenderPayload) -> tuple[Any, dict[
             raise ValueError(f"first frame {spec.first_frame} changed since the brief was "
                              f"planned (sha256 {sha[:12]}, planned {spec.first_frame_sha256[:12]})"
                              "; submit the brief again")
-        return Image.open(io.BytesIO(data)).convert("RGB"), {"ref": spec.first_frame,
-                                                             "sha256": sha}
+        return decode_picture(data), {"ref": spec.first_frame, "sha256": sha}
 
 
 def render_on_worker(model: RenderModel, payload: dict[str, Any]) -> dict[str, Any] | None:

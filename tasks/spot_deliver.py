@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-from PIL import Image
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
+from infra.images import decode_picture
 from infra.repository import Artifact, Deliverable, DeliverableKind
 from infra.statuses import DeliverableStatus
 from infra.storage import get_reference
@@ -141,10 +141,10 @@ def _end_card(services: Services, work: _SpotWork, size: tuple[int, int],
     logo_path = read_input(services, kit.logo, workdir / f"logo{Path(kit.logo).suffix}")
     font = read_input(services, kit.font, workdir / f"font{Path(kit.font).suffix}") \
         if kit.font else None
-    with Image.open(logo_path) as logo:
-        card = compose_end_card(size=size, text=end_card_text(work.brief, work.spec.locale),
-                                logo=logo, colours=kit.colours, safe_zone=work.spec.safe_zone,
-                                brand_font=font)
+    logo = decode_picture(logo_path.read_bytes(), keep_alpha=True)
+    card = compose_end_card(size=size, text=end_card_text(work.brief, work.spec.locale),
+                            logo=logo, colours=kit.colours, safe_zone=work.spec.safe_zone,
+                            brand_font=font)
     return write_end_card(card, workdir / "end_card.png")
 
 

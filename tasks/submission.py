@@ -4,7 +4,6 @@ the team's limits, and queue it. Kept apart from the Prefect tasks (tasks/ingest
 
 from __future__ import annotations
 
-import io
 import math
 import mimetypes
 import tempfile
@@ -15,14 +14,19 @@ from functools import partial
 from pathlib import Path, PurePath
 from uuid import UUID
 
-from PIL import Image
 from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
 from infra.fonts import FontRejected, font_suffix
 from infra.hashing import sha256_bytes
-from infra.images import IMAGE_SUFFIXES, ImageRejected, verify_image
+from infra.images import (
+    IMAGE_SUFFIXES,
+    ImageRejected,
+    decode_picture,
+    translucent_share,
+    verify_image,
+)
 from infra.repository import NO_TEAM
 from infra.settings import Settings
 from infra.storage import InvalidKey, ObjectStore, check_key, input_key, s3_object
@@ -74,11 +78,20 @@ def _verifier(services: Services, field: str) -> Callable[[bytes], str]:
     if field == "brand_kit.font":
         return font_suffix
     return partial(_image_suffix, max_pixels=settings.max_first_frame_pixels,
-                   max_bytes=settings.max_first_frame_bytes)
+                   max_bytes=settings.max_first_frame_bytes,
+                   opaque=field.endswith(".first_frame"))
 
 
-def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int) -> str:
+def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int, opaque: bool) -> str:
+    """`verify_image`; with `opaque` (a first frame: the whole picture the scene starts from)
+    a picture with transparent pixels is refused: whatever colour lies under them would show,
+    and no background can be guessed."""
     info = verify_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
+    if opaque and (share := translucent_share(decode_picture(data, keep_alpha=True))):
+        amount = f"{share:.0%}" if share >= 0.01 else "under 1 %"
+        raise ImageRejected(f"{amount} of the picture is transparent; a first frame is the "
+                            "whole picture the scene starts from: flatten it onto the "
+                            "background the scene should have")
     return IMAGE_SUFFIXES[info.format]
 
 
@@ -199,8 +212,8 @@ def _drawing_problems(brief: Brief, contents: dict[str, bytes]) -> list[tuple[st
         if brief.brand_kit is None or "brand_kit.logo" not in contents or any(
                 field.startswith("brand_kit") for field, _ in problems):
             return problems
-        with Image.open(io.BytesIO(contents["brand_kit.logo"])) as logo:
-            return problems + end_card_problems(brief, logo, font)
+        logo = decode_picture(contents["brand_kit.logo"], keep_alpha=True)
+        return problems + end_card_problems(brief, logo, font)
 
 
 def _with_uploads(brief: Brief, keys: dict[str, str]) -> Brief:

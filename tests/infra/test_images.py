@@ -6,10 +6,11 @@ import io
 import struct
 import zlib
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
-from infra.images import ImageRejected, verify_image
+from infra.images import ImageRejected, decode_picture, translucent_share, verify_image
 
 
 def _encoded(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
@@ -55,3 +56,67 @@ def test_pixel_and_byte_limits_come_from_the_caller() -> None:
         verify_image(data, max_pixels=9_999)
     with pytest.raises(ImageRejected, match="the limit is 10"):
         verify_image(data, max_bytes=10)
+
+
+def _saved(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_a_phone_photo_is_turned_upright_by_its_exif_orientation() -> None:
+    """A phone stores a portrait photo as landscape pixels plus an EXIF tag: read without the
+    tag, the scene started from a picture lying on its side."""
+    stored = Image.new("RGB", (48, 32), (0, 0, 0))
+    stored.paste((255, 255, 255), (0, 0, 8, 32))  # a white band on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    picture = np.asarray(decode_picture(_saved(stored, "JPEG", exif=exif, quality=95)))
+    assert picture.shape == (48, 32, 3)  # upright: portrait
+    assert picture[:8].mean() > 200 and picture[16:].mean() < 30  # the band is now on top
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped_to_white() -> None:
+    grey = Image.fromarray(np.full((32, 48), 30000, dtype=np.uint16))
+    picture = np.asarray(decode_picture(_saved(grey)))
+    assert picture.shape == (32, 48, 3) and np.all(picture == round(30000 * 255 / 65535))
+
+
+def _srgb_with_red_and_green_swapped() -> bytes:
+    """An RGB ICC profile whose red primary is sRGB's green and the reverse: the sRGB profile
+    with the offsets of its rXYZ and gXYZ tags exchanged."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = struct.unpack(">I", profile[128:132])[0]
+    entries = {bytes(profile[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, green = entries[b"rXYZ"], entries[b"gXYZ"]
+    profile[red + 4:red + 12], profile[green + 4:green + 12] = \
+        profile[green + 4:green + 12], profile[red + 4:red + 12]
+    return bytes(profile)
+
+
+def test_colours_are_converted_from_an_embedded_profile_to_srgb() -> None:
+    """The pixels mean what the profile says (a wide-gamut phone photo, a press CMYK file): read
+    as plain sRGB, the colours shifted."""
+    red_in_profile = _saved(Image.new("RGB", (8, 8), (255, 0, 0)),
+                            icc_profile=_srgb_with_red_and_green_swapped())
+    r, g, b = decode_picture(red_in_profile).getpixel((4, 4))
+    assert g > 200 and r < 60 and b < 60  # that profile's "red" is green
+    # an sRGB profile, or one that cannot be read, leaves the pixels as they are
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for profile in (srgb, b"not a profile"):
+        plain = _saved(Image.new("RGB", (8, 8), (200, 100, 50)), icc_profile=profile)
+        assert decode_picture(plain).getpixel((4, 4)) == (200, 100, 50)
+
+
+@pytest.mark.parametrize(("image", "options", "share"), [
+    (Image.new("RGBA", (10, 10), (255, 0, 0, 0)), {}, 1.0),
+    (Image.new("LA", (10, 10), (90, 128)), {}, 1.0),
+    (Image.new("P", (10, 10), 0), {"transparency": 0}, 1.0),
+    (Image.new("RGBA", (10, 10), (255, 0, 0, 255)), {}, 0.0),
+    (Image.new("RGB", (10, 10), (255, 0, 0)), {}, 0.0),
+])
+def test_transparency_is_measured_in_every_mode_that_carries_it(
+        image: Image.Image, options: dict[str, object], share: float) -> None:
+    picture = decode_picture(_saved(image, **options), keep_alpha=True)
+    assert translucent_share(picture) == share
+    assert decode_picture(_saved(image, **options)).mode == "RGB"

@@ -254,6 +254,14 @@ def test_the_render_worker_checks_a_first_frame_again_before_decoding_it(
             services.store.put_bytes(replaced, key, content_type="image/png")
             with pytest.raises(ImageRejected, match=reason):
                 _first_frame(worker, payload)
+        # a phone photo reaches the model upright: its EXIF orientation is applied
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        photo = io.BytesIO()
+        Image.new("RGB", (32, 24), (90, 160, 40)).save(photo, format="JPEG", exif=exif)
+        services.store.put_bytes(photo.getvalue(), key, content_type="image/jpeg")
+        image, _ = _first_frame(worker, payload)
+        assert image.size == (24, 32) and image.mode == "RGB"
 
 
 @pytest.mark.usefixtures("aws_credentials")
@@ -526,3 +534,26 @@ def test_burned_in_text_that_cannot_be_drawn_is_refused_and_nothing_is_stored(
     scene["dialogue"]["en-US"][0]["text"] = "Every morning starts with one step."
     scene["on_screen_text"]["de-DE"]["brand_line"] = "Laufschuh-Neuheit"
     assert submit(services, yaml.safe_dump(brief, allow_unicode=True), team="emea").created
+
+
+def test_a_first_frame_with_transparent_pixels_is_refused_but_a_logo_may_have_them(
+        services: Services, tmp_path: Path) -> None:
+    """A product cut-out on a transparent background was rendered from whatever colour lay
+    under its alpha (black here): the scene's background cannot be guessed."""
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    cutout = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    cutout.paste((220, 60, 30, 255), (16, 12, 48, 36))
+    buffer = io.BytesIO()
+    cutout.save(buffer, format="PNG")
+    (folder / "cutout.png").write_bytes(buffer.getvalue())
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, _with_first_frame("cutout.png"), base_dir=folder, team="emea")
+    assert err.value.problems == [("scenes[0].first_frame", "cutout.png: 75% of the picture is "
+                                   "transparent; a first frame is the whole picture the scene "
+                                   "starts from: flatten it onto the background the scene "
+                                   "should have")]
+    assert services.store.list("inputs/") == []
+    (folder / "logo.png").write_bytes(buffer.getvalue())  # the end card draws a logo's alpha
+    assert submit(services, _with_brand_kit(logo="logo.png"), base_dir=folder,
+                  team="emea").created
