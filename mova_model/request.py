@@ -8,6 +8,7 @@ worker. `MovaPipeline.generate` takes the request as is.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
@@ -84,12 +85,16 @@ def validate_video_size(height: int, width: int, num_frames: int) -> None:
                              f"{nearest + VAE_TEMPORAL_STRIDE}, 193)")
 
 
+_KIND_NAMES: dict[Any, str] = {numbers.Integral: "int", numbers.Real: "int or float"}
+
+
 def _check_type(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
     # bool is an int in Python; a flag passed as a size (or the reverse) is a caller's bug.
     if isinstance(value, bool) and kind is not bool:
         raise InvalidRequest(f"{name}={value!r} must be a number, not a bool")
     if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        names = _KIND_NAMES.get(kind) or (kind.__name__ if isinstance(kind, type)
+                                          else " or ".join(k.__name__ for k in kind))
         raise InvalidRequest(f"{name}={value!r} must be {names}, not {type(value).__name__}")
 
 
@@ -124,10 +129,17 @@ class GenerationRequest:
         if not self.prompt.strip():
             raise InvalidRequest("prompt is empty; describe the scene (and its speech) in words")
         _check_type("negative_prompt", self.negative_prompt, str)
+        # numpy scalars (a size read from an array, a config loaded with numpy) are numbers
+        # too: stored as Python's own, so the request's dict and JSON stay plain (Python's
+        # own ints and floats are kept as given: the render key hashes them).
         for name in ("height", "width", "num_frames", "num_inference_steps", "seed"):
-            _check_type(name, getattr(self, name), int)
+            _check_type(name, getattr(self, name), numbers.Integral)
+            if type(getattr(self, name)) is not int:
+                object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("video_fps", "cfg_scale", "bridge_scale"):
-            _check_type(name, getattr(self, name), (int, float))
+            _check_type(name, getattr(self, name), numbers.Real)
+            if type(getattr(self, name)) not in (int, float):
+                object.__setattr__(self, name, float(getattr(self, name)))
             if not math.isfinite(getattr(self, name)):
                 raise InvalidRequest(f"{name}={getattr(self, name)} must be finite")
         _check_type("vae_tiling", self.vae_tiling, bool)

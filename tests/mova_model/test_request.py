@@ -112,3 +112,25 @@ def test_the_bounds_keep_every_size_the_release_and_the_planner_use() -> None:
         GenerationRequest(PROMPT, height=height, width=width, num_frames=193)
     GenerationRequest(PROMPT, num_frames=481, video_fps=120.0, num_inference_steps=1000)
     GenerationRequest(PROMPT, num_frames=1, video_fps=1.0, num_inference_steps=1)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers() -> None:
+    """A size read from a numpy array was refused ("must be int, not int64"); accepted, it is
+    stored as Python's own number so the request's JSON (and so its render key) stays plain."""
+    import json
+
+    import numpy as np
+
+    request = GenerationRequest(prompt=PROMPT, height=np.int64(64), width=np.int32(112),
+                                num_frames=np.uint16(17), seed=np.int64(7),
+                                num_inference_steps=np.int8(4), video_fps=np.float32(24.0),
+                                cfg_scale=np.float64(3.0))
+    assert request == GenerationRequest(prompt=PROMPT, height=64, width=112, num_frames=17,
+                                        seed=7, num_inference_steps=4, video_fps=24.0,
+                                        cfg_scale=3.0)
+    assert type(request.height) is int and type(request.video_fps) is float
+    assert json.loads(json.dumps(request.to_dict()))["height"] == 64
+    for bad, message in ((np.float64(64.0), "height=np.float64(64.0) must be int"),
+                         (np.bool_(True), "must be int, not bool")):
+        with pytest.raises(InvalidRequest, match=message.replace("(", r"\(").replace(")", r"\)")):
+            GenerationRequest(prompt=PROMPT, height=bad)
