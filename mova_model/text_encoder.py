@@ -18,6 +18,7 @@ from transformers import (
     UMT5Config,
     UMT5EncoderModel,
 )
+from transformers.activations import ACT2FN
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.utils import logging as transformers_logging
 
@@ -74,14 +75,45 @@ def build_text_encoder(config: TextEncoderConfig) -> UMT5EncoderModel:
     return UMT5EncoderModel(umt5_config(config)).eval()
 
 
-def _check_weight_headers(model_dir: Path) -> None:
+def _checked_umt5_config(model_dir: Path) -> UMT5Config:
+    """transformers' reading of `config.json`, with what it would only fail on later (an
+    activation it does not know is a KeyError in the first layer) or not at all (another
+    model type is loaded as UMT5 with a warning) refused here, naming the field."""
+    path = model_dir / "config.json"
+    try:
+        stated = UMT5Config.get_config_dict(str(model_dir), local_files_only=True)[0]
+        if stated.get("model_type", "umt5") != "umt5":
+            raise CheckpointError(f"{path}: model_type={stated['model_type']!r}; MOVA's text "
+                                  "encoder is UMT5 (model_type 'umt5')")
+        config = UMT5Config.from_dict(stated)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{model_dir}: cannot load the text encoder ({err})") from err
+    if config.dense_act_fn not in ACT2FN:
+        raise CheckpointError(f"{path}: dense_act_fn={config.dense_act_fn!r} is no activation "
+                              "transformers knows (UMT5 uses 'gelu_new')")
+    return config
+
+
+def _check_weight_headers(model_dir: Path, config: UMT5Config) -> None:
     """Read the safetensors headers ourselves before transformers loads them: it casts any
-    dtype (int8 weights became zeros) and raises raw errors for a truncated file. Other weight
-    formats are left to transformers."""
+    dtype (int8 weights became zeros), raises raw errors for a truncated file, and answers a
+    shape that differs from the config with a table. Other weight formats are left to
+    transformers."""
     name = "model"
-    if (model_dir / f"{name}.safetensors").is_file() \
-            or (model_dir / f"{name}.safetensors.index.json").is_file():
-        check_floating(list_checkpoint_keys(model_dir, name))
+    if not ((model_dir / f"{name}.safetensors").is_file()
+            or (model_dir / f"{name}.safetensors.index.json").is_file()):
+        return
+    stored = list_checkpoint_keys(model_dir, name)
+    check_floating(stored)
+    with torch.device("meta"):
+        expected = {key: tuple(tensor.shape)
+                    for key, tensor in UMT5EncoderModel(config).state_dict().items()}
+    for key, (shape, _, path) in stored.items():
+        if key in expected and tuple(shape) != expected[key]:
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has shape {list(shape)}, but config.json (vocab_size="
+                f"{config.vocab_size}, d_model={config.d_model}, d_kv={config.d_kv}, d_ff="
+                f"{config.d_ff}, num_heads={config.num_heads}) makes it {list(expected[key])}")
 
 
 @dataclass(frozen=True)
@@ -118,12 +150,16 @@ class TextEncoder:
             if not Path(folder).is_dir():
                 raise CheckpointError(f"{folder}: missing component folder")
         transformers_logging.disable_progress_bar()  # the caller reports progress, not us
-        _check_weight_headers(Path(model_dir))
+        config = _checked_umt5_config(Path(model_dir))
+        _check_weight_headers(Path(model_dir), config)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{tokenizer_dir}: cannot load the tokenizer ({err})") from err
+        try:
             model, info = UMT5EncoderModel.from_pretrained(
-                str(model_dir), dtype=dtype, local_files_only=True, output_loading_info=True
-            )
+                str(model_dir), config=config, dtype=dtype, local_files_only=True,
+                output_loading_info=True)
         # RuntimeError: a tensor shape differs
         except (OSError, ValueError, RuntimeError, SafetensorError) as err:
             raise CheckpointError(f"{model_dir}: cannot load the text encoder ({err})") from err

@@ -139,8 +139,12 @@ def test_a_weight_of_the_wrong_shape_is_a_checkpoint_error(folders: tuple[Path, 
     tensors = load_file(str(folders[0] / "model.safetensors"))
     tensors["encoder.block.1.layer.1.DenseReluDense.wo.weight"] = torch.zeros(3, 3)
     save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match=r"text_encoder: cannot load the text encoder"):
+    with pytest.raises(CheckpointError) as info:
         TextEncoder.from_folders(broken, folders[1])
+    assert str(info.value) == (
+        f"{broken / 'model.safetensors'}: tensor 'encoder.block.1.layer.1.DenseReluDense.wo."
+        "weight' has shape [3, 3], but config.json (vocab_size=4000, d_model=32, d_kv=16, "
+        "d_ff=64, num_heads=2) makes it [32, 64]")
 
 
 def test_at_most_ten_keys_are_listed_per_kind(folders: tuple[Path, Path],  # noqa: F811
@@ -157,3 +161,48 @@ def test_at_most_ten_keys_are_listed_per_kind(folders: tuple[Path, Path],  # noq
         TextEncoder.from_folders(broken, folders[1])
     listed = str(info.value).split("(missing keys: ", 1)[1].rstrip(")").split(", ")
     assert listed == dropped[:10]
+
+
+def _edited_copy(model_dir: Path, tmp_path: Path, **changes: object) -> Path:
+    import json
+    import shutil
+
+    copy = tmp_path / "text_encoder"
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(changes)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    # transformers loaded these as UMT5 with a warning
+    ({"model_type": "t5"}, "config.json: model_type='t5'; MOVA's text encoder is UMT5"),
+    # a KeyError from inside transformers' first layer
+    ({"dense_act_fn": "nope"}, "config.json: dense_act_fn='nope' is no activation"),
+    # transformers' answer was "For details look at the above report!"
+    ({"vocab_size": 10}, "model.safetensors: tensor 'shared.weight' has shape [4000, 32], but "
+                         "config.json (vocab_size=10, d_model=32, d_kv=16, d_ff=64, "
+                         "num_heads=2) makes it [10, 32]"),
+    ({"d_ff": 48}, "has shape [64, 32], but config.json"),
+])
+def test_a_config_that_does_not_fit_umt5_or_its_weights_is_named(
+        folders: tuple[Path, Path], tmp_path: Path,  # noqa: F811
+        changes: dict[str, object], message: str) -> None:
+    edited = _edited_copy(folders[0], tmp_path, **changes)
+    with pytest.raises(CheckpointError) as info:
+        TextEncoder.from_folders(edited, folders[1])
+    assert message in str(info.value) and str(info.value).startswith(str(edited))
+
+
+def test_a_broken_tokenizer_is_named_as_the_tokenizer(folders: tuple[Path, Path],  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "tokenizer"
+    shutil.copytree(folders[1], broken)
+    for path in broken.iterdir():
+        path.write_text("garbage")
+    with pytest.raises(CheckpointError) as info:
+        TextEncoder.from_folders(folders[0], broken)
+    assert str(info.value).startswith(f"{broken}: cannot load the tokenizer (")
