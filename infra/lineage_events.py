@@ -1,9 +1,16 @@
-"""OpenLineage run events for each task: a JSON-lines file by default, HTTP when configured."""
+"""OpenLineage run events for each task: a JSON-lines file by default, HTTP when configured.
+
+Lineage never stops production: an event the HTTP endpoint does not take (down, slow, refusing
+it) is appended to `undelivered.jsonl` beside the file transport's events instead, and for a
+minute after such a failure events go straight there, so a dead endpoint costs one timeout a
+minute rather than one per event.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,14 +21,18 @@ from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, R
 from openlineage.client.facet_v2 import RunFacet, error_message_run
 from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import HttpConfig, HttpTransport
+from openlineage.client.transport.http_common import DEFAULT_RETRY_CONFIG
 from openlineage.client.transport.transport import Transport
-
-from schemas.errors import TransientError
 
 log = logging.getLogger(__name__)
 
 PRODUCER = "https://github.com/mova-ads/mova-ads"
 EVENTS_FILE = "openlineage.jsonl"
+UNDELIVERED_FILE = "undelivered.jsonl"
+HTTP_TIMEOUT_S = 5.0
+# One retry (the client's default is five, with backoff: 39 s per event at a silent endpoint).
+HTTP_RETRY = {**DEFAULT_RETRY_CONFIG, "total": 1, "connect": 1, "read": 1}
+ENDPOINT_PAUSE_S = 60.0  # after a failed delivery, events skip the endpoint this long
 
 
 def _dataset(uri: str) -> tuple[str, str]:
@@ -32,22 +43,29 @@ def _dataset(uri: str) -> tuple[str, str]:
     return parsed.scheme or "file", parsed.path or uri
 
 
+def _file_transport(path: Path) -> FileTransport:
+    return FileTransport(FileConfig(log_file_path=str(path), append=True))
+
+
 class LineageEmitter:
     """Emits START / COMPLETE / FAIL events for a job run, with artifact URIs as datasets."""
 
-    def __init__(self, *, namespace: str = "mova-ads", file_dir: Path | None = None,
-                 http_url: str | None = None) -> None:
+    def __init__(self, *, file_dir: Path, namespace: str = "mova-ads",
+                 http_url: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.namespace = namespace
+        file_dir.mkdir(parents=True, exist_ok=True)
         transport: Transport
         if http_url:
-            transport = HttpTransport(HttpConfig(url=http_url))
+            transport = HttpTransport(HttpConfig(url=http_url, timeout=HTTP_TIMEOUT_S,
+                                                 retry=HTTP_RETRY))
         else:
-            if file_dir is None:
-                raise ValueError("LineageEmitter needs file_dir or http_url")
-            file_dir.mkdir(parents=True, exist_ok=True)
-            transport = FileTransport(FileConfig(log_file_path=str(file_dir / EVENTS_FILE),
-                                                 append=True))
+            transport = _file_transport(file_dir / EVENTS_FILE)
         self.client = OpenLineageClient(transport=transport)
+        self.undelivered_path = file_dir / UNDELIVERED_FILE
+        self._undelivered = OpenLineageClient(transport=_file_transport(self.undelivered_path))
+        self._clock = clock
+        self._endpoint_paused_until = float("-inf")
 
     def _emit(self, state: RunState, job_name: str, run_id: UUID, inputs: list[str],
               outputs: list[str], facets: Mapping[str, RunFacet] | None) -> None:
@@ -58,11 +76,20 @@ class LineageEmitter:
             inputs=[InputDataset(*_dataset(uri)) for uri in inputs],
             outputs=[OutputDataset(*_dataset(uri)) for uri in outputs],
         )
+        if self._clock() < self._endpoint_paused_until:
+            self._undelivered.emit(event)
+            log.info("lineage.undelivered state=%s job=%s run_id=%s kept_in=%s (endpoint "
+                     "paused after a failure)", state.value, job_name, run_id,
+                     self.undelivered_path)
+            return
         try:
             self.client.emit(event)
         except OSError as err:  # requests' errors are OSErrors too: an unreachable endpoint
-            raise TransientError(f"lineage {state.value} event for job {job_name!r} run "
-                                 f"{run_id} was not delivered: {err}") from err
+            self._undelivered.emit(event)
+            self._endpoint_paused_until = self._clock() + ENDPOINT_PAUSE_S
+            log.warning("lineage.undelivered state=%s job=%s run_id=%s kept_in=%s error=%s",
+                        state.value, job_name, run_id, self.undelivered_path, err)
+            return
         log.info("lineage.event state=%s job=%s run_id=%s inputs=%d outputs=%d", state.value,
                  job_name, run_id, len(inputs), len(outputs))
 

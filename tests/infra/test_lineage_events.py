@@ -1,4 +1,5 @@
-"""OpenLineage events land in the file transport and reach an HTTP endpoint."""
+"""OpenLineage events land in the file transport and reach an HTTP endpoint; an endpoint
+that is down neither fails the caller nor loses the event."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from uuid import uuid4
 
-from infra.lineage_events import EVENTS_FILE, LineageEmitter
+from infra.lineage_events import ENDPOINT_PAUSE_S, EVENTS_FILE, LineageEmitter
 
 
 def test_events_are_written_as_json_lines(tmp_path: Path) -> None:
@@ -27,7 +28,7 @@ def test_events_are_written_as_json_lines(tmp_path: Path) -> None:
     assert events[2]["run"]["facets"]["errorMessage"]["message"] == "ffmpeg exited 1"
 
 
-def test_events_are_posted_to_an_http_endpoint() -> None:
+def test_events_are_posted_to_an_http_endpoint(tmp_path: Path) -> None:
     received: list[dict[str, object]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -44,8 +45,48 @@ def test_events_are_posted_to_an_http_endpoint() -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        emitter = LineageEmitter(http_url=f"http://127.0.0.1:{server.server_port}")
+        emitter = LineageEmitter(file_dir=tmp_path,
+                                 http_url=f"http://127.0.0.1:{server.server_port}")
         emitter.complete("publish.deliverable", uuid4(), ["file:///a.mp4"], ["s3://b/a.mp4"])
     finally:
         server.shutdown()
     assert received and received[0]["eventType"] == "COMPLETE"
+    assert not emitter.undelivered_path.exists()
+
+
+def test_an_endpoint_that_fails_keeps_the_events_and_is_paused(tmp_path: Path) -> None:
+    """An endpoint answering 503 (or down, or slow) used to raise out of every task that emits
+    (a finished render was then not recorded and the brief failed), after 9-39 s per event."""
+    posts: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    now = [0.0]
+    try:
+        emitter = LineageEmitter(file_dir=tmp_path, clock=lambda: now[0],
+                                 http_url=f"http://127.0.0.1:{server.server_port}")
+        runs = [uuid4() for _ in range(3)]
+        emitter.start("render.generate", runs[0], [])
+        tried = len(posts)
+        emitter.complete("render.generate", runs[1], [], ["s3://b/c.npz"])  # paused: not posted
+        assert len(posts) == tried
+        now[0] += ENDPOINT_PAUSE_S
+        emitter.fail("render.generate", runs[2], [], "boom")  # tried again after the pause
+        assert len(posts) > tried
+    finally:
+        server.shutdown()
+    assert 1 <= tried <= 2  # one retry, not five
+    kept = [json.loads(line) for line in emitter.undelivered_path.read_text().splitlines()]
+    assert [(e["eventType"], e["run"]["runId"]) for e in kept] == [
+        ("START", str(runs[0])), ("COMPLETE", str(runs[1])), ("FAIL", str(runs[2]))]
