@@ -436,6 +436,19 @@ def get_deliverable(session: Session, deliverable_id: UUID) -> Deliverable:
     return _get(session, Deliverable, deliverable_id)
 
 
+def lock_deliverable(session: Session, deliverable_id: UUID) -> Deliverable:
+    """The variant, its row locked until the transaction ends (FOR UPDATE on PostgreSQL;
+    SQLite's transactions take the write lock when they begin): two review decisions on one
+    variant run one after the other, and the second sees the first's status."""
+    query = select(Deliverable).where(Deliverable.id == deliverable_id)
+    if _is_dialect(session, "postgresql"):
+        query = query.with_for_update()
+    row = session.scalars(query).first()
+    if row is None:
+        raise NotFound(f"deliverable {deliverable_id} does not exist")
+    return row
+
+
 def deliverable_ids(session: Session, brief_id: UUID, status: DeliverableStatus,
                     kind: DeliverableKind | None = None) -> list[UUID]:
     """The brief's rows in `status` (of `kind` when given), by name."""

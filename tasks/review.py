@@ -60,7 +60,7 @@ def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: st
     an approved variant whose publishing failed (storage down) publishes it without a second
     decision. Returns the new status."""
     with session_scope(services.engine) as session:
-        row = repo.get_deliverable(session, deliverable_id)
+        row = repo.lock_deliverable(session, deliverable_id)
         if row.status != DeliverableStatus.APPROVED:
             _require(row, DeliverableStatus.IN_REVIEW, "approved")
             _record(services, session, row, decision=ReviewVerdict.APPROVE, team=team,
@@ -82,7 +82,7 @@ def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str
     spot, `scene_id` names the one scene to render again (and the scenes chained after it);
     the spot is assembled again from it, the brief's other spots are left as they are."""
     with session_scope(services.engine) as session:
-        row = repo.get_deliverable(session, deliverable_id)
+        row = repo.lock_deliverable(session, deliverable_id)
         _require(row, DeliverableStatus.IN_REVIEW, "rejected")
         if scene_id is not None and row.kind != DeliverableKind.SPOT:
             raise InvalidTransition(f"deliverable {row.name} is a scene; scene_id applies to "

@@ -5,7 +5,9 @@ request leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -268,6 +270,28 @@ def test_a_decision_on_a_variant_no_longer_in_review_is_409_in_words(service: Se
     page = httpx.get(f"{service.url}/briefs/{brief['id']}",
                      cookies=service.page_cookies("judge"), timeout=60)
     assert page.status_code == 200 and "rejected by judge" in page.text  # not "rejectd"
+
+
+def test_reviewers_deciding_one_variant_at_once_get_one_decision_and_409s(
+        service: Service) -> None:
+    """Eight reviewers press Reject on the same variant at the same moment: one decision is
+    recorded, the others are told it was decided (on PostgreSQL each used to record its own,
+    and an approval racing a rejection could publish a rejected spot)."""
+    base = f"/api/deliverables/{_planted_in_review(service)}"
+    start = threading.Barrier(8)
+
+    def reject(reviewer: int) -> int:
+        with service.client("judge") as client:
+            start.wait()
+            return client.post(f"{base}/reject", json={"comment": "no",
+                                                       "reviewer": f"r{reviewer}"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(reject, range(8)))
+    assert statuses == [200] + [409] * 7
+    with service.client("judge") as client:
+        variant = client.get(base).json()
+    assert variant["status"] == "rejected" and len(variant["decisions"]) == 1
 
 
 def test_openapi_docs_are_served(service: Service) -> None:
