@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 EXAMPLE_PATH = Path(__file__).resolve().parents[1] / "examples" / "brief.yaml"
 BRAND_KIT = "\nbrand_kit:"
 
@@ -17,3 +19,17 @@ def example_text(*, brand_kit: bool = False) -> str:
         return text
     # the kit is the last block of the file (kept so on purpose: see the comment there)
     return text[:text.index(BRAND_KIT) + 1]
+
+
+def single_variant_text(*, campaign: str | None = None, **scene: object) -> str:
+    """The example cut to one variant (en-US, 16:9, a 0.5 s scene: one render), with `scene`
+    fields changed."""
+    brief = yaml.safe_load(example_text())
+    brief.update(locales=["en-US"], aspects=["16:9"])
+    if campaign is not None:
+        brief["campaign"] = campaign
+    first = brief["scenes"][0]
+    first.update(duration_s=0.5, **scene)
+    for per_locale in (first["dialogue"], first["on_screen_text"]):
+        per_locale.pop("de-DE")
+    return yaml.safe_dump(brief, allow_unicode=True)

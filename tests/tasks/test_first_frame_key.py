@@ -7,7 +7,6 @@ import io
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 
 from infra import repository as repo
@@ -19,7 +18,7 @@ from tasks.ingest import plan_brief
 from tasks.render import load_render_model, pending_payloads, render_on_worker
 from tasks.services import Services
 from tasks.submission import submit_brief
-from tests.example_brief import example_text
+from tests.example_brief import single_variant_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +30,7 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 
 
 def _brief(first_frame: str, campaign: str) -> str:
-    brief = yaml.safe_load(example_text())
-    brief.update(campaign=campaign, locales=["en-US"], aspects=["16:9"])
-    scene = brief["scenes"][0]
-    scene.update(first_frame=first_frame, duration_s=0.5)
-    for per_locale in (scene["dialogue"], scene["on_screen_text"]):
-        per_locale.pop("de-DE")
-    return yaml.safe_dump(brief, allow_unicode=True)
+    return single_variant_text(campaign=campaign, first_frame=first_frame)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import yaml
 
 from infra import repository as repo
 from infra.db import session_scope
@@ -23,20 +22,10 @@ from tasks.render import (
 )
 from tasks.services import Services
 from tasks.submission import submit_brief
-from tests.example_brief import example_text
+from tests.example_brief import single_variant_text
 
 # "a" is one token of the tiny tokenizer: with the brand line and the EOS, well past 512.
 LONG_VISUAL = " ".join(["a"] * 900)
-
-
-def _brief(visual: str) -> str:
-    brief = yaml.safe_load(example_text())
-    brief.update(locales=["en-US"], aspects=["16:9"])
-    scene = brief["scenes"][0]
-    scene.update(visual=visual, duration_s=0.5)
-    for per_locale in (scene["dialogue"], scene["on_screen_text"]):
-        per_locale.pop("de-DE")
-    return yaml.safe_dump(brief, allow_unicode=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +39,7 @@ def test_a_prompt_past_512_tokens_is_rendered_recorded_and_warned_about(
         tmp_path: Path, checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
                                        "MOVA_CHECKPOINT": str(checkpoint)}))
-    brief_id = submit_brief(services, _brief(LONG_VISUAL))
+    brief_id = submit_brief(services, single_variant_text(visual=LONG_VISUAL))
     with session_scope(services.engine) as session:
         repo.claim_submitted_briefs(session, 1, "test")
     assert plan_brief(services, brief_id) is not None
