@@ -13,6 +13,7 @@ weight was kept, so `detach` puts the original values back bit for bit.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,10 @@ def read_lora_config(path: Path) -> LoraConfig:
     # loader then fails building the layers, so this refuses it with the reason instead.
     if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
         raise LoraError(f"{path}: rank={rank!r}; expected a positive integer")
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-        raise LoraError(f"{path}: alpha={alpha!r}; expected a number")
+    # NaN or inf made every frame NaN; 0 made the LoRA change nothing, silently.
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not (
+            math.isfinite(alpha) and alpha != 0):
+        raise LoraError(f"{path}: alpha={alpha!r}; expected a finite, non-zero number")
     targets = data.get("target_modules") or []
     return LoraConfig(rank=rank, alpha=float(alpha), target_modules=tuple(map(str, targets)))
 
@@ -174,12 +177,19 @@ def read_lora(path: str | Path) -> LoraWeights:
             missing = "B" if "A" in slot else "A"
             raise LoraError(f"LoRA key {key!r}: its lora_{missing} partner is missing")
         (key_a, a), (key_b, b) = slot["A"], slot["B"]
-        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+        # sparse or meta tensors loaded fine and then failed the render mid-way
+        if any(t.layout != torch.strided or t.is_meta for t in (a, b)):
+            raise LoraError(f"LoRA keys {key_a!r} / {key_b!r}: expected dense tensors with "
+                            f"data; found {a.layout}/{b.layout} on {a.device}/{b.device}")
+        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1] or a.shape[0] == 0:
             raise LoraError(f"LoRA keys {key_a!r} / {key_b!r}: expected A (rank, in) and "
                             f"B (out, rank); found {tuple(a.shape)} and {tuple(b.shape)}")
         if not (a.is_floating_point() and b.is_floating_point()):
             raise LoraError(f"LoRA key {key_a!r}: factors must be floating point, found "
                             f"{a.dtype} / {b.dtype}")
+        if not all(torch.isfinite(t.float()).all() for t in (a, b)):  # float8 has no isfinite
+            raise LoraError(f"LoRA keys {key_a!r} / {key_b!r}: hold NaN or inf values (every "
+                            "frame rendered with them would be NaN)")
         factors.setdefault(component, {})[module_path] = LoraFactors(a, b)
     digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
     return LoraWeights(config=config, factors=factors, source=weights_path, sha256=digest)

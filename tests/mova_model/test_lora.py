@@ -14,7 +14,14 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from mova_model.joint import joint_forward
-from mova_model.lora import AttachedLora, LoraConfig, LoraError, LoraFactors, LoraWeights
+from mova_model.lora import (
+    AttachedLora,
+    LoraConfig,
+    LoraError,
+    LoraFactors,
+    LoraWeights,
+    read_lora,
+)
 from mova_model.make_checkpoint import make_checkpoint
 from mova_model.pipeline import MovaPipeline
 from tests.mova_model.tiny_models import tiny_inputs
@@ -262,6 +269,56 @@ def test_config_with_a_class_name_as_rank_is_refused(clean_pipe: MovaPipeline,
     folder = write_lora(tmp_path / "v", make_factors(), {"rank": "MOVA", "alpha": 16.0})
     with pytest.raises(LoraError, match="rank='MOVA'"):
         clean_pipe.load_lora(folder)
+
+
+def _spoiled(key: str, how: str) -> dict[str, Tensor]:
+    tensors = make_factors()
+    value = tensors[key]
+    if how in ("nan", "inf"):
+        value = value.clone()
+        value[0, -1] = float(how)
+    elif how == "sparse":
+        value = value.to_sparse()
+    elif how == "meta":
+        value = torch.empty_like(value, device="meta")
+    elif how == "rank 0":
+        tensors[key.replace("lora_A", "lora_B")] = torch.zeros(96, 0)
+        value = torch.zeros(0, 96)
+    tensors[key] = value
+    return tensors
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("nan", "hold NaN or inf"),  # was loaded: every frame NaN
+    ("inf", "hold NaN or inf"),
+    ("sparse", "expected dense tensors"),  # was loaded: the render then raised mid-way
+    ("meta", "expected dense tensors"),
+    ("rank 0", r"expected A \(rank, in\)"),  # was loaded: a LoRA changing nothing
+])
+def test_factors_no_render_can_use_are_refused_when_read(clean_pipe: MovaPipeline,
+                                                         tmp_path: Path, how: str,
+                                                         message: str) -> None:
+    key = "video_dit.blocks.0.self_attn.q.lora_A.weight"
+    folder = write_lora(tmp_path / "bad", _spoiled(key, how), CONFIG)
+    with pytest.raises(LoraError, match=message):
+        read_lora(folder)
+    assert clean_pipe.lora is None
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), 0.0])
+def test_an_alpha_that_is_not_finite_or_is_zero_is_refused(tmp_path: Path,
+                                                            alpha: float) -> None:
+    folder = write_lora(tmp_path / "a", make_factors(), {"rank": 16, "alpha": alpha})
+    with pytest.raises(LoraError, match=f"alpha={alpha!r}; expected a finite, non-zero"):
+        read_lora(folder)
+
+
+def test_a_negative_alpha_and_float8_factors_are_read(tmp_path: Path) -> None:
+    """Not refused: a negative alpha inverts the LoRA as a negative scale does; float8 factors
+    (no isfinite kernel of their own) are checked for NaN too."""
+    factors = {k: v.to(torch.float8_e4m3fn) for k, v in make_factors().items()}
+    weights = read_lora(write_lora(tmp_path / "f8", factors, {"rank": 16, "alpha": -8.0}))
+    assert weights.config.scaling == -0.5 and weights.num_layers == len(TARGETS)
 
 
 def test_scale_and_state_errors(clean_pipe: MovaPipeline, tmp_path: Path) -> None:
