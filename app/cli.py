@@ -20,11 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from infra import repository as repo
 from infra.db import session_scope
 from infra.settings import Settings, SettingsInvalid, load_settings
 from infra.statuses import DELIVERABLE_ENDED, BriefStatus, RenderStatus
+from infra.storage_errors import StorageError
 from schemas.errors import BriefInvalid, NotFound
 from tasks.services import Services
 
@@ -540,9 +543,24 @@ def run_command() -> int | str | None:
     except (NotFound, SettingsInvalid) as err:
         errors.print(f"[red]error:[/] {err}", markup=True, highlight=False)
         return 2
+    except OperationalError as err:  # the database is down, elsewhere or refuses us
+        errors.print(f"error: {_database_problem(err)}", markup=False, highlight=False)
+        return 1
+    except StorageError as err:
+        errors.print(f"error: storage: {err}", markup=False, highlight=False)
+        return 1
     except SystemExit as done:  # how typer ends every command
         return done.code
     return 0
+
+
+def _database_problem(err: OperationalError) -> str:
+    """One paragraph for an operator, instead of SQLAlchemy's traceback: the driver's own
+    words and the URL (without its password) that was tried."""
+    cause = str(err.orig).strip() if err.orig is not None else str(err)
+    url = make_url(load_settings().database).render_as_string(hide_password=True)
+    return (f"the database cannot be used: {cause}\n  DATABASE_URL is {url}; check that the "
+            "server is running and the URL is right")
 
 
 def _exit_now(code: int | str | None) -> None:

@@ -80,3 +80,24 @@ def test_on_an_80_column_terminal_the_reasons_are_wrapped_not_cut(data_dir: Path
     assert max(len(line) for line in out.splitlines()) <= 80
     assert _squeezed(DELIVERABLE_ERROR) in _squeezed(out)
     assert _squeezed(f"{PROBLEM[0]}: {PROBLEM[1]}") in _squeezed(out)
+
+
+def test_a_database_that_cannot_be_reached_is_one_paragraph_not_a_traceback(
+        tmp_path: Path) -> None:
+    """An operator with the server down (or a wrong role) got 350 lines of SQLAlchemy's
+    traceback: now the driver's words and the URL tried, without its password."""
+    from tests.servers import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MOVA_"))}
+    for url, cause in ((f"postgresql+psycopg://ops:hunter2@127.0.0.1:{free_port()}/ads",
+                        "Connection refused"),
+                       ("postgresql+psycopg://no_such_role@127.0.0.1:5432/test",
+                        'role "no_such_role" does not exist')):
+        env.update(MOVA_DATA_DIR=str(tmp_path), DATABASE_URL=url, PYTHONPATH=str(ROOT))
+        done = subprocess.run([sys.executable, "-m", "app.cli", "status"], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith("error: the database cannot be used: ")
+        assert cause in done.stderr and "Traceback" not in done.stderr
+        assert "hunter2" not in done.stderr and len(done.stderr.splitlines()) <= 4
+        assert url.replace(":hunter2", ":***") in done.stderr
