@@ -23,6 +23,7 @@ from app.submission import submit_request
 from infra import repository as repo
 from infra.db import session_scope
 from infra.statuses import DELIVERABLE_IN_REVIEW_AREA
+from schemas.brief import readable_text
 from tasks import review
 from tasks.deliver import published_key
 
@@ -37,6 +38,16 @@ class Decision(BaseModel):
     comment: str = Field("", max_length=2000)
     reviewer: str | None = Field(None, max_length=100,
                                  description="Who decides; default (or blank): the team's name.")
+
+    @field_validator("comment", "reviewer")
+    @classmethod
+    def _readable(cls, text: str | None) -> str | None:
+        # Blank is left out (checked above); anything else is kept as typed, line breaks too,
+        # but must be readable: a NUL cannot be stored (PostgreSQL refuses it), and control
+        # or zero-width characters alone are no reason and no name.
+        if text:
+            readable_text(text)
+        return text
 
 
 class Rejection(Decision):

@@ -256,6 +256,28 @@ def test_a_blank_comment_is_no_reason_and_a_blank_reviewer_is_the_teams_name(
     assert (decision["reviewer"], decision["comment"]) == ("judge", "too dark")
 
 
+def test_a_comment_or_reviewer_with_control_characters_or_nothing_visible_is_422(
+        service: Service) -> None:
+    """A NUL in a comment or a reviewer's name was a 500 on PostgreSQL (its text cannot hold
+    one), and control or zero-width characters alone passed as a rejection's reason."""
+    base = f"/api/deliverables/{_planted_in_review(service)}"
+    with service.client("judge") as client:
+        for field, body in (("comment", {"comment": "too\x00dark"}),
+                            ("comment", {"comment": "\x01\x02"}),
+                            ("comment", {"comment": "\u200b\u200d"}),
+                            ("reviewer", {"comment": "too dark", "reviewer": "ann\x00"}),
+                            ("reviewer", {"comment": "too dark", "reviewer": "\u200b"})):
+            refused = _refused(client.post(f"{base}/reject", json=body), 422)
+            assert [p["path"] for p in refused["problems"]] == [field], (body, refused)
+        assert _refused(client.post(f"{base}/approve", json={"comment": "ok\x00"}),
+                        422)["problems"][0]["path"] == "comment"
+        assert client.get(base).json()["status"] == "in_review"
+        rejected = _refused(client.post(f"{base}/reject", json={
+            "comment": "zu dunkel,\nbitte heller", "reviewer": "أحمد"}), 200)
+    [decision] = rejected["decisions"]
+    assert (decision["reviewer"], decision["comment"]) == ("أحمد", "zu dunkel,\nbitte heller")
+
+
 def test_a_decision_on_a_variant_no_longer_in_review_is_409_in_words(service: Service) -> None:
     base = f"/api/deliverables/{_planted_in_review(service)}"
     with service.client("judge") as client:
