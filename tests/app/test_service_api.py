@@ -291,7 +291,25 @@ def test_a_decision_on_a_variant_no_longer_in_review_is_409_in_words(service: Se
                           for d in client.get(f"/api/briefs/{b['id']}/deliverables").json())]
     page = httpx.get(f"{service.url}/briefs/{brief['id']}",
                      cookies=service.page_cookies("judge"), timeout=60)
-    assert page.status_code == 200 and "rejected by judge" in page.text  # not "rejectd"
+    assert page.status_code == 200 and "rejected by <bdi>judge</bdi>" in page.text  # not "rejectd"
+
+
+def test_a_right_to_left_override_in_a_decision_stays_inside_its_own_text_on_the_page(
+        service: Service) -> None:
+    """A reviewer's name or comment with U+202E (right-to-left override) and no closing
+    mark turned the rest of its line around: "(judge), <date>" read backwards. Each is now
+    isolated (<bdi>), as Arabic or Hebrew text is, and the line around it reads as written."""
+    deliverable_id = _planted_in_review(service)
+    with service.client("judge") as client:
+        _refused(client.post(f"/api/deliverables/{deliverable_id}/reject", json={
+            "comment": "\u202ereversed", "reviewer": "\u202eann"}), 200)
+        [brief] = [b for b in client.get("/api/briefs").json()
+                   if any(d["id"] == deliverable_id
+                          for d in client.get(f"/api/briefs/{b['id']}/deliverables").json())]
+    page = httpx.get(f"{service.url}/briefs/{brief['id']}",
+                     cookies=service.page_cookies("judge"), timeout=60).text
+    assert "by <bdi>\u202eann</bdi> (judge)," in page
+    assert ": “<bdi>\u202ereversed</bdi>”" in page
 
 
 def test_reviewers_deciding_one_variant_at_once_get_one_decision_and_409s(
