@@ -30,6 +30,7 @@ from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import DualTowerBridge
 from mova_model.checkpoint import (
     COMPONENT_CLASSES,
+    CONFIG_NAME,
     MODEL_INDEX,
     SCHEDULER_CONFIG,
     checkpoint_folder,
@@ -79,6 +80,15 @@ from mova_model.video_vae import (
 
 TEXT_LEN = 512
 HIGH_NOISE, LOW_NOISE = 0, 1
+# component folder -> (its config class, the module built from that config)
+BUILDERS: dict[str, tuple[Any, Callable[[Any], nn.Module]]] = {
+    "video_dit": (VideoDiTConfig, VideoDiT),
+    "video_dit_2": (VideoDiTConfig, VideoDiT),
+    "audio_dit": (AudioDiTConfig, AudioDiT),
+    "dual_tower_bridge": (BridgeConfig, DualTowerBridge),
+    "audio_vae": (AudioVAEConfig, AudioVAE),
+    "video_vae": (VideoVAEConfig, build_video_vae),
+}
 
 
 def _dtype(value: str | torch.dtype) -> torch.dtype:
@@ -236,15 +246,7 @@ class MovaPipeline:
         return torch.device("cpu") if self.offload is not OffloadMode.NONE else self.device
 
     def _load(self, name: str) -> nn.Module:
-        builders: dict[str, tuple[Any, Callable[[Any], nn.Module]]] = {
-            "video_dit": (VideoDiTConfig, VideoDiT),
-            "video_dit_2": (VideoDiTConfig, VideoDiT),
-            "audio_dit": (AudioDiTConfig, AudioDiT),
-            "dual_tower_bridge": (BridgeConfig, DualTowerBridge),
-            "audio_vae": (AudioVAEConfig, AudioVAE),
-            "video_vae": (VideoVAEConfig, build_video_vae),
-        }
-        config_cls, build = builders[name]
+        config_cls, build = BUILDERS[name]
         module, _ = load_component(self.path / name, config_cls, build, dtype=self.dtype,
                                    device=self._storage_device())
         if name == "audio_vae" and self.device.type != "cuda":
@@ -526,6 +528,23 @@ class MovaPipeline:
         for name in lora.components():
             if name in self._modules:
                 lora.attach(name, self._modules[name])
+
+
+def check_lora_fits(lora: str | Path, checkpoint: str | Path) -> None:
+    """Raise LoraError unless every key of the LoRA names a linear of this checkpoint with its
+    shapes: `load_lora`'s check, on modules built from the configs on the meta device (no
+    weights read), so a LoRA made for another model size is refused before any render."""
+    weights = read_lora(lora)
+    folder = checkpoint_folder(checkpoint)
+    modules = {}
+    for name in weights.factors:
+        if not (folder / name / CONFIG_NAME).is_file():
+            raise LoraError(f"{weights.source}: LoRA for component {name!r}, which checkpoint "
+                            f"{folder} does not have")
+        config_cls, build = BUILDERS[name]
+        with torch.device("meta"):
+            modules[name] = build(read_config(folder / name, config_cls))
+    check_lora(weights, modules)
 
 
 def _check_lora_scale(scale: float) -> None:

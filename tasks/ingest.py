@@ -17,7 +17,7 @@ from infra.hashing import sha256_bytes
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid
 from schemas.plan import RENDER_PROFILES, Plan, plan_variants, with_cost
-from tasks.lora import resolve_loras
+from tasks.lora import lora_misfits, resolve_loras
 from tasks.render import fetch_first_frame
 from tasks.retry import retry_on_transient
 from tasks.services import Services
@@ -55,6 +55,8 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
             repo.mark_brief_invalid(session, row, err.problems)
             return None
         loras, unknown = resolve_loras(session, repo.campaign_team(row), brief)
+        unknown += lora_misfits(services.store, brief, loras, settings.checkpoint,
+                                settings.mova_data_dir / "lora-cache")  # the actors' cache
         if unknown:
             repo.mark_brief_invalid(session, row, unknown)
             return None

@@ -119,6 +119,25 @@ def resolve_loras(session: Session, team: str, brief: Brief
     return known, problems
 
 
+def lora_misfits(store: ObjectStore, brief: Brief, loras: dict[str, str], checkpoint: Path,
+                 cache_dir: Path) -> list[tuple[str, str]]:
+    """A problem (with its path in the brief) for each use of a registered LoRA this checkpoint
+    cannot take: made for another model size, naming modules it lacks, or gone from storage.
+    Checked when the brief is planned, so the brief is refused instead of every render."""
+    from mova_model.lora import LoraError
+    from mova_model.pipeline import check_lora_fits
+
+    refused: dict[str, str] = {}
+    for name, digest in loras.items():
+        try:
+            check_lora_fits(fetch_lora(store, LoraSpec(name=name, sha256=digest, scale=1.0),
+                                       cache_dir), checkpoint)
+        except (LoraError, LoraRejected) as err:
+            refused[name] = str(err)
+    return [(path, f"LoRA {name!r} cannot be applied to checkpoint {checkpoint.name}: "
+                   f"{refused[name]}") for path, name in brief.lora_uses() if name in refused]
+
+
 # ---- inside the render actor ------------------------------------------------------------------
 
 

@@ -191,3 +191,41 @@ def test_a_lora_render_records_name_digest_and_scale_in_clip_manifest_and_lineag
     assert render["attention_backend"] == "sdpa"
     assert clip_params["spec"]["lora"] == expected
     assert clip_params["generation"]["lora"]["sha256"] == registered.sha256
+
+
+def test_a_lora_the_checkpoint_cannot_take_or_gone_from_storage_fails_planning(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """A LoRA made for another model size (here 5120 wide, MOVA's video tower, on tiny's 96)
+    was planned and then failed every render in the actors; one whose files were deleted from
+    storage likewise. Both now make the brief invalid when it is planned, naming the LoRA."""
+    import torch
+
+    other_size = {"video_dit.blocks.0.self_attn.q.lora_A.weight": torch.zeros(4, 5120),
+                  "video_dit.blocks.0.self_attn.q.lora_B.weight": torch.zeros(5120, 4)}
+    with Services(load_settings(env)) as services:
+        register_lora(services, "_local", "big", write_lora(tmp_path / "big", other_size, CONFIG))
+        gone = register_lora(services, "_local", "gone",
+                             write_lora(tmp_path / "gone", make_factors(seed=2), CONFIG))
+        for key in services.store.list(f"loras/_local/gone/{gone.sha256}/"):
+            Path(services.store.local_path(key)).unlink()  # type: ignore[arg-type]
+        fits = register_lora(services, "_local", "mascot",
+                             write_lora(tmp_path / "mascot", make_factors(), CONFIG))
+        ids = [submit_brief(services, _brief(lora={"name": name}, scene_lora=scene))
+               for name, scene in (("big", None), ("mascot", {"name": "gone"}),
+                                   ("mascot", None))]
+        with session_scope(services.engine) as session:
+            repo.claim_submitted_briefs(session, 10, "test")
+        plans = [plan_brief(services, brief_id) for brief_id in ids]
+        with session_scope(services.engine) as session:
+            problems = [repo.get_brief(session, brief_id).problems for brief_id in ids]
+    assert plans[0] is None and plans[1] is None
+    [[path, message]] = problems[0]
+    assert path == "lora.name"
+    assert message.startswith("LoRA 'big' cannot be applied to checkpoint tiny: ")
+    assert "is Linear(96, 96); expected A (4, 96)" in message
+    [[path, message]] = problems[1]
+    assert path == "scenes[0].lora.name"
+    assert "'gone'" in message and "no files in storage" in message
+    assert plans[2] is not None and plans[2].renders[0].lora is not None
+    assert plans[2].renders[0].lora.sha256 == fits.sha256
+
