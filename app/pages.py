@@ -9,9 +9,9 @@ and logout really ends the session.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.background import BackgroundTask
@@ -30,6 +30,7 @@ from app.errors import ServiceError
 from app.orchestration import start_production
 from app.security import SESSION_COOKIE
 from app.submission import submit_request
+from infra import repository as repo
 from infra.db import session_scope
 from infra.repository import Team
 from schemas.errors import BriefInvalid
@@ -37,6 +38,7 @@ from tasks.services import Services
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 EXAMPLE_BRIEF = Path(__file__).resolve().parents[1] / "examples" / "brief.yaml"
+BRIEFS_PER_PAGE = 100
 
 router = APIRouter(include_in_schema=False)
 
@@ -84,19 +86,22 @@ def logout(request: Request, session: SessionDep) -> Response:
 
 
 def _briefs_page(request: Request, services: Services, team: Team, status: int = 200,
-                 **context: Any) -> Response:
+                 page: int = 1, **context: Any) -> Response:
     with session_scope(services.engine) as session:
-        rows = views.team_briefs(session, team.name, limit=100)
+        rows = views.team_briefs(session, team.name, limit=BRIEFS_PER_PAGE,
+                                 offset=(page - 1) * BRIEFS_PER_PAGE)
+        pages = -(-repo.team_brief_count(session, team.name) // BRIEFS_PER_PAGE)
     context.setdefault("brief_text", EXAMPLE_BRIEF.read_text())
     return _render(request, "briefs.html", status=status, team=team.name, briefs=rows,
-                   **context)
+                   page=page, pages=pages, **context)
 
 
 @router.get("/briefs")
-def briefs(request: Request, team: OptionalTeamDep, services: ServicesDep) -> Response:
+def briefs(request: Request, team: OptionalTeamDep, services: ServicesDep,
+           page: Annotated[int, Query(ge=1)] = 1) -> Response:
     if team is None:
         return _to_login()
-    return _briefs_page(request, services, team)
+    return _briefs_page(request, services, team, page=page)
 
 
 @router.post("/briefs")

@@ -129,9 +129,10 @@ def brief_view(session: Session, row: BriefRow, settings: Settings) -> dict[str,
     }
 
 
-def team_briefs(session: Session, team: str, limit: int | None = None) -> list[dict[str, Any]]:
+def team_briefs(session: Session, team: str, limit: int | None = None,
+                offset: int = 0) -> list[dict[str, Any]]:
     """A team's briefs, newest first, as summaries."""
-    return [brief_summary(row) for row in repo.team_briefs(session, team, limit)]
+    return [brief_summary(row) for row in repo.team_briefs(session, team, limit, offset)]
 
 
 def brief_summary(row: BriefRow) -> dict[str, Any]:

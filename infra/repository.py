@@ -245,10 +245,18 @@ def campaign_briefs(session: Session, campaign: str | None) -> list[BriefRow]:
     return list(session.scalars(query))
 
 
-def team_briefs(session: Session, team: str, limit: int | None = None) -> list[BriefRow]:
-    """A team's briefs, newest first."""
+def team_briefs(session: Session, team: str, limit: int | None = None,
+                offset: int = 0) -> list[BriefRow]:
+    """A team's briefs, newest first (ties in a stable order, so pages neither repeat nor
+    skip one)."""
     return list(session.scalars(select(BriefRow).where(BriefRow.team == team)
-                                .order_by(BriefRow.created_at.desc()).limit(limit)))
+                                .order_by(BriefRow.created_at.desc(), BriefRow.id.desc())
+                                .limit(limit).offset(offset)))
+
+
+def team_brief_count(session: Session, team: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(BriefRow)
+                              .where(BriefRow.team == team)) or 0)
 
 
 def team_brief(session: Session, team: str, brief_id: UUID) -> BriefRow | None:

@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -34,7 +35,8 @@ UNKNOWN = "/api/deliverables/00000000-0000-0000-0000-000000000000"
 def service(database_url: str, service_factory: Callable[..., Service],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield service_factory(tmp_path_factory.mktemp("svc"), database_url,
-                          teams=("emea", "apac", "flood", "lint", "brand", "judge"),
+                          teams=("emea", "apac", "flood", "lint", "brand", "judge",
+                                 "archive"),
                           worker=False,
                           API_MAX_BODY_BYTES=str(BODY_LIMIT),
                           API_SUBMISSIONS_PER_MINUTE=str(PER_MINUTE))
@@ -332,6 +334,32 @@ def test_reviewers_deciding_one_variant_at_once_get_one_decision_and_409s(
     with service.client("judge") as client:
         variant = client.get(base).json()
     assert variant["status"] == "rejected" and len(variant["decisions"]) == 1
+
+
+def test_the_briefs_page_of_a_team_with_more_briefs_than_one_page_shows_them_all(
+        service: Service) -> None:
+    """The page listed the newest 100 briefs and no more: the 101st, and its campaign page,
+    could no longer be reached from it. Now it shows 100 a page, newest first, and links the
+    next."""
+    engine = make_engine(service.database_url)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with session_scope(engine) as session:
+        for i in range(101):
+            row = add_brief(session, campaign_slug=f"old-{i}", brand="Aurora",
+                            raw=json.dumps(_brief(campaign=f"old-{i}")), sha256=uuid4().hex * 2,
+                            team="archive")
+            row.created_at = start + timedelta(minutes=i)
+    engine.dispose()
+    cookies = service.page_cookies("archive")
+    first = httpx.get(f"{service.url}/briefs", cookies=cookies, timeout=60)
+    assert first.status_code == 200
+    assert first.text.count('<a href="/briefs/') == 100 and ">old-100<" in first.text
+    assert ">old-0<" not in first.text
+    assert 'href="/briefs?page=2"' in first.text
+    second = httpx.get(f"{service.url}/briefs?page=2", cookies=cookies, timeout=60)
+    assert second.status_code == 200 and second.text.count('<a href="/briefs/') == 1
+    assert ">old-0<" in second.text and 'href="/briefs?page=1"' in second.text
+    assert 'href="/briefs?page=3"' not in second.text
 
 
 def test_openapi_docs_are_served(service: Service) -> None:
