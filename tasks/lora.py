@@ -146,7 +146,16 @@ def fetch_lora(store: ObjectStore, lora: LoraSpec, cache_dir: Path) -> Path:
     Files are found by digest alone: the storage key carries the team, the spec does not."""
     folder = cache_dir / lora.sha256
     if folder.is_dir():
-        return folder
+        if _folder_digest(folder) == lora.sha256:
+            return folder
+        # A damaged copy (a file deleted or changed on this host) failed every render here:
+        # set it aside and fetch again.
+        try:
+            damaged = folder.rename(cache_dir / f".{lora.sha256}.damaged.{uuid4().hex}")
+        except OSError:  # another actor set it aside first
+            pass
+        else:
+            shutil.rmtree(damaged, ignore_errors=True)
     keys = [k for k in store.list("loras/") if k.split("/")[-2:-1] == [lora.sha256]]
     if not keys:
         raise LoraRejected(f"LoRA {lora.name!r} (sha256 {lora.sha256[:12]}) has no files in "
@@ -160,6 +169,7 @@ def fetch_lora(store: ObjectStore, lora: LoraSpec, cache_dir: Path) -> Path:
         path = store.get_file(key, staging / key.rsplit("/", 1)[-1])
         files[path.name] = {"sha256": sha256_bytes(path.read_bytes())}
     if files_digest(files) != lora.sha256:
+        shutil.rmtree(staging, ignore_errors=True)
         raise LoraRejected(f"LoRA {lora.name!r}: the stored files do not match sha256 "
                            f"{lora.sha256[:12]}")
     try:
@@ -167,6 +177,12 @@ def fetch_lora(store: ObjectStore, lora: LoraSpec, cache_dir: Path) -> Path:
     except OSError:  # another actor finished first
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _folder_digest(folder: Path) -> str:
+    """`files_digest` of the files in a fetched LoRA folder."""
+    return files_digest({path.name: {"sha256": sha256_bytes(path.read_bytes())}
+                         for path in folder.iterdir() if path.is_file()})
 
 
 def apply_lora(pipeline: Any, lora: LoraSpec | None, store: ObjectStore, cache_dir: Path,

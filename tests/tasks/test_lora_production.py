@@ -19,9 +19,9 @@ from infra import repository as repo
 from infra.db import session_scope
 from infra.settings import load_settings
 from schemas.errors import BriefInvalid
-from schemas.plan import Plan, RenderSpec
+from schemas.plan import LoraSpec, Plan, RenderSpec
 from tasks.ingest import plan_brief
-from tasks.lora import files_digest, register_lora
+from tasks.lora import fetch_lora, files_digest, register_lora
 from tasks.render import load_render_model, pending_payloads, render_on_worker
 from tasks.services import Services
 from tasks.submission import submit_brief
@@ -228,4 +228,28 @@ def test_a_lora_the_checkpoint_cannot_take_or_gone_from_storage_fails_planning(
     assert "'gone'" in message and "no files in storage" in message
     assert plans[2] is not None and plans[2].renders[0].lora is not None
     assert plans[2].renders[0].lora.sha256 == fits.sha256
+
+
+@pytest.mark.parametrize("damage", ["deleted", "changed"])
+def test_a_damaged_cached_copy_is_fetched_again(env: dict[str, str], tmp_path: Path,
+                                                damage: str) -> None:
+    """A host's cached LoRA with a file deleted or changed was used as it was: every render of
+    that LoRA on the host failed (or ran other weights) until someone removed the folder."""
+    from mova_model.lora import read_lora
+
+    with Services(load_settings(env)) as services:
+        registered = register_lora(services, "_local", "mascot",
+                                   write_lora(tmp_path / "mascot", make_factors(), CONFIG))
+        spec = LoraSpec(name="mascot", sha256=registered.sha256, scale=1.0)
+        cache = tmp_path / "cache"
+        weights = fetch_lora(services.store, spec, cache) / "lora_weights.pt"
+        original = weights.read_bytes()
+        if damage == "deleted":
+            weights.unlink()
+        else:
+            weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        folder = fetch_lora(services.store, spec, cache)
+    assert (folder / "lora_weights.pt").read_bytes() == original
+    assert read_lora(folder).num_layers == 4
+    assert sorted(p.name for p in cache.iterdir()) == [registered.sha256]  # nothing left over
 
