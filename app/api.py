@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -38,6 +39,9 @@ class Decision(BaseModel):
     comment: str = Field("", max_length=2000)
     reviewer: str | None = Field(None, max_length=100,
                                  description="Who decides; default (or blank): the team's name.")
+    video_id: UUID | None = Field(None, description=(
+        "The video the reviewer watched (the variant's `video_id`): when the variant was "
+        "rendered again since, the decision is 409."))
 
     @field_validator("comment", "reviewer")
     @classmethod
@@ -186,7 +190,7 @@ def approve(deliverable_id: str, decision: Decision, team: TeamDep,
     with session_scope(services.engine) as session:
         row_id = own_deliverable(session, deliverable_id, team).id
     review.approve(services, row_id, team=team.name, reviewer=decision.reviewer or team.name,
-                   comment=decision.comment)
+                   comment=decision.comment, seen_video_id=decision.video_id)
     with session_scope(services.engine) as session:
         return views.variant_view(session, repo.get_deliverable(session, row_id))
 
@@ -202,6 +206,6 @@ def reject(deliverable_id: str, decision: Rejection, team: TeamDep,
         row_id = own_deliverable(session, deliverable_id, team).id
     review.reject(services, row_id, team=team.name, reviewer=decision.reviewer or team.name,
                   comment=decision.comment, rerender=decision.rerender,
-                  scene_id=decision.scene_id)
+                  scene_id=decision.scene_id, seen_video_id=decision.video_id)
     with session_scope(services.engine) as session:
         return views.variant_view(session, repo.get_deliverable(session, row_id))

@@ -91,6 +91,8 @@ def variant_view(session: Session, row: Deliverable,
         "qc_passed": all(c["passed"] for c in qc["report"]["checks"]) if qc.get("report")
         else None,
         "loudness": qc.get("loudness"), "files": files_of(session, row),
+        # what a reviewer watches: a decision naming it is refused once it was made again
+        "video_id": str(row.video_artifact_id) if row.video_artifact_id else None,
         "published_uri": row.published_uri if row.status == DeliverableStatus.PUBLISHED
         else None,
         "decisions": [{"decision": d.decision, "team": d.team, "reviewer": d.reviewer,

@@ -55,14 +55,16 @@ def _record(services: Services, session: Session, row: Deliverable, *,
 
 
 def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: str,
-            comment: str = "") -> DeliverableStatus:
+            comment: str = "", seen_video_id: UUID | None = None) -> DeliverableStatus:
     """Approve a variant in review and publish it to the campaign layout. Calling it again on
     an approved variant whose publishing failed (storage down) publishes it without a second
-    decision. Returns the new status."""
+    decision. `seen_video_id`: the video the reviewer watched (refused when it is no longer
+    the one in review). Returns the new status."""
     with session_scope(services.engine) as session:
         row = repo.lock_deliverable(session, deliverable_id)
         if row.status != DeliverableStatus.APPROVED:
             _require(row, DeliverableStatus.IN_REVIEW, "approved")
+            _require_seen(row, seen_video_id)
             _record(services, session, row, decision=ReviewVerdict.APPROVE, team=team,
                     reviewer=reviewer, comment=comment)
             repo.transition(row, DeliverableStatus.APPROVED)
@@ -76,7 +78,8 @@ def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: st
 
 
 def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str,
-           comment: str, rerender: bool, scene_id: str | None = None) -> DeliverableStatus:
+           comment: str, rerender: bool, scene_id: str | None = None,
+           seen_video_id: UUID | None = None) -> DeliverableStatus:
     """Reject a variant in review; with `rerender`, queue a new render of it with the next
     seed (the brief goes back to `planned`, so the next production run picks it up). On a
     spot, `scene_id` names the one scene to render again (and the scenes chained after it);
@@ -84,6 +87,7 @@ def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str
     with session_scope(services.engine) as session:
         row = repo.lock_deliverable(session, deliverable_id)
         _require(row, DeliverableStatus.IN_REVIEW, "rejected")
+        _require_seen(row, seen_video_id)
         if scene_id is not None and row.kind != DeliverableKind.SPOT:
             raise InvalidTransition(f"deliverable {row.name} is a scene; scene_id applies to "
                                     "a spot")
@@ -130,3 +134,12 @@ def _require(row: Deliverable, status: DeliverableStatus, done: str) -> None:
     if row.status != status:
         raise InvalidTransition(f"deliverable {row.name} is {row.status}; only a deliverable "
                                 f"{status.replace('_', ' ')} can be {done}")
+
+
+def _require_seen(row: Deliverable, video_id: UUID | None) -> None:
+    """A decision is on the video the reviewer watched: a page left open while a colleague's
+    re-render came back to review would otherwise judge the new video unseen."""
+    if video_id is not None and video_id != row.video_artifact_id:
+        raise InvalidTransition(f"deliverable {row.name} was rendered again since video "
+                                f"{video_id} was reviewed (now {row.video_artifact_id}); "
+                                "reload the page and review the new video")

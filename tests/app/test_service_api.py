@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -19,8 +19,8 @@ import yaml
 from sqlalchemy import func, select
 
 from infra.db import make_engine, session_scope
-from infra.db_models import Artifact, BriefRow, Campaign
-from infra.repository import add_brief, ensure_deliverable
+from infra.db_models import Artifact, BriefRow, Campaign, Deliverable
+from infra.repository import add_artifact, add_brief, ensure_deliverable
 from infra.statuses import DeliverableStatus
 from tests.app.conftest import ROOT, Service
 from tests.example_brief import example_text
@@ -312,6 +312,55 @@ def test_a_right_to_left_override_in_a_decision_stays_inside_its_own_text_on_the
                      cookies=service.page_cookies("judge"), timeout=60).text
     assert "by <bdi>\u202eann</bdi> (judge)," in page
     assert ": “<bdi>\u202ereversed</bdi>”" in page
+
+
+def _new_video(service: Service, deliverable_id: str) -> str:
+    """Point a planted variant at a new video, as a re-render back in review does; its id."""
+    engine = make_engine(service.database_url)
+    with session_scope(engine) as session:
+        video = add_artifact(session, kind="video", input_key=uuid4().hex * 2,
+                             sha256=uuid4().hex * 2, uri="file:///nowhere.mp4", size_bytes=1,
+                             content_type="video/mp4", task="test.plant", code_version="test")
+        session.get(Deliverable, UUID(deliverable_id)).video_artifact_id = video.id
+        video_id = str(video.id)
+    engine.dispose()
+    return video_id
+
+
+def test_a_decision_made_on_a_video_that_was_rendered_again_since_is_409(
+        service: Service) -> None:
+    """A reviewer whose page still showed the first render (the page stops polling once
+    everything waits in review) pressed Approve after a colleague's re-render came back to
+    review: the new render was approved unseen. The page sends the video it shows; a decision
+    on another one is refused, and one on the video in review stands."""
+    deliverable_id = _planted_in_review(service)
+    base = f"/api/deliverables/{deliverable_id}"
+    seen = _new_video(service, deliverable_id)
+    with service.client("judge") as client:
+        assert client.get(base).json()["video_id"] == seen
+    rendered_again = _new_video(service, deliverable_id)
+    with service.client("judge") as client:
+        for verb in ("approve", "reject"):
+            refused = _refused(client.post(f"{base}/{verb}", json={
+                "comment": "no", "video_id": seen}), 409)
+            assert "rendered again since" in refused["detail"], refused
+        assert client.get(base).json()["status"] == "in_review"
+        rejected = _refused(client.post(f"{base}/reject", json={
+            "comment": "no", "video_id": rendered_again}), 200)
+    assert rejected["status"] == "rejected"
+
+
+def test_the_review_page_sends_the_video_it_shows_with_a_decision(service: Service) -> None:
+    deliverable_id = _planted_in_review(service)
+    video_id = _new_video(service, deliverable_id)
+    with service.client("judge") as client:
+        [brief] = [b for b in client.get("/api/briefs").json()
+                   if any(d["id"] == deliverable_id
+                          for d in client.get(f"/api/briefs/{b['id']}/deliverables").json())]
+    page = httpx.get(f"{service.url}/briefs/{brief['id']}",
+                     cookies=service.page_cookies("judge"), timeout=60).text
+    assert page.count(f'data-video="{video_id}"') == 1  # on the spot's card
+    assert "video_id: card.dataset.video || null" in page
 
 
 def test_reviewers_deciding_one_variant_at_once_get_one_decision_and_409s(
