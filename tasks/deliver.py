@@ -34,6 +34,7 @@ from schemas.finishing import (
 from schemas.plan import RenderSpec
 from schemas.spot import plan_spots
 from tasks.captions import caption_cues
+from tasks.faults import readable_reason
 from tasks.finishing import finish_clip
 from tasks.qc import QCAction, next_action
 from tasks.render import read_clip
@@ -392,7 +393,11 @@ def run_traced(services: Services, name: str, deliverable_id: UUID,
     the deliverable; logged with its new status."""
     run_id = uuid4()
     services.lineage.start(name, run_id, [])
-    status = work(services, deliverable_id)
+    try:
+        status = work(services, deliverable_id)
+    except Exception as err:  # the run ends in FAIL (it stayed started for good); re-raised
+        services.lineage.fail(name, run_id, [], readable_reason(err))
+        raise
     services.lineage.complete(name, run_id, [], [f"deliverable:{deliverable_id}"])
     get_run_logger().info("%s.done deliverable_id=%s status=%s", name, deliverable_id, status)
     return status
@@ -402,9 +407,14 @@ def run_traced(services: Services, name: str, deliverable_id: UUID,
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def publish_task(services: Services, deliverable_id: UUID) -> str:
     run_id = uuid4()
-    status = publish_deliverable(services, deliverable_id)
-    services.lineage.complete("publish.deliverable", run_id, [f"deliverable:{deliverable_id}"],
-                              [])
+    inputs = [f"deliverable:{deliverable_id}"]
+    services.lineage.start("publish.deliverable", run_id, inputs)  # OpenLineage: START first
+    try:
+        status = publish_deliverable(services, deliverable_id)
+    except Exception as err:
+        services.lineage.fail("publish.deliverable", run_id, inputs, readable_reason(err))
+        raise
+    services.lineage.complete("publish.deliverable", run_id, inputs, [])
     get_run_logger().info("publish.done deliverable_id=%s status=%s", deliverable_id, status)
     return status
 

@@ -17,6 +17,7 @@ from infra.hashing import sha256_bytes
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid
 from schemas.plan import RENDER_PROFILES, Plan, plan_variants, with_cost
+from tasks.faults import readable_reason
 from tasks.lora import lora_misfits, resolve_loras
 from tasks.render import fetch_first_frame
 from tasks.retry import retry_on_transient
@@ -120,7 +121,11 @@ def claim_briefs_task(services: Services, limit: int) -> list[UUID]:
 def plan_brief_task(services: Services, brief_id: UUID) -> int:
     run_id = uuid4()
     services.lineage.start("plan.variants", run_id, [])
-    plan = plan_brief(services, brief_id)
+    try:
+        plan = plan_brief(services, brief_id)
+    except Exception as err:  # the run ends in FAIL (it stayed started for good); re-raised
+        services.lineage.fail("plan.variants", run_id, [], readable_reason(err))
+        raise
     logger = get_run_logger()
     if plan is None:
         logger.warning("plan.invalid brief_id=%s", brief_id)

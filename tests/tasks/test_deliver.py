@@ -277,3 +277,37 @@ def test_finishing_threads_that_need_one_file_take_turns_and_leave_no_lock_behin
     b.join(10)
     assert order == ["first in", "other file", "first out", "second in"]
     assert deliver._FINISH_LOCKS == {}
+
+
+def test_a_finish_publish_or_plan_that_raises_ends_its_lineage_run_in_fail(
+        tmp_path: Path) -> None:
+    """A finish, spot assembly, publish or plan that raised left its OpenLineage run started
+    for good, and a publish sent COMPLETE without a START; now each run is START then
+    COMPLETE or FAIL, the FAIL with a readable reason."""
+    import json
+    from uuid import uuid4
+
+    from infra.lineage_events import EVENTS_FILE
+    from tasks.deliver import publish_task, run_traced
+    from tasks.ingest import plan_brief_task
+
+    def broken(services: Services, deliverable_id: UUID) -> str:
+        raise RuntimeError(f"ffmpeg exited 1 on {tmp_path}/scene.mp4")
+
+    with Services(load_settings({"MOVA_DATA_DIR": str(tmp_path)})) as services:
+        with pytest.raises(RuntimeError):
+            run_traced(services, "finish.variant", uuid4(), broken)
+        with pytest.raises(Exception, match="deliverable"):
+            publish_task.fn(services, uuid4())  # no such deliverable
+        with pytest.raises(Exception):  # noqa: B017 - whichever error: the run must end
+            plan_brief_task.fn(services, uuid4())  # no such brief
+        lines = (services.settings.lineage_dir / EVENTS_FILE).read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    runs: dict[str, list[str]] = {}
+    for event in events:
+        runs.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    assert list(runs.values()) == [["START", "FAIL"]] * 3
+    jobs = [e["job"]["name"] for e in events]
+    assert jobs == ["finish.variant"] * 2 + ["publish.deliverable"] * 2 + ["plan.variants"] * 2
+    assert events[1]["run"]["facets"]["errorMessage"]["message"] == "ffmpeg exited 1 on scene.mp4"
+
