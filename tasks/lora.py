@@ -65,7 +65,7 @@ def files_digest(files: dict[str, Any]) -> str:
 def register_lora(services: Services, team: str, name: str, folder: Path) -> RegisteredLora:
     """Check the folder parses as a LoRA (format and keys, not yet against a checkpoint: that
     happens when a render applies it), copy its files to storage and record it."""
-    from mova_model.lora import LoraError, read_lora
+    from mova_model.lora import WEIGHTS_PT, WEIGHTS_SAFETENSORS, LoraError, read_lora
 
     # fullmatch: `$` in the pattern also matches before a trailing newline, a name no brief
     # could ever give
@@ -78,11 +78,16 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
                 repo.team_by_name(session, team)
             except NotFound as err:
                 raise LoraRejected(f"{err}: create it first (mova-ads team create)") from err
+    on_disk = lora_files(folder)
+    if WEIGHTS_PT in on_disk and WEIGHTS_SAFETENSORS in on_disk:
+        # renders read only the .pt: the other file was stored, unchecked, under the name
+        raise LoraRejected(f"{folder}: holds both {WEIGHTS_PT} and {WEIGHTS_SAFETENSORS}; "
+                           "keep the one to register")
     try:
         read_lora(folder)
     except LoraError as err:
         raise LoraRejected(str(err)) from err
-    contents = {file_name: path.read_bytes() for file_name, path in lora_files(folder).items()}
+    contents = {file_name: path.read_bytes() for file_name, path in on_disk.items()}
     files = {file_name: {"sha256": sha256_bytes(data), "size_bytes": len(data)}
              for file_name, data in contents.items()}
     digest = files_digest(files)

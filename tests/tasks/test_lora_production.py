@@ -104,6 +104,11 @@ def test_lora_add_copies_the_files_and_records_name_and_digest(env: dict[str, st
     (broken / "lora_weights.pt").write_bytes(b"not torch")
     refused = runner.invoke(app, ["lora", "add", "broken", str(broken)])
     assert refused.exit_code == 2 and _says(refused.output, "lora_weights.pt: not a tensor-only")
+    # both weights files: a render reads only the .pt, the other was stored unchecked
+    both = write_lora(tmp_path / "both", make_factors(seed=3), CONFIG)
+    (both / "lora_weights.safetensors").write_bytes(b"not checked" * 1000)
+    refused = runner.invoke(app, ["lora", "add", "both", str(both)])
+    assert refused.exit_code == 2 and _says(refused.output, "holds both lora_weights.pt and")
     with Services(load_settings(env)) as services, session_scope(services.engine) as session:
         assert [r.name for r in repo.team_loras(session, "_local")] == ["mascot"]
 
