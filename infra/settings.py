@@ -52,7 +52,17 @@ def check_storage_url(url: str) -> str:
     return url
 
 
+def check_openlineage_url(url: str) -> str:
+    """`http(s)://host[:port][/path]`, checked when the settings are read: a URL without a
+    scheme failed the first task of every brief. Not echoed: it may carry a token."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("not an OpenLineage endpoint: expected http(s)://host[:port][/path]")
+    return url
+
+
 DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
+OpenLineageUrl = Annotated[str, AfterValidator(check_openlineage_url)]
 StorageUrl = Annotated[str, AfterValidator(check_storage_url)]
 
 
@@ -122,7 +132,7 @@ class Settings(BaseSettings):
         "`superfast` encodes with 34-42 % less CPU than `veryfast` at 0.5-0.6 dB lower "
         "PSNR at the delivery bitrate; a slower preset suits GPU clusters, where renders "
         "dominate."))
-    openlineage_url: str | None = Field(default=None, description=(
+    openlineage_url: OpenLineageUrl | None = Field(default=None, description=(
         "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
     prefect_api_url: str | None = Field(default=None, description=(
         "Prefect server API. Unset: Prefect's ephemeral server (read by Prefect itself). Set: "

@@ -42,6 +42,8 @@ def test_bad_values_name_the_variable() -> None:
     ("DATABASE_URL", "not a url", "Could not parse"),
     ("STORAGE_URL", "s3://", "names no bucket"),
     ("STORAGE_URL", "ftp://host/dir", "unsupported storage URL"),
+    ("OPENLINEAGE_URL", "marquez:5000", "not an OpenLineage endpoint"),  # failed every brief
+    ("OPENLINEAGE_URL", "https://", "not an OpenLineage endpoint"),
 ])
 def test_urls_are_checked_when_the_settings_are_read(name: str, value: str, says: str) -> None:
     with pytest.raises(SettingsInvalid, match=f"{name}.*{says}"):
