@@ -225,6 +225,14 @@ def _planted_in_review(service: Service) -> str:
     return deliverable_id
 
 
+def _brief_of(service: Service, deliverable_id: str) -> UUID:
+    engine = make_engine(service.database_url)
+    with session_scope(engine) as session:
+        brief_id = session.get(Deliverable, UUID(deliverable_id)).brief_id  # type: ignore[union-attr]
+    engine.dispose()
+    return brief_id
+
+
 def _refused(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
@@ -288,10 +296,7 @@ def test_a_decision_on_a_variant_no_longer_in_review_is_409_in_words(service: Se
             refused = _refused(client.post(f"{base}/{verb}", json={"comment": "again"}), 409)
             assert refused["detail"].endswith(f"is rejected; only a deliverable in review can "
                                               f"be {done}"), refused
-        [brief] = [b for b in client.get("/api/briefs").json()
-                   if any(d["id"] == base.rsplit("/", 1)[1]
-                          for d in client.get(f"/api/briefs/{b['id']}/deliverables").json())]
-    page = httpx.get(f"{service.url}/briefs/{brief['id']}",
+    page = httpx.get(f"{service.url}/briefs/{_brief_of(service, base.rsplit('/', 1)[1])}",
                      cookies=service.page_cookies("judge"), timeout=60)
     assert page.status_code == 200 and "rejected by <bdi>judge</bdi>" in page.text  # not "rejectd"
 
@@ -305,10 +310,7 @@ def test_a_right_to_left_override_in_a_decision_stays_inside_its_own_text_on_the
     with service.client("judge") as client:
         _refused(client.post(f"/api/deliverables/{deliverable_id}/reject", json={
             "comment": "\u202ereversed", "reviewer": "\u202eann"}), 200)
-        [brief] = [b for b in client.get("/api/briefs").json()
-                   if any(d["id"] == deliverable_id
-                          for d in client.get(f"/api/briefs/{b['id']}/deliverables").json())]
-    page = httpx.get(f"{service.url}/briefs/{brief['id']}",
+    page = httpx.get(f"{service.url}/briefs/{_brief_of(service, deliverable_id)}",
                      cookies=service.page_cookies("judge"), timeout=60).text
     assert "by <bdi>\u202eann</bdi> (judge)," in page
     assert ": “<bdi>\u202ereversed</bdi>”" in page
@@ -353,11 +355,7 @@ def test_a_decision_made_on_a_video_that_was_rendered_again_since_is_409(
 def test_the_review_page_sends_the_video_it_shows_with_a_decision(service: Service) -> None:
     deliverable_id = _planted_in_review(service)
     video_id = _new_video(service, deliverable_id)
-    with service.client("judge") as client:
-        [brief] = [b for b in client.get("/api/briefs").json()
-                   if any(d["id"] == deliverable_id
-                          for d in client.get(f"/api/briefs/{b['id']}/deliverables").json())]
-    page = httpx.get(f"{service.url}/briefs/{brief['id']}",
+    page = httpx.get(f"{service.url}/briefs/{_brief_of(service, deliverable_id)}",
                      cookies=service.page_cookies("judge"), timeout=60).text
     assert page.count(f'data-video="{video_id}"') == 1  # on the spot's card
     assert "video_id: card.dataset.video || null" in page
@@ -474,3 +472,52 @@ def test_a_brief_naming_a_lora_the_team_has_not_registered_is_422(service: Servi
         assert accepted.status_code == 201, accepted.text
     with service.client("apac") as client:  # LoRAs belong to the team that registered them
         assert client.post("/api/briefs", json=brief).status_code == 422
+
+
+def test_the_review_page_says_when_a_decision_got_no_answer_it_can_read(
+        service: Service) -> None:
+    """A proxy's 502 (plain text) or a dropped connection made the page's script throw: the
+    reviewer saw nothing and could not tell the decision was not made. In Chromium, with the
+    answers replaced on the way: each is shown, the buttons come back, nothing is decided."""
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    from tests.servers import require_chromium
+
+    chromium = require_chromium()
+    deliverable_id = _planted_in_review(service)
+    base = f"/api/deliverables/{deliverable_id}"
+    brief_id = _brief_of(service, deliverable_id)
+    cookie = service.page_cookies("judge")["mova_session"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True)
+        try:
+            context = browser.new_context()
+            context.add_cookies([{"name": "mova_session", "value": cookie,
+                                  "url": service.url}])
+            page = context.new_page()
+            page.goto(f"{service.url}/briefs/{brief_id}")
+            card = page.locator(f"[data-variant='{deliverable_id}']")
+            shown = page.locator("#action-error")
+
+            def bad_gateway(route: Route) -> None:
+                route.fulfill(status=502, content_type="text/plain", body="Bad Gateway")
+
+            page.route(f"**{base}/approve", bad_gateway)
+            card.locator("button.approve").click()
+            expect(shown).to_have_text("the service answered 502 Bad Gateway; nothing was "
+                                       "decided, try again")
+            expect(card.locator("button.approve")).to_be_enabled()
+
+            page.unroute(f"**{base}/approve")
+            page.route(f"**{base}/approve", lambda route: route.abort("connectionrefused"))
+            card.locator("button.approve").click()
+            expect(shown).to_contain_text("the service could not be reached (")
+            expect(card.locator("button.approve")).to_be_enabled()
+
+            # our own refusals are JSON and read as before: a rejection needs a reason
+            card.locator("button.reject").first.click()
+            expect(shown).to_contain_text("comment")
+        finally:
+            browser.close()
+    with service.client("judge") as client:
+        assert client.get(base).json()["status"] == "in_review"
