@@ -25,6 +25,7 @@ from schemas.errors import InvalidTransition, NotFound
 from schemas.plan import RenderSpec
 from schemas.spot import render_order
 from tasks.deliver import publish_files
+from tasks.faults import readable_reason
 from tasks.retake import retake
 from tasks.services import Services
 
@@ -33,6 +34,21 @@ def _record(services: Services, session: Session, row: Deliverable, *,
             decision: ReviewVerdict, team: str, reviewer: str, comment: str, rerender: bool = False,
             new_seed: int | None = None) -> tuple[ReviewDecision, Artifact]:
     decision_id = uuid4()
+    job, inputs = f"review.{decision}", [f"deliverable:{row.id}"]
+    services.lineage.start(job, decision_id, inputs)
+    try:
+        return _store_decision(services, session, row, decision_id, decision=decision,
+                               team=team, reviewer=reviewer, comment=comment,
+                               rerender=rerender, new_seed=new_seed)
+    except Exception as err:
+        services.lineage.fail(job, decision_id, inputs, readable_reason(err))
+        raise
+
+
+def _store_decision(services: Services, session: Session, row: Deliverable,
+                    decision_id: UUID, *, decision: ReviewVerdict, team: str, reviewer: str,
+                    comment: str, rerender: bool, new_seed: int | None
+                    ) -> tuple[ReviewDecision, Artifact]:
     body = {"decision": decision.value, "deliverable": str(row.id), "variant": row.name,
             "brief_sha256": row.brief.sha256, "team": team, "reviewer": reviewer,
             "comment": comment, "rerender": rerender, "new_seed": new_seed,
@@ -49,8 +65,8 @@ def _record(services: Services, session: Session, row: Deliverable, *,
     record = repo.add_decision(session, row, decision_id=decision_id, team=team,
                                reviewer=reviewer, decision=decision, comment=comment,
                                rerender=rerender, new_seed=new_seed, artifact=artifact)
-    services.lineage.complete(f"review.{decision}", decision_id,
-                              [f"deliverable:{row.id}"], [stored.uri])
+    services.lineage.complete(f"review.{decision}", decision_id, [f"deliverable:{row.id}"],
+                              [stored.uri])
     return record, artifact
 
 
@@ -68,9 +84,12 @@ def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: st
             _record(services, session, row, decision=ReviewVerdict.APPROVE, team=team,
                     reviewer=reviewer, comment=comment)
             repo.transition(row, DeliverableStatus.APPROVED)
-    # Committed: the decision stands even if copying the files fails below.
+    # Committed: the decision stands even if copying the files fails below. Locked again:
+    # a second approver who waited for the first finds it published, not publishes it twice.
     with session_scope(services.engine) as session:
-        row = repo.get_deliverable(session, deliverable_id)
+        row = repo.lock_deliverable(session, deliverable_id)
+        if row.status == DeliverableStatus.PUBLISHED:
+            return row.status
         approval = repo.last_decision_artifact(session, row)
         publish_files(services, session, row, review=False, approval=approval)
         repo.transition(row, DeliverableStatus.PUBLISHED)
