@@ -63,8 +63,8 @@ def files_digest(files: dict[str, Any]) -> str:
 
 
 def register_lora(services: Services, team: str, name: str, folder: Path) -> RegisteredLora:
-    """Check the folder parses as a LoRA (format and keys, not yet against a checkpoint: that
-    happens when a render applies it), copy its files to storage and record it."""
+    """Check the folder parses as a LoRA (format and keys, and its shapes against the configured
+    checkpoint when this host has it), copy its files to storage and record it."""
     from mova_model.lora import WEIGHTS_PT, WEIGHTS_SAFETENSORS, LoraError, read_lora
 
     # fullmatch: `$` in the pattern also matches before a trailing newline, a name no brief
@@ -87,6 +87,7 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
         read_lora(folder)
     except LoraError as err:
         raise LoraRejected(str(err)) from err
+    _check_fits_configured_checkpoint(services, folder)
     contents = {file_name: path.read_bytes() for file_name, path in on_disk.items()}
     files = {file_name: {"sha256": sha256_bytes(data), "size_bytes": len(data)}
              for file_name, data in contents.items()}
@@ -122,6 +123,22 @@ def resolve_loras(session: Session, team: str, brief: Brief
         else:
             known[name] = row.sha256
     return known, problems
+
+
+def _check_fits_configured_checkpoint(services: Services, folder: Path) -> None:
+    """A LoRA made for another model size is refused when it is registered, where this host
+    has the checkpoint its renders use (planning checks again: the checkpoint may change)."""
+    from mova_model.lora import LoraError
+    from mova_model.pipeline import check_lora_fits
+
+    checkpoint = services.settings.checkpoint
+    if not (checkpoint / "model_index.json").is_file():
+        return
+    try:
+        check_lora_fits(folder, checkpoint)
+    except LoraError as err:
+        raise LoraRejected(f"does not fit checkpoint {checkpoint} (MOVA_CHECKPOINT): {err}") \
+            from err
 
 
 def lora_misfits(store: ObjectStore, brief: Brief, loras: dict[str, str], checkpoint: Path,

@@ -21,7 +21,7 @@ from infra.settings import load_settings
 from schemas.errors import BriefInvalid
 from schemas.plan import LoraSpec, Plan, RenderSpec
 from tasks.ingest import plan_brief
-from tasks.lora import fetch_lora, files_digest, register_lora
+from tasks.lora import LoraRejected, fetch_lora, files_digest, register_lora
 from tasks.render import load_render_model, pending_payloads, render_on_worker
 from tasks.services import Services
 from tasks.submission import submit_brief
@@ -207,8 +207,19 @@ def test_a_lora_the_checkpoint_cannot_take_or_gone_from_storage_fails_planning(
 
     other_size = {"video_dit.blocks.0.self_attn.q.lora_A.weight": torch.zeros(4, 5120),
                   "video_dit.blocks.0.self_attn.q.lora_B.weight": torch.zeros(5120, 4)}
+    big = write_lora(tmp_path / "big", other_size, CONFIG)
     with Services(load_settings(env)) as services:
-        register_lora(services, "_local", "big", write_lora(tmp_path / "big", other_size, CONFIG))
+        # where the checkpoint is at hand, registering it is refused at once
+        with pytest.raises(LoraRejected) as refused:
+            register_lora(services, "_local", "big", big)
+        assert str(refused.value).startswith(f"does not fit checkpoint {env['MOVA_CHECKPOINT']} "
+                                             "(MOVA_CHECKPOINT): ")
+        assert "is Linear(96, 96); expected A (4, 96)" in str(refused.value)
+    # an operator's host without the model registers it; planning, where the model is, refuses
+    elsewhere = {**env, "MOVA_CHECKPOINT": str(tmp_path / "not-on-this-host")}
+    with Services(load_settings(elsewhere)) as services:
+        register_lora(services, "_local", "big", big)
+    with Services(load_settings(env)) as services:
         gone = register_lora(services, "_local", "gone",
                              write_lora(tmp_path / "gone", make_factors(seed=2), CONFIG))
         for key in services.store.list(f"loras/_local/gone/{gone.sha256}/"):
