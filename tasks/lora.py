@@ -14,11 +14,13 @@ import hashlib
 import logging
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infra import repository as repo
@@ -83,15 +85,34 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
         # renders read only the .pt: the other file was stored, unchecked, under the name
         raise LoraRejected(f"{folder}: holds both {WEIGHTS_PT} and {WEIGHTS_SAFETENSORS}; "
                            "keep the one to register")
-    try:
-        read_lora(folder)
-    except LoraError as err:
-        raise LoraRejected(str(err)) from err
-    _check_fits_configured_checkpoint(services, folder)
+    # Read once; the bytes checked are the bytes stored (a file swapped in the folder between
+    # a check and a copy would be stored unchecked).
     contents = {file_name: path.read_bytes() for file_name, path in on_disk.items()}
+    with tempfile.TemporaryDirectory(prefix="lora-add-") as tmp:
+        for file_name, data in contents.items():
+            (Path(tmp) / file_name).write_bytes(data)
+        try:
+            read_lora(Path(tmp))
+        except LoraError as err:
+            raise LoraRejected(str(err).replace(tmp, str(folder))) from err
+        _check_fits_configured_checkpoint(services, Path(tmp), folder)
     files = {file_name: {"sha256": sha256_bytes(data), "size_bytes": len(data)}
              for file_name, data in contents.items()}
     digest = files_digest(files)
+    try:
+        created = _store_lora(services, team, name, digest, files, contents)
+    except IntegrityError:  # the same name registered at this moment by another `lora add`
+        created = _store_lora(services, team, name, digest, files, contents)
+    if not created:
+        return RegisteredLora(name, team, digest, files, False)
+    log.info("lora.registered team=%s name=%s sha256=%s", team, name, digest)
+    return RegisteredLora(name, team, digest, files, True)
+
+
+def _store_lora(services: Services, team: str, name: str, digest: str,
+                files: dict[str, Any], contents: dict[str, bytes]) -> bool:
+    """Copy the files to storage and record the name; False when the name already holds
+    these files, LoraRejected when it holds others."""
     with session_scope(services.engine) as session:
         existing = repo.team_lora(session, team, name)
         if existing is not None:
@@ -99,14 +120,13 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
                 raise LoraRejected(f"LoRA {name!r} of team {team} is registered with other files "
                                    f"(sha256 {existing.sha256[:12]}); register these under a "
                                    "new name")
-            return RegisteredLora(name, team, digest, dict(existing.files), False)
+            return False
         prefix = f"loras/{team}/{name}/{digest}/"
         for file_name, data in contents.items():
             services.store.put_bytes(data, prefix + file_name, content_type=LORA_CONTENT_TYPE)
         repo.add_lora(session, team=team, name=name, sha256=digest, files_prefix=prefix,
                       files=files)
-    log.info("lora.registered team=%s name=%s sha256=%s", team, name, digest)
-    return RegisteredLora(name, team, digest, files, True)
+    return True
 
 
 def resolve_loras(session: Session, team: str, brief: Brief
@@ -125,7 +145,7 @@ def resolve_loras(session: Session, team: str, brief: Brief
     return known, problems
 
 
-def _check_fits_configured_checkpoint(services: Services, folder: Path) -> None:
+def _check_fits_configured_checkpoint(services: Services, folder: Path, shown: Path) -> None:
     """A LoRA made for another model size is refused when it is registered, where this host
     has the checkpoint its renders use (planning checks again: the checkpoint may change)."""
     from mova_model.lora import LoraError
@@ -137,8 +157,8 @@ def _check_fits_configured_checkpoint(services: Services, folder: Path) -> None:
     try:
         check_lora_fits(folder, checkpoint)
     except LoraError as err:
-        raise LoraRejected(f"does not fit checkpoint {checkpoint} (MOVA_CHECKPOINT): {err}") \
-            from err
+        raise LoraRejected(f"does not fit checkpoint {checkpoint} (MOVA_CHECKPOINT): "
+                           f"{str(err).replace(str(folder), str(shown))}") from err
 
 
 def lora_misfits(store: ObjectStore, brief: Brief, loras: dict[str, str], checkpoint: Path,

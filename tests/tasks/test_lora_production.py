@@ -269,3 +269,41 @@ def test_a_damaged_cached_copy_is_fetched_again(env: dict[str, str], tmp_path: P
     assert read_lora(folder).num_layers == 4
     assert sorted(p.name for p in cache.iterdir()) == [registered.sha256]  # nothing left over
 
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_one_name_registered_by_several_operators_at_once_is_one_lora(
+        env: dict[str, str], tmp_path: Path, backend: str, request: pytest.FixtureRequest
+        ) -> None:
+    """Two `lora add` of one name at the same moment: the later insert hit the unique name and
+    its operator saw an IntegrityError traceback. Now one registers it, the others find it (or
+    are told the name holds other files)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    values = dict(env)
+    if backend == "postgres":
+        request.getfixturevalue("postgres_engine")  # migrated; emptied after the test
+        values["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    same = write_lora(tmp_path / "same", make_factors(), CONFIG)
+    other = write_lora(tmp_path / "other", make_factors(seed=5), CONFIG)
+    start = threading.Barrier(4)
+    with Services(load_settings(values)) as services:
+        def add(folder: Path) -> str:
+            start.wait()
+            try:
+                return "created" if register_lora(services, "_local", "mascot",
+                                                  folder).created else "found"
+            except LoraRejected as err:
+                return "other files" if "registered with other files" in str(err) else str(err)
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(add, [same, same, same, other]))
+        with session_scope(services.engine) as session:
+            stored = repo.team_lora(session, "_local", "mascot")
+    assert stored is not None and outcomes.count("created") == 1, outcomes
+    if outcomes[3] == "created":  # the other files won the race: the same ones are refused
+        assert outcomes[:3] == ["other files"] * 3
+    else:
+        assert sorted(outcomes[:3]) == ["created", "found", "found"]
+        assert outcomes[3] == "other files"
