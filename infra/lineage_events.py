@@ -20,7 +20,12 @@ from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import RunFacet, error_message_run
 from openlineage.client.transport.file import FileConfig, FileTransport
-from openlineage.client.transport.http import HttpConfig, HttpTransport
+from openlineage.client.transport.http import (
+    ApiKeyTokenProvider,
+    HttpConfig,
+    HttpTransport,
+    TokenProvider,
+)
 from openlineage.client.transport.http_common import DEFAULT_RETRY_CONFIG
 from openlineage.client.transport.transport import Transport
 
@@ -51,14 +56,16 @@ class LineageEmitter:
     """Emits START / COMPLETE / FAIL events for a job run, with artifact URIs as datasets."""
 
     def __init__(self, *, file_dir: Path, namespace: str = "mova-ads",
-                 http_url: str | None = None,
+                 http_url: str | None = None, api_key: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.namespace = namespace
         file_dir.mkdir(parents=True, exist_ok=True)
         transport: Transport
         if http_url:
+            # the key goes as `Authorization: Bearer <key>` (Marquez, DataHub, hosted ones)
+            auth = ApiKeyTokenProvider({"apiKey": api_key}) if api_key else TokenProvider({})
             transport = HttpTransport(HttpConfig(url=http_url, timeout=HTTP_TIMEOUT_S,
-                                                 retry=HTTP_RETRY))
+                                                 retry=HTTP_RETRY, auth=auth))
         else:
             transport = _file_transport(file_dir / EVENTS_FILE)
         self.client = OpenLineageClient(transport=transport)

@@ -134,6 +134,8 @@ class Settings(BaseSettings):
         "dominate."))
     openlineage_url: OpenLineageUrl | None = Field(default=None, description=(
         "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
+    openlineage_api_key: str | None = Field(default=None, repr=False, description=(
+        "API key for the OpenLineage endpoint, sent as `Authorization: Bearer <key>`."))
     prefect_api_url: str | None = Field(default=None, description=(
         "Prefect server API. Unset: Prefect's ephemeral server (read by Prefect itself). Set: "
         "the review service starts the `produce-campaign` deployment for each new brief."))

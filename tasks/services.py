@@ -46,7 +46,8 @@ class Services:
     @cached_property
     def lineage(self) -> LineageEmitter:
         return LineageEmitter(file_dir=self.settings.lineage_dir,
-                              http_url=self.settings.openlineage_url)
+                              http_url=self.settings.openlineage_url,
+                              api_key=self.settings.openlineage_api_key)
 
     @cached_property
     def code_version(self) -> str:

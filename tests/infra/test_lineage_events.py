@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 from infra.lineage_events import ENDPOINT_PAUSE_S, EVENTS_FILE, LineageEmitter
@@ -28,54 +32,66 @@ def test_events_are_written_as_json_lines(tmp_path: Path) -> None:
     assert events[2]["run"]["facets"]["errorMessage"]["message"] == "ffmpeg exited 1"
 
 
-def test_events_are_posted_to_an_http_endpoint(tmp_path: Path) -> None:
-    received: list[dict[str, object]] = []
+@dataclass
+class _Post:
+    path: str
+    authorization: str | None
+    body: dict[str, Any]
+
+
+@contextmanager
+def _endpoint(status: int) -> Iterator[tuple[str, list[_Post]]]:
+    """A real HTTP endpoint on loopback answering every POST with `status`; its URL and the
+    posts it received."""
+    posts: list[_Post] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(201)
+            posts.append(_Post(self.path, self.headers.get("Authorization"), json.loads(body)))
+            self.send_response(status)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        emitter = LineageEmitter(file_dir=tmp_path,
-                                 http_url=f"http://127.0.0.1:{server.server_port}")
-        emitter.complete("publish.deliverable", uuid4(), ["file:///a.mp4"], ["s3://b/a.mp4"])
+        yield f"http://127.0.0.1:{server.server_port}", posts
     finally:
         server.shutdown()
-    assert received and received[0]["eventType"] == "COMPLETE"
+
+
+def test_events_are_posted_to_an_http_endpoint(tmp_path: Path) -> None:
+    with _endpoint(201) as (url, posts):
+        emitter = LineageEmitter(file_dir=tmp_path, http_url=url)
+        emitter.complete("publish.deliverable", uuid4(), ["file:///a.mp4"], ["s3://b/a.mp4"])
+    assert posts and posts[0].body["eventType"] == "COMPLETE"
+    assert posts[0].authorization is None
     assert not emitter.undelivered_path.exists()
+
+
+def test_an_api_key_is_sent_as_a_bearer_token(tmp_path: Path) -> None:
+    """A hosted endpoint (Marquez behind a gateway, DataHub) wants a key: OPENLINEAGE_API_KEY
+    (our transport is built here, so the client's own OPENLINEAGE__ settings are not read)."""
+    from infra.settings import load_settings
+    from tasks.services import Services
+
+    with _endpoint(201) as (url, posts):
+        settings = load_settings({"MOVA_DATA_DIR": str(tmp_path), "OPENLINEAGE_URL": url,
+                                  "OPENLINEAGE_API_KEY": "k-123"})
+        assert "k-123" not in repr(settings)
+        Services(settings).lineage.start("plan.brief", uuid4(), [])
+    assert [p.authorization for p in posts] == ["Bearer k-123"]
 
 
 def test_an_endpoint_that_fails_keeps_the_events_and_is_paused(tmp_path: Path) -> None:
     """An endpoint answering 503 (or down, or slow) used to raise out of every task that emits
     (a finished render was then not recorded and the brief failed), after 9-39 s per event."""
-    posts: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            self.rfile.read(int(self.headers["Content-Length"]))
-            posts.append(self.path)
-            self.send_response(503)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     now = [0.0]
-    try:
-        emitter = LineageEmitter(file_dir=tmp_path, clock=lambda: now[0],
-                                 http_url=f"http://127.0.0.1:{server.server_port}")
+    with _endpoint(503) as (url, posts):
+        emitter = LineageEmitter(file_dir=tmp_path, clock=lambda: now[0], http_url=url)
         runs = [uuid4() for _ in range(3)]
         emitter.start("render.generate", runs[0], [])
         tried = len(posts)
@@ -84,8 +100,6 @@ def test_an_endpoint_that_fails_keeps_the_events_and_is_paused(tmp_path: Path) -
         now[0] += ENDPOINT_PAUSE_S
         emitter.fail("render.generate", runs[2], [], "boom")  # tried again after the pause
         assert len(posts) > tried
-    finally:
-        server.shutdown()
     assert 1 <= tried <= 2  # one retry, not five
     kept = [json.loads(line) for line in emitter.undelivered_path.read_text().splitlines()]
     assert [(e["eventType"], e["run"]["runId"]) for e in kept] == [
