@@ -235,11 +235,14 @@ class GpuPool:
 
     def map_unordered(self, fn: Callable[[Any, P], Any], payloads: Iterable[P],
                       key: Callable[[P], str],
-                      group: Callable[[P], str | None] | None = None) -> Iterator[Outcome[P]]:
+                      group: Callable[[P], str | None] | None = None,
+                      on_start: Callable[[P], None] | None = None) -> Iterator[Outcome[P]]:
         """Run `fn(model, payload)` for each payload on the actors; yield outcomes as they end.
 
         `group` (optional) names what a payload needs the actor to hold (a LoRA): payloads are
-        routed to the actor already holding their group (see _WorkQueue).
+        routed to the actor already holding their group (see _WorkQueue). `on_start`
+        (optional) is called with each payload as it is handed to an actor (a lineage run
+        starts when its work does, not when its outcome comes back).
 
         Work goes only to actors whose model is loaded: an actor that replaces a dead one may
         wait for capacity (its host is gone), and work handed to it would wait with it. When no
@@ -259,6 +262,8 @@ class GpuPool:
             payload = work.take(index)
             ref = self._run(index, fn, payload)
             running[ref] = (index, payload, time.monotonic())
+            if on_start is not None:
+                on_start(payload)
             log.debug("pool.submit key=%s actor=%d", key(payload), index)
             return True
 

@@ -458,13 +458,20 @@ def run_pending_renders(services: Services, pool: GpuPool, brief_id: UUID, *,
     failure fails that job, with a reason the team can read, and the rest go on."""
     logger = run_logger()
     tally = RenderTally()
+    runs: dict[UUID, UUID] = {}  # job -> its lineage run, started when an actor takes it
+
+    def started(payload: dict[str, Any]) -> None:
+        runs[UUID(payload["job_id"])] = run_id = uuid4()
+        services.lineage.start("render.generate", run_id, [])
+
     while payloads := pending_payloads(services, brief_id):
         retries_this_round = 0
         for outcome in pool.map_unordered(fn, payloads, key=lambda p: str(p["job_id"]),
-                                          group=lora_group):
+                                          group=lora_group, on_start=started):
             job_id = UUID(outcome.payload["job_id"])
-            run_id = uuid4()
-            services.lineage.start("render.generate", run_id, [])
+            if (run_id := runs.pop(job_id, None)) is None:  # no actor could take it
+                started(outcome.payload)
+                run_id = runs.pop(job_id)
             if outcome.ok:
                 result = RenderResult.model_validate(outcome.value)
                 record_render(services, brief_id, result, node=outcome.node)

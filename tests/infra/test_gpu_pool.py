@@ -119,3 +119,22 @@ def test_renders_are_routed_to_the_actor_already_holding_their_group(local_ray: 
     # 12 LoRA renders, 3 LoRAs: each loaded once, plus at most one second copy where the last
     # group is shared so that both actors keep working.
     assert 3 <= sum(loads.values()) <= 4, loads
+
+
+def test_each_payload_is_announced_when_an_actor_takes_it(local_ray: None) -> None:
+    """A lineage run starts when its render does: `on_start` is called at hand-over, before
+    the actor begins, not when the outcome comes back (START and COMPLETE had one time)."""
+    announced: dict[int, float] = {}
+    pool = GpuPool(load_counter, PoolConfig(num_workers=1, num_cpus_per_worker=0.5,
+                                            max_in_flight=1))
+    pool.wait_ready()
+    came_back = []
+    for outcome in pool.map_unordered(serve, [1, 2, 3], key=str,
+                                      on_start=lambda p: announced.setdefault(p, time.time())):
+        came_back.append((outcome, time.time()))
+    pool.shutdown()
+    assert sorted(announced) == [1, 2, 3]
+    for outcome, at in came_back:
+        # announced as the actor began its 0.2 s of work, not as the outcome came back
+        assert announced[outcome.payload] <= outcome.value["start"] + 0.05
+        assert at - announced[outcome.payload] >= 0.15
