@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import boto3
 from boto3.exceptions import Boto3Error
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import S3TransferRetriesExceededError, TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -285,6 +285,9 @@ def _wrap(err: Exception, action: str, key: str) -> StorageError:
     """Our error for a botocore/boto3 one: transient for throttling, 5xx and network failures."""
     cause: BaseException | None = err
     while cause is not None:  # boto3 re-raises upload ClientErrors as S3UploadFailedError
+        if isinstance(cause, S3TransferRetriesExceededError):  # each read of the body cut short
+            return TransientStorageError(f"S3 {action} {key!r}: network failure, retries "
+                                         f"spent: {cause.last_exception}")
         if isinstance(cause, ConnectionError | HTTPClientError):
             return TransientStorageError(f"S3 {action} {key!r}: network failure: {cause}")
         code, status = _error_code(cause)
@@ -406,7 +409,8 @@ class S3Store:
             try:
                 self.client.download_fileobj(self.bucket, self._full(key), out,
                                              Config=self.transfer)
-            except (ClientError, BotoCoreError, Boto3Error) as err:
+            except (ClientError, BotoCoreError, Boto3Error,
+                    S3TransferRetriesExceededError) as err:
                 raise _wrap(err, "download", key) from err
             out.flush()
             if stored.sha256 and sha256_file(Path(out.name)) != stored.sha256:

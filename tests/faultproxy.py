@@ -26,6 +26,7 @@ class Fault(StrEnum):
     CUT_REQUEST = "cut_request"  # connection closed while the client sends the body
     CUT_RESPONSE = "cut_response"  # upstream did the work; the client gets half an answer
     STALL = "stall"  # nothing comes back until the client gives up
+    TRUNCATE_BODY = "truncate_body"  # the whole head, half the body, then a clean close (FIN)
 
 
 _S3_ERRORS = {
@@ -148,6 +149,13 @@ class FaultProxy:
             cut = head_len + body_len // 2 if body_len > 1 else 5
             client.sendall(response[:cut])
             client.shutdown(socket.SHUT_RDWR)
+            return False
+        if fault is Fault.TRUNCATE_BODY:
+            # Unlike CUT_RESPONSE (a reset, which can discard what was sent): the client reads
+            # the head and half the body, then the end of the stream.
+            head_len = response.find(b"\r\n\r\n") + 4
+            client.sendall(response[:head_len + (len(response) - head_len) // 2])
+            client.shutdown(socket.SHUT_WR)
             return False
         client.sendall(response)
         return b"\r\nconnection: close" not in response.split(b"\r\n\r\n")[0].lower()

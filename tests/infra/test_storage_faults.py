@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from infra.storage import S3Store
+from infra.storage import S3Store, TransientStorageError
 from tests.faultproxy import Fault, fault_proxy
 
 log = logging.getLogger(__name__)
@@ -60,3 +60,22 @@ def test_uploads_and_downloads_survive_injected_faults(s3_endpoint: str, tmp_pat
         assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest(), key
     assert not direct.list_multipart_uploads(Bucket="flaky").get("Uploads"), \
         "an interrupted multipart upload was left behind"
+
+
+@pytest.mark.usefixtures("aws_credentials")
+def test_a_download_whose_body_is_cut_short_every_time_fails_as_transient_naming_the_object(
+        s3_endpoint: str, tmp_path: Path) -> None:
+    """A first frame, a LoRA or a clip read through a link that keeps closing halfway through
+    the body: boto3's own re-reads run out and raised its bare 'Max Retries Exceeded' (no key,
+    not transient: the render failed for good, the reason naming nothing)."""
+    S3Store("truncated", "ads", endpoint_url=s3_endpoint, create_bucket=True) \
+        .put_bytes(random.Random(3).randbytes(2**20), "frames/first.png")
+    port = int(s3_endpoint.rsplit(":", 1)[1])
+    # the HEAD goes through; every GET sends its head and half its body, then closes
+    with fault_proxy(port, lambda n: Fault.TRUNCATE_BODY if n else Fault.NONE) as proxy:
+        store = S3Store("truncated", "ads", endpoint_url=proxy.url, max_attempts=2,
+                        read_timeout_s=3.0, connect_timeout_s=2.0)
+        with pytest.raises(TransientStorageError, match="'frames/first.png'"):
+            store.get_file("frames/first.png", tmp_path / "first.png")
+    assert proxy.injected[Fault.TRUNCATE_BODY] > 1  # boto3 read it again before giving up
+    assert list(tmp_path.iterdir()) == [], "a partial download was left"
