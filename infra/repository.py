@@ -160,12 +160,7 @@ def release_claim(session: Session, brief_id: UUID) -> bool:
 
 def claim_brief(session: Session, brief_id: UUID, worker_id: str) -> bool:
     """Claim one brief if it is still submitted; False when a worker took it first."""
-    query = select(BriefRow).where(BriefRow.id == brief_id)
-    if _is_dialect(session, "postgresql"):
-        query = query.with_for_update()
-    row = session.scalars(query).first()
-    if row is None:
-        raise NotFound(f"brief {brief_id} does not exist")
+    row = _locked(session, BriefRow, brief_id, "brief")
     if row.status != BriefStatus.SUBMITTED:
         return False
     transition(row, BriefStatus.CLAIMED)
@@ -448,12 +443,18 @@ def lock_deliverable(session: Session, deliverable_id: UUID) -> Deliverable:
     """The variant, its row locked until the transaction ends (FOR UPDATE on PostgreSQL;
     SQLite's transactions take the write lock when they begin): two review decisions on one
     variant run one after the other, and the second sees the first's status."""
-    query = select(Deliverable).where(Deliverable.id == deliverable_id)
+    return _locked(session, Deliverable, deliverable_id, "deliverable")
+
+
+def _locked(session: Session, model: type[T], row_id: UUID, what: str) -> T:
+    """The row of `model` with `row_id`, locked until the transaction ends (FOR UPDATE on
+    PostgreSQL; SQLite's transactions take the write lock when they begin), or NotFound."""
+    query = select(model).where(model.id == row_id)  # type: ignore[attr-defined]
     if _is_dialect(session, "postgresql"):
         query = query.with_for_update()
     row = session.scalars(query).first()
     if row is None:
-        raise NotFound(f"deliverable {deliverable_id} does not exist")
+        raise NotFound(f"{what} {row_id} does not exist")
     return row
 
 
