@@ -17,6 +17,7 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -60,7 +61,7 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
            team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
     """Validate a brief and queue it for production."""
     if not brief.is_file():
-        errors.print(f"[red]error:[/] no file {brief}")
+        errors.print(f"[red]error:[/] no file {escape(str(brief))}")
         raise typer.Exit(2)
     from tasks.submission import SubmissionRefused, gpu_seconds
     from tasks.submission import submit as submit_checked
@@ -71,10 +72,10 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
             submitted = submit_checked(services, brief.read_bytes(), fmt=fmt,
                                        base_dir=brief.parent, team=team)
     except SubmissionRefused as err:
-        errors.print(f"[red]refused[/]: {err}", highlight=False)
+        errors.print(f"[red]refused[/]: {escape(str(err))}", highlight=False)
         raise typer.Exit(1) from None
     except BriefInvalid as err:
-        errors.print(f"[red]{brief} was rejected[/]: {len(err.problems)} problem(s)")
+        errors.print(f"[red]{escape(str(brief))} was rejected[/]: {len(err.problems)} problem(s)")
         for path, message in err.problems:
             errors.print(f"  {path}: {message}", markup=False, highlight=False)
         raise typer.Exit(1) from None
@@ -170,9 +171,28 @@ def _start_prefect_server() -> threading.Thread | None:
     return thread
 
 
+def ensure_checkpoint(settings: Settings) -> None:
+    """The model a run renders with is there: a configured MOVA_CHECKPOINT must be a checkpoint
+    folder; the default, the random `tiny` one in the data dir, is made when absent (`make
+    demo` renders with the demo model and leaves none, so `serve` after it had no model)."""
+    if (settings.checkpoint / "model_index.json").is_file():
+        return
+    if settings.mova_checkpoint is not None:
+        errors.print(f"error: MOVA_CHECKPOINT={settings.mova_checkpoint} is not a MOVA "
+                     "checkpoint folder (it has no model_index.json)", markup=False,
+                     highlight=False)
+        raise typer.Exit(2)
+    from mova_model.make_checkpoint import make_checkpoint
+
+    console.print(f"making the tiny checkpoint in {settings.checkpoint} ...", markup=False)
+    make_checkpoint(settings.checkpoint, preset="tiny", seed=0, overwrite=True)
+
+
 @app.command()
 def run(limit: Annotated[int, typer.Option(help="Briefs to claim at most.")] = 20,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+        verbose: Annotated[bool, typer.Option(
+            "--verbose", "-v", help="Show Prefect's flow and task logs (INFO).")] = False
+        ) -> None:
     """Ingest submitted briefs and produce every planned brief now."""
     _configure_prefect(verbose)
     from app.prefect_home import seed_home
@@ -186,6 +206,8 @@ def run(limit: Annotated[int, typer.Option(help="Briefs to claim at most.")] = 2
         started = time.monotonic()
         with session_scope(services.engine) as session:
             waiting = repo.any_brief_waiting(session)
+        if waiting:
+            ensure_checkpoint(services.settings)
         # With work waiting, the render pool (Ray, the actors' model load) starts opening now,
         # beside Prefect's server start and the planning, not after them.
         with keep_pools_open(warm=services.settings if waiting else None), \
@@ -215,7 +237,8 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
                     problems.append((f"brief {row.id} {row.status}",
                                      [f"{path}: {message}" for path, message in row.problems]))
         if not rows:
-            console.print("no briefs" + (f" for campaign {campaign}" if campaign else ""))
+            console.print("no briefs" + (f" for campaign {campaign}" if campaign else ""),
+                          markup=False)
             return
         console.print(table)
         _print_reasons(problems)
@@ -269,7 +292,8 @@ def lineage(deliverable: Annotated[str, typer.Argument(help="Deliverable id (or 
     with _services() as services, session_scope(services.engine) as session:
         matches = repo.deliverables_by_id_prefix(session, deliverable)
         if len(matches) != 1:
-            errors.print(f"[red]error:[/] {len(matches)} deliverables match {deliverable!r}")
+            errors.print(f"[red]error:[/] {len(matches)} deliverables match "
+                         f"{escape(repr(deliverable))}")
             raise typer.Exit(2)
         row = matches[0]
         start = repo.manifest_artifact(session, row.manifest_uri) or row.video
@@ -280,7 +304,8 @@ def lineage(deliverable: Annotated[str, typer.Argument(help="Deliverable id (or 
         for depth, artifact in repo.brief_lineage(session, start.id, row.brief):
             extra = f" seed={artifact.seed}" if artifact.seed is not None else ""
             console.print(f"{'  ' * depth}└ {artifact.kind:<9} {artifact.sha256[:12]} "
-                          f"{artifact.task}{extra}  {artifact.uri}", highlight=False)
+                          f"{artifact.task}{extra}  {artifact.uri}", markup=False,
+                          highlight=False)
         console.print(f"{'  ' * 4}brief {row.brief_id} (campaign {row.brief.campaign.slug})")
 
 
@@ -299,7 +324,7 @@ def team_create(name: Annotated[str, typer.Argument(help="Team name: a-z, 0-9, d
         with _services() as services, session_scope(services.engine) as session:
             token = create_team(session, name)
     except (ValueError, InvalidTransition) as err:
-        errors.print(f"[red]error:[/] {err}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from None
     errors.print(f"team {name} created; its token (store it now, it is not shown again):")
     sys.stdout.write(token + "\n")  # stdout: just the token, for scripts
@@ -342,7 +367,7 @@ def brief_approve(brief_id: Annotated[UUID, typer.Argument(help="Brief id.")]) -
             console.print(f"brief {row.id} approved ({cost} GPU-seconds); it is planned",
                           highlight=False)
     except InvalidTransition as err:
-        errors.print(f"[red]error:[/] {err}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -362,7 +387,7 @@ def lora_add(name: Annotated[str, typer.Argument(help="Name briefs use: a-z, 0-9
         with _services() as services:
             done = register_lora(services, team or repo.NO_TEAM, name, folder)
     except LoraRejected as err:
-        errors.print(f"[red]error:[/] {err}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from None
     state = "registered" if done.created else "was registered before with the same files"
     console.print(f"LoRA {done.name} (team {done.team}) {state}: sha256 {done.sha256}",
@@ -385,8 +410,10 @@ app.add_typer(storage_app, name="storage")
 
 @storage_app.command("move-team-keys")
 def storage_move_team_keys() -> None:
-    """Once after migration 0003: copy published files under campaigns/<team>/<campaign>/
-    (idempotent; the old keys are kept)."""
+    """Once after migration 0003: copy published files to their team's keys.
+
+    Copies every published and in-review file under campaigns/<team>/<campaign>/ and points
+    the rows at it; it can be run again (files in place are skipped) and keeps the old keys."""
     from tasks.deliver import move_team_keys
 
     with _services() as services, session_scope(services.engine) as session:
@@ -400,8 +427,9 @@ team_app.add_typer(token_app, name="token")
 
 @token_app.command("list")
 def token_list() -> None:
-    """Each team's token: active or revoked, its fingerprint (first hash digits, never the
-    token) and the page sessions signed in with it."""
+    """Each team's token: active or revoked, its fingerprint and page sessions.
+
+    The fingerprint is the first digits of the token's hash, never the token."""
     from app.auth import token_is_revoked
 
     with _services() as services, session_scope(services.engine) as session:
@@ -422,10 +450,10 @@ def token_revoke(name: Annotated[str, typer.Argument(help="Team name.")]) -> Non
         with _services() as services, session_scope(services.engine) as session:
             revoke_token(session, name)
     except NotFound as err:
-        errors.print(f"[red]error:[/] {err}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from None
     errors.print(f"team {name}: token revoked, sessions ended "
-                 "('team token rotate' issues a new one)")
+                 "('team token rotate' issues a new one)", markup=False)
 
 
 @token_app.command("rotate")
@@ -438,9 +466,10 @@ def token_rotate(name: Annotated[str, typer.Argument(help="Team name.")]) -> Non
         with _services() as services, session_scope(services.engine) as session:
             token = rotate_token(session, name)
     except NotFound as err:
-        errors.print(f"[red]error:[/] {err}", highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from None
-    errors.print(f"team {name}: new token (store it now, it is not shown again):")
+    errors.print(f"team {name}: new token (store it now, it is not shown again):",
+                 markup=False)
     sys.stdout.write(token + "\n")  # stdout: just the token, for scripts
 
 
@@ -499,7 +528,8 @@ def demo_choice(settings: Settings, *, random_weights: bool) -> tuple[dict[str, 
 
 
 @app.command()
-def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+def demo(verbose: Annotated[bool, typer.Option(
+             "--verbose", "-v", help="Show Prefect's flow and task logs (INFO).")] = False,
          random_weights: Annotated[bool, typer.Option(
              "--random-weights", help="The random `tiny` preset and examples/brief.yaml "
              "instead of the demo model (pipeline and formats only: noise for content).")] = False,
@@ -513,11 +543,8 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
         settings = load_settings()
         console.print(f"the demo model ({DEMO_MODEL.relative_to(ROOT)}, trained here on a "
                       f"synthetic world) renders {brief.relative_to(ROOT)}")
-    elif not (settings.checkpoint / "model_index.json").is_file():
-        from mova_model.make_checkpoint import make_checkpoint
-
-        console.print(f"making the tiny checkpoint in {settings.checkpoint} ...")
-        make_checkpoint(settings.checkpoint, preset="tiny", seed=0, overwrite=True)
+    else:
+        ensure_checkpoint(settings)
     submit(brief)
     run(verbose=verbose)
     with _services() as services, session_scope(services.engine) as session:
@@ -526,8 +553,8 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
         console.print("\n[bold]finished spots[/] (one per language x format):")
         for row in spots:
             console.print(f"  {row.locale:<6} {row.aspect:<5} {row.published_uri}",
-                          highlight=False, soft_wrap=True)
-    console.print(f"[bold]deliverables are in[/] {settings.storage}/campaigns/")
+                          markup=False, highlight=False, soft_wrap=True)
+    console.print(f"[bold]deliverables are in[/] {escape(settings.storage)}/campaigns/")
 
 
 def main() -> None:
@@ -541,7 +568,7 @@ def run_command() -> int | str | None:
         _prefect_environment()
         app()
     except (NotFound, SettingsInvalid) as err:
-        errors.print(f"[red]error:[/] {err}", markup=True, highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(err))}", markup=True, highlight=False)
         return 2
     except OperationalError as err:  # the database is down, elsewhere or refuses us
         errors.print(f"error: {_database_problem(err)}", markup=False, highlight=False)
