@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         "Start the Ray dashboard with local Ray (a cluster has its own)."))
     mova_checkpoint: Path | None = Field(default=None, description=(
         "MOVA checkpoint folder (official layout). Default: `<data dir>/checkpoints/tiny`, "
-        "made by `make demo` if absent."))
+        "random weights, made by `mova-ads run` if absent."))
     mova_render_profile: Literal["tiny", "demo", "360p", "720p"] = Field(
         default="tiny", description=(
             "Render size and steps: `tiny` (64x112, 8 steps), `demo` (the demo model's: 64x112, "
