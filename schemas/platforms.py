@@ -151,7 +151,7 @@ def safe_zone(platforms: Iterable[Platform], aspect: Aspect) -> SafeZone:
 
 
 def deliverable_name(campaign: str, locale: str, aspect: Aspect, platform: Platform) -> str:
-    """`<campaign>_<locale>_<W>x<H aspect>_<platform>.mp4`, e.g.
+    """`<campaign>_<locale>_<aspect with x for :>_<platform>.mp4`, e.g.
     `aurora-spring-launch_de-DE_9x16_tiktok.mp4`: sortable, no characters a file system or a
     platform's upload form objects to."""
     return f"{campaign}_{locale}_{aspect.value.replace(':', 'x')}_{platform.value}.mp4"

@@ -259,8 +259,8 @@ def published_key(row: Deliverable, kind: str, *, review: bool) -> str:
 
 def file_stem(row: Deliverable) -> str:
     """A scene finish's files are named after the scene; a spot's after its first platform's
-    deliverable name (`<campaign>_<locale>_<W>x<H>_<platform>`, schemas.platforms), the other
-    platforms' names being listed in its manifest."""
+    deliverable name (`<campaign>_<locale>_<aspect, e.g. 9x16>_<platform>`, see
+    schemas.platforms), the other platforms' names being listed in its manifest."""
     if row.kind != DeliverableKind.SPOT:
         return row.scene_id
     spec = next(s for s in plan_spots(_brief(row.brief)) if s.spot_id == row.name)
