@@ -75,8 +75,8 @@ clean:
 	rm -rf $(VENV) .mova mutants
 
 # The demo model: the tiny MOVA trained on the synthetic world of demo_world/ (issue 17), seeded
-# and resumable (rerun to continue); 75 min on 2 CPU cores, timed on 2026-12-05 (README). Measure it with
-# `$(PY) bench/content.py --checkpoint $(DEMO_MODEL)`.
+# and resumable (rerun to continue); 75 min on 2 CPU cores, timed on 2026-12-05 (README).
+# Measure it with `$(PY) bench/content.py --checkpoint $(DEMO_MODEL)`.
 DEMO_MODEL ?= assets/demo-model
 .PHONY: demo-model
 demo-model: $(RUNTIME)
