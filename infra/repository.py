@@ -168,6 +168,12 @@ def claim_brief(session: Session, brief_id: UUID, worker_id: str) -> bool:
     return True
 
 
+def claimed_brief_ids(session: Session) -> list[UUID]:
+    """Briefs claimed and not planned yet: this run's claims, and those of runs that died."""
+    return list(session.scalars(select(BriefRow.id).where(
+        BriefRow.status == BriefStatus.CLAIMED).order_by(BriefRow.created_at, BriefRow.id)))
+
+
 def briefs_to_produce(session: Session) -> list[BriefRow]:
     """Planned briefs, and briefs a dead run left producing (resumed, never duplicated)."""
     return list(session.scalars(select(BriefRow).where(

@@ -8,16 +8,18 @@ import tempfile
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from infra import repository as repo
 from infra.db import session_scope
 from infra.hashing import sha256_bytes
+from infra.locks import brief_lock
+from infra.statuses import BriefStatus
 from schemas.brief import Brief, load_brief
 from schemas.errors import BriefInvalid
 from schemas.plan import RENDER_PROFILES, Plan, plan_variants, with_cost
-from tasks.faults import readable_reason
+from tasks.faults import readable_reason, run_logger
 from tasks.lora import lora_misfits, resolve_loras
 from tasks.render import fetch_first_frame
 from tasks.retry import retry_on_transient
@@ -102,6 +104,11 @@ def release_claim(services: Services, brief_id: UUID) -> None:
         repo.release_claim(session, brief_id)
 
 
+def _claimed(services: Services, brief_id: UUID) -> bool:
+    with session_scope(services.engine) as session:
+        return repo.get_brief(session, brief_id).status == BriefStatus.CLAIMED
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}-{uuid4().hex[:8]}"
 
@@ -109,10 +116,13 @@ def worker_id() -> str:
 @task(name="ingest.claim", retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def claim_briefs_task(services: Services, limit: int) -> list[UUID]:
+    """Claim submitted briefs; the briefs to plan: these, and any claimed before and never
+    planned (its run was killed while planning: no other run would take it again)."""
     with session_scope(services.engine) as session:
         rows = repo.claim_submitted_briefs(session, limit, worker_id())
-        ids = [row.id for row in rows]
-    get_run_logger().info("ingest.claimed n=%d", len(ids))
+        ids = repo.claimed_brief_ids(session)
+    run_logger().info("ingest.claimed n=%d left_by_earlier_runs=%d", len(rows),
+                      len(ids) - len(rows))
     return ids
 
 
@@ -122,11 +132,21 @@ def plan_brief_task(services: Services, brief_id: UUID) -> int:
     run_id = uuid4()
     services.lineage.start("plan.variants", run_id, [])
     try:
-        plan = plan_brief(services, brief_id)
+        # Planned under the brief's lock, which dies with its holder: a claim whose lock is
+        # free was left by a dead run (or waits in a live run's queue; whichever locks it
+        # first plans it), and a claim whose lock is held is being planned now.
+        with brief_lock(services.engine, brief_id) as lock:
+            skipped = not lock or not _claimed(services, brief_id)
+            plan = None if skipped else plan_brief(services, brief_id)
     except Exception as err:  # the run ends in FAIL (it stayed started for good); re-raised
         services.lineage.fail("plan.variants", run_id, [], readable_reason(err))
         raise
-    logger = get_run_logger()
+    logger = run_logger()
+    if skipped:
+        logger.info("plan.skipped brief_id=%s (planned, or being planned, by another run)",
+                    brief_id)
+        services.lineage.complete("plan.variants", run_id, [], [])
+        return 0
     if plan is None:
         logger.warning("plan.invalid brief_id=%s", brief_id)
         services.lineage.fail("plan.variants", run_id, [], f"brief {brief_id} is invalid")

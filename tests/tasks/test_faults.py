@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from infra import repository as repo
 from infra.db import session_scope
 from infra.db_models import BriefRun, Deliverable
+from infra.locks import brief_lock
 from infra.settings import load_settings
 from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus
 from tasks.faults import readable_reason, retry_delay_s
-from tasks.ingest import plan_brief
+from tasks.ingest import claim_briefs_task, plan_brief, plan_brief_task
 from tasks.production import (
     MAX_FAILED_RUNS,
     briefs_ready,
@@ -325,3 +326,19 @@ def test_a_render_keeps_its_error_up_to_4000_characters(services: Services) -> N
         repo.fail_render(session, job_id, "q" * 5000)
         job = repo.get_render_job(session, job_id)
         assert (job.status, job.error) == (RenderStatus.FAILED, "q" * 4000)
+
+
+def test_a_brief_claimed_by_a_run_killed_while_planning_is_planned_by_the_next_run(
+        services: Services) -> None:
+    """A run killed (SIGKILL, a lost host) after its claim was committed and before the plan
+    was left the brief `claimed` for good: no later run claimed, planned or produced it."""
+    brief_id = submit_brief(services, one_variant_brief())
+    with session_scope(services.engine) as session:
+        assert repo.claim_brief(session, brief_id, "worker-killed-while-planning")
+    assert claim_briefs_task.fn(services, 20) == [brief_id]
+    with brief_lock(services.engine, brief_id):  # a live run is planning it: left to that run
+        assert plan_brief_task.fn(services, brief_id) == 0
+    assert plan_brief_task.fn(services, brief_id) == 1  # its one variant
+    with session_scope(services.engine) as session:
+        assert repo.get_brief(session, brief_id).status == BriefStatus.PLANNED
+    assert plan_brief_task.fn(services, brief_id) == 0, "planned twice"
