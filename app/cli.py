@@ -233,7 +233,8 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
                 summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
                 table.add_row(str(row.id), row.campaign.slug, row.status, summary,
                               f"{row.created_at:%Y-%m-%d %H:%M}")
-                if row.status == BriefStatus.INVALID and row.problems:
+                # (a submitted brief's problem is why its last planning failed)
+                if row.status in (BriefStatus.INVALID, BriefStatus.SUBMITTED) and row.problems:
                     problems.append((f"brief {row.id} {row.status}",
                                      [f"{path}: {message}" for path, message in row.problems]))
         if not rows:

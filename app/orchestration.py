@@ -33,8 +33,8 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
     try:
         if plan_brief(services, brief_id) is None:
             return None
-    except Exception:
-        release_claim(services, brief_id)  # the schedule's next ingest run tries it again
+    except Exception as err:
+        release_claim(services, brief_id, err)  # the schedule's next ingest run tries it again
         raise
     with session_scope(services.engine) as session:
         if repo.get_brief(session, brief_id).status == BriefStatus.AWAITING_APPROVAL:

@@ -30,9 +30,9 @@ def ingest_briefs(limit: int = 20, produce: bool = False) -> list[str]:
         for claimed in claim_briefs_task(services, limit):
             try:
                 plan_brief_task(services, claimed)
-            except Exception:  # noqa: BLE001 - one brief's failure must not stop the others
+            except Exception as err:  # noqa: BLE001 - one brief's failure must not stop the others
                 logger.exception("ingest.plan_failed brief_id=%s", claimed)
-                release_claim(services, claimed)
+                release_claim(services, claimed, err)
                 failed.append(str(claimed))
         ready = [str(b) for b in briefs_ready(services)]
     logger.info("ingest.ready n=%d", len(ready))

@@ -146,15 +146,22 @@ def claim_submitted_briefs(session: Session, limit: int, worker_id: str) -> list
     return rows
 
 
-def release_claim(session: Session, brief_id: UUID) -> bool:
+PLANNING_PROBLEM = "(planning)"  # the path of a planning failure among a brief's problems
+
+
+def release_claim(session: Session, brief_id: UUID, reason: str | None = None) -> bool:
     """A claimed brief whose planning failed goes back to submitted, for the next ingest run
-    (left claimed, no run would ever take it again, and sending it again finds it as sent).
-    False when it had moved on (planned, or found invalid)."""
+    (left claimed, no run would ever take it again, and sending it again finds it as sent),
+    with `reason` kept as its problem until a plan is made: the team and the operator see why
+    it waits. False when it had moved on (planned, or found invalid)."""
     row = get_brief(session, brief_id)
     if row.status != BriefStatus.CLAIMED:
         return False
     transition(row, BriefStatus.SUBMITTED)
     row.claimed_by = None
+    if reason is not None:
+        row.problems = [[PLANNING_PROBLEM, f"planning failed and is tried again by the next "
+                                           f"production run: {reason}"]]
     return True
 
 
@@ -200,6 +207,7 @@ def save_plan(session: Session, brief: BriefRow, body: dict[str, Any], brief_art
                              lambda: PlanRow(brief_id=brief.id, body=body,
                                              artifact_id=plan_artifact.id))
     transition(brief, BriefStatus.AWAITING_APPROVAL if hold else BriefStatus.PLANNED)
+    brief.problems = None  # an earlier attempt's planning failure is over
     return plan
 
 

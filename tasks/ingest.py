@@ -98,10 +98,11 @@ def plan_brief(services: Services, brief_id: UUID) -> Plan | None:
     return plan
 
 
-def release_claim(services: Services, brief_id: UUID) -> None:
-    """After planning failed (its retries spent): the brief waits for the next run again."""
+def release_claim(services: Services, brief_id: UUID, error: BaseException) -> None:
+    """After planning failed (its retries spent): the brief waits for the next run again,
+    showing why."""
     with session_scope(services.engine) as session:
-        repo.release_claim(session, brief_id)
+        repo.release_claim(session, brief_id, readable_reason(error))
 
 
 def _claimed(services: Services, brief_id: UUID) -> bool:

@@ -521,3 +521,28 @@ def test_the_review_page_says_when_a_decision_got_no_answer_it_can_read(
             browser.close()
     with service.client("judge") as client:
         assert client.get(base).json()["status"] == "in_review"
+
+
+def test_a_brief_waiting_after_a_failed_planning_says_why_on_its_page(service: Service) -> None:
+    """A brief whose planning failed waited in `submitted` with nothing shown; its page (and
+    the API) give the reason, under a heading that says it waits (not "invalid")."""
+    from infra.repository import PLANNING_PROBLEM, release_claim, set_brief_status
+    from infra.statuses import BriefStatus
+
+    engine = make_engine(service.database_url)
+    with session_scope(engine) as session:
+        brief = add_brief(session, campaign_slug="waiting", brand="Aurora",
+                          raw=json.dumps(_brief(campaign="waiting")), sha256=uuid4().hex * 2,
+                          team="judge")
+        set_brief_status(session, brief.id, BriefStatus.CLAIMED)
+        release_claim(session, brief.id, "inputs/judge/ab12.png does not exist")
+        brief_id = brief.id
+    engine.dispose()
+    with service.client("judge") as client:
+        view = client.get(f"/api/briefs/{brief_id}").json()
+    assert view["status"] == "submitted"
+    assert view["problems"][0][0] == PLANNING_PROBLEM
+    page = httpx.get(f"{service.url}/briefs/{brief_id}", cookies=service.page_cookies("judge"),
+                     timeout=60).text
+    assert "waiting: its last planning attempt failed" in page
+    assert "inputs/judge/ab12.png does not exist" in page and "became invalid" not in page

@@ -247,17 +247,38 @@ def test_malformed_briefs_are_rejected_and_leave_nothing(tmp_path: Path, checkpo
     assert not storage.exists() or not any(p.is_file() for p in storage.rglob("*"))
 
 
-def test_a_brief_whose_planning_fails_waits_for_the_next_run(tmp_path: Path,
-                                                             checkpoint: Path) -> None:
-    """Planning that fails (here: the configured checkpoint folder is missing) once left the
-    brief claimed for good: no run took it again, and sending it again found it as sent."""
+def test_a_brief_whose_planning_fails_waits_for_the_next_run_and_says_why(
+        tmp_path: Path, checkpoint: Path) -> None:
+    """Planning that fails (here: the brief's uploaded first frame is gone from storage) once
+    left the brief claimed for good; then it waited in `submitted` with no reason anywhere.
+    Now it waits for the next run, and the page, the API and `status` say why."""
+    import shutil
+
+    from PIL import Image
+
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    shutil.copy(EXAMPLE.parent / "logo.png", folder / "logo.png")
+    Image.new("RGB", (112, 64), (200, 120, 40)).save(folder / "hero.png")
+    (folder / "brief.yaml").write_text(EXAMPLE.read_text().replace(
+        "    duration_s: 1.0\n", "    duration_s: 1.0\n    first_frame: hero.png\n", 1))
     data = tmp_path / "data"
-    assert run_cli(["submit", str(EXAMPLE)], cli_env(data, checkpoint), timeout=60) \
-        .returncode == 0
-    failed = run_cli(["run"], cli_env(data, tmp_path / "no-such-checkpoint"), timeout=600)
+    env = cli_env(data, checkpoint)
+    submitted = run_cli(["submit", str(folder / "brief.yaml")], env, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    [upload] = [p for p in (data / "storage" / "inputs").rglob("*.png")
+                if p.read_bytes() == (folder / "hero.png").read_bytes()]
+    upload.unlink()
+    failed = run_cli(["run"], env, timeout=600)
     assert failed.returncode != 0
     engine = make_engine(f"sqlite:///{data / 'mova_ads.db'}")
     with session_scope(engine) as session:
         [brief] = session.scalars(select(BriefRow)).all()
         assert (brief.status, brief.claimed_by) == ("submitted", None)
+        [[path, reason]] = brief.problems
     engine.dispose()
+    assert path == "(planning)" and reason.startswith("planning failed and is tried again by "
+                                                      "the next production run: ")
+    assert upload.name in reason
+    status = run_cli(["status"], env, timeout=60)
+    assert upload.name in "".join(status.stdout.split()), status.stdout

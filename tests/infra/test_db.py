@@ -64,6 +64,7 @@ from infra.repository import (
     plan_artifact,
     published_deliverables,
     record_submission,
+    release_claim,
     render_job,
     render_progress,
     reopen_spot,
@@ -1103,3 +1104,17 @@ def test_a_resubmitted_brief_is_the_oldest_valid_one_with_that_content(engine: E
         mark_brief_invalid(session, invalid, [("scenes", "empty")])
         session.flush()
         assert duplicate_brief(session, "alpha", "b" * 64, None) is None
+
+
+def test_a_planning_failure_is_kept_as_the_briefs_problem_until_a_plan_is_made(
+        engine: Engine) -> None:
+    with session_scope(engine) as session:
+        brief = _brief(session, status=BriefStatus.CLAIMED)
+        assert release_claim(session, brief.id, "inputs/emea/ab.png does not exist")
+        assert brief.status == BriefStatus.SUBMITTED and brief.problems == [[
+            "(planning)", "planning failed and is tried again by the next production run: "
+                          "inputs/emea/ab.png does not exist"]]
+        _move_to(brief, BriefStatus.CLAIMED)
+        save_plan(session, brief, {"scenes": []}, _artifact(session, "brief", []),
+                  _artifact(session, "plan", []))
+        assert brief.status == BriefStatus.PLANNED and brief.problems is None
