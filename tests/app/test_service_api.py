@@ -546,3 +546,20 @@ def test_a_brief_waiting_after_a_failed_planning_says_why_on_its_page(service: S
                      timeout=60).text
     assert "waiting: its last planning attempt failed" in page
     assert "inputs/judge/ab12.png does not exist" in page and "became invalid" not in page
+
+
+def test_an_approved_spot_whose_publishing_stopped_can_be_published_again_from_its_page(
+        service: Service) -> None:
+    """Approved, then publishing failed (storage down): the variant stayed 'approved' with no
+    button anywhere (only the API, called again, could finish it)."""
+    deliverable_id = _planted_in_review(service)
+    engine = make_engine(service.database_url)
+    with session_scope(engine) as session:
+        session.get(Deliverable, UUID(deliverable_id)).status = DeliverableStatus.APPROVED  # type: ignore[union-attr]
+    engine.dispose()
+    page = httpx.get(f"{service.url}/briefs/{_brief_of(service, deliverable_id)}",
+                     cookies=service.page_cookies("judge"), timeout=60).text
+    card = page[page.index(f'data-variant="{deliverable_id}"'):]
+    card = card[:card.index('class="variant"')] if 'class="variant"' in card else card
+    assert f'<button class="approve" data-id="{deliverable_id}">Publish again</button>' in card
+    assert "comment ? comment.value" in page  # the script sends no comment from that card
