@@ -19,6 +19,7 @@ from uuid import UUID
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import RunFacet, error_message_run
+from openlineage.client.serde import Serde
 from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import (
     ApiKeyTokenProvider,
@@ -84,21 +85,31 @@ class LineageEmitter:
             outputs=[OutputDataset(*_dataset(uri)) for uri in outputs],
         )
         if self._clock() < self._endpoint_paused_until:
-            self._undelivered.emit(event)
-            log.info("lineage.undelivered state=%s job=%s run_id=%s kept_in=%s (endpoint "
-                     "paused after a failure)", state.value, job_name, run_id,
-                     self.undelivered_path)
+            self._keep(event, "endpoint paused after a failure")
             return
         try:
             self.client.emit(event)
-        except OSError as err:  # requests' errors are OSErrors too: an unreachable endpoint
-            self._undelivered.emit(event)
+        # requests' errors are OSErrors (an unreachable endpoint); the file transport raises
+        # RuntimeError (a full disk): either way production goes on
+        except (OSError, RuntimeError) as err:
             self._endpoint_paused_until = self._clock() + ENDPOINT_PAUSE_S
-            log.warning("lineage.undelivered state=%s job=%s run_id=%s kept_in=%s error=%s",
-                        state.value, job_name, run_id, self.undelivered_path, err)
+            self._keep(event, str(err))
             return
         log.info("lineage.event state=%s job=%s run_id=%s inputs=%d outputs=%d", state.value,
                  job_name, run_id, len(inputs), len(outputs))
+
+    def _keep(self, event: RunEvent, why: str) -> None:
+        """An event the transport did not take, kept in `undelivered.jsonl`; where that cannot
+        be written either (the disk is full), in the log, whole, so it can still be replayed."""
+        try:
+            self._undelivered.emit(event)
+        except (OSError, RuntimeError) as err:
+            log.error("lineage.unkept run_id=%s error=%s (%s) event=%s", event.run.runId, why,
+                      err, Serde.to_json(event))
+            return
+        log.warning("lineage.undelivered state=%s job=%s run_id=%s kept_in=%s error=%s",
+                    event.eventType.value, event.job.name, event.run.runId,
+                    self.undelivered_path, why)
 
     def start(self, job_name: str, run_id: UUID, inputs: list[str], *,
               facets: Mapping[str, RunFacet] | None = None) -> None:

@@ -4,6 +4,7 @@ that is down neither fails the caller nor loses the event."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
+
+import pytest
 
 from infra.lineage_events import ENDPOINT_PAUSE_S, EVENTS_FILE, LineageEmitter
 
@@ -104,3 +107,26 @@ def test_an_endpoint_that_fails_keeps_the_events_and_is_paused(tmp_path: Path) -
     kept = [json.loads(line) for line in emitter.undelivered_path.read_text().splitlines()]
     assert [(e["eventType"], e["run"]["runId"]) for e in kept] == [
         ("START", str(runs[0])), ("COMPLETE", str(runs[1])), ("FAIL", str(runs[2]))]
+
+
+def test_a_lineage_file_that_cannot_be_written_does_not_stop_production(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk under the lineage folder made the file transport raise RuntimeError, which
+    went up through the render that had just finished (its result was thrown away). Now the
+    event is kept in undelivered.jsonl, or, when nothing there can be written either, in the
+    log whole."""
+    (tmp_path / EVENTS_FILE).mkdir()  # the events file cannot be opened for writing
+    emitter = LineageEmitter(file_dir=tmp_path)
+    first = uuid4()
+    emitter.start("render.generate", first, [])
+    [kept] = [json.loads(line) for line in emitter.undelivered_path.read_text().splitlines()]
+    assert kept["run"]["runId"] == str(first)
+
+    emitter.undelivered_path.unlink()
+    emitter.undelivered_path.mkdir()  # and now neither file can be written
+    second = uuid4()
+    with caplog.at_level(logging.ERROR, logger="infra.lineage_events"):
+        emitter.complete("render.generate", second, [], ["s3://b/c.npz"])
+    [record] = [r for r in caplog.records if "lineage.unkept" in r.getMessage()]
+    logged = json.loads(record.getMessage().split(" event=", 1)[1])
+    assert logged["run"]["runId"] == str(second) and logged["eventType"] == "COMPLETE"
