@@ -193,21 +193,25 @@ class LocalStore:
             _log_put(replace(existing, uploaded=False), "local")
             return replace(existing, uploaded=False)
         path = self._path(key)
-        # Drop the old sidecar first: from here until the new one lands, head() says absent
-        # rather than pairing new bytes with old metadata.
-        self._sidecar(path).unlink(missing_ok=True)
-        with open_source() as source, _atomic_target(path) as out:
-            copied, size = _copy_hashed(source, out)
-            if copied != digest:
-                raise StorageError(f"source for key {key!r} changed while storing: expected "
-                                   f"sha256 {digest[:12]}, copied {copied[:12]}")
-        obj = StoredObject(uri=self.uri_for(key), key=key, sha256=digest, size_bytes=size,
-                           content_type=_content_type(key, content_type),
-                           metadata=dict(metadata or {}))
-        sidecar = {"sha256": digest, "size_bytes": size, "content_type": obj.content_type,
-                   "metadata": obj.metadata}
-        with _atomic_target(self._sidecar(path)) as out:
-            out.write(json.dumps(sidecar, sort_keys=True).encode())
+        try:
+            # Drop the old sidecar first: from here until the new one lands, head() says absent
+            # rather than pairing new bytes with old metadata.
+            self._sidecar(path).unlink(missing_ok=True)
+            with open_source() as source, _atomic_target(path) as out:
+                copied, size = _copy_hashed(source, out)
+                if copied != digest:
+                    raise StorageError(f"source for key {key!r} changed while storing: "
+                                       f"expected sha256 {digest[:12]}, copied {copied[:12]}")
+            obj = StoredObject(uri=self.uri_for(key), key=key, sha256=digest, size_bytes=size,
+                               content_type=_content_type(key, content_type),
+                               metadata=dict(metadata or {}))
+            sidecar = {"sha256": digest, "size_bytes": size, "content_type": obj.content_type,
+                       "metadata": obj.metadata}
+            with _atomic_target(self._sidecar(path)) as out:
+                out.write(json.dumps(sidecar, sort_keys=True).encode())
+        except OSError as err:  # a full disk, a read-only folder: say which object it was
+            raise StorageError(f"cannot store {key!r} in {self.root}: "
+                               f"{err.strerror or err}") from err
         _log_put(obj, "local")
         return obj
 
