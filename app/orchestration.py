@@ -25,17 +25,23 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
     settings = services.settings
     if not settings.prefect_api_url:
         return None
+    from infra.locks import brief_lock
     from tasks.ingest import plan_brief, release_claim
 
     with session_scope(services.engine) as session:
         if not repo.claim_brief(session, brief_id, "review-service"):
             return None  # an ingest run took it first
-    try:
-        if plan_brief(services, brief_id) is None:
-            return None
-    except Exception as err:
-        release_claim(services, brief_id, err)  # the schedule's next ingest run tries it again
-        raise
+    # Under the brief's lock, as an ingest run plans: a run that sees this claim before the
+    # plan is made (it also plans claims of dead runs) finds the lock held and skips it.
+    with brief_lock(services.engine, brief_id) as lock:
+        if not lock:
+            return None  # an ingest run is planning it: it produces it too
+        try:
+            if plan_brief(services, brief_id) is None:
+                return None
+        except Exception as err:
+            release_claim(services, brief_id, err)  # the next ingest run tries it again
+            raise
     with session_scope(services.engine) as session:
         if repo.get_brief(session, brief_id).status == BriefStatus.AWAITING_APPROVAL:
             return None  # over the cost threshold: produced once an operator approves it
