@@ -23,6 +23,11 @@ GATING_BLOCK_S = 0.4  # BS.1770's block: shorter audio has no integrated loudnes
 # picture is black throughout (all but at most one frame), as a mean luma under 16 over a
 # uniform clip does. freezedetect's noise floor is the same 0.5-level mean frame difference.
 BLACK_PIXEL_SHARE = 0.98
+# A file fails when its picture is black, or still, for half its length or more. A judgement
+# call, made as a demanding marketing team would: a fade or a held beat is fine, a render that
+# goes dark or stops moving for half its length is broken, and one frame of flash or motion in
+# it does not save it (the test was "throughout", which a single differing frame passed).
+MAX_FAULTY_PICTURE_SHARE = 0.5
 _VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
 
 
@@ -109,19 +114,24 @@ def file_analysis(path: Path) -> MediaAnalysis:
                          freeze_noise=FROZEN_DIFF / 255)
 
 
-def file_picture_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
-    """Black and frozen picture from the analysis pass: each fails when its condition holds
-    for the whole picture but at most one frame (a single frame cannot be frozen)."""
-    whole = analysis.video_s - 1 / fps
-    black = analysis.frames == 0 or analysis.black_s >= whole
-    frozen = analysis.frames > 1 and analysis.frozen_s >= whole
-    span = f"of {analysis.video_s:.2f} s"
+def file_picture_checks(analysis: MediaAnalysis, fps: float,
+                        held_s: float = 0.0) -> list[QCCheck]:
+    """Black and still picture from the analysis pass: each fails when its stretches add up to
+    MAX_FAULTY_PICTURE_SHARE of the picture or more (a single frame cannot be frozen).
+    `held_s`: seconds meant to be still at the end (a spot's end card), left out of both."""
+    limit = MAX_FAULTY_PICTURE_SHARE * (analysis.video_s - held_s)
+    black_s, frozen_s = (max(span - held_s, 0.0) for span in (analysis.black_s,
+                                                              analysis.frozen_s))
+    black = analysis.frames == 0 or black_s >= limit - 1e-6
+    frozen = analysis.frames > 1 and frozen_s >= limit - 1e-6
+    span = f"of {analysis.video_s:.2f} s" + (f" ({held_s:.2f} s held)" if held_s else "")
+    share = f"under {MAX_FAULTY_PICTURE_SHARE:.0%} of the picture"
     return [
         _check("black_picture", not black, f"black {analysis.black_s:.2f} s {span}",
-               f"not black throughout (luma < {BLACK_LUMA:.0f} on {BLACK_PIXEL_SHARE:.0%} of "
+               f"black {share} (luma < {BLACK_LUMA:.0f} on {BLACK_PIXEL_SHARE:.0%} of "
                "pixels)"),
         _check("frozen_picture", not frozen, f"still {analysis.frozen_s:.2f} s {span}",
-               f"not still throughout (frame difference >= {FROZEN_DIFF})"),
+               f"still {share} (frame difference < {FROZEN_DIFF})"),
     ]
 
 
@@ -129,11 +139,13 @@ def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, w
            height: int, target: LoudnessTarget, captions: Path | None,
            source_audio: np.ndarray | None = None, analysis: MediaAnalysis | None = None,
            decoded: tuple[np.ndarray, int] | None = None,
-           video_format: tuple[str, str] = ("High", "yuv420p")) -> QCReport:
+           video_format: tuple[str, str] = ("High", "yuv420p"),
+           held_s: float = 0.0) -> QCReport:
     """Every check on one encoded file. The picture is analysed by ffmpeg in one pass
     (`file_analysis`); the audio is decoded once for the BS.1770 meter. A caller that already
     has either passes it in (`analysis`, `decoded` = (samples, rate) of this file).
-    `video_format` is the (H.264 profile, pixel format) expected: delivery's by default."""
+    `video_format` is the (H.264 profile, pixel format) expected: delivery's by default;
+    `held_s` the still picture planned at the end (a spot's end card)."""
     checks: list[QCCheck] = []
     expected_s = expected_frames / fps
     checks.append(_check("duration", abs(media.duration_s - expected_s) <= 1 / fps + 1e-3,
@@ -157,7 +169,7 @@ def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, w
     analysis = analysis or file_analysis(path)
     checks.append(_check("frame_count", analysis.frames == expected_frames, analysis.frames,
                          expected_frames))
-    checks += file_picture_checks(analysis, fps)
+    checks += file_picture_checks(analysis, fps, held_s)
     samples, rate = decoded or decode_audio(path)
     checks += sound_checks(samples, rate, target, source_audio)
     offset = abs(samples.shape[1] / rate - expected_s)

@@ -198,9 +198,11 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path,
         measured = SpotMeasurement(analysis=file_analysis(path), audio=decode_audio(path))
     media, analysis, decoded = probe(path), measured.analysis, measured.audio
     # 1. the deliverable checks every scene clip passes: codecs, size, frames, loudness, ...
+    held_s = result.duration_s - result.end_card_start_s \
+        if result.end_card_start_s is not None else 0.0  # the end card is a still picture
     report = run_qc(media, path, expected_frames=result.frames, fps=SPOT_FPS,
                     width=result.width, height=result.height, target=spec.loudness,
-                    captions=vtt, analysis=analysis, decoded=decoded)
+                    captions=vtt, analysis=analysis, decoded=decoded, held_s=held_s)
     checks = list(report.checks)
     # 2. the platforms' duration limits, on the encoded file
     reasons = [r for p in spec.platforms if (r := duration_problem(p, media.duration_s))]
