@@ -63,19 +63,21 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
 
 def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
                  source_audio: np.ndarray | None = None) -> list[QCCheck]:
-    """Silence, clipping and integrated loudness (ITU-R BS.1770 via pyloudnorm). Clipping is
-    judged on the rendered source when given: loudness processing lowers the peaks of a clipped
-    render but cannot restore its flattened waveform."""
-    rms = float(np.sqrt(np.mean(np.square(audio)))) if audio.size else 0.0
-    rms_dbfs = 20 * np.log10(rms) if rms > 0 else -np.inf
+    """Silence, clipping and integrated loudness (ITU-R BS.1770 via pyloudnorm). Silence and
+    clipping are judged on the rendered source when given: loudness processing lowers the peaks
+    of a clipped render but cannot restore its flattened waveform, and raises a render's hiss
+    at -70 dBFS to the target like any sound (judged after it, only digital silence failed)."""
     judged = audio if source_audio is None else source_audio
+    rms = float(np.sqrt(np.mean(np.square(judged)))) if judged.size else 0.0
+    rms_dbfs = 20 * np.log10(rms) if rms > 0 else -np.inf
     clipped = float(np.mean(np.abs(judged) >= 0.999)) if judged.size else 0.0
     measured = integrated_lufs(audio, sample_rate)
     loudness = float("-inf") if measured is None else measured
     low = target.integrated_lufs - LOUDNESS_TOLERANCE_LU
     high = target.integrated_lufs + LOUDNESS_TOLERANCE_LU
     return [
-        _check("silence", rms_dbfs > SILENCE_DBFS, f"{rms_dbfs:.1f} dBFS RMS",
+        _check("silence", rms_dbfs > SILENCE_DBFS, f"{rms_dbfs:.1f} dBFS RMS"
+               + ("" if source_audio is None else " as rendered"),
                f"> {SILENCE_DBFS} dBFS"),
         _check("clipping", clipped < CLIPPED_FRACTION, f"{clipped:.4%} samples at full scale",
                f"< {CLIPPED_FRACTION:.1%}"),

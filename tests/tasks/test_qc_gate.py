@@ -102,6 +102,16 @@ def test_silence_is_below_minus_60_dbfs_rms() -> None:
     assert not zero.passed and zero.measured == "-inf dBFS RMS"
 
 
+def test_silence_is_judged_on_the_source_when_given() -> None:
+    # a render of nothing but -70 dBFS hiss: normalisation lifts it to the target, where the
+    # finished sound is far above -60 dBFS; what was rendered is silence all the same
+    hiss = np.random.default_rng(0).standard_normal((2, RATE)) * 10 ** (-70 / 20)
+    check = _by_name(sound_checks(_tone(0.2), RATE, WEB, source_audio=hiss))["silence"]
+    assert not check.passed and check.measured == "-70.0 dBFS RMS as rendered"
+    assert _by_name(sound_checks(_tone(0.2), RATE, WEB, source_audio=_tone(0.01)))[
+        "silence"].passed
+
+
 def test_clipping_is_a_thousandth_of_samples_at_full_scale() -> None:
     audio = _tone(0.5)
     audio[:, :95] = 0.9995  # 95 of 48000 per channel: 0.198 %
