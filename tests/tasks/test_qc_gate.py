@@ -230,6 +230,18 @@ def test_caption_problems_name_each_fault() -> None:
     assert caption_problems(later) == []
 
 
+def test_a_cue_past_the_end_of_the_clip_is_a_problem() -> None:
+    past = "WEBVTT\n\n00:00:02.500 --> 00:00:03.000\nNever shown\n"
+    assert caption_problems(past, duration_s=2.0) == [
+        "cue 00:00:02.500 --> 00:00:03.000 runs past the end of the clip (2.000 s)"]
+    assert caption_problems(past) == []  # without the clip's duration nothing to compare
+    assert caption_problems("WEBVTT\n\n00:00:01.500 --> 00:00:02.000\nLast\n",
+                            duration_s=2.0) == []
+    # timed to sound that runs on a little past the picture: within the tolerance given
+    assert caption_problems("WEBVTT\n\n00:00:01.500 --> 00:00:02.050\nLast\n",
+                            duration_s=2.0, tolerance_s=0.067) == []
+
+
 # ---- the whole gate on an encoded file -------------------------------------------------------
 
 
@@ -270,6 +282,9 @@ def test_a_good_file_passes_every_check(finished: tuple[Path, MediaProbe, np.nda
     bad = _checks(finished, captions=vtt)["captions"]
     assert not bad.passed
     assert (bad.measured, bad.expected) == ("missing WEBVTT header", "valid WebVTT")
+    vtt.write_text("WEBVTT\n\n00:00:01.500 --> 00:00:03.000\nJeder Morgen\n")
+    late = _checks(finished, captions=vtt)["captions"]  # the file lasts 2 s
+    assert not late.passed and "runs past the end of the clip (2.000 s)" in late.measured
     vtt.write_text("WEBVTT\n\nnonsense\nA\n\n00:00:02.000 --> 00:00:01.000\nB\n")
     assert _checks(finished, captions=vtt)["captions"].measured == (
         "bad cue timing line 'nonsense'; cue 00:00:02.000 --> 00:00:01.000 overlaps or runs "
