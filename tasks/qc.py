@@ -16,6 +16,12 @@ FROZEN_DIFF = 0.5  # mean absolute frame difference under which the picture is f
 SILENCE_DBFS = -60.0
 CLIPPED_FRACTION = 0.001  # share of samples at full scale that means clipping
 LOUDNESS_TOLERANCE_LU = 1.0
+# Stereo a phone can play: no channel 30 dB under the other over the clip (one dead side), and
+# the mono downmix at most 6 dB under the stereo level (a channel correlation above -0.5; an
+# inverted channel cancels in mono, and most phones play a spot through one speaker). A
+# judgement call: uncorrelated stereo loses 3 dB in mono, so only sound fighting itself fails.
+DEAD_CHANNEL_DB = 30.0
+MONO_LOSS_DB = 6.0
 GATING_BLOCK_S = 0.4  # BS.1770's block: shorter audio has no integrated loudness
 # On an encoded file the picture checks run as ffmpeg filters in the one analysis pass. A pixel
 # is black under the same luma (16 of 255, as a share of the luma range); blackdetect judges a
@@ -63,7 +69,8 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
 
 def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
                  source_audio: np.ndarray | None = None) -> list[QCCheck]:
-    """Silence, clipping and integrated loudness (ITU-R BS.1770 via pyloudnorm). Silence and
+    """Silence, clipping, integrated loudness (ITU-R BS.1770 via pyloudnorm) and stereo
+    (`stereo_check`, on the finished sound). Silence and
     clipping are judged on the rendered source when given: loudness processing lowers the peaks
     of a clipped render but cannot restore its flattened waveform, and raises a render's hiss
     at -70 dBFS to the target like any sound (judged after it, only digital silence failed)."""
@@ -83,7 +90,23 @@ def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
                f"< {CLIPPED_FRACTION:.1%}"),
         _check("loudness", low <= loudness <= high, f"{loudness:.1f} LUFS",
                f"{target.integrated_lufs:.0f} ± {LOUDNESS_TOLERANCE_LU:.0f} LUFS"),
+        stereo_check(audio),
     ]
+
+
+def stereo_check(audio: np.ndarray) -> QCCheck:
+    """One dead channel, or channels in opposite phase, in (channels, samples) audio; mono and
+    silent audio pass (silence is its own check)."""
+    powers = np.mean(np.square(audio.astype(np.float64)), axis=-1) if audio.size else []
+    if len(powers) != 2 or not max(powers) > 0:
+        return _check("stereo", True, f"{len(powers)} channel(s)", "both channels, in phase")
+    with np.errstate(divide="ignore"):
+        balance_db = float(10 * np.log10(max(powers) / min(powers)))
+        mono_db = float(10 * np.log10(np.mean(np.square(audio.astype(np.float64).mean(axis=0)))
+                                      / np.mean(powers)))
+    return _check("stereo", balance_db < DEAD_CHANNEL_DB and mono_db > -MONO_LOSS_DB,
+                  f"channels {balance_db:.1f} dB apart, mono downmix {mono_db:.1f} dB",
+                  f"< {DEAD_CHANNEL_DB:.0f} dB apart, mono > -{MONO_LOSS_DB:.0f} dB")
 
 
 def caption_problems(vtt_text: str, duration_s: float | None = None,

@@ -112,6 +112,22 @@ def test_silence_is_judged_on_the_source_when_given() -> None:
         "silence"].passed
 
 
+def test_a_dead_or_inverted_channel_fails_stereo() -> None:
+    # on a phone's one speaker an inverted channel cancels the other: the spot plays silent
+    tone = _tone(0.2)
+    assert _by_name(sound_checks(tone, RATE, WEB))["stereo"].passed
+    assert _by_name(sound_checks(tone[:1], RATE, WEB))["stereo"].passed  # mono
+    noise = np.random.default_rng(0).standard_normal((2, RATE)) * 0.1
+    assert _by_name(sound_checks(noise, RATE, WEB))["stereo"].passed  # uncorrelated: -3 dB
+    inverted = tone * np.array([[1.0], [-1.0]])
+    check = _by_name(sound_checks(inverted, RATE, WEB))["stereo"]
+    assert not check.passed and "mono downmix -inf dB" in check.measured
+    dead = tone * np.array([[1.0], [0.0]])
+    check = _by_name(sound_checks(dead, RATE, WEB))["stereo"]
+    assert not check.passed and check.measured.startswith("channels inf dB apart")
+    assert check.expected == "< 30 dB apart, mono > -6 dB"
+
+
 def test_clipping_is_a_thousandth_of_samples_at_full_scale() -> None:
     audio = _tone(0.5)
     audio[:, :95] = 0.9995  # 95 of 48000 per channel: 0.198 %
@@ -274,8 +290,8 @@ def test_a_good_file_passes_every_check(finished: tuple[Path, MediaProbe, np.nda
     checks = _gate(finished, captions=vtt)
     assert checks == dict.fromkeys(
         ["duration", "resolution", "video_codec", "audio_codec", "faststart", "frame_count",
-         "black_picture", "frozen_picture", "silence", "clipping", "loudness", "av_offset",
-         "captions"], True)
+         "black_picture", "frozen_picture", "silence", "clipping", "loudness", "stereo",
+         "av_offset", "captions"], True)
     good = _checks(finished, captions=vtt)["captions"]
     assert (good.measured, good.expected) == ("valid", "valid WebVTT")
     vtt.write_text("not a vtt")
