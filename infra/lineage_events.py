@@ -108,7 +108,7 @@ class LineageEmitter:
                       err, Serde.to_json(event))
             return
         log.warning("lineage.undelivered state=%s job=%s run_id=%s kept_in=%s error=%s",
-                    event.eventType.value, event.job.name, event.run.runId,
+                    event.eventType and event.eventType.value, event.job.name, event.run.runId,
                     self.undelivered_path, why)
 
     def start(self, job_name: str, run_id: UUID, inputs: list[str], *,
