@@ -42,8 +42,10 @@ def _width(stream: TextIO) -> int | None:
     return None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 200
 
 
-console = Console(width=_width(sys.stdout))
-errors = Console(stderr=True, width=_width(sys.stderr))
+# soft_wrap: a line of text is never broken by us (the terminal wraps it; a log or a grep sees
+# it whole, whatever COLUMNS the environment exports); tables still fit the width.
+console = Console(width=_width(sys.stdout), soft_wrap=True)
+errors = Console(stderr=True, width=_width(sys.stderr), soft_wrap=True)
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_BRIEF = ROOT / "examples" / "brief.yaml"
 # `demo` by default: the tiny MOVA trained here on the synthetic world (make demo-model), and a
