@@ -7,6 +7,7 @@ boxes, and a word too long to wrap (a URL, a long compound) failed the spot's QC
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -180,28 +181,38 @@ def _longest_word(text: str) -> str:
     return word if len(word) <= SHOWN_WORD_CHARS else word[:SHOWN_WORD_CHARS] + "…"
 
 
-def _render_layout(layout: _Layout, events: list[_Event], workdir: Path) -> np.ndarray:
-    """(events, H, W) grey frames: frame k is libass's drawing of event k alone."""
+def _probe_script(layout: _Layout, events: list[_Event]) -> str:
+    """The ASS script drawing each event alone on its own second, as the spot styles it."""
     width, height = layout.size
     captions = [e.caption for e in events if e.caption is not None]
     timed = [TimedText(start_s=float(k), end_s=float(k + 1), text=e.on_screen)
              for k, e in enumerate(events) if e.on_screen is not None]
-    ass = workdir / "probe.ass"
-    ass.write_text(build_timed_ass(width=width, height=height, locale=layout.locale,
-                                   captions=captions, on_screen=timed, safe_zone=layout.zone),
-                   encoding="utf-8")
-    raw = workdir / "probe.gray"
-    grey = f"{TEXT_CANVAS:02x}" * 3
-    canvas = ffmpeg.input(f"color=c=0x{grey}:s={width}x{height}:r=1:d={len(events)}", f="lavfi")
-    args = (ffmpeg.output(canvas.filter("ass", str(ass)), str(raw), f="rawvideo",
-                          pix_fmt="gray", vframes=len(events))
-            .overwrite_output().compile())[1:]
-    run_ffmpeg(args, env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
-    # mapped, not read: a brief at its caps draws a few hundred frames per layout
-    frames = np.memmap(raw, dtype=np.uint8, mode="r").reshape(-1, height, width, 1)
-    if len(frames) != len(events):
-        raise RuntimeError(f"libass drew {len(frames)} frames for {len(events)} texts")
-    return frames
+    return build_timed_ass(width=width, height=height, locale=layout.locale, captions=captions,
+                           on_screen=timed, safe_zone=layout.zone)
+
+
+@functools.lru_cache(maxsize=512)
+def _outside_pixels(script: str, size: tuple[int, int], zone: SafeZone, count: int
+                    ) -> tuple[int, ...]:
+    """Pixels outside `zone` of each of the script's `count` seconds, drawn by libass. Cached:
+    a brief sent again (or another with the same texts) is not drawn again."""
+    width, height = size
+    with tempfile.TemporaryDirectory(prefix="text-fit-") as tmp:
+        workdir = Path(tmp)
+        ass = workdir / "probe.ass"
+        ass.write_text(script, encoding="utf-8")
+        raw = workdir / "probe.gray"
+        grey = f"{TEXT_CANVAS:02x}" * 3
+        canvas = ffmpeg.input(f"color=c=0x{grey}:s={width}x{height}:r=1:d={count}", f="lavfi")
+        args = (ffmpeg.output(canvas.filter("ass", str(ass)), str(raw), f="rawvideo",
+                              pix_fmt="gray", vframes=count)
+                .overwrite_output().compile())[1:]
+        run_ffmpeg(args, env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
+        # mapped, not read: a brief at its caps draws a few hundred frames per layout
+        frames = np.memmap(raw, dtype=np.uint8, mode="r").reshape(-1, height, width, 1)
+        if len(frames) != count:
+            raise RuntimeError(f"libass drew {len(frames)} frames for {count} texts")
+        return tuple(outside_zone(text_mask(frame, TEXT_CANVAS), zone) for frame in frames)
 
 
 def zone_problems(brief: Brief, skip: set[str] | None = None) -> Problems:
@@ -211,19 +222,19 @@ def zone_problems(brief: Brief, skip: set[str] | None = None) -> Problems:
     skip = skip or set()
     outside: dict[str, list[str]] = {}
     texts: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="text-fit-") as tmp:
-        for layout in _layouts(brief):
-            events = _events(brief, layout, skip)
-            if not events:
-                continue
-            frames = _render_layout(layout, events, Path(tmp))
-            for event, frame in zip(events, frames, strict=True):
-                if outside_zone(text_mask(frame, TEXT_CANVAS), layout.zone):
-                    where = outside.setdefault(event.field, [])
-                    width, height = layout.size
-                    if (what := f"{layout.what} ({width}x{height})") not in where:
-                        where.append(what)
-                    texts.setdefault(event.field, event.text)
+    for layout in _layouts(brief):
+        events = _events(brief, layout, skip)
+        if not events:
+            continue
+        counts = _outside_pixels(_probe_script(layout, events), layout.size, layout.zone,
+                                 len(events))
+        for event, count in zip(events, counts, strict=True):
+            if count:
+                where = outside.setdefault(event.field, [])
+                width, height = layout.size
+                if (what := f"{layout.what} ({width}x{height})") not in where:
+                    where.append(what)
+                texts.setdefault(event.field, event.text)
     return [(field, f"does not fit inside the safe zone of {' and '.join(where)}: libass "
                     f"wraps lines only at spaces, and {_longest_word(texts[field])!r} is too "
                     "wide for one line; shorten it or add spaces")
