@@ -8,7 +8,7 @@ fonts are the same packaged Noto families (`infra.fonts`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -43,6 +43,8 @@ class EndCardText:
     locale: str
     call_to_action: str | None
     legal: str | None
+    # where the CTA is written in the brief (for messages; not part of what is drawn)
+    call_to_action_field: str | None = field(default=None, compare=False)
 
 
 def end_card_text(brief: Brief, locale: str) -> EndCardText:
@@ -52,13 +54,16 @@ def end_card_text(brief: Brief, locale: str) -> EndCardText:
     if kit is None:
         raise EndCardError(f"brief {brief.campaign!r} has no brand_kit: no end card to compose")
     action = kit.call_to_action.get(locale)
+    source = f"brand_kit.call_to_action.{locale}" if action is not None else None
     if action is None:
-        for scene in reversed(brief.scenes):
-            text = scene.on_screen_text.get(locale)
+        for index in reversed(range(len(brief.scenes))):
+            text = brief.scenes[index].on_screen_text.get(locale)
             if text is not None and text.call_to_action:
                 action = text.call_to_action
+                source = f"scenes[{index}].on_screen_text.{locale}.call_to_action"
                 break
-    return EndCardText(locale=locale, call_to_action=action, legal=kit.legal.get(locale))
+    return EndCardText(locale=locale, call_to_action=action, legal=kit.legal.get(locale),
+                       call_to_action_field=source)
 
 
 def hex_rgb(colour: str) -> tuple[int, int, int]:

@@ -97,12 +97,13 @@ def sound_checks(audio: np.ndarray, sample_rate: int, target: LoudnessTarget,
 def stereo_check(audio: np.ndarray) -> QCCheck:
     """One dead channel, or channels in opposite phase, in (channels, samples) audio; mono and
     silent audio pass (silence is its own check)."""
-    powers = np.mean(np.square(audio.astype(np.float64)), axis=-1) if audio.size else []
+    samples = audio.astype(np.float64)
+    powers = np.mean(np.square(samples), axis=-1) if audio.size else []
     if len(powers) != 2 or not max(powers) > 0:
         return _check("stereo", True, f"{len(powers)} channel(s)", "both channels, in phase")
     with np.errstate(divide="ignore"):
         balance_db = float(10 * np.log10(max(powers) / min(powers)))
-        mono_db = float(10 * np.log10(np.mean(np.square(audio.astype(np.float64).mean(axis=0)))
+        mono_db = float(10 * np.log10(np.mean(np.square(samples.mean(axis=0)))
                                       / np.mean(powers)))
     return _check("stereo", balance_db < DEAD_CHANNEL_DB and mono_db > -MONO_LOSS_DB,
                   f"channels {balance_db:.1f} dB apart, mono downmix {mono_db:.1f} dB",

@@ -58,18 +58,12 @@ def _libass_texts(brief: Brief) -> Iterator[tuple[str, str]]:
 def _end_card_texts(brief: Brief) -> Iterator[tuple[str, str, str]]:
     """(field, locale, text) of what the end card draws: each locale's CTA (the kit's, or the
     last scene's on-screen one) and legal line."""
-    kit = brief.brand_kit
-    if kit is None:
+    if brief.brand_kit is None:
         return
     for locale in brief.locales:
         text = end_card_text(brief, locale)
-        if text.call_to_action is not None:
-            field = f"brand_kit.call_to_action.{locale}"
-            if locale not in kit.call_to_action:
-                index = max(i for i, s in enumerate(brief.scenes)
-                            if (t := s.on_screen_text.get(locale)) and t.call_to_action)
-                field = f"scenes[{index}].on_screen_text.{locale}.call_to_action"
-            yield field, locale, text.call_to_action
+        if text.call_to_action is not None and text.call_to_action_field is not None:
+            yield text.call_to_action_field, locale, text.call_to_action
         if text.legal is not None:
             yield f"brand_kit.legal.{locale}", locale, text.legal
 
