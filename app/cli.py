@@ -58,6 +58,14 @@ def _services() -> Services:
     return Services(load_settings())
 
 
+NO_TEAMS = "no teams yet ('mova-ads team create NAME' adds one)"
+
+
+def _none_listed(message: str) -> None:
+    """Say that a list is empty, on stderr: stdout stays the list itself for scripts."""
+    errors.print(message, markup=False, highlight=False)
+
+
 @app.command()
 def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .json).")],
            team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
@@ -337,8 +345,11 @@ def team_create(name: Annotated[str, typer.Argument(help="Team name: a-z, 0-9, d
 def team_list() -> None:
     """The teams."""
     with _services() as services, session_scope(services.engine) as session:
-        for team in repo.teams(session):
+        teams = repo.teams(session)
+        for team in teams:
             console.print(f"{team.name}  (since {team.created_at:%Y-%m-%d})")
+    if not teams:
+        _none_listed(NO_TEAMS)
 
 
 brief_app = typer.Typer(no_args_is_help=True, help="Briefs waiting for an operator.")
@@ -351,10 +362,13 @@ def brief_pending() -> None:
     from tasks.submission import gpu_seconds
 
     with _services() as services, session_scope(services.engine) as session:
-        for row in repo.briefs_awaiting_approval(session):
+        waiting = repo.briefs_awaiting_approval(session)
+        for row in waiting:
             console.print(f"{row.id}  {row.team or '-'}  {row.campaign.slug}  "
                           f"{gpu_seconds(row.gpu_seconds_estimate or 0)} GPU-seconds",
                           highlight=False)
+    if not waiting:
+        _none_listed("no brief waits for approval")
 
 
 @brief_app.command("approve")
@@ -400,11 +414,22 @@ def lora_add(name: Annotated[str, typer.Argument(help="Name briefs use: a-z, 0-9
 @lora_app.command("list")
 def lora_list(team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
     """The team's registered LoRAs."""
-    with _services() as services, session_scope(services.engine) as session:
-        for row in repo.team_loras(session, team or repo.NO_TEAM):
-            files = ", ".join(sorted(row.files))
-            console.print(f"{row.name}  sha256 {row.sha256}  {files}  "
-                          f"(since {row.created_at:%Y-%m-%d})", highlight=False)
+    owner = team or repo.NO_TEAM
+    try:
+        with _services() as services, session_scope(services.engine) as session:
+            if team is not None:
+                repo.team_by_name(session, team)  # a mistyped team is not "no LoRAs"
+            loras = repo.team_loras(session, owner)
+            for row in loras:
+                files = ", ".join(sorted(row.files))
+                console.print(f"{row.name}  sha256 {row.sha256}  {files}  "
+                              f"(since {row.created_at:%Y-%m-%d})", highlight=False)
+    except NotFound as err:
+        errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        raise typer.Exit(2) from None
+    if not loras:
+        whose = f"team {team}" if team is not None else "briefs without a team"
+        _none_listed(f"no LoRAs registered for {whose} ('mova-ads lora add' registers one)")
 
 
 storage_app = typer.Typer(no_args_is_help=True, help="Stored files.")
@@ -436,7 +461,10 @@ def token_list() -> None:
     from app.auth import token_is_revoked
 
     with _services() as services, session_scope(services.engine) as session:
-        for team in repo.teams(session):
+        teams = repo.teams(session)
+        if not teams:
+            _none_listed(NO_TEAMS)
+        for team in teams:
             state = ("revoked" if token_is_revoked(team)
                      else f"active  sha256:{team.token_sha256[:12]}")
             sessions = repo.team_session_count(session, team)

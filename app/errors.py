@@ -16,6 +16,7 @@ from schemas.errors import (
     BriefInvalid,
     InvalidTransition,
     NotFound,
+    RequestInvalid,
     TransientError,
 )
 
@@ -109,7 +110,13 @@ def add_error_handlers(app: FastAPI) -> None:
                     for e in err.errors()]
         return JSONResponse(error_body("the request is not valid", problems), status_code=422)
 
+    async def request_refused(request: Request, err: Exception) -> JSONResponse:
+        assert isinstance(err, RequestInvalid)
+        return JSONResponse(error_body("the request is not valid", err.problems),
+                            status_code=422)
+
     app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestInvalid, request_refused)
     app.add_exception_handler(BriefInvalid, brief_invalid)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(NotFound, handler(404, str))

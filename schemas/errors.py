@@ -26,6 +26,15 @@ class BriefInvalid(PipelineError, ValueError):
         super().__init__(f"brief has {self.total} problem(s){shown}:\n" + "\n".join(lines))
 
 
+class RequestInvalid(PipelineError, ValueError):
+    """A request naming something its target does not have (a scene a spot lacks): the
+    request is wrong, not the target missing. `problems` holds (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+
+
 class NotFound(PipelineError, LookupError):
     """An id that does not exist (or is not visible to the caller)."""
 

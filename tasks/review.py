@@ -21,7 +21,7 @@ from infra.hashing import sha256_bytes
 from infra.repository import Artifact, Deliverable, DeliverableKind, ReviewDecision
 from infra.statuses import BRIEF_CLOSED, BriefStatus, DeliverableStatus, ReviewVerdict
 from schemas.brief import load_brief
-from schemas.errors import InvalidTransition, NotFound
+from schemas.errors import InvalidTransition, RequestInvalid
 from schemas.plan import RenderSpec
 from schemas.spot import render_order
 from tasks.deliver import publish_files
@@ -108,8 +108,8 @@ def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str
         _require(row, DeliverableStatus.IN_REVIEW, "rejected")
         _require_seen(row, seen_video_id)
         if scene_id is not None and row.kind != DeliverableKind.SPOT:
-            raise InvalidTransition(f"deliverable {row.name} is a scene; scene_id applies to "
-                                    "a spot")
+            raise RequestInvalid([("scene_id", f"deliverable {row.name} is a scene; scene_id "
+                                               "names a scene of a spot")])
         repo.transition(row, DeliverableStatus.REJECTED)
         new_seed = None
         if rerender and row.kind == DeliverableKind.SPOT:
@@ -140,7 +140,8 @@ def _rerender_spot_scenes(session: Session, spot: Deliverable, scene_id: str | N
     brief = load_brief(spot.brief.raw, fmt="json")
     scenes = repo.spot_scenes(session, spot)
     if scene_id is not None and scene_id not in scenes:
-        raise NotFound(f"spot {spot.name} has no scene {scene_id!r}")
+        raise RequestInvalid([("scene_id", f"spot {spot.name} has no scene {scene_id!r} "
+                                           f"(its scenes: {', '.join(sorted(scenes))})")])
     if scene_id is not None:  # the scenes chained after it follow its new picture
         return _rerender(session, scenes[scene_id])
     seeds = [_rerender(session, scenes[name]) for name in render_order(brief)]

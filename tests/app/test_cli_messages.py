@@ -62,3 +62,32 @@ def test_a_configured_checkpoint_that_is_missing_is_named(tmp_path: Path,
     assert raised.value.exit_code == 2
     assert not missing.exists()  # not filled with random weights
     assert f"MOVA_CHECKPOINT={missing}" in capsys.readouterr().err
+
+
+def test_an_empty_list_says_so_and_a_mistyped_team_is_named(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    # An operator checking `brief pending` or `lora list` got no output at all: nothing waiting,
+    # a team with no LoRAs and a team name typed wrong looked the same (and like a hang).
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    runner = CliRunner()
+    said = {args: runner.invoke(app, list(args)) for args in
+            [("team", "list"), ("team", "token", "list"), ("brief", "pending"), ("lora", "list")]}
+    assert {args: (done.exit_code, " ".join(done.output.split()))
+            for args, done in said.items()} == {
+        ("team", "list"): (0, "no teams yet ('mova-ads team create NAME' adds one)"),
+        ("team", "token", "list"): (0, "no teams yet ('mova-ads team create NAME' adds one)"),
+        ("brief", "pending"): (0, "no brief waits for approval"),
+        ("lora", "list"): (0, "no LoRAs registered for briefs without a team "
+                              "('mova-ads lora add' registers one)"),
+    }
+    assert runner.invoke(app, ["team", "create", "acme"]).exit_code == 0
+    acme = runner.invoke(app, ["lora", "list", "--team", "acme"])
+    assert acme.exit_code == 0 and "no LoRAs registered for team acme" in acme.output
+    typo = runner.invoke(app, ["lora", "list", "--team", "acme-typo"])
+    assert typo.exit_code == 2 and "no team 'acme-typo'" in typo.output

@@ -182,6 +182,13 @@ def test_approve_publishes_and_reject_rerenders_only_that_variant(
         landscape_scene = landscape["scenes"][0]["id"]
         seed_before = _render_seed(service.database_url, scene["id"])
         landscape_seed = _render_seed(service.database_url, landscape_scene)
+        # a scene the spot does not have is a bad request (422 naming the field), not a
+        # missing spot (404), and nothing is decided
+        wrong = client.post(f"/api/deliverables/{portrait['id']}/reject", json={
+            "comment": "x", "rerender": True, "scene_id": "morning-rum"})
+        assert wrong.status_code == 422, wrong.text
+        assert wrong.json()["problems"] == [{"path": "scene_id", "message": (
+            f"spot {portrait['name']} has no scene 'morning-rum' (its scenes: morning-run)")}]
         rejected = client.post(f"/api/deliverables/{portrait['id']}/reject", json={
             "comment": "the runner's shoes should be orange", "rerender": True,
             "scene_id": scene["scene_id"]}).json()

@@ -26,7 +26,7 @@ from infra.repository import claim_submitted_briefs, render_job
 from infra.settings import load_settings
 from infra.statuses import DeliverableStatus
 from schemas.brief import load_brief
-from schemas.errors import BriefInvalid, NotFound
+from schemas.errors import BriefInvalid, RequestInvalid
 from schemas.plan import RenderSpec
 from schemas.platforms import deliverable_name, safe_zone
 from tasks.end_card import hex_rgb
@@ -232,7 +232,8 @@ def test_rejecting_one_scene_of_a_spot_rerenders_it_and_its_chain_and_reassemble
                 Deliverable.brief_id == brief_id,
                 Deliverable.name == "ar-SA/9x16/-14LUFS")).one()
         # a scene that is not in the spot is refused; nothing changes
-        with pytest.raises(NotFound, match="no scene 'missing'"):
+        with pytest.raises(RequestInvalid, match=r"scene_id: spot ar-SA/9x16/-14LUFS has no "
+                                                 r"scene 'missing' \(its scenes: open, stride\)"):
             reject(services, spot.id, team="_local", reviewer="ana", comment="no",
                    rerender=True, scene_id="missing")
         assert state() == before
