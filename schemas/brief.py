@@ -172,6 +172,11 @@ class OnScreenText(Frozen):
     call_to_action: ShortText | None = None
     price: ShortText | None = None
 
+    def given(self) -> list[tuple[str, str]]:
+        """(field name, text) of each text that is set, in field order."""
+        return [(name, value) for name in type(self).model_fields
+                if (value := getattr(self, name))]
+
 
 MAX_LORA_SCALE = 4.0  # beyond a few times its trained strength a LoRA only distorts
 

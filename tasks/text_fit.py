@@ -50,9 +50,8 @@ def _libass_texts(brief: Brief) -> Iterator[tuple[str, str]]:
             for number, line in enumerate(lines):
                 yield f"scenes[{index}].dialogue.{locale}[{number}].text", line.text
         for locale, text in scene.on_screen_text.items():
-            for name in ("brand_line", "call_to_action", "price"):
-                if value := getattr(text, name):
-                    yield f"scenes[{index}].on_screen_text.{locale}.{name}", value
+            for name, value in text.given():
+                yield f"scenes[{index}].on_screen_text.{locale}.{name}", value
 
 
 def _end_card_texts(brief: Brief) -> Iterator[tuple[str, str, str]]:
@@ -165,7 +164,7 @@ def _events(brief: Brief, layout: _Layout, skip: set[str]) -> list[_Event]:
         text = scene.on_screen_text.get(layout.locale)
         field = f"scenes[{index}].on_screen_text.{layout.locale}"
         if layout.on_screen and text is not None and not any(f.startswith(field) for f in skip):
-            shown = " ".join(v for v in (text.brand_line, text.call_to_action, text.price) if v)
+            shown = " ".join(value for _, value in text.given())
             events.append(_Event(field, shown, None, text))
     return events
 
