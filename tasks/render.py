@@ -230,7 +230,19 @@ def open_pool(settings: Settings) -> GpuPool:
                         max_in_flight=settings.render_max_in_flight,
                         gang_size=settings.render_context_parallel,
                         address=settings.ray_address, include_dashboard=settings.ray_dashboard)
-    return GpuPool(partial(load_render_model, settings.model_dump_json()), config)
+    return GpuPool(partial(load_render_model, actor_settings_json(settings)), config)
+
+
+# Settings a render actor never reads and must not carry: Ray keeps an actor's arguments in its
+# control store (readable by anyone with access to the cluster), and GPU nodes are often run by
+# another team than the database.
+ACTOR_WITHHELD: dict[str, Any] = {"database_url": "", "openlineage_api_key": None}
+
+
+def actor_settings_json(settings: Settings) -> str:
+    """The settings a render actor loads with, without the database URL (its password) and
+    the lineage API key: the flow records results and lineage, the actor only renders."""
+    return settings.model_copy(update=ACTOR_WITHHELD).model_dump_json()
 
 
 # The pools a run keeps open from one brief to the next (`keep_pools_open`), by the settings

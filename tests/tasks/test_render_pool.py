@@ -106,3 +106,26 @@ def test_a_pool_warmed_when_the_run_starts_is_the_one_its_briefs_render_on(
     with keep_pools_open(warm=settings):
         pass
     assert _all_cpus_free(), "an unused warmed pool kept its actor"
+
+
+def actor_secrets(model: Any, payload: int) -> tuple[str, str | None, str]:
+    """What the actor loaded: its database URL, lineage key and storage."""
+    return (model.settings.database_url, model.settings.openlineage_api_key,
+            model.settings.storage_url)
+
+
+def test_the_actor_is_not_given_the_database_password_or_the_lineage_key(
+        settings: Settings) -> None:
+    # Ray keeps an actor's arguments in its control store; the actor renders and stores clips,
+    # the flow records them: the database URL (with its password) and the lineage API key were
+    # sent to every render actor all the same.
+    secret = settings.model_copy(update={
+        "database_url": "postgresql+psycopg://ads:s3cret-pw@db.internal:5432/ads",
+        "openlineage_api_key": "lineage-key-123"})
+    with render_pool(secret) as pool:
+        (outcome,) = pool.map_unordered(actor_secrets, [0], key=str)
+    assert outcome.ok, outcome.error
+    database_url, api_key, storage_url = outcome.value
+    assert "s3cret-pw" not in database_url and "db.internal" not in database_url
+    assert api_key is None
+    assert storage_url == settings.storage_url  # what it needs is still there
