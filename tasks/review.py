@@ -10,6 +10,9 @@ OpenLineage event: who, when, what.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -30,19 +33,52 @@ from tasks.retake import retake
 from tasks.services import Services
 
 
-def _record(services: Services, session: Session, row: Deliverable, *,
+@dataclass(frozen=True)
+class _ReviewRun:
+    """A decision's lineage run, started; it ends when the decision's transaction does."""
+
+    job: str
+    run_id: UUID
+    inputs: list[str]
+    output_uri: str
+
+
+@contextmanager
+def _deciding(services: Services) -> Iterator[tuple[Session, list[_ReviewRun]]]:
+    """One transaction that records decisions. Each decision's lineage run COMPLETEs once the
+    transaction has committed, and FAILs when it does not (a database cut at the commit): the
+    event says what the database holds. The decision's JSON file, stored before, is then left
+    unreferenced; it is not deleted, since a commit whose answer was lost may have landed."""
+    runs: list[_ReviewRun] = []
+    try:
+        with session_scope(services.engine) as session:
+            yield session, runs
+    except Exception as err:
+        for run in runs:
+            services.lineage.fail(run.job, run.run_id, run.inputs, readable_reason(err))
+        raise
+    for run in runs:
+        services.lineage.complete(run.job, run.run_id, run.inputs, [run.output_uri])
+
+
+def _record(services: Services, session: Session, runs: list[_ReviewRun], row: Deliverable, *,
             decision: ReviewVerdict, team: str, reviewer: str, comment: str, rerender: bool = False,
             new_seed: int | None = None) -> tuple[ReviewDecision, Artifact]:
+    """Store the decision's file and rows in `session`; its lineage run starts here and is
+    ended by `_deciding` (appended to `runs`)."""
     decision_id = uuid4()
     job, inputs = f"review.{decision}", [f"deliverable:{row.id}"]
     services.lineage.start(job, decision_id, inputs)
     try:
-        return _store_decision(services, session, row, decision_id, decision=decision,
-                               team=team, reviewer=reviewer, comment=comment,
-                               rerender=rerender, new_seed=new_seed)
+        record, artifact = _store_decision(services, session, row, decision_id,
+                                           decision=decision, team=team, reviewer=reviewer,
+                                           comment=comment, rerender=rerender,
+                                           new_seed=new_seed)
     except Exception as err:
         services.lineage.fail(job, decision_id, inputs, readable_reason(err))
         raise
+    runs.append(_ReviewRun(job, decision_id, inputs, artifact.uri))
+    return record, artifact
 
 
 def _store_decision(services: Services, session: Session, row: Deliverable,
@@ -65,8 +101,6 @@ def _store_decision(services: Services, session: Session, row: Deliverable,
     record = repo.add_decision(session, row, decision_id=decision_id, team=team,
                                reviewer=reviewer, decision=decision, comment=comment,
                                rerender=rerender, new_seed=new_seed, artifact=artifact)
-    services.lineage.complete(f"review.{decision}", decision_id, [f"deliverable:{row.id}"],
-                              [stored.uri])
     return record, artifact
 
 
@@ -76,12 +110,12 @@ def approve(services: Services, deliverable_id: UUID, *, team: str, reviewer: st
     an approved variant whose publishing failed (storage down) publishes it without a second
     decision. `seen_video_id`: the video the reviewer watched (refused when it is no longer
     the one in review). Returns the new status."""
-    with session_scope(services.engine) as session:
+    with _deciding(services) as (session, runs):
         row = repo.lock_deliverable(session, deliverable_id)
         if row.status != DeliverableStatus.APPROVED:
             _require(row, DeliverableStatus.IN_REVIEW, "approved")
             _require_seen(row, seen_video_id)
-            _record(services, session, row, decision=ReviewVerdict.APPROVE, team=team,
+            _record(services, session, runs, row, decision=ReviewVerdict.APPROVE, team=team,
                     reviewer=reviewer, comment=comment)
             repo.transition(row, DeliverableStatus.APPROVED)
     # Committed: the decision stands even if copying the files fails below. Locked again:
@@ -103,7 +137,7 @@ def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str
     seed (the brief goes back to `planned`, so the next production run picks it up). On a
     spot, `scene_id` names the one scene to render again (and the scenes chained after it);
     the spot is assembled again from it, the brief's other spots are left as they are."""
-    with session_scope(services.engine) as session:
+    with _deciding(services) as (session, runs):
         row = repo.lock_deliverable(session, deliverable_id)
         _require(row, DeliverableStatus.IN_REVIEW, "rejected")
         _require_seen(row, seen_video_id)
@@ -119,7 +153,8 @@ def reject(services: Services, deliverable_id: UUID, *, team: str, reviewer: str
             new_seed = _rerender(session, row)
         if rerender and row.brief.status in BRIEF_CLOSED:
             repo.transition(row.brief, BriefStatus.PLANNED)
-        _record(services, session, row, decision=ReviewVerdict.REJECT, team=team, reviewer=reviewer,
+        _record(services, session, runs, row, decision=ReviewVerdict.REJECT, team=team,
+                reviewer=reviewer,
                 comment=f"{comment} (scene {scene_id})" if scene_id else comment,
                 rerender=rerender, new_seed=new_seed)
         return row.status
