@@ -175,15 +175,31 @@ def decode_audio(path: Path) -> tuple[np.ndarray, int]:
 # ---- one-pass analysis -------------------------------------------------------------------------
 
 
+Span = tuple[float, float]  # (start, end) in seconds
+
+
+def seconds_before(spans: tuple[Span, ...], end_s: float) -> float:
+    """Total seconds of `spans` that lie before `end_s`."""
+    return sum(max(min(end, end_s) - start, 0.0) for start, end in spans)
+
+
 @dataclass(frozen=True)
 class MediaAnalysis:
     """What one ffmpeg decode of a file's first video and audio streams measured."""
 
     frames: int  # video frames decoded (0 without a video stream)
     video_s: float  # frames / stream frame rate: the span the picture findings refer to
-    black_s: float  # seconds blackdetect found black
-    frozen_s: float  # seconds freezedetect found still
+    black_spans: tuple[Span, ...]  # where blackdetect found the picture black
+    frozen_spans: tuple[Span, ...]  # where freezedetect found it still
     true_peak_dbtp: float | None  # ebur128's oversampled true peak; None for silence/no audio
+
+    @property
+    def black_s(self) -> float:
+        return seconds_before(self.black_spans, self.video_s)
+
+    @property
+    def frozen_s(self) -> float:
+        return seconds_before(self.frozen_spans, self.video_s)
 
 
 _BLACK = re.compile(r"black_start:\s*([\d.]+)\s+black_end:\s*([\d.]+)")
@@ -217,16 +233,20 @@ def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: f
             "-progress", "pipe:2", "-nostats", "-f", "null", "-"]
 
 
-def _spans(events: list[tuple[str, float]], end_s: float) -> float:
-    """Total seconds of start/end pairs; a start left open runs to end_s (the filter reports no
-    end for a stretch that lasts to the end of the file)."""
-    total, start = 0.0, None
+def _spans(events: list[tuple[str, float]], end_s: float) -> tuple[Span, ...]:
+    """Start/end pairs; a start left open runs to end_s (the filter reports no end for a
+    stretch that lasts to the end of the file)."""
+    spans: list[Span] = []
+    start = None
     for kind, at in events:
         if kind == "start":
             start = at
         elif start is not None:
-            total, start = total + at - start, None
-    return total + (max(end_s - start, 0.0) if start is not None else 0.0)
+            spans.append((start, at))
+            start = None
+    if start is not None and end_s > start:
+        spans.append((start, end_s))
+    return tuple(spans)
 
 
 def analyze_media(path: Path, *, black_luma: float, black_share: float,
@@ -249,11 +269,11 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
     video_s = frames * frame_s
     # blackdetect closes a stretch that lasts to the end at the last frame's timestamp, one
     # frame short of the picture's span: count that last frame too
-    black_s = sum(min(float(end) + frame_s, video_s) - float(start)
-                  if abs(float(end) + frame_s - video_s) < frame_s / 2
-                  else float(end) - float(start) for start, end in _BLACK.findall(stderr))
-    frozen_s = _spans([(kind, float(at)) for kind, at in _FREEZE.findall(stderr)], video_s)
+    black = tuple((float(start), min(float(end) + frame_s, video_s)
+                   if abs(float(end) + frame_s - video_s) < frame_s / 2 else float(end))
+                  for start, end in _BLACK.findall(stderr))
+    frozen = _spans([(kind, float(at)) for kind, at in _FREEZE.findall(stderr)], video_s)
     peaks = _TRUE_PEAK.findall(stderr)
     peak = float(peaks[-1]) if peaks and has_audio else None
-    return MediaAnalysis(frames=frames, video_s=video_s, black_s=black_s, frozen_s=frozen_s,
+    return MediaAnalysis(frames=frames, video_s=video_s, black_spans=black, frozen_spans=frozen,
                          true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.media import MediaAnalysis, MediaProbe, analyze_media, decode_audio
+from infra.media import MediaAnalysis, MediaProbe, analyze_media, decode_audio, seconds_before
 from schemas.finishing import LoudnessTarget, QCCheck, QCReport
 
 BLACK_LUMA = 16.0  # mean luma (0-255) under which a picture counts as black
@@ -150,19 +150,23 @@ def file_picture_checks(analysis: MediaAnalysis, fps: float,
                         held_s: float = 0.0) -> list[QCCheck]:
     """Black and still picture from the analysis pass: each fails when its stretches add up to
     MAX_FAULTY_PICTURE_SHARE of the picture or more (a single frame cannot be frozen).
-    `held_s`: seconds meant to be still at the end (a spot's end card), left out of both."""
-    limit = MAX_FAULTY_PICTURE_SHARE * (analysis.video_s - held_s)
-    black_s, frozen_s = (max(span - held_s, 0.0) for span in (analysis.black_s,
-                                                              analysis.frozen_s))
+    `held_s`: seconds meant to be still at the end (a spot's end card): only the picture
+    before them is judged, by where each stretch lies (a dark scene before a bright card
+    counts in full; the card itself, whatever its colour, does not)."""
+    judged_s = analysis.video_s - held_s
+    limit = MAX_FAULTY_PICTURE_SHARE * judged_s
+    black_s, frozen_s = (seconds_before(spans, judged_s)
+                         for spans in (analysis.black_spans, analysis.frozen_spans))
     black = analysis.frames == 0 or black_s >= limit - 1e-6
     frozen = analysis.frames > 1 and frozen_s >= limit - 1e-6
-    span = f"of {analysis.video_s:.2f} s" + (f" ({held_s:.2f} s held)" if held_s else "")
+    span = f"of {analysis.video_s:.2f} s" + (
+        f" (the first {judged_s:.2f} s judged, {held_s:.2f} s held)" if held_s else "")
     share = f"under {MAX_FAULTY_PICTURE_SHARE:.0%} of the picture"
     return [
-        _check("black_picture", not black, f"black {analysis.black_s:.2f} s {span}",
+        _check("black_picture", not black, f"black {black_s:.2f} s {span}",
                f"black {share} (luma < {BLACK_LUMA:.0f} on {BLACK_PIXEL_SHARE:.0%} of "
                "pixels)"),
-        _check("frozen_picture", not frozen, f"still {analysis.frozen_s:.2f} s {span}",
+        _check("frozen_picture", not frozen, f"still {frozen_s:.2f} s {span}",
                f"still {share} (frame difference < {FROZEN_DIFF})"),
     ]
 

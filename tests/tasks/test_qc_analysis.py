@@ -141,8 +141,12 @@ def test_both_variants_come_from_one_run_with_their_own_tracks(tmp_path: Path) -
 
 
 def _analysis(frames: int, black_s: float = 0.0, frozen_s: float = 0.0) -> MediaAnalysis:
-    return MediaAnalysis(frames=frames, video_s=frames / FPS, black_s=black_s,
-                         frozen_s=frozen_s, true_peak_dbtp=None)
+    """Black and still for the last `black_s` and `frozen_s` seconds."""
+    video_s = frames / FPS
+    return MediaAnalysis(frames=frames, video_s=video_s,
+                         black_spans=((video_s - black_s, video_s),) if black_s else (),
+                         frozen_spans=((video_s - frozen_s, video_s),) if frozen_s else (),
+                         true_peak_dbtp=None)
 
 
 def _failing(analysis: MediaAnalysis) -> set[str]:
@@ -164,6 +168,23 @@ def test_a_held_end_card_is_left_out_of_both_checks() -> None:
     worse = _analysis(48, black_s=1.75, frozen_s=1.75)
     assert {c.name for c in file_picture_checks(worse, FPS, held_s=1.5) if not c.passed} == {
         "black_picture", "frozen_picture"}
+
+
+def test_a_dark_scene_before_a_bright_end_card_counts_in_full() -> None:
+    # The held span was subtracted from the black total whatever the card's colour: a spot
+    # whose 0.5 s of scenes were black for 0.4 s before a white 1.5 s card passed (0.4 - 1.5
+    # counted as nothing). Each stretch is now judged by where it lies.
+    dark_scene = MediaAnalysis(frames=48, video_s=2.0, black_spans=((0.0, 0.4),),
+                               frozen_spans=((0.1, 0.4), (0.5, 2.0)), true_peak_dbtp=None)
+    black, frozen = file_picture_checks(dark_scene, FPS, held_s=1.5)
+    assert not black.passed and not frozen.passed
+    assert black.measured == "black 0.40 s of 2.00 s (the first 0.50 s judged, 1.50 s held)"
+    assert frozen.measured == "still 0.30 s of 2.00 s (the first 0.50 s judged, 1.50 s held)"
+    # a black stretch running into the card counts up to the card only
+    into_card = MediaAnalysis(frames=48, video_s=2.0, black_spans=((0.3, 2.0),),
+                              frozen_spans=(), true_peak_dbtp=None)
+    assert {c.name for c in file_picture_checks(into_card, FPS, held_s=1.5)
+            if not c.passed} == set()
 
 
 def test_a_single_frame_is_never_frozen_but_two_identical_frames_are() -> None:
