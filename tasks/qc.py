@@ -208,6 +208,7 @@ def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, w
     checks += file_picture_checks(analysis, fps, held_s)
     samples, rate = decoded or decode_audio(path)
     checks += sound_checks(samples, rate, target, source_audio)
+    checks.append(true_peak_check(analysis, target))
     offset, av_tolerance_s = abs(samples.shape[1] / rate - expected_s), 1 / fps + 0.025
     checks.append(_check("av_offset", offset <= av_tolerance_s, f"{offset * 1000:.0f} ms",
                          f"<= {av_tolerance_s * 1000:.0f} ms"))
@@ -218,6 +219,14 @@ def run_qc(media: MediaProbe, path: Path, *, expected_frames: int, fps: float, w
         checks.append(_check("captions", not problems, "; ".join(problems) or "valid",
                              "valid WebVTT"))
     return QCReport(checks=checks)
+
+
+def true_peak_check(analysis: MediaAnalysis, target: LoudnessTarget) -> QCCheck:
+    """The encoded file's true peak (ebur128's 4x oversampled estimate, BS.1770 annex 2): AAC
+    encoding can push a limited peak back over the ceiling; silence has none."""
+    peak = analysis.true_peak_dbtp if analysis.true_peak_dbtp is not None else float("-inf")
+    return _check("true_peak", peak <= target.true_peak_dbtp, f"{peak:.1f} dBTP",
+                  f"<= {target.true_peak_dbtp:.0f} dBTP")
 
 
 class QCAction(StrEnum):

@@ -197,7 +197,8 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path,
     if measured is None:
         measured = SpotMeasurement(analysis=file_analysis(path), audio=decode_audio(path))
     media, analysis, decoded = probe(path), measured.analysis, measured.audio
-    # 1. the deliverable checks every scene clip passes: codecs, size, frames, loudness, ...
+    # 1. the deliverable checks every scene clip passes: codecs, size, frames, loudness,
+    #    true peak, ...
     held_s = result.duration_s - result.end_card_start_s \
         if result.end_card_start_s is not None else 0.0  # the end card is a still picture
     report = run_qc(media, path, expected_frames=result.frames, fps=SPOT_FPS,
@@ -208,11 +209,7 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path,
     reasons = [r for p in spec.platforms if (r := duration_problem(p, media.duration_s))]
     checks.append(_check("platform_duration", not reasons, "; ".join(reasons) or
                          f"{media.duration_s:.2f} s", ", ".join(p.value for p in spec.platforms)))
-    # 3. true peak over the whole spot (ebur128's 4x oversampled estimate, BS.1770 annex 2)
-    peak = analysis.true_peak_dbtp if analysis.true_peak_dbtp is not None else float("-inf")
-    checks.append(_check("true_peak", peak <= spec.loudness.true_peak_dbtp,
-                         f"{peak:.1f} dBTP", f"<= {spec.loudness.true_peak_dbtp:.0f} dBTP"))
-    # 4. sound across the joins: no click, no hole between scenes; no click into the end card
+    # 3. sound across the joins: no click, no hole between scenes; no click into the end card
     samples, rate = decoded
     problems = join_problems(samples, rate, result.scene_starts_s[1:])
     if result.end_card_start_s is not None:
@@ -220,7 +217,7 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path,
     checks.append(_check("joins", not problems, "; ".join(problems) or
                          f"{len(result.scene_starts_s) - 1} scene joins clean",
                          "no click or hole at any join"))
-    # 5. text inside the safe zone, on rendered frames
+    # 4. text inside the safe zone, on rendered frames
     checks += rendered_text_checks(Path(result.ass_path), (result.width, result.height),
                                    spec.safe_zone, workdir)
     if result.burned_path is not None and vtt is not None:

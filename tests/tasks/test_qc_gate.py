@@ -291,7 +291,7 @@ def test_a_good_file_passes_every_check(finished: tuple[Path, MediaProbe, np.nda
     assert checks == dict.fromkeys(
         ["duration", "resolution", "video_codec", "audio_codec", "faststart", "frame_count",
          "black_picture", "frozen_picture", "silence", "clipping", "loudness", "stereo",
-         "av_offset", "captions"], True)
+         "true_peak", "av_offset", "captions"], True)
     good = _checks(finished, captions=vtt)["captions"]
     assert (good.measured, good.expected) == ("valid", "valid WebVTT")
     vtt.write_text("not a vtt")
@@ -344,6 +344,9 @@ def _only_failure(checks: dict[str, bool]) -> set[str]:
     ({"expected_frames": 47, "media": {"duration_s": 47 / 24}}, {"frame_count"}),
     ({"expected_frames": 49, "media": {"duration_s": 49 / 24}}, {"frame_count"}),
     ({"expected_frames": 40, "media": {"duration_s": 40 / 24}}, {"frame_count", "av_offset"}),
+    # a scene finish's true peak is checked as a spot's is (only spots were, so a cut-down
+    # over its ceiling was published): a ceiling under the file's peak fails it alone
+    ({"target": LoudnessTarget(integrated_lufs=-14.0, true_peak_dbtp=-30.0)}, {"true_peak"}),
 ])
 def test_each_check_fails_alone(finished: tuple[Path, MediaProbe, np.ndarray],
                                 changes: dict[str, object], failing: set[str]) -> None:
