@@ -58,6 +58,9 @@ class Budget:
     # waveform + STFT loss; 1e-3 under the log-mel loss trained steadily (600-step trials).
     audio_vae_lr: float = 1e-3
     warmup_steps: int = 100
+    # Fresh clips the codecs are measured on once trained: the video VAE's latent statistics,
+    # the DAC's per-channel scale and its decoder level.
+    calibration_clips: int = 24
     checkpoint_every: int = 250
     log_every: int = 25
     ema_decay: float = 0.999
@@ -109,7 +112,7 @@ BUDGETS: dict[str, Budget] = {
                     video_vae_clip_steps=2, video_vae_clip_batch=1, video_vae_decoder_steps=2,
                     audio_vae_steps=6, audio_vae_batch=2, audio_vae_samples=4800,
                     num_clips=8, dit_steps=30, dit_batch=4, dit_lr=2e-3, warmup_steps=2,
-                    checkpoint_every=10, log_every=10, ema_decay=0.5),
+                    calibration_clips=4, checkpoint_every=10, log_every=10, ema_decay=0.5),
 }
 
 

@@ -179,7 +179,8 @@ def _video_codec(work: Path, budget: Budget, config: MovaConfig, seed: int,
     if budget.video_vae_decoder_steps:
         train_video_vae(vae, budget, work / "state" / "video_vae_decoder.pt", seed + 5,
                         VideoVAEPhase.DECODER)
-    video_config = measure_latent_stats(vae, config.video_vae, seed + 1)
+    video_config = measure_latent_stats(vae, config.video_vae, seed + 1,
+                                        budget.calibration_clips)
     save_component(vae, video_config, work / "video_vae")
     log.info("stage=video_vae done latents_std=%s", ",".join(
         f"{v:.3g}" for v in video_config.latents_std))
@@ -193,8 +194,8 @@ def _audio_codec(work: Path, budget: Budget, config: MovaConfig, seed: int,
     torch.set_num_threads(_codec_share(threads))
     dac = build_audio_codec(config.audio_vae, seed)
     train_audio_vae(dac, budget, work / "state" / "audio_vae.pt", seed + 2)
-    content_std = normalise_dac_latents(dac, seed + 3)
-    gain = calibrate_dac_gain(dac, seed + 3)
+    content_std = normalise_dac_latents(dac, seed + 3, budget.calibration_clips)
+    gain = calibrate_dac_gain(dac, seed + 3, budget.calibration_clips)
     save_component(dac, config.audio_vae, work / "audio_vae")
     torch.set_num_threads(threads)
     log.info("stage=audio_vae done latent_std_before min=%.3g median=%.3g max=%.3g "

@@ -39,6 +39,9 @@ ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "shift": RELEASE_SCHEDULER.s
                                "first_frame_weight": FIRST_FRAME_WEIGHT, "object_weight": 1.0,
                                "sizes": {"video_layers": 4, "audio_layers": 2, "audio_dim": 48}}
 
+# Budget fields added after records began, with the value every earlier run had.
+BUDGET_ADDED_LATER: dict[str, Any] = {"calibration_clips": 24}
+
 
 class WorkFolderMismatch(ValueError):
     """A rerun asked a work folder for another run than the one it holds."""
@@ -98,6 +101,7 @@ def _differences(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
     for key in sorted(asked.keys() | recorded.keys()):
         then, now = recorded.get(key, ADDED_LATER.get(key)), asked.get(key)
         if key == "budget" and isinstance(then, dict) and isinstance(now, dict):
+            then = {**BUDGET_ADDED_LATER, **then}
             differences += [f"budget.{field}: {_shown(then.get(field))} then, "
                             f"{_shown(now.get(field))} now"
                             for field in sorted(then.keys() | now.keys())

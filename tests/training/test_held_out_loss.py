@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.content import EVAL_SEED
-from bench.held_out_loss import held_out_loss
+from bench.held_out_loss import held_out_loss, main
 from training.run import WORLD_SEED_OFFSET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,13 +31,18 @@ def test_both_sets_see_the_same_noise_so_only_the_clips_make_the_gap() -> None:
     assert own["high_noise"]["training"] != own["high_noise"]["unseen"]
 
 
-def test_the_command_refuses_what_it_cannot_measure() -> None:
-    script = str(ROOT / "bench" / "held_out_loss.py")
+def test_the_command_refuses_what_it_cannot_measure(capsys: pytest.CaptureFixture[str]) -> None:
     for args, message in ((["--checkpoint", "/nowhere"], "not a MOVA checkpoint folder"),
                           (["--checkpoint", str(DEMO_MODEL), "--clips", "0"],
                            "--clips 0: must be at least 1"),
                           (["--checkpoint", str(DEMO_MODEL), "--training-seed", "-1"],
                            "--training-seed -1: must not be negative")):
-        done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
-                              check=False)
-        assert done.returncode == 2 and message in done.stderr, done.stderr
+        with pytest.raises(SystemExit) as refused:  # the script's entry point, in this process
+            main(args)
+        stderr = capsys.readouterr().err
+        assert refused.value.code == 2 and message in stderr, stderr
+    # and once as a script: exit status 2, the reason on stderr
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "held_out_loss.py"),
+                           "--checkpoint", "/nowhere"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 2 and "not a MOVA checkpoint folder" in done.stderr, done.stderr

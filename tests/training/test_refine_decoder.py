@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.refine_decoder import refine_decoder
+from training.refine_decoder import main, refine_decoder
 from training.work_record import WorkFolderMismatch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,8 @@ def test_only_the_decoder_changes_and_a_rerun_resumes_the_same_run(tmp_path: Pat
     assert _files(out) == after
 
 
-def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+def test_the_command_refuses_what_it_cannot_do(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     work = str(tmp_path / "work")
     notes = tmp_path / "notes"
     notes.mkdir()
@@ -94,10 +95,16 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
              "is a folder that is no checkpoint folder"),
             (["--from", str(DEMO_MODEL), "--out", str(DEMO_MODEL / "copy"), "--steps", "1"],
              "lies inside the --from folder")):
-        done = subprocess.run([sys.executable, "-m", "training.refine_decoder", *args,
-                               "--work", work], capture_output=True, text=True, check=False,
-                              cwd=ROOT)
-        assert done.returncode == 2 and message in done.stderr, done.stderr
+        # the command's own entry point in this process (a process each took 10 s of imports)
+        with pytest.raises(SystemExit) as refused:
+            main([*args, "--work", work])
+        stderr = capsys.readouterr().err
+        assert refused.value.code == 2 and message in stderr, stderr
+    # and once as the command line runs it: exit status 2, the reason on stderr
+    done = subprocess.run([sys.executable, "-m", "training.refine_decoder", "--from", "/nowhere",
+                           "--out", str(tmp_path / "o"), "--steps", "1", "--work", work],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 2 and "--from /nowhere: not a checkpoint folder" in done.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "o").exists()
     assert (notes / "keep.txt").read_text() == "mine" and not (DEMO_MODEL / "copy").exists()
     # called as a function, the same request is refused the same way, before the work folder

@@ -107,6 +107,20 @@ def test_a_record_from_before_a_request_existed_resumes_at_that_requests_old_val
         claim_work_folder(work, _run(shift=1.0))
 
 
+def test_a_record_from_before_a_budget_field_existed_resumes_at_its_old_value(
+        tmp_path: Path) -> None:
+    # every run before `calibration_clips` measured its codecs on 24 clips
+    work = tmp_path / "work"
+    work.mkdir()
+    as_before = dataclasses.replace(SMOKE, calibration_clips=24)
+    older = _run(budget=as_before)
+    del older["budget"]["calibration_clips"]  # type: ignore[attr-defined]
+    (work / RECORD_NAME).write_text(json.dumps(older))
+    claim_work_folder(work, _run(budget=as_before))
+    with pytest.raises(WorkFolderMismatch, match="budget.calibration_clips: 24 then, 4 now"):
+        claim_work_folder(work, _run())
+
+
 def test_the_command_refuses_a_work_folder_of_another_run_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     work = tmp_path / "work"
