@@ -10,7 +10,6 @@ from pathlib import Path
 
 import ffmpeg
 import numpy as np
-from PIL import Image
 
 from infra.fonts import fontconfig_file
 from infra.media import decode_audio, decode_video_frames_at, probe, run_ffmpeg
@@ -105,17 +104,30 @@ def ass_event_times(ass_text: str) -> list[tuple[float, float]]:
     return times
 
 
-def build_text_frame_args(ass: Path, size: tuple[int, int], at_s: float, out: Path) -> list[str]:
-    """ffmpeg arguments: one frame of the ASS script at `at_s`, drawn by libass on a mid-grey
-    canvas of `size` -> PNG."""
+def draw_text_layer(ass: Path, size: tuple[int, int], fps: float, frames: list[int],
+                    workdir: Path) -> np.ndarray:
+    """The text layer of the ASS script at the given frame numbers (at `fps`), drawn by libass
+    on a flat TEXT_CANVAS grey canvas in one ffmpeg run: (len(frames), H, W) grey levels, in
+    the order of `frames` (ascending, distinct). Mapped from the file, not read: a brief at its
+    caps draws a few hundred frames per layout."""
+    if not frames or frames != sorted(set(frames)) or frames[0] < 0:
+        raise ValueError(f"frames must be ascending, distinct and not negative: {frames[:8]}")
     width, height = size
-    canvas = ffmpeg.input(f"color=c=0x{TEXT_CANVAS:02x}{TEXT_CANVAS:02x}{TEXT_CANVAS:02x}:"
-                          f"s={width}x{height}:r={SPOT_FPS}:d=1", f="lavfi")
-    # libass draws what is on screen at the frame's timestamp: move the one frame to `at_s`.
-    frame = canvas.filter("setpts", f"PTS+{at_s:.3f}/TB").filter("ass", str(ass))
-    args: list[str] = (ffmpeg.output(frame, str(out), vframes=1, update=1)
-                       .overwrite_output().compile())
-    return args[1:]
+    grey = f"{TEXT_CANVAS:02x}" * 3
+    span = frames[-1] + 1
+    canvas = ffmpeg.input(f"color=c=0x{grey}:s={width}x{height}:r={fps}:d={span / fps:.6f}",
+                          f="lavfi")
+    if frames != list(range(span)):  # libass draws each frame at its own timestamp
+        canvas = canvas.filter("select", "+".join(f"eq(n,{n})" for n in frames))
+    raw = workdir / "text-layer.gray"
+    args = (ffmpeg.output(canvas.filter("ass", str(ass)), str(raw), f="rawvideo",
+                          pix_fmt="gray", fps_mode="passthrough", frames=len(frames))
+            .overwrite_output().compile())[1:]
+    run_ffmpeg(args, env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
+    drawn = np.memmap(raw, dtype=np.uint8, mode="r").reshape(-1, height, width, 1)
+    if len(drawn) != len(frames):
+        raise RuntimeError(f"libass drew {len(drawn)} frames for {len(frames)}")
+    return drawn
 
 
 def text_mask(frame: np.ndarray, reference: np.ndarray | int) -> np.ndarray:
@@ -135,24 +147,25 @@ def outside_zone(mask: np.ndarray, zone: SafeZone) -> int:
 
 def rendered_text_checks(ass: Path, size: tuple[int, int], zone: SafeZone,
                          workdir: Path) -> list[QCCheck]:
-    """Every event of the text layer rendered by libass, at the middle of its time: drawn, and
-    drawn inside the safe zone."""
+    """Every event of the text layer rendered by libass, at the frame in the middle of its
+    time: drawn, and drawn inside the safe zone."""
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))}
-    times = sorted({round((start + end) / 2, 2) for start, end in
-                    ass_event_times(ass.read_text(encoding="utf-8"))})
+    frames = sorted({round((start + end) / 2 * SPOT_FPS) for start, end in
+                     ass_event_times(ass.read_text(encoding="utf-8"))})
+    if not frames:
+        return [_check("text_drawn", True, "no text", "every text event visible"),
+                _check("text_safe_zone", True, "all inside", f"inside {zone.box(*size)}")]
     outside, empty = [], []
-    for index, at in enumerate(times):
-        png = workdir / f"text-{index:03d}.png"
-        run_ffmpeg(build_text_frame_args(ass, size, at, png), env=env)
-        mask = text_mask(np.asarray(Image.open(png).convert("RGB")), TEXT_CANVAS)
+    for frame, drawn in zip(frames, draw_text_layer(ass, size, SPOT_FPS, frames, workdir),
+                            strict=True):
+        mask = text_mask(drawn, TEXT_CANVAS)
         if not mask.any():
-            empty.append(f"{at:.2f} s")
+            empty.append(f"{frame / SPOT_FPS:.2f} s")
         elif count := outside_zone(mask, zone):
-            outside.append(f"{at:.2f} s: {count} px")
+            outside.append(f"{frame / SPOT_FPS:.2f} s: {count} px")
     return [
         _check("text_drawn", not empty, f"nothing drawn at {', '.join(empty)}" if empty
-               else f"{len(times)} text moments drawn", "every text event visible"),
+               else f"{len(frames)} text moments drawn", "every text event visible"),
         _check("text_safe_zone", not outside, "; ".join(outside) or "all inside",
                f"inside {zone.box(*size)}"),
     ]

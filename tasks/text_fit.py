@@ -13,19 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import ffmpeg
-import numpy as np
-
 from infra.fonts import (
     FONTS,
     FontRejected,
     code_points,
     font_files,
-    fontconfig_file,
     packaged_code_points,
     undrawable,
 )
-from infra.media import run_ffmpeg
 from schemas.brief import Brief, OnScreenText
 from schemas.finishing import TARGET_SIZES, CaptionCue
 from schemas.platforms import SafeZone
@@ -33,7 +28,7 @@ from schemas.spot import plan_spots
 from tasks.captions import break_lines
 from tasks.end_card import end_card_font, end_card_text
 from tasks.overlay import TITLE_SAFE_MARGIN, TimedText, build_timed_ass
-from tasks.spot_qc import TEXT_CANVAS, outside_zone, text_mask
+from tasks.spot_qc import TEXT_CANVAS, draw_text_layer, outside_zone, text_mask
 
 SHOWN_CHARACTERS = 5  # a refusal names this many missing characters, then counts the rest
 SHOWN_WORD_CHARS = 40
@@ -189,23 +184,11 @@ def _outside_pixels(script: str, size: tuple[int, int], zone: SafeZone, count: i
                     ) -> tuple[int, ...]:
     """Pixels outside `zone` of each of the script's `count` seconds, drawn by libass. Cached:
     a brief sent again (or another with the same texts) is not drawn again."""
-    width, height = size
     with tempfile.TemporaryDirectory(prefix="text-fit-") as tmp:
-        workdir = Path(tmp)
-        ass = workdir / "probe.ass"
+        ass = Path(tmp) / "probe.ass"
         ass.write_text(script, encoding="utf-8")
-        raw = workdir / "probe.gray"
-        grey = f"{TEXT_CANVAS:02x}" * 3
-        canvas = ffmpeg.input(f"color=c=0x{grey}:s={width}x{height}:r=1:d={count}", f="lavfi")
-        args = (ffmpeg.output(canvas.filter("ass", str(ass)), str(raw), f="rawvideo",
-                              pix_fmt="gray", vframes=count)
-                .overwrite_output().compile())[1:]
-        run_ffmpeg(args, env={"FONTCONFIG_FILE": str(fontconfig_file(workdir / ".fonts"))})
-        # mapped, not read: a brief at its caps draws a few hundred frames per layout
-        frames = np.memmap(raw, dtype=np.uint8, mode="r").reshape(-1, height, width, 1)
-        if len(frames) != count:
-            raise RuntimeError(f"libass drew {len(frames)} frames for {count} texts")
-        return tuple(outside_zone(text_mask(frame, TEXT_CANVAS), zone) for frame in frames)
+        drawn = draw_text_layer(ass, size, 1.0, list(range(count)), Path(tmp))
+        return tuple(outside_zone(text_mask(frame, TEXT_CANVAS), zone) for frame in drawn)
 
 
 def zone_problems(brief: Brief, skip: set[str] | None = None) -> Problems:
