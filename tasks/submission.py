@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.fonts import FontRejected, font_suffix
+from infra.fonts import MAX_FONT_BYTES, FontRejected, font_suffix
 from infra.hashing import sha256_bytes
 from infra.images import (
     IMAGE_SUFFIXES,
@@ -82,6 +82,11 @@ def _verifier(services: Services, field: str) -> Callable[[bytes], str]:
                    opaque=field.endswith(".first_frame"))
 
 
+def _size_limit(services: Services, field: str) -> int:
+    """The most bytes a referenced file may have, checked before it is read."""
+    return MAX_FONT_BYTES if field == "brand_kit.font" else services.settings.max_first_frame_bytes
+
+
 def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int, opaque: bool) -> str:
     """`verify_image`; with `opaque` (a first frame: the whole picture the scene starts from)
     a picture with transparent pixels is refused: whatever colour lies under them would show,
@@ -100,7 +105,6 @@ def _stored_file(services: Services, store: ObjectStore, key: str, ref: str, whe
     """Problems of a file already in storage that the brief names: it must exist (else
     `missing`), be within the size limit and be the kind of file its field needs. Its
     bytes when it passes."""
-    settings = services.settings
     try:
         check_key(key)
         head = store.head(key)
@@ -108,9 +112,8 @@ def _stored_file(services: Services, store: ObjectStore, key: str, ref: str, whe
         return [(where, f"{ref} is not a valid object key")], None
     if head is None:
         return [(where, missing)], None
-    if head.size_bytes > settings.max_first_frame_bytes:
-        return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is "
-                        f"{settings.max_first_frame_bytes:,}")], None
+    if head.size_bytes > (limit := _size_limit(services, where)):
+        return [(where, f"{ref} is {head.size_bytes:,} bytes; the limit is {limit:,}")], None
     with tempfile.TemporaryDirectory() as tmp:
         data = store.get_file(key, Path(tmp) / "file").read_bytes()
     try:
@@ -191,6 +194,10 @@ def _given_file(services: Services, base_dir: Path | None, ref: str, where: str,
     name = PurePath(ref).name or ref  # '.' names no file: say what was written
     if not path.is_file():
         return [(where, f"no file {name!r} was given with the brief")], None
+    # not read when it is too large: a video or a disk image named by mistake would be read
+    # whole into memory before the check refused it
+    if (size := path.stat().st_size) > (limit := _size_limit(services, where)):
+        return [(where, f"{name}: the file is {size:,} bytes; the limit is {limit:,}")], None
     data = path.read_bytes()
     try:
         suffix = _verifier(services, where)(data)

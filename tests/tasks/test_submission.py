@@ -218,6 +218,27 @@ def test_uploaded_first_frames_are_verified_and_stored_under_the_team(
         assert submit(services, yaml.safe_dump(reuse), team="emea").created
 
 
+def test_a_file_over_the_size_limit_is_refused_without_being_read(
+        services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A first frame pointing at a video or a disk image by mistake was read whole into memory
+    # (here 8 GiB, sparse on disk) before the size check refused it.
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    with (folder / "take.png").open("wb") as huge:
+        huge.truncate(8 * 2**30)
+    read = Path.read_bytes
+
+    def read_small(path: Path) -> bytes:
+        assert path.name != "take.png", "the file over the limit was read"
+        return read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_small)
+    limit = services.settings.max_first_frame_bytes
+    with pytest.raises(BriefInvalid, match=f"take.png: the file is {8 * 2**30:,} bytes; the "
+                                           f"limit is {limit:,}"):
+        submit(services, _with_first_frame("take.png"), base_dir=folder, team="emea")
+
+
 def test_the_render_worker_checks_a_first_frame_again_before_decoding_it(
         tmp_path: Path) -> None:
     """The object behind a checked first frame can change before its render (an S3 prefix
