@@ -29,6 +29,7 @@ from infra.db import session_scope
 from infra.settings import Settings, SettingsInvalid, load_settings
 from infra.statuses import DELIVERABLE_ENDED, BriefStatus, RenderStatus
 from infra.storage_errors import StorageError
+from schemas.brief import MAX_BRIEF_BYTES
 from schemas.errors import BriefInvalid, NotFound
 from tasks.services import Services
 
@@ -77,9 +78,14 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     from tasks.submission import submit as submit_checked
 
     fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
+    if (size := brief.stat().st_size) > MAX_BRIEF_BYTES:  # not read: a video named by mistake
+        errors.print(f"[red]{escape(str(brief))} was rejected[/]: it is {size:,} bytes; a brief "
+                     f"is at most {MAX_BRIEF_BYTES:,}", highlight=False)
+        raise typer.Exit(1)
+    raw = brief.read_bytes()
     try:
         with _services() as services:
-            submitted = submit_checked(services, brief.read_bytes(), fmt=fmt,
+            submitted = submit_checked(services, raw, fmt=fmt,
                                        base_dir=brief.parent, team=team)
     except SubmissionRefused as err:
         errors.print(f"[red]refused[/]: {escape(str(err))}", highlight=False)

@@ -91,3 +91,14 @@ def test_an_empty_list_says_so_and_a_mistyped_team_is_named(tmp_path: Path,
     assert acme.exit_code == 0 and "no LoRAs registered for team acme" in acme.output
     typo = runner.invoke(app, ["lora", "list", "--team", "acme-typo"])
     assert typo.exit_code == 2 and "no team 'acme-typo'" in typo.output
+
+
+def test_a_file_too_large_to_be_a_brief_is_refused_unread(tmp_path: Path) -> None:
+    # `mova-ads submit spot.mp4` by mistake: the whole file was read before the size check
+    video = tmp_path / "spot.mp4"
+    with video.open("wb") as file:
+        file.truncate(6 * 2**30)  # sparse: read whole it takes 6 GiB of memory
+    done = _cli(tmp_path, "submit", str(video))
+    assert done.returncode == 1, done.stderr
+    assert " ".join(done.stderr.split()) == (
+        f"{video} was rejected: it is {6 * 2**30:,} bytes; a brief is at most 1,000,000")
