@@ -6,6 +6,7 @@ them; an empty value counts as unset); the README's configuration table lists th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -33,12 +34,31 @@ def check_database_url(url: str) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    example = "e.g. postgresql+psycopg://user@host:5432/db or sqlite:///path.db"
     try:
-        make_url(url).get_dialect()
+        dialect = make_url(url).get_dialect()
+        dialect.import_dbapi()  # the driver itself: `mysql://` lacked one, found at first query
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as err:
-        raise ValueError(f"not a database URL this service can open ({err}); e.g. "
-                         "postgresql+psycopg://user@host:5432/db or sqlite:///path.db") from None
+        raise ValueError(f"not a database URL this service can open ({err}); {example}"
+                         ) from None
+    if getattr(dialect, "is_async", False):  # the service's sessions are synchronous
+        raise ValueError(f"{url.split('://')[0]} is an asyncio driver, which this service "
+                         f"cannot use; {example}")
+    if dialect.name not in SUPPORTED_DATABASES:
+        raise ValueError(f"{dialect.name} is not supported (the migrations and locks are "
+                         f"written for PostgreSQL and SQLite); {example}")
     return url
+
+
+SUPPORTED_DATABASES = ("postgresql", "sqlite")
+
+
+def check_device(device: str) -> str:
+    """A torch device the render actors can use, checked when the settings are read (torch is
+    not imported for it: every command reads the settings)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"{device!r} is no render device: expected cpu, cuda or cuda:N")
+    return device
 
 
 def check_storage_url(url: str) -> str:
@@ -64,6 +84,7 @@ def check_openlineage_url(url: str) -> str:
 DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
 OpenLineageUrl = Annotated[str, AfterValidator(check_openlineage_url)]
 StorageUrl = Annotated[str, AfterValidator(check_storage_url)]
+RenderDevice = Annotated[str, AfterValidator(check_device)]
 
 
 class Settings(BaseSettings):
@@ -102,8 +123,8 @@ class Settings(BaseSettings):
         default="tiny", description=(
             "Render size and steps: `tiny` (64x112, 8 steps), `demo` (the demo model's: 64x112, "
             "20 steps, cfg 3, empty negative prompt), `360p` (352x640, 50), `720p`."))
-    mova_device: str = Field(default="cpu", description=(
-        "Torch device for the render actors: cpu, cuda."))
+    mova_device: RenderDevice = Field(default="cpu", description=(
+        "Torch device for the render actors: cpu, cuda (or cuda:N)."))
     mova_dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32", description="float32, bfloat16 or float16.")
     mova_offload: Literal["none", "component", "block"] = Field(

@@ -35,6 +35,7 @@ def test_bad_values_name_the_variable() -> None:
     with pytest.raises(SettingsInvalid, match="FINISH_X264_PRESET"):
         load_settings({"FINISH_X264_PRESET": "turbo"})
     assert load_settings({"FINISH_X264_PRESET": "medium"}).finish_x264_preset == "medium"
+    assert load_settings({"MOVA_DEVICE": "cuda:1"}).mova_device == "cuda:1"
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [
@@ -44,6 +45,15 @@ def test_bad_values_name_the_variable() -> None:
     ("STORAGE_URL", "ftp://host/dir", "unsupported storage URL"),
     ("OPENLINEAGE_URL", "marquez:5000", "not an OpenLineage endpoint"),  # failed every brief
     ("OPENLINEAGE_URL", "https://", "not an OpenLineage endpoint"),
+    # a dialect whose driver is not installed was a ModuleNotFoundError traceback at once
+    ("DATABASE_URL", "mysql://user@host/db", "No module named 'MySQLdb'"),
+    ("DATABASE_URL", "sqlite+pysqlcipher:///x.db", "No module named"),
+    # installed (Prefect's), but the service's sessions are synchronous
+    ("DATABASE_URL", "postgresql+asyncpg://user@host/db", "postgresql\\+asyncpg is an asyncio"),
+    ("DATABASE_URL", "sqlite+aiosqlite:///x.db", "asyncio driver"),
+    # accepted before, and failed every render in the actors
+    ("MOVA_DEVICE", "tpu", "'tpu' is no render device: expected cpu, cuda or cuda:N"),
+    ("MOVA_DEVICE", "cuda:", "no render device"),
 ])
 def test_urls_are_checked_when_the_settings_are_read(name: str, value: str, says: str) -> None:
     with pytest.raises(SettingsInvalid, match=f"{name}.*{says}"):
