@@ -72,19 +72,41 @@ def check_storage_url(url: str) -> str:
     return url
 
 
+def _is_http_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
+
+
 def check_openlineage_url(url: str) -> str:
     """`http(s)://host[:port][/path]`, checked when the settings are read: a URL without a
     scheme failed the first task of every brief. Not echoed: it may carry a token."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    if not _is_http_url(url):
         raise ValueError("not an OpenLineage endpoint: expected http(s)://host[:port][/path]")
     return url
+
+
+def check_s3_endpoint_url(url: str) -> str:
+    """`http(s)://host[:port]`: boto3 raised "Invalid endpoint" at the first upload."""
+    if not _is_http_url(url):
+        raise ValueError(f"{url!r} is not an S3 endpoint: expected http(s)://host[:port]")
+    return url
+
+
+def check_s3_prefixes(prefixes: str) -> str:
+    """Comma-separated `s3://bucket[/prefix]`: anything else could never match a first frame,
+    and its briefs were refused with a list naming it as allowed."""
+    for prefix in (p.strip() for p in prefixes.split(",")):
+        if prefix and (not prefix.startswith("s3://") or not urlparse(prefix).netloc):
+            raise ValueError(f"{prefix!r} is not an s3://bucket/prefix location")
+    return prefixes
 
 
 DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
 OpenLineageUrl = Annotated[str, AfterValidator(check_openlineage_url)]
 StorageUrl = Annotated[str, AfterValidator(check_storage_url)]
 RenderDevice = Annotated[str, AfterValidator(check_device)]
+S3EndpointUrl = Annotated[str, AfterValidator(check_s3_endpoint_url)]
+S3Prefixes = Annotated[str, AfterValidator(check_s3_prefixes)]
 
 
 class Settings(BaseSettings):
@@ -109,7 +131,7 @@ class Settings(BaseSettings):
     storage_url: StorageUrl = Field(default="", description=(
         "Where artifacts and deliverables go. Default: `file://<data dir>/storage`. "
         "Production: `s3://bucket/prefix`."))
-    s3_endpoint_url: str | None = Field(default=None, description=(
+    s3_endpoint_url: S3EndpointUrl | None = Field(default=None, description=(
         "S3 endpoint for non-AWS stores (MinIO, moto); unset for AWS."))
     aws_region: str = Field(default="us-east-1", description="S3 region.")
     ray_address: str | None = Field(default=None, description=(
@@ -173,7 +195,7 @@ class Settings(BaseSettings):
     produce_deployment: str = Field(default="produce-campaign/produce-campaign", description=(
         "Deployment the review service starts for a new brief when `PREFECT_API_URL` is set."))
     # ---- inputs at the door and budgets (issue 12)
-    first_frame_s3_prefixes: str = Field(default="", description=(
+    first_frame_s3_prefixes: S3Prefixes = Field(default="", description=(
         "Comma-separated `s3://bucket/prefix/` a brief's `first_frame` may point into (read "
         "with the service's credentials). Empty: no s3:// first frames, only uploads."))
     max_first_frame_pixels: int = Field(default=40_000_000, ge=1, description=(

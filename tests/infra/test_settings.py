@@ -36,6 +36,8 @@ def test_bad_values_name_the_variable() -> None:
         load_settings({"FINISH_X264_PRESET": "turbo"})
     assert load_settings({"FINISH_X264_PRESET": "medium"}).finish_x264_preset == "medium"
     assert load_settings({"MOVA_DEVICE": "cuda:1"}).mova_device == "cuda:1"
+    assert load_settings({"FIRST_FRAME_S3_PREFIXES": "s3://a/x/, s3://b"}).first_frame_prefixes \
+        == ["s3://a/x/", "s3://b/"]
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [
@@ -51,6 +53,11 @@ def test_bad_values_name_the_variable() -> None:
     # installed (Prefect's), but the service's sessions are synchronous
     ("DATABASE_URL", "postgresql+asyncpg://user@host/db", "postgresql\\+asyncpg is an asyncio"),
     ("DATABASE_URL", "sqlite+aiosqlite:///x.db", "asyncio driver"),
+    # a traceback at the first upload ("Invalid endpoint")
+    ("S3_ENDPOINT_URL", "minio:9000", "'minio:9000' is not an S3 endpoint"),
+    # could never match a first frame, yet was listed to the user as allowed
+    ("FIRST_FRAME_S3_PREFIXES", "s3://frames/emea/, frames/apac",
+     "'frames/apac' is not an s3://bucket/prefix location"),
     # accepted before, and failed every render in the actors
     ("MOVA_DEVICE", "tpu", "'tpu' is no render device: expected cpu, cuda or cuda:N"),
     ("MOVA_DEVICE", "cuda:", "no render device"),
