@@ -92,6 +92,22 @@ def check_s3_endpoint_url(url: str) -> str:
     return url
 
 
+def check_ray_address(address: str) -> str:
+    """`auto`, `local`, `ray://host[:port]` or `host:port` (the head's GCS), as ray.init takes
+    them: anything else failed every brief of a run with Ray's "Invalid address format"."""
+    if address in ("auto", "local"):
+        return address
+    parsed = urlparse(address if address.startswith("ray://") else f"//{address}")
+    try:
+        port = parsed.port
+    except ValueError:  # a port that is no number, or out of range
+        port = None
+    if not parsed.hostname or parsed.path or (port is None and parsed.scheme != "ray"):
+        raise ValueError(f"{address!r} is not a Ray address: expected auto, ray://head:10001 "
+                         "or head:6379")
+    return address
+
+
 def check_s3_prefixes(prefixes: str) -> str:
     """Comma-separated `s3://bucket[/prefix]`: anything else could never match a first frame,
     and its briefs were refused with a list naming it as allowed."""
@@ -107,6 +123,7 @@ StorageUrl = Annotated[str, AfterValidator(check_storage_url)]
 RenderDevice = Annotated[str, AfterValidator(check_device)]
 S3EndpointUrl = Annotated[str, AfterValidator(check_s3_endpoint_url)]
 S3Prefixes = Annotated[str, AfterValidator(check_s3_prefixes)]
+RayAddress = Annotated[str, AfterValidator(check_ray_address)]
 
 
 class Settings(BaseSettings):
@@ -134,8 +151,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: S3EndpointUrl | None = Field(default=None, description=(
         "S3 endpoint for non-AWS stores (MinIO, moto); unset for AWS."))
     aws_region: str = Field(default="us-east-1", description="S3 region.")
-    ray_address: str | None = Field(default=None, description=(
-        "Ray cluster address (`ray://head:10001` or `auto`). Unset: local Ray on this machine."))
+    ray_address: RayAddress | None = Field(default=None, description=(
+        "Ray cluster address (`ray://head:10001`, `head:6379` or `auto`). Unset: local Ray on this machine."))
     ray_dashboard: bool = Field(default=False, description=(
         "Start the Ray dashboard with local Ray (a cluster has its own)."))
     mova_checkpoint: Path | None = Field(default=None, description=(

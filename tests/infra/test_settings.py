@@ -36,6 +36,9 @@ def test_bad_values_name_the_variable() -> None:
         load_settings({"FINISH_X264_PRESET": "turbo"})
     assert load_settings({"FINISH_X264_PRESET": "medium"}).finish_x264_preset == "medium"
     assert load_settings({"MOVA_DEVICE": "cuda:1"}).mova_device == "cuda:1"
+    for address in ("auto", "local", "ray://head:10001", "ray://head", "10.0.0.5:6379",
+                    "[::1]:6379"):
+        assert load_settings({"RAY_ADDRESS": address}).ray_address == address
     assert load_settings({"FIRST_FRAME_S3_PREFIXES": "s3://a/x/, s3://b"}).first_frame_prefixes \
         == ["s3://a/x/", "s3://b/"]
 
@@ -58,6 +61,10 @@ def test_bad_values_name_the_variable() -> None:
     # could never match a first frame, yet was listed to the user as allowed
     ("FIRST_FRAME_S3_PREFIXES", "s3://frames/emea/, frames/apac",
      "'frames/apac' is not an s3://bucket/prefix location"),
+    # failed every brief of a run with Ray's "Invalid address format"
+    ("RAY_ADDRESS", "garbage", "'garbage' is not a Ray address"),
+    ("RAY_ADDRESS", "head:port", "not a Ray address"),
+    ("RAY_ADDRESS", "http://head:8265", "not a Ray address"),  # the dashboard's, not ray.init's
     # accepted before, and failed every render in the actors
     ("MOVA_DEVICE", "tpu", "'tpu' is no render device: expected cpu, cuda or cuda:N"),
     ("MOVA_DEVICE", "cuda:", "no render device"),
