@@ -152,7 +152,8 @@ class Settings(BaseSettings):
         "S3 endpoint for non-AWS stores (MinIO, moto); unset for AWS."))
     aws_region: str = Field(default="us-east-1", description="S3 region.")
     ray_address: RayAddress | None = Field(default=None, description=(
-        "Ray cluster address (`ray://head:10001`, `head:6379` or `auto`). Unset: local Ray on this machine."))
+        "Ray cluster address (`ray://head:10001`, `head:6379` or `auto`). Unset: local Ray "
+        "on this machine."))
     ray_dashboard: bool = Field(default=False, description=(
         "Start the Ray dashboard with local Ray (a cluster has its own)."))
     mova_checkpoint: Path | None = Field(default=None, description=(

@@ -17,10 +17,10 @@ from tasks.submission import submit_brief
 from tests.example_brief import example_text
 
 
-def test_a_brief_an_ingest_run_is_planning_is_left_to_it(tmp_path: Path, postgres_url: str,
-                                                         tiny_checkpoint: Path) -> None:
+def test_a_brief_an_ingest_run_is_planning_is_left_to_it(
+        tmp_path: Path, fresh_postgres_url: str, tiny_checkpoint: Path) -> None:
     settings = load_settings({
-        "MOVA_DATA_DIR": str(tmp_path), "DATABASE_URL": postgres_url,
+        "MOVA_DATA_DIR": str(tmp_path), "DATABASE_URL": fresh_postgres_url,
         "MOVA_CHECKPOINT": str(tiny_checkpoint),
         # never reached: the service stops before starting a flow run
         "PREFECT_API_URL": "http://127.0.0.1:9/api"})

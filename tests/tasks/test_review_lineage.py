@@ -58,12 +58,12 @@ def test_a_rejection_is_a_lineage_run_that_starts_and_completes(tmp_path: Path) 
 
 
 def test_a_decision_cut_at_its_commit_fails_its_run_and_can_be_made_again(
-        tmp_path: Path, postgres_url: str) -> None:
+        tmp_path: Path, fresh_postgres_url: str) -> None:
     # The database connection dies at the decision's COMMIT: the decision is not kept, yet the
     # lineage run had already said COMPLETE (before the commit) with the decision file as its
     # output. Now it says FAIL, and the reviewer's second try is the run that completes.
-    settings = load_settings({"MOVA_DATA_DIR": str(tmp_path), "DATABASE_URL": postgres_url})
-    admin = make_engine(postgres_url)
+    settings = load_settings({"MOVA_DATA_DIR": str(tmp_path), "DATABASE_URL": fresh_postgres_url})
+    admin = make_engine(fresh_postgres_url)
 
     cut: list[int] = []
 
