@@ -92,6 +92,14 @@ def check_s3_endpoint_url(url: str) -> str:
     return url
 
 
+def check_web_url(url: str) -> str:
+    """`http(s)://host[:port][/path]` of a server or a page: Prefect's API without a scheme
+    was a 400-line traceback at `mova-ads run`, a link without one a broken link."""
+    if not _is_http_url(url):
+        raise ValueError(f"{url!r} is not a web address: expected http(s)://host[:port][/path]")
+    return url
+
+
 def check_ray_address(address: str) -> str:
     """`auto`, `local`, `ray://host[:port]` or `host:port` (the head's GCS), as ray.init takes
     them: anything else failed every brief of a run with Ray's "Invalid address format"."""
@@ -124,6 +132,7 @@ RenderDevice = Annotated[str, AfterValidator(check_device)]
 S3EndpointUrl = Annotated[str, AfterValidator(check_s3_endpoint_url)]
 S3Prefixes = Annotated[str, AfterValidator(check_s3_prefixes)]
 RayAddress = Annotated[str, AfterValidator(check_ray_address)]
+WebUrl = Annotated[str, AfterValidator(check_web_url)]
 
 
 class Settings(BaseSettings):
@@ -197,13 +206,13 @@ class Settings(BaseSettings):
         "OpenLineage HTTP endpoint; unset: events are written to `<data dir>/lineage/`."))
     openlineage_api_key: str | None = Field(default=None, repr=False, description=(
         "API key for the OpenLineage endpoint, sent as `Authorization: Bearer <key>`."))
-    prefect_api_url: str | None = Field(default=None, description=(
+    prefect_api_url: WebUrl | None = Field(default=None, description=(
         "Prefect server API. Unset: Prefect's ephemeral server (read by Prefect itself). Set: "
         "the review service starts the `produce-campaign` deployment for each new brief."))
-    prefect_ui_url: str | None = Field(default=None, description=(
+    prefect_ui_url: WebUrl | None = Field(default=None, description=(
         "Prefect UI for flow-run links on the review page. Default: `PREFECT_API_URL` "
         "without its `/api`."))
-    ray_dashboard_url: str | None = Field(default=None, description=(
+    ray_dashboard_url: WebUrl | None = Field(default=None, description=(
         "Ray dashboard link on the review page. Default with `RAY_DASHBOARD`: "
         "`http://127.0.0.1:8265`."))
     api_max_body_bytes: int = Field(default=20 * 2**20, ge=1024, description=(

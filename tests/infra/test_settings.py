@@ -61,6 +61,10 @@ def test_bad_values_name_the_variable() -> None:
     # could never match a first frame, yet was listed to the user as allowed
     ("FIRST_FRAME_S3_PREFIXES", "s3://frames/emea/, frames/apac",
      "'frames/apac' is not an s3://bucket/prefix location"),
+    # `mova-ads run` printed 400 lines of Prefect's traceback; the pages linked nowhere
+    ("PREFECT_API_URL", "prefect:4200/api", "'prefect:4200/api' is not a web address"),
+    ("PREFECT_UI_URL", "localhost", "not a web address"),
+    ("RAY_DASHBOARD_URL", "ftp://head:8265", "not a web address"),
     # failed every brief of a run with Ray's "Invalid address format"
     ("RAY_ADDRESS", "garbage", "'garbage' is not a Ray address"),
     ("RAY_ADDRESS", "head:port", "not a Ray address"),
