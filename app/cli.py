@@ -205,7 +205,8 @@ def ensure_checkpoint(settings: Settings) -> None:
 
 
 @app.command()
-def run(limit: Annotated[int, typer.Option(help="Briefs to claim at most.")] = 20,
+def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an error on PostgreSQL
+            min=1, help="Briefs to claim at most.")] = 20,
         verbose: Annotated[bool, typer.Option(
             "--verbose", "-v", help="Show Prefect's flow and task logs (INFO).")] = False
         ) -> None:

@@ -102,3 +102,19 @@ def test_a_file_too_large_to_be_a_brief_is_refused_unread(tmp_path: Path) -> Non
     assert done.returncode == 1, done.stderr
     assert " ".join(done.stderr.split()) == (
         f"{video} was rejected: it is {6 * 2**30:,} bytes; a brief is at most 1,000,000")
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_run_refuses_a_limit_below_one(limit: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # `run --limit -1` produced every waiting brief on SQLite (LIMIT -1 is none there) and
+    # failed on PostgreSQL; `--limit 0` started Ray and the model to claim nothing.
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    done = CliRunner().invoke(app, ["run", "--limit", limit])
+    assert done.exit_code == 2, done.output
+    assert "--limit" in done.output
