@@ -53,6 +53,17 @@ def check_database_url(url: str) -> str:
 SUPPORTED_DATABASES = ("postgresql", "sqlite")
 
 
+def check_data_dir(path: Path) -> Path:
+    """A folder, or one that can be made: a file in its place (or in its path) was a
+    NotADirectoryError traceback from every command."""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ValueError(f"{path} cannot be the data folder: {part} is a file")
+            return path
+    return path
+
+
 def check_device(device: str) -> str:
     """A torch device the render actors can use, checked when the settings are read (torch is
     not imported for it: every command reads the settings)."""
@@ -126,6 +137,7 @@ def check_s3_prefixes(prefixes: str) -> str:
 
 
 DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
+DataDir = Annotated[Path, AfterValidator(check_data_dir)]
 OpenLineageUrl = Annotated[str, AfterValidator(check_openlineage_url)]
 StorageUrl = Annotated[str, AfterValidator(check_storage_url)]
 RenderDevice = Annotated[str, AfterValidator(check_device)]
@@ -149,7 +161,7 @@ class Settings(BaseSettings):
         # behind the operator's back.
         return init_settings, env_settings
 
-    mova_data_dir: Path = Field(default=Path(DEFAULT_DATA_DIR), description=(
+    mova_data_dir: DataDir = Field(default=Path(DEFAULT_DATA_DIR), description=(
         "Folder for the embedded defaults: SQLite file, local storage, checkpoints, lineage."))
     database_url: DatabaseUrl = Field(default="", description=(
         "SQLAlchemy URL. Default: SQLite file `<data dir>/mova_ads.db`. Production: "

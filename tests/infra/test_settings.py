@@ -110,3 +110,16 @@ def test_every_render_profile_setting_names_a_profile_and_each_profile_can_be_ch
 def test_the_cost_model_prices_every_render_profile(profile: str) -> None:
     # a brief submitted under a profile the cost model did not know failed with a KeyError
     assert load_settings({}).gpu_seconds_per_step(profile) > 0
+
+
+def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
+    # MOVA_DATA_DIR naming a file (or a folder under one) was a NotADirectoryError traceback
+    # from every command, raised while Prefect's home was made in it.
+    afile = tmp_path / "mova.db"
+    afile.write_text("")
+    for data_dir in (afile, afile / "sub"):
+        with pytest.raises(SettingsInvalid) as raised:
+            load_settings({"MOVA_DATA_DIR": str(data_dir)})
+        assert f"MOVA_DATA_DIR: Value error, {data_dir} cannot be the data folder: {afile} is " \
+               "a file" in str(raised.value)
+    assert load_settings({"MOVA_DATA_DIR": str(tmp_path / "new" / "dir")})  # made when used
