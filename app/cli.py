@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from infra import repository as repo
 from infra.db import session_scope
@@ -611,6 +611,12 @@ def run_command() -> int | str | None:
     except OperationalError as err:  # the database is down, elsewhere or refuses us
         errors.print(f"error: {_database_problem(err)}", markup=False, highlight=False)
         return 1
+    except DatabaseError as err:  # (its IntegrityError and kin are bugs: their traceback)
+        if type(err) is not DatabaseError:
+            raise
+        # a SQLite file that is no database ("file is not a database"), or a damaged one
+        errors.print(f"error: {_database_problem(err)}", markup=False, highlight=False)
+        return 1
     except StorageError as err:
         errors.print(f"error: storage: {err}", markup=False, highlight=False)
         return 1
@@ -619,13 +625,17 @@ def run_command() -> int | str | None:
     return 0
 
 
-def _database_problem(err: OperationalError) -> str:
+def _database_problem(err: DatabaseError) -> str:
     """One paragraph for an operator, instead of SQLAlchemy's traceback: the driver's own
     words and the URL (without its password) that was tried."""
     cause = str(err.orig).strip() if err.orig is not None else str(err)
-    url = make_url(load_settings().database).render_as_string(hide_password=True)
-    return (f"the database cannot be used: {cause}\n  DATABASE_URL is {url}; check that the "
-            "server is running and the URL is right")
+    url = make_url(load_settings().database)
+    # SQLite has no server: a wrong path or a file that is no mova-ads database is the cause
+    check = ("the URL is right and names a mova-ads database file"
+             if url.get_backend_name() == "sqlite"
+             else "the server is running and the URL is right")
+    return (f"the database cannot be used: {cause}\n  DATABASE_URL is "
+            f"{url.render_as_string(hide_password=True)}; check that {check}")
 
 
 def _exit_now(code: int | str | None) -> None:

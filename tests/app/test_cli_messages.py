@@ -118,3 +118,23 @@ def test_run_refuses_a_limit_below_one(limit: str, tmp_path: Path,
     done = CliRunner().invoke(app, ["run", "--limit", limit])
     assert done.exit_code == 2, done.output
     assert "--limit" in done.output
+
+
+def test_a_database_file_that_is_no_database_is_one_paragraph(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]
+                                                              ) -> None:
+    # DATABASE_URL naming another file (a backup archive, a text file) was SQLAlchemy's
+    # DatabaseError traceback: only its OperationalError was caught.
+    from app.cli import run_command
+
+    other = tmp_path / "notes.db"
+    other.write_text("not a database\n" * 100)
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{other}")
+    monkeypatch.setattr(sys, "argv", ["mova-ads", "team", "list"])
+    assert run_command() == 1
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: the database cannot be used: file is not a database DATABASE_URL is "
+        f"sqlite:///{other}; check that the URL is right and names a mova-ads database file")
