@@ -16,6 +16,7 @@ from typing import Annotated, TextIO
 from uuid import UUID
 
 import typer
+from alembic.util import CommandError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -617,12 +618,22 @@ def run_command() -> int | str | None:
         # a SQLite file that is no database ("file is not a database"), or a damaged one
         errors.print(f"error: {_database_problem(err)}", markup=False, highlight=False)
         return 1
+    except CommandError as err:  # alembic's: a schema revision this version does not know
+        errors.print(f"error: the database cannot be migrated: {err}\n  DATABASE_URL is "
+                     f"{_database_shown()}; a newer mova-ads has migrated it (run that one), or "
+                     "it is another program's database", markup=False, highlight=False)
+        return 1
     except StorageError as err:
         errors.print(f"error: storage: {err}", markup=False, highlight=False)
         return 1
     except SystemExit as done:  # how typer ends every command
         return done.code
     return 0
+
+
+def _database_shown() -> str:
+    """The database URL tried, without its password."""
+    return make_url(load_settings().database).render_as_string(hide_password=True)
 
 
 def _database_problem(err: DatabaseError) -> str:

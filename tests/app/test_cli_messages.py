@@ -138,3 +138,30 @@ def test_a_database_file_that_is_no_database_is_one_paragraph(tmp_path: Path,
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: the database cannot be used: file is not a database DATABASE_URL is "
         f"sqlite:///{other}; check that the URL is right and names a mova-ads database file")
+
+
+def test_a_database_of_a_newer_version_is_named_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    # Going back to an older mova-ads on a database the newer one migrated: every command was
+    # alembic's "Can't locate revision" traceback.
+    from sqlalchemy import text
+
+    from app.cli import run_command
+    from infra.db import make_engine, upgrade_to_head
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    engine.dispose()
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setattr(sys, "argv", ["mova-ads", "team", "list"])
+    assert run_command() == 1
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "error: the database cannot be migrated: Can't locate revision identified by "
+        f"'0099_future' DATABASE_URL is {url}; a newer mova-ads has migrated it (run that "
+        "one), or it is another program's database")
