@@ -63,6 +63,12 @@ def _services() -> Services:
 NO_TEAMS = "no teams yet ('mova-ads team create NAME' adds one)"
 
 
+def _team_option(team: str | None) -> str | None:
+    """`--team _local` is the default the README names (briefs and LoRAs without a team), not a
+    team that exists: it was refused as unknown, with advice (`team create _local`) that fails."""
+    return None if team == repo.NO_TEAM else team
+
+
 def _none_listed(message: str) -> None:
     """Say that a list is empty, on stderr: stdout stays the list itself for scripts."""
     errors.print(message, markup=False, highlight=False)
@@ -87,7 +93,7 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     try:
         with _services() as services:
             submitted = submit_checked(services, raw, fmt=fmt,
-                                       base_dir=brief.parent, team=team)
+                                       base_dir=brief.parent, team=_team_option(team))
     except SubmissionRefused as err:
         errors.print(f"[red]refused[/]: {escape(str(err))}", highlight=False)
         raise typer.Exit(1) from None
@@ -422,6 +428,7 @@ def lora_add(name: Annotated[str, typer.Argument(help="Name briefs use: a-z, 0-9
 @lora_app.command("list")
 def lora_list(team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
     """The team's registered LoRAs."""
+    team = _team_option(team)
     owner = team or repo.NO_TEAM
     try:
         with _services() as services, session_scope(services.engine) as session:

@@ -165,3 +165,26 @@ def test_a_database_of_a_newer_version_is_named_not_a_traceback(
         "error: the database cannot be migrated: Can't locate revision identified by "
         f"'0099_future' DATABASE_URL is {url}; a newer mova-ads has migrated it (run that "
         "one), or it is another program's database")
+
+
+def test_team_local_is_the_default_owner_not_an_unknown_team(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    # The README names `_local` as --team's default: `lora add --team _local` took it, but
+    # `lora list --team _local` said "no team '_local'" and `submit --team _local` advised
+    # `mova-ads team create _local`, which refuses the name.
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["lora", "list", "--team", "_local"])
+    assert (listed.exit_code, " ".join(listed.output.split())) == (
+        0, "no LoRAs registered for briefs without a team ('mova-ads lora add' registers one)")
+    first = runner.invoke(app, ["submit", str(ROOT / "examples" / "brief.yaml")])
+    again = runner.invoke(app, ["submit", str(ROOT / "examples" / "brief.yaml"),
+                                "--team", "_local"])
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    assert "was submitted before; not submitted again" in again.output  # the same owner
