@@ -157,7 +157,12 @@ def _prefect_environment() -> None:
     settings = load_settings()
     if "PREFECT_HOME" not in os.environ:
         home = (settings.mova_data_dir / "prefect").resolve()
-        home.mkdir(parents=True, exist_ok=True)  # no data dir yet on PostgreSQL and S3
+        try:
+            home.mkdir(parents=True, exist_ok=True)  # no data dir yet on PostgreSQL and S3
+        except OSError as err:  # another user's folder, a read-only disk: not a traceback
+            raise SettingsInvalid(f"invalid configuration: MOVA_DATA_DIR: "
+                                  f"{settings.mova_data_dir} cannot be used: {home} cannot be "
+                                  f"made ({err.strerror})") from None
         os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect gives its ephemeral server 20 s to start; a busy 2-core machine needs more (a

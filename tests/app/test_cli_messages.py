@@ -25,6 +25,17 @@ def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+def _run_command(monkeypatch: pytest.MonkeyPatch, *args: str) -> int | str | None:
+    """`mova-ads ARGS` in this process; what it sets in the environment for Prefect is undone
+    after the test."""
+    from app.cli import run_command
+
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    monkeypatch.setattr(sys, "argv", ["mova-ads", *args])
+    return run_command()
+
+
 def test_a_bad_setting_whose_message_has_brackets_is_one_line(tmp_path: Path) -> None:
     # The message names the expected form `http(s)://host[:port][/path]`: read as markup, its
     # `[/path]` was a closing tag and the user got a MarkupError traceback.
@@ -126,15 +137,12 @@ def test_a_database_file_that_is_no_database_is_one_paragraph(tmp_path: Path,
                                                               ) -> None:
     # DATABASE_URL naming another file (a backup archive, a text file) was SQLAlchemy's
     # DatabaseError traceback: only its OperationalError was caught.
-    from app.cli import run_command
-
     other = tmp_path / "notes.db"
     other.write_text("not a database\n" * 100)
     monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{other}")
-    monkeypatch.setattr(sys, "argv", ["mova-ads", "team", "list"])
-    assert run_command() == 1
+    assert _run_command(monkeypatch, "team", "list") == 1
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: the database cannot be used: file is not a database DATABASE_URL is "
         f"sqlite:///{other}; check that the URL is right and names a mova-ads database file")
@@ -147,7 +155,6 @@ def test_a_database_of_a_newer_version_is_named_not_a_traceback(
     # alembic's "Can't locate revision" traceback.
     from sqlalchemy import text
 
-    from app.cli import run_command
     from infra.db import make_engine, upgrade_to_head
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -159,8 +166,7 @@ def test_a_database_of_a_newer_version_is_named_not_a_traceback(
     monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setattr(sys, "argv", ["mova-ads", "team", "list"])
-    assert run_command() == 1
+    assert _run_command(monkeypatch, "team", "list") == 1
     assert " ".join(capsys.readouterr().err.split()) == (
         "error: the database cannot be migrated: Can't locate revision identified by "
         f"'0099_future' DATABASE_URL is {url}; a newer mova-ads has migrated it (run that "
@@ -188,3 +194,21 @@ def test_team_local_is_the_default_owner_not_an_unknown_team(tmp_path: Path,
                                 "--team", "_local"])
     assert first.exit_code == 0 and again.exit_code == 0, again.output
     assert "was submitted before; not submitted again" in again.output  # the same owner
+
+
+def test_a_data_dir_that_cannot_be_written_is_named(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # Another user's folder (or a read-only disk) as MOVA_DATA_DIR: every command was a
+    # PermissionError traceback, raised while Prefect's home was made in it.
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    data_dir = tmp_path / "theirs"
+    monkeypatch.setenv("MOVA_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    monkeypatch.setattr(Path, "mkdir", refused)
+    assert _run_command(monkeypatch, "team", "list") == 2
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: invalid configuration: MOVA_DATA_DIR: {data_dir} cannot be used: "
+        f"{data_dir.resolve() / 'prefect'} cannot be made (Permission denied)")
