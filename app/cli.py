@@ -653,8 +653,9 @@ def _database_problem(err: DatabaseError) -> str:
     words and the URL (without its password) that was tried."""
     cause = str(err.orig).strip() if err.orig is not None else str(err)
     url = make_url(load_settings().database)
-    # SQLite has no server: a wrong path or a file that is no mova-ads database is the cause
-    check = ("the URL is right and names a mova-ads database file"
+    # SQLite has no server: a wrong path, a file that is no mova-ads database or a folder this
+    # user cannot write (SQLite's "unable to open database file") is the cause
+    check = ("the URL names a mova-ads database file, in a folder you can write"
              if url.get_backend_name() == "sqlite"
              else "the server is running and the URL is right")
     return (f"the database cannot be used: {cause}\n  DATABASE_URL is "

@@ -145,7 +145,8 @@ def test_a_database_file_that_is_no_database_is_one_paragraph(tmp_path: Path,
     assert _run_command(monkeypatch, "team", "list") == 1
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: the database cannot be used: file is not a database DATABASE_URL is "
-        f"sqlite:///{other}; check that the URL is right and names a mova-ads database file")
+        f"sqlite:///{other}; check that the URL names a mova-ads database file, in a folder "
+        "you can write")
 
 
 def test_a_database_of_a_newer_version_is_named_not_a_traceback(
