@@ -419,6 +419,12 @@ def lora_add(name: Annotated[str, typer.Argument(help="Name briefs use: a-z, 0-9
     """Register a LoRA: its files are copied to storage, its name and SHA-256 recorded."""
     from tasks.lora import LoraRejected, register_lora
 
+    if not folder.is_dir():  # (a typo, or the weights file itself, was told what to hold)
+        said = (f"{folder} is a file: give the folder that holds it, {folder.parent}"
+                if folder.is_file() else f"no folder {folder}")
+        errors.print(f"error: {said}", markup=False, highlight=False)
+        raise typer.Exit(2)
+
     try:
         with _services() as services:
             done = register_lora(services, team or repo.NO_TEAM, name, folder)

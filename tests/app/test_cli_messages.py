@@ -213,3 +213,27 @@ def test_a_data_dir_that_cannot_be_written_is_named(tmp_path: Path,
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: invalid configuration: MOVA_DATA_DIR: {data_dir} cannot be used: "
         f"{data_dir.resolve() / 'prefect'} cannot be made (Permission denied)")
+
+
+def test_lora_add_names_a_folder_that_is_missing_or_a_file(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    # A mistyped folder, or the weights file itself, was told "expected lora_weights.pt or
+    # lora_weights.safetensors in the folder" (given lora_weights.pt, that reads as nonsense).
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    weights = tmp_path / "mascot" / "lora_weights.pt"
+    weights.parent.mkdir()
+    weights.write_bytes(b"")
+    said = {str(path): CliRunner().invoke(app, ["lora", "add", "mascot", str(path)])
+            for path in (weights, tmp_path / "mascto")}
+    assert {path: (done.exit_code, " ".join(done.output.split()))
+            for path, done in said.items()} == {
+        str(weights): (2, f"error: {weights} is a file: give the folder that holds it, "
+                          f"{weights.parent}"),
+        str(tmp_path / "mascto"): (2, f"error: no folder {tmp_path / 'mascto'}"),
+    }
