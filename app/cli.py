@@ -532,7 +532,8 @@ def token_rotate(name: Annotated[str, typer.Argument(help="Team name.")]) -> Non
 
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port.")] = 8000,
+          port: Annotated[int, typer.Option(  # 99999 was uvicorn's 130-line traceback
+              min=1, max=65535, help="Port.")] = 8000,
           worker: Annotated[bool | None, typer.Option(
               "--worker/--no-worker",
               help="Run production in this process's embedded worker. Default: on unless "

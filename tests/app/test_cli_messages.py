@@ -237,3 +237,19 @@ def test_lora_add_names_a_folder_that_is_missing_or_a_file(tmp_path: Path,
                           f"{weights.parent}"),
         str(tmp_path / "mascto"): (2, f"error: no folder {tmp_path / 'mascto'}"),
     }
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_serve_refuses_a_port_out_of_range(port: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # `serve --port 99999` said "review service on http://127.0.0.1:99999/", then printed
+    # uvicorn's 130-line OverflowError traceback; 0 would listen on a port it does not name.
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    done = CliRunner().invoke(app, ["serve", "--no-worker", "--port", port])
+    assert done.exit_code == 2, done.output
+    assert "--port" in done.output and "review service on" not in done.output
