@@ -266,13 +266,25 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
                 if row.status in (BriefStatus.INVALID, BriefStatus.SUBMITTED) and row.problems:
                     problems.append((f"brief {row.id} {row.status}",
                                      [f"{path}: {message}" for path, message in row.problems]))
+        if not rows and campaign:  # a campaign exists with its briefs: a typo, not "empty"
+            errors.print(f"error: no campaign {campaign!r}" + (
+                " (that is an id: status takes a campaign slug, or none for every campaign)"
+                if _is_uuid(campaign) else ""), markup=False, highlight=False)
+            raise typer.Exit(2)
         if not rows:
-            console.print("no briefs" + (f" for campaign {campaign}" if campaign else ""),
-                          markup=False)
+            _none_listed("no briefs yet ('mova-ads submit BRIEF' queues one)")
             return
         console.print(table)
         _print_reasons(problems)
         _deliverables_table(services, campaign=campaign)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _deliverables_table(services: Services, *, campaign: str | None = None,

@@ -253,3 +253,33 @@ def test_serve_refuses_a_port_out_of_range(port: str, tmp_path: Path,
     done = CliRunner().invoke(app, ["serve", "--no-worker", "--port", port])
     assert done.exit_code == 2, done.output
     assert "--port" in done.output and "review service on" not in done.output
+
+
+def test_status_of_a_campaign_that_does_not_exist_is_an_error(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    # `status aurora-spring-lunch` (or a brief's id, the table's first column) answered
+    # "no briefs for campaign ..." with exit 0, as if the campaign were there and empty.
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    runner = CliRunner()
+    empty = runner.invoke(app, ["status"])
+    assert (empty.exit_code, empty.output.strip()) == (
+        0, "no briefs yet ('mova-ads submit BRIEF' queues one)")
+    submitted = runner.invoke(app, ["submit", str(ROOT / "examples" / "brief.yaml")])
+    assert submitted.exit_code == 0, submitted.output
+    brief_id = submitted.output.split()[2]
+    said = {name: runner.invoke(app, ["status", name])
+            for name in ("aurora-spring-launch", "aurora-spring-lunch", brief_id)}
+    assert said["aurora-spring-launch"].exit_code == 0
+    assert "brief" in said["aurora-spring-launch"].output  # the table
+    assert {name: (done.exit_code, " ".join(done.output.split()))
+            for name, done in said.items() if name != "aurora-spring-launch"} == {
+        "aurora-spring-lunch": (2, "error: no campaign 'aurora-spring-lunch'"),
+        brief_id: (2, f"error: no campaign '{brief_id}' (that is an id: status takes a "
+                      "campaign slug, or none for every campaign)"),
+    }
