@@ -81,9 +81,15 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     if not brief.is_file():
         errors.print(f"[red]error:[/] no file {escape(str(brief))}")
         raise typer.Exit(2)
+    from app.auth import TEAM_NAME
     from tasks.submission import SubmissionRefused, gpu_seconds
     from tasks.submission import submit as submit_checked
 
+    team = _team_option(team)
+    if team is not None and not TEAM_NAME.fullmatch(team):  # (not told to `team create` it)
+        errors.print(f"error: no team {team!r}: team names are lowercase letters, digits and "
+                     "dashes", markup=False, highlight=False)
+        raise typer.Exit(2)
     fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
     if (size := brief.stat().st_size) > MAX_BRIEF_BYTES:  # not read: a video named by mistake
         errors.print(f"[red]{escape(str(brief))} was rejected[/]: it is {size:,} bytes; a brief "
@@ -93,7 +99,7 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
     try:
         with _services() as services:
             submitted = submit_checked(services, raw, fmt=fmt,
-                                       base_dir=brief.parent, team=_team_option(team))
+                                       base_dir=brief.parent, team=team)
     except SubmissionRefused as err:
         errors.print(f"[red]refused[/]: {escape(str(err))}", highlight=False)
         raise typer.Exit(1) from None

@@ -283,3 +283,20 @@ def test_status_of_a_campaign_that_does_not_exist_is_an_error(tmp_path: Path,
         brief_id: (2, f"error: no campaign '{brief_id}' (that is an id: status takes a "
                       "campaign slug, or none for every campaign)"),
     }
+
+
+@pytest.mark.parametrize("team", ["Ac me", ""])
+def test_submit_to_a_team_name_no_team_can_have_is_not_told_to_create_it(
+        team: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It answered "team 'Ac me' does not exist (mova-ads team create Ac me)": a command that
+    # fails (team create refuses the name, and unquoted it is two arguments).
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    done = CliRunner().invoke(app, ["submit", str(ROOT / "examples" / "brief.yaml"),
+                                    "--team", team])
+    assert (done.exit_code, " ".join(done.output.split())) == (
+        2, f"error: no team {team!r}: team names are lowercase letters, digits and dashes")
