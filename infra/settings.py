@@ -55,7 +55,9 @@ SUPPORTED_DATABASES = ("postgresql", "sqlite")
 
 def check_data_dir(path: Path) -> Path:
     """A folder, or one that can be made: a file in its place (or in its path) was a
-    NotADirectoryError traceback from every command."""
+    NotADirectoryError traceback from every command. A leading `~` is the home folder, as a
+    shell would have it (from a systemd or Docker env file it made a folder named `~`)."""
+    path = path.expanduser()
     for part in (path, *path.parents):
         if part.exists():
             if not part.is_dir():

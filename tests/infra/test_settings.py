@@ -123,3 +123,11 @@ def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
         assert f"MOVA_DATA_DIR: Value error, {data_dir} cannot be the data folder: {afile} is " \
                "a file" in str(raised.value)
     assert load_settings({"MOVA_DATA_DIR": str(tmp_path / "new" / "dir")})  # made when used
+
+
+def test_a_data_dir_under_the_home_folder_is_not_a_folder_named_tilde(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MOVA_DATA_DIR=~/mova from an env file (no shell expands it) made ./~/mova, and every
+    # team and brief seemed gone ("no teams yet").
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_settings({"MOVA_DATA_DIR": "~/mova"}).mova_data_dir == tmp_path / "mova"
