@@ -490,7 +490,13 @@ def storage_move_team_keys() -> None:
 
     with _services() as services, session_scope(services.engine) as session:
         copied, kept = move_team_keys(session, services.store)
+        published = len(repo.published_deliverables(session))
     console.print(f"{copied} file(s) copied to team keys, {kept} already in place")
+    if published and not copied + kept:  # another STORAGE_URL: "0 copied" read as done
+        errors.print(f"error: none of the files of {published} published deliverable(s) is in "
+                     f"{services.settings.storage} (STORAGE_URL): is it the store they were "
+                     "published to?", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 token_app = typer.Typer(no_args_is_help=True, help="A team's API token: list, revoke, rotate.")
