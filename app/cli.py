@@ -251,6 +251,9 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
                 server.join()
             ingest_briefs(limit=limit, produce=True)
         _deliverables_table(services, title=f"done in {time.monotonic() - started:.0f} s")
+    if not waiting:  # on an empty queue it printed nothing at all
+        _none_listed("nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
+                     "'mova-ads brief pending' lists those waiting for approval)")
 
 
 @app.command()

@@ -325,3 +325,24 @@ def test_move_team_keys_that_finds_no_file_in_the_store_says_so(tmp_path: Path,
         "the store they were published to?")
     monkeypatch.setattr(repo, "published_deliverables", lambda session: [])  # nothing to move
     assert CliRunner().invoke(app, ["storage", "move-team-keys"]).exit_code == 0
+
+
+def test_run_on_an_empty_queue_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `mova-ads run` with nothing submitted printed nothing at all: done, stuck or broken?
+    from typer.testing import CliRunner
+
+    import app.cli
+    import app.prefect_home
+    import flows.ingest
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    # (Prefect's server and flow are not what this is about: seconds each)
+    monkeypatch.setattr(app.cli, "_configure_prefect", lambda verbose: None)
+    monkeypatch.setattr(app.cli, "_start_prefect_server", lambda: None)
+    monkeypatch.setattr(app.prefect_home, "seed_home", lambda: None)
+    monkeypatch.setattr(flows.ingest, "ingest_briefs", lambda limit, produce: [])
+    done = CliRunner().invoke(app.cli.app, ["run"])
+    assert (done.exit_code, " ".join(done.output.split())) == (
+        0, "nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
+           "'mova-ads brief pending' lists those waiting for approval)")
