@@ -47,6 +47,14 @@ def check_database_url(url: str) -> str:
     if dialect.name not in SUPPORTED_DATABASES:
         raise ValueError(f"{dialect.name} is not supported (the migrations and locks are "
                          f"written for PostgreSQL and SQLite); {example}")
+    if dialect.name == "sqlite":
+        parsed = make_url(url)
+        if parsed.host:  # sqlite://mova.db: SQLAlchemy's ArgumentError traceback at first use
+            raise ValueError(f"{url!r} names no file: a SQLite URL has three slashes, "
+                             "sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        if parsed.database in (None, "", ":memory:"):  # a team created was gone at once
+            raise ValueError(f"{url!r} is an in-memory database, gone when the command ends: "
+                             "name a file, sqlite:///path.db")
     return url
 
 

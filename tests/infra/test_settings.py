@@ -56,6 +56,12 @@ def test_bad_values_name_the_variable() -> None:
     # installed (Prefect's), but the service's sessions are synchronous
     ("DATABASE_URL", "postgresql+asyncpg://user@host/db", "postgresql\\+asyncpg is an asyncio"),
     ("DATABASE_URL", "sqlite+aiosqlite:///x.db", "asyncio driver"),
+    # two slashes: SQLAlchemy's ArgumentError traceback from every command
+    ("DATABASE_URL", "sqlite://mova.db", "'sqlite://mova.db' names no file: a SQLite URL has "
+                                         "three slashes"),
+    # what a command stored (a team, its token) was gone when it ended
+    ("DATABASE_URL", "sqlite://", "'sqlite://' is an in-memory database"),
+    ("DATABASE_URL", "sqlite:///:memory:", "in-memory database, gone when the command ends"),
     # a traceback at the first upload ("Invalid endpoint")
     ("S3_ENDPOINT_URL", "minio:9000", "'minio:9000' is not an S3 endpoint"),
     # could never match a first frame, yet was listed to the user as allowed
