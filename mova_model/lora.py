@@ -93,8 +93,20 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise LoraError(f"{path}: not a tensor-only torch file ({type(err).__name__}: {err})"
-                        ) from err
+        problem = _load_problem(err)
+        raise LoraError(f"{path}: not a tensor-only torch file ({type(err).__name__}"
+                        f"{': ' + problem if problem else ''})") from err
+
+
+def _load_problem(err: Exception) -> str:
+    """What torch found, in its first sentence, without its advice to load the file again with
+    weights_only=False (running what it holds, which a LoRA from outside must never do) or to
+    allow-list its classes."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:  # what it found follows the advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first.split(". ")[0].rstrip(".")
 
 
 def read_lora_config(path: Path) -> LoraConfig:

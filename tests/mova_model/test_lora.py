@@ -378,3 +378,17 @@ def test_the_clip_records_the_lora_it_was_rendered_with(clean_pipe: MovaPipeline
     assert record == {"weights_sha256": weights, "scale": 0.5, "scaling": 0.25, "merged": False}
     assert base.params.lora is None
     assert not (base.video == with_lora.video).all()  # the LoRA took part in the render
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", pickle.dumps({"x": LoraConfig()})])
+def test_a_weights_file_torch_cannot_load_is_named_without_torchs_advice(
+        content: bytes, tmp_path: Path) -> None:
+    # `lora add` printed torch's pages of help, advising to load the file again with
+    # weights_only=False ("will likely succeed"): running the code a LoRA from outside holds.
+    (tmp_path / "lora_weights.pt").write_bytes(content)
+    with pytest.raises(LoraError) as raised:
+        read_lora(tmp_path)
+    said = str(raised.value)
+    assert said.startswith(f"{tmp_path / 'lora_weights.pt'}: not a tensor-only torch file "
+                           "(UnpicklingError: ")
+    assert "\n" not in said and "weights_only" not in said and "safe_globals" not in said
