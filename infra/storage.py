@@ -174,7 +174,12 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file in its place, a read-only disk: not a traceback
+            reason = "it is a file" if self.root.is_file() else f"{err.strerror}: {err.filename}"
+            raise StorageError(f"the storage folder {self.root} cannot be used: {reason}"
+                               ) from None
 
     def _path(self, key: str) -> Path:
         path = (self.root / check_key(key)).resolve()

@@ -258,3 +258,15 @@ class socket_port:  # noqa: N801 - reads as a context manager call
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_a_storage_folder_that_cannot_be_made_is_a_storage_error(tmp_path: Path) -> None:
+    # A file where the storage folder goes (STORAGE_URL, or <data dir>/storage) was a
+    # FileExistsError traceback from `mova-ads submit`; as a StorageError the CLI names it.
+    afile = tmp_path / "storage"
+    afile.write_text("")
+    with pytest.raises(StorageError, match=f"the storage folder {afile} cannot be used: it is "
+                                           "a file"):
+        open_store(str(afile))
+    with pytest.raises(StorageError, match="cannot be used: Not a directory"):
+        open_store(f"file://{afile / 'sub'}")
