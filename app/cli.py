@@ -659,9 +659,11 @@ def run_command() -> int | str | None:
         errors.print(f"error: {_database_problem(err)}", markup=False, highlight=False)
         return 1
     except DatabaseError as err:  # (its IntegrityError and kin are bugs: their traceback)
-        if type(err) is not DatabaseError:
+        # a SQLite file that is no database ("file is not a database"), or a damaged one; a
+        # PostgreSQL schema missing a table or a column (SQLite's "no such table" is an
+        # OperationalError, PostgreSQL's a ProgrammingError)
+        if type(err) is not DatabaseError and not _schema_missing(err):
             raise
-        # a SQLite file that is no database ("file is not a database"), or a damaged one
         errors.print(f"error: {_database_problem(err)}", markup=False, highlight=False)
         return 1
     except CommandError as err:  # alembic's: a schema revision this version does not know
@@ -682,6 +684,11 @@ def _database_shown() -> str:
     return make_url(load_settings().database).render_as_string(hide_password=True)
 
 
+def _schema_missing(err: DatabaseError) -> bool:
+    """PostgreSQL's undefined table or column: the database is not the one mova-ads made."""
+    return getattr(err.orig, "sqlstate", None) in ("42P01", "42703")
+
+
 def _database_problem(err: DatabaseError) -> str:
     """One paragraph for an operator, instead of SQLAlchemy's traceback: the driver's own
     words and the URL (without its password) that was tried."""
@@ -689,9 +696,13 @@ def _database_problem(err: DatabaseError) -> str:
     url = make_url(load_settings().database)
     # SQLite has no server: a wrong path, a file that is no mova-ads database or a folder this
     # user cannot write (SQLite's "unable to open database file") is the cause
-    check = ("the URL names a mova-ads database file, in a folder you can write"
-             if url.get_backend_name() == "sqlite"
-             else "the server is running and the URL is right")
+    if _schema_missing(err):
+        cause = cause.splitlines()[0]  # (not the query it was in)
+        check = "the URL names mova-ads' database: this one lacks what its migrations made"
+    elif url.get_backend_name() == "sqlite":
+        check = "the URL names a mova-ads database file, in a folder you can write"
+    else:
+        check = "the server is running and the URL is right"
     return (f"the database cannot be used: {cause}\n  DATABASE_URL is "
             f"{url.render_as_string(hide_password=True)}; check that {check}")
 

@@ -346,3 +346,27 @@ def test_run_on_an_empty_queue_says_so(tmp_path: Path, monkeypatch: pytest.Monke
     assert (done.exit_code, " ".join(done.output.split())) == (
         0, "nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
            "'mova-ads brief pending' lists those waiting for approval)")
+
+
+def test_a_postgresql_database_missing_a_table_is_one_paragraph(
+        fresh_postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # SQLite's "no such table" was one paragraph; PostgreSQL's (a ProgrammingError) was
+    # SQLAlchemy's traceback, the query in it.
+    from sqlalchemy import text
+
+    from infra.db import make_engine, upgrade_to_head
+
+    engine = make_engine(fresh_postgres_url)
+    upgrade_to_head(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE lora"))
+    engine.dispose()
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("DATABASE_URL", fresh_postgres_url)
+    assert _run_command(monkeypatch, "lora", "list") == 1
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: the database cannot be used: relation \"lora\" does not exist DATABASE_URL is "
+        f"{fresh_postgres_url}; check that the URL names mova-ads' database: this one lacks "
+        "what its migrations made")
