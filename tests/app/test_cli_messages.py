@@ -302,31 +302,6 @@ def test_submit_to_a_team_name_no_team_can_have_is_not_told_to_create_it(
         2, f"error: no team {team!r}: team names are lowercase letters, digits and dashes")
 
 
-def test_move_team_keys_that_finds_no_file_in_the_store_says_so(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch
-                                                                ) -> None:
-    # Run with another STORAGE_URL than the files were published to, it said "0 file(s)
-    # copied to team keys, 0 already in place" and exit 0: read as "done".
-    from typer.testing import CliRunner
-
-    import tasks.deliver
-    from app.cli import app
-    from infra import repository as repo
-
-    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
-    monkeypatch.setattr(tasks.deliver, "move_team_keys", lambda session, store: (0, 0))
-    monkeypatch.setattr(repo, "published_deliverables", lambda session: [object()] * 3)
-    done = CliRunner().invoke(app, ["storage", "move-team-keys"])
-    assert done.exit_code == 1
-    assert " ".join(done.output.split()) == (
-        "0 file(s) copied to team keys, 0 already in place error: none of the files of 3 "
-        f"published deliverable(s) is in file://{tmp_path / 'storage'} (STORAGE_URL): is it "
-        "the store they were published to?")
-    monkeypatch.setattr(repo, "published_deliverables", lambda session: [])  # nothing to move
-    assert CliRunner().invoke(app, ["storage", "move-team-keys"]).exit_code == 0
-
-
 def test_run_on_an_empty_queue_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # `mova-ads run` with nothing submitted printed nothing at all: done, stuck or broken?
     from typer.testing import CliRunner

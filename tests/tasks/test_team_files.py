@@ -11,8 +11,10 @@ from uuid import UUID
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from app.auth import create_team
+from app.cli import app
 from app.service import create_app
 from infra import repository as repo
 from infra.db import session_scope
@@ -155,3 +157,15 @@ def test_moving_a_store_from_the_old_layout_is_complete_and_idempotent(
         with session_scope(services.engine) as session:  # again: nothing left to do
             assert move_team_keys(session, store) == (0, len(new_keys))
         assert not store.list(f"{REVIEW_PREFIX}/")
+    # the command run with another STORAGE_URL than the files were published to said
+    # "0 copied, 0 already in place" with exit 0: read as done
+    runner = CliRunner(env={"MOVA_DATA_DIR": str(tmp_path), "MOVA_CHECKPOINT": str(checkpoint),
+                            "STORAGE_URL": str(tmp_path / "another-store")})
+    elsewhere = runner.invoke(app, ["storage", "move-team-keys"])
+    assert elsewhere.exit_code == 1, elsewhere.output
+    assert f"none of the files of {len(rows)} published deliverable(s) is in" in " ".join(
+        elsewhere.output.split())
+    runner.env.pop("STORAGE_URL")
+    here = runner.invoke(app, ["storage", "move-team-keys"])
+    assert here.exit_code == 0 and f"0 file(s) copied to team keys, {len(new_keys)} already" \
+        in " ".join(here.output.split())
