@@ -191,7 +191,8 @@ def _start_prefect_server() -> threading.Thread | None:
     would return before the server is up. A failure here is left to that flow call to raise."""
     from prefect.settings import PREFECT_API_URL
 
-    if PREFECT_API_URL.value():
+    if api_url := PREFECT_API_URL.value():
+        _check_prefect_server(api_url)
         return None
 
     def start() -> None:
@@ -203,6 +204,20 @@ def _start_prefect_server() -> threading.Thread | None:
     thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
     thread.start()
     return thread
+
+
+def _check_prefect_server(api_url: str) -> None:
+    """The configured Prefect server answers its health check: an unreachable one was a
+    400-line traceback from inside the first flow call."""
+    import httpx
+
+    try:
+        httpx.get(f"{api_url.rstrip('/')}/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as err:
+        errors.print(f"error: the Prefect server at PREFECT_API_URL={api_url} cannot be reached "
+                     f"({type(err).__name__}: {err}); start it, or unset PREFECT_API_URL to "
+                     "run on Prefect's ephemeral server", markup=False, highlight=False)
+        raise typer.Exit(1) from None
 
 
 def ensure_checkpoint(settings: Settings) -> None:

@@ -345,3 +345,17 @@ def test_a_postgresql_database_missing_a_table_is_one_paragraph(
         f"error: the database cannot be used: relation \"lora\" does not exist DATABASE_URL is "
         f"{fresh_postgres_url}; check that the URL names mova-ads' database: this one lacks "
         "what its migrations made")
+
+
+def test_run_against_a_prefect_server_that_does_not_answer_is_one_paragraph(
+        tmp_path: Path) -> None:
+    # `mova-ads run` with PREFECT_API_URL naming a server that is down printed 400 lines of
+    # Prefect's and httpx's traceback from inside the first flow call
+    done = _cli(tmp_path, "run", PREFECT_API_URL="http://127.0.0.1:9/api")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    said = " ".join(done.stderr.split())
+    assert said.startswith("error: the Prefect server at PREFECT_API_URL=http://127.0.0.1:9/api "
+                           "cannot be reached (ConnectError:"), said
+    assert said.endswith("start it, or unset PREFECT_API_URL to run on Prefect's ephemeral "
+                         "server")
