@@ -244,6 +244,13 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
             "--verbose", "-v", help="Show Prefect's flow and task logs (INFO).")] = False
         ) -> None:
     """Ingest submitted briefs and produce every planned brief now."""
+    with _services() as services, session_scope(services.engine) as session:
+        # submitted, planned or half-produced, or claimed by a run that died
+        waiting = repo.any_brief_waiting(session) or bool(repo.claimed_brief_ids(session))
+    if not waiting:  # on an empty queue it printed nothing at all (after starting Prefect)
+        _none_listed("nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
+                     "'mova-ads brief pending' lists those waiting for approval)")
+        return
     _configure_prefect(verbose)
     from app.prefect_home import seed_home
 
@@ -254,21 +261,14 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
 
     with _services() as services:
         started = time.monotonic()
-        with session_scope(services.engine) as session:
-            waiting = repo.any_brief_waiting(session)
-        if waiting:
-            ensure_checkpoint(services.settings)
-        # With work waiting, the render pool (Ray, the actors' model load) starts opening now,
-        # beside Prefect's server start and the planning, not after them.
-        with keep_pools_open(warm=services.settings if waiting else None), \
-                _ProgressWatcher(services):
+        ensure_checkpoint(services.settings)
+        # The render pool (Ray, the actors' model load) starts opening now, beside Prefect's
+        # server start and the planning, not after them.
+        with keep_pools_open(warm=services.settings), _ProgressWatcher(services):
             if server is not None:
                 server.join()
             ingest_briefs(limit=limit, produce=True)
         _deliverables_table(services, title=f"done in {time.monotonic() - started:.0f} s")
-    if not waiting:  # on an empty queue it printed nothing at all
-        _none_listed("nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
-                     "'mova-ads brief pending' lists those waiting for approval)")
 
 
 @app.command()
