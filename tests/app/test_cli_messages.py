@@ -153,24 +153,31 @@ def test_a_database_file_that_is_no_database_is_one_paragraph(tmp_path: Path,
         "you can write")
 
 
+def _migrated_then(url: str, statement: str, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database at `url` migrated, then changed by `statement`; the CLI pointed at it."""
+    from sqlalchemy import text
+
+    from infra.db import make_engine, upgrade_to_head
+
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("DATABASE_URL", url)
+
+
 def test_a_database_of_a_newer_version_is_named_not_a_traceback(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
         ) -> None:
     # Going back to an older mova-ads on a database the newer one migrated: every command was
     # alembic's "Can't locate revision" traceback.
-    from sqlalchemy import text
-
-    from infra.db import make_engine, upgrade_to_head
-
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    engine = make_engine(url)
-    upgrade_to_head(engine)
-    with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
-    engine.dispose()
-    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.setenv("DATABASE_URL", url)
+    _migrated_then(url, "UPDATE alembic_version SET version_num = '0099_future'", tmp_path,
+                   monkeypatch)
     assert _run_command(monkeypatch, "team", "list") == 1
     assert " ".join(capsys.readouterr().err.split()) == (
         "error: the database cannot be migrated: Can't locate revision identified by "
@@ -290,23 +297,13 @@ def test_run_on_an_empty_queue_says_so(tmp_path: Path, monkeypatch: pytest.Monke
            "'mova-ads brief pending' lists those waiting for approval)")
     assert time.monotonic() - started < 10, "Prefect or Ray was started for nothing"
 
+
 def test_a_postgresql_database_missing_a_table_is_one_paragraph(
         fresh_postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     # SQLite's "no such table" was one paragraph; PostgreSQL's (a ProgrammingError) was
     # SQLAlchemy's traceback, the query in it.
-    from sqlalchemy import text
-
-    from infra.db import make_engine, upgrade_to_head
-
-    engine = make_engine(fresh_postgres_url)
-    upgrade_to_head(engine)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE lora"))
-    engine.dispose()
-    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.setenv("DATABASE_URL", fresh_postgres_url)
+    _migrated_then(fresh_postgres_url, "DROP TABLE lora", tmp_path, monkeypatch)
     assert _run_command(monkeypatch, "lora", "list") == 1
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: the database cannot be used: relation \"lora\" does not exist DATABASE_URL is "
