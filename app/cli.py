@@ -92,8 +92,8 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
         raise typer.Exit(2)
     fmt = "json" if brief.suffix.lower() == ".json" else "yaml"
     if (size := brief.stat().st_size) > MAX_BRIEF_BYTES:  # not read: a video named by mistake
-        errors.print(f"[red]{escape(str(brief))} was rejected[/]: it is {size:,} bytes; a brief "
-                     f"is at most {MAX_BRIEF_BYTES:,}", highlight=False)
+        errors.print(f"[red]{escape(str(brief))} was rejected[/]: it is {size:,} bytes; the "
+                     f"limit is {MAX_BRIEF_BYTES:,}", highlight=False)
         raise typer.Exit(1)
     raw = brief.read_bytes()
     try:

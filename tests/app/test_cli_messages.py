@@ -121,7 +121,7 @@ def test_a_file_too_large_to_be_a_brief_is_refused_unread(tmp_path: Path) -> Non
     done = _cli(tmp_path, "submit", str(video))
     assert done.returncode == 1, done.stderr
     assert " ".join(done.stderr.split()) == (
-        f"{video} was rejected: it is {6 * 2**30:,} bytes; a brief is at most 1,000,000")
+        f"{video} was rejected: it is {6 * 2**30:,} bytes; the limit is 1,000,000")
 
 
 @pytest.mark.parametrize("limit", ["0", "-1"])
