@@ -35,6 +35,7 @@ def empty(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_empty_database(tmp_path_factory.mktemp("share") / "prefect-empty.db")
 
 
+@pytest.mark.slow
 def test_a_new_home_gets_a_copy_that_the_ephemeral_server_runs_flows_on(
         tmp_path: Path, empty: Path) -> None:
     home = tmp_path / "home"

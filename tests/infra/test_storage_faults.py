@@ -32,6 +32,7 @@ def _payloads() -> dict[str, bytes]:
     return {f"faults/{i:02d}-{size}.bin": rng.randbytes(size) for i, size in enumerate(sizes)}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("aws_credentials")
 def test_uploads_and_downloads_survive_injected_faults(s3_endpoint: str, tmp_path: Path) -> None:
     direct = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")

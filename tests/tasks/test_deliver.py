@@ -77,6 +77,7 @@ def _frames(row: Deliverable) -> np.ndarray:
     return decode_video_frames(Path(row.published_uri.removeprefix("file://")))
 
 
+@pytest.mark.slow
 def test_voiceover_keeps_the_master_picture_and_lipsync_renders_each_language(
         tmp_path: Path, checkpoint: Path) -> None:
     # Without per-language on-screen text the picture has nothing language-specific left, so
@@ -139,6 +140,7 @@ def test_a_broken_render_fails_qc_is_rerendered_with_the_next_seed_then_fails(
         assert len(list(session.scalars(select(RenderJob)))) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("publish_scenes", [False, True])
 def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publishes_scenes(
         tmp_path: Path, checkpoint: Path, publish_scenes: bool) -> None:
@@ -183,6 +185,7 @@ def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publish
 ISSUE15_BRIEF = Path(__file__).resolve().parents[2] / "bench" / "briefs" / "issue15-2x4x3.yaml"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("publish_scenes", [False, True])
 def test_a_scene_with_nothing_said_is_finished_once_for_all_locales_unless_scenes_are_published(
         tmp_path: Path, checkpoint: Path, publish_scenes: bool) -> None:

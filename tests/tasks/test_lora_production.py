@@ -165,6 +165,7 @@ def test_the_render_key_carries_the_lora_and_its_scale(env: dict[str, str],
     assert RenderSpec.model_validate(full.model_dump(mode="json")).key == full.key
 
 
+@pytest.mark.slow
 def test_a_lora_render_records_name_digest_and_scale_in_clip_manifest_and_lineage(
         env: dict[str, str], tmp_path: Path) -> None:
     with Services(load_settings(env)) as services:

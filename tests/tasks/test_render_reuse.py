@@ -102,6 +102,7 @@ def _jobs(services: Services) -> dict[str, tuple[str, int, dict[str, Any]]]:
                 for key, status, attempts, spec in rows}
 
 
+@pytest.mark.slow
 def test_old_layout_jobs_are_rendered_reused_and_not_rendered_again(
         services: Services) -> None:
     brief_id = submit_brief(services, BRIEF)

@@ -83,6 +83,7 @@ def test_the_lip_diagnosis_covers_every_speaking_generation_and_its_ground_truth
         lip_sync_diagnosis(folder, num_scenes=0, seeds=[0], steps=1, cfg_scale=2.0)
 
 
+@pytest.mark.slow
 def test_the_lip_diagnosis_reads_what_the_codecs_leave_of_the_mouth() -> None:
     """The demo model's video VAE draws the mouth's opening at about half its drawn amplitude,
     in time: the most a generation's mouth can move (measured on these 4 speaking scenes: 12.5
@@ -125,6 +126,7 @@ def test_a_folder_that_is_no_checkpoint_is_refused_by_name(
         capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_dual_guidance_reaches_the_pipeline_and_the_result_says_so(tmp_path: Path) -> None:
     folder = make_checkpoint(tmp_path / "tiny", preset="tiny", seed=0)
     common = dict(num_scenes=1, seeds=[0], steps=2, cfg_scale=2.0)

@@ -52,6 +52,7 @@ def test_the_demo_model_is_an_official_folder_that_names_itself() -> None:
     assert size < 20 * 2**20
 
 
+@pytest.mark.slow
 def test_the_codecs_keep_what_the_prompts_name() -> None:
     """The ceiling a generation can reach: the ground truth through the video VAE and the DAC
     still reads right. Measured on these 8: background 8, colour 8, object 7 of 8, syllables

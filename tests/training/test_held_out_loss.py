@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_MODEL = ROOT / "assets" / "demo-model"
 
 
+@pytest.mark.slow
 def test_both_sets_see_the_same_noise_so_only_the_clips_make_the_gap() -> None:
     # a "training" set drawn from the unseen set's seed: the same clips, so the gap is exactly 0
     same = held_out_loss(DEMO_MODEL, num_clips=4, training_seed=EVAL_SEED - WORLD_SEED_OFFSET)

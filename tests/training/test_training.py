@@ -145,6 +145,7 @@ def test_codec_losses_go_down(tmp_path: Path) -> None:
     assert v1 < 0.9 * v0 and a1 < a0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", [VideoVAEPhase.CLIPS, VideoVAEPhase.DECODER])
 def test_the_whole_clip_phases_lower_the_loss_of_whole_clips_and_resume(
         phase: VideoVAEPhase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,6 +191,7 @@ def test_the_whole_clip_phases_lower_the_loss_of_whole_clips_and_resume(
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     budget = dataclasses.replace(BUDGETS["smoke"], dit_steps=30, num_clips=8,
@@ -251,6 +253,7 @@ def test_diffusion_loss_goes_down_and_resumes(tmp_path: Path,
     assert not saved
 
 
+@pytest.mark.slow
 def test_codecs_trained_at_the_same_time_equal_codecs_trained_in_turn(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The two codecs train in two processes at once (make demo-model's codec stage takes the
