@@ -78,8 +78,9 @@ def _none_listed(message: str) -> None:
 def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .json).")],
            team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
     """Validate a brief and queue it for production."""
-    if not brief.is_file():
-        errors.print(f"[red]error:[/] no file {escape(str(brief))}")
+    if not brief.is_file():  # a folder was "no file <folder>", as if it were missing
+        what = "is a folder: give the brief file in it" if brief.is_dir() else "does not exist"
+        errors.print(f"[red]error:[/] {escape(str(brief))} {what}", highlight=False)
         raise typer.Exit(2)
     from app.auth import TEAM_NAME
     from tasks.submission import SubmissionRefused, gpu_seconds

@@ -324,3 +324,15 @@ def test_run_against_a_prefect_server_that_does_not_answer_is_one_paragraph(
                            "cannot be reached (ConnectError:"), said
     assert said.endswith("start it, or unset PREFECT_API_URL to run on Prefect's ephemeral "
                          "server")
+
+
+def test_submit_names_a_folder_given_for_the_brief(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # `mova-ads submit examples` (the folder, not the file) said "no file examples"
+    cli = _in_process(tmp_path, monkeypatch)
+    folder = cli("submit", str(ROOT / "examples"))
+    assert (folder.exit_code, " ".join(folder.output.split())) == (
+        2, f"error: {ROOT / 'examples'} is a folder: give the brief file in it")
+    missing = cli("submit", str(tmp_path / "brief.yml"))
+    assert (missing.exit_code, " ".join(missing.output.split())) == (
+        2, f"error: {tmp_path / 'brief.yml'} does not exist")
