@@ -576,6 +576,9 @@ def load_brief(raw: bytes | str, *, fmt: str | None = None) -> Brief:
     if fmt not in (None, "yaml", "json"):
         raise BriefInvalid([("(document)", f"unknown format {fmt!r}; use yaml or json")])
     data = _parse(raw, fmt)
+    if data is None:  # an empty file, or only comments: it was "found NoneType"
+        raise BriefInvalid([("(document)", "the brief is empty: a brief is a mapping of "
+                                           "fields (campaign, brand, ...)")])
     if not isinstance(data, dict):
         raise BriefInvalid([("(document)", "a brief is a mapping of fields (campaign, brand, "
                                            f"...), found {type(data).__name__}")])

@@ -192,6 +192,9 @@ def test_document_errors_name_line_and_column() -> None:
         ("(document)", "unknown format 'toml'; use yaml or json")]
     [(_, message)] = _problems("just text")
     assert message == "a brief is a mapping of fields (campaign, brand, ...), found str"
+    for empty in ("", "  \n", "# campaign: later\n", "---\n"):  # was "found NoneType"
+        assert _problems(empty) == [("(document)", "the brief is empty: a brief is a mapping "
+                                                   "of fields (campaign, brand, ...)")]
 
 
 def test_format_is_detected_and_bytes_are_accepted() -> None:
