@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from infra import repository as repo
@@ -697,7 +697,11 @@ def run_command() -> int | str | None:
 
 def _database_shown() -> str:
     """The database URL tried, without its password."""
-    return make_url(load_settings().database).render_as_string(hide_password=True)
+    return _database_url().render_as_string(hide_password=True)
+
+
+def _database_url() -> URL:
+    return make_url(load_settings().database)
 
 
 def _schema_missing(err: DatabaseError) -> bool:
@@ -709,7 +713,7 @@ def _database_problem(err: DatabaseError) -> str:
     """One paragraph for an operator, instead of SQLAlchemy's traceback: the driver's own
     words and the URL (without its password) that was tried."""
     cause = str(err.orig).strip() if err.orig is not None else str(err)
-    url = make_url(load_settings().database)
+    url = _database_url()
     # SQLite has no server: a wrong path, a file that is no mova-ads database or a folder this
     # user cannot write (SQLite's "unable to open database file") is the cause
     if _schema_missing(err):
@@ -720,7 +724,7 @@ def _database_problem(err: DatabaseError) -> str:
     else:
         check = "the server is running and the URL is right"
     return (f"the database cannot be used: {cause}\n  DATABASE_URL is "
-            f"{url.render_as_string(hide_password=True)}; check that {check}")
+            f"{_database_shown()}; check that {check}")
 
 
 def _exit_now(code: int | str | None) -> None:

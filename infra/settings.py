@@ -36,7 +36,8 @@ def check_database_url(url: str) -> str:
 
     example = "e.g. postgresql+psycopg://user@host:5432/db or sqlite:///path.db"
     try:
-        dialect = make_url(url).get_dialect()
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
         dialect.import_dbapi()  # the driver itself: `mysql://` lacked one, found at first query
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as err:
         raise ValueError(f"not a database URL this service can open ({err}); {example}"
@@ -48,7 +49,6 @@ def check_database_url(url: str) -> str:
         raise ValueError(f"{dialect.name} is not supported (the migrations and locks are "
                          f"written for PostgreSQL and SQLite); {example}")
     if dialect.name == "sqlite":
-        parsed = make_url(url)
         if parsed.host:  # sqlite://mova.db: SQLAlchemy's ArgumentError traceback at first use
             raise ValueError(f"{url!r} names no file: a SQLite URL has three slashes, "
                              "sqlite:///relative/path.db or sqlite:////absolute/path.db")

@@ -210,8 +210,9 @@ def run_spot_qc(spec: SpotSpec, result: SpotResult, workdir: Path,
     if measured is None:
         measured = SpotMeasurement(analysis=file_analysis(path), audio=decode_audio(path))
     media, analysis, decoded = probe(path), measured.analysis, measured.audio
-    # 1. the deliverable checks every scene clip passes: codecs, size, frames, loudness,
-    #    true peak, ...
+    # 1. the deliverable checks every scene clip passes: duration, size, codecs, frame count,
+    #    black and still picture, sound (silence, clipping, loudness, stereo), true peak, A/V
+    #    offset, captions
     held_s = result.duration_s - result.end_card_start_s \
         if result.end_card_start_s is not None else 0.0  # the end card is a still picture
     report = run_qc(media, path, expected_frames=result.frames, fps=SPOT_FPS,
