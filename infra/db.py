@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from infra.settings import SettingsInvalid
 from schemas.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,12 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets foreign keys, WAL and a parent folder."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # /proc/x, a read-only disk: one line, not a traceback
+            raise SettingsInvalid(f"invalid configuration: DATABASE_URL: the SQLite file's "
+                                  f"folder {folder} cannot be made ({err.strerror})") from None
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")

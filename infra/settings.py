@@ -55,10 +55,23 @@ def check_database_url(url: str) -> str:
         if parsed.database in (None, "", ":memory:"):  # a team created was gone at once
             raise ValueError(f"{url!r} is an in-memory database, gone when the command ends: "
                              "name a file, sqlite:///path.db")
+        check_sqlite_path(Path(parsed.database))
     return url
 
 
 SUPPORTED_DATABASES = ("postgresql", "sqlite")
+
+
+def check_sqlite_path(path: Path) -> None:
+    """A SQLite file's path that can hold one: a folder there, or a file where a folder of its
+    path should be, was FileExistsError's traceback from every command."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: name a file in it, e.g. sqlite:///{path / 'mova.db'}")
+    for part in path.parents:
+        if part.exists():
+            if not part.is_dir():
+                raise ValueError(f"{path} cannot be a SQLite file: {part} is a file")
+            return
 
 
 def check_data_dir(path: Path) -> Path:
@@ -339,11 +352,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return Settings(**{name: given.get(name, field.get_default(call_default_factory=True))
                            for name, field in Settings.model_fields.items()})
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {_said(e)}"
                              for e in err.errors())
         raise SettingsInvalid(f"invalid configuration: {problems}") from err
     except SettingsError as err:
         raise SettingsInvalid(f"invalid configuration: {err}") from err
+
+
+def _said(error: Mapping) -> str:
+    """A validation error's message; our checks' own words without pydantic's "Value error, "
+    in front of them."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
 
 
 class SettingsInvalid(ValueError):

@@ -7,6 +7,7 @@ from typing import get_args
 
 import pytest
 
+from infra.db import make_engine
 from infra.settings import Settings, SettingsInvalid, load_settings
 from schemas.plan import RENDER_PROFILES
 
@@ -126,9 +127,32 @@ def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
     for data_dir in (afile, afile / "sub"):
         with pytest.raises(SettingsInvalid) as raised:
             load_settings({"MOVA_DATA_DIR": str(data_dir)})
-        assert f"MOVA_DATA_DIR: Value error, {data_dir} cannot be the data folder: {afile} is " \
-               "a file" in str(raised.value)
+        # our words, without pydantic's "Value error, " before them
+        assert f"MOVA_DATA_DIR: {data_dir} cannot be the data folder: {afile} is a file" \
+            in str(raised.value)
     assert load_settings({"MOVA_DATA_DIR": str(tmp_path / "new" / "dir")})  # made when used
+
+
+def test_a_sqlite_url_naming_a_folder_or_a_path_through_a_file_is_named(tmp_path: Path) -> None:
+    # each was a FileExistsError traceback from every command
+    afile = tmp_path / "notes.txt"
+    afile.write_text("")
+    with pytest.raises(SettingsInvalid) as raised:
+        load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}"})
+    assert f"DATABASE_URL: {tmp_path} is a folder: name a file in it, e.g. " \
+           f"sqlite:///{tmp_path}/mova.db" in str(raised.value)
+    with pytest.raises(SettingsInvalid) as raised:
+        load_settings({"DATABASE_URL": f"sqlite:///{afile}/sub/x.db"})
+    assert f"{afile}/sub/x.db cannot be a SQLite file: {afile} is a file" in str(raised.value)
+    # a folder still to be made is made when the database is opened
+    assert load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/x.db"})
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_one_line() -> None:
+    # /proc takes no folders, as root or not: FileNotFoundError's traceback before
+    with pytest.raises(SettingsInvalid, match="DATABASE_URL: the SQLite file's folder "
+                                              "/proc/mova cannot be made"):
+        make_engine("sqlite:////proc/mova/x.db")
 
 
 def test_a_data_dir_under_the_home_folder_is_not_a_folder_named_tilde(
