@@ -66,7 +66,8 @@ def check_sqlite_path(path: Path) -> None:
     """A SQLite file's path that can hold one: a folder there, or a file where a folder of its
     path should be, was FileExistsError's traceback from every command."""
     if path.is_dir():
-        raise ValueError(f"{path} is a folder: name a file in it, e.g. sqlite:///{path / 'mova.db'}")
+        raise ValueError(f"{path} is a folder: name a file in it, "
+                         f"e.g. sqlite:///{path / 'mova.db'}")
     for part in path.parents:
         if part.exists():
             if not part.is_dir():
