@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 import textwrap
 import threading
@@ -589,19 +591,52 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 
     _configure_prefect(verbose=False)
     settings = load_settings()
+    listening = _listen(host, port)  # before the worker starts: a busy port ends here
     embedded = None
     if worker if worker is not None else not settings.prefect_api_url:
         embedded = EmbeddedWorker(settings)
         embedded.start()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
                                            log_level="info", access_log=False))
-    errors.print(f"review service on http://{host}:{port}/ (API docs: /docs); "
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
+    errors.print(f"review service on http://{shown}:{port}/ (API docs: /docs); "
                  f"production: {_production_by(embedded is not None, settings)}")
     try:
-        server.run()
+        server.run(sockets=[listening])
     finally:
+        listening.close()
         if embedded is not None:
             embedded.stop()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound here so that a port in use, or an address this
+    machine does not have, is one line and exit 1: uvicorn logged the error and exited 3 after
+    the embedded worker had started (and taken a brief)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as err:
+        raise _ServeRefused(f"cannot listen on {host}: {err.strerror}") from None
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError as err:
+        listening.close()
+        said = {errno.EADDRINUSE: "it is in use (another service, or this one running "
+                                  "already): choose another with --port",
+                errno.EADDRNOTAVAIL: f"{host} is not an address of this machine",
+                errno.EACCES: "ports under 1024 need privileges: choose another with --port",
+                }.get(err.errno or 0, err.strerror)
+        raise _ServeRefused(f"cannot listen on {host} port {port}: {said}") from None
+    listening.set_inheritable(True)
+    return listening
+
+
+class _ServeRefused(Exception):
+    """The service could not start listening (exit 1)."""
 
 
 def _production_by(embedded: bool, settings: Settings) -> str:
@@ -689,6 +724,9 @@ def run_command() -> int | str | None:
         return 1
     except StorageError as err:
         errors.print(f"error: storage: {err}", markup=False, highlight=False)
+        return 1
+    except _ServeRefused as err:
+        errors.print(f"error: {err}", markup=False, highlight=False)
         return 1
     except SystemExit as done:  # how typer ends every command
         return done.code

@@ -4,6 +4,7 @@ a run after `make demo` (which renders with the demo model) that has a model to 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -248,6 +249,26 @@ def test_serve_refuses_a_port_out_of_range(port: str, tmp_path: Path,
     done = cli("serve", "--no-worker", "--port", port)
     assert done.exit_code == 2, done.output
     assert "--port" in done.output and "review service on" not in done.output
+
+
+def test_serve_on_a_port_in_use_or_an_address_not_here_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    # uvicorn logged "[Errno 98] error while attempting to bind" and exited 3, after saying
+    # "review service on ..." and starting the embedded worker
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert _run_command(monkeypatch, "serve", "--no-worker", "--port", str(port)) == 1
+    said = capsys.readouterr().err
+    assert " ".join(said.split()) == (f"error: cannot listen on 127.0.0.1 port {port}: it is in "
+                                      "use (another service, or this one running already): "
+                                      "choose another with --port")
+    assert _run_command(monkeypatch, "serve", "--no-worker", "--host", "192.0.2.1") == 1
+    assert "192.0.2.1 is not an address of this machine" in capsys.readouterr().err
 
 
 def test_status_of_a_campaign_that_does_not_exist_is_an_error(tmp_path: Path,
