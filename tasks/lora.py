@@ -35,6 +35,10 @@ from tasks.services import Services
 log = logging.getLogger(__name__)
 
 LORA_CONTENT_TYPE = "application/octet-stream"
+# Registration reads each file into memory whole. A rank-64 LoRA of every linear layer of the
+# 720p release is ~1 GB in bf16, ~2 GB in fp32; a file far over that is no LoRA (a checkpoint
+# put in the folder by mistake) and would have been read whole before any check.
+MAX_LORA_FILE_BYTES = 4 * 2**30
 
 
 class LoraRejected(PipelineError):
@@ -85,6 +89,11 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
         # renders read only the .pt: the other file was stored, unchecked, under the name
         raise LoraRejected(f"{folder}: holds both {WEIGHTS_PT} and {WEIGHTS_SAFETENSORS}; "
                            "keep the one to register")
+    for path in on_disk.values():
+        if (size := path.stat().st_size) > MAX_LORA_FILE_BYTES:  # refused before it is read
+            limit = MAX_LORA_FILE_BYTES // 2**30
+            raise LoraRejected(f"{path} is {size / 2**30:.1f} GiB, over the {limit} GiB a LoRA "
+                               "file may be (a whole checkpoint?)")
     # Read once; the bytes checked are the bytes stored (a file swapped in the folder between
     # a check and a copy would be stored unchecked).
     contents = {file_name: path.read_bytes() for file_name, path in on_disk.items()}

@@ -129,6 +129,21 @@ def test_lora_add_refuses_a_name_no_brief_can_use_and_an_unknown_team(
         assert services.store.list("loras/") == []
 
 
+def test_lora_add_refuses_a_file_far_over_a_lora_s_size_unread(env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    # a whole checkpoint renamed lora_weights.pt was read into memory whole before any check
+    folder = write_lora(tmp_path / "mascot", make_factors(), CONFIG)
+    weights = next(folder.glob("lora_weights.*"))
+    with weights.open("r+b") as sparse:  # 5 GiB on the disk's books, nothing written
+        sparse.truncate(5 * 2**30)
+    result = CliRunner().invoke(app, ["lora", "add", "mascot", str(folder)])
+    assert result.exit_code == 2 and _says(
+        result.output, f"error: {weights} is 5.0 GiB, over the 4 GiB a LoRA file may be "
+                       "(a whole checkpoint?)"), result.output
+    with Services(load_settings(env)) as services:
+        assert services.store.list("loras/") == []
+
+
 def test_unknown_lora_names_are_rejected_at_submission(env: dict[str, str],
                                                        tmp_path: Path) -> None:
     brief = tmp_path / "brief.yaml"
