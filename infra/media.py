@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -183,6 +184,9 @@ def seconds_before(spans: tuple[Span, ...], end_s: float) -> float:
     return sum(max(min(end, end_s) - start, 0.0) for start, end in spans)
 
 
+LUMA_GRID = (16, 9)  # cells across and down of MediaAnalysis.luma_cells
+
+
 @dataclass(frozen=True)
 class MediaAnalysis:
     """What one ffmpeg decode of a file's first video and audio streams measured."""
@@ -192,6 +196,9 @@ class MediaAnalysis:
     black_spans: tuple[Span, ...]  # where blackdetect found the picture black
     frozen_spans: tuple[Span, ...]  # where freezedetect found it still
     true_peak_dbtp: float | None  # ebur128's oversampled true peak; None for silence/no audio
+    # (frames, LUMA_GRID cells) mean luma of each cell of a coarse grid, 0..1 (full range)
+    luma_cells: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, LUMA_GRID[0] * LUMA_GRID[1])))
 
     @property
     def black_s(self) -> float:
@@ -209,19 +216,27 @@ _PROGRESS_FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
 
 
 def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: float,
-                  black_share: float, freeze_noise: float, frame_s: float) -> list[str]:
-    """ffmpeg arguments for `analyze_media`: every filter reads the same decode, nothing is
-    written (null muxer). black_luma is the pixel threshold as a share of the luma range,
-    black_share the share of such pixels that makes a frame black, freeze_noise the mean
-    absolute frame difference (share of full scale) under which the picture counts as still,
-    frame_s one frame's duration."""
+                  black_share: float, freeze_noise: float, frame_s: float,
+                  luma_to: Path | None = None) -> list[str]:
+    """ffmpeg arguments for `analyze_media`: every filter reads the same decode. black_luma is
+    the pixel threshold as a share of the luma range, black_share the share of such pixels that
+    makes a frame black, freeze_noise the mean absolute frame difference (share of full scale)
+    under which the picture counts as still, frame_s one frame's duration. The findings go to
+    the log (null muxer); with `luma_to`, each frame's LUMA_GRID cell means are written there
+    as 16-bit grey (an area downscale: no frame reaches Python whole)."""
     graphs, maps = [], []
     if has_video:
         # Report short stretches too; the caller judges their total. blackdetect takes d=0;
         # freezedetect with d under one frame reports every moving frame as a one-frame
         # freeze, so its minimum is just over one frame (a repeat of at least two frames).
-        graphs.append(f"[0:v:0]blackdetect=d=0:pix_th={black_luma:.6f}:pic_th={black_share},"
-                      f"freezedetect=n={freeze_noise:.6f}:d={1.001 * frame_s:.6f}[v]")
+        detect = (f"blackdetect=d=0:pix_th={black_luma:.6f}:pic_th={black_share},"
+                  f"freezedetect=n={freeze_noise:.6f}:d={1.001 * frame_s:.6f}[v]")
+        if luma_to is None:
+            graphs.append(f"[0:v:0]{detect}")
+        else:
+            across, down = LUMA_GRID
+            graphs.append(f"[0:v:0]split[d][g];[d]{detect};"
+                          f"[g]scale={across}:{down}:flags=area,format=gray16le[luma]")
         maps += ["-map", "[v]"]
     if has_audio:
         # framelog=verbose keeps the 10 Hz meter lines out of the log; the summary stays
@@ -229,8 +244,10 @@ def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: f
         maps += ["-map", "[a]"]
     if not graphs:
         raise MediaError(f"{path}: no video or audio stream to analyse")
+    luma_output = [] if luma_to is None or not has_video else [
+        "-map", "[luma]", "-f", "rawvideo", "-y", str(luma_to)]
     return ["-i", str(path), "-filter_complex", ";".join(graphs), *maps,
-            "-progress", "pipe:2", "-nostats", "-f", "null", "-"]
+            "-progress", "pipe:2", "-nostats", "-f", "null", "-", *luma_output]
 
 
 def _spans(events: list[tuple[str, float]], end_s: float) -> tuple[Span, ...]:
@@ -261,9 +278,16 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
     except (av.FFmpegError, OSError) as err:
         raise MediaError(f"{path}: not a readable media file ({err})") from err
     frame_s = 1 / fps if fps > 0 else 0.0
-    stderr = run_ffmpeg(analysis_args(path, has_video=video is not None, has_audio=has_audio,
-                                      black_luma=black_luma, black_share=black_share,
-                                      freeze_noise=freeze_noise, frame_s=frame_s))
+    with tempfile.TemporaryDirectory(prefix="analysis-") as scratch:
+        luma_to = Path(scratch) / "luma.gray16"
+        stderr = run_ffmpeg(analysis_args(path, has_video=video is not None,
+                                          has_audio=has_audio, black_luma=black_luma,
+                                          black_share=black_share, freeze_noise=freeze_noise,
+                                          frame_s=frame_s, luma_to=luma_to))
+        cells = LUMA_GRID[0] * LUMA_GRID[1]
+        luma = (np.fromfile(luma_to, dtype="<u2") if luma_to.exists()
+                else np.zeros(0, np.uint16))
+    luma_cells = luma[: luma.size // cells * cells].reshape(-1, cells) / 65535.0
     counts = _PROGRESS_FRAME.findall(stderr)
     frames = int(counts[-1]) if counts and video is not None else 0
     video_s = frames * frame_s
@@ -276,4 +300,5 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
     peaks = _TRUE_PEAK.findall(stderr)
     peak = float(peaks[-1]) if peaks and has_audio else None
     return MediaAnalysis(frames=frames, video_s=video_s, black_spans=black, frozen_spans=frozen,
-                         true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None)
+                         true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None,
+                         luma_cells=luma_cells)

@@ -10,6 +10,7 @@ import numpy as np
 
 from infra.media import MediaAnalysis, MediaProbe, analyze_media, decode_audio, seconds_before
 from schemas.finishing import LoudnessTarget, QCCheck, QCReport
+from tasks import photosensitivity
 
 BLACK_LUMA = 16.0  # mean luma (0-255) under which a picture counts as black
 FROZEN_DIFF = 0.5  # mean absolute frame difference under which the picture is frozen
@@ -168,6 +169,24 @@ def file_picture_checks(analysis: MediaAnalysis, fps: float,
                "pixels)"),
         _check("frozen_picture", not frozen, f"still {frozen_s:.2f} s {span}",
                f"still {share} (frame difference < {FROZEN_DIFF})"),
+        *flash_checks(analysis, fps),
+    ]
+
+
+def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
+    """Flashing picture over the whole file, end card included (tasks.photosensitivity)."""
+    luminance = photosensitivity.linear_luminance(analysis.luma_cells)
+    flashes = photosensitivity.most_flashes_in_a_second(luminance, fps)
+    single = photosensitivity.one_frame_flashes(luminance)
+    change = f"a change of {photosensitivity.FLASH_CHANGE:.0%} of peak white"
+    return [
+        _check("flashes", flashes <= photosensitivity.MAX_FLASHES_PER_SECOND,
+               f"{flashes:g} flashes in the worst second",
+               f"at most {photosensitivity.MAX_FLASHES_PER_SECOND} a second (ITU-R BT.1702; "
+               f"a flash: two opposing changes of {change})"),
+        _check("one_frame_flash", not single,
+               "frames " + ", ".join(f"{i} ({i / fps:.2f} s)" for i in single) if single
+               else "none", f"no single frame apart from both neighbours by {change}"),
     ]
 
 

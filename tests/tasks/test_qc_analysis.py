@@ -56,7 +56,8 @@ def test_black_and_still_stretches_are_timed(tmp_path: Path) -> None:
     assert analysis.black_s == pytest.approx(0.5, abs=1.5 / FPS)
     assert analysis.frozen_s == pytest.approx(0.5, abs=1.5 / FPS)
     checks = {c.name: c.passed for c in file_picture_checks(analysis, FPS)}
-    assert checks == {"black_picture": True, "frozen_picture": True}
+    assert checks == {"black_picture": True, "frozen_picture": True, "flashes": True,
+                      "one_frame_flash": True}
 
 
 def test_a_render_black_but_for_one_flash_fails(tmp_path: Path) -> None:
@@ -66,7 +67,40 @@ def test_a_render_black_but_for_one_flash_fails(tmp_path: Path) -> None:
     frames[20] = 255
     analysis = file_analysis(_encode(frames, audio, tmp_path / "flash.mp4"))
     assert {c.name for c in file_picture_checks(analysis, FPS) if not c.passed} == \
-        {"black_picture", "frozen_picture"}
+        {"black_picture", "frozen_picture", "one_frame_flash"}
+
+
+def _grey(level: int, frames: int = 48) -> np.ndarray:
+    """A moving picture around one grey level: a faint ramp drifting across it."""
+    ramp = (np.arange(64)[None, :] + 3 * np.arange(frames)[:, None]) % 16 - 8
+    picture = np.clip(level + ramp, 0, 255).astype(np.uint8)
+    return np.repeat(np.repeat(picture[:, None, :, None], 36, axis=1), 3, axis=3)
+
+
+def test_one_white_frame_in_a_moving_picture_is_named(tmp_path: Path) -> None:
+    # a glitched frame between two alike passed every check: one flash is within the
+    # flash rule, and nothing was black or still
+    frames = _grey(90)
+    frames[20] = 250
+    analysis = file_analysis(_encode(frames, None, tmp_path / "glitch.mp4"))
+    checks = {c.name: c for c in file_picture_checks(analysis, FPS)}
+    assert [name for name, c in checks.items() if not c.passed] == ["one_frame_flash"]
+    assert checks["one_frame_flash"].measured == "frames 20 (0.83 s)"
+    assert checks["flashes"].measured == "1 flashes in the worst second"
+
+
+def test_a_strobe_fails_the_flash_rule_and_a_cut_or_a_fade_does_not(tmp_path: Path) -> None:
+    strobe = _grey(60)
+    strobe[(np.arange(48) // 3) % 2 == 1] += 120  # 4 flashes a second
+    cut = _grey(40)
+    cut[24:] = _grey(200)[24:]  # dark to bright once
+    fade = np.concatenate([_grey(40)[:12], np.stack([_grey(40 + 13 * i, 1)[0] for i in
+                                                     range(12)]), _grey(200)[24:]])
+    failed = {}
+    for name, frames in (("strobe", strobe), ("cut", cut), ("fade", fade)):
+        analysis = file_analysis(_encode(frames, None, tmp_path / f"{name}.mp4"))
+        failed[name] = [c.name for c in file_picture_checks(analysis, FPS) if not c.passed]
+    assert failed == {"strobe": ["flashes"], "cut": [], "fade": []}
 
 
 def test_a_render_still_for_its_second_half_fails(tmp_path: Path) -> None:
@@ -176,7 +210,7 @@ def test_a_dark_scene_before_a_bright_end_card_counts_in_full() -> None:
     # counted as nothing). Each stretch is now judged by where it lies.
     dark_scene = MediaAnalysis(frames=48, video_s=2.0, black_spans=((0.0, 0.4),),
                                frozen_spans=((0.1, 0.4), (0.5, 2.0)), true_peak_dbtp=None)
-    black, frozen = file_picture_checks(dark_scene, FPS, held_s=1.5)
+    black, frozen, *_ = file_picture_checks(dark_scene, FPS, held_s=1.5)
     assert not black.passed and not frozen.passed
     assert black.measured == "black 0.40 s of 2.00 s (the first 0.50 s judged, 1.50 s held)"
     assert frozen.measured == "still 0.30 s of 2.00 s (the first 0.50 s judged, 1.50 s held)"
@@ -193,7 +227,7 @@ def test_a_single_frame_is_never_frozen_but_two_identical_frames_are() -> None:
 
 
 def test_picture_checks_say_what_they_expect() -> None:
-    black, frozen = file_picture_checks(_analysis(48, black_s=0.5, frozen_s=0.25), FPS)
+    black, frozen, *_ = file_picture_checks(_analysis(48, black_s=0.5, frozen_s=0.25), FPS)
     assert black.measured == "black 0.50 s of 2.00 s"
     assert black.expected == "black under 50% of the picture (luma < 16 on 98% of pixels)"
     assert frozen.measured == "still 0.25 s of 2.00 s"

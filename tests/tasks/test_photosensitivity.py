@@ -1,0 +1,59 @@
+"""The flash rule and the one-frame flash on luminance series (the file-level checks are in
+test_qc_analysis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.photosensitivity import (
+    FLASH_CHANGE,
+    Swing,
+    linear_luminance,
+    most_flashes_in_a_second,
+    one_frame_flashes,
+    swings,
+)
+
+
+def test_a_rise_with_small_wobbles_is_one_swing_and_a_turn_starts_the_next() -> None:
+    series = np.array([0.1, 0.15, 0.13, 0.3, 0.28, 0.5, 0.45, 0.2, 0.22, 0.1])
+    assert swings(series) == [Swing(0, 5, 0.1, 0.5), Swing(5, 9, 0.1, 0.5)]
+    assert swings(np.array([0.3, 0.35, 0.32, 0.38])) == []  # never FLASH_CHANGE apart
+    assert swings(np.array([])) == []
+
+
+def test_a_slow_start_is_measured_from_its_lowest_point() -> None:
+    # the rise from 0.45 to 0.56 is 0.11, though 0.56 is only 0.06 above the first frame
+    assert swings(np.array([0.5, 0.45, 0.56])) == [Swing(1, 2, 0.45, 0.56)]
+
+
+@pytest.mark.parametrize(("period", "flashes"), [(3, 4.0), (4, 3.0), (6, 2.0)])
+def test_flashes_in_a_second_of_a_square_strobe(period: int, flashes: float) -> None:
+    # frames alternate dark/bright every `period` frames at 24 fps: 24 / period transitions
+    # a second, two to a flash
+    series = np.where((np.arange(96) // period) % 2 == 1, 0.6, 0.1)
+    assert most_flashes_in_a_second(series, fps=24) == flashes
+
+
+def test_changes_among_bright_pictures_are_no_flashes() -> None:
+    # the darker side must be under 0.8 of peak white (160 of 200 cd/m²)
+    bright = np.where(np.arange(48) % 2 == 1, 0.95, 0.82)
+    assert most_flashes_in_a_second(bright, fps=24) == 0
+    assert one_frame_flashes(np.array([0.85, 0.97, 0.85])) == []
+
+
+def test_a_one_frame_flash_is_one_frame_apart_from_two_neighbours_that_agree() -> None:
+    assert one_frame_flashes(np.array([0.2, 0.2, 0.6, 0.21, 0.2, 0.0, 0.2])) == [2, 5]
+    # a cut (the neighbours disagree) and a two-frame flash are not one-frame flashes
+    assert one_frame_flashes(np.array([0.2, 0.2, 0.6, 0.6, 0.6])) == []
+    assert one_frame_flashes(np.array([0.2, 0.6, 0.6, 0.2])) == []
+    # just under the change that counts
+    change = FLASH_CHANGE * 0.99
+    assert one_frame_flashes(np.array([0.2, 0.2 + change, 0.2])) == []
+
+
+def test_luminance_is_the_mean_of_linearised_cells() -> None:
+    # half the screen white and half black is half of peak white, not 0.5 ** 2.2
+    cells = np.array([[1.0, 0.0], [0.5, 0.5]])
+    assert linear_luminance(cells) == pytest.approx([0.5, 0.5 ** 2.2])
