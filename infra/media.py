@@ -196,6 +196,10 @@ class MediaAnalysis:
     black_spans: tuple[Span, ...]  # where blackdetect found the picture black
     frozen_spans: tuple[Span, ...]  # where freezedetect found it still
     true_peak_dbtp: float | None  # ebur128's oversampled true peak; None for silence/no audio
+    # (left, top, right, bottom) pixel bounds of everything not near-black in any frame
+    # (cropdetect over the whole file); None without a picture or when all of it is black
+    content_box: tuple[int, int, int, int] | None = None
+    picture_size: tuple[int, int] | None = None  # (width, height) of the video stream
     # (frames, LUMA_GRID cells) mean luma of each cell of a coarse grid, 0..1 (full range)
     luma_cells: np.ndarray = field(
         default_factory=lambda: np.zeros((0, LUMA_GRID[0] * LUMA_GRID[1])))
@@ -209,6 +213,8 @@ class MediaAnalysis:
         return seconds_before(self.frozen_spans, self.video_s)
 
 
+BORDER_LUMA = 24  # cropdetect's near-black (8-bit luma; video black is 16)
+_CROP = re.compile(r"x1:(-?\d+) x2:(-?\d+) y1:(-?\d+) y2:(-?\d+)")
 _BLACK = re.compile(r"black_start:\s*([\d.]+)\s+black_end:\s*([\d.]+)")
 _FREEZE = re.compile(r"freezedetect\.freeze_(start|end):\s*([\d.]+)")
 _TRUE_PEAK = re.compile(r"True peak:\s*\n\s*Peak:\s*(-?inf|-?[\d.]+)\s*dBFS")
@@ -229,8 +235,10 @@ def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: f
         # Report short stretches too; the caller judges their total. blackdetect takes d=0;
         # freezedetect with d under one frame reports every moving frame as a one-frame
         # freeze, so its minimum is just over one frame (a repeat of at least two frames).
+        # cropdetect with reset=0 reports the union of what every frame so far showed
         detect = (f"blackdetect=d=0:pix_th={black_luma:.6f}:pic_th={black_share},"
-                  f"freezedetect=n={freeze_noise:.6f}:d={1.001 * frame_s:.6f}[v]")
+                  f"freezedetect=n={freeze_noise:.6f}:d={1.001 * frame_s:.6f},"
+                  f"cropdetect=limit={BORDER_LUMA}:round=2:reset=0:skip=0[v]")
         if luma_to is None:
             graphs.append(f"[0:v:0]{detect}")
         else:
@@ -275,6 +283,7 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
             video = container.streams.video[0] if container.streams.video else None
             has_audio = bool(container.streams.audio)
             fps = float(video.average_rate or 0) if video is not None else 0.0
+            size = (video.width, video.height) if video is not None else None
     except (av.FFmpegError, OSError) as err:
         raise MediaError(f"{path}: not a readable media file ({err})") from err
     frame_s = 1 / fps if fps > 0 else 0.0
@@ -297,8 +306,13 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
                    if abs(float(end) + frame_s - video_s) < frame_s / 2 else float(end))
                   for start, end in _BLACK.findall(stderr))
     frozen = _spans([(kind, float(at)) for kind, at in _FREEZE.findall(stderr)], video_s)
+    crops = _CROP.findall(stderr)
+    box = None
+    if crops and video is not None:
+        x1, x2, y1, y2 = map(int, crops[-1])
+        box = (x1, y1, x2, y2) if x2 >= x1 and y2 >= y1 else None
     peaks = _TRUE_PEAK.findall(stderr)
     peak = float(peaks[-1]) if peaks and has_audio else None
     return MediaAnalysis(frames=frames, video_s=video_s, black_spans=black, frozen_spans=frozen,
                          true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None,
-                         luma_cells=luma_cells)
+                         content_box=box, picture_size=size, luma_cells=luma_cells)

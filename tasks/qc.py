@@ -35,6 +35,9 @@ BLACK_PIXEL_SHARE = 0.98
 # goes dark or stops moving for half its length is broken, and one frame of flash or motion in
 # it does not save it (the test was "throughout", which a single differing frame passed).
 MAX_FAULTY_PICTURE_SHARE = 0.5
+# a black band along an edge through the whole file this deep (share of the frame's height for
+# top and bottom, of its width for the sides) is a bar: 14 rows of 720
+BORDER_SHARE = 0.02
 _VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
 
 
@@ -170,7 +173,24 @@ def file_picture_checks(analysis: MediaAnalysis, fps: float,
         _check("frozen_picture", not frozen, f"still {frozen_s:.2f} s {span}",
                f"still {share} (frame difference < {FROZEN_DIFF})"),
         *flash_checks(analysis, fps),
+        border_check(analysis),
     ]
+
+
+def border_check(analysis: MediaAnalysis) -> QCCheck:
+    """Black bars: letterboxing or pillarboxing, e.g. from a first frame that had bars, which
+    the render then kept. Bars come in pairs; one dark edge alone (a night sky at the top, a
+    shadow down one side) is picture, so only two opposite bands black throughout fail."""
+    expected = (f"no bars: two opposite edge bands, each {BORDER_SHARE:.0%} of the side or "
+                "more, near-black in every frame")
+    if analysis.content_box is None or analysis.picture_size is None:
+        return _check("black_borders", True, "no picture content to bound", expected)
+    (left, top, right, bottom), (width, height) = analysis.content_box, analysis.picture_size
+    pairs = ((("top", top), ("bottom", height - 1 - bottom), height),
+             (("left", left), ("right", width - 1 - right), width))
+    found = [f"{one} {a} px, {other} {b} px" for (one, a), (other, b), side in pairs
+             if min(a, b) >= BORDER_SHARE * side]
+    return _check("black_borders", not found, "; ".join(found) or "none", expected)
 
 
 def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:

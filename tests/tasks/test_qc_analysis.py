@@ -57,7 +57,7 @@ def test_black_and_still_stretches_are_timed(tmp_path: Path) -> None:
     assert analysis.frozen_s == pytest.approx(0.5, abs=1.5 / FPS)
     checks = {c.name: c.passed for c in file_picture_checks(analysis, FPS)}
     assert checks == {"black_picture": True, "frozen_picture": True, "flashes": True,
-                      "one_frame_flash": True}
+                      "one_frame_flash": True, "black_borders": True}
 
 
 def test_a_render_black_but_for_one_flash_fails(tmp_path: Path) -> None:
@@ -101,6 +101,27 @@ def test_a_strobe_fails_the_flash_rule_and_a_cut_or_a_fade_does_not(tmp_path: Pa
         analysis = file_analysis(_encode(frames, None, tmp_path / f"{name}.mp4"))
         failed[name] = [c.name for c in file_picture_checks(analysis, FPS) if not c.passed]
     assert failed == {"strobe": ["flashes"], "cut": [], "fade": []}
+
+
+def test_black_bars_are_named_and_a_dark_moment_or_one_dark_edge_is_not(tmp_path: Path) -> None:
+    # a first frame with bars gives a render that keeps them: it passed every check
+    letterboxed = _grey(120)
+    letterboxed[:, :4] = letterboxed[:, -4:] = 0  # 4 rows of 36 at the top and the bottom
+    pillarboxed = _grey(120)
+    pillarboxed[:, :, :6] = pillarboxed[:, :, -6:] = 0  # 6 columns of 64 a side
+    dark_top_a_while = _grey(120)
+    dark_top_a_while[:30, :10] = 0  # the top in shadow, then lit
+    dark_top = _grey(120)
+    dark_top[:, :6] = 0  # one dark edge throughout (a night sky): picture, not a bar
+    checks = {}
+    for name, frames in (("letterboxed", letterboxed), ("pillarboxed", pillarboxed),
+                         ("dark_top_a_while", dark_top_a_while), ("dark_top", dark_top)):
+        analysis = file_analysis(_encode(frames, None, tmp_path / f"{name}.mp4"))
+        check = next(c for c in file_picture_checks(analysis, FPS) if c.name == "black_borders")
+        checks[name] = (check.passed, check.measured)
+    assert checks == {"letterboxed": (False, "top 4 px, bottom 4 px"),
+                      "pillarboxed": (False, "left 6 px, right 6 px"),
+                      "dark_top_a_while": (True, "none"), "dark_top": (True, "none")}
 
 
 def test_a_render_still_for_its_second_half_fails(tmp_path: Path) -> None:
