@@ -120,3 +120,47 @@ def translucent_share(image: Image.Image) -> float:
         return 0.0
     alpha = np.asarray(image.getchannel("A"))
     return float((alpha < 255).mean())
+
+
+# Letterboxing and pillarboxing: two opposite edge bands, each this share of the side or more,
+# empty in every frame, each meeting the picture along a straight edge. A black background
+# around a product is not a bar: the picture's first row beside it is mostly dark too.
+BAR_SHARE = 0.02
+BAR_EMPTY = 0.02  # a band's cells: at most this share of pixels above near-black, every frame
+BAR_EDGE_FULL = 0.9  # the picture's row or column beside a bar: at least this share, typically
+# Near-black in full-range 8-bit luma: 24 on video-range luma (16-235), as QC reads files
+NEAR_BLACK = 9
+
+
+def fill_grid(image: Image.Image, across: int, down: int) -> np.ndarray:
+    """(down, across): the share of each cell's pixels whose luma is above NEAR_BLACK."""
+    lit = (np.asarray(image.convert("L")) > NEAR_BLACK).astype(np.float32)
+    cells = Image.fromarray(lit, mode="F").resize((across, down), Image.Resampling.BOX)
+    return np.asarray(cells, dtype=np.float32)
+
+
+def bars(fill: np.ndarray, size: tuple[int, int]) -> list[str]:
+    """The bar pairs of a picture from its (frames, down, across) fill grid and its pixel
+    `size` (width, height): e.g. ["top 40 px, bottom 40 px"]; [] for none."""
+    width, height = size
+    found = []
+    for profile, side, names in ((fill.mean(axis=2), height, ("top", "bottom")),
+                                 (fill.mean(axis=1), width, ("left", "right"))):
+        cells = profile.shape[1]
+        leading, trailing = _band(profile), _band(profile[:, ::-1])
+        if min(leading, trailing) >= max(BAR_SHARE * cells, 1):
+            px = side / cells
+            found.append(f"{names[0]} {leading * px:.0f} px, {names[1]} {trailing * px:.0f} px")
+    return found
+
+
+def _band(profile: np.ndarray) -> int:
+    """Leading cells of a (frames, cells) fill profile that are empty in every frame, when
+    the picture beside them is full in most frames (a straight edge); else 0."""
+    empty = profile.max(axis=0) <= BAR_EMPTY
+    depth = int(np.argmin(empty)) if not empty.all() else 0
+    if depth == 0:
+        return 0
+    # the edge may share a cell with the bar, or two when the picture is smaller than the grid
+    beside = profile[:, depth:depth + 3].max(axis=1)
+    return depth if float(np.median(beside)) >= BAR_EDGE_FULL else 0

@@ -185,6 +185,8 @@ def seconds_before(spans: tuple[Span, ...], end_s: float) -> float:
 
 
 LUMA_GRID = (16, 9)  # cells across and down of MediaAnalysis.luma_cells
+FILL_GRID = (160, 90)  # cells across and down of MediaAnalysis.fill_cells (8 px at 720p)
+NEAR_BLACK_VIDEO = 24  # 8-bit video-range luma (black is 16) at or under which a pixel is dark
 
 
 @dataclass(frozen=True)
@@ -196,10 +198,10 @@ class MediaAnalysis:
     black_spans: tuple[Span, ...]  # where blackdetect found the picture black
     frozen_spans: tuple[Span, ...]  # where freezedetect found it still
     true_peak_dbtp: float | None  # ebur128's oversampled true peak; None for silence/no audio
-    # (left, top, right, bottom) pixel bounds of everything not near-black in any frame
-    # (cropdetect over the whole file); None without a picture or when all of it is black
-    content_box: tuple[int, int, int, int] | None = None
     picture_size: tuple[int, int] | None = None  # (width, height) of the video stream
+    # (frames, FILL_GRID down, across) share of each cell's pixels that are not near-black
+    fill_cells: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, FILL_GRID[1], FILL_GRID[0]), np.float32))
     # (frames, LUMA_GRID cells) mean luma of each cell of a coarse grid, 0..1 (full range)
     luma_cells: np.ndarray = field(
         default_factory=lambda: np.zeros((0, LUMA_GRID[0] * LUMA_GRID[1])))
@@ -213,8 +215,6 @@ class MediaAnalysis:
         return seconds_before(self.frozen_spans, self.video_s)
 
 
-BORDER_LUMA = 24  # cropdetect's near-black (8-bit luma; video black is 16)
-_CROP = re.compile(r"x1:(-?\d+) x2:(-?\d+) y1:(-?\d+) y2:(-?\d+)")
 _BLACK = re.compile(r"black_start:\s*([\d.]+)\s+black_end:\s*([\d.]+)")
 _FREEZE = re.compile(r"freezedetect\.freeze_(start|end):\s*([\d.]+)")
 _TRUE_PEAK = re.compile(r"True peak:\s*\n\s*Peak:\s*(-?inf|-?[\d.]+)\s*dBFS")
@@ -223,28 +223,31 @@ _PROGRESS_FRAME = re.compile(r"^frame=(\d+)$", re.MULTILINE)
 
 def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: float,
                   black_share: float, freeze_noise: float, frame_s: float,
-                  luma_to: Path | None = None) -> list[str]:
+                  grids_to: Path | None = None) -> list[str]:
     """ffmpeg arguments for `analyze_media`: every filter reads the same decode. black_luma is
     the pixel threshold as a share of the luma range, black_share the share of such pixels that
     makes a frame black, freeze_noise the mean absolute frame difference (share of full scale)
     under which the picture counts as still, frame_s one frame's duration. The findings go to
-    the log (null muxer); with `luma_to`, each frame's LUMA_GRID cell means are written there
-    as 16-bit grey (an area downscale: no frame reaches Python whole)."""
+    the log (null muxer); with `grids_to` (a folder), each frame's LUMA_GRID cell means go to
+    its file `luma` and its FILL_GRID fill shares to `fill`, as 16-bit grey (area downscales:
+    no frame reaches Python whole)."""
     graphs, maps = [], []
     if has_video:
         # Report short stretches too; the caller judges their total. blackdetect takes d=0;
         # freezedetect with d under one frame reports every moving frame as a one-frame
         # freeze, so its minimum is just over one frame (a repeat of at least two frames).
-        # cropdetect with reset=0 reports the union of what every frame so far showed
         detect = (f"blackdetect=d=0:pix_th={black_luma:.6f}:pic_th={black_share},"
-                  f"freezedetect=n={freeze_noise:.6f}:d={1.001 * frame_s:.6f},"
-                  f"cropdetect=limit={BORDER_LUMA}:round=2:reset=0:skip=0[v]")
-        if luma_to is None:
+                  f"freezedetect=n={freeze_noise:.6f}:d={1.001 * frame_s:.6f}[v]")
+        if grids_to is None:
             graphs.append(f"[0:v:0]{detect}")
         else:
-            across, down = LUMA_GRID
-            graphs.append(f"[0:v:0]split[d][g];[d]{detect};"
-                          f"[g]scale={across}:{down}:flags=area,format=gray16le[luma]")
+            # the fill grid: pixels thresholded to video black or white, then area-averaged
+            # (both ends of video range, so the full-range grey out is the share itself)
+            graphs.append(
+                f"[0:v:0]split=3[d][g][f];[d]{detect};"
+                f"[g]scale={LUMA_GRID[0]}:{LUMA_GRID[1]}:flags=area,format=gray16le[luma];"
+                f"[f]lutyuv=y='if(gt(val,{NEAR_BLACK_VIDEO}),235,16)',"
+                f"scale={FILL_GRID[0]}:{FILL_GRID[1]}:flags=area,format=gray16le[fill]")
         maps += ["-map", "[v]"]
     if has_audio:
         # framelog=verbose keeps the 10 Hz meter lines out of the log; the summary stays
@@ -252,10 +255,11 @@ def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: f
         maps += ["-map", "[a]"]
     if not graphs:
         raise MediaError(f"{path}: no video or audio stream to analyse")
-    luma_output = [] if luma_to is None or not has_video else [
-        "-map", "[luma]", "-f", "rawvideo", "-y", str(luma_to)]
+    grid_outputs = [] if grids_to is None or not has_video else [
+        arg for name in ("luma", "fill")
+        for arg in ("-map", f"[{name}]", "-f", "rawvideo", "-y", str(grids_to / name))]
     return ["-i", str(path), "-filter_complex", ";".join(graphs), *maps,
-            "-progress", "pipe:2", "-nostats", "-f", "null", "-", *luma_output]
+            "-progress", "pipe:2", "-nostats", "-f", "null", "-", *grid_outputs]
 
 
 def _spans(events: list[tuple[str, float]], end_s: float) -> tuple[Span, ...]:
@@ -288,15 +292,12 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
         raise MediaError(f"{path}: not a readable media file ({err})") from err
     frame_s = 1 / fps if fps > 0 else 0.0
     with tempfile.TemporaryDirectory(prefix="analysis-") as scratch:
-        luma_to = Path(scratch) / "luma.gray16"
         stderr = run_ffmpeg(analysis_args(path, has_video=video is not None,
                                           has_audio=has_audio, black_luma=black_luma,
                                           black_share=black_share, freeze_noise=freeze_noise,
-                                          frame_s=frame_s, luma_to=luma_to))
-        cells = LUMA_GRID[0] * LUMA_GRID[1]
-        luma = (np.fromfile(luma_to, dtype="<u2") if luma_to.exists()
-                else np.zeros(0, np.uint16))
-    luma_cells = luma[: luma.size // cells * cells].reshape(-1, cells) / 65535.0
+                                          frame_s=frame_s, grids_to=Path(scratch)))
+        luma_cells, fill_cells = (_grid(Path(scratch) / name, down, across) for name, (across, down)
+                                  in (("luma", LUMA_GRID), ("fill", FILL_GRID)))
     counts = _PROGRESS_FRAME.findall(stderr)
     frames = int(counts[-1]) if counts and video is not None else 0
     video_s = frames * frame_s
@@ -306,13 +307,17 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
                    if abs(float(end) + frame_s - video_s) < frame_s / 2 else float(end))
                   for start, end in _BLACK.findall(stderr))
     frozen = _spans([(kind, float(at)) for kind, at in _FREEZE.findall(stderr)], video_s)
-    crops = _CROP.findall(stderr)
-    box = None
-    if crops and video is not None:
-        x1, x2, y1, y2 = map(int, crops[-1])
-        box = (x1, y1, x2, y2) if x2 >= x1 and y2 >= y1 else None
     peaks = _TRUE_PEAK.findall(stderr)
     peak = float(peaks[-1]) if peaks and has_audio else None
     return MediaAnalysis(frames=frames, video_s=video_s, black_spans=black, frozen_spans=frozen,
                          true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None,
-                         content_box=box, picture_size=size, luma_cells=luma_cells)
+                         picture_size=size, luma_cells=luma_cells.reshape(len(luma_cells), -1),
+                         fill_cells=fill_cells)
+
+
+def _grid(path: Path, down: int, across: int) -> np.ndarray:
+    """(frames, down, across) 0..1 from a 16-bit grey raw file; no frames when it is absent."""
+    samples = np.fromfile(path, dtype="<u2") if path.exists() else np.zeros(0, np.uint16)
+    cells = down * across
+    return (samples[: samples.size // cells * cells].reshape(-1, down, across) / 65535.0
+            ).astype(np.float32)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from infra.images import BAR_SHARE, bars
 from infra.media import MediaAnalysis, MediaProbe, analyze_media, decode_audio, seconds_before
 from schemas.finishing import LoudnessTarget, QCCheck, QCReport
 from tasks import photosensitivity
@@ -35,9 +36,6 @@ BLACK_PIXEL_SHARE = 0.98
 # goes dark or stops moving for half its length is broken, and one frame of flash or motion in
 # it does not save it (the test was "throughout", which a single differing frame passed).
 MAX_FAULTY_PICTURE_SHARE = 0.5
-# a black band along an edge through the whole file this deep (share of the frame's height for
-# top and bottom, of its width for the sides) is a bar: 14 rows of 720
-BORDER_SHARE = 0.02
 _VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
 
 
@@ -178,18 +176,13 @@ def file_picture_checks(analysis: MediaAnalysis, fps: float,
 
 
 def border_check(analysis: MediaAnalysis) -> QCCheck:
-    """Black bars: letterboxing or pillarboxing, e.g. from a first frame that had bars, which
-    the render then kept. Bars come in pairs; one dark edge alone (a night sky at the top, a
-    shadow down one side) is picture, so only two opposite bands black throughout fail."""
-    expected = (f"no bars: two opposite edge bands, each {BORDER_SHARE:.0%} of the side or "
-                "more, near-black in every frame")
-    if analysis.content_box is None or analysis.picture_size is None:
-        return _check("black_borders", True, "no picture content to bound", expected)
-    (left, top, right, bottom), (width, height) = analysis.content_box, analysis.picture_size
-    pairs = ((("top", top), ("bottom", height - 1 - bottom), height),
-             (("left", left), ("right", width - 1 - right), width))
-    found = [f"{one} {a} px, {other} {b} px" for (one, a), (other, b), side in pairs
-             if min(a, b) >= BORDER_SHARE * side]
+    """Black bars (infra.images.bars): letterboxing or pillarboxing through the whole file,
+    e.g. from a first frame that had bars, which the render then kept."""
+    expected = (f"no bars: two opposite edge bands, each {BAR_SHARE:.0%} of the side or more, "
+                "near-black in every frame")
+    if analysis.picture_size is None or not len(analysis.fill_cells):
+        return _check("black_borders", True, "no picture", expected)
+    found = bars(analysis.fill_cells, analysis.picture_size)
     return _check("black_borders", not found, "; ".join(found) or "none", expected)
 
 

@@ -23,10 +23,13 @@ from infra.hashing import sha256_bytes
 from infra.images import (
     IMAGE_SUFFIXES,
     ImageRejected,
+    bars,
     decode_picture,
+    fill_grid,
     translucent_share,
     verify_image,
 )
+from infra.media import FILL_GRID
 from infra.repository import NO_TEAM
 from infra.settings import Settings
 from infra.storage import InvalidKey, ObjectStore, check_key, input_key, s3_object
@@ -92,11 +95,19 @@ def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int, opaque: bool)
     a picture with transparent pixels is refused: whatever colour lies under them would show,
     and no background can be guessed."""
     info = verify_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
-    if opaque and (share := translucent_share(decode_picture(data, keep_alpha=True))):
+    if not opaque:
+        return IMAGE_SUFFIXES[info.format]
+    picture = decode_picture(data, keep_alpha=True)
+    if share := translucent_share(picture):
         amount = f"{share:.0%}" if share >= 0.01 else "under 1 %"
         raise ImageRejected(f"{amount} of the picture is transparent; a first frame is the "
                             "whole picture the scene starts from: flatten it onto the "
                             "background the scene should have")
+    grid = fill_grid(picture, *FILL_GRID)[None]
+    if found := bars(grid, picture.size):  # QC would fail every render
+        raise ImageRejected(f"the picture has black bars ({'; '.join(found)}); the render "
+                            "would keep them, and QC fails a deliverable with bars: crop them "
+                            "off")
     return IMAGE_SUFFIXES[info.format]
 
 

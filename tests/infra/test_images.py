@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from infra.images import ImageRejected, decode_picture, translucent_share, verify_image
+from infra.images import (
+    ImageRejected,
+    bars,
+    decode_picture,
+    fill_grid,
+    translucent_share,
+    verify_image,
+)
 
 
 def _encoded(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
@@ -120,3 +127,24 @@ def test_transparency_is_measured_in_every_mode_that_carries_it(
     picture = decode_picture(_saved(image, **options), keep_alpha=True)
     assert translucent_share(picture) == share
     assert decode_picture(_saved(image, **options)).mode == "RGB"
+
+
+def _bars_of(pixels: np.ndarray) -> list[str]:
+    image = Image.fromarray(pixels)
+    return bars(fill_grid(image, 160, 90)[None], image.size)
+
+
+def test_bars_are_two_opposite_empty_bands_meeting_the_picture_along_an_edge() -> None:
+    picture = np.random.default_rng(0).integers(40, 220, (720, 1280, 3), dtype=np.uint8)
+    letterboxed, pillarboxed, one_edge = picture.copy(), picture.copy(), picture.copy()
+    letterboxed[:88] = letterboxed[-88:] = 0  # a 2.39:1 film in a 16:9 frame
+    pillarboxed[:, :160] = pillarboxed[:, -160:] = 5  # near-black: 4:3 in 16:9
+    one_edge[:100] = 0  # a night sky: one dark edge is picture
+    product = np.zeros_like(picture)
+    product[200:520, 400:880] = 200  # a product on black: its edge is not the frame's width
+    thin = picture.copy()
+    thin[:8] = thin[-8:] = 0  # 8 rows of 720: under 2 %
+    assert _bars_of(letterboxed) == ["top 88 px, bottom 88 px"]
+    assert _bars_of(pillarboxed) == ["left 160 px, right 160 px"]
+    assert [_bars_of(p) for p in (picture, one_edge, product, thin, np.zeros_like(picture))] \
+        == [[]] * 5

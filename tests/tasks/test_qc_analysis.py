@@ -103,7 +103,7 @@ def test_a_strobe_fails_the_flash_rule_and_a_cut_or_a_fade_does_not(tmp_path: Pa
     assert failed == {"strobe": ["flashes"], "cut": [], "fade": []}
 
 
-def test_black_bars_are_named_and_a_dark_moment_or_one_dark_edge_is_not(tmp_path: Path) -> None:
+def test_black_bars_are_named_and_a_dark_edge_or_a_black_background_is_not(tmp_path: Path) -> None:
     # a first frame with bars gives a render that keeps them: it passed every check
     letterboxed = _grey(120)
     letterboxed[:, :4] = letterboxed[:, -4:] = 0  # 4 rows of 36 at the top and the bottom
@@ -113,15 +113,20 @@ def test_black_bars_are_named_and_a_dark_moment_or_one_dark_edge_is_not(tmp_path
     dark_top_a_while[:30, :10] = 0  # the top in shadow, then lit
     dark_top = _grey(120)
     dark_top[:, :6] = 0  # one dark edge throughout (a night sky): picture, not a bar
+    product_on_black = np.zeros_like(letterboxed)
+    for index, frame in enumerate(product_on_black):  # a box turning on a black background
+        frame[8:28, 20 + index % 6:40 + index % 6] = (220, 60, 30)
     checks = {}
     for name, frames in (("letterboxed", letterboxed), ("pillarboxed", pillarboxed),
-                         ("dark_top_a_while", dark_top_a_while), ("dark_top", dark_top)):
+                         ("dark_top_a_while", dark_top_a_while), ("dark_top", dark_top),
+                         ("product_on_black", product_on_black)):
         analysis = file_analysis(_encode(frames, None, tmp_path / f"{name}.mp4"))
         check = next(c for c in file_picture_checks(analysis, FPS) if c.name == "black_borders")
         checks[name] = (check.passed, check.measured)
     assert checks == {"letterboxed": (False, "top 4 px, bottom 4 px"),
                       "pillarboxed": (False, "left 6 px, right 6 px"),
-                      "dark_top_a_while": (True, "none"), "dark_top": (True, "none")}
+                      "dark_top_a_while": (True, "none"), "dark_top": (True, "none"),
+                      "product_on_black": (True, "none")}
 
 
 def test_a_render_still_for_its_second_half_fails(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -555,6 +556,30 @@ def test_burned_in_text_that_cannot_be_drawn_is_refused_and_nothing_is_stored(
     scene["dialogue"]["en-US"][0]["text"] = "Every morning starts with one step."
     scene["on_screen_text"]["de-DE"]["brand_line"] = "Laufschuh-Neuheit"
     assert submit(services, yaml.safe_dump(brief, allow_unicode=True), team="emea").created
+
+
+def test_a_first_frame_with_black_bars_is_refused_but_a_product_on_black_is_not(
+        services: Services, tmp_path: Path) -> None:
+    """A letterboxed still made a render that kept its bars, which QC then fails on every
+    seed: refused at the door. A product shot on a black background has no bars."""
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    letterboxed = rng.integers(40, 220, (360, 640, 3), dtype=np.uint8)
+    letterboxed[:40] = letterboxed[-40:] = 0
+    product = np.zeros((360, 640, 3), np.uint8)
+    product[90:270, 200:440] = (220, 60, 30)
+    for name, pixels in (("letterboxed.png", letterboxed), ("product.png", product)):
+        Image.fromarray(pixels).save(folder / name)
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, _with_first_frame("letterboxed.png"), base_dir=folder, team="emea")
+    assert err.value.problems == [("scenes[0].first_frame", "letterboxed.png: the picture has "
+                                   "black bars (top 40 px, bottom 40 px); the render would "
+                                   "keep them, and QC fails a deliverable with bars: crop "
+                                   "them off")]
+    assert services.store.list("inputs/") == []
+    assert submit(services, _with_first_frame("product.png"), base_dir=folder,
+                  team="emea").created
 
 
 def test_a_first_frame_with_transparent_pixels_is_refused_but_a_logo_may_have_them(
