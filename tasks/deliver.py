@@ -37,7 +37,7 @@ from tasks.captions import caption_cues
 from tasks.faults import readable_reason
 from tasks.finishing import finish_clip
 from tasks.qc import QCAction, next_action
-from tasks.render import read_clip
+from tasks.render import ClipArrays, read_clip
 from tasks.retake import retake
 from tasks.retry import retry_on_transient
 from tasks.services import Services
@@ -48,6 +48,9 @@ REVIEW_PREFIX = "review"
 # The locale of a scene finish that every locale shares: nothing is said in it and it only feeds
 # the spots (which tag their own language), so one file serves them all. ISO 639's "undetermined".
 SHARED_FINISH_LOCALE = "und"
+# A published scene's QC record names the file its spots are made from (the artifact id): the
+# text-free finish beside the cut-down, which carries the scene's on-screen text
+SPOT_SOURCE = "spot_source"
 
 
 def _brief(row: BriefRow) -> Brief:
@@ -94,8 +97,10 @@ def _scene_work(services: Services, deliverable_id: UUID) -> _SceneWork | Delive
 
 def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableStatus:
     """Finish one scene variant; returns its new status (finished, pending = re-render,
-    failed). The scene finish carries captions but no on-screen text: the spot burns the text
-    on its own timeline (a finish with the text would show it twice)."""
+    failed). What its spots are made from carries captions but no on-screen text: the spot
+    burns the text on its own timeline (a finish with the text would show it twice). A brief
+    that publishes its scenes gets a second file, the cut-down: encoded for delivery, with the
+    scene's on-screen text and the burned-in-captions variant."""
     work = _scene_work(services, deliverable_id)
     if not isinstance(work, _SceneWork):
         return work
@@ -103,36 +108,49 @@ def finish_deliverable(services: Services, deliverable_id: UUID) -> DeliverableS
     scene = next(s for s in brief.scenes if s.scene_id == work.scene_id)
     clip = read_clip(services.store, work.clip_key)
     lines = [line.text for line in scene.dialogue.get(work.locale, [])]
-    shared = not lines and not brief.publish_scenes
-    finish = FinishSpec(aspect=work.aspect, locale=SHARED_FINISH_LOCALE if shared else work.locale,
-                        loudness=LOUDNESS_TARGETS[brief.loudness_profile],
-                        captions=caption_cues(lines, clip.audio, clip.sample_rate),
-                        focus=scene.focus, burned_variant=brief.publish_scenes,
-                        intermediate=not brief.publish_scenes)
-    preset = services.settings.finish_x264_preset
-    input_key = _finish_key(work.clip_sha256, finish, services.code_version, preset)
-    with _finishing(input_key):  # the locales sharing a file wait for one encode of it
-        with session_scope(services.engine) as session:
-            done = repo.find_artifact(session, "video", input_key) is not None
-        stored: list[Uploaded] = []
-        if not done:  # not finished before: encode and QC, upload (no transaction open)
-            with tempfile.TemporaryDirectory() as tmp:
-                result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate,
-                                     finish, Path(tmp), name=work.scene_id,
-                                     x264_preset=preset)
-                stored = _upload_results(services, result, input_key)
-            with session_scope(services.engine) as session:
-                clip_artifact = session.get(Artifact, work.clip_artifact_id)
-                assert clip_artifact is not None
-                record_uploaded(services, session, stored, input_key, [clip_artifact],
-                                "finish.variant")
+    spot_source = FinishSpec(aspect=work.aspect,
+                             locale=work.locale if lines else SHARED_FINISH_LOCALE,
+                             loudness=LOUDNESS_TARGETS[brief.loudness_profile],
+                             captions=caption_cues(lines, clip.audio, clip.sample_rate),
+                             focus=scene.focus, burned_variant=False, intermediate=True)
+    finishes = [spot_source]
+    if brief.publish_scenes:
+        finishes.append(spot_source.model_copy(update={
+            "locale": work.locale, "on_screen_text": scene.on_screen_text.get(work.locale),
+            "burned_variant": True, "intermediate": False}))
+    keys = [_finished_file(services, work, clip, finish) for finish in finishes]
     with session_scope(services.engine) as session:
         row = repo.get_deliverable(session, deliverable_id)
         if row.status != DeliverableStatus.PENDING:
             return row.status
-        video = repo.find_artifact(session, "video", input_key)
-        assert video is not None
-        return _judge_scene(session, row, brief, video, finish)
+        source, video = (repo.find_artifact(session, "video", key) for key in (keys[0], keys[-1]))
+        assert source is not None and video is not None
+        # the cut-down, when there is one, is what is published and reviewed (its QC report
+        # judges the scene: the same render, encoded for delivery); spots take the source
+        return _judge_scene(session, row, brief, video, finishes[-1],
+                            spot_source=source if source.id != video.id else None)
+
+
+def _finished_file(services: Services, work: _SceneWork, clip: ClipArrays,
+                   finish: FinishSpec) -> str:
+    """The input key of the scene's file finished as `finish`: encoded, QC'd, stored and
+    recorded unless an earlier run or another locale did it already."""
+    preset = services.settings.finish_x264_preset
+    input_key = _finish_key(work.clip_sha256, finish, services.code_version, preset)
+    with _finishing(input_key):  # the locales sharing a file wait for one encode of it
+        with session_scope(services.engine) as session:
+            if repo.find_artifact(session, "video", input_key) is not None:
+                return input_key
+        with tempfile.TemporaryDirectory() as tmp:  # encode and QC, upload (no transaction)
+            result = finish_clip(clip.video, clip.audio, clip.fps, clip.sample_rate, finish,
+                                 Path(tmp), name=work.scene_id, x264_preset=preset)
+            stored = _upload_results(services, result, input_key)
+        with session_scope(services.engine) as session:
+            clip_artifact = session.get(Artifact, work.clip_artifact_id)
+            assert clip_artifact is not None
+            record_uploaded(services, session, stored, input_key, [clip_artifact],
+                            "finish.variant")
+    return input_key
 
 
 # input key -> (its lock, threads holding or waiting for it); an entry goes with its last user,
@@ -159,15 +177,18 @@ def _finishing(input_key: str) -> Iterator[None]:
 
 
 def _judge_scene(session: Session, row: Deliverable, brief: Brief, video: Artifact,
-                 finish: FinishSpec) -> DeliverableStatus:
+                 finish: FinishSpec, spot_source: Artifact | None = None) -> DeliverableStatus:
     """Accept the scene finish, re-render it with the next seed, or fail it (QC). A re-render
-    sends the spots made from it back to be assembled again."""
+    sends the spots made from it back to be assembled again. `spot_source`: the file its
+    spots are made from, when it is not `video` (a published cut-down)."""
     report = QCReport.model_validate(video.params["qc"])
     repo.set_finished_video(row, video, {"report": report.model_dump(mode="json"),
                                          "loudness": video.params["loudness"],
                                          "preview": video.params["preview"],
                                          "captions": [c.model_dump(mode="json")
-                                                      for c in finish.captions]})
+                                                      for c in finish.captions],
+                                         **({SPOT_SOURCE: str(spot_source.id)}
+                                            if spot_source is not None else {})})
     action = next_action(report, row.attempts, brief.max_qc_retries)
     if action == QCAction.ACCEPT:
         repo.accept_deliverable(row)

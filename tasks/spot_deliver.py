@@ -29,7 +29,7 @@ from schemas.brief import Brief, load_brief
 from schemas.finishing import TARGET_SIZES, CaptionCue, QCReport, X264Preset, x264_key_entry
 from schemas.plan import RenderSpec
 from schemas.spot import SpotSpec, plan_spots
-from tasks.deliver import Uploaded, record_uploaded, run_traced, upload_finished
+from tasks.deliver import SPOT_SOURCE, Uploaded, record_uploaded, run_traced, upload_finished
 from tasks.end_card import compose_end_card, end_card_text, write_end_card
 from tasks.retry import retry_on_transient
 from tasks.services import Services
@@ -99,15 +99,25 @@ def _spot_work(services: Services, spot_id: UUID) -> _SpotWork | DeliverableStat
             if scene.status not in SCENE_READY or scene.video is None:
                 return row.status  # that scene is still being made
             job = repo.render_job(session, scene.render_key)
+            source = _spot_source(session, scene)
             scenes.append(_Scene(
-                scene_id=scene_id, video_key=str(scene.video.params["key"]),
-                video_sha256=scene.video.sha256, video_id=scene.video.id,
+                scene_id=scene_id, video_key=str(source.params["key"]),
+                video_sha256=source.sha256, video_id=source.id,
                 captions=[CaptionCue.model_validate(c)
                           for c in (scene.qc or {}).get("captions", [])],
                 render_key=scene.render_key, seed=RenderSpec.model_validate(job.spec).seed,
                 preview=bool((scene.qc or {}).get("preview"))))
         return _SpotWork(brief=brief, team=repo.campaign_team(row.brief), spec=spec,
                          scenes=scenes)
+
+
+def _spot_source(session: Session, scene: Deliverable) -> Artifact:
+    """The finished file of a scene a spot is made from: the text-free one beside a published
+    cut-down (which carries the scene's on-screen text), else the scene's own."""
+    source_id = (scene.qc or {}).get(SPOT_SOURCE)
+    source = session.get(Artifact, UUID(source_id)) if source_id else scene.video
+    assert source is not None
+    return source
 
 
 def _spot_key(work: _SpotWork, code_version: str, x264_preset: X264Preset) -> str:

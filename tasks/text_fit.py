@@ -108,30 +108,29 @@ def glyph_problems(brief: Brief, brand_font: Path | None) -> Problems:
 
 @dataclass(frozen=True)
 class _Layout:
-    """One way text is laid out: a locale at a delivery size inside a safe zone, with the
-    on-screen text (spots) or only captions (published scene cut-downs)."""
+    """One way text is laid out: a locale at a delivery size inside a safe zone (a spot's,
+    or the title-safe area of a published scene cut-down), captions and on-screen text."""
 
     locale: str
     size: tuple[int, int]
     zone: SafeZone
     what: str  # "the 9:16 spot", for messages
-    on_screen: bool
 
 
 def _layouts(brief: Brief) -> list[_Layout]:
-    layouts: dict[tuple[str, tuple[int, int], SafeZone, bool], _Layout] = {}
+    layouts: dict[tuple[str, tuple[int, int], SafeZone], _Layout] = {}
     for spot in plan_spots(brief):
         size = TARGET_SIZES[spot.aspect]
-        layouts.setdefault((spot.locale, size, spot.safe_zone, True), _Layout(
-            spot.locale, size, spot.safe_zone, f"the {spot.aspect.value} spot", True))
-    if brief.publish_scenes:  # scene cut-downs burn captions inside the title-safe area
+        layouts.setdefault((spot.locale, size, spot.safe_zone), _Layout(
+            spot.locale, size, spot.safe_zone, f"the {spot.aspect.value} spot"))
+    if brief.publish_scenes:  # scene cut-downs burn their text inside the title-safe area
         title_safe = SafeZone(top=TITLE_SAFE_MARGIN, bottom=TITLE_SAFE_MARGIN,
                               left=TITLE_SAFE_MARGIN, right=TITLE_SAFE_MARGIN)
         for locale in brief.locales:
             for aspect in brief.aspects:
                 size = TARGET_SIZES[aspect]
-                layouts.setdefault((locale, size, title_safe, False), _Layout(
-                    locale, size, title_safe, f"the {aspect.value} scene cut-down", False))
+                layouts.setdefault((locale, size, title_safe), _Layout(
+                    locale, size, title_safe, f"the {aspect.value} scene cut-down"))
     return list(layouts.values())
 
 
@@ -158,7 +157,7 @@ def _events(brief: Brief, layout: _Layout, skip: set[str]) -> list[_Event]:
                 events.append(_Event(field, " ".join(block), cue, None))
         text = scene.on_screen_text.get(layout.locale)
         field = f"scenes[{index}].on_screen_text.{layout.locale}"
-        if layout.on_screen and text is not None and not any(f.startswith(field) for f in skip):
+        if text is not None and not any(f.startswith(field) for f in skip):
             shown = " ".join(value for _, value in text.given())
             events.append(_Event(field, shown, None, text))
     return events

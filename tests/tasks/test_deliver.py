@@ -8,13 +8,14 @@ from uuid import UUID
 
 import numpy as np
 import pytest
+import yaml
 from sqlalchemy import select
 
 from infra.db import session_scope
 from infra.db_models import Artifact, Deliverable, RenderJob
 from infra.media import decode_video_frames
 from infra.settings import load_settings
-from schemas.brief import Aspect, LoudnessProfile
+from schemas.brief import Aspect, LoudnessProfile, OnScreenText
 from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
 from schemas.plan import RenderSpec
 from tasks.deliver import _finish_key
@@ -157,8 +158,9 @@ def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publish
     with session_scope(services.engine) as session:
         made = sorted(a.kind for a in session.scalars(select(Artifact).where(
             Artifact.task == "finish.variant")))
+    # what the spots are made from; a published scene has its cut-down beside it
     expected = ["captions_srt", "captions_vtt", "video"]
-    assert made == sorted(expected + (["video_burned"] if publish_scenes else []))
+    assert made == sorted(expected * 2 + ["video_burned"] if publish_scenes else expected)
     # and only a published cut-down is encoded for delivery (720p-class H.264 High 4:2:0);
     # a finish that feeds its spot keeps the render's size, losslessly, for the spot to scale
     from infra.media import probe
@@ -176,10 +178,51 @@ def test_a_scene_finish_has_a_burned_caption_variant_only_when_the_brief_publish
         assert (media.width, media.height) == TARGET_SIZES[Aspect(scene.aspect)]
         assert (media.profile, media.pix_fmt) == ("High", "yuv420p")
         assert encoded_with(path, "veryfast")  # FINISH_X264_PRESET reached the encoder
-    else:
-        assert (media.width, media.height) == (crop_w, crop_h)
-        assert (media.profile, media.pix_fmt) == ("High 4:4:4 Predictive", "yuv444p")
-        assert encoded_with(path, "ultrafast")  # lossless, whatever the delivery preset
+        with session_scope(services.engine) as session:  # the spots' source, beside it
+            source = session.get(Artifact, UUID(session.get(Deliverable, scene.id)
+                                                .qc["spot_source"]))
+            path = services.store.local_path(str(source.params["key"]))
+        media = probe(path).video
+    assert (media.width, media.height) == (crop_w, crop_h)
+    assert (media.profile, media.pix_fmt) == ("High 4:4:4 Predictive", "yuv444p")
+    assert encoded_with(path, "ultrafast")  # lossless, whatever the delivery preset
+
+
+@pytest.mark.slow
+def test_a_published_cut_down_carries_the_scene_s_on_screen_text_and_its_spot_draws_it_once(
+        tmp_path: Path, checkpoint: Path) -> None:
+    """Cut-downs were published without the brief's on-screen text (brand line, price, call
+    to action): the scene finish fed the spots too, which draw the text on their own timeline.
+    The cut-down now has it; the spot is made from the text-free finish, so a brief that
+    publishes its scenes gives the same spot as one that does not."""
+    from tasks.overlay import build_ass
+    from tasks.spot_deliver import assemble_spot_deliverable
+    from tasks.spot_qc import draw_text_layer
+    from tests.tasks.test_faults import one_variant_brief
+
+    spots, cut_downs = {}, {}
+    for publish in (False, True):
+        services = _services(tmp_path / str(publish), checkpoint)
+        text = one_variant_brief() + f"publish_scenes: {str(publish).lower()}\n"
+        [scene] = _produce(services, text).values()
+        with session_scope(services.engine) as session:
+            [spot] = session.scalars(select(Deliverable).where(
+                Deliverable.brief_id == scene.brief_id, Deliverable.kind == "spot"))
+        assert assemble_spot_deliverable(services, spot.id) == "finished"
+        with session_scope(services.engine) as session:
+            spots[publish] = session.get(Deliverable, spot.id).video.sha256
+            cut_downs[publish] = services.store.local_path(
+                str(session.get(Deliverable, scene.id).video.params["key"]))
+    assert spots[True] == spots[False]  # the same sources: the text is drawn once, by the spot
+    brief = yaml.safe_load(one_variant_brief())
+    on_screen = OnScreenText.model_validate(brief["scenes"][0]["on_screen_text"]["en-US"])
+    ass = tmp_path / "text.ass"
+    ass.write_text(build_ass(width=1280, height=720, locale="en-US", duration_s=1.0,
+                             captions=[], on_screen=on_screen))
+    glyphs = draw_text_layer(ass, (1280, 720), 24.0, [0], tmp_path)[0, ..., 0] > 240
+    assert glyphs.sum() > 500  # brand line, price and call to action: white fill
+    first = decode_video_frames(cut_downs[True])[0].mean(axis=-1)
+    assert first[glyphs].mean() > 220 > first.mean() + 60  # drawn on the cut-down's picture
 
 
 ISSUE15_BRIEF = Path(__file__).resolve().parents[2] / "bench" / "briefs" / "issue15-2x4x3.yaml"

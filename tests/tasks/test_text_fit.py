@@ -146,6 +146,12 @@ def test_a_word_too_long_to_wrap_is_refused_naming_the_field_and_the_formats() -
     assert field == "scenes[0].on_screen_text.en-US"
     assert "of the 9:16 spot (720x1280):" in message  # 16:9 has the room
 
+    def published_scenes(data: dict) -> None:  # the cut-downs carry the on-screen text too
+        long_url(data)
+        data["publish_scenes"] = True
+    [(field, message)] = zone_problems(_brief(published_scenes))
+    assert "of the 9:16 spot (720x1280) and the 9:16 scene cut-down (720x1280):" in message
+
 
 def _spot_qc_passes(brief: Brief, locale: str, workdir: Path) -> bool:
     """The spot QC's own text check on the burned-in layer the spot draws (each line one cue,
