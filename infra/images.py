@@ -132,20 +132,24 @@ BAR_EDGE_FULL = 0.9  # the picture's row or column beside a bar: at least this s
 NEAR_BLACK = 9
 
 
-def fill_grid(image: Image.Image, across: int, down: int) -> np.ndarray:
-    """(down, across): the share of each cell's pixels whose luma is above NEAR_BLACK."""
+def fill_profiles(image: Image.Image, across: int, down: int) -> tuple[np.ndarray, np.ndarray]:
+    """The picture's fill profiles as `bars` takes them, from a grid of `across` x `down`
+    cells: the share of each cell's pixels whose luma is above NEAR_BLACK, averaged along each
+    of its `down` rows and each of its `across` columns; (1, down) and (1, across)."""
     lit = (np.asarray(image.convert("L")) > NEAR_BLACK).astype(np.float32)
-    cells = Image.fromarray(lit, mode="F").resize((across, down), Image.Resampling.BOX)
-    return np.asarray(cells, dtype=np.float32)
+    cells = np.asarray(Image.fromarray(lit, mode="F").resize((across, down),
+                                                              Image.Resampling.BOX))
+    return cells.mean(axis=1)[None], cells.mean(axis=0)[None]
 
 
-def bars(fill: np.ndarray, size: tuple[int, int]) -> list[str]:
-    """The bar pairs of a picture from its (frames, down, across) fill grid and its pixel
-    `size` (width, height): e.g. ["top 40 px, bottom 40 px"]; [] for none."""
+def bars(rows: np.ndarray, columns: np.ndarray, size: tuple[int, int]) -> list[str]:
+    """The bar pairs of a picture from its fill profiles, (frames, rows) and (frames, columns)
+    of a cell grid, and its pixel `size` (width, height): e.g. ["top 40 px, bottom 40 px"];
+    [] for none."""
     width, height = size
     found = []
-    for profile, side, names in ((fill.mean(axis=2), height, ("top", "bottom")),
-                                 (fill.mean(axis=1), width, ("left", "right"))):
+    for profile, side, names in ((rows, height, ("top", "bottom")),
+                                 (columns, width, ("left", "right"))):
         cells = profile.shape[1]
         leading, trailing = _band(profile), _band(profile[:, ::-1])
         if min(leading, trailing) >= max(BAR_SHARE * cells, 1):

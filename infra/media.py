@@ -199,9 +199,10 @@ class MediaAnalysis:
     frozen_spans: tuple[Span, ...]  # where freezedetect found it still
     true_peak_dbtp: float | None  # ebur128's oversampled true peak; None for silence/no audio
     picture_size: tuple[int, int] | None = None  # (width, height) of the video stream
-    # (frames, FILL_GRID down, across) share of each cell's pixels that are not near-black
-    fill_cells: np.ndarray = field(
-        default_factory=lambda: np.zeros((0, FILL_GRID[1], FILL_GRID[0]), np.float32))
+    # (frames, FILL_GRID down) and (frames, FILL_GRID across): the share of pixels that are not
+    # near-black along each row and each column of a grid of cells
+    fill_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, FILL_GRID[1])))
+    fill_columns: np.ndarray = field(default_factory=lambda: np.zeros((0, FILL_GRID[0])))
     # (frames, LUMA_GRID cells) mean luma of each cell of a coarse grid, 0..1 (full range)
     luma_cells: np.ndarray = field(
         default_factory=lambda: np.zeros((0, LUMA_GRID[0] * LUMA_GRID[1])))
@@ -296,8 +297,12 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
                                           has_audio=has_audio, black_luma=black_luma,
                                           black_share=black_share, freeze_noise=freeze_noise,
                                           frame_s=frame_s, grids_to=Path(scratch)))
-        luma_cells, fill_cells = (_grid(Path(scratch) / name, down, across) for name, (across, down)
-                                  in (("luma", LUMA_GRID), ("fill", FILL_GRID)))
+        luma = _grid(Path(scratch) / "luma", *LUMA_GRID[::-1])
+        luma_cells = luma.reshape(len(luma), -1) / 65535.0
+        fill = _grid(Path(scratch) / "fill", *FILL_GRID[::-1])
+        fill_rows, fill_columns = (fill.mean(axis=axis, dtype=np.float64) / 65535.0
+                                   for axis in (2, 1))
+        del luma, fill  # (the files' mappings, before their folder goes)
     counts = _PROGRESS_FRAME.findall(stderr)
     frames = int(counts[-1]) if counts and video is not None else 0
     video_s = frames * frame_s
@@ -311,13 +316,14 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
     peak = float(peaks[-1]) if peaks and has_audio else None
     return MediaAnalysis(frames=frames, video_s=video_s, black_spans=black, frozen_spans=frozen,
                          true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None,
-                         picture_size=size, luma_cells=luma_cells.reshape(len(luma_cells), -1),
-                         fill_cells=fill_cells)
+                         picture_size=size, luma_cells=luma_cells, fill_rows=fill_rows,
+                         fill_columns=fill_columns)
 
 
 def _grid(path: Path, down: int, across: int) -> np.ndarray:
-    """(frames, down, across) 0..1 from a 16-bit grey raw file; no frames when it is absent."""
-    samples = np.fromfile(path, dtype="<u2") if path.exists() else np.zeros(0, np.uint16)
-    cells = down * across
-    return (samples[: samples.size // cells * cells].reshape(-1, down, across) / 65535.0
-            ).astype(np.float32)
+    """(frames, down, across) 16-bit grey levels of a raw file, mapped rather than read (a
+    long spot's fill grid is tens of MB); no frames when it is absent or empty."""
+    frames = path.stat().st_size // (2 * down * across) if path.exists() else 0
+    if frames == 0:
+        return np.zeros((0, down, across), np.uint16)
+    return np.memmap(path, dtype="<u2", mode="r", shape=(frames, down, across))

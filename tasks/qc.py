@@ -180,9 +180,9 @@ def border_check(analysis: MediaAnalysis) -> QCCheck:
     e.g. from a first frame that had bars, which the render then kept."""
     expected = (f"no bars: two opposite edge bands, each {BAR_SHARE:.0%} of the side or more, "
                 "near-black in every frame")
-    if analysis.picture_size is None or not len(analysis.fill_cells):
+    if analysis.picture_size is None or not len(analysis.fill_rows):
         return _check("black_borders", True, "no picture", expected)
-    found = bars(analysis.fill_cells, analysis.picture_size)
+    found = bars(analysis.fill_rows, analysis.fill_columns, analysis.picture_size)
     return _check("black_borders", not found, "; ".join(found) or "none", expected)
 
 

@@ -25,7 +25,7 @@ from infra.images import (
     ImageRejected,
     bars,
     decode_picture,
-    fill_grid,
+    fill_profiles,
     translucent_share,
     verify_image,
 )
@@ -103,8 +103,7 @@ def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int, opaque: bool)
         raise ImageRejected(f"{amount} of the picture is transparent; a first frame is the "
                             "whole picture the scene starts from: flatten it onto the "
                             "background the scene should have")
-    grid = fill_grid(picture, *FILL_GRID)[None]
-    if found := bars(grid, picture.size):  # QC would fail every render
+    if found := bars(*fill_profiles(picture, *FILL_GRID), picture.size):  # QC fails them
         raise ImageRejected(f"the picture has black bars ({'; '.join(found)}); the render "
                             "would keep them, and QC fails a deliverable with bars: crop them "
                             "off")

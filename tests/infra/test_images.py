@@ -14,7 +14,7 @@ from infra.images import (
     ImageRejected,
     bars,
     decode_picture,
-    fill_grid,
+    fill_profiles,
     translucent_share,
     verify_image,
 )
@@ -131,7 +131,7 @@ def test_transparency_is_measured_in_every_mode_that_carries_it(
 
 def _bars_of(pixels: np.ndarray) -> list[str]:
     image = Image.fromarray(pixels)
-    return bars(fill_grid(image, 160, 90)[None], image.size)
+    return bars(*fill_profiles(image, 160, 90), image.size)
 
 
 def test_bars_are_two_opposite_empty_bands_meeting_the_picture_along_an_edge() -> None:
