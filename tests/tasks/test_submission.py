@@ -558,6 +558,16 @@ def test_burned_in_text_that_cannot_be_drawn_is_refused_and_nothing_is_stored(
     assert submit(services, yaml.safe_dump(brief, allow_unicode=True), team="emea").created
 
 
+def _first_frame_refused(services: Services, folder: Path, name: str) -> str:
+    """The one problem of a brief whose first frame is `name` in `folder`; nothing stored."""
+    with pytest.raises(BriefInvalid) as err:
+        submit(services, _with_first_frame(name), base_dir=folder, team="emea")
+    [(field, message)] = err.value.problems
+    assert field == "scenes[0].first_frame"
+    assert services.store.list("inputs/") == []
+    return message
+
+
 def test_a_first_frame_with_black_bars_is_refused_but_a_product_on_black_is_not(
         services: Services, tmp_path: Path) -> None:
     """A letterboxed still made a render that kept its bars, which QC then fails on every
@@ -571,13 +581,9 @@ def test_a_first_frame_with_black_bars_is_refused_but_a_product_on_black_is_not(
     product[90:270, 200:440] = (220, 60, 30)
     for name, pixels in (("letterboxed.png", letterboxed), ("product.png", product)):
         Image.fromarray(pixels).save(folder / name)
-    with pytest.raises(BriefInvalid) as err:
-        submit(services, _with_first_frame("letterboxed.png"), base_dir=folder, team="emea")
-    assert err.value.problems == [("scenes[0].first_frame", "letterboxed.png: the picture has "
-                                   "black bars (top 40 px, bottom 40 px); the render would "
-                                   "keep them, and QC fails a deliverable with bars: crop "
-                                   "them off")]
-    assert services.store.list("inputs/") == []
+    assert _first_frame_refused(services, folder, "letterboxed.png") == (
+        "letterboxed.png: the picture has black bars (top 40 px, bottom 40 px); the render "
+        "would keep them, and QC fails a deliverable with bars: crop them off")
     assert submit(services, _with_first_frame("product.png"), base_dir=folder,
                   team="emea").created
 
@@ -593,13 +599,9 @@ def test_a_first_frame_with_transparent_pixels_is_refused_but_a_logo_may_have_th
     buffer = io.BytesIO()
     cutout.save(buffer, format="PNG")
     (folder / "cutout.png").write_bytes(buffer.getvalue())
-    with pytest.raises(BriefInvalid) as err:
-        submit(services, _with_first_frame("cutout.png"), base_dir=folder, team="emea")
-    assert err.value.problems == [("scenes[0].first_frame", "cutout.png: 75% of the picture is "
-                                   "transparent; a first frame is the whole picture the scene "
-                                   "starts from: flatten it onto the background the scene "
-                                   "should have")]
-    assert services.store.list("inputs/") == []
+    assert _first_frame_refused(services, folder, "cutout.png") == (
+        "cutout.png: 75% of the picture is transparent; a first frame is the whole picture "
+        "the scene starts from: flatten it onto the background the scene should have")
     (folder / "logo.png").write_bytes(buffer.getvalue())  # the end card draws a logo's alpha
     assert submit(services, _with_brand_kit(logo="logo.png"), base_dir=folder,
                   team="emea").created
