@@ -17,18 +17,22 @@ FONTS = {
     "Noto Sans": ("fontpkg_noto_sans", "files/NotoSans[wdth,wght].ttf"),
     "Noto Sans Arabic": ("fontpkg_noto_sans_arabic", "files/NotoSansArabic[wdth,wght].ttf"),
     "Noto Sans CJK TC": ("cvttf_NotoSansCJK_Regular", "NotoSansCJKtc-Regular.otf"),
+    "Noto Sans Thai": ("fontpkg_noto_sans_thai", "files/NotoSansThai[wdth,wght].ttf"),
 }
 CJK_LANGUAGES = {"zh", "ja", "ko", "yue"}
 ARABIC_SCRIPT_LANGUAGES = {"ar", "fa", "ur", "ps"}
 
 
 def font_family(locale: str) -> str:
-    """The family that covers a locale's script (Latin, CJK or Arabic)."""
+    """The family that covers a locale's script (Latin, Cyrillic, Greek and Devanagari; CJK;
+    Arabic; Thai)."""
     language = locale.split("-")[0].lower()
     if language in CJK_LANGUAGES:
         return "Noto Sans CJK TC"  # its Han, Kana and Hangul cover SC, TC, JP and KR text
     if language in ARABIC_SCRIPT_LANGUAGES:
         return "Noto Sans Arabic"
+    if language == "th":
+        return "Noto Sans Thai"
     return "Noto Sans"
 
 

@@ -129,6 +129,16 @@ def test_the_example_briefs_fit_in_every_script_and_aspect() -> None:
                       "price": "٤٥٠٠ ج.م"}}
     assert text_problems(_brief(cjk_arabic), None) == []
 
+    def thai(data: dict) -> None:  # Noto Sans Thai: captions, on-screen text and the end card
+        data["locales"] = ["th-TH"]
+        data["aspects"] = ["16:9", "9:16", "1:1"]
+        scene = data["scenes"][0]
+        scene["dialogue"] = {"th-TH": [{"speaker": "A", "text": "ทุกเช้า เริ่มต้นด้วย ก้าวแรก"}]}
+        scene["on_screen_text"] = {"th-TH": {"brand_line": "ออโรร่า วัน",
+                                              "call_to_action": "วิ่งวันนี้", "price": "฿4,990"}}
+        data["brand_kit"]["legal"] = {"th-TH": "ราคารวมภาษีมูลค่าเพิ่มแล้ว"}
+    assert text_problems(_brief(thai, brand_kit=True), None) == []
+
 
 def test_a_word_too_long_to_wrap_is_refused_naming_the_field_and_the_formats() -> None:
     brief = _brief(_say("de-DE", "Donaudampfschifffahrtselektrizitätenhauptbetriebswerkbau"
