@@ -18,19 +18,25 @@ FONTS = {
     "Noto Sans Arabic": ("fontpkg_noto_sans_arabic", "files/NotoSansArabic[wdth,wght].ttf"),
     "Noto Sans CJK TC": ("cvttf_NotoSansCJK_Regular", "NotoSansCJKtc-Regular.otf"),
     "Noto Sans Thai": ("fontpkg_noto_sans_thai", "files/NotoSansThai[wdth,wght].ttf"),
+    # Hebrew: no Noto Sans Hebrew is packaged on PyPI; Heebo is a Hebrew and Latin sans
+    "Heebo": ("fontpkg_heebo", "files/Heebo[wght].ttf"),
 }
 CJK_LANGUAGES = {"zh", "ja", "ko", "yue"}
 ARABIC_SCRIPT_LANGUAGES = {"ar", "fa", "ur", "ps"}
+HEBREW_SCRIPT_LANGUAGES = {"he", "iw", "yi"}  # (iw: Hebrew's code before 1989, still met)
+RIGHT_TO_LEFT_LANGUAGES = ARABIC_SCRIPT_LANGUAGES | HEBREW_SCRIPT_LANGUAGES
 
 
 def font_family(locale: str) -> str:
     """The family that covers a locale's script (Latin, Cyrillic, Greek and Devanagari; CJK;
-    Arabic; Thai)."""
+    Arabic; Hebrew; Thai)."""
     language = locale.split("-")[0].lower()
     if language in CJK_LANGUAGES:
         return "Noto Sans CJK TC"  # its Han, Kana and Hangul cover SC, TC, JP and KR text
     if language in ARABIC_SCRIPT_LANGUAGES:
         return "Noto Sans Arabic"
+    if language in HEBREW_SCRIPT_LANGUAGES:
+        return "Heebo"
     if language == "th":
         return "Noto Sans Thai"
     return "Noto Sans"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from infra.fonts import ARABIC_SCRIPT_LANGUAGES, font_family, font_files
+from infra.fonts import RIGHT_TO_LEFT_LANGUAGES, font_family, font_files
 from schemas.brief import Brief
 from schemas.errors import PipelineError
 from schemas.finishing import TARGET_SIZES
@@ -98,8 +98,8 @@ def card_colours(colours: list[str]) -> tuple[tuple[int, int, int], tuple[int, i
 
 def end_card_font(locale: str, brand_font: Path | None) -> Path:
     """The one font the end card of `locale` is drawn with (PIL does not fall back)."""
-    # A brand font is a Latin design; Arabic and CJK text falls back to the packaged Noto
-    # families, which cover those scripts (a Latin font would draw empty boxes).
+    # A brand font is a Latin design; Arabic, CJK, Hebrew and Thai text falls back to the
+    # packaged family that covers its script (a Latin font would draw empty boxes).
     family = font_family(locale)
     if brand_font is not None and family == "Noto Sans":
         return brand_font
@@ -107,7 +107,7 @@ def end_card_font(locale: str, brand_font: Path | None) -> Path:
 
 
 def _direction(locale: str) -> str:
-    return "rtl" if locale.split("-")[0].lower() in ARABIC_SCRIPT_LANGUAGES else "ltr"
+    return "rtl" if locale.split("-")[0].lower() in RIGHT_TO_LEFT_LANGUAGES else "ltr"
 
 
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int, locale: str) -> list[str]:

@@ -540,17 +540,18 @@ def test_dialogue_that_cannot_be_captioned_in_its_scene_is_refused(services: Ser
 
 def test_burned_in_text_that_cannot_be_drawn_is_refused_and_nothing_is_stored(
         services: Services) -> None:
-    """Hebrew was published as empty boxes, and a word too long to wrap failed the spot's QC
-    only after its renders: both are refused at the door, naming the field."""
+    """Ethiopic (no packaged font has it) was published as empty boxes, and a word too long
+    to wrap failed the spot's QC only after its renders: both are refused at the door, naming
+    the field."""
     brief = yaml.safe_load(EXAMPLE)
     scene = brief["scenes"][0]
-    scene["dialogue"]["en-US"][0]["text"] = "Every morning starts with שלום."
+    scene["dialogue"]["en-US"][0]["text"] = "Every morning starts with ሰላም."
     scene["on_screen_text"]["de-DE"]["brand_line"] = "Laufschuhgesellschaftsneuheitenpräsentation"
     with pytest.raises(BriefInvalid) as err:
         submit(services, yaml.safe_dump(brief, allow_unicode=True), team="emea")
     problems = dict(err.value.problems)
     assert set(problems) == {"scenes[0].dialogue.en-US[0].text", "scenes[0].on_screen_text.de-DE"}
-    assert "'ש' (U+05E9)" in problems["scenes[0].dialogue.en-US[0].text"]
+    assert "'ሰ' (U+1230)" in problems["scenes[0].dialogue.en-US[0].text"]
     assert "safe zone of the 9:16 spot" in problems["scenes[0].on_screen_text.de-DE"]
     assert _stored_briefs(services, "emea") == 0
     scene["dialogue"]["en-US"][0]["text"] = "Every morning starts with one step."

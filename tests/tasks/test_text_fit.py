@@ -49,26 +49,27 @@ def _latin_only_font(tmp_path: Path) -> Path:
 
 def test_characters_without_glyphs_are_found_and_invisible_ones_are_not() -> None:
     packaged = packaged_code_points()
-    # Latin, Cyrillic, Greek, Arabic and CJK are drawn (libass falls back across families)
-    assert undrawable("Straße Жж Ωω مرحبا 你好 こんにちは 안녕", packaged) == []
+    # Latin, Cyrillic, Greek, Devanagari, Arabic, Hebrew, Thai and CJK are drawn (libass falls
+    # back across families)
+    assert undrawable("Straße Жж Ωω नमस्ते مرحبا שלום สวัสดี 你好 こんにちは 안녕", packaged) == []
     # spaces, ZWJ, bidi marks and variation selectors need no glyph
     assert undrawable("a\u00a0b\u200dc\u200fd\ufe0fe", packaged) == []
-    assert undrawable("שלום שלום 😀", packaged) == ["ש", "ל", "ו", "ם", "😀"]
+    assert undrawable("ሰላም ሰላም 😀", packaged) == ["ሰ", "ላ", "ም", "😀"]  # Ethiopic
 
 
 def test_dialogue_in_a_script_no_packaged_font_has_names_the_line_and_the_characters() -> None:
-    brief = _brief(_say("de-DE", "Guten Morgen שלום"))
+    brief = _brief(_say("de-DE", "Guten Morgen ሰላም"))
     [(field, message)] = glyph_problems(brief, None)
     assert field == "scenes[0].dialogue.de-DE[0].text"
-    assert message.startswith("'ש' (U+05E9), 'ל' (U+05DC), 'ו' (U+05D5), 'ם' (U+05DD): ")
+    assert message.startswith("'ሰ' (U+1230), 'ላ' (U+120B), 'ም' (U+121D): ")
     assert f"the packaged fonts ({', '.join(FONTS)}) have no glyph for them" in message
     assert "empty boxes" in message
 
 
 def test_more_than_five_missing_characters_are_counted_not_listed() -> None:
-    brief = _brief(_say("en-US", "אבגדהוזח"))
+    brief = _brief(_say("en-US", "ሀሁሂሃሄህሆሇ"))
     [(_, message)] = glyph_problems(brief, None)
-    assert "'ה' (U+05D4) and 3 more:" in message
+    assert "'ሄ' (U+1204) and 3 more:" in message
 
 
 def test_an_emoji_in_an_on_screen_cta_drawn_twice_is_reported_once() -> None:
@@ -138,6 +139,16 @@ def test_the_example_briefs_fit_in_every_script_and_aspect() -> None:
                                               "call_to_action": "วิ่งวันนี้", "price": "฿4,990"}}
         data["brand_kit"]["legal"] = {"th-TH": "ราคารวมภาษีมูลค่าเพิ่มแล้ว"}
     assert text_problems(_brief(thai, brand_kit=True), None) == []
+
+    def hebrew(data: dict) -> None:  # Heebo, right to left
+        data["locales"] = ["he-IL"]
+        data["aspects"] = ["16:9", "9:16", "1:1"]
+        scene = data["scenes"][0]
+        scene["dialogue"] = {"he-IL": [{"speaker": "A", "text": "כל בוקר מתחיל בצעד אחד"}]}
+        scene["on_screen_text"] = {"he-IL": {"brand_line": "אורורה 1",
+                                              "call_to_action": "רוצו היום", "price": "₪499"}}
+        data["brand_kit"]["legal"] = {"he-IL": "המחיר כולל מע״מ"}
+    assert text_problems(_brief(hebrew, brand_kit=True), None) == []
 
 
 def test_a_word_too_long_to_wrap_is_refused_naming_the_field_and_the_formats() -> None:
