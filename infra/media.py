@@ -298,7 +298,7 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
                                           black_share=black_share, freeze_noise=freeze_noise,
                                           frame_s=frame_s, grids_to=Path(scratch)))
         luma = _grid(Path(scratch) / "luma", *LUMA_GRID[::-1])
-        luma_cells = luma.reshape(len(luma), -1) / 65535.0
+        luma_cells = luma.reshape(len(luma), LUMA_GRID[0] * LUMA_GRID[1]) / 65535.0
         fill = _grid(Path(scratch) / "fill", *FILL_GRID[::-1])
         fill_rows, fill_columns = (fill.mean(axis=axis, dtype=np.float64) / 65535.0
                                    for axis in (2, 1))

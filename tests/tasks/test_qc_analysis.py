@@ -171,6 +171,20 @@ def test_true_peak_matches_an_independent_oversampled_peak(tmp_path: Path) -> No
     assert file_analysis(silent).true_peak_dbtp is None  # -inf is reported as no peak
 
 
+def test_a_file_without_a_picture_fails_the_picture_checks_without_an_error(
+        tmp_path: Path) -> None:
+    # the frame grids of a file with no video stream were empty arrays that failed to reshape:
+    # a ValueError from the QC gate instead of its verdict
+    _, audio = synthetic_clip(1.0)
+    path = tmp_path / "sound-only.mp4"
+    run_ffmpeg(["-i", str(write_wav(audio, RATE, tmp_path / "a.wav")), "-c:a", "aac", str(path)])
+    analysis = file_analysis(path)
+    assert (analysis.frames, analysis.picture_size) == (0, None)
+    assert {c.name: c.passed for c in file_picture_checks(analysis, FPS)} == {
+        "black_picture": False, "frozen_picture": True, "flashes": True,
+        "one_frame_flash": True, "black_borders": True}
+
+
 def test_video_only_file_and_unreadable_file(tmp_path: Path) -> None:
     frames, _ = synthetic_clip(1.0)
     analysis = file_analysis(_encode(frames, None, tmp_path / "mute.mp4"))
