@@ -9,11 +9,19 @@ fonts are the same packaged Noto families (`infra.fonts`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from infra.fonts import RIGHT_TO_LEFT_LANGUAGES, font_family, font_files
+from infra.fonts import (
+    RIGHT_TO_LEFT_LANGUAGES,
+    FontRejected,
+    code_points,
+    font_family,
+    font_files,
+    undrawable,
+)
 from schemas.brief import Brief
 from schemas.errors import PipelineError
 from schemas.finishing import TARGET_SIZES
@@ -96,13 +104,22 @@ def card_colours(colours: list[str]) -> tuple[tuple[int, int, int], tuple[int, i
     return background, (255, 255, 255) if white_contrast >= black_contrast else (0, 0, 0)
 
 
-def end_card_font(locale: str, brand_font: Path | None) -> Path:
-    """The one font the end card of `locale` is drawn with (PIL does not fall back)."""
-    # A brand font is a Latin design; Arabic, CJK, Hebrew and Thai text falls back to the
-    # packaged family that covers its script (a Latin font would draw empty boxes).
+def end_card_font(locale: str, brand_font: Path | None, text: str) -> Path:
+    """The font one text of the end card of `locale` (its CTA, its legal line) is drawn with.
+    PIL does not fall back from font to font within a text, so a text is drawn whole in the
+    brand font when that has a glyph for each of its characters, else in the packaged family
+    of the locale's script: a Russian legal line or a price in € under a brand font without
+    them is drawn in Noto Sans (it was refused), the CTA beside it still in the brand font."""
+    # A brand font is a Latin design; Arabic, CJK, Hebrew and Thai text is always drawn in the
+    # packaged family that covers its script.
     family = font_family(locale)
     if brand_font is not None and family == "Noto Sans":
-        return brand_font
+        try:
+            covered = code_points(brand_font)
+        except FontRejected as err:
+            raise EndCardError(f"the brand font cannot be read: {err}") from err
+        if not undrawable(text, covered):
+            return brand_font
     return font_files()[family]
 
 
@@ -161,7 +178,7 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
     x0, y0, x1, y1 = safe_zone.box(width, height)
     box_w, box_h = x1 - x0, y1 - y0
     gap = round(box_h * GAP_SHARE)
-    font_path = end_card_font(text.locale, brand_font)
+    font_of = partial(end_card_font, text.locale, brand_font)
     direction = _direction(text.locale)
     language = text.locale.split("-")[0].lower()
 
@@ -177,8 +194,8 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
     # 1. legal line, anchored to the bottom of the safe box
     legal_top = y1
     if text.legal:
-        font, lines = _fit(text.legal, font_path, round(box_h * LEGAL_HEIGHT_SHARE), box_w,
-                           LEGAL_MAX_LINES, text.locale)
+        font, lines = _fit(text.legal, font_of(text.legal), round(box_h * LEGAL_HEIGHT_SHARE),
+                           box_w, LEGAL_MAX_LINES, text.locale)
         ascent, descent = font.getmetrics()
         legal_top = y1 - len(lines) * (ascent + descent)
         draw_lines(lines, font, legal_top)
@@ -197,8 +214,8 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
     card.paste(mark, (x0 + (box_w - mark.width) // 2, y0), mark)
     # 3. call to action between the logo and the legal line
     if text.call_to_action:
-        font, lines = _fit(text.call_to_action, font_path, round(box_h * CTA_HEIGHT_SHARE),
-                           box_w, CTA_MAX_LINES, text.locale)
+        font, lines = _fit(text.call_to_action, font_of(text.call_to_action),
+                           round(box_h * CTA_HEIGHT_SHARE), box_w, CTA_MAX_LINES, text.locale)
         ascent, descent = font.getmetrics()
         top = y0 + mark.height + gap
         if top + len(lines) * (ascent + descent) > legal_top - gap:

@@ -72,8 +72,9 @@ def _missing_message(missing: list[str], fonts: str, remedy: str) -> str:
 
 def glyph_problems(brief: Brief, brand_font: Path | None) -> Problems:
     """Text with characters its font cannot draw. libass falls back across the packaged
-    families, so captions and on-screen text need a glyph in any of them; the end card is drawn
-    by PIL with one font (the brand font for Latin-script locales), which must have them all."""
+    families, so captions and on-screen text need a glyph in any of them; PIL draws each text
+    of the end card in one font, the brand font when it has every glyph the text needs, else
+    the packaged family of the locale's script (`end_card_font`), which must have them."""
     problems: Problems = []
     packaged = packaged_code_points()
     families = ", ".join(FONTS)
@@ -82,24 +83,20 @@ def glyph_problems(brief: Brief, brand_font: Path | None) -> Problems:
             problems.append((field, _missing_message(
                 missing, f"the packaged fonts ({families}) have",
                 "remove or replace them")))
-    brand_points: frozenset[int] | None = None
+    if brand_font is not None:
+        try:
+            code_points(brand_font)
+        except FontRejected as err:
+            return [*problems, ("brand_kit.font", str(err))]
     for field, locale, text in _end_card_texts(brief):
-        font = end_card_font(locale, brand_font)
+        font = end_card_font(locale, brand_font, text)
         if font == brand_font:
-            if brand_points is None:
-                try:
-                    brand_points = code_points(font)
-                except FontRejected as err:
-                    return [*problems, ("brand_kit.font", str(err))]
-            covered, fonts = brand_points, "the brand font has"
-            remedy = "use a brand font that has them, or leave brand_kit.font out"
-        else:
-            family = next(name for name, path in font_files().items() if path == font)
-            covered, fonts = code_points(font), f"{family} (the end card's font) has"
-            remedy = "remove or replace them"
+            continue  # it has them all
+        family = next(name for name, path in font_files().items() if path == font)
+        fonts = f"{family} (the end card's font) has"
         reported = any(field == known for known, _ in problems)  # a CTA drawn twice
-        if (missing := undrawable(text, covered)) and not reported:
-            problems.append((field, _missing_message(missing, fonts, remedy)))
+        if (missing := undrawable(text, code_points(font))) and not reported:
+            problems.append((field, _missing_message(missing, fonts, "remove or replace them")))
     return problems
 
 

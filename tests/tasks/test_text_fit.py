@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 from fontTools import subset
+from PIL import Image
 
 from infra.fonts import FONTS, code_points, font_files, packaged_code_points, undrawable
 from schemas.brief import Brief, load_brief
 from schemas.finishing import TARGET_SIZES, CaptionCue
+from schemas.platforms import SafeZone
 from schemas.spot import plan_spots
 from tasks.captions import break_lines
+from tasks.end_card import compose_end_card, end_card_font, end_card_text
 from tasks.overlay import TimedText, build_timed_ass
 from tasks.spot_qc import rendered_text_checks
 from tasks.text_fit import glyph_problems, text_problems, zone_problems
@@ -84,9 +87,11 @@ def test_an_emoji_in_an_on_screen_cta_drawn_twice_is_reported_once() -> None:
                          "for it, so it would show as empty boxes; remove or replace them")]
 
 
-def test_an_end_card_line_is_checked_against_the_one_font_that_draws_it(tmp_path: Path) -> None:
-    """PIL draws the end card with one font and no fallback: a brand font without Cyrillic
-    cannot draw a Russian legal line, although libass could draw it in a caption."""
+def test_an_end_card_text_the_brand_font_cannot_draw_is_drawn_in_noto_sans(
+        tmp_path: Path) -> None:
+    """PIL draws each text of the end card in one font: a Russian legal line under a brand font
+    without Cyrillic was refused; it is drawn in Noto Sans, the English line still in the brand
+    font. A character neither has is refused, naming the font that would draw it."""
     brand = _latin_only_font(tmp_path)
     assert ord("Ж") not in code_points(brand) and ord("A") in code_points(brand)
 
@@ -100,15 +105,29 @@ def test_an_end_card_line_is_checked_against_the_one_font_that_draws_it(tmp_path
         data["brand_kit"] = {"logo": "logo.png", "colours": ["#101820", "#FEE715"],
                              "font": "brand.ttf", "legal": {"en-US": "Terms apply.",
                                                             "ru-RU": "Действуют условия."}}
-    brief = _brief(russian)
-    problems = dict(glyph_problems(brief, brand))
-    assert set(problems) == {"scenes[0].on_screen_text.ru-RU.call_to_action",
-                             "brand_kit.legal.ru-RU"}
-    assert problems["brand_kit.legal.ru-RU"].startswith("'Д' (U+0414), 'е' (U+0435)")
-    assert problems["brand_kit.legal.ru-RU"].endswith(
-        "the brand font has no glyph for them, so they would show as empty boxes; use a brand "
-        "font that has them, or leave brand_kit.font out")
-    assert glyph_problems(brief, None) == []  # without the brand font, Noto Sans draws it
+    assert glyph_problems(_brief(russian), brand) == []
+    noto = font_files()["Noto Sans"]
+    assert end_card_font("ru-RU", brand, "Действуют условия.") == noto
+    assert end_card_font("en-US", brand, "Terms apply.") == brand
+    assert end_card_font("en-US", brand, "From 129 €") == noto  # no € in the brand font
+
+    def card(locale: str, font: Path | None) -> bytes:
+        return compose_end_card(
+            size=(1280, 720), text=end_card_text(_brief(russian), locale),
+            logo=Image.new("RGB", (64, 64), (250, 250, 250)), colours=["#101820", "#FEE715"],
+            safe_zone=SafeZone(top=0.1, bottom=0.1, left=0.1, right=0.1),
+            brand_font=font).tobytes()
+    # the Russian card is drawn in Noto Sans, as without a brand font (in the brand font its
+    # Cyrillic would be empty boxes)
+    assert card("ru-RU", brand) == card("ru-RU", None)
+
+    def ethiopic(data: dict) -> None:
+        russian(data)
+        data["brand_kit"]["legal"]["ru-RU"] = "Действуют условия ሰላም."
+    [(field, message)] = glyph_problems(_brief(ethiopic), brand)
+    assert field == "brand_kit.legal.ru-RU"
+    assert message.startswith("'ሰ' (U+1230), 'ላ' (U+120B), 'ም' (U+121D): Noto Sans (the end "
+                              "card's font) has no glyph for them")
 
 
 def test_the_example_briefs_fit_in_every_script_and_aspect() -> None:
