@@ -149,25 +149,23 @@ def test_the_example_briefs_fit_in_every_script_and_aspect() -> None:
                       "price": "٤٥٠٠ ج.م"}}
     assert text_problems(_brief(cjk_arabic), None) == []
 
-    def thai(data: dict) -> None:  # Noto Sans Thai: captions, on-screen text and the end card
-        data["locales"] = ["th-TH"]
-        data["aspects"] = ["16:9", "9:16", "1:1"]
-        scene = data["scenes"][0]
-        scene["dialogue"] = {"th-TH": [{"speaker": "A", "text": "ทุกเช้า เริ่มต้นด้วย ก้าวแรก"}]}
-        scene["on_screen_text"] = {"th-TH": {"brand_line": "ออโรร่า วัน",
-                                              "call_to_action": "วิ่งวันนี้", "price": "฿4,990"}}
-        data["brand_kit"]["legal"] = {"th-TH": "ราคารวมภาษีมูลค่าเพิ่มแล้ว"}
-    assert text_problems(_brief(thai, brand_kit=True), None) == []
-
-    def hebrew(data: dict) -> None:  # Heebo, right to left
-        data["locales"] = ["he-IL"]
-        data["aspects"] = ["16:9", "9:16", "1:1"]
-        scene = data["scenes"][0]
-        scene["dialogue"] = {"he-IL": [{"speaker": "A", "text": "כל בוקר מתחיל בצעד אחד"}]}
-        scene["on_screen_text"] = {"he-IL": {"brand_line": "אורורה 1",
-                                              "call_to_action": "רוצו היום", "price": "₪499"}}
-        data["brand_kit"]["legal"] = {"he-IL": "המחיר כולל מע״מ"}
-    assert text_problems(_brief(hebrew, brand_kit=True), None) == []
+    # Noto Sans Thai, and Heebo (right to left): captions, on-screen text and the end card
+    for locale, line, on_screen, legal in (
+            ("th-TH", "ทุกเช้า เริ่มต้นด้วย ก้าวแรก",
+             {"brand_line": "ออโรร่า วัน", "call_to_action": "วิ่งวันนี้", "price": "฿4,990"},
+             "ราคารวมภาษีมูลค่าเพิ่มแล้ว"),
+            ("he-IL", "כל בוקר מתחיל בצעד אחד",
+             {"brand_line": "אורורה 1", "call_to_action": "רוצו היום", "price": "₪499"},
+             "המחיר כולל מע״מ")):
+        def one_locale(data: dict, locale: str = locale, line: str = line,
+                       on_screen: dict = on_screen, legal: str = legal) -> None:
+            data["locales"] = [locale]
+            data["aspects"] = ["16:9", "9:16", "1:1"]
+            scene = data["scenes"][0]
+            scene["dialogue"] = {locale: [{"speaker": "A", "text": line}]}
+            scene["on_screen_text"] = {locale: on_screen}
+            data["brand_kit"]["legal"] = {locale: legal}
+        assert text_problems(_brief(one_locale, brand_kit=True), None) == [], locale
 
 
 def test_a_word_too_long_to_wrap_is_refused_naming_the_field_and_the_formats() -> None:
