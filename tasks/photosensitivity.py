@@ -83,14 +83,14 @@ def _swing(luminance: np.ndarray, start: int, end: int) -> Swing:
     return Swing(start, end, min(a, b), max(a, b))
 
 
-def most_flashes_in_a_second(luminance: np.ndarray, fps: float) -> float:
-    """The most flashes (pairs of counted transitions) ending within any one second."""
+def most_flashes_in_a_second(luminance: np.ndarray, fps: float) -> int:
+    """The most flashes (whole pairs of counted transitions) ending within any one second."""
     ends = [s.end for s in swings(luminance) if s.counts]
     window = int(round(fps))  # frames in one second
     most = 0
     for first, start in enumerate(ends):
         most = max(most, sum(1 for end in ends[first:] if end - start < window))
-    return most / 2
+    return most // 2  # a transition left over is half a flash, which the rule does not count
 
 
 def one_frame_flashes(luminance: np.ndarray) -> list[int]:

@@ -36,6 +36,13 @@ def test_flashes_in_a_second_of_a_square_strobe(period: int, flashes: float) -> 
     assert most_flashes_in_a_second(series, fps=24) == flashes
 
 
+def test_a_transition_left_over_is_not_a_flash() -> None:
+    # seven changes within a second: three whole flashes and half of one, within the rule
+    series = np.array([0.1] * 3 + [0.6, 0.1] * 3 + [0.6] * 40)
+    assert len([s for s in swings(series) if s.counts]) == 7
+    assert most_flashes_in_a_second(series, fps=24) == 3
+
+
 def test_changes_among_bright_pictures_are_no_flashes() -> None:
     # the darker side must be under 0.8 of peak white (160 of 200 cd/m²)
     bright = np.where(np.arange(48) % 2 == 1, 0.95, 0.82)
