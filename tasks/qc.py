@@ -194,7 +194,7 @@ def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
     change = f"a change of {photosensitivity.FLASH_CHANGE:.0%} of peak white"
     return [
         _check("flashes", flashes <= photosensitivity.MAX_FLASHES_PER_SECOND,
-               f"{flashes:g} flashes in the worst second",
+               f"{flashes} flash{'es' if flashes != 1 else ''} in the worst second",
                f"at most {photosensitivity.MAX_FLASHES_PER_SECOND} a second (ITU-R BT.1702; "
                f"a flash: two opposing changes of {change})"),
         _check("one_frame_flash", not single,

@@ -86,7 +86,7 @@ def test_one_white_frame_in_a_moving_picture_is_named(tmp_path: Path) -> None:
     checks = {c.name: c for c in file_picture_checks(analysis, FPS)}
     assert [name for name, c in checks.items() if not c.passed] == ["one_frame_flash"]
     assert checks["one_frame_flash"].measured == "frames 20 (0.83 s)"
-    assert checks["flashes"].measured == "1 flashes in the worst second"
+    assert checks["flashes"].measured == "1 flash in the worst second"
 
 
 def test_a_strobe_fails_the_flash_rule_and_a_cut_or_a_fade_does_not(tmp_path: Path) -> None:
