@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.photosensitivity import (
     FLASH_CHANGE,
@@ -64,3 +66,22 @@ def test_luminance_is_the_mean_of_linearised_cells() -> None:
     # half the screen white and half black is half of peak white, not 0.5 ** 2.2
     cells = np.array([[1.0, 0.0], [0.5, 0.5]])
     assert linear_luminance(cells) == pytest.approx([0.5, 0.5 ** 2.2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), max_size=60))
+def test_swings_alternate_join_end_to_start_and_each_is_a_change_that_counts(
+        values: list[float]) -> None:
+    series = np.array(values)
+    found = swings(series)
+    for swing in found:
+        assert swing.high - swing.low >= FLASH_CHANGE and swing.start < swing.end
+        assert {series[swing.start], series[swing.end]} == {swing.low, swing.high}
+    for before, after in zip(found, found[1:], strict=False):
+        assert before.end == after.start
+        rising = series[before.end] > series[before.start]
+        assert rising != (series[after.end] > series[after.start])
+    # every frame between the turning points lies within their span (no missed turn)
+    for swing in found:
+        assert series[swing.start:swing.end + 1].min() >= swing.low - 1e-12
+        assert series[swing.start:swing.end + 1].max() <= swing.high + 1e-12
