@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from infra import repository as repo
 from infra.db import session_scope
-from infra.hashing import sha256_bytes
+from infra.hashing import sha256_file
 from infra.storage import ObjectStore
 from schemas.brief import SLUG_PATTERN, Brief
 from schemas.errors import NotFound, PipelineError
@@ -35,9 +35,9 @@ from tasks.services import Services
 log = logging.getLogger(__name__)
 
 LORA_CONTENT_TYPE = "application/octet-stream"
-# Registration reads each file into memory whole. A rank-64 LoRA of every linear layer of the
-# 720p release is ~1 GB in bf16, ~2 GB in fp32; a file far over that is no LoRA (a checkpoint
-# put in the folder by mistake) and would have been read whole before any check.
+# Registration loads a LoRA's tensors to check them. A rank-64 LoRA of every linear layer of
+# the 720p release is ~1 GB in bf16, ~2 GB in fp32; a file far over that is no LoRA (a
+# checkpoint put in the folder by mistake) and would have been copied and loaded first.
 MAX_LORA_FILE_BYTES = 4 * 2**30
 
 
@@ -94,24 +94,24 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
             limit = MAX_LORA_FILE_BYTES // 2**30
             raise LoraRejected(f"{path} is {size / 2**30:.1f} GiB, over the {limit} GiB a LoRA "
                                "file may be (a whole checkpoint?)")
-    # Read once; the bytes checked are the bytes stored (a file swapped in the folder between
-    # a check and a copy would be stored unchecked).
-    contents = {file_name: path.read_bytes() for file_name, path in on_disk.items()}
+    # Copied once, to a private folder: the files checked are the files stored (one swapped in
+    # the folder between a check and an upload would be stored unchecked). Copied and hashed
+    # in chunks, never held in memory whole (a real LoRA is hundreds of MB).
     with tempfile.TemporaryDirectory(prefix="lora-add-") as tmp:
-        for file_name, data in contents.items():
-            (Path(tmp) / file_name).write_bytes(data)
+        copies = {file_name: Path(shutil.copyfile(path, Path(tmp) / file_name))
+                  for file_name, path in on_disk.items()}
         try:
             read_lora(Path(tmp))
         except LoraError as err:
             raise LoraRejected(str(err).replace(tmp, str(folder))) from err
         _check_fits_configured_checkpoint(services, Path(tmp), folder)
-    files = {file_name: {"sha256": sha256_bytes(data), "size_bytes": len(data)}
-             for file_name, data in contents.items()}
-    digest = files_digest(files)
-    try:
-        created = _store_lora(services, team, name, digest, files, contents)
-    except IntegrityError:  # the same name registered at this moment by another `lora add`
-        created = _store_lora(services, team, name, digest, files, contents)
+        files = {file_name: {"sha256": sha256_file(copy), "size_bytes": copy.stat().st_size}
+                 for file_name, copy in copies.items()}
+        digest = files_digest(files)
+        try:
+            created = _store_lora(services, team, name, digest, files, copies)
+        except IntegrityError:  # the same name registered at this moment by another `lora add`
+            created = _store_lora(services, team, name, digest, files, copies)
     if not created:
         return RegisteredLora(name, team, digest, files, False)
     log.info("lora.registered team=%s name=%s sha256=%s", team, name, digest)
@@ -119,7 +119,7 @@ def register_lora(services: Services, team: str, name: str, folder: Path) -> Reg
 
 
 def _store_lora(services: Services, team: str, name: str, digest: str,
-                files: dict[str, Any], contents: dict[str, bytes]) -> bool:
+                files: dict[str, Any], copies: dict[str, Path]) -> bool:
     """Copy the files to storage and record the name; False when the name already holds
     these files, LoraRejected when it holds others."""
     with session_scope(services.engine) as session:
@@ -131,8 +131,8 @@ def _store_lora(services: Services, team: str, name: str, digest: str,
                                    "new name")
             return False
         prefix = f"loras/{team}/{name}/{digest}/"
-        for file_name, data in contents.items():
-            services.store.put_bytes(data, prefix + file_name, content_type=LORA_CONTENT_TYPE)
+        for file_name, copy in copies.items():
+            services.store.put_file(copy, prefix + file_name, content_type=LORA_CONTENT_TYPE)
         repo.add_lora(session, team=team, name=name, sha256=digest, files_prefix=prefix,
                       files=files)
     return True
@@ -218,7 +218,7 @@ def fetch_lora(store: ObjectStore, lora: LoraSpec, cache_dir: Path) -> Path:
     files = {}
     for key in keys:
         path = store.get_file(key, staging / key.rsplit("/", 1)[-1])
-        files[path.name] = {"sha256": sha256_bytes(path.read_bytes())}
+        files[path.name] = {"sha256": sha256_file(path)}
     if files_digest(files) != lora.sha256:
         shutil.rmtree(staging, ignore_errors=True)
         raise LoraRejected(f"LoRA {lora.name!r}: the stored files do not match sha256 "
@@ -232,7 +232,7 @@ def fetch_lora(store: ObjectStore, lora: LoraSpec, cache_dir: Path) -> Path:
 
 def _folder_digest(folder: Path) -> str:
     """`files_digest` of the files in a fetched LoRA folder."""
-    return files_digest({path.name: {"sha256": sha256_bytes(path.read_bytes())}
+    return files_digest({path.name: {"sha256": sha256_file(path)}
                          for path in folder.iterdir() if path.is_file()})
 
 

@@ -129,6 +129,29 @@ def test_lora_add_refuses_a_name_no_brief_can_use_and_an_unknown_team(
         assert services.store.list("loras/") == []
 
 
+def test_lora_add_stores_the_files_it_checked_when_the_folder_changes_meanwhile(
+        env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # another process rewrites the weights after the check (the real check runs, then the
+    # folder changes): what is stored and recorded is the checked file, not the new one
+    import mova_model.lora
+    from mova_model.lora import read_lora
+
+    folder = write_lora(tmp_path / "mascot", make_factors(), CONFIG)
+    checked = (folder / "lora_weights.pt").read_bytes()
+
+    def check_then_rewrite(path: Path) -> object:
+        result = read_lora(path)
+        (folder / "lora_weights.pt").write_bytes(b"rewritten after the check")
+        return result
+    monkeypatch.setattr(mova_model.lora, "read_lora", check_then_rewrite)
+    with Services(load_settings(env)) as services:
+        done = register_lora(services, "_local", "mascot", folder)
+        stored = services.store.get_file(f"loras/_local/mascot/{done.sha256}/lora_weights.pt",
+                                         tmp_path / "stored.pt")
+    assert stored.read_bytes() == checked
+    assert done.files["lora_weights.pt"]["sha256"] == hashlib.sha256(checked).hexdigest()
+
+
 def test_lora_add_refuses_a_file_far_over_a_lora_s_size_unread(env: dict[str, str],
                                                                  tmp_path: Path) -> None:
     # a whole checkpoint renamed lora_weights.pt was read into memory whole before any check
