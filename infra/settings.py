@@ -55,6 +55,10 @@ def check_database_url(url: str) -> str:
         if parsed.database in (None, "", ":memory:"):  # a team created was gone at once
             raise ValueError(f"{url!r} is an in-memory database, gone when the command ends: "
                              "name a file, sqlite:///path.db")
+        if parsed.database.startswith("~"):  # as a shell would (an env file does not): it
+            # made a folder named ~ in the working directory, and the data seemed gone elsewhere
+            parsed = parsed.set(database=str(Path(parsed.database).expanduser()))
+            url = parsed.render_as_string(hide_password=False)
         check_sqlite_path(Path(parsed.database))
     return url
 

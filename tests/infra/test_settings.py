@@ -148,6 +148,16 @@ def test_a_sqlite_url_naming_a_folder_or_a_path_through_a_file_is_named(tmp_path
     assert load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/x.db"})
 
 
+def test_a_sqlite_path_under_the_home_folder_is_expanded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # sqlite:///~/mova.db made a folder named ~ in the working directory
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_settings({"DATABASE_URL": "sqlite:///~/mova/ads.db"}).database == \
+        f"sqlite:///{tmp_path}/mova/ads.db"
+    assert load_settings({"DATABASE_URL": "sqlite:///relative/ads.db"}).database == \
+        "sqlite:///relative/ads.db"  # anything else as written
+
+
 def test_a_sqlite_folder_that_cannot_be_made_is_one_line() -> None:
     # /proc takes no folders, as root or not: FileNotFoundError's traceback before
     with pytest.raises(SettingsInvalid, match="DATABASE_URL: the SQLite file's folder "
