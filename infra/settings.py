@@ -55,9 +55,8 @@ def check_database_url(url: str) -> str:
         if parsed.database in (None, "", ":memory:"):  # a team created was gone at once
             raise ValueError(f"{url!r} is an in-memory database, gone when the command ends: "
                              "name a file, sqlite:///path.db")
-        if parsed.database.startswith("~"):  # as a shell would (an env file does not): it
-            # made a folder named ~ in the working directory, and the data seemed gone elsewhere
-            parsed = parsed.set(database=str(Path(parsed.database).expanduser()))
+        if parsed.database.startswith("~"):
+            parsed = parsed.set(database=_home_expanded(parsed.database))
             url = parsed.render_as_string(hide_password=False)
         check_sqlite_path(Path(parsed.database))
     return url
@@ -108,7 +107,14 @@ def check_storage_url(url: str) -> str:
     if parsed.scheme not in ("", "s3", "file"):
         raise ValueError(f"unsupported storage URL {url!r}: expected s3://bucket/prefix, "
                          "file:///dir or a path")
-    return url
+    return _home_expanded(url) if not parsed.scheme else url
+
+
+def _home_expanded(path: str) -> str:
+    """A path starting with ~ under the home folder, as a shell would have it: from an env
+    file or a systemd unit it was taken as written, a folder named ~ in the working
+    directory, and what was stored there seemed gone when run from elsewhere."""
+    return str(Path(path).expanduser()) if path.startswith("~") else path
 
 
 def _is_http_url(url: str) -> bool:
@@ -166,6 +172,7 @@ def check_s3_prefixes(prefixes: str) -> str:
 
 DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
 DataDir = Annotated[Path, AfterValidator(check_data_dir)]
+HomePath = Annotated[Path, AfterValidator(Path.expanduser)]  # ~ as a shell would have it
 OpenLineageUrl = Annotated[str, AfterValidator(check_openlineage_url)]
 StorageUrl = Annotated[str, AfterValidator(check_storage_url)]
 RenderDevice = Annotated[str, AfterValidator(check_device)]
@@ -205,7 +212,7 @@ class Settings(BaseSettings):
         "on this machine."))
     ray_dashboard: bool = Field(default=False, description=(
         "Start the Ray dashboard with local Ray (a cluster has its own)."))
-    mova_checkpoint: Path | None = Field(default=None, description=(
+    mova_checkpoint: HomePath | None = Field(default=None, description=(
         "MOVA checkpoint folder (official layout). Default: `<data dir>/checkpoints/tiny`, "
         "random weights, made by `mova-ads run` if absent."))
     mova_render_profile: Literal["tiny", "demo", "360p", "720p"] = Field(

@@ -148,7 +148,7 @@ def test_a_sqlite_url_naming_a_folder_or_a_path_through_a_file_is_named(tmp_path
     assert load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/new/dir/x.db"})
 
 
-def test_a_sqlite_path_under_the_home_folder_is_expanded(
+def test_paths_under_the_home_folder_are_expanded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # sqlite:///~/mova.db made a folder named ~ in the working directory
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -156,6 +156,9 @@ def test_a_sqlite_path_under_the_home_folder_is_expanded(
         f"sqlite:///{tmp_path}/mova/ads.db"
     assert load_settings({"DATABASE_URL": "sqlite:///relative/ads.db"}).database == \
         "sqlite:///relative/ads.db"  # anything else as written
+    # and so are the storage folder and the checkpoint folder
+    given = load_settings({"STORAGE_URL": "~/store", "MOVA_CHECKPOINT": "~/ckpt"})
+    assert (given.storage, given.mova_checkpoint) == (f"{tmp_path}/store", tmp_path / "ckpt")
 
 
 def test_a_sqlite_folder_that_cannot_be_made_is_one_line() -> None:
