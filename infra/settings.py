@@ -55,10 +55,11 @@ def check_database_url(url: str) -> str:
         if parsed.database in (None, "", ":memory:"):  # a team created was gone at once
             raise ValueError(f"{url!r} is an in-memory database, gone when the command ends: "
                              "name a file, sqlite:///path.db")
-        if parsed.database.startswith("~"):
-            parsed = parsed.set(database=_home_expanded(parsed.database))
-            url = parsed.render_as_string(hide_password=False)
-        check_sqlite_path(Path(parsed.database))
+        database = parsed.database or ""
+        if database.startswith("~"):
+            database = _home_expanded(database)
+            url = parsed.set(database=database).render_as_string(hide_password=False)
+        check_sqlite_path(Path(database))
     return url
 
 
