@@ -108,6 +108,15 @@ def check_storage_url(url: str) -> str:
     if parsed.scheme not in ("", "s3", "file"):
         raise ValueError(f"unsupported storage URL {url!r}: expected s3://bucket/prefix, "
                          "file:///dir or a path")
+    if parsed.scheme == "file":
+        # file://storage (two slashes, meant as a folder) named a host, which was ignored:
+        # the files went to the working directory; file:/// put them in the root folder
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{url!r} names the host {parsed.netloc!r}: a file URL has three "
+                             "slashes, file:///absolute/dir, or give the folder as a path")
+        if parsed.path.strip("/") == "":
+            raise ValueError(f"{url!r} names no folder (or the root folder): expected "
+                             "file:///absolute/dir or a path")
     return _home_expanded(url) if not parsed.scheme else url
 
 

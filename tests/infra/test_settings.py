@@ -49,6 +49,11 @@ def test_bad_values_name_the_variable() -> None:
     ("DATABASE_URL", "not a url", "Could not parse"),
     ("STORAGE_URL", "s3://", "names no bucket"),
     ("STORAGE_URL", "ftp://host/dir", "unsupported storage URL"),
+    # two slashes: a host, ignored, and the files went to the working directory
+    ("STORAGE_URL", "file://storage", "'file://storage' names the host 'storage': a file URL "
+                                      "has three slashes"),
+    ("STORAGE_URL", "file://", "names no folder"),
+    ("STORAGE_URL", "file:///", "names no folder \\(or the root folder\\)"),
     ("OPENLINEAGE_URL", "marquez:5000", "not an OpenLineage endpoint"),  # failed every brief
     ("OPENLINEAGE_URL", "https://", "not an OpenLineage endpoint"),
     # a dialect whose driver is not installed was a ModuleNotFoundError traceback at once
