@@ -762,7 +762,7 @@ def _database_problem(err: DatabaseError) -> str:
     else:
         check = "the server is running and the URL is right"
     return (f"the database cannot be used: {cause}\n  DATABASE_URL is "
-            f"{_database_shown()}; check that {check}")
+            f"{url.render_as_string(hide_password=True)}; check that {check}")
 
 
 def _exit_now(code: int | str | None) -> None:

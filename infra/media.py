@@ -185,7 +185,7 @@ def seconds_before(spans: tuple[Span, ...], end_s: float) -> float:
 
 
 LUMA_GRID = (16, 9)  # cells across and down of MediaAnalysis.luma_cells
-FILL_GRID = (160, 90)  # cells across and down of MediaAnalysis.fill_cells (8 px at 720p)
+FILL_GRID = (160, 90)  # cells across and down (8 px at 720p) behind MediaAnalysis.fill_rows
 NEAR_BLACK_VIDEO = 24  # 8-bit video-range luma (black is 16) at or under which a pixel is dark
 
 

@@ -66,17 +66,23 @@ def check_database_url(url: str) -> str:
 SUPPORTED_DATABASES = ("postgresql", "sqlite")
 
 
+def _file_in_the_way(folders: Path) -> Path | None:
+    """The file standing where `folders` (or the nearest of its parents that exists) should be
+    a folder; None when the nearest existing one is a folder, or nothing of it exists."""
+    for part in (folders, *folders.parents):
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
+
+
 def check_sqlite_path(path: Path) -> None:
     """A SQLite file's path that can hold one: a folder there, or a file where a folder of its
     path should be, was FileExistsError's traceback from every command."""
     if path.is_dir():
         raise ValueError(f"{path} is a folder: name a file in it, "
                          f"e.g. sqlite:///{path / 'mova.db'}")
-    for part in path.parents:
-        if part.exists():
-            if not part.is_dir():
-                raise ValueError(f"{path} cannot be a SQLite file: {part} is a file")
-            return
+    if blocking := _file_in_the_way(path.parent):
+        raise ValueError(f"{path} cannot be a SQLite file: {blocking} is a file")
 
 
 def check_data_dir(path: Path) -> Path:
@@ -84,11 +90,8 @@ def check_data_dir(path: Path) -> Path:
     NotADirectoryError traceback from every command. A leading `~` is the home folder, as a
     shell would have it (from a systemd or Docker env file it made a folder named `~`)."""
     path = path.expanduser()
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                raise ValueError(f"{path} cannot be the data folder: {part} is a file")
-            return path
+    if blocking := _file_in_the_way(path):
+        raise ValueError(f"{path} cannot be the data folder: {blocking} is a file")
     return path
 
 
