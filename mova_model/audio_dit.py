@@ -22,7 +22,9 @@ class AudioDiT(DiTTower):
     def embed_inputs(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """(B, C, L_a) -> tokens (B, L_a, D), grid (L_a,)."""
         emb = self.patch_embedding(x)  # (B, D, L_a)
-        return emb.transpose(1, 2), (emb.shape[2],)
+        # contiguous, as the release makes them: a bf16 linear on the transposed view rounds
+        # differently (the first bridge exchange would already differ from the release)
+        return emb.transpose(1, 2).contiguous(), (emb.shape[2],)
 
     def rotary(self, grid: tuple[int, ...], device: torch.device) -> Rotary:
         """1-D RoPE over audio latent steps."""

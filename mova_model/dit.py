@@ -62,7 +62,9 @@ class Head(nn.Module):
     def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
         # x: (B, L, D)  t_emb: (B, D); the batch axis on t_emb fixes the reference's B>1 bug
         shift, scale = (self.modulation + t_emb[:, None, :]).chunk(2, dim=1)  # each (B, 1, D)
-        return self.head(modulate(self.norm(x), shift, scale))  # (B, L, out_features)
+        # eager, as the release's head (unlike the blocks' compiled modulate): in bf16 each
+        # operation rounds
+        return self.head(self.norm(x) * (1 + scale) + shift)  # (B, L, out_features)
 
 
 class DiTTower(nn.Module, ABC):

@@ -32,9 +32,22 @@ def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(torch.float32)
 
 
+def at_least_float32(t: Tensor) -> Tensor:
+    """t in float32 when it is in a narrower float dtype (bf16, fp16); float32/64 as they are."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """AdaLN modulation u * (1 + scale) + shift, in the dtype of the operands."""
-    return x * (1 + scale) + shift
+    """AdaLN modulation u * (1 + scale) + shift of a DiT block, rounded once to the operands' dtype.
+
+    The release wraps the blocks' `modulate` in torch.compile (spec §13.2), whose kernels load
+    bf16 operands into float32 and round only the result; eager bf16 would round after each of
+    the three operations (1 ulp apart in about a third of the elements). In float32 this is the
+    plain expression. The output head is not compiled in the release: it keeps eager rounding.
+    """
+    dtype = torch.promote_types(torch.promote_types(x.dtype, shift.dtype), scale.dtype)
+    wide = at_least_float32(x) * (1 + at_least_float32(scale)) + at_least_float32(shift)
+    return wide.to(dtype)
 
 
 def linear_fp32(layer: nn.Linear, x: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from mova_model.layers import Rotary
+from mova_model.layers import Rotary, at_least_float32
 
 ROPE_THETA = 10000.0
 VAE_TEMPORAL_STRIDE = 4  # hard-coded in the reference bridge
@@ -152,10 +152,15 @@ def rotate_half_tables(
 
 
 def apply_rotate_half(u: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """u * cos + R(u) * sin with R(u) = [-u_hi, u_lo]; u (B, L, n, d), cos/sin (L, d)."""
-    lo, hi = u.chunk(2, dim=-1)
+    """u * cos + R(u) * sin with R(u) = [-u_hi, u_lo]; u (B, L, n, d), cos/sin (L, d).
+
+    Rounded once to u's dtype: the release wraps this product in torch.compile (spec §13.2),
+    whose kernels compute bf16 operands (cos/sin already cast to bf16) in float32."""
+    wide = at_least_float32(u)
+    lo, hi = wide.chunk(2, dim=-1)
     rotated = torch.cat([-hi, lo], dim=-1)
-    return u * cos[None, :, None, :] + rotated * sin[None, :, None, :]
+    cos, sin = at_least_float32(cos), at_least_float32(sin)
+    return (wide * cos[None, :, None, :] + rotated * sin[None, :, None, :]).to(u.dtype)
 
 
 def aligned_rotaries(

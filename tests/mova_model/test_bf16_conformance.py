@@ -172,3 +172,51 @@ def test_short_guided_generation_in_bf16(
     assert set(experts) == {0, 1}
     assert rel_err(found_v, ref_v) <= BF16_GENERATION
     assert rel_err(found_a, ref_a) <= BF16_GENERATION
+
+
+def _release_rotate_half(x: Tensor) -> Tensor:
+    return torch.cat((-x[..., x.shape[-1] // 2:], x[..., : x.shape[-1] // 2]), dim=-1)
+
+
+@torch.no_grad()
+def test_block_modulation_and_bridge_rope_round_as_the_releases_compiled_functions() -> None:
+    """The release wraps the blocks' modulate and the bridge RoPE product in
+    torch.compile(fullgraph=True) (spec §13.2): compiled, bf16 operands are computed in float32
+    and rounded once, so their bits differ from eager bf16 in about a third of the elements.
+    The release's expressions are compiled here and compared bit for bit."""
+    from mova_model.layers import modulate
+    from mova_model.rope import apply_rotate_half
+
+    release_modulate = torch.compile(lambda x, shift, scale: x * (1 + scale) + shift,
+                                     fullgraph=True)
+    release_rope = torch.compile(lambda q, cos, sin: q * cos + _release_rotate_half(q) * sin,
+                                 fullgraph=True)
+    gen = torch.Generator().manual_seed(3)
+
+    def bf16(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=gen).bfloat16()
+
+    x, shift, scale = bf16(2, 300, 64), bf16(2, 1, 64), bf16(2, 1, 64)
+    compiled = release_modulate(x, shift, scale)
+    assert not torch.equal(compiled, x * (1 + scale) + shift)  # eager rounding is not it
+    assert torch.equal(modulate(x, shift, scale), compiled)
+
+    q, angles = bf16(2, 300, 4, 32), torch.randn(300, 32, generator=gen)
+    cos, sin = angles.cos().bfloat16(), angles.sin().bfloat16()  # cast before the product
+    compiled = release_rope(q, cos[None, :, None, :], sin[None, :, None, :])
+    assert torch.equal(apply_rotate_half(q, cos, sin), compiled)
+
+
+@torch.no_grad()
+def test_audio_tokens_are_laid_out_as_the_releases(
+    models_bf16: tuple[nn.Module, nn.Module, nn.Module],
+) -> None:
+    """The release makes the audio tokens contiguous after its patchify; a bf16 linear layer
+    (the first bridge exchange's) rounds differently on a transposed view."""
+    _, audio, bridge = models_bf16
+    inputs = tiny_inputs(seed=11, audio_len=40)
+    tokens, _ = audio.embed_inputs(inputs["audio_input"].to(torch.bfloat16))
+    release_tokens = audio.patch_embedding(inputs["audio_input"].to(torch.bfloat16))
+    release_tokens = release_tokens.transpose(1, 2).contiguous()
+    layer = bridge.video_to_audio_conditioners[str(bridge.layers[0])].inner.q
+    assert torch.equal(layer(tokens), layer(release_tokens))
