@@ -37,18 +37,20 @@ CONFIG_NAME = "config.json"
 MODEL_INDEX = "model_index.json"
 SCHEDULER_CONFIG = "scheduler_config.json"
 
-# Subfolder -> (library, class) written to model_index.json. The loader maps by subfolder name,
-# not by these strings (their exact upstream values are unknown, spec appendix).
+# Subfolder -> (library, class) written to model_index.json, as diffusers' save_pretrained
+# records the original's classes: the module that defines each custom class (the `mova` package
+# exports none of them, so ["mova", "WanModel"] would not load in the original). The loader
+# here maps by subfolder name and ignores these strings (spec §2.1).
 COMPONENT_CLASSES: dict[str, tuple[str, str]] = {
-    "video_dit": ("mova", "WanModel"),
-    "video_dit_2": ("mova", "WanModel"),
-    "audio_dit": ("mova", "WanAudioModel"),
-    "dual_tower_bridge": ("mova", "DualTowerConditionalBridge"),
-    "audio_vae": ("mova", "DAC"),
+    "video_dit": ("mova.diffusion.models.wan_video_dit", "WanModel"),
+    "video_dit_2": ("mova.diffusion.models.wan_video_dit", "WanModel"),
+    "audio_dit": ("mova.diffusion.models.wan_audio_dit", "WanAudioModel"),
+    "dual_tower_bridge": ("mova.diffusion.models.interactionv2", "DualTowerConditionalBridge"),
+    "audio_vae": ("mova.diffusion.models.dac_vae", "DAC"),
     "video_vae": ("diffusers", "AutoencoderKLWan"),
     "text_encoder": ("transformers", "UMT5EncoderModel"),
     "tokenizer": ("transformers", "T5TokenizerFast"),
-    "scheduler": ("mova", "FlowMatchPairScheduler"),
+    "scheduler": ("mova.diffusion.schedulers.flow_match_pair", "FlowMatchPairScheduler"),
 }
 _SHOWN = 10  # keys listed in an error message before "... and N more"
 

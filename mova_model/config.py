@@ -439,6 +439,17 @@ class SchedulerConfig(ComponentConfig):
         "sigma_max": Range(0.0, 1.0), "sigma_min": Range(0.0, 1.0),
     }
 
+    @classmethod
+    def from_config_dict(cls, data: Mapping[str, Any]) -> SchedulerConfig:
+        """As the base, but another scheduler class is refused: its fields (a diffusers
+        FlowMatchEulerDiscreteScheduler also has `shift`) would be read as this one's and give
+        other sigmas than the original, which builds the class the folder names."""
+        named = data.get("_class_name", cls.CLASS_NAME)
+        if named != cls.CLASS_NAME:
+            raise ConfigError(f"_class_name={named!r}: MOVA samples with {cls.CLASS_NAME} "
+                              "only (its pair schedule); this folder's scheduler is another")
+        return super().from_config_dict(data)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.sigma_min >= self.sigma_max:

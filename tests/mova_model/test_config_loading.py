@@ -302,3 +302,23 @@ def test_a_zero_training_grid_blames_the_scheduler_config_not_the_request(
         MovaPipeline.from_pretrained(folder)
     assert str(info.value) == (f"{folder / 'scheduler' / 'scheduler_config.json'}: "
                                "num_train_timesteps=0 must be in [1, 100000]")
+
+
+def test_a_scheduler_of_another_class_is_refused_not_read_as_the_pair_scheduler(
+        tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A diffusers FlowMatchEulerDiscreteScheduler config also has `shift`: read as the pair
+    scheduler it would sample other sigmas than the original, which builds the named class."""
+    folder = _edited(tiny_checkpoint, tmp_path / "ck", "scheduler/scheduler_config.json",
+                     _class_name="FlowMatchEulerDiscreteScheduler", shift=5.0)
+    with pytest.raises(CheckpointError) as info:
+        MovaPipeline.from_pretrained(folder)
+    assert str(info.value) == (
+        f"{folder / 'scheduler' / 'scheduler_config.json'}: "
+        "_class_name='FlowMatchEulerDiscreteScheduler': MOVA samples with FlowMatchPairScheduler "
+        "only (its pair schedule); this folder's scheduler is another")
+    # without _class_name (hand-written configs) the folder still loads
+    folder = _edited(tiny_checkpoint, tmp_path / "ck2", "scheduler/scheduler_config.json")
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
+                                  if k != "_class_name"}))
+    MovaPipeline.from_pretrained(folder)
