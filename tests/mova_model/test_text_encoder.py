@@ -204,3 +204,17 @@ def test_a_truncated_weight_file_is_a_checkpoint_error(folders: tuple[Path, Path
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="model.safetensors: truncated or corrupt"):
         TextEncoder.from_folders(weights.parent, folders[1])
+
+
+def test_a_tokenizer_folder_with_tokenizer_json_alone_encodes_as_the_whole_folder(
+        folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """The original loads the tokenizer as the T5TokenizerFast model_index.json names, which
+    knows T5's pad and EOS tokens; a folder holding only tokenizer.json loads there. Read
+    through AutoTokenizer it became a bare backend with no pad token: every prompt failed."""
+    alone = tmp_path / "tokenizer"
+    alone.mkdir()
+    (alone / "tokenizer.json").write_bytes((folders[1] / "tokenizer.json").read_bytes())
+    prompts = ["Fresh coffee every morning.", "每天早上都有新鲜的咖啡"]
+    whole = TextEncoder.from_folders(folders[0], folders[1]).encode(prompts, text_len=16)
+    assert torch.equal(TextEncoder.from_folders(folders[0], alone).encode(prompts, text_len=16),
+                       whole)
