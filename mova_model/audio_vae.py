@@ -36,10 +36,17 @@ class _WeightNormed(nn.Module):
         self.weight_norm = weight_norm
 
     _transposed = False
+    # The dtype g·V/‖V‖ is formed in; None: the parameters' own. A bf16 DAC upcast for the CPU
+    # (AudioVAE.upcast_for_cpu) keeps forming it in bf16, as the release's hook does on CUDA.
+    kernel_dtype: torch.dtype | None = None
 
     def kernel(self) -> Tensor:
         if self.weight_norm:
-            return self.weight_g * self.weight_v / _norm_except_dim0(self.weight_v)
+            # torch._weight_norm is what the release's weight-norm hook calls: one rounding in
+            # the checkpoint dtype (bf16), whatever autocast does to the convolution after it
+            dtype = self.kernel_dtype or self.weight_v.dtype
+            formed = torch._weight_norm(self.weight_v.to(dtype), self.weight_g.to(dtype), 0)
+            return formed.to(self.weight_v.dtype)
         return self.weight
 
 
@@ -194,7 +201,20 @@ class AudioVAE(nn.Module):
         mean, _log_variance = moments.chunk(2, dim=1)
         return mean.float()
 
+    def upcast_for_cpu(self) -> AudioVAE:
+        """Float32 weights for a device without float32 autocast (the CPU), the weight-norm
+        kernels still formed in the dtype loaded: the release decodes a bf16 DAC under CUDA
+        float32 autocast, where each kernel is formed from bf16 g and V (rounded once to bf16)
+        and the convolutions then run in float32 (spec §13.2)."""
+        for module in self.modules():
+            if isinstance(module, _WeightNormed) and module.weight_norm:
+                module.kernel_dtype = module.weight_v.dtype
+        return self.float()
+
     def decode(self, latent: Tensor) -> Tensor:
         """Waveform in [-1, 1], float32, exactly hop · L_a samples."""
-        x = latent.to(self.post_quant_conv.weight.dtype)
+        # Under autocast the convolutions take the latent as it is (the release keeps it in
+        # float32 under CUDA float32 autocast); without, it must match the weights.
+        autocast = torch.is_autocast_enabled(latent.device.type)
+        x = latent if autocast else latent.to(self.post_quant_conv.weight.dtype)
         return self.decoder(self.post_quant_conv(x)).float()

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -251,9 +251,9 @@ class MovaPipeline:
                                    device=self._storage_device())
         if name == "audio_vae" and self.device.type != "cuda":
             # Every component is loaded in the pipeline dtype, the DAC included (spec §13.2); on
-            # CUDA it then runs under fp32 autocast. The CPU has no fp32 autocast: upcasting the
-            # rounded weights once gives the same fp32 arithmetic on the same weight values.
-            module.float()
+            # CUDA it then runs under fp32 autocast. The CPU has no fp32 autocast: the rounded
+            # weights are upcast once, the weight-norm kernels still formed in the loaded dtype.
+            cast(AudioVAE, module).upcast_for_cpu()
         if self.offload is OffloadMode.BLOCK and hasattr(module, "blocks"):
             enable_block_streaming(module, self.device, storage_device="cpu")
         if name in ("video_dit", "video_dit_2", "audio_dit", "dual_tower_bridge"):
@@ -459,7 +459,7 @@ class MovaPipeline:
             weight = next(vae.parameters())
             on_cuda = weight.device.type == "cuda"
             # The release decodes the DAC in the checkpoint dtype under fp32 autocast on CUDA;
-            # on the CPU (no fp32 autocast) the weights were upcast at load: same arithmetic.
+            # on the CPU (no fp32 autocast) the weights were upcast at load (upcast_for_cpu).
             with torch.autocast("cuda", dtype=torch.float32, enabled=on_cuda):
                 waveform = vae.decode(z_audio.to(weight.device, torch.float32))  # [1,1,960*L_a]
         # The reference leaves 960*L_a samples and lets ffmpeg's -shortest trim at mux time; the

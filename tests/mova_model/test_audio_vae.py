@@ -126,3 +126,32 @@ def test_snake_stays_finite_as_alpha_goes_to_zero() -> None:
             out = snake(x)
             assert torch.isfinite(out).all(), alpha
             torch.testing.assert_close(out, x + alpha * x**2, rtol=0, atol=1e-5)
+
+
+def test_a_bf16_dac_upcast_for_the_cpu_forms_its_kernels_as_the_releases_hook() -> None:
+    """The release decodes its bf16 DAC under CUDA float32 autocast: torch's weight-norm hook
+    forms each kernel from the bf16 g and V (rounded to bf16), then the convolution runs in
+    float32. The CPU path upcasts the weights and must keep that rounding."""
+    torch.manual_seed(5)
+    dac = AudioVAE(TINY).eval()
+    with torch.no_grad():
+        for name, p in dac.named_parameters():
+            if name.endswith("weight_g"):
+                p.mul_(1.37)  # g no longer equals ||V||: the formed kernel has to round
+    dac = dac.to(torch.bfloat16)
+    conv = dac.decoder.model[0]
+    out_channels, in_channels, width = conv.weight_v.shape
+    release = torch.nn.utils.weight_norm(
+        torch.nn.Conv1d(in_channels, out_channels, width, padding=3).to(torch.bfloat16))
+    with torch.no_grad():
+        release.weight_g.copy_(conv.weight_g)
+        release.weight_v.copy_(conv.weight_v)
+        release(torch.zeros(1, in_channels, 8, dtype=torch.bfloat16))  # the hook forms it
+    formed_as_released = release.weight.float()
+    unrounded = torch._weight_norm(conv.weight_v.float(), conv.weight_g.float(), 0)
+    assert not torch.equal(unrounded, formed_as_released)  # the rounding is visible here
+    dac.upcast_for_cpu()
+    assert conv.weight_v.dtype == torch.float32
+    assert torch.equal(conv.kernel().detach(), formed_as_released)
+    with torch.inference_mode():
+        assert dac.decode(torch.randn(1, 128, 4)).dtype == torch.float32
