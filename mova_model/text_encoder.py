@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from transformers import (
     AttentionInterface,
     PreTrainedTokenizerBase,
-    T5TokenizerFast,
+    T5Tokenizer,
     UMT5Config,
     UMT5EncoderModel,
 )
@@ -153,10 +153,11 @@ class TextEncoder:
         config = _checked_umt5_config(Path(model_dir))
         _check_weight_headers(Path(model_dir), config)
         try:
-            # The class model_index.json names, as diffusers loads it in the original (spec
-            # §2.2): with a tokenizer.json alone, AutoTokenizer picks a bare backend with no pad
-            # or EOS token and every prompt would fail to encode.
-            tokenizer = T5TokenizerFast.from_pretrained(str(tokenizer_dir), local_files_only=True)
+            # The class model_index.json names (T5TokenizerFast, which transformers 5 names
+            # T5Tokenizer), as diffusers loads it in the original (spec §2.2): with a
+            # tokenizer.json alone, AutoTokenizer picks a bare backend with no pad or EOS
+            # token and every prompt would fail to encode.
+            tokenizer = T5Tokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
         except (OSError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{tokenizer_dir}: cannot load the tokenizer ({err})") from err
         try:
