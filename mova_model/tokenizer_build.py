@@ -9,6 +9,7 @@ trained deterministically on ad copy in Latin, CJK, Hangul and Arabic script.
 from __future__ import annotations
 
 import io
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -53,4 +54,17 @@ def build_tokenizer(out_dir: Path, vocab_size: int, seed: int = 0) -> Path:
     tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out_dir))
+    readable_by_transformers_4(Path(out_dir) / "tokenizer_config.json")
     return Path(out_dir)
+
+
+def readable_by_transformers_4(config_path: Path) -> None:
+    """Drop transformers 5's empty `extra_special_tokens` list from a tokenizer_config.json.
+
+    The original pins transformers<5, whose tokenizers read that field as a mapping and fail
+    on a list ('list' object has no attribute 'keys'); empty, it adds nothing in either."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("extra_special_tokens") == []:
+        del config["extra_special_tokens"]
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                               encoding="utf-8")

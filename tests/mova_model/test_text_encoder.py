@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,15 @@ def test_a_tokenizer_folder_with_tokenizer_json_alone_encodes_as_the_whole_folde
     whole = TextEncoder.from_folders(folders[0], folders[1]).encode(prompts, text_len=16)
     assert torch.equal(TextEncoder.from_folders(folders[0], alone).encode(prompts, text_len=16),
                        whole)
+
+
+def test_the_tokenizer_folder_is_readable_by_the_originals_transformers_4(
+        folders: tuple[Path, Path]) -> None:
+    """The original pins transformers<5, which reads `extra_special_tokens` as a mapping:
+    the empty list transformers 5 writes made it fail ('list' object has no attribute 'keys',
+    checked with 4.57). The folder still loads here with the same ids."""
+    config = json.loads((folders[1] / "tokenizer_config.json").read_text())
+    assert not isinstance(config.get("extra_special_tokens", {}), list)
+    tokenizer = AutoTokenizer.from_pretrained(str(folders[1]))
+    assert tokenizer("Fresh coffee").input_ids[-1] == tokenizer.eos_token_id == 1
+    assert tokenizer.pad_token_id == 0
