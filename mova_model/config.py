@@ -493,14 +493,12 @@ class MovaConfig:
         v, a, b, dac = self.video_dit, self.audio_dit, self.bridge, self.audio_vae
         te, vae = self.text_encoder, self.video_vae
         # (found, its component.field, expected, the component.field it must fit); names are
-        # the checkpoint's folder names, so a load error points at both files.
+        # the checkpoint's folder names, so a load error points at both files. The bridge's
+        # layer counts need not equal the towers': as in the original, they only choose which
+        # conditioners exist, and those within the towers' shared depth run (spec §4.3-4.4).
         checks = [
             (b.visual_hidden_dim, "dual_tower_bridge.visual_hidden_dim", v.dim, "video_dit.dim"),
             (b.audio_hidden_dim, "dual_tower_bridge.audio_hidden_dim", a.dim, "audio_dit.dim"),
-            (b.visual_layers, "dual_tower_bridge.visual_layers", v.num_layers,
-             "video_dit.num_layers"),
-            (b.audio_layers, "dual_tower_bridge.audio_layers", a.num_layers,
-             "audio_dit.num_layers"),
             (a.in_dim, "audio_dit.in_dim", dac.latent_dim, "audio_vae.latent_dim"),
             (v.out_dim, "video_dit.out_dim", vae.z_dim, "video_vae.z_dim"),
             # TI2VA input: noisy latent + 4-channel mask + first-frame latent.

@@ -90,8 +90,10 @@ def joint_forward_flops(
     lt = config.text_encoder.text_len if text_tokens is None else text_tokens
     if bridge_pairs is None:
         b = config.bridge
-        bridge_pairs = len(
-            interaction_layers(b.interaction_strategy, b.visual_layers, b.audio_layers)
+        shared = min(v.num_layers, a.num_layers)  # conditioners past it never run
+        bridge_pairs = sum(
+            1 for i in interaction_layers(b.interaction_strategy, b.visual_layers, b.audio_layers)
+            if i < shared
         )
     for name, value in (
         ("video_tokens", video_tokens),

@@ -322,3 +322,20 @@ def test_a_scheduler_of_another_class_is_refused_not_read_as_the_pair_scheduler(
     config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
                                   if k != "_class_name"}))
     MovaPipeline.from_pretrained(folder)
+
+
+def test_a_bridge_config_without_its_visual_layer_count_loads_as_in_the_original(
+        tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Absent, `visual_layers` takes the constructor's 30 (spec §13.1). The original builds
+    the conditioners for min(30, audio_layers) layers and runs those the towers share: the
+    same bridge as the folder's own count gives (it was refused here: 30 != 3 video blocks)."""
+    folder = _edited(tiny_checkpoint, tmp_path / "ck", "dual_tower_bridge/config.json")
+    config = folder / "dual_tower_bridge" / "config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
+                                  if k != "visual_layers"}))
+    bridge = MovaPipeline.from_pretrained(folder).component("dual_tower_bridge")
+    original = MovaPipeline.from_pretrained(tiny_checkpoint).component("dual_tower_bridge")
+    assert bridge.config.visual_layers == 30  # type: ignore[union-attr]
+    assert bridge.layers == original.layers == [0, 1]  # type: ignore[union-attr]
+    for key, value in original.state_dict().items():
+        assert torch.equal(bridge.state_dict()[key], value)

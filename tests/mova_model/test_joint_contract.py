@@ -1,6 +1,7 @@
-"""Joint forward contract: a bridge built for other towers is refused with the field that
-differs, bridge λ accepts a float, a 0-d tensor or one value per sample and nothing else, and
-λ = 0 in any of those forms means the towers run alone."""
+"""Joint forward contract: a bridge built for towers of other widths is refused with the field
+that differs, one whose layer counts differ from the towers' runs the layers they share, bridge
+λ accepts a float, a 0-d tensor or one value per sample and nothing else, and λ = 0 in any of
+those forms means the towers run alone."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ TINY_BRIDGE = get_preset("tiny").bridge
 
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
-    ("visual_hidden_dim", 120, 96), ("audio_hidden_dim", 72, 48), ("visual_layers", 4, 3),
-    ("audio_layers", 3, 2)])
+    ("visual_hidden_dim", 120, 96), ("audio_hidden_dim", 72, 48)])
 @torch.no_grad()
 def test_a_bridge_for_other_towers_is_refused(field: str, value: int, expected: int) -> None:
     video, audio, _ = tiny_models()
@@ -90,3 +90,24 @@ def test_a_taller_audio_tower_runs_its_extra_blocks() -> None:
     alone_v = video(inputs["video_input"], inputs["context"], inputs["t_video"])
     torch.testing.assert_close(out_a, alone_a, rtol=0, atol=0)
     torch.testing.assert_close(out_v, alone_v, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("visual_layers", "audio_layers"), [(30, 30), (40, 30), (3, 8)])
+@torch.no_grad()
+def test_a_bridge_whose_layer_counts_differ_from_the_towers_runs_the_shared_layers(
+        visual_layers: int, audio_layers: int) -> None:
+    """The original builds the conditioners from the bridge's own counts (a config without
+    them takes its constructor's 30) and runs those within the towers' shared depth: with the
+    `full` strategy the tiny towers (3 and 2 blocks) are bridged at 0 and 1 either way."""
+    video, audio, bridge = tiny_models()
+    wide = DualTowerBridge(TINY_BRIDGE.replace(visual_layers=visual_layers,
+                                               audio_layers=audio_layers)).eval()
+    randomize_(wide, 9)
+    for layer in bridge.layers:  # the conditioners both have carry the same weights
+        for kind in ("audio_to_video_conditioners", "video_to_audio_conditioners"):
+            getattr(wide, kind)[str(layer)].load_state_dict(
+                getattr(bridge, kind)[str(layer)].state_dict())
+    inputs = tiny_inputs(seed=4)
+    expected = joint_forward(video, audio, bridge, **inputs, video_fps=24.0)
+    torch.testing.assert_close(joint_forward(video, audio, wide, **inputs, video_fps=24.0),
+                               expected, rtol=0, atol=0)
