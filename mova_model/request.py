@@ -102,8 +102,9 @@ def _check_type(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
 class GenerationRequest:
     """Every setting that, with the checkpoint and the input image or video, determines a clip.
 
-    Defaults are the release script's (50 steps, CFG 5, seed 42, its negative prompt, 352x640x193
-    at 24 fps) in the release-matching mode.
+    Defaults are the release script's (50 steps, CFG 5, seed 42, its negative prompt, 193
+    frames at 24 fps) in the release-matching mode, at 352x640, the 360p checkpoint's size (the
+    script's own default, 720x1280, is the 720p checkpoint's).
     """
 
     prompt: str
@@ -160,6 +161,12 @@ class GenerationRequest:
             except ValueError:
                 raise InvalidRequest(f"{name}={value!r}; expected "
                                      f"{' or '.join(m.value for m in enum)}") from None
+        if self.guidance_mode is GuidanceMode.REFERENCE and self.bridge_scale != 1.0:
+            # Reference guidance runs the release's bridge at full strength in both passes;
+            # the scale would be silently ignored there.
+            raise InvalidRequest(f"bridge_scale={self.bridge_scale} weighs the bridge in "
+                                 "guidance_mode='dual' only; 'reference' guidance runs the "
+                                 "bridge at 1 as the release does")
 
     @property
     def batched_guidance(self) -> bool:

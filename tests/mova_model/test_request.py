@@ -36,6 +36,7 @@ PROMPT = "A barista smiles."
     ({"num_inference_steps": 0}, "num_inference_steps=0 must be in [1, 1000]"),
     ({"cfg_scale": 0.0}, "cfg_scale=0.0 must be > 0"),
     ({"bridge_scale": -1.0}, "bridge_scale=-1.0 >= 0"),
+    ({"bridge_scale": 0.3}, "bridge_scale=0.3 weighs the bridge in guidance_mode='dual' only"),
     ({"video_fps": 0}, "video_fps=0 must be in [1, 120]"),
     ({"video_fps": float("nan")}, "video_fps=nan must be finite"),
     ({"seed": -1}, "seed=-1 must be in [0, 2**63)"),
