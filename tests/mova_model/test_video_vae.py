@@ -58,6 +58,17 @@ def test_normalisation_round_trip() -> None:
     assert torch.allclose(normalize_latents(z, TINY)[:, 0], (z[:, 0] + 0.7571) / 2.8184)
 
 
+def test_normalisation_multiplies_by_the_reciprocal_as_the_release() -> None:
+    """The release normalises the first-frame latent as (z - mean) * (1 / std) in float32
+    (diffusers' Wan convention); a division gives other last bits in ~a fifth of the elements."""
+    z = torch.randn(1, 16, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    mean = torch.tensor(TINY.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(TINY.latents_std).view(1, 16, 1, 1, 1)
+    released = (z - mean) * (1.0 / std)
+    assert not torch.equal(released, (z - mean) / std)
+    assert torch.equal(normalize_latents(z, TINY), released)
+
+
 def test_text_only_condition_is_zero_mask_and_the_encoded_grey_clip(vae: torch.nn.Module) -> None:
     with torch.inference_mode():
         mask, latent = text_only_condition(vae, 9, 32, 48, TINY)
