@@ -146,16 +146,17 @@ class ComponentConfig:
 # Diffusion towers
 # ---------------------------------------------------------------------------------------------
 
-# Flags of the upstream WanModel that build layers MOVA does not have (image-embedding MLP,
-# reference conv, camera adapter); a folder that sets one cannot be loaded faithfully: an error.
-STRUCTURAL_DIT_FLAGS = (
-    "has_image_input", "has_image_pos_emb", "has_ref_conv", "add_control_adapter",
-)
+# Flags of the upstream WanModel that build layers MOVA does not have (the CLIP image-embedding
+# MLP, the reference conv); a folder that sets one cannot be loaded faithfully: an error.
+STRUCTURAL_DIT_FLAGS = ("has_image_input", "has_ref_conv")
 # Flags the upstream WanModel / WanAudioModel only store: no tensor, and the inference pipeline
 # never reads them. They are accepted whatever their value (a folder saved by the original says
-# `"require_clip_embedding": true`, its constructor default).
+# `"require_clip_embedding": true`, its constructor default). Read off the original's
+# constructors, against spec §13.1 which lists the last two as adding tensors: the camera
+# adapter is always None (`self.control_adapter = None`), and the image position embedding
+# lives inside the image MLP, built only with has_image_input.
 INERT_DIT_FLAGS = ("seperated_timestep", "require_vae_embedding", "require_clip_embedding",
-                   "fuse_vae_embedding_in_latents")
+                   "fuse_vae_embedding_in_latents", "add_control_adapter", "has_image_pos_emb")
 
 
 @dataclass(frozen=True)
