@@ -23,10 +23,9 @@ from app.orchestration import start_production
 from app.submission import submit_request
 from infra import repository as repo
 from infra.db import session_scope
-from infra.statuses import DELIVERABLE_IN_REVIEW_AREA
 from schemas.brief import readable_text
 from tasks import review
-from tasks.deliver import published_key
+from tasks.deliver import own_file_key
 
 router = APIRouter(prefix="/api")
 
@@ -167,7 +166,9 @@ def stream_file(deliverable_id: str, kind: str, team: TeamDep, services: Service
     if kind not in views.files_of(session, row):
         raise ServiceError(404, f"deliverable {row.name} ({row.status}) has no "
                                 f"{kind} file to show")
-    key = published_key(row, kind, review=row.status in DELIVERABLE_IN_REVIEW_AREA)
+    # its own file, not what its published key holds now (a later brief of the campaign may
+    # have published over it)
+    key = own_file_key(session, row, kind)
     stored = services.store.head(key)
     if stored is None:
         raise ServiceError(404, f"{key} is missing from storage")

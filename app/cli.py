@@ -365,7 +365,7 @@ def lineage(deliverable: Annotated[str, typer.Argument(help="Deliverable id (or 
                          f"{escape(repr(deliverable))}")
             raise typer.Exit(2)
         row = matches[0]
-        start = repo.manifest_artifact(session, row.manifest_uri) or row.video
+        start = repo.deliverable_manifest(session, row) or row.video
         if start is None:
             errors.print(f"deliverable {row.id} ({row.status}) has no finished file yet")
             raise typer.Exit(1)

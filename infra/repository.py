@@ -553,11 +553,16 @@ def find_artifacts(session: Session, kinds: Iterable[str], input_key: str) -> li
     return [found[kind] for kind in order if kind in found]
 
 
-def manifest_artifact(session: Session, uri: str | None) -> Artifact | None:
-    if uri is None:
+def deliverable_manifest(session: Session, row: Deliverable) -> Artifact | None:
+    """The manifest last published for this deliverable: at its manifest_uri and made from its
+    video (a later brief of the same campaign writes its own manifest at the same URI)."""
+    if row.manifest_uri is None or row.video_artifact_id is None:
         return None
-    return session.scalars(select(Artifact).where(Artifact.kind == "manifest",
-                                                  Artifact.uri == uri)).first()
+    return session.scalars(
+        select(Artifact).join(LineageEdge, LineageEdge.child_id == Artifact.id)
+        .where(Artifact.kind == "manifest", Artifact.uri == row.manifest_uri,
+               LineageEdge.parent_id == row.video_artifact_id)
+        .order_by(Artifact.created_at.desc())).first()
 
 
 def add_artifact(session: Session, *, kind: str, input_key: str, sha256: str, uri: str,

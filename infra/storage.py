@@ -114,11 +114,16 @@ def _key_part(value: str, what: str) -> str:
     return value
 
 
-def deliverable_key(team: str, campaign: str, locale: str, aspect: str, filename: str) -> str:
-    """campaigns/{team}/{campaign}/{locale}/{aspect, ':' as 'x'}/{filename}: campaign slugs are
-    unique per team only, so the team keeps two teams' files apart."""
+def deliverable_key(team: str, campaign: str, locale: str, aspect: str, filename: str, *,
+                    brief: str | None = None) -> str:
+    """campaigns/{team}/{campaign}/[brief-{brief}/]{locale}/{aspect, ':' as 'x'}/{filename}:
+    campaign slugs are unique per team only, so the team keeps two teams' files apart; `brief`
+    gives one brief its own folder inside its campaign's (the review area: two briefs of one
+    campaign may wait for review at once)."""
+    folder = [] if brief is None else [_key_part(f"brief-{brief}", "brief")]
     return "/".join(["campaigns", _key_part(team, "team"), _key_part(campaign, "campaign"),
-                     _key_part(locale, "locale"), _key_part(aspect.replace(":", "x"), "aspect"),
+                     *folder, _key_part(locale, "locale"),
+                     _key_part(aspect.replace(":", "x"), "aspect"),
                      _key_part(filename, "file name")])
 
 

@@ -269,13 +269,32 @@ FILE_SUFFIXES = {"video": ".mp4", "video_burned": ".burned.mp4", "captions_srt":
 
 def published_key(row: Deliverable, kind: str, *, review: bool) -> str:
     """Where a deliverable's file of `kind` is published: the campaign layout
-    (campaigns/<team>/<campaign>/...), or the same layout under review/ while it waits for
-    approval. The team and slug come from the brief's campaign row, never from the brief
-    text, so one team's brief cannot name another team's keys."""
+    (campaigns/<team>/<campaign>/...; a later brief of the campaign publishes over it), or,
+    while it waits for approval, under review/ in its brief's own folder
+    (review/campaigns/<team>/<campaign>/brief-<id>/...), so that an edited brief sent again
+    cannot replace the files of one still in review. The team and slug come from the brief's
+    campaign row, never from the brief text, so one team's brief cannot name another team's
+    keys."""
     campaign = row.brief.campaign
-    key = deliverable_key(campaign.team, campaign.slug, row.locale, row.aspect,
-                          file_stem(row) + FILE_SUFFIXES[kind])
-    return f"{REVIEW_PREFIX}/{key}" if review else key
+    name = file_stem(row) + FILE_SUFFIXES[kind]
+    if not review:
+        return deliverable_key(campaign.team, campaign.slug, row.locale, row.aspect, name)
+    return f"{REVIEW_PREFIX}/" + deliverable_key(campaign.team, campaign.slug, row.locale,
+                                                 row.aspect, name, brief=str(row.brief_id))
+
+
+def own_file_key(session: Session, row: Deliverable, kind: str) -> str:
+    """The key of this deliverable's own file of `kind`, which nothing overwrites: the
+    finished file as uploaded (deliverables/...), or the copy of the manifest published for
+    it. Its published key may hold a later brief's file of the same campaign variant."""
+    assert row.video is not None
+    if kind == "manifest":
+        manifest = repo.deliverable_manifest(session, row)
+        if manifest is None:
+            raise LookupError(f"deliverable {row.id} has no manifest recorded")
+        return str(manifest.params.get("copy", manifest.params["key"]))
+    own = {a.kind: a for a in [row.video, *_companions(session, row.video)]}
+    return str(own[kind].params["key"])
 
 
 def file_stem(row: Deliverable) -> str:
@@ -373,10 +392,14 @@ def publish_files(services: Services, session: Session, row: Deliverable, *, rev
     data = json.dumps(manifest, indent=2, sort_keys=True).encode()
     key = published_key(row, "manifest", review=review)
     stored = services.store.put_bytes(data, key, content_type=JSON_TYPE)
-    repo.add_artifact(session, kind="manifest", input_key=hashlib.sha256(data).hexdigest(),
+    # and a copy no later brief overwrites, content-addressed beside the finished files
+    digest = hashlib.sha256(data).hexdigest()
+    copy = f"deliverables/{row.video.input_key[:16]}/manifest-{digest[:16]}.json"
+    services.store.put_bytes(data, copy, content_type=JSON_TYPE)
+    repo.add_artifact(session, kind="manifest", input_key=digest,
                       sha256=stored.sha256, uri=stored.uri, size_bytes=stored.size_bytes,
                       content_type=JSON_TYPE, task="publish.deliverable",
-                      code_version=services.code_version, params={"key": key},
+                      code_version=services.code_version, params={"key": key, "copy": copy},
                       parents=[row.video] + ([approval] if approval is not None else []))
     repo.set_published(row, manifest_uri=stored.uri, published_uri=str(files[0]["uri"]))
 

@@ -4,8 +4,10 @@ key layout."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -21,7 +23,7 @@ from infra.db import session_scope
 from infra.db_models import Deliverable
 from infra.settings import Settings, load_settings
 from infra.storage import LocalStore, legacy_deliverable_key
-from tasks.deliver import REVIEW_PREFIX, move_team_keys
+from tasks.deliver import REVIEW_PREFIX, move_team_keys, published_key
 from tasks.ingest import plan_brief
 from tasks.services import Services
 from tasks.submission import submit
@@ -169,3 +171,74 @@ def test_moving_a_store_from_the_old_layout_is_complete_and_idempotent(
     here = runner.invoke(app, ["storage", "move-team-keys"])
     assert here.exit_code == 0 and f"0 file(s) copied to team keys, {len(new_keys)} already" \
         in " ".join(here.output.split())
+
+
+def test_two_briefs_of_one_campaign_in_review_keep_their_own_files(
+        tmp_path: Path, checkpoint: Path) -> None:
+    """An edited brief sent again while the first waits for review: each keeps its own review
+    files, and the service shows each deliverable its own video and manifest, before and after
+    the later approval publishes over the earlier one at the campaign's keys. (The review area
+    and the file URLs were per campaign: the second brief's files replaced the first's, and a
+    reviewer judged the wrong ad.)"""
+    from tasks.review import approve
+
+    settings = _settings(tmp_path, checkpoint)
+    with Services(settings) as services:
+        with session_scope(services.engine) as session:
+            token = create_team(session, "emea")
+        ids = {}
+        for name, line in (("first", "Aurora One"), ("second", "Aurora Two")):
+            brief = yaml.safe_load(_brief(line))
+            brief["requires_approval"] = True
+            brief["locales"] = ["en-US"]
+            for scene in brief["scenes"]:
+                for field in ("dialogue", "on_screen_text"):
+                    scene[field] = {"en-US": scene[field]["en-US"]}
+            brief_id = submit(services, yaml.safe_dump(brief), team="emea").brief_id
+            ids[name] = _produce(services, brief_id, spots=True)[0].id
+        store = services.store
+
+        def facts() -> dict[str, dict[str, Any]]:
+            with session_scope(services.engine) as session:
+                rows = {n: repo.get_deliverable(session, i) for n, i in ids.items()}
+                return {n: {"status": r.status, "uri": r.published_uri, "brief": r.brief_id,
+                            "brief_sha256": r.brief.sha256, "locale": r.locale,
+                            "video_sha256": r.video.sha256 if r.video else None,
+                            "review_key": published_key(r, "video", review=True)}
+                        for n, r in rows.items()}
+
+        before = facts()
+        assert {f["status"] for f in before.values()} == {"in_review"}
+        assert before["first"]["review_key"] != before["second"]["review_key"]
+        for fact in before.values():
+            assert f"/brief-{fact['brief']}/" in fact["review_key"]
+            assert fact["uri"] == store.uri_for(fact["review_key"])
+            reviewed = store.head(fact["review_key"])
+            assert reviewed is not None and reviewed.sha256 == fact["video_sha256"]
+
+        def check_own_files(client: TestClient) -> dict[str, Any]:
+            manifests = {}
+            for name, fact in before.items():
+                url = f"/api/deliverables/{ids[name]}/files"
+                auth = {"Authorization": f"Bearer {token}"}
+                video = client.get(f"{url}/video", headers=auth)
+                assert video.status_code == 200, video.text
+                assert hashlib.sha256(video.content).hexdigest() == fact["video_sha256"]
+                manifest = client.get(f"{url}/manifest", headers=auth)
+                assert manifest.status_code == 200, manifest.text
+                manifests[name] = manifest.json()
+                assert manifests[name]["brief_sha256"] == fact["brief_sha256"]
+            return manifests
+
+        with TestClient(create_app(settings)) as client:
+            check_own_files(client)
+        for name in ("second", "first"):  # the earlier brief approved last: its spot is live
+            approve(services, ids[name], team="emea", reviewer="ana")
+        after = facts()
+        assert {f["status"] for f in after.values()} == {"published"}
+        assert after["first"]["uri"] == after["second"]["uri"]
+        live = store.head(_spot_file("emea", after["first"]["locale"]))
+        assert live is not None and live.sha256 == after["first"]["video_sha256"]
+        with TestClient(create_app(settings)) as client:
+            manifests = check_own_files(client)
+        assert all(m["approval"]["reviewer"] == "ana" for m in manifests.values())
