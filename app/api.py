@@ -32,8 +32,9 @@ router = APIRouter(prefix="/api")
 
 class Decision(BaseModel):
     # Surrounding blanks are no text: a blank required comment is missing (422), a blank
-    # reviewer is no name, so the team's name stands in as when it is left out.
-    model_config = ConfigDict(str_strip_whitespace=True)
+    # reviewer is no name, so the team's name stands in as when it is left out. An unknown
+    # field is refused (422): a misspelt "rerendr" would otherwise make a rejection final.
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
     comment: str = Field("", max_length=2000)
     reviewer: str | None = Field(None, max_length=100,

@@ -251,6 +251,17 @@ def test_a_scene_id_without_rerender_is_422_and_leaves_the_variant_in_review(
         assert client.get(base).json()["status"] == "in_review"
 
 
+def test_a_misspelt_decision_field_is_422_not_a_final_rejection(service: Service) -> None:
+    """'rerendr' was ignored: the variant was rejected for good without the re-render asked."""
+    base = f"/api/deliverables/{_planted_in_review(service)}"
+    with service.client("judge") as client:
+        refused = _refused(client.post(f"{base}/reject", json={
+            "comment": "wrong colour", "rerendr": True}), 422)
+        assert [p["path"] for p in refused["problems"]] == ["rerendr"]
+        _refused(client.post(f"{base}/approve", json={"coment": "fine"}), 422)
+        assert client.get(base).json()["status"] == "in_review"
+
+
 def test_a_blank_comment_is_no_reason_and_a_blank_reviewer_is_the_teams_name(
         service: Service) -> None:
     base = f"/api/deliverables/{_planted_in_review(service)}"
