@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.storage_errors import StorageError
 from schemas.errors import (
@@ -19,6 +21,8 @@ from schemas.errors import (
     RequestInvalid,
     TransientError,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -124,3 +128,14 @@ def add_error_handlers(app: FastAPI) -> None:
     for transient in (TransientError, StorageError):
         app.add_exception_handler(transient, handler(
             503, lambda err: f"storage or a service is unavailable, try again: {err}"))
+
+    async def database_down(request: Request, err: Exception) -> JSONResponse:
+        # The connection failed or was lost (server down, database dropped, restarted): a JSON
+        # 503 as the routes declare, the cause in the service's log rather than the answer.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return JSONResponse(error_body("the database is unavailable; try again"),
+                            status_code=503)
+
+    for lost in (OperationalError, InterfaceError):
+        app.add_exception_handler(lost, database_down)
