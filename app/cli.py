@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import socket
 import sys
 import textwrap
@@ -258,6 +259,7 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
     from app.prefect_home import seed_home
 
     seed_home()  # a new home starts from the empty database made at install
+    _stop_on_interrupt()
     server = _start_prefect_server()
     from flows.ingest import ingest_briefs
     from tasks.render import keep_pools_open
@@ -763,6 +765,33 @@ def _database_problem(err: DatabaseError) -> str:
         check = "the server is running and the URL is right"
     return (f"the database cannot be used: {cause}\n  DATABASE_URL is "
             f"{url.render_as_string(hide_password=True)}; check that {check}")
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+def _stop_on_interrupt() -> None:
+    """Ctrl-C during a production run ends it within seconds. Left to Prefect, the interrupt
+    crashed the running task, Prefect's temporary server (in the same process group) died with
+    it, and the run went on to the next brief retrying the dead server: minutes of connection
+    tracebacks before it exited. Nothing is lost by stopping at once: finished renders and files
+    are recorded as they complete, and the next `run` takes the unfinished briefs up again
+    (a run killed outright recovers the same way). A second Ctrl-C skips the clean-up."""
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED_EXIT))
+        errors.print("\ninterrupted: stopping. Finished work is kept; 'mova-ads run' produces "
+                     "the rest.", markup=False, highlight=False)
+        # Ray's shutdown and Prefect's server stop (atexit), bounded: either may wait on a
+        # process the Ctrl-C already ended.
+        cleanup = threading.Thread(target=atexit._run_exitfuncs, daemon=True)
+        cleanup.start()
+        cleanup.join(timeout=10)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):
+                stream.flush()
+        os._exit(INTERRUPTED_EXIT)
+
+    signal.signal(signal.SIGINT, stop)
 
 
 def _exit_now(code: int | str | None) -> None:
