@@ -39,9 +39,12 @@ def start_production(services: Services, brief_id: UUID) -> str | None:
         try:
             if plan_brief(services, brief_id) is None:
                 return None
-        except Exception as err:
-            release_claim(services, brief_id, err)  # the next ingest run tries it again
-            raise
+        except Exception as err:  # noqa: BLE001 - recorded on the brief; the answer was sent
+            # The next ingest run tries it again; the brief's problems say why. (Raised, it
+            # ended this background task as an unhandled "Exception in ASGI application".)
+            release_claim(services, brief_id, err)
+            log.warning("orchestration.plan_failed brief_id=%s error=%s", brief_id, err)
+            return None
     with session_scope(services.engine) as session:
         if repo.get_brief(session, brief_id).status == BriefStatus.AWAITING_APPROVAL:
             return None  # over the cost threshold: produced once an operator approves it

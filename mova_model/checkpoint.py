@@ -326,7 +326,10 @@ def fingerprint(folder: Path, weights_name: str = WEIGHTS_NAME) -> str:
 
 def fingerprint_folder(path: Path) -> str:
     """Checkpoint fingerprint for lineage: model_index + every component's fingerprint."""
-    path = Path(path)
+    path = checkpoint_folder(path)
+    if not (path / MODEL_INDEX).is_file():
+        # one error naming the folder (the bare FileNotFoundError named only the file)
+        raise CheckpointError(f"{path}: not a MOVA checkpoint folder (no {MODEL_INDEX})")
     digest = hashlib.sha256((path / MODEL_INDEX).read_bytes())
     for name in sorted(COMPONENT_CLASSES):
         folder = path / name
