@@ -289,7 +289,10 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
             for row in rows:
                 counts = Counter(str(d.status) for d in repo.deliverables_that_count(row))
                 summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
-                table.add_row(str(row.id), row.campaign.slug, row.status, summary,
+                # a team's campaign as team/slug: two teams may use one slug
+                team = row.campaign.team
+                shown = row.campaign.slug if team == repo.NO_TEAM else f"{team}/{row.campaign.slug}"
+                table.add_row(str(row.id), shown, row.status, summary,
                               f"{row.created_at:%Y-%m-%d %H:%M}")
                 # (a submitted brief's problem is why its last planning failed)
                 if row.status in (BriefStatus.INVALID, BriefStatus.SUBMITTED) and row.problems:

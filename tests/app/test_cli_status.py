@@ -101,3 +101,18 @@ def test_a_database_that_cannot_be_reached_is_one_paragraph_not_a_traceback(
         assert cause in done.stderr and "Traceback" not in done.stderr
         assert "hunter2" not in done.stderr and len(done.stderr.splitlines()) <= 4
         assert url.replace(":hunter2", ":***") in done.stderr
+
+
+def test_status_tells_two_teams_campaigns_of_one_slug_apart(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'mova_ads.db'}")
+    upgrade_to_head(engine)
+    with session_scope(engine) as session:
+        for n, team in enumerate(("emea", "apac")):
+            repo.add_brief(session, campaign_slug="spring", brand="Aurora", raw="{}",
+                           sha256=str(n) * 64, team=team)
+        repo.add_brief(session, campaign_slug="spring", brand="Aurora", raw="{}",
+                       sha256="9" * 64)
+    engine.dispose()
+    out = _status(tmp_path, columns=200)
+    assert "emea/spring" in out and "apac/spring" in out
+    assert any(" spring " in line for line in out.splitlines())  # the default team's: the slug
