@@ -102,7 +102,9 @@ class Transition(StrEnum):
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinity are no number a brief can mean: "should be a finite number" (a NaN
+    # failed a range check with "should be less than or equal to ...").
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # RFC 5646 (4.4.1) asks implementations to handle tags of at least 35 characters; longer ones

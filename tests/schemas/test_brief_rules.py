@@ -334,3 +334,13 @@ def test_text_that_draws_nothing_or_holds_control_characters_is_refused(value: s
     data["scenes"][0]["dialogue"]["en-US"][0]["text"] = value
     [(path, message)] = _problems(data)
     assert path == "scenes[0].dialogue.en-US[0].text" and says in message, (path, message)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_a_number_that_is_not_finite_is_named_as_such(value: str) -> None:
+    """A NaN failed the range check with 'should be less than or equal to 8.04...', which
+    reads as if the number were too large."""
+    raw = EXAMPLE.replace("duration_s: 1.0", f"duration_s: {value}")
+    with pytest.raises(BriefInvalid) as info:
+        load_brief(raw)
+    assert info.value.problems == [("scenes[0].duration_s", "Input should be a finite number")]
