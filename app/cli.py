@@ -231,9 +231,11 @@ def ensure_checkpoint(settings: Settings) -> None:
     if (settings.checkpoint / "model_index.json").is_file():
         return
     if settings.mova_checkpoint is not None:
+        folder = Path(settings.mova_checkpoint)
+        why = ("it has no model_index.json" if folder.is_dir() else
+               "it is a file" if folder.exists() else "no such folder")
         errors.print(f"error: MOVA_CHECKPOINT={settings.mova_checkpoint} is not a MOVA "
-                     "checkpoint folder (it has no model_index.json)", markup=False,
-                     highlight=False)
+                     f"checkpoint folder ({why})", markup=False, highlight=False)
         raise typer.Exit(2)
     from mova_model.make_checkpoint import make_checkpoint
 

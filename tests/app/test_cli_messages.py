@@ -88,7 +88,12 @@ def test_a_configured_checkpoint_that_is_missing_is_named(tmp_path: Path,
         ensure_checkpoint(settings)
     assert raised.value.exit_code == 2
     assert not missing.exists()  # not filled with random weights
-    assert f"MOVA_CHECKPOINT={missing}" in capsys.readouterr().err
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"MOVA_CHECKPOINT={missing} is not a MOVA checkpoint folder (no such folder)" in said
+    missing.mkdir()  # a folder without the model in it says so
+    with pytest.raises(typer.Exit):
+        ensure_checkpoint(settings)
+    assert "(it has no model_index.json)" in " ".join(capsys.readouterr().err.split())
 
 
 def test_an_empty_list_says_so_and_a_mistyped_team_is_named(tmp_path: Path,
