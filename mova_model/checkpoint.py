@@ -1,4 +1,6 @@
-"""Checkpoint folders in the official layout: config.json + safetensors (single or sharded).
+"""Checkpoint folders in the official layout: config.json + safetensors (single or sharded), or
+a single torch-pickled `diffusion_pytorch_model.bin` as diffusers' save_pretrained writes with
+safe_serialization=False (read with weights_only: tensors only, no code).
 
 Loading is strict (every key present once, no extra key, exact shapes) and streams tensors one
 at a time from memory-mapped files into a module built on the meta device, so peak memory stays
@@ -132,16 +134,48 @@ def _weight_index(folder: Path, weights_name: str) -> tuple[list[Path], dict[str
         return files, weight_map
     if single.is_file():
         return [single], None
-    raise CheckpointError(f"{folder}: no weights ({single.name} or {index.name} expected)")
+    pickled = folder / f"{weights_name}.bin"
+    if pickled.is_file():  # what the original's from_pretrained falls back to, as diffusers
+        return [pickled], None
+    raise CheckpointError(f"{folder}: no weights ({single.name}, {index.name} or "
+                          f"{pickled.name} expected)")
 
 
 def _weight_files(folder: Path, weights_name: str) -> list[Path]:
     return _weight_index(folder, weights_name)[0]
 
 
+# safetensors' dtype names, for tensors read from a pickled .bin
+_DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32",
+                torch.float64: "F64", torch.int8: "I8", torch.int16: "I16", torch.int32: "I32",
+                torch.int64: "I64", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def _read_pickled(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a torch-pickled state dict, memory-mapped where the format allows;
+    weights_only refuses anything but tensors and plain containers (no code runs)."""
+    try:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            data = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except Exception as err:  # noqa: BLE001 - pickle, zip and weights_only errors alike
+        raise CheckpointError(f"{path}: cannot read the weights ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()):
+        raise CheckpointError(f"{path}: not a state dict (expected tensor name -> tensor)")
+    return data
+
+
 def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     """key -> (shape, dtype name) from a safetensors header; safetensors itself checks that the
     header is well formed and that the data section covers every tensor."""
+    if path.suffix == ".bin":
+        return {key: (tuple(t.shape), _DTYPE_NAMES.get(t.dtype, str(t.dtype)))
+                for key, t in _read_pickled(path).items()}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = {}
@@ -222,6 +256,14 @@ def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None =
         by_file.setdefault(path, []).append(key)
     state: dict[str, torch.Tensor] = {}
     for path, keys in by_file.items():
+        if path.suffix == ".bin":
+            pickled = _read_pickled(path)
+            for key in keys:
+                target_dtype = dtype if dtype is not None and pickled[key].is_floating_point() \
+                    else pickled[key].dtype
+                state[key] = pickled.pop(key).to(device=device, dtype=target_dtype)
+            del pickled
+            continue
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
                 for key in keys:

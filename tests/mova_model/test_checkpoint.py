@@ -221,3 +221,38 @@ def test_other_float_dtypes_are_still_cast_at_load(tmp_path: Path, dtype: torch.
     loaded, _ = load_component(tmp_path, VideoDiTConfig, VideoDiT, dtype=torch.float32)
     expected = original.state_dict()["head.head.weight"].to(dtype).float()
     assert torch.equal(loaded.state_dict()["head.head.weight"], expected)
+
+
+def test_weights_pickled_as_diffusers_writes_without_safetensors_load(tmp_path: Path) -> None:
+    """save_pretrained(safe_serialization=False) writes diffusion_pytorch_model.bin, which the
+    original loads; so does this loader (tensors only: weights_only)."""
+    original = _saved_video_dit(tmp_path)
+    (tmp_path / WEIGHTS).unlink()
+    torch.save(original.state_dict(), tmp_path / "diffusion_pytorch_model.bin")
+    loaded, _ = load_component(tmp_path, VideoDiTConfig, VideoDiT, dtype=torch.bfloat16)
+    for key, value in original.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value.to(torch.bfloat16)), key
+    assert fingerprint(tmp_path)  # fingerprinted as the file it is
+
+
+class _NotATensor:
+    pass
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"not a pickle at all", "cannot read the weights"),
+    ("object", "cannot read the weights"),  # code in the pickle: weights_only refuses it
+    ([1, 2], "not a state dict"),
+])
+def test_a_pickled_weight_file_that_is_not_plain_tensors_is_refused(
+        tmp_path: Path, content: object, needle: str) -> None:
+    _saved_video_dit(tmp_path)
+    (tmp_path / WEIGHTS).unlink()
+    path = tmp_path / "diffusion_pytorch_model.bin"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save({"x": _NotATensor()} if content == "object" else content, path)
+    with pytest.raises(CheckpointError) as info:
+        load_component(tmp_path, VideoDiTConfig, VideoDiT)
+    assert str(info.value).startswith(f"{path}: {needle}")
