@@ -78,6 +78,11 @@ def variant_view(session: Session, row: Deliverable,
         job = (jobs or {}).get(row.render_key) or repo.render_job(session, row.render_key)
         stage, progress = RENDER_STAGES[job.status]
         render_status = job.status
+    elif row.status == DeliverableStatus.FINISHED and row.kind == DeliverableKind.SCENE \
+            and not load_brief(row.brief.raw, fmt="json").publish_scenes:
+        # a scene finish the spots are made from, not published itself: it is done (it
+        # read "publishing" at 0.9 for good)
+        stage, progress, render_status = "finished (in its spots)", 1.0, RenderStatus.DONE
     else:
         stage, progress = STAGES[row.status]
         render_status = RenderStatus.DONE
