@@ -44,6 +44,7 @@ from infra.repository import (
     count_rows,
     count_submissions,
     deliverable_ids,
+    deliverable_manifest,
     deliverables_by_id_prefix,
     deliverables_that_count,
     duplicate_brief,
@@ -58,7 +59,6 @@ from infra.repository import (
     last_decision_artifact,
     lineage_chain,
     lock_team,
-    manifest_artifact,
     mark_brief_invalid,
     ping,
     plan_artifact,
@@ -605,17 +605,25 @@ def test_campaign_deliverables_are_by_campaign_then_name_and_filtered_by_slug(
     assert listed("winter") == []
 
 
-def test_manifest_artifact_is_the_manifest_stored_at_that_uri(engine: Engine) -> None:
+def test_a_deliverables_manifest_is_the_one_made_from_its_own_video(engine: Engine) -> None:
+    """Two briefs of one campaign publish their manifests at the same URI: each deliverable's
+    is the one whose parent is its video (by URI alone, the other brief's could come back)."""
+    uri = "file:///campaigns/emea/spring/en-US/16x9/spot.manifest.json"
     with session_scope(engine) as session:
-        first = _artifact(session, "manifest", [], uri="file:///spring/a/manifest.json")
-        second = _artifact(session, "manifest", [], uri="file:///spring/b/manifest.json")
-        _artifact(session, "video", [], uri="file:///spring/a/spot.mp4")
+        rows, manifests = [], []
+        for _ in range(2):
+            row = _variant(session, _brief(session), "spot")
+            video = _artifact(session, "video", [])
+            manifests.append(_artifact(session, "manifest", [video], uri=uri))
+            _artifact(session, "manifest", [video], uri="file:///review/elsewhere.json")
+            row.video_artifact_id, row.manifest_uri = video.id, uri
+            rows.append(row)
+        unpublished = _variant(session, _brief(session), "spot")
     with session_scope(engine) as session:
-        assert manifest_artifact(session, "file:///spring/a/manifest.json").id == first.id
-        assert manifest_artifact(session, "file:///spring/b/manifest.json").id == second.id
-        assert manifest_artifact(session, "file:///spring/a/spot.mp4") is None  # not a manifest
-        assert manifest_artifact(session, "file:///spring/c/manifest.json") is None
-        assert manifest_artifact(session, None) is None  # a variant not published yet
+        for row, manifest in zip(rows, manifests, strict=True):
+            found = deliverable_manifest(session, session.get(Deliverable, row.id))
+            assert found is not None and found.id == manifest.id
+        assert deliverable_manifest(session, session.get(Deliverable, unpublished.id)) is None
 
 
 def test_add_lora_keeps_its_files_and_team_lora_finds_it_by_team_and_name(
