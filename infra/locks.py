@@ -9,8 +9,10 @@ beside the database (the kernel drops it when the process exits).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,14 +111,29 @@ def _advisory_unlock(connection: Connection, key: int) -> None:
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[bool]:
+    """flock on `path`, removed by its holder as it lets go (one file per brief otherwise
+    piled up beside the database). A contender that locked the file just removed checks that
+    its file is still the one at `path`, else takes the lock on the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    while True:
+        handle = path.open("a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             yield False
             return
         try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()  # its holder removed it as it let go: lock the file now at `path`
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # before letting go: no one can lock a removed file and keep it
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
