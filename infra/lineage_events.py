@@ -39,6 +39,8 @@ HTTP_TIMEOUT_S = 5.0
 # One retry (the client's default is five, with backoff: 39 s per event at a silent endpoint).
 HTTP_RETRY = {**DEFAULT_RETRY_CONFIG, "total": 1, "connect": 1, "read": 1}
 ENDPOINT_PAUSE_S = 60.0  # after a failed delivery, events skip the endpoint this long
+# (endpoint or events file, clock) -> the clock's time until which events skip it
+_PAUSED_UNTIL: dict[tuple[str, Callable[[], float]], float] = {}
 
 
 def _dataset(uri: str) -> tuple[str, str]:
@@ -73,7 +75,10 @@ class LineageEmitter:
         self.undelivered_path = file_dir / UNDELIVERED_FILE
         self._undelivered = OpenLineageClient(transport=_file_transport(self.undelivered_path))
         self._clock = clock
-        self._endpoint_paused_until = float("-inf")
+        # The pause is shared by the emitters of one process that send to the same place with
+        # the same clock (a run has several: its flows' and tasks' services), so a dead
+        # endpoint costs one timeout a minute per process, not one per emitter.
+        self._pause_key = (http_url or str(file_dir / EVENTS_FILE), clock)
 
     def _emit(self, state: RunState, job_name: str, run_id: UUID, inputs: list[str],
               outputs: list[str], facets: Mapping[str, RunFacet] | None) -> None:
@@ -84,7 +89,7 @@ class LineageEmitter:
             inputs=[InputDataset(*_dataset(uri)) for uri in inputs],
             outputs=[OutputDataset(*_dataset(uri)) for uri in outputs],
         )
-        if self._clock() < self._endpoint_paused_until:
+        if self._clock() < _PAUSED_UNTIL.get(self._pause_key, float("-inf")):
             self._keep(event, "endpoint paused after a failure")
             return
         try:
@@ -92,7 +97,7 @@ class LineageEmitter:
         # requests' errors are OSErrors (an unreachable endpoint); the file transport raises
         # RuntimeError (a full disk): either way production goes on
         except (OSError, RuntimeError) as err:
-            self._endpoint_paused_until = self._clock() + ENDPOINT_PAUSE_S
+            _PAUSED_UNTIL[self._pause_key] = self._clock() + ENDPOINT_PAUSE_S
             self._keep(event, str(err))
             return
         log.info("lineage.event state=%s job=%s run_id=%s inputs=%d outputs=%d", state.value,

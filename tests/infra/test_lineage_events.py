@@ -109,6 +109,24 @@ def test_an_endpoint_that_fails_keeps_the_events_and_is_paused(tmp_path: Path) -
         ("START", str(runs[0])), ("COMPLETE", str(runs[1])), ("FAIL", str(runs[2]))]
 
 
+def test_the_pause_holds_for_every_emitter_of_the_process(tmp_path: Path) -> None:
+    """A run has several emitters (its flows' and its tasks' services): each tried the dead
+    endpoint once, a timeout apiece, where the pause promises one a minute."""
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    with _endpoint(503) as (url, posts):
+        first, second = (LineageEmitter(file_dir=tmp_path / name, clock=clock, http_url=url)
+                         for name in ("flow", "task"))
+        first.start("ingest-briefs", uuid4(), [])
+        tried = len(posts)
+        second.start("render.generate", uuid4(), [])
+        assert len(posts) == tried and tried >= 1
+        assert second.undelivered_path.read_text().count("\n") == 1  # kept, not lost
+
+
 def test_a_lineage_file_that_cannot_be_written_does_not_stop_production(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A full disk under the lineage folder made the file transport raise RuntimeError, which
