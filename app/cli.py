@@ -437,14 +437,22 @@ def brief_pending() -> None:
 
 
 @brief_app.command("approve")
-def brief_approve(brief_id: Annotated[UUID, typer.Argument(help="Brief id.")]) -> None:
+def brief_approve(brief_id: Annotated[str, typer.Argument(
+        help="Brief id, or the start of it (as 'brief pending' and 'status' show it).")]
+        ) -> None:
     """Accept a brief's estimated cost: it is produced by the next ingest run."""
     from schemas.errors import InvalidTransition
     from tasks.submission import gpu_seconds
 
     try:
         with _services() as services, session_scope(services.engine) as session:
-            row = repo.approve_budget(session, brief_id)
+            matches = repo.briefs_by_id_prefix(session, brief_id)
+            if len(matches) != 1:
+                errors.print(f"[red]error:[/] {len(matches)} briefs match "
+                             f"{escape(repr(brief_id))}" + (
+                                 "; give more of the id" if matches else ""))
+                raise typer.Exit(2)
+            row = repo.approve_budget(session, matches[0].id)
             cost = gpu_seconds(row.gpu_seconds_estimate or 0)
             console.print(f"brief {row.id} approved ({cost} GPU-seconds); it is planned",
                           highlight=False)

@@ -494,15 +494,28 @@ def campaign_deliverables(session: Session, campaign: str | None) -> list[Delive
 _HEX_PREFIX = re.compile(r"[0-9a-f]{0,32}")
 
 
-def deliverables_by_id_prefix(session: Session, prefix: str) -> list[Deliverable]:
-    """Variants whose id starts with `prefix` (dashes optional). Compared on the id's 32 hex
+_ById = TypeVar("_ById", Deliverable, BriefRow)
+
+
+def _by_id_prefix(session: Session, model: type[_ById], prefix: str) -> list[_ById]:
+    """Rows whose id starts with `prefix` (dashes optional). Compared on the id's 32 hex
     digits: SQLite stores a UUID as those digits, PostgreSQL's text form adds dashes."""
     digits = prefix.lower().replace("-", "")
     if not _HEX_PREFIX.fullmatch(digits):
         return []  # not hex: no id can match (and no LIKE wildcard gets through)
-    as_hex = func.replace(cast(Deliverable.id, Text), "-", "")
-    return list(session.scalars(select(Deliverable).where(as_hex.like(f"{digits}%"))
-                                .order_by(Deliverable.id)))
+    as_hex = func.replace(cast(model.id, Text), "-", "")
+    return list(session.scalars(select(model).where(as_hex.like(f"{digits}%"))
+                                .order_by(model.id)))
+
+
+def deliverables_by_id_prefix(session: Session, prefix: str) -> list[Deliverable]:
+    """Variants whose id starts with `prefix` (see _by_id_prefix)."""
+    return _by_id_prefix(session, Deliverable, prefix)
+
+
+def briefs_by_id_prefix(session: Session, prefix: str) -> list[BriefRow]:
+    """Briefs whose id starts with `prefix` (see _by_id_prefix)."""
+    return _by_id_prefix(session, BriefRow, prefix)
 
 
 def fail_deliverable(row: Deliverable, error: str) -> None:

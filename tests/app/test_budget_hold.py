@@ -82,7 +82,9 @@ def test_a_held_brief_shows_its_cost_and_waits_until_an_operator_approves_it(
         assert brief_id in pending.stdout and "emea" in pending.stdout
         # tenths, as the door's refusals show them: 1.6 GPU-seconds is not "2"
         assert f"{EXAMPLE_GPU_SECONDS:.1f} GPU-seconds" in pending.stdout, pending.stdout
-        approved = _cli(service, "brief", "approve", brief_id)
+        unknown = _cli(service, "brief", "approve", "ffffffff")
+        assert unknown.returncode == 2 and "0 briefs match 'ffffffff'" in unknown.stderr
+        approved = _cli(service, "brief", "approve", brief_id[:8])  # the start of its id
         assert approved.returncode == 0, approved.stderr
         assert f"({EXAMPLE_GPU_SECONDS:.1f} GPU-seconds)" in approved.stdout, approved.stdout
         again = _cli(service, "brief", "approve", brief_id)  # once only
