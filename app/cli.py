@@ -799,10 +799,7 @@ def _stop_on_interrupt() -> None:
         cleanup = threading.Thread(target=atexit._run_exitfuncs, daemon=True)
         cleanup.start()
         cleanup.join(timeout=10)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError):
-                stream.flush()
-        os._exit(INTERRUPTED_EXIT)
+        _flush_and_exit(INTERRUPTED_EXIT)
 
     signal.signal(signal.SIGINT, stop)
 
@@ -816,10 +813,15 @@ def _exit_now(code: int | str | None) -> None:
         errors.print(code, markup=False, highlight=False)
     threading._shutdown()  # type: ignore[attr-defined]  # (the first step of Py_Finalize)
     atexit._run_exitfuncs()
+    _flush_and_exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _flush_and_exit(status: int) -> None:
+    """Flush what was printed and end the process at once with `status`."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # a reader gone (`| head`) is not an error here
             stream.flush()
-    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    os._exit(status)
 
 
 __all__ = ["main", "app", "UUID"]

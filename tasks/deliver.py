@@ -276,11 +276,10 @@ def published_key(row: Deliverable, kind: str, *, review: bool) -> str:
     campaign row, never from the brief text, so one team's brief cannot name another team's
     keys."""
     campaign = row.brief.campaign
-    name = file_stem(row) + FILE_SUFFIXES[kind]
-    if not review:
-        return deliverable_key(campaign.team, campaign.slug, row.locale, row.aspect, name)
-    return f"{REVIEW_PREFIX}/" + deliverable_key(campaign.team, campaign.slug, row.locale,
-                                                 row.aspect, name, brief=str(row.brief_id))
+    key = deliverable_key(campaign.team, campaign.slug, row.locale, row.aspect,
+                          file_stem(row) + FILE_SUFFIXES[kind],
+                          brief=str(row.brief_id) if review else None)
+    return f"{REVIEW_PREFIX}/{key}" if review else key
 
 
 def own_file_key(session: Session, row: Deliverable, kind: str) -> str:
