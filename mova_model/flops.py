@@ -119,7 +119,8 @@ def joint_forward_flops(
         video_linear=float(v.num_layers * _block_linear(lv, dv, v.ffn_dim)),
         video_self_attn_core=float(v.num_layers * _self_attn_core(lv, dv)),
         video_text_cross=float(v.num_layers * _text_cross(lv, lt, dv)),
-        audio_tower=float(a.num_layers * audio_block),
+        # the audio blocks past the video tower's depth never run (spec §4.4)
+        audio_tower=float(min(a.num_layers, v.num_layers) * audio_block),
         bridge_linear=float(bridge_pairs * bridge_linear),
         bridge_core=float(bridge_pairs * bridge_core),
         embeddings=float(_tower_embeddings(v, lv, lt) + _tower_embeddings(a, la, lt)),

@@ -100,11 +100,11 @@ def joint_forward(
                 v, a = bridge.exchange(i, v, a, bridge_rope_v, bridge_rope_a, scale)
             v = video_dit.blocks[i](v, ctx_v, t_mod_v, rope_v)
             a = audio_dit.blocks[i](a, ctx_a, t_mod_a, rope_a)
-        # 6. deeper blocks of the taller tower (video 30..39 in the release), no bridge
+        # 6. the video tower's deeper blocks (30..39 in the release), no bridge. An audio tower
+        #    deeper than the video one stops at the shared depth: spec §4.4's loop and the
+        #    original's pipeline run only the video tower past it (no release has that shape).
         for i in range(shared, len(video_dit.blocks)):
             v = video_dit.blocks[i](v, ctx_v, t_mod_v, rope_v)
-        for i in range(shared, len(audio_dit.blocks)):
-            a = audio_dit.blocks[i](a, ctx_a, t_mod_a, rope_a)
     # 6b. context parallel: every rank gets all tokens back before the heads
     if cp is not None:
         v, a = cp.gather(v, VIDEO), cp.gather(a, AUDIO)

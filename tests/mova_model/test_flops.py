@@ -14,6 +14,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from mova_model.audio_dit import AudioDiT
 from mova_model.config import get_preset
 from mova_model.errors import ConfigError
 from mova_model.flops import ForwardFlops, guided_step_flops, joint_forward_flops
@@ -129,6 +130,23 @@ def test_matches_counted_tiny_forward(with_bridge: bool) -> None:
     pairs = None if with_bridge else 0
     expected = joint_forward_flops(get_preset("tiny"), video_tokens, 10, 8, bridge_pairs=pairs)
     assert fc.get_total_flops() == expected.total
+
+
+def test_a_deeper_audio_tower_counts_only_the_blocks_that_run() -> None:
+    """Audio blocks past the video tower's depth never run (spec §4.4), so they are not
+    counted: the count still equals the counted forward."""
+    cfg = get_preset("tiny")
+    deep = dataclasses.replace(cfg, audio_dit=cfg.audio_dit.replace(num_layers=5))
+    video, _, bridge = tiny_models()
+    audio = AudioDiT(deep.audio_dit).eval()
+    x = tiny_inputs(frames=3, height=4, width=6, audio_len=10, text_len=8)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+        joint_forward(video, audio, bridge, x["video_input"], x["audio_input"], x["context"],
+                      x["t_video"], x["t_audio"], video_fps=24.0)
+    expected = joint_forward_flops(deep, 3 * 2 * 3, 10, 8)
+    assert fc.get_total_flops() == expected.total
+    as_deep_as_video = dataclasses.replace(cfg, audio_dit=cfg.audio_dit.replace(num_layers=3))
+    assert expected == joint_forward_flops(as_deep_as_video, 3 * 2 * 3, 10, 8)
 
 
 def _load_bench() -> ModuleType:
