@@ -216,5 +216,9 @@ class TextEncoder:
         # a `with`, not the decorator: the mutation run (mutmut) skips decorated functions
         with torch.inference_mode():
             hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-            # §5.4: keep rows 0..n-1, zero the rest; no mask is passed downstream.
-            return hidden * mask.unsqueeze(-1).to(hidden.dtype), tokens
+            # §5.4: keep rows 0..n-1 (n = the mask's ones) and zero the rest; no mask is passed
+            # downstream. By position, as the release slices: with a tokenizer configured to pad
+            # on the left the release keeps the first n rows too (padding rows), and so do we.
+            n = mask.sum(dim=1, keepdim=True)
+            first_n = torch.arange(mask.shape[1], device=device).unsqueeze(0) < n
+            return hidden.masked_fill(~first_n.unsqueeze(-1), 0.0), tokens

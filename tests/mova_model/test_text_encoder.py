@@ -221,6 +221,31 @@ def test_a_tokenizer_folder_with_tokenizer_json_alone_encodes_as_the_whole_folde
                        whole)
 
 
+def test_a_left_padding_tokenizer_keeps_the_first_n_rows_as_the_release_does(
+        folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """Spec §5.4 keeps rows 0..n-1 by position (the release slices `u[:n]`): a tokenizer
+    folder that pads on the left puts its padding there, and those rows are what is kept."""
+    left = tmp_path / "tokenizer"
+    left.mkdir()
+    for path in folders[1].iterdir():
+        (left / path.name).write_bytes(path.read_bytes())
+    config_path = left / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "padding_side": "left"}))
+    encoder = TextEncoder.from_folders(folders[0], left)
+    prompt = "Fresh coffee every morning."
+    n = encoder.token_count(prompt)
+    ids = encoder.tokenizer([prompt], padding="max_length", max_length=16,
+                            return_tensors="pt", return_attention_mask=True)
+    assert ids.attention_mask[0, 0] == 0 and ids.attention_mask[0, -1] == 1  # padded left
+    with torch.inference_mode():
+        hidden = encoder.model(input_ids=ids.input_ids,
+                               attention_mask=ids.attention_mask).last_hidden_state
+    out = encoder.encode([prompt], text_len=16)
+    assert torch.equal(out[0, :n], hidden[0, :n])
+    assert torch.all(out[0, n:] == 0) and not torch.equal(out[0, :n], out[0, -n:])
+
+
 def test_the_tokenizer_folder_is_readable_by_the_originals_transformers_4(
         folders: tuple[Path, Path]) -> None:
     """The original pins transformers<5, which reads `extra_special_tokens` as a mapping:
