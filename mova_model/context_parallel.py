@@ -1,21 +1,29 @@
 """Context parallel for the joint step (spec §13.4): N ranks share the video and audio tokens.
 
 Each rank keeps a contiguous 1/N of each modality's tokens (zero-padded at the end to a multiple
-of N) through the blocks. Attentions that need the whole sequence use Ulysses: an all-to-all
-turns (B, L/N, n, d) sequence shards into (B, L, n/N, d) head shards, the attention runs over
-all tokens for n/N heads, and a second all-to-all turns the result back. That covers the towers'
-self-attention and the bridge's a2v / v2a cross-attentions; text cross-attention stays local
-(every rank has the whole text). Before the heads the tokens are all-gathered.
+of N) through the blocks. Attentions that need the whole sequence (the towers' self-attention,
+the bridge's a2v / v2a cross-attentions) exchange tokens in two stages, as the release's
+Ulysses x ring split does (Ulysses degree U, ring degree R = N / U):
+
+1. Ulysses: within each block of U neighbouring ranks an all-to-all turns (B, L/N, n, d)
+   sequence shards into (B, U*L/N, n/U, d): the block's tokens for n/U heads;
+2. ring: keys and values of those heads are gathered from the R blocks, so each rank attends its
+   block's queries over every key. The release streams the key blocks round a ring with a
+   running softmax; gathered whole, the attention is one kernel call over the same keys.
+
+A second all-to-all sends each rank its tokens back; text cross-attention stays local (every
+rank has the whole text). Before the heads the tokens are all-gathered. U is the largest
+divisor of N that divides every replaced attention's head count, so any N runs: the release's
+40 / 12 heads give 2 x 1 and 4 x 1 for N = 2 and 4 and the release's 4 x 2 and 4 x 4 for 8 and
+16; a head count N does not divide only moves work from the all-to-all to the gather.
 
 Padding. The original zero-pads too but lets the padded tokens take part in attention as keys
 (spec §11.7), so its CP results drift from single-GPU ones. Here the padded rows are dropped after
-the all-to-all, before RoPE and the kernel: they are masked out of every key set, and outputs
-equal one rank's up to float rounding. RoPE is applied after the exchange with the full tables:
-the rotation depends on the token only (the same for every head), so a head shard of the full
-sequence takes exactly the rotation a sequence shard would, without splitting the tables.
+the exchange, before RoPE and the kernel: they are masked out of every key set, and outputs
+equal one rank's up to float rounding. RoPE is applied after the exchange with the full tables
+(the rows of the block for the queries): the rotation depends on the token only, the same for
+every head, so a head shard takes exactly the rotation a sequence shard would.
 
-Ulysses only (the release combines Ulysses degree min(N, 4) with ring attention for the rest):
-every replaced attention's head count must divide by N, else `check_heads` says which does not.
 Collectives: gloo on the CPU, NCCL on CUDA; inference only (no autograd through them).
 """
 
@@ -37,6 +45,7 @@ from torch import Tensor, nn
 from mova_model.attention import AttentionKernel
 from mova_model.errors import ConfigError
 from mova_model.layers import Attention, AttentionCore, Rotary, attention_core
+from mova_model.rope import rope_rows
 
 VIDEO, AUDIO = "video", "audio"
 
@@ -73,16 +82,14 @@ def replaced_attentions(
     return out
 
 
-def check_heads(world_size: int, attentions: list[tuple[str, Attention, str, str]]) -> None:
-    """Ulysses gives each rank num_heads / N heads: every head count must divide by N."""
-    bad = [f"{name} ({layer.num_heads} heads)" for name, layer, _, _ in attentions
-           if layer.num_heads % world_size]
-    if bad:
-        shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-        raise ConfigError(
-            f"context_parallel={world_size}: Ulysses splits attention heads over the ranks, so "
-            f"every head count must be divisible by {world_size}; not divisible: {shown}"
-        )
+def ulysses_degree(world_size: int, attentions: list[tuple[str, Attention, str, str]]) -> int:
+    """The largest divisor U of N that divides every replaced attention's head count.
+
+    Ulysses gives each rank of a block of U ranks n / U heads; the remaining factor N / U of the
+    sequence is covered by gathering keys and values (the ring stage). 1 always works."""
+    heads = {layer.num_heads for _, layer, _, _ in attentions}
+    return max(u for u in range(1, world_size + 1)
+               if world_size % u == 0 and all(n % u == 0 for n in heads))
 
 
 @dataclass
@@ -95,7 +102,7 @@ class CommStats:
 
 
 class ContextParallel:
-    """A sequence-parallel group for joint steps: shard, exchange (Ulysses), gather."""
+    """A sequence-parallel group for joint steps: shard, exchange (Ulysses x ring), gather."""
 
     def __init__(self, group: dist.ProcessGroup | None = None, *, expected_size: int | None = None,
                  profile: bool = False) -> None:
@@ -114,7 +121,7 @@ class ContextParallel:
         self._lengths: dict[str, int] = {}
         # One core per (query, key) stream pair, reused: a compiled block then sees the same
         # function every step instead of a new closure (which would force a recompile).
-        self._cores: dict[tuple[str, str], AttentionCore] = {}
+        self._cores: dict[tuple[str, str, int], AttentionCore] = {}
 
     # ---- collectives (counted; timed when profiling) --------------------------------------
 
@@ -132,15 +139,6 @@ class ContextParallel:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.stats.comm_s += time.perf_counter() - start
-
-    def _all_to_all(self, x: Tensor) -> Tensor:
-        """x (N, ...): slice j goes to rank j; returns slice r received from each rank r."""
-        x = x.contiguous()
-        out = torch.empty_like(x)
-        n = self.world_size
-        with self._collective(x.numel() * x.element_size() * (n - 1) // n, x.device):
-            dist.all_to_all_single(out, x, group=self.group)
-        return out
 
     # ---- sequence shards ------------------------------------------------------------------
 
@@ -168,41 +166,82 @@ class ContextParallel:
             dist.all_gather(parts, x, group=self.group)
         return torch.cat(parts, dim=1)[:, : self._lengths[stream]]
 
-    # ---- Ulysses --------------------------------------------------------------------------
+    # ---- Ulysses x ring ---------------------------------------------------------------------
 
-    def heads_to_ranks(self, x: Tensor) -> Tensor:
-        """(B, L/N, n, d) sequence shard -> (B, N*L/N, n/N, d): all tokens, this rank's heads."""
+    def _exchange(self, parts: Tensor, peers: list[int]) -> Tensor:
+        """parts (len(peers), ...): parts[i] goes to rank peers[i] (ascending, this rank among
+        them); returns (len(peers), ...) whose slot i came from peers[i]. Every peer calls it
+        with the same peer list, so the one all-to-all is symmetric."""
+        sizes = [0] * self.world_size
+        for peer in peers:
+            sizes[peer] = 1
+        parts = parts.contiguous()
+        out = torch.empty_like(parts)
+        sent = parts.numel() * parts.element_size() * (len(peers) - 1) // len(peers)
+        with self._collective(sent, parts.device):
+            dist.all_to_all_single(out, parts, output_split_sizes=sizes,
+                                   input_split_sizes=sizes, group=self.group)
+        return out
+
+    def _block(self, ulysses: int) -> list[int]:
+        """The U neighbouring ranks of this rank's Ulysses block."""
+        first = self.rank - self.rank % ulysses
+        return list(range(first, first + ulysses))
+
+    def _ring(self, ulysses: int) -> list[int]:
+        """The ranks holding the same heads in the other blocks (this rank's ring)."""
+        return list(range(self.rank % ulysses, self.world_size, ulysses))
+
+    def heads_to_block(self, x: Tensor, ulysses: int) -> Tensor:
+        """(B, c, n, d) sequence shard -> (B, U*c, n/U, d): the block's tokens, my heads."""
         b, chunk, n, d = x.shape
-        h = n // self.world_size
-        x = x.reshape(b, chunk, self.world_size, h, d).permute(2, 0, 1, 3, 4)  # (N, B, chunk, h, d)
-        x = self._all_to_all(x)  # slice r: rank r's tokens for my head group
-        return x.permute(1, 0, 2, 3, 4).reshape(b, self.world_size * chunk, h, d)
+        h = n // ulysses
+        parts = x.reshape(b, chunk, ulysses, h, d).permute(2, 0, 1, 3, 4)  # (U, B, c, h, d)
+        parts = self._exchange(parts, self._block(ulysses))  # slot j: rank j's tokens, my heads
+        return parts.permute(1, 0, 2, 3, 4).reshape(b, ulysses * chunk, h, d)
 
-    def tokens_to_ranks(self, x: Tensor) -> Tensor:
-        """(B, N*chunk, n/N, d) head shard -> (B, chunk, n, d): this rank's tokens, all heads."""
+    def block_to_tokens(self, x: Tensor, ulysses: int) -> Tensor:
+        """(B, U*c, n/U, d) block of my heads -> (B, c, n, d): my tokens, every head."""
         b, total, h, d = x.shape
-        chunk = total // self.world_size
-        x = x.reshape(b, self.world_size, chunk, h, d).transpose(0, 1)  # (N, B, chunk, h, d)
-        x = self._all_to_all(x)  # slice r: my tokens for rank r's head group
-        return x.permute(1, 2, 0, 3, 4).reshape(b, chunk, self.world_size * h, d)
+        chunk = total // ulysses
+        parts = x.reshape(b, ulysses, chunk, h, d).transpose(0, 1)  # (U, B, c, h, d)
+        parts = self._exchange(parts, self._block(ulysses))  # slot j: my tokens, j's heads
+        return parts.permute(1, 2, 0, 3, 4).reshape(b, chunk, ulysses * h, d)
 
-    def ulysses_core(self, q_stream: str, k_stream: str) -> AttentionCore:
+    def gather_ring(self, x: Tensor, ulysses: int) -> Tensor:
+        """(B, U*c, h, d) block -> (B, N*c, h, d): every block's tokens for the same heads."""
+        ring = self._ring(ulysses)
+        if len(ring) == 1:
+            return x
+        parts = self._exchange(x.unsqueeze(0).expand(len(ring), *x.shape), ring)
+        return torch.cat(parts.unbind(0), dim=1)  # blocks in token order
+
+    def exchanging_core(self, q_stream: str, k_stream: str, ulysses: int) -> AttentionCore:
         """An attention core for q from q_stream shards and k, v from k_stream shards."""
 
         def core(q: Tensor, k: Tensor, v: Tensor, q_rope: Rotary | None, k_rope: Rotary | None,
                  kernel: AttentionKernel) -> Tensor:
             # q: (B, L_q/N, n, d)  k, v: (B, L_k/N, n, d)
             l_q, l_k = self._lengths[q_stream], self._lengths[k_stream]
-            # 1. exchange to head shards and drop the padding: (B, L, n/N, d); dropping padded
-            #    keys is the mask (the original keeps them, spec §11.7)
-            q_full = self.heads_to_ranks(q)[:, :l_q]
-            k_full = self.heads_to_ranks(k)[:, :l_k]
-            v_full = self.heads_to_ranks(v)[:, :l_k]
-            # 2. RoPE with the full tables and the kernel over every token, n/N heads
-            out = attention_core(q_full, k_full, v_full, q_rope, k_rope, kernel)
-            # 3. re-pad the queries and send each rank its tokens back: (B, L_q/N, n, d)
-            out = F.pad(out, (0, 0, 0, 0, 0, q.shape[1] * self.world_size - l_q))
-            return self.tokens_to_ranks(out)
+            # 1. Ulysses: the block's tokens for n/U heads; the ring: every key and value for
+            #    them. Dropping the padded keys is the mask (the original keeps them, §11.7)
+            q_block = self.heads_to_block(q, ulysses)  # (B, U*c_q, h, d)
+            k_full = self.gather_ring(self.heads_to_block(k, ulysses), ulysses)[:, :l_k]
+            v_full = self.gather_ring(self.heads_to_block(v, ulysses), ulysses)[:, :l_k]
+            # 2. the block's real queries (padding only ever ends the sequence), RoPE with the
+            #    rows of the full tables they hold, then the kernel over every key
+            start = (self.rank // ulysses) * q_block.shape[1]
+            rows = max(0, min(q_block.shape[1], l_q - start))
+            rope = None if q_rope is None else rope_rows(q_rope, start, start + rows)
+            if rows == q_block.shape[1]:
+                out = attention_core(q_block, k_full, v_full, rope, k_rope, kernel)
+            else:  # the block ends in padding (or is all padding): zeros there
+                out = q_block.new_zeros(q_block.shape)
+                if rows:
+                    out[:, :rows] = attention_core(q_block[:, :rows], k_full, v_full, rope,
+                                                   k_rope, kernel)
+            # 3. send each rank its tokens back, every head: (B, L_q/N, n, d)
+            return self.block_to_tokens(out, ulysses)
 
         return core
 
@@ -211,12 +250,12 @@ class ContextParallel:
                  layers: set[int]) -> Iterator[None]:
         """Within the block: the replaced attentions exchange tokens through this group."""
         attentions = replaced_attentions(video_dit, audio_dit, bridge, layers)
-        check_heads(self.world_size, attentions)
+        ulysses = ulysses_degree(self.world_size, attentions)
         try:
             for _, layer, q_stream, k_stream in attentions:
-                key = (q_stream, k_stream)
+                key = (q_stream, k_stream, ulysses)
                 if key not in self._cores:
-                    self._cores[key] = self.ulysses_core(q_stream, k_stream)
+                    self._cores[key] = self.exchanging_core(q_stream, k_stream, ulysses)
                 layer.core = self._cores[key]
             yield
         finally:

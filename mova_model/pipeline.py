@@ -50,7 +50,7 @@ from mova_model.config import (
     VideoDiTConfig,
     VideoVAEConfig,
 )
-from mova_model.context_parallel import ContextParallel, check_heads, replaced_attentions
+from mova_model.context_parallel import ContextParallel
 from mova_model.errors import CheckpointError, ConfigError, InvalidRequest
 from mova_model.joint import joint_forward
 from mova_model.layers import set_attention_kernel
@@ -185,12 +185,6 @@ class MovaPipeline:
                      "video_vae"):
             pipe._load(name)
         pipe.text_encoder  # noqa: B018 - load eagerly so a broken folder fails here
-        if pipe.context_parallel is not None:  # fail at load, not at the first step
-            bridge = pipe.component("dual_tower_bridge")
-            for expert in ("video_dit", "video_dit_2"):
-                check_heads(pipe.context_parallel.world_size, replaced_attentions(
-                    pipe.component(expert), pipe.component("audio_dit"), bridge,
-                    set(bridge.layers)))  # type: ignore[arg-type]
         return pipe
 
     @property

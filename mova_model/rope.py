@@ -184,3 +184,12 @@ def aligned_rotaries(
         partial(apply_rotate_half, cos=cos_v, sin=sin_v),
         partial(apply_rotate_half, cos=cos_a, sin=sin_a),
     )
+
+
+def rope_rows(rope: Rotary, start: int, stop: int) -> Rotary:
+    """The same rotation for tokens start..stop-1 only: a block of the sequence (context
+    parallel's queries). Every rotary here is a partial over per-token tables (L, ...)."""
+    if not isinstance(rope, partial):
+        raise TypeError(f"rope_rows needs a table-bound rotary, got {rope!r}")
+    return partial(rope.func, *rope.args,
+                   **{name: table[start:stop] for name, table in rope.keywords.items()})
