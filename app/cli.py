@@ -606,6 +606,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 
     _configure_prefect(verbose=False)
     settings = load_settings()
+    with Services(settings) as services:  # a missing S3 bucket or unusable folder ends here,
+        services.store  # noqa: B018 - one line and exit 1, not a 503 on every submission
     listening = _listen(host, port)  # before the worker starts: a busy port ends here
     embedded = None
     if worker if worker is not None else not settings.prefect_api_url:

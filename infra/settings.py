@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     storage_url: StorageUrl = Field(default="", description=(
         "Where artifacts and deliverables go. Default: `file://<data dir>/storage`. "
         "Production: `s3://bucket/prefix`."))
+    storage_create_bucket: bool = Field(default=False, description=(
+        "Create the S3 bucket STORAGE_URL names when it does not exist. Off: a missing bucket "
+        "is an error, so a misspelt name never becomes a new, empty bucket."))
     s3_endpoint_url: S3EndpointUrl | None = Field(default=None, description=(
         "S3 endpoint for non-AWS stores (MinIO, moto); unset for AWS."))
     aws_region: str = Field(default="us-east-1", description="S3 region.")

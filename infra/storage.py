@@ -319,6 +319,7 @@ class S3Store:
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  region: str = "us-east-1", create_bucket: bool = False,
+                 require_bucket: bool = False,
                  multipart_threshold: int = MULTIPART_THRESHOLD, max_attempts: int = 5,
                  connect_timeout_s: float = 10.0, read_timeout_s: float = 60.0) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -334,10 +335,11 @@ class S3Store:
                               connect_timeout=connect_timeout_s, read_timeout=read_timeout_s))
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(multipart_threshold, _MIN_PART))
-        if create_bucket:
-            self._ensure_bucket()
+        if create_bucket or require_bucket:
+            self._ensure_bucket(create_bucket)
 
-    def _ensure_bucket(self) -> None:
+    def _ensure_bucket(self, create: bool) -> None:
+        """The bucket exists afterwards: created when missing if asked, else a StorageError."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
             return
@@ -346,6 +348,9 @@ class S3Store:
                 raise _wrap(err, "head_bucket", self.bucket) from err
         except BotoCoreError as err:
             raise _wrap(err, "head_bucket", self.bucket) from err
+        if not create:  # a misspelt name must not quietly become a new, empty bucket
+            raise StorageError(f"S3 bucket {self.bucket!r} does not exist: check the name, "
+                               "create it, or set STORAGE_CREATE_BUCKET=1 to have it created")
         try:
             self.client.create_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as err:
@@ -483,14 +488,15 @@ class S3Store:
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, region: str = "us-east-1",
-               create_bucket: bool = False) -> ObjectStore:
-    """`file:///abs/dir` or a path -> LocalStore; `s3://bucket/prefix` -> S3Store."""
+               create_bucket: bool = False, require_bucket: bool = False) -> ObjectStore:
+    """`file:///abs/dir` or a path -> LocalStore; `s3://bucket/prefix` -> S3Store (whose bucket
+    is created when missing with create_bucket, checked to exist with require_bucket)."""
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise StorageError(f"storage URL {url!r} names no bucket: expected s3://bucket/prefix")
         return S3Store(parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region,
-                       create_bucket=create_bucket)
+                       create_bucket=create_bucket, require_bucket=require_bucket)
     if parsed.scheme == "file":
         return LocalStore(Path(parsed.path))
     if parsed.scheme == "":

@@ -41,7 +41,8 @@ class Services:
     @cached_property
     def store(self) -> ObjectStore:
         return open_store(self.settings.storage, endpoint_url=self.settings.s3_endpoint_url,
-                          region=self.settings.aws_region, create_bucket=True)
+                          region=self.settings.aws_region,
+                          create_bucket=self.settings.storage_create_bucket, require_bucket=True)
 
     @cached_property
     def lineage(self) -> LineageEmitter:

@@ -276,6 +276,24 @@ def test_serve_on_a_port_in_use_or_an_address_not_here_is_one_line(
     assert "192.0.2.1 is not an address of this machine" in capsys.readouterr().err
 
 
+def test_serve_on_an_s3_bucket_that_does_not_exist_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        s3_endpoint: str, aws_credentials: None) -> None:
+    # it was created on first use, so a misspelt STORAGE_URL published into a new, empty
+    # bucket; refused, the service would have answered 503 to every submission
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    monkeypatch.setenv("STORAGE_URL", "s3://delivrables-typo/ads")
+    monkeypatch.setenv("S3_ENDPOINT_URL", s3_endpoint)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert _run_command(monkeypatch, "serve", "--no-worker", "--port", str(port)) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert said == ("error: storage: S3 bucket 'delivrables-typo' does not exist: check the "
+                    "name, create it, or set STORAGE_CREATE_BUCKET=1 to have it created")
+
+
 def test_status_of_a_campaign_that_does_not_exist_is_an_error(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:

@@ -106,14 +106,21 @@ def test_example_brief_on_postgres_and_s3_end_to_end_then_a_rerun_adds_nothing(
                   STORAGE_URL=f"s3://{bucket}/ads", S3_ENDPOINT_URL=s3_endpoint,
                   AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                   AWS_DEFAULT_REGION="us-east-1")
-    submitted = run_cli(["submit", str(EXAMPLE)], env)
-    assert submitted.returncode == 0, submitted.stderr
-    first = run_cli(["run"], env)
-    assert first.returncode == 0, first.stderr[-3000:]
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    # the bucket does not exist yet: refused by name, not created (a misspelt one would be)
+    refused = run_cli(["submit", str(EXAMPLE)], env)
+    assert refused.returncode != 0
+    assert f"S3 bucket '{bucket}' does not exist" in refused.stderr, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr
+    assert bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]
+    client.create_bucket(Bucket=bucket)  # as operations would
+    submitted = run_cli(["submit", str(EXAMPLE)], env)
+    assert submitted.returncode == 0, submitted.stderr
+    first = run_cli(["run"], env)
+    assert first.returncode == 0, first.stderr[-3000:]
     campaign = "ads/campaigns/_local/aurora-spring-launch/"  # CLI briefs: team `_local`
     # one spot per language x aspect, named for its first platform: the soft-caption master
     # and its burned-in-captions variant; no scene clips

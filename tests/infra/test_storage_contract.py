@@ -221,6 +221,24 @@ def test_s3_keys_prefix_and_uris(s3_endpoint: str, aws_credentials: None) -> Non
         store.copy("nope", "other")
 
 
+def test_a_required_bucket_that_does_not_exist_is_named_and_never_created(
+        s3_endpoint: str, aws_credentials: None) -> None:
+    """The service opens its store with require_bucket: a misspelt bucket name is an error at
+    once, not a new bucket; create_bucket (STORAGE_CREATE_BUCKET=1) makes it instead."""
+    name = f"misspelt-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(StorageError) as info:
+        open_store(f"s3://{name}/ads", endpoint_url=s3_endpoint, require_bucket=True)
+    assert str(info.value) == (f"S3 bucket {name!r} does not exist: check the name, create it, "
+                               "or set STORAGE_CREATE_BUCKET=1 to have it created")
+    assert not isinstance(info.value, TransientStorageError)
+    client = S3Store(name, endpoint_url=s3_endpoint).client
+    assert name not in [b["Name"] for b in client.list_buckets()["Buckets"]]
+    store = open_store(f"s3://{name}/ads", endpoint_url=s3_endpoint, require_bucket=True,
+                       create_bucket=True)
+    assert store.put_bytes(b"x", "a.txt").uri == f"s3://{name}/ads/a.txt"
+    open_store(f"s3://{name}/ads", endpoint_url=s3_endpoint, require_bucket=True)  # exists now
+
+
 class _Overloaded(http.server.BaseHTTPRequestHandler):
     """Answers every request as an overloaded S3 endpoint does."""
 
