@@ -19,6 +19,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -103,7 +105,9 @@ class Transition(StrEnum):
 
 class Frozen(BaseModel):
     # NaN and infinity are no number a brief can mean: "should be a finite number" (a NaN
-    # failed a range check with "should be less than or equal to ...").
+    # failed a range check with "should be less than or equal to ..."). Numbers are Strict*:
+    # `seed: true` or `duration_s: "4"` are mistakes, not values to convert (switches still
+    # read yes / no, which YAML 1.2 leaves as text).
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
@@ -131,11 +135,20 @@ Locale = Annotated[str, AfterValidator(normalize_locale)]
 
 # The validators' bodies are plain functions: mutmut (`make mutation`) skips decorated ones.
 def _normalized_locale_keys(value: Any) -> Any:
-    """A locale-keyed mapping with its keys normalised (en_us -> en-US)."""
+    """A locale-keyed mapping with its keys normalised (en_us -> en-US); two keys naming one
+    language are refused, as one would silently replace the other's lines."""
     # Oversized mappings are left to the max_length check (no tag parsing for each key).
-    if isinstance(value, dict) and len(value) <= MAX_LOCALES:
-        return {normalize_locale(str(k)): v for k, v in value.items()}
-    return value
+    if not isinstance(value, dict) or len(value) > MAX_LOCALES:
+        return value
+    normalized: dict[str, Any] = {}
+    spelt: dict[str, Any] = {}
+    for key, entry in value.items():
+        tag = normalize_locale(str(key))
+        if tag in normalized:
+            raise ValueError(f"{spelt[tag]!r} and {key!r} are the same language ({tag}): "
+                             "give its lines once")
+        normalized[tag], spelt[tag] = entry, key
+    return normalized
 
 
 def _without_repeats(value: list[Any]) -> list[Any]:
@@ -187,13 +200,13 @@ class LoraChoice(Frozen):
     """A registered LoRA (`mova-ads lora add NAME FOLDER`) and the strength to render it at."""
 
     name: Slug
-    scale: float = Field(default=1.0, ge=-MAX_LORA_SCALE, le=MAX_LORA_SCALE)
+    scale: StrictFloat = Field(default=1.0, ge=-MAX_LORA_SCALE, le=MAX_LORA_SCALE)
 
 
 class Scene(Frozen):
     scene_id: Slug
     visual: LongText = Field(description="What the camera sees, in words.")
-    duration_s: float = Field(ge=MIN_SCENE_SECONDS, le=MAX_CLIP_SECONDS)
+    duration_s: StrictFloat = Field(ge=MIN_SCENE_SECONDS, le=MAX_CLIP_SECONDS)
     first_frame: FileReference | None = Field(
         default=None,
         description="Optional first image: a path relative to the brief, or an s3:// URI.")
@@ -201,7 +214,7 @@ class Scene(Frozen):
     dialogue: dict[str, Annotated[list[DialogueLine], Field(max_length=MAX_LINES_PER_LOCALE)]] \
         = Field(default_factory=dict, max_length=MAX_LOCALES)
     on_screen_text: dict[str, OnScreenText] = Field(default_factory=dict, max_length=MAX_LOCALES)
-    focus: tuple[float, float] | None = Field(
+    focus: tuple[StrictFloat, StrictFloat] | None = Field(
         default=None, description="Crop focus point (x, y) in [0, 1] for aspect variants.")
     continue_from: Slug | None = Field(
         default=None, description="Start from the last frame of this other scene's render.")
@@ -230,7 +243,7 @@ class BrandKit(Frozen):
         default=None, description="Optional font file (TTF/OTF) for the end card text.")
     legal: dict[str, LongText] = Field(default_factory=dict, max_length=MAX_LOCALES)
     call_to_action: dict[str, ShortText] = Field(default_factory=dict, max_length=MAX_LOCALES)
-    end_card_s: float = Field(default=2.0, ge=1.0, le=10.0)
+    end_card_s: StrictFloat = Field(default=2.0, ge=1.0, le=10.0)
 
     _locale_keys = field_validator("legal", "call_to_action", mode="before")(
         _normalized_locale_keys)
@@ -247,11 +260,11 @@ class Brief(Frozen):
     scenes: list[Scene] = Field(min_length=1, max_length=MAX_SCENES)
     dubbing: DubbingStrategy = DubbingStrategy.LIPSYNC
     loudness_profile: LoudnessProfile = LoudnessProfile.WEB
-    max_qc_retries: int = Field(default=1, ge=0, le=5)
+    max_qc_retries: StrictInt = Field(default=1, ge=0, le=5)
     requires_approval: bool = False
-    seed: int = Field(default=0, ge=0, lt=2**31)
+    seed: StrictInt = Field(default=0, ge=0, lt=2**31)
     transition: Transition = Transition.CUT
-    crossfade_s: float = Field(default=DEFAULT_CROSSFADE_SECONDS, gt=0,
+    crossfade_s: StrictFloat = Field(default=DEFAULT_CROSSFADE_SECONDS, gt=0,
                                le=MAX_CROSSFADE_SECONDS)
     brand_kit: BrandKit | None = None
     # The deliverable is the spot; each scene finish is also published as a cut-down when set.
@@ -457,7 +470,8 @@ class _YamlTree:
         self._open: list[Any] = []  # the lists and dicts being filled, outermost first
         self._keys: list[Any] = []  # for each of them, the mapping key awaiting its value
 
-    def add(self, value: Any) -> None:
+    def add(self, value: Any, event: yaml.Event | None = None) -> None:
+        """Place a finished value; `event` is a scalar's, to point at a repeated key."""
         if not self._open:
             self.documents.append(value)
             return
@@ -465,6 +479,8 @@ class _YamlTree:
         if isinstance(parent, list):
             parent.append(value)
         elif self._keys[-1] is _NO_KEY:
+            if event is not None and value in parent:  # the later value would replace the first
+                _refuse(event, f"the key {value!r} appears twice in one mapping")
             self._keys[-1] = value
         else:
             parent[self._keys[-1]] = value
@@ -495,7 +511,7 @@ def _load_yaml(raw: str) -> Any:
     tree = _YamlTree()
     for event in yaml.parse(raw, Loader=_YAML_PARSER):
         if isinstance(event, yaml.ScalarEvent):
-            tree.add(_scalar(event))
+            tree.add(_scalar(event), event)
         elif isinstance(event, yaml.CollectionStartEvent):
             tree.open(event)
         elif isinstance(event, yaml.CollectionEndEvent):
@@ -535,13 +551,23 @@ def _nesting_depth(text: str) -> int:
     return max(deepest, len(indents) - 1)
 
 
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused (json keeps the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def _parse_json(raw: str) -> Any:
     # Checked before parsing: json recurses per nesting level (RecursionError, a 500).
     # Brackets inside quoted strings count too, which only matters for absurd briefs.
     if _nesting_depth(raw) > MAX_NESTING:
         raise _too_deep()
     try:
-        return json.loads(raw, parse_int=_integer)
+        return json.loads(raw, parse_int=_integer, object_pairs_hook=_object_without_repeats)
     except json.JSONDecodeError as err:
         raise BriefInvalid([("(document)", f"invalid JSON at line {err.lineno} column "
                                            f"{err.colno}: {err.msg}")]) from err

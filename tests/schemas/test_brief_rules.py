@@ -344,3 +344,43 @@ def test_a_number_that_is_not_finite_is_named_as_such(value: str) -> None:
     with pytest.raises(BriefInvalid) as info:
         load_brief(raw)
     assert info.value.problems == [("scenes[0].duration_s", "Input should be a finite number")]
+
+
+def test_a_key_given_twice_is_refused_not_silently_replaced() -> None:
+    # a copy-pasted `scenes:` block further down replaced the first one: a scene was lost
+    twice = EXAMPLE + "\nseed: 7\n"
+    line = twice.count("\n") - 1 + 1  # the added key's line, counted from 1
+    assert _problems(twice) == [
+        ("(document)", f"invalid YAML at line {line} column 1: the key 'seed' appears twice "
+                       "in one mapping")]
+    nested = EXAMPLE.replace("    duration_s: 1.0\n", "    duration_s: 1.0\n    duration_s: 2.0\n",
+                             1)
+    assert "appears twice" in _problems(nested)[0][1]
+    as_json = json.dumps(_brief())[:-1] + ', "aspects": ["9:16"]}'
+    assert _problems(as_json) == [
+        ("(document)", "invalid JSON: the key 'aspects' appears twice in one object")]
+
+
+@pytest.mark.parametrize("field", ["legal", "call_to_action"])
+def test_two_spellings_of_one_language_are_refused_in_every_locale_keyed_field(
+        field: str) -> None:
+    # `en-US` and `EN-us` both became en-US and the later one's line replaced the first
+    data = _brief()
+    data["brand_kit"] = {**data.get("brand_kit", {"logo": "logo.png", "colours": ["#101820"]}),
+                         field: {"en-US": "Terms apply.", "EN_us": "Nothing applies."}}
+    problems = _problems(json.dumps(data))
+    assert problems == [(f"brand_kit.{field}", "'en-US' and 'EN_us' are the same language "
+                                               "(en-US): give its lines once")]
+    scenes = _brief()
+    scenes["scenes"][0]["dialogue"]["en_us"] = [{"speaker": "A", "text": "Other line"}]
+    assert _problems(json.dumps(scenes))[0][0] == "scenes[0].dialogue"
+
+
+@pytest.mark.parametrize(("field", "value"), [("seed", True), ("max_qc_retries", "1"),
+                                              ("crossfade_s", "0.5")])
+def test_a_number_given_as_a_boolean_or_text_is_refused(field: str, value: Any) -> None:
+    problems = _problems(json.dumps(_brief(**{field: value})))
+    assert [path for path, _ in problems] == [field]
+    scene = _brief()
+    scene["scenes"][0]["duration_s"] = "1.0"
+    assert [path for path, _ in _problems(json.dumps(scene))] == ["scenes[0].duration_s"]
