@@ -149,8 +149,9 @@ def _log_put(obj: StoredObject, backend: str) -> None:
 
 
 @contextmanager
-def _atomic_target(path: Path) -> Iterator[IO[bytes]]:
-    """A temp file beside `path` (its `.name` is its path), moved over `path` on success only."""
+def _temp_beside(path: Path) -> Iterator[IO[bytes]]:
+    """A temp file beside `path` (its `.name` is its path), flushed to disk when the block ends;
+    removed if the block fails. The caller moves it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     out = tempfile.NamedTemporaryFile(dir=path.parent, prefix=_TEMP_PREFIX, delete=False)
     try:
@@ -158,6 +159,17 @@ def _atomic_target(path: Path) -> Iterator[IO[bytes]]:
             yield out
             out.flush()
             os.fsync(out.fileno())
+    except BaseException:
+        Path(out.name).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _atomic_target(path: Path) -> Iterator[IO[bytes]]:
+    """A temp file beside `path` (its `.name` is its path), moved over `path` on success only."""
+    with _temp_beside(path) as out:
+        yield out
+    try:
         os.replace(out.name, path)
     except BaseException:
         Path(out.name).unlink(missing_ok=True)
@@ -202,12 +214,13 @@ class LocalStore:
         if existing is not None and existing.sha256 == digest:
             _log_put(replace(existing, uploaded=False), "local")
             return replace(existing, uploaded=False)
-        path = self._path(key)
+        path, sidecar_path = self._path(key), self._sidecar(self._path(key))
+        staged: list[Path] = []  # written in full beside their targets, not yet in place
         try:
-            # Drop the old sidecar first: from here until the new one lands, head() says absent
-            # rather than pairing new bytes with old metadata.
-            self._sidecar(path).unlink(missing_ok=True)
-            with open_source() as source, _atomic_target(path) as out:
+            # 1. the new bytes and their sidecar, in temp files: a full disk or a changed source
+            #    fails here, and the object already stored under the key is left as it was
+            with open_source() as source, _temp_beside(path) as out:
+                staged.append(Path(out.name))
                 copied, size = _copy_hashed(source, out)
                 if copied != digest:
                     raise StorageError(f"source for key {key!r} changed while storing: "
@@ -217,11 +230,21 @@ class LocalStore:
                                metadata=dict(metadata or {}))
             sidecar = {"sha256": digest, "size_bytes": size, "content_type": obj.content_type,
                        "metadata": obj.metadata}
-            with _atomic_target(self._sidecar(path)) as out:
+            with _temp_beside(sidecar_path) as out:
+                staged.append(Path(out.name))
                 out.write(json.dumps(sidecar, sort_keys=True).encode())
+            # 2. renames only: the old sidecar goes first, so until the new one lands head()
+            #    says absent rather than pairing new bytes with old metadata
+            sidecar_path.unlink(missing_ok=True)
+            os.replace(staged[0], path)
+            os.replace(staged[1], sidecar_path)
+            staged.clear()
         except OSError as err:  # a full disk, a read-only folder: say which object it was
             raise StorageError(f"cannot store {key!r} in {self.root}: "
                                f"{err.strerror or err}") from err
+        finally:
+            for temp in staged:
+                temp.unlink(missing_ok=True)
         _log_put(obj, "local")
         return obj
 

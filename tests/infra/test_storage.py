@@ -229,11 +229,10 @@ def test_source_changing_mid_write_leaves_the_old_version(
     assert str(info.value) == ("source for key 'a/v.bin' changed while storing: expected "
                                f"sha256 {first}, copied {second}")
     assert not list((tmp_path / "store").rglob(".tmp-*"))
-    # The sidecar was dropped before the write, so the half-done key reads as absent...
-    assert store.head("a/v.bin") is None and store.list() == []
-    # ...while the bytes under the final name are still the complete old version.
+    # Nothing is touched until the new version is written in full: the old one stays stored.
+    assert store.head("a/v.bin") == old and store.list() == ["a/v.bin"]
     assert (tmp_path / "store" / "a" / "v.bin").read_bytes() == b"old"
-    assert store.put_bytes(b"old", "a/v.bin").sha256 == old.sha256
+    assert store.put_bytes(b"old", "a/v.bin").uploaded is False
 
 
 def test_failed_commit_removes_the_temp_file(tmp_path: Path) -> None:
