@@ -185,6 +185,20 @@ def _configure_prefect(verbose: bool) -> None:
     level = "INFO" if verbose else "WARNING"
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     logging.getLogger("prefect").setLevel(level)
+    if not verbose:  # a failed brief's warnings and errors, one line each; tracebacks with -v
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            run_logger = logging.getLogger(name)
+            if not any(isinstance(f, _WithoutTraceback) for f in run_logger.filters):
+                run_logger.addFilter(_WithoutTraceback())
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drops a record's traceback (a brief that failed printed 200 lines of them): its message
+    names the brief and the reason, and `mova-ads status` says the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
 def _start_prefect_server() -> threading.Thread | None:
@@ -253,9 +267,13 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
     with _services() as services, session_scope(services.engine) as session:
         # submitted, planned or half-produced, or claimed by a run that died
         waiting = repo.any_brief_waiting(session) or bool(repo.claimed_brief_ids(session))
+        failed = sum(row.status == BriefStatus.FAILED
+                     for row in repo.campaign_briefs(session, None)) if not waiting else 0
     if not waiting:  # on an empty queue it printed nothing at all (after starting Prefect)
         _none_listed("nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
-                     "'mova-ads brief pending' lists those waiting for approval)")
+                     "'mova-ads brief pending' lists those waiting for approval)" + (
+                         f". {failed} brief(s) failed earlier: 'mova-ads status' says why, "
+                         "and submitting one again produces what failed" if failed else ""))
         return
     _configure_prefect(verbose)
     from app.prefect_home import seed_home
@@ -263,7 +281,7 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
     seed_home()  # a new home starts from the empty database made at install
     _stop_on_interrupt()
     server = _start_prefect_server()
-    from flows.ingest import ingest_briefs
+    from flows.ingest import BriefsFailed, ingest_briefs
     from tasks.render import keep_pools_open
 
     with _services() as services:
@@ -271,11 +289,38 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
         ensure_checkpoint(services.settings)
         # The render pool (Ray, the actors' model load) starts opening now, beside Prefect's
         # server start and the planning, not after them.
+        failed: list[str] = []
         with keep_pools_open(warm=services.settings), _ProgressWatcher(services):
             if server is not None:
                 server.join()
-            ingest_briefs(limit=limit, produce=True)
+            try:
+                ingest_briefs(limit=limit, produce=True)
+            except BriefsFailed as err:  # each brief's reasons are in the database
+                failed = err.brief_ids
         _deliverables_table(services, title=f"done in {time.monotonic() - started:.0f} s")
+        if failed:  # a cron job or CI must see it: exit 1, one line per brief
+            _report_failed_briefs(services, failed)
+            raise typer.Exit(1)
+
+
+def _report_failed_briefs(services: Services, brief_ids: list[str]) -> None:
+    """One line per brief this run could not produce in full, and where its reasons are."""
+    with session_scope(services.engine) as session:
+        rows = [repo.get_brief(session, UUID(b)) for b in brief_ids]
+        lines = [f"  {row.id}  {_campaign_shown(row)}  {row.status}: "
+                 + (f"see 'mova-ads status {row.campaign.slug}' for each variant's reason; "
+                    "submitting the brief again produces what failed and reuses what is done"
+                    if row.status == BriefStatus.FAILED else
+                    f"the next run tries again ('mova-ads status {row.campaign.slug}' says why)")
+                 for row in rows]
+    errors.print(f"error: {len(rows)} brief(s) not produced in full:\n" + "\n".join(lines),
+                 markup=False, highlight=False)
+
+
+def _campaign_shown(row: repo.BriefRow) -> str:
+    """A brief's campaign as team/slug (two teams may use one slug); a CLI brief's as slug."""
+    team = row.campaign.team
+    return row.campaign.slug if team == repo.NO_TEAM else f"{team}/{row.campaign.slug}"
 
 
 @app.command()
@@ -291,10 +336,7 @@ def status(campaign: Annotated[str | None, typer.Argument(help="Campaign slug.")
             for row in rows:
                 counts = Counter(str(d.status) for d in repo.deliverables_that_count(row))
                 summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
-                # a team's campaign as team/slug: two teams may use one slug
-                team = row.campaign.team
-                shown = row.campaign.slug if team == repo.NO_TEAM else f"{team}/{row.campaign.slug}"
-                table.add_row(str(row.id), shown, row.status, summary,
+                table.add_row(str(row.id), _campaign_shown(row), row.status, summary,
                               f"{row.created_at:%Y-%m-%d %H:%M}")
                 # (a submitted brief's problem is why its last planning failed)
                 if row.status in (BriefStatus.INVALID, BriefStatus.SUBMITTED) and row.problems:

@@ -6,6 +6,8 @@ from prefect import flow, get_run_logger
 
 from flows.produce import produce_campaign
 from infra.settings import load_settings
+from infra.statuses import DeliverableStatus
+from tasks.faults import readable_reason
 from tasks.ingest import claim_briefs_task, plan_brief_task, release_claim
 from tasks.production import briefs_ready
 from tasks.render import keep_pools_open
@@ -14,6 +16,13 @@ from tasks.services import Services
 
 class BriefsFailed(RuntimeError):
     """Some briefs of this run failed (each was isolated: the others went on)."""
+
+    def __init__(self, brief_ids: list[str]) -> None:
+        super().__init__(brief_ids)  # args as the constructor takes them: picklable
+        self.brief_ids = list(brief_ids)
+
+    def __str__(self) -> str:
+        return f"{len(self.brief_ids)} brief(s) failed: {', '.join(self.brief_ids)}"
 
 
 @flow(name="ingest-briefs")
@@ -31,7 +40,8 @@ def ingest_briefs(limit: int = 20, produce: bool = False) -> list[str]:
             try:
                 plan_brief_task(services, claimed)
             except Exception as err:  # noqa: BLE001 - one brief's failure must not stop the others
-                logger.exception("ingest.plan_failed brief_id=%s", claimed)
+                logger.exception("ingest.plan_failed brief_id=%s: %s", claimed,
+                                 readable_reason(err))
                 release_claim(services, claimed, err)
                 failed.append(str(claimed))
         ready = [str(b) for b in briefs_ready(services)]
@@ -40,10 +50,16 @@ def ingest_briefs(limit: int = 20, produce: bool = False) -> list[str]:
         with keep_pools_open():  # the model loads once for all the briefs of this run
             for brief_id in ready:
                 try:
-                    produce_campaign(brief_id)
-                except Exception:  # noqa: BLE001 - the brief was closed; go on with the next
-                    logger.exception("ingest.produce_failed brief_id=%s", brief_id)
+                    summary = produce_campaign(brief_id)
+                except Exception as err:  # noqa: BLE001 - the brief was closed; go on
+                    logger.exception("ingest.produce_failed brief_id=%s: %s", brief_id,
+                                     readable_reason(err))
+                    failed.append(brief_id)
+                    continue
+                if summary.get(DeliverableStatus.FAILED, 0):  # closed as failed: say so
+                    logger.error("ingest.brief_failed brief_id=%s failed_variants=%d",
+                                 brief_id, summary[DeliverableStatus.FAILED])
                     failed.append(brief_id)
     if failed:
-        raise BriefsFailed(f"{len(failed)} brief(s) failed: {', '.join(failed)}")
+        raise BriefsFailed(failed)
     return ready

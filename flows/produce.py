@@ -44,7 +44,8 @@ def produce_campaign(brief_id: str) -> dict[str, int]:
     logger = get_run_logger()
     with Services(load_settings()) as services, brief_lock(services.engine, brief) as lock:
         if not lock:  # another worker is producing it right now
-            logger.info("produce.skipped brief_id=%s (another worker has it)", brief_id)
+            # a warning: a second `mova-ads run` beside the first otherwise ended silently
+            logger.warning("produce.skipped brief_id=%s: another run is producing it", brief_id)
             return {}
         if not open_production(services, brief,
                                flow_run_id=str(flow_run.id) if flow_run.id else None):

@@ -135,7 +135,11 @@ def test_a_variant_that_cannot_be_published_fails_alone_and_the_next_brief_is_pr
         assert submitted.returncode == 0, submitted.stderr[-2000:]
     _block_publishing(tmp_path / "storage", "blocked-one")
     run = _cli(["run"], env)
-    assert run.returncode == 0, run.stderr[-3000:]
+    # the healthy brief is produced; the run still exits 1 (it ran 0 with a failed brief, so
+    # cron or CI saw success), one line per brief and no traceback
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "error: 1 brief(s) not produced in full" in run.stderr
+    assert "blocked-one  failed" in run.stderr and "Traceback" not in run.stderr
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
                                        "MOVA_CHECKPOINT": str(checkpoint)}))
     with session_scope(services.engine) as session:
@@ -149,8 +153,13 @@ def test_a_variant_that_cannot_be_published_fails_alone_and_the_next_brief_is_pr
         assert variant.status == DeliverableStatus.FAILED and variant.error
         assert str(tmp_path) not in variant.error, f"a worker path is shown: {variant.error}"
         assert blocked.problems == [[variant.name, variant.error]]
-    # the next run has nothing to retry: the failed brief is parked, not taken again
+    # the next run has nothing to retry: the failed brief is parked, not taken again, and the
+    # run says how to produce it again
     assert briefs_ready_ids(services) == []
+    again = _cli(["run"], env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 brief(s) failed earlier: 'mova-ads status' says why, and submitting one again " \
+        "produces what failed" in " ".join(again.stderr.split())
 
 
 def briefs_ready_ids(services: Services) -> list[str]:

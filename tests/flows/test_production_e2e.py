@@ -289,7 +289,10 @@ def test_a_brief_whose_planning_fails_waits_for_the_next_run_and_says_why(
                 if p.read_bytes() == (folder / "hero.png").read_bytes()]
     upload.unlink()
     failed = run_cli(["run"], env, timeout=600)
-    assert failed.returncode != 0
+    # exit 1 with one line for the brief, not 200 lines of Prefect and typer tracebacks
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert "aurora-spring-launch  submitted" in failed.stderr
     engine = make_engine(f"sqlite:///{data / 'mova_ads.db'}")
     with session_scope(engine) as session:
         [brief] = session.scalars(select(BriefRow)).all()
