@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -56,10 +57,25 @@ def run_ffmpeg(args: list[str], *, stdin: bytes | None = None, timeout_s: float 
         raise MediaError(f"ffmpeg timed out after {timeout_s:.0f} s") from err
     stderr = result.stderr.decode(errors="replace")
     if result.returncode != 0:
-        tail = "\n".join(stderr.strip().splitlines()[-6:])
-        raise MediaError(f"ffmpeg exited {result.returncode}:\n{tail}")
+        raise MediaError(ffmpeg_failure(result.returncode, stderr))
     log.debug("ffmpeg.ok args=%s", " ".join(args[:6]))
     return stderr
+
+
+# ffmpeg exits with its error code, -errno, as a byte: 228 is ENOSPC. These name their cause.
+_NAMED_EXITS = {256 - code: code for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS,
+                                              errno.EACCES, errno.EIO, errno.ENOMEM)}
+
+
+def ffmpeg_failure(returncode: int, stderr: str) -> str:
+    """Why ffmpeg failed, in a few lines: its exit (with the system's words for a full or
+    read-only disk), the lines it marked as errors, then its last lines. An encoder's closing
+    statistics fill the tail, so a bare tail hid "No space left on device"."""
+    lines = stderr.strip().splitlines()
+    tail = lines[-6:]
+    marked = [line for line in lines[:-6] if "error" in line.lower()][:4]
+    cause = f" ({os.strerror(_NAMED_EXITS[returncode])})" if returncode in _NAMED_EXITS else ""
+    return "\n".join([f"ffmpeg exited {returncode}{cause}:", *marked, *tail])
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,14 @@ def test_ffmpeg_runs_at_the_niceness_the_flow_sets(niceness: int) -> None:
     assert seen == min(own + niceness, 19)
     with pytest.raises(ValueError, match="not in 0..19"):
         set_ffmpeg_niceness(20)
+
+
+def test_an_encode_that_fills_the_disk_says_so(small_disk: Path) -> None:
+    # ffmpeg exits 228 (-ENOSPC) and says "No space left on device" early in its output; the
+    # reason kept only its last lines, the encoder's statistics
+    with pytest.raises(MediaError) as info:
+        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=24:duration=8",
+                    "-c:v", "rawvideo", "-y", str(small_disk / "out.avi")], timeout_s=120)
+    reason = str(info.value)
+    assert reason.startswith("ffmpeg exited 228 (No space left on device):"), reason
+    assert reason.count("\n") <= 10

@@ -1,36 +1,13 @@
-"""The local store on a disk that fills up (a 3 MB tmpfs, mounted as root as CI runs): a put
+"""The local store on a disk that fills up (`small_disk`: a 3 MB tmpfs): a put
 that does not fit fails naming the object and the cause, and changes nothing stored before."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.storage import LocalStore, StorageError
-
-DISK_BYTES = 3 * 2**20
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MB tmpfs; skipped without root, except under CI, which runs as root."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI runs as root: the full-disk tests must run there")
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(mount)],
-                   check=True, capture_output=True, timeout=30)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True,
-                       timeout=30)
 
 
 def _leftovers(root: Path) -> list[str]:
