@@ -8,6 +8,8 @@ fonts are the same packaged Noto families (`infra.fonts`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,6 +46,19 @@ MIN_CONTRAST = 3.0
 
 class EndCardError(PipelineError):
     """The end card cannot be composed as asked (text too long for the card, bad logo)."""
+
+
+class LegalLineError(EndCardError):
+    """The legal line cannot be drawn on the card (its field: brand_kit.legal.<locale>)."""
+
+
+class CallToActionError(EndCardError):
+    """The call to action cannot be drawn on the card (its field: where the brief has it)."""
+
+
+# A glyph advancing more than this many ems is no real design: the font's metrics are broken
+# (every text "did not fit" at any size, which sent the user shortening a line).
+MAX_GLYPH_ADVANCE_EMS = 4
 
 
 @dataclass(frozen=True)
@@ -157,13 +172,38 @@ def _fit(text: str, font_path: Path, size: int, box_w: int, max_lines: int,
             font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.RAQM)
         except OSError as err:  # FreeType's answer to a file that is no font
             raise EndCardError(f"the brand font cannot be read: {err}") from err
-        lines = _wrap(text, font, box_w, locale)
-        widest = max(font.getlength(line, direction=direction) for line in lines)
+        with _drawing(text, font_path):
+            lines = _wrap(text, font, box_w, locale)
+            widest = max(font.getlength(line, direction=direction) for line in lines)
         if len(lines) <= max_lines and widest <= box_w:
             return font, lines
         size -= 1
+    with _drawing(text, font_path):
+        _check_advances(text, font)  # at MIN_FONT_PX, the last size tried
     raise EndCardError(f"end card text for {locale} does not fit in {max_lines} line(s) of "
                        f"{box_w} px at {MIN_FONT_PX} px or more: {text[:80]!r}")
+
+
+@contextmanager
+def _drawing(text: str, font_path: Path) -> Iterator[None]:
+    """FreeType's errors while laying out or drawing `text` (a font that opens but whose glyphs
+    are damaged) as the EndCardError they are, not a crash at submission."""
+    try:
+        yield
+    except OSError as err:
+        raise EndCardError(f"the font {font_path.name} cannot draw {text[:80]!r} ({err})") \
+            from err
+
+
+def _check_advances(text: str, font: ImageFont.FreeTypeFont) -> None:
+    """An EndCardError when a character of `text` advances absurdly far (broken metrics)."""
+    em = font.size
+    for char in sorted(set(text) - {" "}):
+        advance = font.getlength(char)
+        if advance > MAX_GLYPH_ADVANCE_EMS * em:
+            raise EndCardError(f"the font's metrics are broken: {char!r} advances {advance:.0f} "
+                               f"px at {em} px (a character takes about one em); use another "
+                               "font file")
 
 
 def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Image,
@@ -185,20 +225,23 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
     def draw_lines(lines: list[str], font: ImageFont.FreeTypeFont, top: int) -> int:
         ascent, descent = font.getmetrics()
         for line in lines:
-            line_w = font.getlength(line, direction=direction)
-            draw.text((x0 + (box_w - line_w) / 2, top), line, font=font, fill=ink,
-                      direction=direction, language=language)
+            with _drawing(line, Path(str(font.path))):
+                line_w = font.getlength(line, direction=direction)
+                draw.text((x0 + (box_w - line_w) / 2, top), line, font=font, fill=ink,
+                          direction=direction, language=language)
             top += ascent + descent
         return top
 
     # 1. legal line, anchored to the bottom of the safe box
     legal_top = y1
     if text.legal:
-        font, lines = _fit(text.legal, font_of(text.legal), round(box_h * LEGAL_HEIGHT_SHARE),
-                           box_w, LEGAL_MAX_LINES, text.locale)
-        ascent, descent = font.getmetrics()
-        legal_top = y1 - len(lines) * (ascent + descent)
-        draw_lines(lines, font, legal_top)
+        with _as(LegalLineError):
+            font, lines = _fit(text.legal, font_of(text.legal),
+                               round(box_h * LEGAL_HEIGHT_SHARE), box_w, LEGAL_MAX_LINES,
+                               text.locale)
+            ascent, descent = font.getmetrics()
+            legal_top = y1 - len(lines) * (ascent + descent)
+            draw_lines(lines, font, legal_top)
     # 2. logo, scaled to fit its share of the box, at the top of the box
     try:
         mark = logo.convert("RGBA")
@@ -214,15 +257,28 @@ def compose_end_card(*, size: tuple[int, int], text: EndCardText, logo: Image.Im
     card.paste(mark, (x0 + (box_w - mark.width) // 2, y0), mark)
     # 3. call to action between the logo and the legal line
     if text.call_to_action:
-        font, lines = _fit(text.call_to_action, font_of(text.call_to_action),
-                           round(box_h * CTA_HEIGHT_SHARE), box_w, CTA_MAX_LINES, text.locale)
-        ascent, descent = font.getmetrics()
-        top = y0 + mark.height + gap
-        if top + len(lines) * (ascent + descent) > legal_top - gap:
-            raise EndCardError(f"call to action for {text.locale} collides with the legal line "
-                               "on the end card; shorten one of them")
-        draw_lines(lines, font, top)
+        with _as(CallToActionError):
+            font, lines = _fit(text.call_to_action, font_of(text.call_to_action),
+                               round(box_h * CTA_HEIGHT_SHARE), box_w, CTA_MAX_LINES,
+                               text.locale)
+            ascent, descent = font.getmetrics()
+            top = y0 + mark.height + gap
+            if top + len(lines) * (ascent + descent) > legal_top - gap:
+                raise EndCardError(f"call to action for {text.locale} collides with the legal "
+                                   "line on the end card; shorten one of them")
+            draw_lines(lines, font, top)
     return card
+
+
+@contextmanager
+def _as(kind: type[EndCardError]) -> Iterator[None]:
+    """An EndCardError raised within, as `kind`: which text of the card it is about."""
+    try:
+        yield
+    except EndCardError as err:
+        if isinstance(err, kind):
+            raise
+        raise kind(str(err)) from err
 
 
 def end_card_problems(brief: Brief, logo: Image.Image, brand_font: Path | None
@@ -245,12 +301,14 @@ def end_card_problems(brief: Brief, logo: Image.Image, brand_font: Path | None
         if spot.end_card_s == 0 or (spot.locale, size, spot.safe_zone) in composed:
             continue
         composed.add((spot.locale, size, spot.safe_zone))
+        text = end_card_text(brief, spot.locale)
         try:
-            compose_end_card(size=size, text=end_card_text(brief, spot.locale), logo=logo,
-                             colours=kit.colours, safe_zone=spot.safe_zone,
-                             brand_font=brand_font)
+            compose_end_card(size=size, text=text, logo=logo, colours=kit.colours,
+                             safe_zone=spot.safe_zone, brand_font=brand_font)
         except EndCardError as err:
-            problems.append(("brand_kit", f"{err} (the {spot.aspect.value} end card)"))
+            where = (f"brand_kit.legal.{spot.locale}" if isinstance(err, LegalLineError) else
+                     text.call_to_action_field if isinstance(err, CallToActionError) else None)
+            problems.append((where or "brand_kit", f"{err} (the {spot.aspect.value} end card)"))
     return problems
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,10 @@ from schemas.brief import Aspect, Platform, load_brief
 from schemas.finishing import TARGET_SIZES
 from schemas.platforms import safe_zone
 from tasks.end_card import (
+    CallToActionError,
     EndCardError,
     EndCardText,
+    LegalLineError,
     card_colours,
     compose_end_card,
     end_card_text,
@@ -119,6 +123,35 @@ def test_a_brand_font_that_is_no_font_is_an_end_card_error(tmp_path: Path) -> No
     with pytest.raises(EndCardError, match="the brand font cannot be read"):
         compose_end_card(size=SIZE, text=words, logo=logo_image(),
                          colours=["#101820", "#FEE715"], safe_zone=ZONE, brand_font=not_a_font)
+
+
+def _damaged(table: bytes, fill: int, dest: Path) -> Path:
+    """Noto Sans with one table's bytes overwritten by `fill`: a file FreeType still opens."""
+    data = bytearray(font_files()["Noto Sans"].read_bytes())
+    (tables,) = struct.unpack(">H", data[4:6])
+    for entry in range(12, 12 + 16 * tables, 16):
+        tag, _, offset, length = struct.unpack(">4sIII", data[entry:entry + 16])
+        if tag == table:
+            data[offset:offset + length] = bytes([fill]) * length
+            dest.write_bytes(bytes(data))
+            return dest
+    raise AssertionError(f"no {table!r} table")
+
+
+def test_a_brand_font_with_damaged_glyphs_or_metrics_is_an_end_card_error(
+        tmp_path: Path) -> None:
+    """A font that opens but cannot draw crashed submission (FreeType's OSError 'invalid
+    composite glyph': a 500); one whose advances are absurd was 'text does not fit'."""
+    words = EndCardText(locale="en-US", call_to_action=CTA["en-US"], legal="Terms apply.")
+    compose = partial(compose_end_card, size=SIZE, text=words, logo=logo_image(),
+                      colours=["#101820", "#FEE715"], safe_zone=ZONE)
+    with pytest.raises(LegalLineError, match=r"the font .* cannot draw 'Terms apply.' \("):
+        compose(brand_font=_damaged(b"glyf", 0xA5, tmp_path / "glyf.ttf"))
+    with pytest.raises(LegalLineError, match="the font's metrics are broken: '.' advances"):
+        compose(brand_font=_damaged(b"hmtx", 0xFF, tmp_path / "hmtx.ttf"))
+    with pytest.raises(CallToActionError, match="cannot draw"):
+        compose(brand_font=_damaged(b"glyf", 0xA5, tmp_path / "glyf.ttf"),
+                text=EndCardText(locale="en-US", call_to_action=CTA["en-US"], legal=None))
 
 
 def test_a_logo_too_thin_to_see_on_the_card_is_an_end_card_error() -> None:

@@ -497,7 +497,7 @@ def test_an_end_card_text_too_long_for_a_format_is_refused_at_submission(
         submit(services, _with_brand_kit(logo="logo.png", legal=legal), base_dir=folder,
                team="emea")
     [(path, message)] = err.value.problems
-    assert path == "brand_kit" and "end card text for en-US does not fit" in message
+    assert path == "brand_kit.legal.en-US" and "end card text for en-US does not fit" in message
     assert "(the 9:16 end card)" in message
     assert services.store.list("inputs/") == [] and _stored_briefs(services, "emea") == 0
     legal["en-US"] = "Terms and conditions apply."
