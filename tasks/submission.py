@@ -90,6 +90,12 @@ def _size_limit(services: Services, field: str) -> int:
     return MAX_FONT_BYTES if field == "brand_kit.font" else services.settings.max_first_frame_bytes
 
 
+# A first frame is cropped to each format's shape and scaled to the render size (64x112 and
+# up): smaller, or longer than this, and the scene would start from a smear.
+MIN_FIRST_FRAME_SIDE = 64
+MAX_FIRST_FRAME_RATIO = 4.0
+
+
 def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int, opaque: bool) -> str:
     """`verify_image`; with `opaque` (a first frame: the whole picture the scene starts from)
     a picture with transparent pixels is refused: whatever colour lies under them would show,
@@ -97,6 +103,16 @@ def _image_suffix(data: bytes, *, max_pixels: int, max_bytes: int, opaque: bool)
     info = verify_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
     if not opaque:
         return IMAGE_SUFFIXES[info.format]
+    # A 1x1 or 2x2000 picture was accepted and stretched over the whole frame
+    short, long = sorted((info.width, info.height))
+    if short < MIN_FIRST_FRAME_SIDE:
+        raise ImageRejected(f"the picture is {info.width}x{info.height} px; a first frame "
+                            f"needs at least {MIN_FIRST_FRAME_SIDE} px on each side")
+    if long > MAX_FIRST_FRAME_RATIO * short:
+        raise ImageRejected(f"the picture is {info.width}x{info.height} px, {long / short:.0f} "
+                            f"times as long as it is wide; a first frame is at most "
+                            f"{MAX_FIRST_FRAME_RATIO:g}:1 (each format crops it to its own "
+                            "shape): crop it nearer to the scene's")
     picture = decode_picture(data, keep_alpha=True)
     if share := translucent_share(picture):
         amount = f"{share:.0%}" if share >= 0.01 else "under 1 %"

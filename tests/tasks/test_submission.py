@@ -64,7 +64,7 @@ def _brief(**changes: object) -> str:
     return yaml.safe_dump(brief)
 
 
-def _png(size: tuple[int, int] = (32, 24)) -> bytes:
+def _png(size: tuple[int, int] = (96, 64)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, (200, 120, 40)).save(out, format="PNG")
     return out.getvalue()
@@ -270,7 +270,7 @@ def test_the_render_worker_checks_a_first_frame_again_before_decoding_it(
             scene_id="s", orientation=Orientation.LANDSCAPE, first_frame=key, checkpoint="c",
             request=GenerationRequest("a scene")))
         image, _ = _first_frame(worker, payload)
-        assert image.size == (32, 24)
+        assert image.size == (96, 64)
         for replaced, reason in ((_png((200, 100)), "20,000 pixels; the limit is 10,000"),
                                  (b"text now", "not an image")):
             services.store.put_bytes(replaced, key, content_type="image/png")
@@ -280,10 +280,10 @@ def test_the_render_worker_checks_a_first_frame_again_before_decoding_it(
         exif = Image.Exif()
         exif[0x0112] = 6
         photo = io.BytesIO()
-        Image.new("RGB", (32, 24), (90, 160, 40)).save(photo, format="JPEG", exif=exif)
+        Image.new("RGB", (96, 64), (90, 160, 40)).save(photo, format="JPEG", exif=exif)
         services.store.put_bytes(photo.getvalue(), key, content_type="image/jpeg")
         image, _ = _first_frame(worker, payload)
-        assert image.size == (24, 32) and image.mode == "RGB"
+        assert image.size == (64, 96) and image.mode == "RGB"
 
 
 @pytest.mark.usefixtures("aws_credentials")
@@ -423,7 +423,7 @@ def test_a_stored_upload_takes_its_suffix_from_its_content_not_its_name(
     long_name = "a." + "x" * 250
     (folder / long_name).write_bytes(_png())
     jpeg = io.BytesIO()
-    Image.new("RGB", (32, 24), (1, 2, 3)).save(jpeg, format="JPEG")
+    Image.new("RGB", (96, 64), (1, 2, 3)).save(jpeg, format="JPEG")
     (folder / "photo.png").write_bytes(jpeg.getvalue())
     brief = yaml.safe_load(_with_brand_kit(logo=long_name))
     brief["scenes"][0]["first_frame"] = "photo.png"
@@ -589,14 +589,30 @@ def test_a_first_frame_with_black_bars_is_refused_but_a_product_on_black_is_not(
                   team="emea").created
 
 
+@pytest.mark.parametrize(("size", "reason"), [
+    ((1, 1), "the picture is 1x1 px; a first frame needs at least 64 px on each side"),
+    ((2000, 2), "the picture is 2000x2 px; a first frame needs at least 64 px on each side"),
+    ((1000, 64), "the picture is 1000x64 px, 16 times as long as it is wide; a first frame is "
+                 "at most 4:1 (each format crops it to its own shape): crop it nearer to the "
+                 "scene's"),
+])
+def test_a_first_frame_too_small_or_too_long_to_start_a_scene_from_is_refused(
+        services: Services, tmp_path: Path, size: tuple[int, int], reason: str) -> None:
+    # a 1x1 or 2x2000 picture was accepted and stretched over every format's whole frame
+    folder = tmp_path / "brief"
+    folder.mkdir()
+    (folder / "sliver.png").write_bytes(_png(size))
+    assert _first_frame_refused(services, folder, "sliver.png") == f"sliver.png: {reason}"
+
+
 def test_a_first_frame_with_transparent_pixels_is_refused_but_a_logo_may_have_them(
         services: Services, tmp_path: Path) -> None:
     """A product cut-out on a transparent background was rendered from whatever colour lay
     under its alpha (black here): the scene's background cannot be guessed."""
     folder = tmp_path / "brief"
     folder.mkdir()
-    cutout = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
-    cutout.paste((220, 60, 30, 255), (16, 12, 48, 36))
+    cutout = Image.new("RGBA", (128, 96), (0, 0, 0, 0))
+    cutout.paste((220, 60, 30, 255), (32, 24, 96, 72))
     buffer = io.BytesIO()
     cutout.save(buffer, format="PNG")
     (folder / "cutout.png").write_bytes(buffer.getvalue())
