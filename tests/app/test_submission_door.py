@@ -5,7 +5,6 @@ first id, and the answer carries the cost estimate."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,26 +12,10 @@ import yaml
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.auth import create_team
-from app.service import create_app
-from infra.db import session_scope
-from infra.settings import load_settings
-from tasks.services import Services
 from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = example_text()
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = load_settings({"MOVA_DATA_DIR": str(tmp_path),
-                              "API_SUBMISSIONS_PER_MINUTE": "50"})
-    with Services(settings) as services, session_scope(services.engine) as session:
-        token = create_team(session, "emea")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-        test_client.headers["Authorization"] = f"Bearer {token}"
-        yield test_client
 
 
 def _png() -> bytes:
