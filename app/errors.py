@@ -71,6 +71,7 @@ ERROR_MEANINGS: dict[int, str] = {
     413: "The body is over API_MAX_BODY_BYTES (declared or streamed), or the brief over its "
          "own limit.",
     415: "A Content-Type the route does not take (`text/plain` with the session cookie).",
+    416: "The `Range` starts past the file's end (a malformed `Range` is ignored: 200).",
     422: "The request is not valid: `problems` lists the first "
          f"{MAX_PROBLEMS_SHOWN} with their paths, `total` counts them.",
     429: "Past the team's submissions per minute or daily GPU budget.",
@@ -78,6 +79,8 @@ ERROR_MEANINGS: dict[int, str] = {
 }
 ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+    416: {"Content-Range": {"schema": {"type": "string"},
+                            "description": "`bytes */<size>`: the file's size."}},
     429: {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
 }
 
