@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -142,3 +143,14 @@ def add_error_handlers(app: FastAPI) -> None:
 
     for lost in (OperationalError, InterfaceError):
         app.add_exception_handler(lost, database_down)
+
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        # A bug: its text may name paths, queries or settings, so it goes to the service's log
+        # with its traceback, and the answer gives only the reference to find it there.
+        reference = secrets.token_hex(4)
+        log.error("internal error %s on %s %s", reference, request.method, request.url.path,
+                  exc_info=err)
+        return JSONResponse(error_body(f"internal error {reference}: the service's log has "
+                                       "its cause"), status_code=500)
+
+    app.add_exception_handler(Exception, internal_error)

@@ -4,6 +4,7 @@ README says, never with a plain-text 500."""
 from __future__ import annotations
 
 import json
+import logging
 from uuid import uuid4
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app import pages
+from infra import repository
 from infra.db import session_scope
 from infra.repository import add_artifact, add_brief, ensure_deliverable
 from infra.statuses import DeliverableStatus
@@ -80,3 +82,22 @@ def test_a_malformed_range_is_ignored_the_whole_file_is_200(client: TestClient,
     answer = client.get(_video_in_review(client.app.state.services), headers={"Range": asked})
     assert answer.status_code == 200, answer.text
     assert answer.content == VIDEO
+
+
+def test_an_unhandled_error_is_a_json_500_and_its_traceback_is_logged(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Starlette's answer was a plain-text `Internal Server Error`."""
+    def broken(*args: object) -> None:
+        raise RuntimeError("secret: /srv/mova/settings.env")
+
+    monkeypatch.setattr(repository, "team_briefs", broken)
+    with caplog.at_level(logging.ERROR, logger="app.errors"):
+        answer = client.get("/api/briefs")
+    assert answer.status_code == 500
+    detail = answer.json()["detail"]
+    assert detail.startswith("internal error ") and "secret" not in answer.text
+    [record] = caplog.records
+    reference = detail.split()[2].rstrip(":")
+    assert reference in record.getMessage() and "GET /api/briefs" in record.getMessage()
+    assert record.exc_info is not None and "secret" in str(record.exc_info[1])
