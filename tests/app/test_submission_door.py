@@ -121,3 +121,16 @@ def test_garbage_bodies_are_4xx(client: TestClient, body: str) -> None:
         answer = client.post("/api/briefs", content=body.encode("utf-8", "surrogateescape"),
                              headers={"Content-Type": content_type})
         assert 400 <= answer.status_code < 500, (body[:20], answer.status_code, answer.text)
+
+
+def test_two_uploads_of_the_same_name_are_422_naming_it(client: TestClient) -> None:
+    """The last one silently replaced the first."""
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = "good.png"
+    answer = client.post("/api/briefs", data={"brief": yaml.safe_dump(brief)},
+                         files=[("first_frames", ("good.png", _png(), "image/png")),
+                                ("first_frames", ("good.png", _png(), "image/png"))])
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["path"] == "first_frames" and "'good.png'" in problem["message"]
+    assert client.get("/api/briefs").json() == []
