@@ -134,3 +134,17 @@ def test_two_uploads_of_the_same_name_are_422_naming_it(client: TestClient) -> N
     [problem] = answer.json()["problems"]
     assert problem["path"] == "first_frames" and "'good.png'" in problem["message"]
     assert client.get("/api/briefs").json() == []
+
+
+def test_a_brief_naming_an_upload_by_a_path_is_told_its_plain_name(client: TestClient) -> None:
+    """Uploads are plain file names; the brief's `frames/good.png` was refused as 'no file
+    good.png was given' while good.png was."""
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = "frames/good.png"
+    answer = client.post("/api/briefs", data={"brief": yaml.safe_dump(brief)},
+                         files={"first_frames": ("good.png", _png(), "image/png")})
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["path"] == "scenes[0].first_frame"
+    assert problem["message"] == ("no file 'frames/good.png' was given with the brief, but "
+                                  "'good.png' was: name it 'good.png' in the brief")
