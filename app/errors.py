@@ -21,6 +21,7 @@ from schemas.errors import (
     NotFound,
     RequestInvalid,
     TransientError,
+    validation_message,
 )
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def request_invalid(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, RequestValidationError)
-        problems = [(".".join(str(p) for p in e["loc"] if p != "body") or "(body)", e["msg"])
-                    for e in err.errors()]
+        problems = [(".".join(str(p) for p in e["loc"] if p != "body") or "(body)",
+                     validation_message(e)) for e in err.errors()]
         return JSONResponse(error_body("the request is not valid", problems), status_code=422)
 
     async def request_refused(request: Request, err: Exception) -> JSONResponse:

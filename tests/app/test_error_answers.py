@@ -101,3 +101,13 @@ def test_an_unhandled_error_is_a_json_500_and_its_traceback_is_logged(
     reference = detail.split()[2].rstrip(":")
     assert reference in record.getMessage() and "GET /api/briefs" in record.getMessage()
     assert record.exc_info is not None and "secret" in str(record.exc_info[1])
+
+
+def test_a_decisions_problems_are_in_our_words_without_pydantics_prefix(
+        client: TestClient) -> None:
+    """They read "Value error, no visible character ...", as briefs' problems no longer do."""
+    answer = client.post(f"/api/deliverables/{uuid4()}/approve", json={"comment": "\u200b"})
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["path"] == "comment"
+    assert problem["message"].startswith("no visible character"), problem
