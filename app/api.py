@@ -14,6 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from app import views
 from app.auth import TeamDep, own_brief, own_deliverable
@@ -153,16 +154,34 @@ def read_deliverable(deliverable_id: str, team: TeamDep, session: SessionDep
     return views.variant_view(session, own_deliverable(session, deliverable_id, team))
 
 
+class RangedFile(FileResponse):
+    """A local file served with HTTP range support, whose refused ranges are answered as the
+    service's other errors (Starlette answers them in plain text)."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader:
+            return []  # no range: the whole file, as RFC 9110 §14.2 allows
+        except RangeNotSatisfiable as err:
+            # raised before the answer starts, so the app's ServiceError handler answers it
+            raise ServiceError(416, f"range {http_range[:80]!r} starts past the file's end "
+                                    f"(it has {file_size:,} bytes)",
+                               headers={"Content-Range": f"bytes */{file_size}"}) from err
+
+
 @router.get("/deliverables/{deliverable_id}/files/{kind}", tags=["deliverables"],
             response_class=Response, responses={
                 206: {"description": "The asked byte range (`Range` header)."},
                 307: {"description": "S3 storage: a redirect to a presigned URL."},
-                **READ_ERRORS, **error_responses(503)})
+                **READ_ERRORS, **error_responses(416, 503)})
 def stream_file(deliverable_id: str, kind: str, team: TeamDep, services: ServicesDep,
                 session: SessionDep) -> Response:
     """A published or in-review file (video, video_burned, captions_vtt, captions_srt,
-    manifest). Local storage is served with HTTP range support (players can seek); S3
-    answers with a redirect to a presigned URL."""
+    manifest). Local storage is served with HTTP range support (players can seek; a range
+    past the end is 416, a malformed `Range` is ignored); S3 answers with a redirect to a
+    presigned URL."""
     row = own_deliverable(session, deliverable_id, team)
     if kind not in views.files_of(session, row):
         raise ServiceError(404, f"deliverable {row.name} ({row.status}) has no "
@@ -175,8 +194,8 @@ def stream_file(deliverable_id: str, kind: str, team: TeamDep, services: Service
         raise ServiceError(404, f"{key} is missing from storage")
     local = services.store.local_path(key)  # exists: head() just found it
     if local is not None:
-        return FileResponse(local, media_type=stored.content_type,
-                            filename=PurePath(key).name, content_disposition_type="inline")
+        return RangedFile(local, media_type=stored.content_type,
+                          filename=PurePath(key).name, content_disposition_type="inline")
     url = services.store.presigned_url(key, expires_s=3600)
     assert url is not None  # only local storage has no URL of its own
     return RedirectResponse(url, status_code=307)

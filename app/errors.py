@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from schemas.errors import (
     NotFound,
     RequestInvalid,
     TransientError,
+    validation_message,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ ERROR_MEANINGS: dict[int, str] = {
     413: "The body is over API_MAX_BODY_BYTES (declared or streamed), or the brief over its "
          "own limit.",
     415: "A Content-Type the route does not take (`text/plain` with the session cookie).",
+    416: "The `Range` starts past the file's end (a malformed `Range` is ignored: 200).",
     422: "The request is not valid: `problems` lists the first "
          f"{MAX_PROBLEMS_SHOWN} with their paths, `total` counts them.",
     429: "Past the team's submissions per minute or daily GPU budget.",
@@ -78,6 +81,8 @@ ERROR_MEANINGS: dict[int, str] = {
 }
 ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+    416: {"Content-Range": {"schema": {"type": "string"},
+                            "description": "`bytes */<size>`: the file's size."}},
     429: {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
 }
 
@@ -110,8 +115,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def request_invalid(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, RequestValidationError)
-        problems = [(".".join(str(p) for p in e["loc"] if p != "body") or "(body)", e["msg"])
-                    for e in err.errors()]
+        problems = [(".".join(str(p) for p in e["loc"] if p != "body") or "(body)",
+                     validation_message(e)) for e in err.errors()]
         return JSONResponse(error_body("the request is not valid", problems), status_code=422)
 
     async def request_refused(request: Request, err: Exception) -> JSONResponse:
@@ -139,3 +144,14 @@ def add_error_handlers(app: FastAPI) -> None:
 
     for lost in (OperationalError, InterfaceError):
         app.add_exception_handler(lost, database_down)
+
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        # A bug: its text may name paths, queries or settings, so it goes to the service's log
+        # with its traceback, and the answer gives only the reference to find it there.
+        reference = secrets.token_hex(4)
+        log.error("internal error %s on %s %s", reference, request.method, request.url.path,
+                  exc_info=err)
+        return JSONResponse(error_body(f"internal error {reference}: the service's log has "
+                                       "its cause"), status_code=500)
+
+    app.add_exception_handler(Exception, internal_error)

@@ -88,9 +88,12 @@ def logout(request: Request, session: SessionDep) -> Response:
 def _briefs_page(request: Request, services: Services, team: Team, status: int = 200,
                  page: int = 1, **context: Any) -> Response:
     with session_scope(services.engine) as session:
+        pages = -(-repo.team_brief_count(session, team.name) // BRIEFS_PER_PAGE)
+        # A page past the last (an old link, a typed number) shows the last one; its offset
+        # could otherwise be too large for the database's integers.
+        page = min(page, max(pages, 1))
         rows = views.team_briefs(session, team.name, limit=BRIEFS_PER_PAGE,
                                  offset=(page - 1) * BRIEFS_PER_PAGE)
-        pages = -(-repo.team_brief_count(session, team.name) // BRIEFS_PER_PAGE)
     context.setdefault("brief_text", EXAMPLE_BRIEF.read_text())
     return _render(request, "briefs.html", status=status, team=team.name, briefs=rows,
                    page=page, pages=pages, **context)

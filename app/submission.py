@@ -113,6 +113,10 @@ async def _read_form(request: Request, uploads: Path) -> tuple[bytes, str, bool 
     for upload in form.getlist("first_frames"):
         if isinstance(upload, UploadFile) and upload.filename:
             name = upload_name(upload.filename)
+            if (uploads / name).exists():  # the brief names files by name: which one is meant?
+                raise ServiceError(422, f"two uploads are named {name!r}",
+                                   [("first_frames", f"{name!r} is given twice: give each "
+                                                     "file a name of its own")])
             (uploads / name).write_bytes(await upload.read())
     approval = form.get("requires_approval")
     return raw, fmt, None if approval is None else form_flag("requires_approval", approval)

@@ -21,6 +21,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from schemas.errors import validation_message
 from schemas.finishing import DELIVERY_X264_PRESET, X264Preset
 
 DEFAULT_DATA_DIR = ".mova"
@@ -380,19 +381,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return Settings(**{name: given.get(name, field.get_default(call_default_factory=True))
                            for name, field in Settings.model_fields.items()})
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {_said(e)}"
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: "
+                             f"{validation_message(e)}"
                              for e in err.errors())
         raise SettingsInvalid(f"invalid configuration: {problems}") from err
     except SettingsError as err:
         raise SettingsInvalid(f"invalid configuration: {err}") from err
-
-
-def _said(error: Mapping) -> str:
-    """A validation error's message; our checks' own words without pydantic's "Value error, "
-    in front of them."""
-    if error["type"] == "value_error":
-        return str(error["ctx"]["error"])
-    return str(error["msg"])
 
 
 class SettingsInvalid(ValueError):

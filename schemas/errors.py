@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class PipelineError(Exception):
     """Base for errors raised on purpose."""
@@ -12,6 +15,14 @@ class TransientError(PipelineError):
 
 
 MAX_PROBLEMS_SHOWN = 100  # a hostile brief can have 100,000s of problems; answers stay small
+
+
+def validation_message(error: Mapping[str, Any]) -> str:
+    """A pydantic validation error's message: our checks' own words, without the
+    "Value error, " pydantic puts before a ValueError's text."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
 
 
 class BriefInvalid(PipelineError, ValueError):

@@ -216,9 +216,15 @@ def _check_files(services: Services, brief: Brief, base_dir: Path | None,
 
 def _given_file(services: Services, base_dir: Path | None, ref: str, where: str,
                 checked: _CheckedFiles) -> tuple[list[tuple[str, str]], bytes | None]:
-    path = (base_dir or Path.cwd()) / ref
+    folder = base_dir or Path.cwd()
+    path = folder / ref
     name = PurePath(ref).name or ref  # '.' names no file: say what was written
     if not path.is_file():
+        if name != ref and (folder / name).is_file():
+            # The service's uploads have plain file names: a brief written for files in a
+            # sub-folder beside it names them by their paths.
+            return [(where, f"no file {ref!r} was given with the brief, but {name!r} was: "
+                            f"name it {name!r} in the brief")], None
         return [(where, f"no file {name!r} was given with the brief")], None
     # not read when it is too large: a video or a disk image named by mistake would be read
     # whole into memory before the check refused it

@@ -15,9 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from app.auth import create_team
+from app.service import create_app
 from infra.db import make_engine, session_scope, upgrade_to_head
+from infra.settings import load_settings
+from tasks.services import Services
 from tests.example_brief import example_text
 from tests.servers import free_port, wait_until_up
 
@@ -102,6 +106,19 @@ def service_factory() -> Iterator[Callable[..., Service]]:
     yield start
     for service in started:
         stop_service(service)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    """The app in-process on SQLite, signed in as team "emea" (its Services are
+    `client.app.state.services`); a route's unhandled error is answered, not raised."""
+    settings = load_settings({"MOVA_DATA_DIR": str(tmp_path),
+                              "API_SUBMISSIONS_PER_MINUTE": "50"})
+    with Services(settings) as services, session_scope(services.engine) as session:
+        token = create_team(session, "emea")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        yield test_client
 
 
 @pytest.fixture(scope="session")

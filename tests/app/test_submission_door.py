@@ -5,7 +5,6 @@ first id, and the answer carries the cost estimate."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,26 +12,10 @@ import yaml
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.auth import create_team
-from app.service import create_app
-from infra.db import session_scope
-from infra.settings import load_settings
-from tasks.services import Services
 from tests.example_brief import example_text
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = example_text()
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = load_settings({"MOVA_DATA_DIR": str(tmp_path),
-                              "API_SUBMISSIONS_PER_MINUTE": "50"})
-    with Services(settings) as services, session_scope(services.engine) as session:
-        token = create_team(session, "emea")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-        test_client.headers["Authorization"] = f"Bearer {token}"
-        yield test_client
 
 
 def _png() -> bytes:
@@ -138,3 +121,30 @@ def test_garbage_bodies_are_4xx(client: TestClient, body: str) -> None:
         answer = client.post("/api/briefs", content=body.encode("utf-8", "surrogateescape"),
                              headers={"Content-Type": content_type})
         assert 400 <= answer.status_code < 500, (body[:20], answer.status_code, answer.text)
+
+
+def test_two_uploads_of_the_same_name_are_422_naming_it(client: TestClient) -> None:
+    """The last one silently replaced the first."""
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = "good.png"
+    answer = client.post("/api/briefs", data={"brief": yaml.safe_dump(brief)},
+                         files=[("first_frames", ("good.png", _png(), "image/png")),
+                                ("first_frames", ("good.png", _png(), "image/png"))])
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["path"] == "first_frames" and "'good.png'" in problem["message"]
+    assert client.get("/api/briefs").json() == []
+
+
+def test_a_brief_naming_an_upload_by_a_path_is_told_its_plain_name(client: TestClient) -> None:
+    """Uploads are plain file names; the brief's `frames/good.png` was refused as 'no file
+    good.png was given' while good.png was."""
+    brief = yaml.safe_load(EXAMPLE)
+    brief["scenes"][0]["first_frame"] = "frames/good.png"
+    answer = client.post("/api/briefs", data={"brief": yaml.safe_dump(brief)},
+                         files={"first_frames": ("good.png", _png(), "image/png")})
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["path"] == "scenes[0].first_frame"
+    assert problem["message"] == ("no file 'frames/good.png' was given with the brief, but "
+                                  "'good.png' was: name it 'good.png' in the brief")

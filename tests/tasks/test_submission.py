@@ -219,6 +219,16 @@ def test_uploaded_first_frames_are_verified_and_stored_under_the_team(
         assert submit(services, yaml.safe_dump(reuse), team="emea").created
 
 
+def test_a_brief_beside_its_files_may_keep_them_in_a_sub_folder(services: Services,
+                                                               tmp_path: Path) -> None:
+    """The CLI's files beside the brief: `frames/good.png` is found there (the service's
+    uploads, plain file names, are told to name it `good.png`: tests/app)."""
+    (tmp_path / "brief" / "frames").mkdir(parents=True)
+    (tmp_path / "brief" / "frames" / "good.png").write_bytes(_png())
+    assert submit(services, _with_first_frame("frames/good.png"), base_dir=tmp_path / "brief",
+                  team="emea").created
+
+
 def test_a_file_over_the_size_limit_is_refused_without_being_read(
         services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A first frame pointing at a video or a disk image by mistake was read whole into memory
