@@ -48,7 +48,7 @@ from tasks.faults import (
 )
 from tasks.lora import apply_lora
 from tasks.render_order import spots_first
-from tasks.retry import retry_on_transient
+from tasks.retry import retried_when_transient, retry_on_transient
 from tasks.services import Services
 
 CLIP_CONTENT_TYPE = "application/x-npz"
@@ -409,14 +409,20 @@ def _key_of(artifact: repo.Artifact) -> str:
     return str(artifact.params["key"])
 
 
+@retried_when_transient  # a dropped connection must not cost a render: the clip is stored
 def record_render(services: Services, brief_id: UUID, result: RenderResult,
                   node: str | None = None) -> None:
     """Clip artifact with its lineage (the plan, and the master clip for a dub); job done.
     `node`: the Ray node that rendered it (kept in the clip's params, issue 11). A prompt the
-    model cut (past its 512 tokens, as the release does) is logged as a warning."""
+    model cut (past its 512 tokens, as the release does) is logged as a warning. Safe to run
+    again: the artifact is found rather than added twice, and a job already done stays so.
+    A transient database error is tried again here, not by the task's retry, which would
+    render the clip again (the job still `running`)."""
     with session_scope(services.engine) as session:
         job = repo.get_render_job(session, result.job_id)
         spec = RenderSpec.model_validate(job.spec)
+        if job.status == RenderStatus.DONE:  # an earlier try committed before its error
+            return
         plan = repo.plan_artifact(session, repo.get_brief(session, brief_id))
         parents = [plan] if plan is not None else []
         for source in (spec.master_key, spec.continue_from):  # the master, the continued clip

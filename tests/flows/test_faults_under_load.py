@@ -112,6 +112,53 @@ def test_a_render_actor_killed_mid_render_is_retried_and_the_campaign_completes(
           "items lost: 0")
 
 
+def render_and_note(model: Any, payload: dict[str, Any], *, log: str) -> Any:
+    """render_on_worker, noting each call in `log` (the actor is another process)."""
+    with open(log, "a") as out:
+        out.write(f"{payload['job_id']}\n")
+    return render_on_worker(model, payload)
+
+
+def test_a_render_whose_recording_meets_a_dropped_connection_is_not_rendered_again(
+        tmp_path: Path, checkpoint: Path, local_ray: None, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """The database dropped the write that records a stored clip: the task's retry rendered
+    the clip again (the job still `running`), GPU time spent twice; now the recording is
+    tried again on its own."""
+    from sqlalchemy.exc import OperationalError
+
+    services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
+                                       "MOVA_CHECKPOINT": str(checkpoint)}))
+    brief_id = submit_brief(services, one_variant_brief())
+    with session_scope(services.engine) as session:
+        assert repo.claim_brief(session, brief_id, "test")
+    plan_brief(services, brief_id)
+    with session_scope(services.engine) as session:
+        repo.open_production(session, brief_id, None)
+    dropped = [OperationalError("UPDATE render_job", {}, Exception("server closed the "
+                                                                   "connection unexpectedly"))]
+    finish_render = repo.finish_render
+
+    def drop_once(*args: Any, **kwargs: Any) -> None:
+        if dropped:
+            raise dropped.pop()
+        finish_render(*args, **kwargs)
+
+    monkeypatch.setattr(repo, "finish_render", drop_once)
+    log = tmp_path / "renders.log"
+    pool = open_pool(services.settings)
+    try:
+        tally = run_pending_renders(services, pool, brief_id, backoff_s=0.1,
+                                    fn=partial(render_and_note, log=str(log)))
+    finally:
+        pool.shutdown()
+    assert dropped == [] and (tally.rendered, tally.retried, tally.failed) == (1, 0, [])
+    assert len(log.read_text().splitlines()) == 1, "the clip was rendered again"
+    with session_scope(services.engine) as session:
+        [job] = repo.brief_render_jobs(session, brief_id).values()
+        assert job.status == RenderStatus.DONE and job.attempts == 1
+
+
 # the CLI as the end-to-end tests run it, with a shorter default timeout
 _cli = partial(run_cli, timeout=400)
 
