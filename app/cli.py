@@ -82,7 +82,9 @@ def submit(brief: Annotated[Path, typer.Argument(help="Brief file (.yaml or .jso
            team: Annotated[str | None, typer.Option(help="Owning team.")] = None) -> None:
     """Validate a brief and queue it for production."""
     if not brief.is_file():  # a folder was "no file <folder>", as if it were missing
-        what = "is a folder: give the brief file in it" if brief.is_dir() else "does not exist"
+        what = ("is a folder: give the brief file in it" if brief.is_dir() else
+                "is not a regular file (a device or a pipe): give the brief file" if
+                brief.exists() else "does not exist")
         errors.print(f"[red]error:[/] {escape(str(brief))} {what}", highlight=False)
         raise typer.Exit(2)
     from app.auth import TEAM_NAME

@@ -461,6 +461,12 @@ def _scalar(event: yaml.ScalarEvent) -> Any:
 _NO_KEY = object()  # in `_YamlTree._keys`: the mapping's next value is a key, not a value
 
 
+def _yaml_kind(value: Any) -> str:
+    """How YAML read a plain scalar, in words: `1` a number, `null` nothing, `true` a switch."""
+    return ("nothing (null)" if value is None else "a true/false value"
+            if isinstance(value, bool) else "a number")
+
+
 class _YamlTree:
     """Python values built from YAML parser events with loops, not recursion: nesting is counted
     as collections open, whatever its form (indented blocks, `- - x` on one line, flow)."""
@@ -479,6 +485,9 @@ class _YamlTree:
         if isinstance(parent, list):
             parent.append(value)
         elif self._keys[-1] is _NO_KEY:
+            if event is not None and not isinstance(value, str):  # `1:`, `null:`, `true:`
+                _refuse(event, f"a mapping key must be text, not {_yaml_kind(value)} "
+                               f"{event.value!r}")
             if event is not None and value in parent:  # the later value would replace the first
                 _refuse(event, f"the key {value!r} appears twice in one mapping")
             self._keys[-1] = value

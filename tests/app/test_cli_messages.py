@@ -380,3 +380,7 @@ def test_submit_names_a_folder_given_for_the_brief(tmp_path: Path,
     missing = cli("submit", str(tmp_path / "brief.yml"))
     assert (missing.exit_code, " ".join(missing.output.split())) == (
         2, f"error: {tmp_path / 'brief.yml'} does not exist")
+    # /dev/null exists: "does not exist" sent the user looking for a missing file
+    device = cli("submit", "/dev/null")
+    assert (device.exit_code, " ".join(device.output.split())) == (
+        2, "error: /dev/null is not a regular file (a device or a pipe): give the brief file")

@@ -349,7 +349,7 @@ def test_a_number_that_is_not_finite_is_named_as_such(value: str) -> None:
 def test_a_key_given_twice_is_refused_not_silently_replaced() -> None:
     # a copy-pasted `scenes:` block further down replaced the first one: a scene was lost
     twice = EXAMPLE + "\nseed: 7\n"
-    line = twice.count("\n") - 1 + 1  # the added key's line, counted from 1
+    line = twice.count("\n")  # the added key's line, counted from 1
     assert _problems(twice) == [
         ("(document)", f"invalid YAML at line {line} column 1: the key 'seed' appears twice "
                        "in one mapping")]
@@ -384,3 +384,14 @@ def test_a_number_given_as_a_boolean_or_text_is_refused(field: str, value: Any) 
     scene = _brief()
     scene["scenes"][0]["duration_s"] = "1.0"
     assert [path for path, _ in _problems(json.dumps(scene))] == ["scenes[0].duration_s"]
+
+
+@pytest.mark.parametrize(("key", "kind"), [("1", "a number"), ("null", "nothing (null)"),
+                                           ("true", "a true/false value")])
+def test_a_mapping_key_that_is_not_text_is_refused_where_it_is_written(key: str,
+                                                                       kind: str) -> None:
+    # `1: x` was reported at the path `[1]` (as if a list index) and `null: y` at `None`
+    raw = EXAMPLE + f"\n{key}: x\n"
+    line = raw.count("\n")  # the added key's line, counted from 1
+    assert _problems(raw) == [("(document)", f"invalid YAML at line {line} column 1: a mapping "
+                                             f"key must be text, not {kind} '{key}'")]
