@@ -662,12 +662,17 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     errors.print(f"review service on http://{shown}:{port}/ (API docs: /docs); "
                  f"production: {_production_by(embedded is not None, settings)}")
+    interrupted = False
     try:
         server.run(sockets=[listening])
+    except KeyboardInterrupt:  # a second Ctrl-C: uvicorn raises it again once it has stopped
+        interrupted = True
     finally:
         listening.close()
         if embedded is not None:
             embedded.stop()
+    if interrupted:
+        raise typer.Exit(INTERRUPTED_EXIT)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -8,8 +8,10 @@ the service down), with its output appended to `<data dir>/worker.log`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ from tasks.services import Services
 log = logging.getLogger(__name__)
 
 BACKOFF_S = 30.0  # after a failed run, so a broken setup does not spin
+CHILD_STOP_S = 20.0  # a run stops its Ray and Prefect server in a few seconds after Ctrl-C
 
 
 class EmbeddedWorker:
@@ -45,10 +48,25 @@ class EmbeddedWorker:
         self._stop.set()
         try:
             if self._child is not None and self._child.poll() is None:
-                self._child.terminate()  # the run resumes, without duplicates, on the next start
+                self._stop_child(self._child)  # it resumes, without duplicates, next start
             self._thread.join(timeout=30)
         finally:
             self.services.close()
+
+    @staticmethod
+    def _stop_child(child: subprocess.Popen[bytes]) -> None:
+        """One Ctrl-C to the run (its own session, so the terminal's Ctrl-C reaches the service
+        only): it stops its Ray and Prefect server itself. SIGTERM'd mid-cleanup, or given a
+        second Ctrl-C, it left its Prefect server running, an orphan. Killed with its whole
+        process group if it has not stopped in time."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGINT)
+        try:
+            child.wait(timeout=CHILD_STOP_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):
@@ -64,7 +82,7 @@ class EmbeddedWorker:
         with self.log_path.open("ab") as out:
             self._child = subprocess.Popen([sys.executable, "-m", "app.cli", "run"],
                                            stdout=out, stderr=subprocess.STDOUT,
-                                           env=os.environ.copy())
+                                           env=os.environ.copy(), start_new_session=True)
             code = self._child.wait()
         log.log(logging.INFO if code == 0 else logging.WARNING, "worker.run_done exit=%d", code)
         return code
