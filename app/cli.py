@@ -794,6 +794,16 @@ def run_command() -> int | str | None:
     except _ServeRefused as err:
         errors.print(f"error: {err}", markup=False, highlight=False)
         return 1
+    except Exception as err:
+        if not _prefect_server_failed(err):
+            raise
+        from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+        where = PREFECT_API_URL.value() or f"the temporary one, data in {PREFECT_HOME.value()}"
+        errors.print(f"error: the Prefect server ({where}) failed: {_first_line(err)}. Check "
+                     "its log and free disk space; finished work is kept and 'mova-ads run' "
+                     "produces the rest", markup=False, highlight=False)
+        return 1
     except SystemExit as done:  # how typer ends every command
         return done.code
     return 0
@@ -865,6 +875,18 @@ def _exit_now(code: int | str | None) -> None:
     threading._shutdown()  # type: ignore[attr-defined]  # (the first step of Py_Finalize)
     atexit._run_exitfuncs()
     _flush_and_exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _prefect_server_failed(err: Exception) -> bool:
+    """An error answer from Prefect's server (a 500 when its database is on a full disk: the
+    run ended in a traceback thousands of lines after the cause). Checked without importing
+    Prefect, which a command that never ran a flow has not loaded."""
+    exceptions = sys.modules.get("prefect.exceptions")
+    return exceptions is not None and isinstance(err, exceptions.PrefectHTTPStatusError)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _flush_and_exit(status: int) -> None:

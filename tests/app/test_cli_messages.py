@@ -384,3 +384,29 @@ def test_submit_names_a_folder_given_for_the_brief(tmp_path: Path,
     device = cli("submit", "/dev/null")
     assert (device.exit_code, " ".join(device.output.split())) == (
         2, "error: /dev/null is not a regular file (a device or a pipe): give the brief file")
+
+
+def test_a_failing_prefect_server_is_one_line_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    # Prefect's database on a full disk answered 500; the run ended in a traceback thousands of
+    # lines below the cause
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    import app.cli
+
+    request = httpx.Request("POST", "http://127.0.0.1:4200/api/flow_runs/x/set_state")
+    answer = httpx.Response(500, request=request, text="Internal Server Error")
+
+    def failing_server() -> None:
+        raise PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError(
+            "Server error '500 Internal Server Error'", request=request, response=answer))
+
+    monkeypatch.setenv("MOVA_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(app.cli, "app", failing_server)
+    assert _run_command(monkeypatch, "run") == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert said.startswith("error: the Prefect server (") and "failed: Server error '500" in said
+    assert said.endswith("free disk space; finished work is kept and 'mova-ads run' produces "
+                         "the rest")
