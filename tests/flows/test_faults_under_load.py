@@ -10,10 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import ray
@@ -26,7 +27,7 @@ from infra.settings import load_settings
 from infra.statuses import BriefStatus, DeliverableStatus, RenderStatus
 from tasks.deliver import finish_deliverable, publish_deliverable
 from tasks.ingest import plan_brief
-from tasks.render import open_pool, render_on_worker, run_pending_renders
+from tasks.render import RenderTally, open_pool, render_on_worker, run_pending_renders
 from tasks.services import Services
 from tasks.spot_deliver import assemble_spot_deliverable
 from tasks.submission import submit_brief
@@ -63,8 +64,9 @@ def render_after_pid_note(model: Any, payload: dict[str, Any], *, kill_dir: str
     return render_on_worker(model, payload)
 
 
-def test_a_render_actor_killed_mid_render_is_retried_and_the_campaign_completes(
-        tmp_path: Path, checkpoint: Path, local_ray: None) -> None:
+def _brief_in_production(tmp_path: Path, checkpoint: Path) -> tuple[Services, UUID]:
+    """A one-variant brief submitted, planned and opened for production, as a run leaves it
+    before its renders."""
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
                                        "MOVA_CHECKPOINT": str(checkpoint)}))
     brief_id = submit_brief(services, one_variant_brief())
@@ -73,6 +75,22 @@ def test_a_render_actor_killed_mid_render_is_retried_and_the_campaign_completes(
     plan_brief(services, brief_id)
     with session_scope(services.engine) as session:
         repo.open_production(session, brief_id, None)
+    return services, brief_id
+
+
+def _render_all(services: Services, brief_id: UUID, fn: Callable[[Any, Any], Any]
+                ) -> RenderTally:
+    """The brief's renders through `fn` on a render pool of the settings, closed after."""
+    pool = open_pool(services.settings)
+    try:
+        return run_pending_renders(services, pool, brief_id, backoff_s=0.1, fn=fn)
+    finally:
+        pool.shutdown()
+
+
+def test_a_render_actor_killed_mid_render_is_retried_and_the_campaign_completes(
+        tmp_path: Path, checkpoint: Path, local_ray: None) -> None:
+    services, brief_id = _brief_in_production(tmp_path, checkpoint)
 
     killed: list[int] = []
 
@@ -89,12 +107,8 @@ def test_a_render_actor_killed_mid_render_is_retried_and_the_campaign_completes(
 
     killer = threading.Thread(target=kill_when_rendering, daemon=True)
     killer.start()
-    pool = open_pool(services.settings)
-    try:
-        tally = run_pending_renders(services, pool, brief_id, backoff_s=0.1,
-                                    fn=partial(render_after_pid_note, kill_dir=str(tmp_path)))
-    finally:
-        pool.shutdown()
+    tally = _render_all(services, brief_id,
+                        partial(render_after_pid_note, kill_dir=str(tmp_path)))
     killer.join(timeout=5)
     assert len(killed) == 1, "the render actor was never killed"
     assert (tally.rendered, tally.retried, tally.failed) == (1, 1, [])
@@ -127,14 +141,7 @@ def test_a_render_whose_recording_meets_a_dropped_connection_is_not_rendered_aga
     tried again on its own."""
     from sqlalchemy.exc import OperationalError
 
-    services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path / "data"),
-                                       "MOVA_CHECKPOINT": str(checkpoint)}))
-    brief_id = submit_brief(services, one_variant_brief())
-    with session_scope(services.engine) as session:
-        assert repo.claim_brief(session, brief_id, "test")
-    plan_brief(services, brief_id)
-    with session_scope(services.engine) as session:
-        repo.open_production(session, brief_id, None)
+    services, brief_id = _brief_in_production(tmp_path, checkpoint)
     dropped = [OperationalError("UPDATE render_job", {}, Exception("server closed the "
                                                                    "connection unexpectedly"))]
     finish_render = repo.finish_render
@@ -146,12 +153,7 @@ def test_a_render_whose_recording_meets_a_dropped_connection_is_not_rendered_aga
 
     monkeypatch.setattr(repo, "finish_render", drop_once)
     log = tmp_path / "renders.log"
-    pool = open_pool(services.settings)
-    try:
-        tally = run_pending_renders(services, pool, brief_id, backoff_s=0.1,
-                                    fn=partial(render_and_note, log=str(log)))
-    finally:
-        pool.shutdown()
+    tally = _render_all(services, brief_id, partial(render_and_note, log=str(log)))
     assert dropped == [] and (tally.rendered, tally.retried, tally.failed) == (1, 0, [])
     assert len(log.read_text().splitlines()) == 1, "the clip was rendered again"
     with session_scope(services.engine) as session:
