@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from app.headers import ERROR_ANSWER_HEADERS
 from infra.storage_errors import StorageError
 from schemas.errors import (
     MAX_PROBLEMS_SHOWN,
@@ -151,7 +152,9 @@ def add_error_handlers(app: FastAPI) -> None:
         reference = secrets.token_hex(4)
         log.error("internal error %s on %s %s", reference, request.method, request.url.path,
                   exc_info=err)
+        # answered outside the middleware that adds the security headers: they are added here
         return JSONResponse(error_body(f"internal error {reference}: the service's log has "
-                                       "its cause"), status_code=500)
+                                       "its cause"), status_code=500,
+                            headers=ERROR_ANSWER_HEADERS)
 
     app.add_exception_handler(Exception, internal_error)

@@ -17,6 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_body
+from app.headers import FIXED_SECURITY_HEADERS
 
 SESSION_COOKIE = "mova_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -59,8 +60,8 @@ class SecurityHeaders:
         scope.setdefault("state", {})["csp_nonce"] = nonce
         extra = [(b"content-security-policy", content_security_policy(nonce, self.media)
                   .encode()),
-                 (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
-                 (b"referrer-policy", b"same-origin")]
+                 *((name.encode(), value.encode()) for name, value in
+                   FIXED_SECURITY_HEADERS.items())]
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

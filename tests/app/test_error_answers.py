@@ -97,6 +97,10 @@ def test_an_unhandled_error_is_a_json_500_and_its_traceback_is_logged(
     assert answer.status_code == 500
     detail = answer.json()["detail"]
     assert detail.startswith("internal error ") and "secret" not in answer.text
+    # answered outside the security-headers middleware, it carries them itself
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
     [record] = caplog.records
     reference = detail.split()[2].rstrip(":")
     assert reference in record.getMessage() and "GET /api/briefs" in record.getMessage()
