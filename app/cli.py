@@ -269,13 +269,14 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
     with _services() as services, session_scope(services.engine) as session:
         # submitted, planned or half-produced, or claimed by a run that died
         waiting = repo.any_brief_waiting(session) or bool(repo.claimed_brief_ids(session))
-        failed = sum(row.status == BriefStatus.FAILED
-                     for row in repo.campaign_briefs(session, None)) if not waiting else 0
+        failed_earlier = sum(row.status == BriefStatus.FAILED
+                             for row in repo.campaign_briefs(session, None)) if not waiting else 0
     if not waiting:  # on an empty queue it printed nothing at all (after starting Prefect)
         _none_listed("nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
                      "'mova-ads brief pending' lists those waiting for approval)" + (
-                         f". {failed} brief(s) failed earlier: 'mova-ads status' says why, "
-                         "and submitting one again produces what failed" if failed else ""))
+                         f". {failed_earlier} brief(s) failed earlier: 'mova-ads status' says "
+                         "why, and submitting one again produces what failed"
+                         if failed_earlier else ""))
         return
     _configure_prefect(verbose)
     from app.prefect_home import seed_home
