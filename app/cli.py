@@ -34,7 +34,7 @@ from infra.settings import Settings, SettingsInvalid, load_settings
 from infra.statuses import DELIVERABLE_ENDED, BriefStatus, RenderStatus
 from infra.storage_errors import StorageError
 from schemas.brief import MAX_BRIEF_BYTES
-from schemas.errors import BriefInvalid, NotFound
+from schemas.errors import BriefInvalid, NotFound, first_line
 from tasks.services import Services
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -269,8 +269,7 @@ def run(limit: Annotated[int, typer.Option(  # -1 was no limit on SQLite, an err
     with _services() as services, session_scope(services.engine) as session:
         # submitted, planned or half-produced, or claimed by a run that died
         waiting = repo.any_brief_waiting(session) or bool(repo.claimed_brief_ids(session))
-        failed_earlier = sum(row.status == BriefStatus.FAILED
-                             for row in repo.campaign_briefs(session, None)) if not waiting else 0
+        failed_earlier = 0 if waiting else repo.brief_count(session, BriefStatus.FAILED)
     if not waiting:  # on an empty queue it printed nothing at all (after starting Prefect)
         _none_listed("nothing to produce: no brief waits ('mova-ads submit BRIEF' queues one; "
                      "'mova-ads brief pending' lists those waiting for approval)" + (
@@ -801,7 +800,7 @@ def run_command() -> int | str | None:
         from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 
         where = PREFECT_API_URL.value() or f"the temporary one, data in {PREFECT_HOME.value()}"
-        errors.print(f"error: the Prefect server ({where}) failed: {_first_line(err)}. Check "
+        errors.print(f"error: the Prefect server ({where}) failed: {first_line(err)}. Check "
                      "its log and free disk space; finished work is kept and 'mova-ads run' "
                      "produces the rest", markup=False, highlight=False)
         return 1
@@ -884,10 +883,6 @@ def _prefect_server_failed(err: Exception) -> bool:
     Prefect, which a command that never ran a flow has not loaded."""
     exceptions = sys.modules.get("prefect.exceptions")
     return exceptions is not None and isinstance(err, exceptions.PrefectHTTPStatusError)
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _flush_and_exit(status: int) -> None:

@@ -22,6 +22,7 @@ from schemas.errors import (
     NotFound,
     RequestInvalid,
     TransientError,
+    first_line,
     validation_message,
 )
 
@@ -139,7 +140,7 @@ def add_error_handlers(app: FastAPI) -> None:
         # The connection failed or was lost (server down, database dropped, restarted): a JSON
         # 503 as the routes declare, the cause in the service's log rather than the answer.
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
-                    str(err).splitlines()[0] if str(err) else type(err).__name__)
+                    first_line(err))
         return JSONResponse(error_body("the database is unavailable; try again"),
                             status_code=503)
 

@@ -263,6 +263,12 @@ def team_briefs(session: Session, team: str, limit: int | None = None,
                                 .limit(limit).offset(offset)))
 
 
+def brief_count(session: Session, status: BriefStatus) -> int:
+    """How many briefs, of every team, are in `status`."""
+    return int(session.scalar(select(func.count()).select_from(BriefRow)
+                              .where(BriefRow.status == status)) or 0)
+
+
 def team_brief_count(session: Session, team: str) -> int:
     return int(session.scalar(select(func.count()).select_from(BriefRow)
                               .where(BriefRow.team == team)) or 0)

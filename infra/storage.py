@@ -214,7 +214,8 @@ class LocalStore:
         if existing is not None and existing.sha256 == digest:
             _log_put(replace(existing, uploaded=False), "local")
             return replace(existing, uploaded=False)
-        path, sidecar_path = self._path(key), self._sidecar(self._path(key))
+        path = self._path(key)
+        sidecar_path = self._sidecar(path)
         staged: list[Path] = []  # written in full beside their targets, not yet in place
         try:
             # 1. the new bytes and their sidecar, in temp files: a full disk or a changed source

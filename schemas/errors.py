@@ -17,6 +17,12 @@ class TransientError(PipelineError):
 MAX_PROBLEMS_SHOWN = 100  # a hostile brief can have 100,000s of problems; answers stay small
 
 
+def first_line(err: BaseException) -> str:
+    """An error's text up to its first line break (not the query or traceback after it), or its
+    class name when it has no text."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def validation_message(error: Mapping[str, Any]) -> str:
     """A pydantic validation error's message: our checks' own words, without the
     "Value error, " pydantic puts before a ValueError's text."""
