@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from mova_model.config import (  # noqa: E402
 )
 from mova_model.flops import guided_step_flops, joint_forward_flops  # noqa: E402
 from mova_model.joint import joint_forward  # noqa: E402
-from mova_model.layers import count_parameters  # noqa: E402
+from mova_model.layers import Linear, blas_linear, count_parameters  # noqa: E402
 from mova_model.video_dit import VideoDiT  # noqa: E402
 
 RELEASE_PRESETS = ("mova-360p", "mova-720p")
@@ -127,6 +127,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--allow-large", action="store_true", help="allow a release preset on the CPU"
+    )
+    parser.add_argument(
+        "--cpu-linear", default="onednn", choices=("onednn", "blas"),
+        help="kernel of the linear layers in float32 on the CPU: oneDNN (the model's default) "
+        "or F.linear's BLAS sgemm, to compare the two",
     )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
@@ -247,15 +252,22 @@ def timed(fn: Callable[[], Any], warmup: int, repeats: int, device: torch.device
     return times
 
 
+def linear_kernel(name: str) -> AbstractContextManager[None]:
+    """The CPU float32 linear kernel: "onednn" (the model's default) or "blas" (F.linear)."""
+    return blas_linear() if name == "blas" else nullcontext()
+
+
 def gemm_flops_per_s(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device,
                      repeats: int) -> float:
     """The device's matmul rate at one (m x k) @ (k x n) shape in dtype: the ceiling a forward
     made mostly of such products can approach (its FLOP/s over this is how close it gets)."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(m, k, generator=gen).to(device, dtype)
-    b = torch.randn(k, n, generator=gen).to(device, dtype)
+    # the product as the model's linear layers compute it (oneDNN on the CPU unless --cpu-linear
+    # blas): the ceiling of the kernel the forward actually runs
+    layer = Linear(k, n, bias=False).to(device, dtype)
     with torch.inference_mode():
-        seconds = statistics.median(timed(lambda: a @ b, 2, max(repeats, 5), device))
+        seconds = statistics.median(timed(lambda: layer(a), 2, max(repeats, 5), device))
     return 2 * m * k * n / seconds
 
 
@@ -342,9 +354,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dt = SIGMA_NEXT - SIGMA  # Euler step of the flow ODE in sigma
         return x["z_video"] + dt * guided_v, x["z_audio"] + dt * guided_a
 
-    with torch.inference_mode():
+    with torch.inference_mode(), linear_kernel(args.cpu_linear):
         forward_times = timed(lambda: forward(1), args.warmup, args.repeats, device)
         step_times = timed(guided_step, args.warmup, args.repeats, device)
+        # the video tower's feed-forward product, the largest GEMM of the forward
+        gemm = gemm_flops_per_s(video_tokens, cfg.video_dit.dim, cfg.video_dit.ffn_dim, dtype,
+                                device, args.repeats)
 
     if device.type == "cuda":
         peak_bytes = torch.cuda.max_memory_allocated(device)
@@ -357,9 +372,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     step = guided_step_flops(cfg, video_tokens, audio_tokens, branches=2)
     forward_s = statistics.median(forward_times)
     step_s = statistics.median(step_times)
-    # the video tower's feed-forward product, the largest GEMM of the forward
-    gemm = gemm_flops_per_s(video_tokens, cfg.video_dit.dim, cfg.video_dit.ffn_dim, dtype,
-                            device, args.repeats)
     return {
         "preset": args.preset,
         "config": config_summary(cfg, bridge, params),
@@ -373,6 +385,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "L_t": cfg.text_encoder.text_len,
         "dtype": args.dtype,
         "device": args.device,
+        "cpu_linear": args.cpu_linear,
         "warmup": args.warmup,
         "repeats": args.repeats,
         "flops": {

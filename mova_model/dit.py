@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from mova_model.config import DiTConfig
 from mova_model.layers import (
     Attention,
+    Linear,
     Rotary,
     gelu_mlp,
     linear_fp32,
@@ -56,7 +57,7 @@ class Head(nn.Module):
     def __init__(self, dim: int, out_features: int, eps: float) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
-        self.head = nn.Linear(dim, out_features)
+        self.head = Linear(dim, out_features)
         self.modulation = nn.Parameter(torch.randn(1, 2, dim) / math.sqrt(dim))
 
     def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:

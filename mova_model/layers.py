@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,46 @@ def linear_fp32(layer: nn.Linear, x: Tensor) -> Tensor:
     return F.linear(x.float(), layer.weight.float(), bias)
 
 
+def _needs_autograd(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (the same parameters and checkpoint keys) whose float32 inference on the CPU
+    runs on oneDNN's matrix product instead of the BLAS sgemm behind F.linear.
+
+    Why: on the CPU the forward's time is mostly its linear layers, and MKL's sgemm is slow on
+    AMD processors: oneDNN (`mkldnn::_linear_pointwise`, the kernel torch's own compiler uses for
+    a frozen linear) took 15-35 % less time at the mid config's shapes on a 2-core AMD EPYC
+    (bench/README.md). The results differ from sgemm's by rounding only (a different summation
+    order, ~5e-6 at unit scale). The op has no backward, so a pass that records gradients (the
+    demo model's training), a block torch.compile traces (inductor picks its own kernels) and
+    every other device or dtype keep F.linear.
+    """
+
+    onednn_on_cpu: bool = torch.backends.mkldnn.is_available()  # class-wide: see `blas_linear`
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (self.onednn_on_cpu and x.device.type == "cpu" and not torch.compiler.is_compiling()
+                and x.dtype == self.weight.dtype == torch.float32
+                and self.weight.device.type == "cpu"
+                and not _needs_autograd(x, self.weight, self.bias)):
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
+
+
+@contextmanager
+def blas_linear() -> Iterator[None]:
+    """Every `Linear` on F.linear inside the block: for torch's FLOP counter, which sees aten
+    products only, and to time the two kernels against each other (bench/model_step.py)."""
+    before = Linear.onednn_on_cpu
+    Linear.onednn_on_cpu = False
+    try:
+        yield
+    finally:
+        Linear.onednn_on_cpu = before
+
+
 def attention_core(q: Tensor, k: Tensor, v: Tensor, q_rope: Rotary | None,
                    k_rope: Rotary | None, kernel: AttentionKernel) -> Tensor:
     """Rotary embedding on q and k (when given), then softmax(q k^T / sqrt(d)) v, no mask."""
@@ -97,10 +138,10 @@ class Attention(nn.Module):
     def __init__(self, dim: int, kv_dim: int, num_heads: int, eps: float) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(kv_dim, dim)
-        self.v = nn.Linear(kv_dim, dim)
-        self.o = nn.Linear(dim, dim)
+        self.q = Linear(dim, dim)
+        self.k = Linear(kv_dim, dim)
+        self.v = Linear(kv_dim, dim)
+        self.o = Linear(dim, dim)
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
         # Plain attributes (not state): the pipeline sets the kernel of its attention backend,
@@ -127,5 +168,5 @@ class Attention(nn.Module):
 def gelu_mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     """Linear -> GELU(tanh) -> Linear; the indices 0 and 2 match the checkpoint keys."""
     return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim), nn.GELU(approximate="tanh"), nn.Linear(hidden_dim, out_dim)
+        Linear(in_dim, hidden_dim), nn.GELU(approximate="tanh"), Linear(hidden_dim, out_dim)
     )

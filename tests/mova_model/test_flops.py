@@ -19,6 +19,7 @@ from mova_model.config import get_preset
 from mova_model.errors import ConfigError
 from mova_model.flops import ForwardFlops, guided_step_flops, joint_forward_flops
 from mova_model.joint import joint_forward
+from mova_model.layers import blas_linear
 from tests.mova_model.tiny_models import tiny_inputs, tiny_models
 
 TFLOP = 1e12
@@ -120,8 +121,10 @@ def test_matches_counted_tiny_forward(with_bridge: bool) -> None:
     """Every matmul/conv/attention FLOP of a real tiny forward is in the analytic count."""
     video, audio, bridge = tiny_models()
     x = tiny_inputs(frames=3, height=4, width=6, audio_len=10, text_len=8)
-    # math SDPA decomposes into bmm, which the counter sees (the fused CPU kernel it does not)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+    # math SDPA decomposes into bmm and BLAS linears are addmm, which the counter sees (the
+    # fused attention kernel and oneDNN's product it does not)
+    with (torch.no_grad(), sdpa_kernel(SDPBackend.MATH), blas_linear(),
+          FlopCounterMode(display=False) as fc):
         joint_forward(
             video, audio, bridge if with_bridge else None, x["video_input"], x["audio_input"],
             x["context"], x["t_video"], x["t_audio"], video_fps=24.0,
@@ -140,7 +143,8 @@ def test_a_deeper_audio_tower_counts_only_the_blocks_that_run() -> None:
     video, _, bridge = tiny_models()
     audio = AudioDiT(deep.audio_dit).eval()
     x = tiny_inputs(frames=3, height=4, width=6, audio_len=10, text_len=8)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+    with (torch.no_grad(), sdpa_kernel(SDPBackend.MATH), blas_linear(),
+          FlopCounterMode(display=False) as fc):
         joint_forward(video, audio, bridge, x["video_input"], x["audio_input"], x["context"],
                       x["t_video"], x["t_audio"], video_fps=24.0)
     expected = joint_forward_flops(deep, 3 * 2 * 3, 10, 8)
@@ -185,11 +189,13 @@ def test_bench_tiny_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     result = json.loads(lines[0])
     expected_keys = {
         "preset", "config", "height", "width", "frames", "fps", "video_latent", "L_v", "L_a",
-        "L_t", "dtype", "device", "warmup", "repeats", "flops", "time_s", "flops_per_s",
+        "L_t", "dtype", "device", "cpu_linear", "warmup", "repeats", "flops", "time_s",
+        "flops_per_s",
         "peak_memory_bytes", "peak_memory_source", "machine", "gemm_flops_per_s",
         "forward_fraction_of_gemm",
     }  # fmt: skip
     assert set(result) == expected_keys
+    assert result["cpu_linear"] == "onednn"
     assert (result["L_v"], result["L_a"], result["video_latent"]) == (196, 53, [7, 8, 14])
     cfg = get_preset("tiny")
     forward = joint_forward_flops(cfg, 196, 53)

@@ -1,15 +1,19 @@
-"""Leaf layers: timestep sinusoid, modulation, RMSNorm, attention, fp32 linear, parameter count."""
+"""Leaf layers: timestep sinusoid, modulation, RMSNorm, attention, linears, parameter count."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mova_model.layers import (
     Attention,
+    Linear,
     RMSNorm,
+    blas_linear,
     count_parameters,
     linear_fp32,
     modulate,
@@ -87,3 +91,60 @@ def test_count_parameters() -> None:
     assert count_parameters(nn.Linear(4, 3)) == 15
     with torch.device("meta"):
         assert count_parameters(nn.Linear(1000, 1000)) == 1_001_000
+
+
+class _OpNames(TorchDispatchMode):
+    """The aten/mkldnn operators a block of code dispatches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.names.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def _linear_pair() -> tuple[Linear, nn.Linear]:
+    torch.manual_seed(0)
+    fast = Linear(96, 160)
+    plain = nn.Linear(96, 160)
+    plain.load_state_dict(fast.state_dict())
+    return fast, plain
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
+def test_linear_inference_on_cpu_runs_on_onednn_with_the_same_numbers() -> None:
+    fast, plain = _linear_pair()
+    x = torch.randn(2, 37, 96)[:, ::2]  # a strided input, as a sliced activation is
+    with torch.inference_mode(), _OpNames() as ops:
+        out = fast(x)
+    assert "mkldnn._linear_pointwise" in ops.names
+    with torch.inference_mode():
+        torch.testing.assert_close(out, plain(x), rtol=1e-5, atol=1e-5)
+        with blas_linear(), _OpNames() as ops:
+            torch.testing.assert_close(fast(x), plain(x), rtol=0, atol=0)
+        assert "mkldnn._linear_pointwise" not in ops.names
+        assert fast(x).shape == (2, 19, 160)
+        assert fast(torch.randn(0, 96)).shape == (0, 160)
+    assert Linear.onednn_on_cpu  # blas_linear restored it
+
+
+def test_linear_training_keeps_autograd_exact() -> None:
+    """The oneDNN op has no backward: a pass recording gradients must not take it (the demo
+    model trains through these layers)."""
+    fast, plain = _linear_pair()
+    x = torch.randn(5, 96, requires_grad=True)
+    x_plain = x.detach().clone().requires_grad_(True)
+    (fast(x) ** 2).sum().backward()
+    (plain(x_plain) ** 2).sum().backward()
+    assert x.grad is not None and fast.weight.grad is not None and fast.bias is not None
+    assert torch.equal(x.grad, x_plain.grad)
+    assert torch.equal(fast.weight.grad, plain.weight.grad)
+    assert fast.bias.grad is not None and plain.bias.grad is not None
+    assert torch.equal(fast.bias.grad, plain.bias.grad)
+    # a frozen layer still passes gradients to its input
+    fast.requires_grad_(False)
+    x.grad = None
+    fast(x).sum().backward()
+    assert x.grad is not None and torch.count_nonzero(x.grad) > 0
