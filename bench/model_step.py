@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -26,20 +25,19 @@ from torch import Tensor
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.mid_configs import mid_config, mid_joint_config, token_counts  # noqa: E402
 from mova_model.audio_dit import AudioDiT  # noqa: E402
 from mova_model.bridge import DualTowerBridge  # noqa: E402
 from mova_model.config import (  # noqa: E402
     PRESETS,
     AudioDiTConfig,
     MovaConfig,
-    TextEncoderConfig,
     VideoDiTConfig,
-    VideoVAEConfig,
-    get_preset,
 )
 from mova_model.flops import guided_step_flops, joint_forward_flops  # noqa: E402
 from mova_model.joint import joint_forward  # noqa: E402
 from mova_model.layers import Linear, blas_linear, count_parameters  # noqa: E402
+from mova_model.padded_text import kept_rows  # noqa: E402
 from mova_model.video_dit import VideoDiT  # noqa: E402
 
 RELEASE_PRESETS = ("mova-360p", "mova-720p")
@@ -47,64 +45,6 @@ MASK_CHANNELS = 4  # TI2VA mask channels between z_t and the first-frame latent 
 CFG_SCALE = 5.0
 SIGMA, SIGMA_NEXT = 0.9959, 0.9918  # a first-step-like pair; the values do not affect timing
 TEXT_ROWS = 24  # non-padding prompt rows; the rest of the context is zero, as after UMT5
-
-
-def mid_config() -> MovaConfig:
-    """A CPU-sized model between `tiny` and the release: head dim 96 (RoPE blocks 32/32/32)."""
-    text_dim = 64
-    release = get_preset("mova-360p")
-    return MovaConfig(
-        video_dit=release.video_dit.replace(
-            dim=768, ffn_dim=2048, num_heads=8, num_layers=8, text_dim=text_dim,
-        ),
-        # ffn/dim = 8960/1536 as in the release audio tower
-        audio_dit=release.audio_dit.replace(
-            dim=384, ffn_dim=2240, num_heads=4, num_layers=6, text_dim=text_dim,
-        ),
-        bridge=release.bridge.replace(
-            visual_layers=8, audio_layers=6, visual_hidden_dim=768, audio_hidden_dim=384,
-            head_dim=96,
-        ),
-        audio_vae=release.audio_vae,
-        video_vae=VideoVAEConfig(),
-        scheduler=release.scheduler,
-        text_encoder=TextEncoderConfig(
-            vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-        ),
-        height=128,
-        width=224,
-        num_frames=25,
-    )  # fmt: skip
-
-
-def mid_joint_config() -> MovaConfig:
-    """Issue 15's mid config: video dim 1024 / 6 layers / 8 heads, audio dim 512 / 4 layers /
-    4 heads, bridge head 128 on every shared layer (`full`), 17 frames at 256x448. The issue
-    gives no FFN widths: they keep the release's ffn/dim ratios (13824/5120, 8960/1536),
-    rounded to multiples of 64."""
-    text_dim = 64
-    release = get_preset("mova-360p")
-    return MovaConfig(
-        video_dit=release.video_dit.replace(
-            dim=1024, ffn_dim=2752, num_heads=8, num_layers=6, text_dim=text_dim,
-        ),
-        audio_dit=release.audio_dit.replace(
-            dim=512, ffn_dim=2944, num_heads=4, num_layers=4, text_dim=text_dim,
-        ),
-        bridge=release.bridge.replace(
-            visual_layers=6, audio_layers=4, visual_hidden_dim=1024, audio_hidden_dim=512,
-            head_dim=128, interaction_strategy="full",
-        ),
-        audio_vae=release.audio_vae,
-        video_vae=VideoVAEConfig(),
-        scheduler=release.scheduler,
-        text_encoder=TextEncoderConfig(
-            vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-        ),
-        height=256,
-        width=448,
-        num_frames=17,
-    )  # fmt: skip
 
 
 def bench_presets() -> dict[str, MovaConfig]:
@@ -146,27 +86,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             "tiny / mid)"
         )
     return args
-
-
-def token_counts(
-    cfg: MovaConfig, height: int, width: int, frames: int, fps: float
-) -> tuple[tuple[int, int, int], int, int]:
-    """(video latent (F_lat, H, W), L_v, L_a) per spec §6.3; raises ValueError on bad sizes."""
-    spatial = cfg.video_vae.scale_factor_spatial
-    temporal = cfg.video_vae.scale_factor_temporal
-    _, ph, pw = cfg.video_dit.patch_size
-    if height % (spatial * ph) or width % (spatial * pw):
-        raise ValueError(
-            f"height={height}, width={width} must be multiples of {spatial * ph}x{spatial * pw}"
-        )
-    if frames < 1 or (frames - 1) % temporal:
-        raise ValueError(f"frames={frames} must be 1 mod {temporal}")
-    latent = ((frames - 1) // temporal + 1, height // spatial, width // spatial)
-    video_tokens = latent[0] * (latent[1] // ph) * (latent[2] // pw)
-    # audio samples N = floor(rate * F / fps), latent frames ceil(N / hop)
-    samples = math.floor(round(cfg.audio_vae.sample_rate * frames / fps, 6))
-    audio_tokens = (samples - 1) // cfg.audio_vae.hop_length + 1
-    return latent, video_tokens, audio_tokens
 
 
 @contextmanager
@@ -368,8 +287,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         peak_source = "ru_maxrss (peak RSS of the whole process)"
 
-    fwd = joint_forward_flops(cfg, video_tokens, audio_tokens)
-    step = guided_step_flops(cfg, video_tokens, audio_tokens, branches=2)
+    # the work the forward does: the text keys left after folding the padding (spec §10's count
+    # with all L_t rows would credit the fold as FLOP/s)
+    text_keys = kept_rows(TEXT_ROWS, cfg.text_encoder.text_len)
+    fwd = joint_forward_flops(cfg, video_tokens, audio_tokens, text_keys)
+    step = guided_step_flops(cfg, video_tokens, audio_tokens, text_keys, branches=2)
     forward_s = statistics.median(forward_times)
     step_s = statistics.median(step_times)
     return {
@@ -383,6 +305,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "L_v": video_tokens,
         "L_a": audio_tokens,
         "L_t": cfg.text_encoder.text_len,
+        "text_keys": text_keys,
         "dtype": args.dtype,
         "device": args.device,
         "cpu_linear": args.cpu_linear,

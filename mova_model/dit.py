@@ -20,6 +20,7 @@ from mova_model.layers import (
     modulate,
     sinusoidal_embedding,
 )
+from mova_model.padded_text import PaddedText
 
 NUM_MODULATIONS = 6  # shift/scale/gate for attention, then shift/scale/gate for the FFN
 
@@ -37,8 +38,9 @@ class DiTBlock(nn.Module):
         self.ffn = gelu_mlp(dim, ffn_dim, dim)
         self.modulation = nn.Parameter(torch.randn(1, NUM_MODULATIONS, dim) / math.sqrt(dim))
 
-    def forward(self, x: Tensor, context: Tensor, t_mod: Tensor, rope: Rotary) -> Tensor:
-        # x: (B, L, D)  context: (B, L_t, D)  t_mod: (B, 6, D)
+    def forward(self, x: Tensor, context: Tensor | PaddedText, t_mod: Tensor,
+                rope: Rotary) -> Tensor:
+        # x: (B, L, D)  context: (B, <=L_t, D) folded text  t_mod: (B, 6, D)
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = (self.modulation + t_mod).chunk(
             NUM_MODULATIONS, dim=1
         )  # each (B, 1, D)
@@ -115,9 +117,11 @@ class DiTTower(nn.Module, ABC):
         t_mod = t_mod.unflatten(1, (NUM_MODULATIONS, -1))  # (B, 6, D)
         return t_emb.to(self.dtype), t_mod.to(self.dtype)
 
-    def text_context(self, context: Tensor) -> Tensor:
-        """UMT5 states (B, L_t, text_dim) -> (B, L_t, D); zero rows stay in the key set."""
-        return self.text_embedding(context.to(self.dtype))
+    def text_context(self, context: Tensor | PaddedText) -> PaddedText:
+        """UMT5 states (B, L_t, text_dim) -> (B, L_t, D) through the text MLP. Zero rows stay in
+        the key set: the trailing ones are folded into one row that stands for all of them."""
+        folded = context if isinstance(context, PaddedText) else PaddedText.fold(context)
+        return folded.map(lambda rows: self.text_embedding(rows.to(self.dtype)))
 
     def output(self, x: Tensor, t_emb: Tensor, grid: tuple[int, ...]) -> Tensor:
         """Head + unpatchify, upcast to float32 (the velocity)."""
@@ -129,7 +133,7 @@ class DiTTower(nn.Module, ABC):
         tokens, grid = self.embed_inputs(x.to(self.dtype))
         # 2. time embedding (B, D) and block modulations (B, 6, D)
         t_emb, t_mod = self.time_modulation(t)
-        # 3. text context (B, L_t, D) and RoPE for the grid
+        # 3. text context (B, <=L_t, D), padding folded, and RoPE for the grid
         ctx = self.text_context(context)
         rope = self.rotary(grid, tokens.device)
         # 4. blocks

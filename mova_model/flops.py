@@ -83,8 +83,11 @@ def joint_forward_flops(
 ) -> ForwardFlops:
     """FLOPs of one joint forward for one sample.
 
-    text_tokens defaults to the prompt length of the config (512); bridge_pairs defaults to the
-    number of interaction layers of the bridge strategy (30 for the release); 0 = bridge off.
+    text_tokens defaults to the prompt length of the config (512), the keys spec §3.6 attends;
+    the model folds the trailing padding rows (mova_model/padded_text.py), so what a forward
+    computes is the count for `kept_rows(n, L_t)` of them (n prompt rows). bridge_pairs defaults
+    to the number of interaction layers of the bridge strategy (30 for the release); 0 = bridge
+    off.
     """
     v, a = config.video_dit, config.audio_dit
     lt = config.text_encoder.text_len if text_tokens is None else text_tokens

@@ -11,6 +11,7 @@ from mova_model.audio_dit import AudioDiT
 from mova_model.bridge import DualTowerBridge
 from mova_model.context_parallel import AUDIO, VIDEO, ContextParallel
 from mova_model.errors import ConfigError, InvalidRequest
+from mova_model.padded_text import PaddedText
 from mova_model.video_dit import VideoDiT
 
 
@@ -69,9 +70,11 @@ def joint_forward(
     # 2. time embeddings (B, D) and block modulations (B, 6, D), per tower and per timestep
     t_emb_v, t_mod_v = video_dit.time_modulation(t_video)
     t_emb_a, t_mod_a = audio_dit.time_modulation(t_audio)
-    # 3. text context through each tower's own MLP: (B, L_t, D)
-    ctx_v = video_dit.text_context(context)
-    ctx_a = audio_dit.text_context(context)
+    # 3. text context through each tower's own MLP: (B, L_t, D), the trailing zero rows folded
+    #    into one that stands for them all (mova_model/padded_text.py)
+    text = PaddedText.fold(context)
+    ctx_v = video_dit.text_context(text)
+    ctx_a = audio_dit.text_context(text)
     # 4. tower RoPE (self-attention) and aligned bridge RoPE
     rope_v = video_dit.rotary(grid_v, v.device)
     rope_a = audio_dit.rotary(grid_a, a.device)

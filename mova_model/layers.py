@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mova_model.attention import AttentionKernel, sdpa_kernel
+from mova_model.padded_text import PaddedText
 
 # A rotary embedding bound to its position table: acts on q or k laid out as (B, L, n, d).
 Rotary = Callable[[Tensor], Tensor]
@@ -154,17 +155,23 @@ class Attention(nn.Module):
         self.core: AttentionCore = attention_core
 
     def forward(
-        self, x: Tensor, y: Tensor, q_rope: Rotary | None = None, k_rope: Rotary | None = None
+        self, x: Tensor, y: Tensor | PaddedText, q_rope: Rotary | None = None,
+        k_rope: Rotary | None = None,
     ) -> Tensor:
-        # x: (B, L_q, dim)  y: (B, L_k, kv_dim)
+        # x: (B, L_q, dim)  y: (B, L_k, kv_dim), or the text context with its padding folded
         b, n = x.shape[0], self.num_heads
+        keys_from = y.rows if isinstance(y, PaddedText) else y
         # 1. projections and full-width RMSNorm, split into heads: (B, L, n, d)
         q = self.norm_q(self.q(x)).unflatten(-1, (n, -1))
-        k = self.norm_k(self.k(y)).unflatten(-1, (n, -1))
-        v = self.v(y).unflatten(-1, (n, -1))
+        k = self.norm_k(self.k(keys_from)).unflatten(-1, (n, -1))
+        v = self.v(keys_from).unflatten(-1, (n, -1))
         # 2-3. rotary position embedding per head (absent for text cross-attention), then
-        #      softmax(q k^T / sqrt(d)) v with no mask through the selected kernel
-        out = self.core(q, k, v, q_rope, k_rope, self.kernel)  # (B, L_q, n, d)
+        #      softmax(q k^T / sqrt(d)) v with no mask through the selected kernel (over every
+        #      text row, each padding copy included)
+        if isinstance(y, PaddedText):
+            out = y.attend(q, k, v, self.kernel)
+        else:
+            out = self.core(q, k, v, q_rope, k_rope, self.kernel)  # (B, L_q, n, d)
         # 4. concatenate heads and project: (B, L_q, dim)
         return self.o(out.reshape(b, x.shape[1], -1))
 

@@ -20,6 +20,7 @@ from mova_model.errors import ConfigError
 from mova_model.flops import ForwardFlops, guided_step_flops, joint_forward_flops
 from mova_model.joint import joint_forward
 from mova_model.layers import blas_linear
+from mova_model.padded_text import kept_rows
 from tests.mova_model.tiny_models import tiny_inputs, tiny_models
 
 TFLOP = 1e12
@@ -131,6 +132,7 @@ def test_matches_counted_tiny_forward(with_bridge: bool) -> None:
         )  # fmt: skip
     video_tokens = 3 * 2 * 3  # (F, H/2, W/2)
     pairs = None if with_bridge else 0
+    # 8 text rows: padding is folded in blocks of 32 rows (mova_model/padded_text.py), so none
     expected = joint_forward_flops(get_preset("tiny"), video_tokens, 10, 8, bridge_pairs=pairs)
     assert fc.get_total_flops() == expected.total
 
@@ -189,7 +191,7 @@ def test_bench_tiny_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     result = json.loads(lines[0])
     expected_keys = {
         "preset", "config", "height", "width", "frames", "fps", "video_latent", "L_v", "L_a",
-        "L_t", "dtype", "device", "cpu_linear", "warmup", "repeats", "flops", "time_s",
+        "L_t", "text_keys", "dtype", "device", "cpu_linear", "warmup", "repeats", "flops", "time_s",
         "flops_per_s",
         "peak_memory_bytes", "peak_memory_source", "machine", "gemm_flops_per_s",
         "forward_fraction_of_gemm",
@@ -198,7 +200,8 @@ def test_bench_tiny_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["cpu_linear"] == "onednn"
     assert (result["L_v"], result["L_a"], result["video_latent"]) == (196, 53, [7, 8, 14])
     cfg = get_preset("tiny")
-    forward = joint_forward_flops(cfg, 196, 53)
+    # the keys the forward computes: 24 prompt rows, the padding folded (kept_rows)
+    forward = joint_forward_flops(cfg, 196, 53, kept_rows(24, cfg.text_encoder.text_len))
     assert result["flops"]["forward"] == forward.total
     assert result["flops"]["guided_step"] == 2 * forward.total
     for key in ("forward", "guided_step"):
