@@ -308,3 +308,19 @@ def test_the_burned_caption_variant_comes_from_the_same_run_as_the_master(
         str(tmp_path / "o.burned.mp4"))
     assert "-scodec" in args[:master] and "-scodec" not in args[master:variant]
     assert [a for a in args if a == str(tmp_path / "s.wav")] == [str(tmp_path / "s.wav")]
+
+
+def test_both_spot_files_are_encoded_on_one_x264_thread_so_a_run_repeats_its_bytes(
+        tmp_path: Path) -> None:
+    """With the VBV cap, x264's frame threads made the last GOP depend on timing: a loaded
+    machine wrote different bytes from the same inputs. Each output runs one x264 thread."""
+    args = build_spot_video_args(
+        [(tmp_path / "a.mp4", 48, 128, 72)], spec=SPOTS[0], size=(320, 180), overlap_frames=0,
+        end_card=None, wav=tmp_path / "s.wav", srt=None, overlay=tmp_path / "t.ass",
+        out=tmp_path / "o.mp4", focus=[None],
+        burned=(tmp_path / "burned.ass", tmp_path / "o.burned.mp4"))
+    master, variant = args.index(str(tmp_path / "o.mp4")), args.index(
+        str(tmp_path / "o.burned.mp4"))
+    for options in (args[:master], args[master:variant]):
+        assert "-maxrate" in options
+        assert options[options.index("-threads") + 1] == "1"
