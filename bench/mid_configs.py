@@ -8,36 +8,43 @@ same config with the `mova_model` of an older checkout.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from mova_model.config import MovaConfig, TextEncoderConfig, VideoVAEConfig, get_preset
 
 
-def mid_config() -> MovaConfig:
-    """A CPU-sized model between `tiny` and the release: head dim 96 (RoPE blocks 32/32/32)."""
+def _smaller_release(video: dict[str, int], audio: dict[str, int], bridge: dict[str, Any], *,
+                     height: int, width: int, frames: int) -> MovaConfig:
+    """The release's 360p config with the towers and bridge resized, a 64-wide two-layer UMT5
+    and the given clip size."""
     text_dim = 64
     release = get_preset("mova-360p")
     return MovaConfig(
-        video_dit=release.video_dit.replace(
-            dim=768, ffn_dim=2048, num_heads=8, num_layers=8, text_dim=text_dim,
-        ),
-        # ffn/dim = 8960/1536 as in the release audio tower
-        audio_dit=release.audio_dit.replace(
-            dim=384, ffn_dim=2240, num_heads=4, num_layers=6, text_dim=text_dim,
-        ),
-        bridge=release.bridge.replace(
-            visual_layers=8, audio_layers=6, visual_hidden_dim=768, audio_hidden_dim=384,
-            head_dim=96,
-        ),
+        video_dit=release.video_dit.replace(text_dim=text_dim, **video),
+        audio_dit=release.audio_dit.replace(text_dim=text_dim, **audio),
+        bridge=release.bridge.replace(**bridge),
         audio_vae=release.audio_vae,
         video_vae=VideoVAEConfig(),
         scheduler=release.scheduler,
         text_encoder=TextEncoderConfig(
             vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
         ),
-        height=128,
-        width=224,
-        num_frames=25,
+        height=height,
+        width=width,
+        num_frames=frames,
     )  # fmt: skip
+
+
+def mid_config() -> MovaConfig:
+    """A CPU-sized model between `tiny` and the release: head dim 96 (RoPE blocks 32/32/32).
+    The audio tower's ffn/dim is the release's 8960/1536."""
+    return _smaller_release(
+        video={"dim": 768, "ffn_dim": 2048, "num_heads": 8, "num_layers": 8},
+        audio={"dim": 384, "ffn_dim": 2240, "num_heads": 4, "num_layers": 6},
+        bridge={"visual_layers": 8, "audio_layers": 6, "visual_hidden_dim": 768,
+                "audio_hidden_dim": 384, "head_dim": 96},
+        height=128, width=224, frames=25,
+    )
 
 
 def mid_joint_config() -> MovaConfig:
@@ -45,29 +52,13 @@ def mid_joint_config() -> MovaConfig:
     4 heads, bridge head 128 on every shared layer (`full`), 17 frames at 256x448. The issue
     gives no FFN widths: they keep the release's ffn/dim ratios (13824/5120, 8960/1536),
     rounded to multiples of 64."""
-    text_dim = 64
-    release = get_preset("mova-360p")
-    return MovaConfig(
-        video_dit=release.video_dit.replace(
-            dim=1024, ffn_dim=2752, num_heads=8, num_layers=6, text_dim=text_dim,
-        ),
-        audio_dit=release.audio_dit.replace(
-            dim=512, ffn_dim=2944, num_heads=4, num_layers=4, text_dim=text_dim,
-        ),
-        bridge=release.bridge.replace(
-            visual_layers=6, audio_layers=4, visual_hidden_dim=1024, audio_hidden_dim=512,
-            head_dim=128, interaction_strategy="full",
-        ),
-        audio_vae=release.audio_vae,
-        video_vae=VideoVAEConfig(),
-        scheduler=release.scheduler,
-        text_encoder=TextEncoderConfig(
-            vocab_size=4000, d_model=text_dim, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-        ),
-        height=256,
-        width=448,
-        num_frames=17,
-    )  # fmt: skip
+    return _smaller_release(
+        video={"dim": 1024, "ffn_dim": 2752, "num_heads": 8, "num_layers": 6},
+        audio={"dim": 512, "ffn_dim": 2944, "num_heads": 4, "num_layers": 4},
+        bridge={"visual_layers": 6, "audio_layers": 4, "visual_hidden_dim": 1024,
+                "audio_hidden_dim": 512, "head_dim": 128, "interaction_strategy": "full"},
+        height=256, width=448, frames=17,
+    )
 
 
 def token_counts(
