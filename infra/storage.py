@@ -13,6 +13,7 @@ import json
 import logging
 import mimetypes
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -148,12 +149,43 @@ def _log_put(obj: StoredObject, backend: str) -> None:
              obj.size_bytes, obj.sha256[:12], obj.uploaded, backend)
 
 
+def _temp_owner_prefix() -> str:
+    """`.tmp-<pid>@<host>-`: a temp file's name says which process on which host writes it."""
+    return f"{_TEMP_PREFIX}{os.getpid()}@{socket.gethostname()}-"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def remove_orphaned_temps(folder: Path) -> list[Path]:
+    """Delete the temp files in `folder` whose writer, a process on this host, has ended: a put
+    killed outright (SIGKILL, a lost machine) cannot remove its own. Another host's temps and
+    those of a running process stay. Returns what was removed."""
+    removed = []
+    host = socket.gethostname()
+    for temp in folder.glob(f"{_TEMP_PREFIX}*@*"):
+        pid, _, rest = temp.name[len(_TEMP_PREFIX):].partition("@")
+        owner_host = rest.rpartition("-")[0]  # tempfile's random part has no "-"
+        if pid.isdigit() and owner_host == host and not _process_exists(int(pid)):
+            temp.unlink(missing_ok=True)
+            removed.append(temp)
+    return removed
+
+
 @contextmanager
 def _temp_beside(path: Path) -> Iterator[IO[bytes]]:
     """A temp file beside `path` (its `.name` is its path), flushed to disk when the block ends;
     removed if the block fails. The caller moves it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = tempfile.NamedTemporaryFile(dir=path.parent, prefix=_TEMP_PREFIX, delete=False)
+    out = tempfile.NamedTemporaryFile(dir=path.parent, prefix=_temp_owner_prefix(),
+                                      delete=False)
     try:
         with out:
             yield out
@@ -210,11 +242,14 @@ class LocalStore:
 
     def _put(self, open_source: Callable[[], IO[bytes]], digest: str, key: str,
              content_type: str | None, metadata: Mapping[str, str] | None) -> StoredObject:
+        path = self._path(key)
+        if path.parent.is_dir():  # a put into this folder killed mid-way left its temp file
+            for temp in remove_orphaned_temps(path.parent):
+                log.warning("storage.orphan_removed path=%s", temp)
         existing = self.head(key)
         if existing is not None and existing.sha256 == digest:
             _log_put(replace(existing, uploaded=False), "local")
             return replace(existing, uploaded=False)
-        path = self._path(key)
         sidecar_path = self._sidecar(path)
         staged: list[Path] = []  # written in full beside their targets, not yet in place
         try:

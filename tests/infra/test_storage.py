@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import subprocess
+import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -269,3 +272,26 @@ def test_a_storage_folder_that_cannot_be_made_is_a_storage_error(tmp_path: Path)
         open_store(str(afile))
     with pytest.raises(StorageError, match="cannot be used: Not a directory"):
         open_store(f"file://{afile / 'sub'}")
+
+
+def test_a_put_killed_outright_leaves_a_temp_the_next_put_in_its_folder_removes(
+        tmp_path: Path) -> None:
+    """SIGKILL gives a put no chance to remove its temp file; the next put into that folder
+    (a restarted run stores the same deliverable again) removes it, but not a temp that a
+    running process or another host is still writing."""
+    store = LocalStore(tmp_path / "store")
+    folder = tmp_path / "store" / "deliverables" / "d1"
+    folder.mkdir(parents=True)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead, host = int(ended.stdout), socket.gethostname()
+    orphan = folder / f".tmp-{dead}@{host}-k1ll3d"
+    in_progress = folder / f".tmp-{os.getpid()}@{host}-wr1t1ng"
+    other_host = folder / f".tmp-{dead}@elsewhere-01-n0tm1ne"
+    for temp in (orphan, in_progress, other_host):
+        temp.write_bytes(b"partial")
+    store.put_bytes(b"whole", "deliverables/d1/video.mp4")
+    assert not orphan.exists()
+    assert in_progress.exists() and other_host.exists()
+    assert store.list() == ["deliverables/d1/video.mp4"]
+    assert (folder / "video.mp4").read_bytes() == b"whole"
