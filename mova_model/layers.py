@@ -71,8 +71,8 @@ class Linear(nn.Linear):
     a frozen linear) took 15-35 % less time at the mid config's shapes on a 2-core AMD EPYC
     (bench/README.md). The results differ from sgemm's by rounding only (a different summation
     order, ~5e-6 at unit scale). The op has no backward, so a pass that records gradients (the
-    demo model's training), a block torch.compile traces (inductor picks its own kernels),
-    every other device or dtype, and products too small to gain keep F.linear.
+    demo model's training), a block torch.compile traces (inductor picks its own kernels), CPU
+    autocast, every other device or dtype, and products too small to gain keep F.linear.
     """
 
     onednn_on_cpu: bool = torch.backends.mkldnn.is_available()  # class-wide: see `blas_linear`
@@ -83,6 +83,7 @@ class Linear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         if (self.onednn_on_cpu and x.device.type == "cpu" and not torch.compiler.is_compiling()
                 and x.numel() * self.out_features >= self.onednn_min_macs
+                and not torch.is_autocast_enabled("cpu")  # autocast decides F.linear's dtype
                 and x.dtype == self.weight.dtype == torch.float32
                 and self.weight.device.type == "cpu"
                 and not _needs_autograd(x, self.weight, self.bias)):

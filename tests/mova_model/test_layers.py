@@ -151,3 +151,13 @@ def test_linear_training_keeps_autograd_exact() -> None:
     x.grad = None
     fast(x).sum().backward()
     assert x.grad is not None and torch.count_nonzero(x.grad) > 0
+
+
+def test_linear_under_cpu_autocast_computes_as_nn_linear() -> None:
+    """Autocast picks F.linear's dtype (bf16 here): the oneDNN path must not bypass it."""
+    fast, plain = _linear_pair()
+    x = torch.randn(300, 256)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, expected = fast(x), plain(x)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    assert torch.equal(out, expected)
