@@ -118,8 +118,8 @@ class DiTTower(nn.Module, ABC):
         return t_emb.to(self.dtype), t_mod.to(self.dtype)
 
     def text_context(self, context: Tensor | PaddedText) -> PaddedText:
-        """UMT5 states (B, L_t, text_dim) -> (B, L_t, D) through the text MLP. Zero rows stay in
-        the key set: the trailing ones are folded into one row that stands for all of them."""
+        """UMT5 states (B, L_t, text_dim) -> the text MLP's (B, <=L_t, D), its trailing zero
+        rows folded into one that stands for all of them (they stay in the key set)."""
         folded = context if isinstance(context, PaddedText) else PaddedText.fold(context)
         return folded.map(lambda rows: self.text_embedding(rows.to(self.dtype)))
 
