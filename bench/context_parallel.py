@@ -30,7 +30,7 @@ import torch.multiprocessing as mp
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.model_step import mid_config  # noqa: E402
+from bench.mid_configs import TEXT_ROWS, mid_config  # noqa: E402
 from mova_model import lengths  # noqa: E402
 from mova_model.audio_dit import AudioDiT  # noqa: E402
 from mova_model.bridge import DualTowerBridge  # noqa: E402
@@ -39,7 +39,7 @@ from mova_model.context_parallel import ContextParallel, init_context_parallel  
 from mova_model.joint import joint_forward  # noqa: E402
 from mova_model.video_dit import VideoDiT  # noqa: E402
 
-TEXT_LEN, TEXT_ROWS = 512, 24
+TEXT_LEN = 512
 
 
 def config_for(preset: str) -> MovaConfig:

@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TEXT_ROWS = 24  # non-padding prompt rows, as model_step.py
-SIGMA = 0.9959
 
 
 def say(line: str) -> None:
@@ -62,10 +60,10 @@ def worker(checkout: Path, preset: str, threads: int) -> None:
     latent, _, audio_tokens = configs.token_counts(cfg, cfg.height, cfg.width, cfg.num_frames,
                                                    cfg.video_fps)
     context = torch.randn(1, cfg.text_encoder.text_len, cfg.video_dit.text_dim, generator=gen)
-    context[:, TEXT_ROWS:] = 0.0  # padding rows, as the encoder output is masked to zero
+    context[:, configs.TEXT_ROWS:] = 0.0  # padding rows, as the encoder output is masked to zero
     video_in = torch.randn(1, cfg.video_dit.in_dim, *latent, generator=gen)  # z_t, mask, Y
     audio_in = torch.randn(1, cfg.audio_dit.in_dim, audio_tokens, generator=gen)
-    t = torch.full((1,), 1000.0 * SIGMA)
+    t = torch.full((1,), 1000.0 * configs.SIGMA)
 
     def forward() -> None:
         joint_forward(video, audio, bridge, video_in, audio_in, context, t, t, cfg.video_fps)

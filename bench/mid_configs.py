@@ -1,5 +1,5 @@
-"""The bench-only model configs between `tiny` and the release, for CPU timing, and the
-token counts of a clip size.
+"""The bench-only model configs between `tiny` and the release, for CPU timing, the token
+counts of a clip size, and what the timed inputs share (prompt rows, the step's sigma).
 
 Imports nothing of mova_model but its config classes, so `forward_vs_commit.py` can build the
 same config with the `mova_model` of an older checkout.
@@ -11,6 +11,9 @@ import math
 from typing import Any
 
 from mova_model.config import MovaConfig, TextEncoderConfig, VideoVAEConfig, get_preset
+
+SIGMA, SIGMA_NEXT = 0.9959, 0.9918  # a first-step-like pair; the values do not affect timing
+TEXT_ROWS = 24  # non-padding prompt rows; the rest of the context is zero, as after UMT5
 
 
 def _smaller_release(video: dict[str, int], audio: dict[str, int], bridge: dict[str, Any], *,

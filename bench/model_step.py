@@ -25,7 +25,14 @@ from torch import Tensor
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.mid_configs import mid_config, mid_joint_config, token_counts  # noqa: E402
+from bench.mid_configs import (  # noqa: E402
+    SIGMA,
+    SIGMA_NEXT,
+    TEXT_ROWS,
+    mid_config,
+    mid_joint_config,
+    token_counts,
+)
 from mova_model.audio_dit import AudioDiT  # noqa: E402
 from mova_model.bridge import DualTowerBridge  # noqa: E402
 from mova_model.config import (  # noqa: E402
@@ -43,8 +50,6 @@ from mova_model.video_dit import VideoDiT  # noqa: E402
 RELEASE_PRESETS = ("mova-360p", "mova-720p")
 MASK_CHANNELS = 4  # TI2VA mask channels between z_t and the first-frame latent (spec §3.1)
 CFG_SCALE = 5.0
-SIGMA, SIGMA_NEXT = 0.9959, 0.9918  # a first-step-like pair; the values do not affect timing
-TEXT_ROWS = 24  # non-padding prompt rows; the rest of the context is zero, as after UMT5
 
 
 def bench_presets() -> dict[str, MovaConfig]:

@@ -39,8 +39,9 @@ def kept_rows(used: int, length: int, multiple: int = ROW_MULTIPLE) -> int:
 
 @dataclass(frozen=True)
 class PaddedText:
-    """Rows (B, n + 1, D): the context up to its last non-zero row (in any batch item), then one
-    all-zero row standing for `copies` of them. copies == 1: nothing was folded."""
+    """Rows (B, kept, D): the context up to its last non-zero row (in any batch item), then zero
+    rows up to `kept_rows`, the last of which stands for `copies` of them (after the text MLP,
+    the MLP's rows). copies == 1: nothing was folded."""
 
     rows: Tensor
     copies: int = 1
@@ -60,14 +61,14 @@ class PaddedText:
         return PaddedText(layer(self.rows), self.copies)
 
     def unfolded(self, u: Tensor) -> Tensor:
-        """u (B, n + 1, ...) on the kept rows -> (B, L_t, ...), the last row repeated."""
+        """u (B, kept, ...) on the kept rows -> (B, L_t, ...), the last row repeated."""
         if self.copies == 1:
             return u
         padding = u[:, -1:].expand(-1, self.copies, *u.shape[2:])
         return torch.cat([u[:, :-1], padding], dim=1)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel) -> Tensor:
-        """softmax(q k^T / sqrt(d)) v over every context row, for k and v (B, n + 1, heads, d)
+        """softmax(q k^T / sqrt(d)) v over every context row, for k and v (B, kept, heads, d)
         projected from the kept rows; q (B, L_q, heads, d) -> (B, L_q, heads, d)."""
         if self.copies == 1 or kernel is not sdpa_kernel or q.dtype not in (torch.float32,
                                                                             torch.float64):
