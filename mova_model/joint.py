@@ -46,7 +46,7 @@ def joint_forward(
     bridge: DualTowerBridge | None,
     video_input: Tensor,
     audio_input: Tensor,
-    context: Tensor,
+    context: Tensor | PaddedText,
     t_video: Tensor,
     t_audio: Tensor,
     video_fps: float,
@@ -56,7 +56,8 @@ def joint_forward(
     """One joint denoiser evaluation -> (video velocity (B,16,F,H,W), audio (B,128,L_a)), fp32.
 
     video_input (B, 36, F_lat, H, W) = [z_t, mask, first-frame latent]; audio_input (B, 128, L_a);
-    context (B, L_t, text_dim) with zero padding rows; t_video, t_audio (B,) = 1000*sigma.
+    context (B, L_t, text_dim) with zero padding rows, or already folded (a PaddedText);
+    t_video, t_audio (B,) = 1000*sigma.
     bridge_scale 0 (scalar) or bridge None: the towers run independently.
     context_parallel: every rank of the group calls this with the same inputs; each runs the
     blocks on 1/N of the tokens (spec §13.4) and all return the full outputs.
@@ -72,7 +73,7 @@ def joint_forward(
     t_emb_a, t_mod_a = audio_dit.time_modulation(t_audio)
     # 3. text context through each tower's own MLP: (B, L_t, D), the trailing zero rows folded
     #    into one that stands for them all (mova_model/padded_text.py)
-    text = PaddedText.fold(context)
+    text = context if isinstance(context, PaddedText) else PaddedText.fold(context)
     ctx_v = video_dit.text_context(text)
     ctx_a = audio_dit.text_context(text)
     # 4. tower RoPE (self-attention) and aligned bridge RoPE

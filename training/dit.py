@@ -27,7 +27,6 @@ The text encoder (tiny UMT5) is trained end to end through both towers' text MLP
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +41,8 @@ from mova_model.audio_dit import AudioDiT
 from mova_model.audio_vae import AudioVAE
 from mova_model.bridge import Conditioner, DualTowerBridge
 from mova_model.config import MovaConfig, VideoVAEConfig
-from mova_model.dit import DiTBlock
 from mova_model.joint import joint_forward
+from mova_model.padded_text import PaddedText
 from mova_model.schedule import FlowMatchPairScheduler
 from mova_model.text_encoder import clean_prompt
 from mova_model.video_dit import VideoDiT
@@ -153,49 +152,12 @@ def encode_text(encoder: UMT5EncoderModel, token_ids: list[list[int]]) -> Tensor
 def encode_text_folded(encoder: UMT5EncoderModel, token_ids: list[list[int]]
                        ) -> tuple[Tensor, int]:
     """(context, pad_rows): encode_text's rows with its trailing all-zero rows (those past the
-    batch's longest prompt, `pad_rows` of them) folded into one zero row at the end, which
-    FoldedPadding's kernel counts `pad_rows` times. No row is added when there is no padding;
+    batch's longest prompt, `pad_rows` of them) folded into one zero row at the end, which the
+    attention counts `pad_rows` times (a PaddedText). No row is added when there is no padding;
     a prompt past 512 tokens is cut there, as encode_text cuts it."""
     hidden = encode_prompts(encoder, token_ids)[:, :TEXT_LEN]
     pad_rows = TEXT_LEN - hidden.shape[1]
     return (F.pad(hidden, (0, 0, 0, 1)) if pad_rows else hidden), pad_rows
-
-
-class FoldedPadding:
-    """The towers' text cross-attention on a folded context (encode_text_folded), the same
-    attention as on the 512 padded rows at a fraction of the cost.
-
-    Every step before the attention works row by row (text MLP, k/v projections, k's RMSNorm)
-    and text has no rotary embedding, so the identical zero rows of the padding give identical
-    keys and values: one such key with log(pad_rows) added to its logit takes exactly their
-    joint share of the softmax, forward and backward. In training with the tiny preset the
-    512-key cross-attention was a third of a diffusion step (2-core EPYC, 2026-12-05)."""
-
-    def __init__(self, models: DiffusionModels, pad_rows: int) -> None:
-        self.pad_rows = pad_rows
-        towers = (models.video_dit, models.video_dit_2, models.audio_dit)
-        self.layers = [block.cross_attn for tower in towers for block in tower.blocks
-                       if isinstance(block, DiTBlock)]
-
-    def kernel(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """softmax(q k^T / sqrt(d) + bias) v on (B, L, n, d), the last key counted pad_rows
-        times."""
-        bias = None
-        if self.pad_rows:
-            bias = q.new_zeros(q.shape[1], k.shape[1])
-            bias[:, -1] = math.log(self.pad_rows)
-        q, k, v = (u.transpose(1, 2) for u in (q, k, v))
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2)
-
-    def __enter__(self) -> FoldedPadding:
-        self.previous = [layer.kernel for layer in self.layers]
-        for layer in self.layers:
-            layer.kernel = self.kernel
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for layer, kernel in zip(self.layers, self.previous, strict=True):
-            layer.kernel = kernel
 
 
 class DiffusionModels(nn.Module):
@@ -307,12 +269,13 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
     x_a = (1 - sa) * x0_a + sa * eps_a
     # 3. one joint forward
     context, pad_rows = encode_text_folded(models.text_encoder, token_ids)
+    # the 512-row context's attention, its padding one row counted pad_rows times
+    text = PaddedText(context, max(pad_rows, 1))
     scale = scheduler.config.num_train_timesteps
     video_in = torch.cat([x_v, mask, first], dim=1)  # (B, 36, F, h, w)
-    with FoldedPadding(models, pad_rows):  # the 512-row context's attention, folded
-        v_pred, a_pred = joint_forward(models.expert(expert), models.audio_dit,
-                                       models.dual_tower_bridge, video_in, x_a, context,
-                                       sigma_v * scale, sigma_a * scale, FPS)
+    v_pred, a_pred = joint_forward(models.expert(expert), models.audio_dit,
+                                   models.dual_tower_bridge, video_in, x_a, text,
+                                   sigma_v * scale, sigma_a * scale, FPS)
     # 4. velocity targets; voice-over samples do not count for video, voice-led ones not for
     # audio
     video_weight = None  # the recipe: every cell once (and its arithmetic, bit for bit)

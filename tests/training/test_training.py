@@ -545,7 +545,7 @@ def test_voice_led_samples_give_the_audio_clean_and_count_only_the_picture(
 def test_the_folded_text_padding_gives_the_padded_contexts_losses_and_gradients(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Training folds the 512-row context's padding into one row counted that many times
-    (FoldedPadding); the losses and every gradient must be those of the padded context."""
+    (a PaddedText); the losses and every gradient must be those of the padded context."""
     data = dataclasses.replace(_random_latents(4), token_ids=[[7, 9, 1], [1], [5, 6, 7, 8, 9, 1],
                                                              [11, 1]])
 
@@ -559,8 +559,10 @@ def test_the_folded_text_padding_gives_the_padded_contexts_losses_and_gradients(
                                           torch.Generator().manual_seed(expert))
             (video + audio).backward()
             losses += [video.item(), audio.item()]
-        kernels = {layer.kernel for layer in training.dit.FoldedPadding(models, 1).layers}
-        assert kernels == {sdpa_kernel}  # the pipeline's kernel is back after each step
+        kernels = {block.cross_attn.kernel for tower in (models.video_dit, models.video_dit_2,
+                                                          models.audio_dit)
+                   for block in tower.blocks}
+        assert kernels == {sdpa_kernel}  # the pipeline's kernel is the one trained through
         return losses, {name: p.grad for name, p in models.named_parameters()
                         if p.grad is not None}
 
