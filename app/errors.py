@@ -28,6 +28,25 @@ from schemas.errors import (
 
 log = logging.getLogger(__name__)
 
+# Starlette re-raises an error after its 500 handler has answered, so the server logs it again.
+_REFERENCE_ATTRIBUTE = "_mova_internal_error_reference"
+SERVER_LOGGER = "uvicorn.error"
+
+
+class LoggedOnce(logging.Filter):
+    """Drops the server's own record of an error this module logged already, with its
+    reference and traceback: one traceback per 500 in the service's log, not two."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return getattr(error, _REFERENCE_ATTRIBUTE, None) is None
+
+
+def _log_server_errors_once() -> None:
+    server_log = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, LoggedOnce) for f in server_log.filters):
+        server_log.addFilter(LoggedOnce())
+
 
 class ServiceError(Exception):
     """An HTTP error with a readable message (and, for 422, the problems with their paths)."""
@@ -151,6 +170,10 @@ def add_error_handlers(app: FastAPI) -> None:
         # A bug: its text may name paths, queries or settings, so it goes to the service's log
         # with its traceback, and the answer gives only the reference to find it there.
         reference = secrets.token_hex(4)
+        try:
+            setattr(err, _REFERENCE_ATTRIBUTE, reference)
+        except AttributeError:  # an error type without attributes: the server logs it again
+            pass
         log.error("internal error %s on %s %s", reference, request.method, request.url.path,
                   exc_info=err)
         # answered outside the middleware that adds the security headers: they are added here
@@ -159,3 +182,4 @@ def add_error_handlers(app: FastAPI) -> None:
                             headers=ERROR_ANSWER_HEADERS)
 
     app.add_exception_handler(Exception, internal_error)
+    _log_server_errors_once()

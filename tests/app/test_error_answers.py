@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from uuid import uuid4
 
+import httpx
 import pytest
+import uvicorn
 import yaml
 from fastapi.testclient import TestClient
 
@@ -18,6 +22,7 @@ from infra.repository import add_artifact, add_brief, ensure_deliverable
 from infra.statuses import DeliverableStatus
 from tasks.services import Services
 from tests.example_brief import example_text
+from tests.servers import free_port
 
 VIDEO = bytes(range(256)) * 4  # 1,024 bytes, each byte telling its offset
 
@@ -105,6 +110,51 @@ def test_an_unhandled_error_is_a_json_500_and_its_traceback_is_logged(
     reference = detail.split()[2].rstrip(":")
     assert reference in record.getMessage() and "GET /api/briefs" in record.getMessage()
     assert record.exc_info is not None and "secret" in str(record.exc_info[1])
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_an_unhandled_errors_traceback_is_in_the_servers_log_once(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under uvicorn, Starlette's re-raise after the 500 handler made the server log the
+    same traceback a second time ("Exception in ASGI application")."""
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(repository, "team_briefs", broken)
+    records = _Records()
+    loggers = [logging.getLogger(name) for name in ("app.errors", "uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(records)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port,
+                                           log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/briefs", timeout=30,
+                           headers={"Authorization": client.headers["Authorization"]})
+        assert answer.status_code == 500
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        for logger in loggers:
+            logger.removeHandler(records)
+    tracebacks = [r for r in records.records if r.exc_info is not None]
+    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
+    assert tracebacks[0].name == "app.errors"
+    assert answer.json()["detail"].split()[2].rstrip(":") in tracebacks[0].getMessage()
 
 
 def test_a_decisions_problems_are_in_our_words_without_pydantics_prefix(
