@@ -1,4 +1,4 @@
-"""Flashing picture, read from each frame's mean relative luminance (pure logic; QC runs it).
+"""Flashing picture, read from a 16 × 9 grid of cell luminances (pure logic; QC runs it).
 
 Two checks:
 - **Flashes** (the general-flash rule of ITU-R BT.1702, which broadcasters apply to ads): a
@@ -10,10 +10,16 @@ Two checks:
   same direction, while they agree (a white, black or glitched frame between two alike). The
   rule above lets one flash pass; a reviewer does not.
 
-What is measured is the frame's mean linear luminance (luma of a 16 × 9 grid of cell means,
-each made linear with a 2.2 gamma, then averaged), not the guideline's per-area reading: a
-flash over the whole screen counts at 0.1, one over a quarter of it from 0.4. The guideline's
-red-flash rule and its limits for regular patterns are not checked.
+Each is read two ways, and a file fails if either reading does:
+- the frame's **mean** linear luminance (luma of each cell made linear with a 2.2 gamma, then
+  averaged): a flash over the whole screen counts at a change of 0.1, one over a quarter of it
+  from 0.4;
+- **by area**, as the guideline counts: each cell's own changes, and a frame is a transition
+  where cells covering a quarter of the screen or more (36 of 144) end a change that counts on
+  it, whatever their direction (concurrent flashes add up: an inverting checkerboard, which
+  the mean does not see, flashes over the whole screen). A change happens on the frame of its
+  largest one-frame step; cells whose changes happen a frame apart are not added up.
+The guideline's red-flash rule and its limits for regular patterns are not checked.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 FLASH_CHANGE = 0.1  # 20 cd/m² of a 200 cd/m² display
 DARKER_UNDER = 0.8  # 160 cd/m²: a change among brighter pictures is no flash
 MAX_FLASHES_PER_SECOND = 3
+FLASH_AREA = 0.25  # BT.1702: concurrent flashes covering a quarter of the screen or more count
 GAMMA = 2.2
 
 
@@ -36,6 +43,9 @@ class Swing:
     end: int
     low: float
     high: float
+    # the frame its largest one-frame step reaches: when it happens, for counting flashes (a
+    # change's end is wherever its extreme lies, which a slow drift after a cut moves on)
+    moment: int
 
     @property
     def counts(self) -> bool:
@@ -43,9 +53,14 @@ class Swing:
         return self.high - self.low >= FLASH_CHANGE and self.low < DARKER_UNDER
 
 
+def linear_cells(luma_cells: np.ndarray) -> np.ndarray:
+    """(frames, cells) relative luminance from (frames, cells) luma in 0..1."""
+    return np.asarray(np.clip(luma_cells, 0.0, 1.0) ** GAMMA)
+
+
 def linear_luminance(luma_cells: np.ndarray) -> np.ndarray:
     """(frames,) mean relative luminance from (frames, cells) luma in 0..1."""
-    return np.asarray((np.clip(luma_cells, 0.0, 1.0) ** GAMMA).mean(axis=1))
+    return np.asarray(linear_cells(luma_cells).mean(axis=1))
 
 
 def swings(luminance: np.ndarray) -> list[Swing]:
@@ -80,17 +95,38 @@ def swings(luminance: np.ndarray) -> list[Swing]:
 
 def _swing(luminance: np.ndarray, start: int, end: int) -> Swing:
     a, b = float(luminance[start]), float(luminance[end])
-    return Swing(start, end, min(a, b), max(a, b))
+    steps = np.diff(luminance[start:end + 1]) * (1.0 if b > a else -1.0)
+    return Swing(start, end, min(a, b), max(a, b), start + 1 + int(np.argmax(steps)))
+
+
+def _flashes_in_worst_second(transition_ends: list[int], fps: float) -> int:
+    """The most flashes (whole pairs of transitions) happening within any one second."""
+    window = int(round(fps))  # frames in one second
+    most = 0
+    for first, start in enumerate(transition_ends):
+        most = max(most, sum(1 for end in transition_ends[first:] if end - start < window))
+    return most // 2  # a transition left over is half a flash, which the rule does not count
 
 
 def most_flashes_in_a_second(luminance: np.ndarray, fps: float) -> int:
-    """The most flashes (whole pairs of counted transitions) ending within any one second."""
-    ends = [s.end for s in swings(luminance) if s.counts]
-    window = int(round(fps))  # frames in one second
-    most = 0
-    for first, start in enumerate(ends):
-        most = max(most, sum(1 for end in ends[first:] if end - start < window))
-    return most // 2  # a transition left over is half a flash, which the rule does not count
+    """The most flashes of the mean reading happening within any one second."""
+    return _flashes_in_worst_second([s.moment for s in swings(luminance) if s.counts], fps)
+
+
+def area_transition_frames(cells: np.ndarray) -> list[int]:
+    """Frames on which cells covering FLASH_AREA of the screen or more, from (frames, cells)
+    linear luminance, each make a change that counts (its moment)."""
+    changing = np.zeros(cells.shape[0])
+    for cell in cells.T:
+        for swing in swings(cell):
+            if swing.counts:
+                changing[swing.moment] += 1
+    return [int(f) for f in np.flatnonzero(changing >= FLASH_AREA * cells.shape[1])]
+
+
+def most_area_flashes_in_a_second(cells: np.ndarray, fps: float) -> int:
+    """The most flashes of the area reading happening within any one second."""
+    return _flashes_in_worst_second(area_transition_frames(cells), fps)
 
 
 def one_frame_flashes(luminance: np.ndarray) -> list[int]:
@@ -103,3 +139,17 @@ def one_frame_flashes(luminance: np.ndarray) -> list[int]:
             and (lum[i] - lum[i - 1]) * (lum[i] - lum[i + 1]) > 0
             and abs(lum[i + 1] - lum[i - 1]) < FLASH_CHANGE / 2
             and min(lum[i - 1:i + 2]) < DARKER_UNDER]
+
+
+def one_frame_flashes_by_area(cells: np.ndarray) -> list[int]:
+    """Frames on which cells covering FLASH_AREA of the screen or more are each a one-frame
+    flash (the rule of `one_frame_flashes`, cell by cell), from (frames, cells) linear
+    luminance."""
+    if cells.shape[0] < 3:
+        return []
+    before, frame, after = cells[:-2], cells[1:-1], cells[2:]
+    flashing = ((np.minimum(np.abs(frame - before), np.abs(frame - after)) >= FLASH_CHANGE)
+                & ((frame - before) * (frame - after) > 0)
+                & (np.abs(after - before) < FLASH_CHANGE / 2)
+                & (np.minimum(np.minimum(before, frame), after) < DARKER_UNDER))
+    return [int(i) + 1 for i in np.flatnonzero(flashing.mean(axis=1) >= FLASH_AREA)]

@@ -188,10 +188,15 @@ def border_check(analysis: MediaAnalysis) -> QCCheck:
 
 def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
     """Flashing picture over the whole file, end card included (tasks.photosensitivity)."""
-    luminance = photosensitivity.linear_luminance(analysis.luma_cells)
-    flashes = photosensitivity.most_flashes_in_a_second(luminance, fps)
-    single = photosensitivity.one_frame_flashes(luminance)
-    change = f"a change of {photosensitivity.FLASH_CHANGE:.0%} of peak white"
+    cells = photosensitivity.linear_cells(analysis.luma_cells)
+    luminance = cells.mean(axis=1)
+    # the mean reading and the area reading (see the module): the worse of the two
+    flashes = max(photosensitivity.most_flashes_in_a_second(luminance, fps),
+                  photosensitivity.most_area_flashes_in_a_second(cells, fps))
+    single = sorted(set(photosensitivity.one_frame_flashes(luminance))
+                    | set(photosensitivity.one_frame_flashes_by_area(cells)))
+    change = (f"a change of {photosensitivity.FLASH_CHANGE:.0%} of peak white, over the "
+              f"screen's mean or over {photosensitivity.FLASH_AREA:.0%} of it")
     return [
         _check("flashes", flashes <= photosensitivity.MAX_FLASHES_PER_SECOND,
                f"{flashes} flash{'es' if flashes != 1 else ''} in the worst second",

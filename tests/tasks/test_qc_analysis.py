@@ -12,7 +12,7 @@ import pytest
 from infra.media import MediaAnalysis, MediaError, analyze_media, decode_audio, probe, run_ffmpeg
 from schemas.brief import Aspect, LoudnessProfile
 from schemas.finishing import LOUDNESS_TARGETS, CaptionCue, FinishSpec
-from tasks import qc
+from tasks import photosensitivity, qc
 from tasks.finishing import finish_clip, write_wav
 from tasks.qc import file_analysis, file_picture_checks
 from tests.tasks.test_finishing import FPS, RATE, synthetic_clip
@@ -101,6 +101,21 @@ def test_a_strobe_fails_the_flash_rule_and_a_cut_or_a_fade_does_not(tmp_path: Pa
         analysis = file_analysis(_encode(frames, None, tmp_path / f"{name}.mp4"))
         failed[name] = [c.name for c in file_picture_checks(analysis, FPS) if not c.passed]
     assert failed == {"strobe": ["flashes"], "cut": [], "fade": []}
+
+
+def test_a_strobe_over_part_of_the_screen_fails_though_the_screens_mean_barely_moves(
+        tmp_path: Path) -> None:
+    """BT.1702 counts a flash by its area (a quarter of the screen or more); the mean reading
+    alone needed a change four times as large over a quarter of the screen."""
+    strobe = _grey(60)
+    lit = (np.arange(48) // 3) % 2 == 1  # 4 flashes a second
+    strobe[lit, :20, :48] += 60  # 60 of the grid's 144 cells, a change of ~0.15 in each
+    analysis = file_analysis(_encode(strobe, None, tmp_path / "part.mp4"))
+    assert np.ptp(photosensitivity.linear_luminance(analysis.luma_cells)) < \
+        photosensitivity.FLASH_CHANGE  # the mean reading sees no flash at all
+    checks = {c.name: c for c in file_picture_checks(analysis, FPS)}
+    assert [name for name, c in checks.items() if not c.passed] == ["flashes"]
+    assert checks["flashes"].measured == "4 flashes in the worst second"
 
 
 def test_black_bars_are_named_and_a_dark_edge_or_a_black_background_is_not(tmp_path: Path) -> None:
