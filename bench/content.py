@@ -114,7 +114,8 @@ def evaluation_scenes(count: int) -> list[Scene]:
 
 def generate(pipe: MovaPipeline, prompt: str, *, seed: int, steps: int, cfg_scale: float,
              image: np.ndarray | None = None, video: np.ndarray | None = None,
-             guidance: GuidanceMode = GuidanceMode.REFERENCE, bridge_scale: float = 1.0
+             guidance: GuidanceMode = GuidanceMode.REFERENCE, bridge_scale: float = 1.0,
+             audio_cfg_scale: float | None = DEMO.audio_cfg_scale
              ) -> tuple[np.ndarray, np.ndarray]:
     """(frames uint8 (T, H, W, 3), mono audio (N,)) of one generation at the world's size.
 
@@ -124,8 +125,8 @@ def generate(pipe: MovaPipeline, prompt: str, *, seed: int, steps: int, cfg_scal
     request = GenerationRequest(prompt=prompt, negative_prompt=DEMO.negative_prompt,
                                 height=HEIGHT, width=WIDTH, num_frames=NUM_FRAMES,
                                 video_fps=FPS, num_inference_steps=steps,
-                                cfg_scale=cfg_scale, seed=seed, guidance_mode=guidance,
-                                bridge_scale=bridge_scale,
+                                cfg_scale=cfg_scale, audio_cfg_scale=audio_cfg_scale,
+                                seed=seed, guidance_mode=guidance, bridge_scale=bridge_scale,
                                 mode=RenderMode.AUDIO_ONLY if video is not None
                                 else RenderMode.JOINT)
     clip = pipe.generate(request, image=image, video=video)
@@ -175,22 +176,23 @@ def score_joint(tally: Tally, truth: RenderedClip, frames: np.ndarray, audio: np
         tally.add("bounce_click", analysers.bounce_click_sync(frames, audio).aligned)
 
 
-def _guidance_fields(guidance: GuidanceMode, bridge_scale: float) -> dict[str, Any]:
+def _guidance_fields(guidance: GuidanceMode, bridge_scale: float,
+                     audio_cfg_scale: float | None) -> dict[str, Any]:
     """The guidance of a result line; the bridge scale only where it acts (dual)."""
-    fields: dict[str, Any] = {"guidance": guidance.value}
+    fields: dict[str, Any] = {"guidance": guidance.value, "audio_cfg_scale": audio_cfg_scale}
     if guidance == GuidanceMode.DUAL:
         fields["bridge_scale"] = bridge_scale
     return fields
 
 
 def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_scale: float,
-        guidance: GuidanceMode = GuidanceMode.REFERENCE, bridge_scale: float = 1.0
-        ) -> dict[str, Any]:
+        guidance: GuidanceMode = GuidanceMode.REFERENCE, bridge_scale: float = 1.0,
+        audio_cfg_scale: float | None = DEMO.audio_cfg_scale) -> dict[str, Any]:
     """Every metric over scenes x seeds; the JSON-ready result."""
     started = time.monotonic()
     pipe = MovaPipeline.from_pretrained(checkpoint)
     make = partial(generate, pipe, steps=steps, cfg_scale=cfg_scale, guidance=guidance,
-                   bridge_scale=bridge_scale)
+                   bridge_scale=bridge_scale, audio_cfg_scale=audio_cfg_scale)
     tally = Tally()
     for scene in evaluation_scenes(num_scenes):
         truth = render(scene)
@@ -215,7 +217,8 @@ def run(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int, cfg_sca
         and dub_sync >= joint_sync - VOICE_OVER_MARGIN
     return {
         "checkpoint": str(checkpoint), "scenes": num_scenes, "seeds": seeds, "steps": steps,
-        "cfg_scale": cfg_scale, **_guidance_fields(guidance, bridge_scale),
+        "cfg_scale": cfg_scale,
+        **_guidance_fields(guidance, bridge_scale, audio_cfg_scale),
         "rates": rates, "counts": {k: len(v) for k, v in tally.hits.items()},
         "first_frame_psnr_db": round(psnr, 2), "targets": TARGETS, "met": met,
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -252,7 +255,8 @@ def _profile_of(mouth: np.ndarray, voice: np.ndarray) -> dict[str, np.ndarray]:
 
 def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], steps: int,
                        cfg_scale: float, guidance: GuidanceMode = GuidanceMode.REFERENCE,
-                       bridge_scale: float = 1.0) -> dict[str, Any]:
+                       bridge_scale: float = 1.0,
+                       audio_cfg_scale: float | None = DEMO.audio_cfg_scale) -> dict[str, Any]:
     """Means of `_lip_signals` over the speaking scenes' joint generations (x seeds), over
     their ground truth, and over the ground truth through the checkpoint's codecs (what a
     generation can at best reach: the video VAE draws the mouth's opening smaller); the
@@ -272,7 +276,7 @@ def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], step
         for seed in seeds:
             traces["generated"].append(_lip_traces(*generate(
                 pipe, truth.prompt, seed=seed, steps=steps, cfg_scale=cfg_scale,
-                guidance=guidance, bridge_scale=bridge_scale)))
+                guidance=guidance, bridge_scale=bridge_scale, audio_cfg_scale=audio_cfg_scale)))
     generated = traces["generated"]
 
     def means(rows: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -287,7 +291,8 @@ def lip_sync_diagnosis(checkpoint: Path, num_scenes: int, seeds: list[int], step
     if not generated:
         raise ValueError(f"no speaking scene among the first {num_scenes}")
     return {"checkpoint": str(checkpoint), "scenes": num_scenes, "seeds": seeds,
-            "steps": steps, "cfg_scale": cfg_scale, **_guidance_fields(guidance, bridge_scale),
+            "steps": steps, "cfg_scale": cfg_scale,
+            **_guidance_fields(guidance, bridge_scale, audio_cfg_scale),
             "speaking_clips": len(generated),
             **{name: means(rows) for name, rows in traces.items()},
             "profiles": {name: profiles(rows) for name, rows in traces.items()},
@@ -349,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=DEMO.steps)
     parser.add_argument("--cfg-scale", type=float, default=DEMO.cfg_scale)
+    parser.add_argument("--audio-cfg-scale", type=float, default=DEMO.audio_cfg_scale,
+                        help="the audio tower's guidance scale (default: the demo profile's "
+                             "%(default)s; give --cfg-scale's value for one scale, as the "
+                             "release)")
     parser.add_argument("--guidance", choices=[m.value for m in GuidanceMode],
                         default=GuidanceMode.REFERENCE.value,
                         help="reference: the release's CFG (the demo profile); dual: the "
@@ -366,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--scenes and --steps must be positive and --seeds non-empty")
     if args.codecs and args.lip_diagnosis:
         parser.error("give one of --codecs, --lip-diagnosis")
+    for option, scale in (("--cfg-scale", args.cfg_scale),
+                          ("--audio-cfg-scale", args.audio_cfg_scale)):
+        if not (math.isfinite(scale) and scale > 0):
+            parser.error(f"{option} {scale}: must be a number above 0")
     guidance = GuidanceMode(args.guidance)
     if args.codecs and guidance != GuidanceMode.REFERENCE:
         parser.error("--codecs runs no diffusion: --guidance does not apply")
@@ -378,10 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         result = codec_ceiling(args.checkpoint, args.scenes)
     elif args.lip_diagnosis:
         result = lip_sync_diagnosis(args.checkpoint, args.scenes, args.seeds, args.steps,
-                                    args.cfg_scale, guidance, bridge_scale)
+                                    args.cfg_scale, guidance, bridge_scale,
+                                    args.audio_cfg_scale)
     else:
         result = run(args.checkpoint, args.scenes, args.seeds, args.steps, args.cfg_scale,
-                     guidance, bridge_scale)
+                     guidance, bridge_scale, args.audio_cfg_scale)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -235,7 +235,8 @@ class Settings(BaseSettings):
     mova_render_profile: Literal["tiny", "demo", "360p", "720p"] = Field(
         default="tiny", description=(
             "Render size and steps: `tiny` (64x112, 8 steps), `demo` (the demo model's: 64x112, "
-            "20 steps, cfg 3, empty negative prompt), `360p` (352x640, 50), `720p`."))
+            "20 steps, cfg 3.5 for the picture and 1.5 for the sound, empty negative prompt), "
+            "`360p` (352x640, 50), `720p`."))
     mova_device: RenderDevice = Field(default="cpu", description=(
         "Torch device for the render actors: cpu, cuda (or cuda:N)."))
     mova_dtype: Literal["float32", "bfloat16", "float16"] = Field(

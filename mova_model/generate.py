@@ -144,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="default: the preset's (24)")
     parser.add_argument("--steps", type=int, help="default: the preset's")
     parser.add_argument("--cfg-scale", type=float, default=5.0)
+    parser.add_argument("--audio-cfg-scale", type=float, default=None,
+                        help="the audio tower's own guidance scale (default: --cfg-scale, as "
+                             "the release)")
     parser.add_argument("--bridge-scale", type=float, default=1.0)
     parser.add_argument("--guidance", choices=[m.value for m in GuidanceMode],
                         default=GuidanceMode.REFERENCE.value)
@@ -176,7 +179,7 @@ def _request(args: argparse.Namespace, preset: MovaConfig) -> GenerationRequest:
         num_inference_steps=pick(args.steps, preset.num_inference_steps),  # type: ignore[arg-type]
         cfg_scale=args.cfg_scale, bridge_scale=args.bridge_scale, guidance_mode=args.guidance,
         seed=args.seed, compat=args.compat, noise_device=args.noise_device,
-        vae_tiling=args.vae_tiling,
+        vae_tiling=args.vae_tiling, audio_cfg_scale=args.audio_cfg_scale,
     )
 
 

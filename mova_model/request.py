@@ -124,6 +124,12 @@ class GenerationRequest:
     # True: decode in spatial tiles. False: never tile by choice; the pipeline still falls back
     # to tiles when the whole decode runs out of device memory, and records that it did.
     vae_tiling: bool = False
+    # The audio tower's guidance scale, where it differs from the video's (None: cfg_scale for
+    # both, as the release). Spec §7.5 lets dual guidance set its scales per modality; the
+    # demo model counts syllables right far more often with its sound guided less than its
+    # picture (bench/README.md). Left out of the request's dict when None, so a render's key
+    # stays what it was before the field existed.
+    audio_cfg_scale: float | None = None
 
     def __post_init__(self) -> None:
         _check_type("prompt", self.prompt, str)
@@ -143,6 +149,13 @@ class GenerationRequest:
                 object.__setattr__(self, name, float(getattr(self, name)))
             if not math.isfinite(getattr(self, name)):
                 raise InvalidRequest(f"{name}={getattr(self, name)} must be finite")
+        if self.audio_cfg_scale is not None:
+            _check_type("audio_cfg_scale", self.audio_cfg_scale, numbers.Real)
+            if type(self.audio_cfg_scale) not in (int, float):
+                object.__setattr__(self, "audio_cfg_scale", float(self.audio_cfg_scale))
+            if not (math.isfinite(self.audio_cfg_scale) and self.audio_cfg_scale > 0):
+                raise InvalidRequest(f"audio_cfg_scale={self.audio_cfg_scale} must be a finite "
+                                     "number > 0 (or left out: cfg_scale guides both towers)")
         _check_type("vae_tiling", self.vae_tiling, bool)
         validate_video_size(self.height, self.width, self.num_frames)
         check_range("video_fps", self.video_fps, MIN_FPS, MAX_FPS, InvalidRequest)
@@ -175,7 +188,8 @@ class GenerationRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly: enums as their string values."""
-        return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
+        return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()
+                if not (k == "audio_cfg_scale" and v is None)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationRequest:

@@ -41,18 +41,26 @@ class Guidance:
     text_scale: float = 5.0
     bridge_scale: float = 1.0
     batched: bool = True  # all branches of a step in one denoiser call (batch axis)
+    audio_text_scale: float | None = None  # the audio's text scale; None: text_scale
 
     @classmethod
     def from_request(cls, request: GenerationRequest) -> Guidance:
         """The request's guidance; batched passes only in compat="fast" (§13.2)."""
         return cls(mode=request.guidance_mode, text_scale=request.cfg_scale,
-                   bridge_scale=request.bridge_scale, batched=request.batched_guidance)
+                   bridge_scale=request.bridge_scale, batched=request.batched_guidance,
+                   audio_text_scale=request.audio_cfg_scale)
+
+    def text_scale_of(self, audio: bool) -> float:
+        """The text scale of one tower's velocity."""
+        if audio and self.audio_text_scale is not None:
+            return self.audio_text_scale
+        return self.text_scale
 
     def branches(self) -> list[tuple[bool, float]]:
         """(use the positive prompt, bridge λ) per branch, in the order combine() expects."""
         if self.mode == GuidanceMode.DUAL:
             return [(False, 0.0), (True, 0.0), (True, 1.0)]
-        if self.text_scale == 1.0:
+        if self.text_scale_of(audio=False) == self.text_scale_of(audio=True) == 1.0:
             return [(True, 1.0)]  # scale 1: the conditional pass alone (as the reference)
         return [(True, 1.0), (False, 1.0)]
 
@@ -61,16 +69,19 @@ class Guidance:
         return any(not positive for positive, _ in self.branches())
 
 
-def combine_guidance(guidance: Guidance, outputs: Sequence[Tensor]) -> Tensor:
-    """The guided velocity from branch outputs ordered as `guidance.branches()` (float32)."""
+def combine_guidance(guidance: Guidance, outputs: Sequence[Tensor], *, audio: bool = False
+                     ) -> Tensor:
+    """The guided velocity of one tower (the audio's if `audio`) from branch outputs ordered as
+    `guidance.branches()` (float32)."""
+    text_scale = guidance.text_scale_of(audio)
     if guidance.mode == GuidanceMode.DUAL:
         unconditional, text_only, full = outputs
-        return (unconditional + guidance.text_scale * (text_only - unconditional)
+        return (unconditional + text_scale * (text_only - unconditional)
                 + guidance.bridge_scale * (full - text_only))
     if len(outputs) == 1:
         return outputs[0]
     positive, negative = outputs
-    return negative + guidance.text_scale * (positive - negative)
+    return negative + text_scale * (positive - negative)
 
 
 def draw_noise(seed: int, video_shape: Sequence[int], audio_shape: Sequence[int],
@@ -165,7 +176,7 @@ def sample(
             v_video = combine_guidance(guidance, [v.float() for v in video_outs])
             z_video = scheduler.step(z_video, v_video, t_video,
                                      None if t_next is None else t_next[0])
-        v_audio = combine_guidance(guidance, [a.float() for a in audio_outs])
+        v_audio = combine_guidance(guidance, [a.float() for a in audio_outs], audio=True)
         z_audio = scheduler.step(z_audio, v_audio, t_audio, None if t_next is None else t_next[1])
         if on_step is not None:
             on_step(k + 1, num_steps)

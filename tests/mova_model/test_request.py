@@ -8,6 +8,7 @@ import sys
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mova_model.errors import InvalidRequest
@@ -44,6 +45,12 @@ PROMPT = "A barista smiles."
     ({"height": True}, "height=True must be a number, not a bool"),
     ({"height": "64"}, "height='64' must be int"),
     ({"vae_tiling": 1}, "vae_tiling=1 must be bool"),
+    ({"audio_cfg_scale": 0.0}, "audio_cfg_scale=0.0 must be a finite number > 0"),
+    ({"audio_cfg_scale": -2}, "audio_cfg_scale=-2 must be a finite number > 0"),
+    ({"audio_cfg_scale": float("inf")}, "audio_cfg_scale=inf must be a finite number > 0"),
+    ({"audio_cfg_scale": float("nan")}, "audio_cfg_scale=nan must be a finite number > 0"),
+    ({"audio_cfg_scale": True}, "audio_cfg_scale=True must be a number, not a bool"),
+    ({"audio_cfg_scale": "1.5"}, "audio_cfg_scale='1.5' must be int or float"),
 ])
 def test_every_bad_field_is_refused_with_one_line(change: dict[str, object],
                                                   message: str) -> None:
@@ -135,3 +142,15 @@ def test_numpy_numbers_are_accepted_and_stored_as_python_numbers() -> None:
                          (np.bool_(True), "must be int, not bool")):
         with pytest.raises(InvalidRequest, match=message.replace("(", r"\(").replace(")", r"\)")):
             GenerationRequest(prompt=PROMPT, height=bad)
+
+
+def test_the_audio_scale_is_left_out_of_the_dict_unless_set() -> None:
+    """A render's key hashes the request's dict: requests made before the field existed keep
+    their keys (and their stored clips)."""
+    release = GenerationRequest(PROMPT)
+    assert release.audio_cfg_scale is None and "audio_cfg_scale" not in release.to_dict()
+    split = GenerationRequest(PROMPT, cfg_scale=3.0, audio_cfg_scale=np.float32(1.5))
+    data = json.loads(json.dumps(split.to_dict()))
+    assert data["audio_cfg_scale"] == 1.5 and type(split.audio_cfg_scale) is float
+    assert GenerationRequest.from_dict(data) == split
+    assert GenerationRequest.from_dict(release.to_dict()) == release

@@ -74,6 +74,33 @@ def test_reference_guidance_formula() -> None:
     assert torch.allclose(out, negative + 5.0 * (positive - negative))
 
 
+def test_the_audio_tower_takes_its_own_scale_and_the_video_keeps_the_text_scale() -> None:
+    positive, negative, _ = _branches(4)
+    guidance = Guidance(text_scale=3.0, audio_text_scale=1.5)
+    assert torch.allclose(combine_guidance(guidance, [positive, negative]),
+                          negative + 3.0 * (positive - negative))
+    assert torch.allclose(combine_guidance(guidance, [positive, negative], audio=True),
+                          negative + 1.5 * (positive - negative))
+    # the negative pass runs unless both scales are 1
+    assert Guidance(text_scale=1.0, audio_text_scale=1.5).branches() == [(True, 1.0),
+                                                                         (False, 1.0)]
+    assert Guidance(text_scale=1.0, audio_text_scale=1.0).branches() == [(True, 1.0)]
+    u, p_text, p_full = _branches(5)
+    dual = Guidance("dual", 4.0, 2.0, audio_text_scale=0.5)
+    assert torch.allclose(combine_guidance(dual, [u, p_text, p_full], audio=True),
+                          u + 0.5 * (p_text - u) + 2.0 * (p_full - p_text))
+
+
+def test_a_voice_over_depends_on_the_audio_scale_alone() -> None:
+    """The picture is fixed, so the video's scale has nothing to guide."""
+    fixed = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(6))
+    _, split = _run(AnalyticDenoiser(), Guidance(text_scale=7.0, audio_text_scale=2.0),
+                    steps=6, fixed_video=fixed)
+    _, single = _run(AnalyticDenoiser(), Guidance(text_scale=2.0), steps=6, fixed_video=fixed)
+    _, other = _run(AnalyticDenoiser(), Guidance(text_scale=7.0), steps=6, fixed_video=fixed)
+    assert torch.equal(split, single) and not torch.allclose(split, other)
+
+
 def test_dual_guidance_reduces_to_plain_cfg_when_bridge_scale_is_one() -> None:
     u, p_text, p_full = _branches(2)
     # s_B = 1: u + s_T (p_T - u) + (p_F - p_T); with s_T = 1 that is the full branch itself.
@@ -209,6 +236,9 @@ def test_guidance_takes_every_setting_from_the_request() -> None:
                                 cfg_scale=3.5, bridge_scale=0.25, compat=Compat.FAST)
     assert Guidance.from_request(request) == Guidance(mode=GuidanceMode.DUAL, text_scale=3.5,
                                                       bridge_scale=0.25, batched=True)
+    split = GenerationRequest(prompt="a red ball", cfg_scale=3.0, audio_cfg_scale=1.5)
+    assert Guidance.from_request(split).text_scale_of(audio=True) == 1.5
+    assert Guidance.from_request(split).text_scale_of(audio=False) == 3.0
     release = GenerationRequest(prompt="a red ball")  # the release's settings
     assert Guidance.from_request(release) == Guidance(mode=GuidanceMode.REFERENCE,
                                                       text_scale=5.0, bridge_scale=1.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from schemas.plan import (
     RENDER_PROFILES,
     Orientation,
     RenderMode,
+    RenderProfile,
     RenderSpec,
     build_prompt,
     frames_for_duration,
@@ -254,3 +256,22 @@ def test_specs_stored_in_earlier_layouts_load() -> None:
     assert RenderSpec.model_validate(nested) == flat
     with pytest.raises(ValidationError, match="unknown request field"):
         RenderSpec.model_validate({**nested, "request": {**nested["request"], "steps": 8}})
+
+
+def test_the_demo_profile_guides_the_sound_at_its_own_scale() -> None:
+    demo = RENDER_PROFILES["demo"]
+    plan = plan_variants(load_brief(_two_scenes("voiceover")), "sha", demo, "ckpt")
+    assert {(s.request.cfg_scale, s.request.audio_cfg_scale) for s in plan.renders} == \
+        {(demo.cfg_scale, demo.audio_cfg_scale)}
+    for spec in plan.renders:  # the scale is in the key's dict and survives the round trip
+        again = RenderSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
+        assert again.key == spec.key and again.request.audio_cfg_scale == demo.audio_cfg_scale
+        one_scale = spec.model_copy(update={"request": dataclasses.replace(
+            spec.request, audio_cfg_scale=None)})
+        assert one_scale.key != spec.key
+    # the release's profiles keep one scale for both towers
+    assert all(RENDER_PROFILES[name].audio_cfg_scale is None
+               for name in ("tiny", "360p", "720p"))
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValidationError, match="audio_cfg_scale"):
+            RenderProfile.model_validate({**demo.model_dump(), "audio_cfg_scale": bad})
