@@ -58,11 +58,6 @@ def linear_cells(luma_cells: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(luma_cells, 0.0, 1.0) ** GAMMA)
 
 
-def linear_luminance(luma_cells: np.ndarray) -> np.ndarray:
-    """(frames,) mean relative luminance from (frames, cells) luma in 0..1."""
-    return np.asarray(linear_cells(luma_cells).mean(axis=1))
-
-
 def swings(luminance: np.ndarray) -> list[Swing]:
     """The series' rises and falls of FLASH_CHANGE or more, between turning points. A wobble
     smaller than that inside a rise does not split it (hysteresis)."""
@@ -99,20 +94,6 @@ def _swing(luminance: np.ndarray, start: int, end: int) -> Swing:
     return Swing(start, end, min(a, b), max(a, b), start + 1 + int(np.argmax(steps)))
 
 
-def _flashes_in_worst_second(transition_ends: list[int], fps: float) -> int:
-    """The most flashes (whole pairs of transitions) happening within any one second."""
-    window = int(round(fps))  # frames in one second
-    most = 0
-    for first, start in enumerate(transition_ends):
-        most = max(most, sum(1 for end in transition_ends[first:] if end - start < window))
-    return most // 2  # a transition left over is half a flash, which the rule does not count
-
-
-def most_flashes_in_a_second(luminance: np.ndarray, fps: float) -> int:
-    """The most flashes of the mean reading happening within any one second."""
-    return _flashes_in_worst_second([s.moment for s in swings(luminance) if s.counts], fps)
-
-
 def area_transition_frames(cells: np.ndarray) -> list[int]:
     """Frames on which cells covering FLASH_AREA of the screen or more, from (frames, cells)
     linear luminance, each make a change that counts (its moment)."""
@@ -125,26 +106,26 @@ def area_transition_frames(cells: np.ndarray) -> list[int]:
 
 
 def most_area_flashes_in_a_second(cells: np.ndarray, fps: float) -> int:
-    """The most flashes of the area reading happening within any one second."""
-    return _flashes_in_worst_second(area_transition_frames(cells), fps)
+    """The most flashes (whole pairs of transitions) of the area reading happening within any
+    one second."""
+    moments = area_transition_frames(cells)
+    window = int(round(fps))  # frames in one second
+    most = 0
+    for first, start in enumerate(moments):
+        most = max(most, sum(1 for end in moments[first:] if end - start < window))
+    return most // 2  # a transition left over is half a flash, which the rule does not count
 
 
-def one_frame_flashes(luminance: np.ndarray) -> list[int]:
-    """Frames that differ from both neighbours by FLASH_CHANGE or more, the same way, while the
-    neighbours differ from each other by less than half of that (the darker side under
-    DARKER_UNDER, as for a flash)."""
-    lum = luminance.tolist()
-    return [i for i in range(1, len(lum) - 1)
-            if min(abs(lum[i] - lum[i - 1]), abs(lum[i] - lum[i + 1])) >= FLASH_CHANGE
-            and (lum[i] - lum[i - 1]) * (lum[i] - lum[i + 1]) > 0
-            and abs(lum[i + 1] - lum[i - 1]) < FLASH_CHANGE / 2
-            and min(lum[i - 1:i + 2]) < DARKER_UNDER]
+def most_flashes_in_a_second(luminance: np.ndarray, fps: float) -> int:
+    """The mean reading's: the area reading of a screen of one cell, the (frames,) mean."""
+    return most_area_flashes_in_a_second(luminance[:, None], fps)
 
 
 def one_frame_flashes_by_area(cells: np.ndarray) -> list[int]:
-    """Frames on which cells covering FLASH_AREA of the screen or more are each a one-frame
-    flash (the rule of `one_frame_flashes`, cell by cell), from (frames, cells) linear
-    luminance."""
+    """Frames on which cells covering FLASH_AREA of the screen or more, from (frames, cells)
+    linear luminance, are each a one-frame flash: apart from both neighbours by FLASH_CHANGE or
+    more, the same way, while the neighbours differ from each other by less than half of that
+    (the darker side under DARKER_UNDER, as for a flash)."""
     if cells.shape[0] < 3:
         return []
     before, frame, after = cells[:-2], cells[1:-1], cells[2:]
@@ -153,3 +134,8 @@ def one_frame_flashes_by_area(cells: np.ndarray) -> list[int]:
                 & (np.abs(after - before) < FLASH_CHANGE / 2)
                 & (np.minimum(np.minimum(before, frame), after) < DARKER_UNDER))
     return [int(i) + 1 for i in np.flatnonzero(flashing.mean(axis=1) >= FLASH_AREA)]
+
+
+def one_frame_flashes(luminance: np.ndarray) -> list[int]:
+    """The mean reading's: the area reading of a screen of one cell, the (frames,) mean."""
+    return one_frame_flashes_by_area(luminance[:, None])
