@@ -144,15 +144,11 @@ class GenerationRequest:
             if type(getattr(self, name)) is not int:
                 object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("video_fps", "cfg_scale", "bridge_scale"):
-            _check_type(name, getattr(self, name), numbers.Real)
-            if type(getattr(self, name)) not in (int, float):
-                object.__setattr__(self, name, float(getattr(self, name)))
+            self._store_real(name)
             if not math.isfinite(getattr(self, name)):
                 raise InvalidRequest(f"{name}={getattr(self, name)} must be finite")
         if self.audio_cfg_scale is not None:
-            _check_type("audio_cfg_scale", self.audio_cfg_scale, numbers.Real)
-            if type(self.audio_cfg_scale) not in (int, float):
-                object.__setattr__(self, "audio_cfg_scale", float(self.audio_cfg_scale))
+            self._store_real("audio_cfg_scale")
             if not (math.isfinite(self.audio_cfg_scale) and self.audio_cfg_scale > 0):
                 raise InvalidRequest(f"audio_cfg_scale={self.audio_cfg_scale} must be a finite "
                                      "number > 0 (or left out: cfg_scale guides both towers)")
@@ -180,6 +176,12 @@ class GenerationRequest:
             raise InvalidRequest(f"bridge_scale={self.bridge_scale} weighs the bridge in "
                                  "guidance_mode='dual' only; 'reference' guidance runs the "
                                  "bridge at 1 as the release does")
+
+    def _store_real(self, name: str) -> None:
+        """Refuse a field that is no real number; store a numpy one as Python's float."""
+        _check_type(name, getattr(self, name), numbers.Real)
+        if type(getattr(self, name)) not in (int, float):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
     def batched_guidance(self) -> bool:
