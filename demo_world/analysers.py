@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage  # type: ignore[import-untyped]  # no stubs installed
 
 from demo_world.world import (
     BACKGROUNDS,
@@ -21,6 +22,8 @@ from demo_world.world import (
     FPS,
     SAMPLE_RATE_HZ,
     SAMPLES_PER_FRAME,
+    box_silhouette,
+    face_silhouette,
 )
 
 # A pixel belongs to the object when it is this far (Euclidean RGB) from its row's background.
@@ -28,8 +31,8 @@ OBJECT_DISTANCE = 70.0
 # Features (eyes, mouth, box outline) are darker than any object colour and any background.
 DARK_MAX_CHANNEL = 80
 FEATURE_DARK = float(max(DARK))  # the brightness the world draws features at
-BOX_FILL = 0.88  # a filled rectangle fills its bounding box; a disc fills pi/4 = 0.785 of it
-FACE_MIN_AREA = 480  # pixels: the face disc is ~900, the ball ~200, the box ~900 (but square)
+# pixels: the ball is ~200, the face ~900 and the box ~780; anything under this is the ball
+BALL_MAX_AREA = 480
 VOICE_BAND_HZ = (150.0, 3500.0)
 CLICK_BAND_HZ = 1500.0
 # Below this a mouth does not follow the voice at any lag: among 11 lags, noise alone would
@@ -97,23 +100,38 @@ def read_colour(frames: np.ndarray) -> str | None:
     return _nearest(np.median(stacked, axis=0), COLOURS)
 
 
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (H, W) bool masks."""
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
 def read_object(frames: np.ndarray) -> str | None:
-    """'face', 'ball' or 'box' from the object's area and how much of its bounding box it fills
-    (medians over frames), or None when nothing is on screen."""
+    """'face', 'ball' or 'box', or None when nothing is on screen.
+
+    By size first: the ball is far smaller than the other two. Then by outline: the object's
+    mask, its holes filled, against the world's disc and rectangle placed on its bounding box's
+    centre; the better overlap wins (medians over frames). Outlines, not how much of its
+    bounding box the mask fills: a blur rounds a rectangle's corners and a box's dark label band
+    drawn faintly leaves a hole, so a filled-fraction rule read blurred boxes as faces (the
+    ground truth itself at a 1-pixel blur, and most of the demo model's boxes), while a
+    rectangle 31 x 25 stays closer to itself than to a disc 35 across."""
     _check_frames(frames)
-    areas, fills = [], []
+    areas: list[int] = []
+    overlaps: dict[str, list[float]] = {"face": [], "box": []}
     for frame in frames:
-        ys, xs = np.nonzero(object_mask(frame))
+        mask = ndimage.binary_fill_holes(object_mask(frame))
+        ys, xs = np.nonzero(mask)
         if len(ys) < 20:
             continue
-        box_area = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
         areas.append(len(ys))
-        fills.append(len(ys) / box_area)
+        cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+        overlaps["face"].append(_overlap(mask, face_silhouette(cx, cy)))
+        overlaps["box"].append(_overlap(mask, box_silhouette(cx, cy)))
     if not areas:
         return None
-    if float(np.median(fills)) >= BOX_FILL:
-        return "box"
-    return "face" if float(np.median(areas)) >= FACE_MIN_AREA else "ball"
+    if float(np.median(areas)) < BALL_MAX_AREA:
+        return "ball"
+    return max(overlaps, key=lambda name: float(np.median(overlaps[name])))
 
 
 def object_centres(frames: np.ndarray) -> np.ndarray:

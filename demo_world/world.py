@@ -254,9 +254,18 @@ def _paint(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> N
     img[mask] = np.array(colour, dtype=np.float32)
 
 
+def face_silhouette(cx: float, cy: float) -> np.ndarray:
+    """(H, W) bool: the face's outline, a disc (the analysers match outlines against it)."""
+    return np.asarray((_XX - cx) ** 2 + (_YY - cy) ** 2 <= FACE_RADIUS**2)
+
+
+def box_silhouette(cx: float, cy: float) -> np.ndarray:
+    """(H, W) bool: the box's outline, a rectangle wider than tall."""
+    return np.asarray((np.abs(_XX - cx) <= BOX_HALF_W) & (np.abs(_YY - cy) <= BOX_HALF_H))
+
+
 def _draw_face(img: np.ndarray, cx: float, cy: float, colour: str, opening: float) -> None:
-    r2 = (_XX - cx) ** 2 + (_YY - cy) ** 2
-    _paint(img, r2 <= FACE_RADIUS**2, COLOURS[colour])
+    _paint(img, face_silhouette(cx, cy), COLOURS[colour])
     for ex in (cx - 6, cx + 6):
         _paint(img, (_XX - ex) ** 2 + (_YY - (cy - 5)) ** 2 <= 2.3**2, DARK)
     # The mouth: a dark ellipse whose height follows the speech envelope (closed = a thin line).
@@ -271,8 +280,7 @@ def _draw_ball(img: np.ndarray, cx: float, cy: float, colour: str) -> None:
 
 
 def _draw_box(img: np.ndarray, cx: float, cy: float, colour: str) -> None:
-    outer = (np.abs(_XX - cx) <= BOX_HALF_W) & (np.abs(_YY - cy) <= BOX_HALF_H)
-    _paint(img, outer, DARK)
+    _paint(img, box_silhouette(cx, cy), DARK)
     inner = (np.abs(_XX - cx) <= BOX_HALF_W - 1.5) & (np.abs(_YY - cy) <= BOX_HALF_H - 1.5)
     _paint(img, inner, COLOURS[colour])
     # a label band across the box, so it reads as a product rather than a plain rectangle

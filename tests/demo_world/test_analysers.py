@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from demo_world import analysers
-from demo_world.world import SAMPLES_PER_FRAME, Scene, render, render_many
+from demo_world.world import (
+    BOX_HALF_H,
+    BOX_HALF_W,
+    SAMPLES_PER_FRAME,
+    Scene,
+    render,
+    render_many,
+)
 
 CLIPS = render_many(2024, 45)
 
@@ -30,6 +37,55 @@ def test_attribute_readers_tell_apart_a_different_scene() -> None:
     assert analysers.read_background(box.frames) != "blue"
     assert (analysers.read_object(face.frames), analysers.read_colour(face.frames)) == \
         ("face", "red")
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+def test_the_object_is_read_through_a_blur(sigma: float) -> None:
+    """A blur rounds the box's corners; the box is still read as a box, not as a face (a rule
+    on how much of its bounding box the object fills read 2 of these boxes as faces)."""
+    for clip in CLIPS:
+        assert analysers.read_object(_blurred(clip.frames, sigma)) == clip.scene.obj, clip.prompt
+
+
+def _background_where(frames: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The frames with the pixels of `where` (H, W) painted in their row's background colour."""
+    out = frames.copy()
+    for frame in out:
+        background = analysers.row_background(frame).round().astype(np.uint8)
+        frame[where] = np.broadcast_to(background[:, None, :], frame.shape)[where]
+    return out
+
+
+def test_a_box_with_round_corners_and_a_see_through_label_is_a_box() -> None:
+    """What the demo model draws for a box: the corners rounded off (radius 7) and the dark
+    label band in the background's colour, a hole in the object. Its outline is still a
+    rectangle wider than tall; a disc of a face's size with the same hole is a face."""
+    box = render(Scene("box", "white", "grey", "still", seed=3))
+    ys, xs = np.nonzero(analysers.object_mask(box.frames[0]))
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    yy, xx = np.mgrid[0:box.frames.shape[1], 0:box.frames.shape[2]]
+    dy = np.maximum(np.abs(yy - cy) - (BOX_HALF_H - 7), 0)
+    dx = np.maximum(np.abs(xx - cx) - (BOX_HALF_W - 7), 0)
+    corners = dx**2 + dy**2 > 7**2
+    band = (np.abs(yy - cy) <= 2.5) & (np.abs(xx - cx) <= BOX_HALF_W - 5)
+    rounded = _background_where(box.frames, corners | band)
+    assert analysers.read_object(rounded) == "box"
+    assert analysers.read_object(_blurred(rounded, 2.0)) == "box"
+
+    face = render(Scene("face", "white", "grey", "still", "ba", 1, seed=3))
+    ys, xs = np.nonzero(analysers.object_mask(face.frames[0]))
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    band = (np.abs(yy - cy) <= 2.5) & (np.abs(xx - cx) <= BOX_HALF_W - 5)
+    assert analysers.read_object(_background_where(face.frames, band)) == "face"
+
+
+def test_a_small_smeared_object_is_the_ball() -> None:
+    """A ball drawn as a tall streak (the demo model's fast fall) is still the smallest object."""
+    ball = render(Scene("ball", "white", "grey", "bounces", seed=5))
+    streak = ball.frames.copy()
+    for frame, next_frame in zip(streak, ball.frames[1:], strict=False):
+        frame[:] = np.maximum(frame, next_frame)  # white on grey: the union of two positions
+    assert analysers.read_object(streak) == "ball"
 
 
 def test_empty_frames_have_no_object() -> None:

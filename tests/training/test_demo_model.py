@@ -57,8 +57,9 @@ def test_the_demo_model_is_an_official_folder_that_names_itself() -> None:
 @pytest.mark.slow
 def test_the_codecs_keep_what_the_prompts_name() -> None:
     """The ceiling a generation can reach: the ground truth through the video VAE and the DAC
-    still reads right. Measured on these 8: background 8, colour 8, object 7 of 8, syllables
-    4 of 4, lip sync 4 of 4, first frame 27.6 dB (27.1 before the 1000 object-weighted decoder
+    still reads right. Measured on these 8: background 8, colour 8, object 8 of 8 (7 read by
+    the filled fraction of its bounding box, before the outline reading), syllables 4 of 4,
+    lip sync 4 of 4, first frame 27.6 dB (27.1 before the 1000 object-weighted decoder
     steps; before the 3000 mouth- and first-frame-
     weighted decoder steps: lip sync 3 of 4, 25.5 dB; 25.1 before the 1000 more decoder steps;
     before the decoder phase: colour 7, lip sync 2 of 4, 24.2 dB; the model before, whose
@@ -66,7 +67,7 @@ def test_the_codecs_keep_what_the_prompts_name() -> None:
     result = codec_ceiling(DEMO_MODEL, num_scenes=8)
     rates = result["rates"]
     assert rates["background"] >= 0.875 and rates["syllables"] >= 0.75, rates
-    assert rates["colour"] >= 0.875 and rates["object"] >= 0.75, rates
+    assert rates["colour"] >= 0.875 and rates["object"] >= 0.875, rates
     assert rates["lip_sync"] >= 0.75, rates  # the mouth survives the codecs, in time
     assert result["first_frame_psnr_db"] >= 27.0, result
 
@@ -77,14 +78,15 @@ def test_content_stays_above_the_floors_on_the_fixed_evaluation_set() -> None:
                  audio_cfg_scale=DEMO.audio_cfg_scale)  # the demo profile
     rates = result["rates"]
     # measured on these 8 at the demo profile since its sound's own scale (cfg 3.5, the
-    # sound's 1.5): background 8 of 8, object 6 of 8, colour 8 of 8, first frame 26.66 dB,
+    # sound's 1.5): background 8 of 8, object 8 of 8 (6 before the object was read by its
+    # outline, 2026-12-07), colour 8 of 8, first frame 26.66 dB,
     # syllables 4 of 4, bounce clicks 2 of 2, voice-over syllables 3 of 4, lip sync 0 of 4.
     # At one scale of 3: colour 7 of 8, first frame
     # 26.8 dB (26.1 before the 8000 more diffusion steps and 1000 object-weighted decoder
     # steps, 24.6 before the 3000 mouth- and first-frame-weighted decoder steps, 24.2
     # before the 1000 more before them; before the decoder phase: colour 6, 23.7 dB; the
     # model before it 5 and 4, 21.3)
-    assert rates["background"] >= 0.75 and rates["object"] >= 0.5, rates
+    assert rates["background"] >= 0.75 and rates["object"] >= 0.75, rates
     assert rates["colour"] >= 0.75, rates
     assert result["first_frame_psnr_db"] >= 26.0, result
     # sound: syllables 3 of 4, bounce clicks 2 of 2, voice-over syllables 3 of 4 (before the
@@ -130,11 +132,11 @@ DEMO_BRIEF = Path(__file__).resolve().parents[2] / "examples" / "demo-brief.yaml
 @pytest.mark.slow
 def test_the_demo_brief_renders_the_scenes_it_describes(tmp_path: Path) -> None:
     """What `make demo` renders, through the real tasks at the demo profile: each scene's
-    landscape renders (every language) show the background its prompt names, and the greeting
-    scene a face. (The product box is read as a face: through this model's video VAE a box's
-    corners come out rounded and its dark slot in the background's colour, so it fills its
-    bounding box as a disc does; the same with the model before this one, and the one before
-    that read it as a ball. Measured: box-slides grey/face, face-greets green/face.)"""
+    landscape renders (every language) show the background its prompt names, and the object:
+    the greeting scene a face, the sliding one a box. (Through this model's video VAE a box's
+    corners come out rounded and its dark label in the background's colour; read by how much
+    of its bounding box it filled, before 2026-12-07, it was a face. Measured: box-slides
+    grey/box, face-greets green/face.)"""
     services = Services(load_settings({"MOVA_DATA_DIR": str(tmp_path),
                                        "MOVA_CHECKPOINT": str(DEMO_MODEL),
                                        "MOVA_RENDER_PROFILE": "demo"}))
@@ -160,6 +162,7 @@ def test_the_demo_brief_renders_the_scenes_it_describes(tmp_path: Path) -> None:
     for scene_id, reads in seen.items():
         assert all(background == backgrounds[scene_id] for background, _ in reads), seen
     assert all(obj == "face" for _, obj in seen["face-greets"]), seen
+    assert all(obj == "box" for _, obj in seen["box-slides"]), seen
 
 
 def test_the_demo_models_dac_carries_the_worlds_speech() -> None:
