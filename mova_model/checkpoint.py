@@ -170,12 +170,19 @@ def _read_pickled(path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
-def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+def _read_header(path: Path, pickled: dict[Path, dict[str, torch.Tensor]] | None = None
+                 ) -> dict[str, tuple[tuple[int, ...], str]]:
     """key -> (shape, dtype name) from a safetensors header; safetensors itself checks that the
-    header is well formed and that the data section covers every tensor."""
+    header is well formed and that the data section covers every tensor.
+
+    A pickled .bin has no header: it is read whole, and kept in `pickled` when given, so that
+    a load reads it once (a pre-zip .bin cannot be memory-mapped)."""
     if path.suffix == ".bin":
+        tensors = _read_pickled(path)
+        if pickled is not None:
+            pickled[path] = tensors
         return {key: (tuple(t.shape), _DTYPE_NAMES.get(t.dtype, str(t.dtype)))
-                for key, t in _read_pickled(path).items()}
+                for key, t in tensors.items()}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = {}
@@ -191,13 +198,16 @@ def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from err
 
 
-def list_checkpoint_keys(folder: Path, weights_name: str = WEIGHTS_NAME) -> dict[str, KeyInfo]:
-    """Every stored tensor (shape, dtype, file), read from the headers only; a sharded
-    index must name, for each key it lists, the shard that holds it."""
+def list_checkpoint_keys(folder: Path, weights_name: str = WEIGHTS_NAME, *,
+                         pickled: dict[Path, dict[str, torch.Tensor]] | None = None
+                         ) -> dict[str, KeyInfo]:
+    """Every stored tensor (shape, dtype, file), read from the headers only (a pickled .bin's
+    tensors are kept in `pickled` when given); a sharded index must name, for each key it
+    lists, the shard that holds it."""
     files, weight_map = _weight_index(Path(folder), weights_name)
     keys: dict[str, KeyInfo] = {}
     for path in files:
-        for key, (shape, dtype) in _read_header(path).items():
+        for key, (shape, dtype) in _read_header(path, pickled).items():
             if key in keys:
                 raise CheckpointError(f"{path}: key {key!r} is also stored in {keys[key][2]}")
             keys[key] = (shape, dtype, path)
@@ -232,7 +242,8 @@ def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None =
                  device: str | torch.device = "cpu", weights_name: str = WEIGHTS_NAME) -> None:
     """Fill `module` (typically on the meta device) from `folder`, strictly."""
     folder = Path(folder)
-    stored = list_checkpoint_keys(folder, weights_name)
+    pickled_files: dict[Path, dict[str, torch.Tensor]] = {}
+    stored = list_checkpoint_keys(folder, weights_name, pickled=pickled_files)
     expected = _expected_tensors(module)
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
@@ -257,7 +268,7 @@ def load_weights(module: nn.Module, folder: Path, *, dtype: torch.dtype | None =
     state: dict[str, torch.Tensor] = {}
     for path, keys in by_file.items():
         if path.suffix == ".bin":
-            pickled = _read_pickled(path)
+            pickled = pickled_files.pop(path)  # read once, by the key listing above
             for key in keys:
                 target_dtype = dtype if dtype is not None and pickled[key].is_floating_point() \
                     else pickled[key].dtype

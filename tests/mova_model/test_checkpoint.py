@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -233,6 +234,30 @@ def test_weights_pickled_as_diffusers_writes_without_safetensors_load(tmp_path: 
     for key, value in original.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value.to(torch.bfloat16)), key
     assert fingerprint(tmp_path)  # fingerprinted as the file it is
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_pickled_weight_file_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            zip_format: bool) -> None:
+    """A pre-zip .bin (torch before 1.6) cannot be memory-mapped: each read is the whole file,
+    so the key listing's read is the one the load uses."""
+    original = _saved_video_dit(tmp_path)
+    (tmp_path / WEIGHTS).unlink()
+    torch.save(original.state_dict(), tmp_path / "diffusion_pytorch_model.bin",
+               _use_new_zipfile_serialization=zip_format)
+    reads: list[object] = []
+    real_load = torch.load
+
+    def counted_load(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args[0])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted_load)
+    loaded, _ = load_component(tmp_path, VideoDiTConfig, VideoDiT)
+    for key, value in original.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    # the pre-zip file: one try with mmap (refused before reading), one real read
+    assert len(reads) == (1 if zip_format else 2), reads
 
 
 class _NotATensor:
