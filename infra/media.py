@@ -200,7 +200,7 @@ def seconds_before(spans: tuple[Span, ...], end_s: float) -> float:
     return sum(max(min(end, end_s) - start, 0.0) for start, end in spans)
 
 
-LUMA_GRID = (16, 9)  # cells across and down of MediaAnalysis.luma_cells
+LUMA_GRID = (16, 9)  # cells across and down of MediaAnalysis.luma_cells and .rgb_cells
 FILL_GRID = (160, 90)  # cells across and down (8 px at 720p) behind MediaAnalysis.fill_rows
 NEAR_BLACK_VIDEO = 24  # 8-bit video-range luma (black is 16) at or under which a pixel is dark
 
@@ -222,6 +222,9 @@ class MediaAnalysis:
     # (frames, LUMA_GRID cells) mean luma of each cell of a coarse grid, 0..1 (full range)
     luma_cells: np.ndarray = field(
         default_factory=lambda: np.zeros((0, LUMA_GRID[0] * LUMA_GRID[1])))
+    # (frames, LUMA_GRID cells, 3) mean R'G'B' of the same cells, 0..1 (for red flashes)
+    rgb_cells: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, LUMA_GRID[0] * LUMA_GRID[1], 3)))
 
     @property
     def black_s(self) -> float:
@@ -246,8 +249,8 @@ def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: f
     makes a frame black, freeze_noise the mean absolute frame difference (share of full scale)
     under which the picture counts as still, frame_s one frame's duration. The findings go to
     the log (null muxer); with `grids_to` (a folder), each frame's LUMA_GRID cell means go to
-    its file `luma` and its FILL_GRID fill shares to `fill`, as 16-bit grey (area downscales:
-    no frame reaches Python whole)."""
+    its file `luma` (16-bit grey) and `rgb` (16-bit RGB), and its FILL_GRID fill shares to
+    `fill` (16-bit grey): area downscales, so no frame reaches Python whole."""
     graphs, maps = [], []
     if has_video:
         # Report short stretches too; the caller judges their total. blackdetect takes d=0;
@@ -261,8 +264,9 @@ def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: f
             # the fill grid: pixels thresholded to video black or white, then area-averaged
             # (both ends of video range, so the full-range grey out is the share itself)
             graphs.append(
-                f"[0:v:0]split=3[d][g][f];[d]{detect};"
+                f"[0:v:0]split=4[d][g][c][f];[d]{detect};"
                 f"[g]scale={LUMA_GRID[0]}:{LUMA_GRID[1]}:flags=area,format=gray16le[luma];"
+                f"[c]scale={LUMA_GRID[0]}:{LUMA_GRID[1]}:flags=area,format=rgb48le[rgb];"
                 f"[f]lutyuv=y='if(gt(val,{NEAR_BLACK_VIDEO}),235,16)',"
                 f"scale={FILL_GRID[0]}:{FILL_GRID[1]}:flags=area,format=gray16le[fill]")
         maps += ["-map", "[v]"]
@@ -273,7 +277,7 @@ def analysis_args(path: Path, *, has_video: bool, has_audio: bool, black_luma: f
     if not graphs:
         raise MediaError(f"{path}: no video or audio stream to analyse")
     grid_outputs = [] if grids_to is None or not has_video else [
-        arg for name in ("luma", "fill")
+        arg for name in ("luma", "rgb", "fill")
         for arg in ("-map", f"[{name}]", "-f", "rawvideo", "-y", str(grids_to / name))]
     return ["-i", str(path), "-filter_complex", ";".join(graphs), *maps,
             "-progress", "pipe:2", "-nostats", "-f", "null", "-", *grid_outputs]
@@ -315,10 +319,12 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
                                           frame_s=frame_s, grids_to=Path(scratch)))
         luma = _grid(Path(scratch) / "luma", *LUMA_GRID[::-1])
         luma_cells = luma.reshape(len(luma), LUMA_GRID[0] * LUMA_GRID[1]) / 65535.0
+        rgb = _grid(Path(scratch) / "rgb", *LUMA_GRID[::-1], channels=3)
+        rgb_cells = rgb.reshape(len(rgb), LUMA_GRID[0] * LUMA_GRID[1], 3) / 65535.0
         fill = _grid(Path(scratch) / "fill", *FILL_GRID[::-1])
         fill_rows, fill_columns = (fill.mean(axis=axis, dtype=np.float64) / 65535.0
                                    for axis in (2, 1))
-        del luma, fill  # (the files' mappings, before their folder goes)
+        del luma, rgb, fill  # (the files' mappings, before their folder goes)
     counts = _PROGRESS_FRAME.findall(stderr)
     frames = int(counts[-1]) if counts and video is not None else 0
     video_s = frames * frame_s
@@ -332,14 +338,15 @@ def analyze_media(path: Path, *, black_luma: float, black_share: float,
     peak = float(peaks[-1]) if peaks and has_audio else None
     return MediaAnalysis(frames=frames, video_s=video_s, black_spans=black, frozen_spans=frozen,
                          true_peak_dbtp=peak if peak is not None and np.isfinite(peak) else None,
-                         picture_size=size, luma_cells=luma_cells, fill_rows=fill_rows,
-                         fill_columns=fill_columns)
+                         picture_size=size, luma_cells=luma_cells, rgb_cells=rgb_cells,
+                         fill_rows=fill_rows, fill_columns=fill_columns)
 
 
-def _grid(path: Path, down: int, across: int) -> np.ndarray:
-    """(frames, down, across) 16-bit grey levels of a raw file, mapped rather than read (a
-    long spot's fill grid is tens of MB); no frames when it is absent or empty."""
-    frames = path.stat().st_size // (2 * down * across) if path.exists() else 0
+def _grid(path: Path, down: int, across: int, channels: int = 1) -> np.ndarray:
+    """(frames, down, across[, channels]) 16-bit levels of a raw file, mapped rather than read
+    (a long spot's fill grid is tens of MB); no frames when it is absent or empty."""
+    shape = (down, across) if channels == 1 else (down, across, channels)
+    frames = path.stat().st_size // (2 * down * across * channels) if path.exists() else 0
     if frames == 0:
-        return np.zeros((0, down, across), np.uint16)
-    return np.memmap(path, dtype="<u2", mode="r", shape=(frames, down, across))
+        return np.zeros((0, *shape), np.uint16)
+    return np.memmap(path, dtype="<u2", mode="r", shape=(frames, *shape))

@@ -195,6 +195,7 @@ def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
                   photosensitivity.most_area_flashes_in_a_second(cells, fps))
     single = sorted(set(photosensitivity.one_frame_flashes(luminance))
                     | set(photosensitivity.one_frame_flashes_by_area(cells)))
+    red = photosensitivity.most_red_flashes_in_a_second(analysis.rgb_cells, fps)
     change = (f"a change of {photosensitivity.FLASH_CHANGE:.0%} of peak white, over the "
               f"screen's mean or over {photosensitivity.FLASH_AREA:.0%} of it")
     return [
@@ -205,6 +206,12 @@ def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
         _check("one_frame_flash", not single,
                "frames " + ", ".join(f"{i} ({i / fps:.2f} s)" for i in single) if single
                else "none", f"no single frame apart from both neighbours by {change}"),
+        _check("red_flashes", red <= photosensitivity.MAX_FLASHES_PER_SECOND,
+               f"{red} red flash{'es' if red != 1 else ''} in the worst second",
+               f"at most {photosensitivity.MAX_FLASHES_PER_SECOND} a second (ITU-R BT.1702's "
+               "red flash, as WCAG 2.2 words it: two opposing changes to or from a saturated "
+               f"red, {photosensitivity.RED_CHANGE} apart in CIE u'v', over "
+               f"{photosensitivity.FLASH_AREA:.0%} of the screen)"),
     ]
 
 

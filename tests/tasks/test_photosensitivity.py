@@ -1,5 +1,5 @@
-"""The flash rule and the one-frame flash on luminance series (the file-level checks are in
-test_qc_analysis)."""
+"""The flash rule and the one-frame flash on luminance series, the red-flash rule on colour
+cells (the file-level checks are in test_qc_analysis)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from hypothesis import strategies as st
 from tasks.photosensitivity import (
     FLASH_AREA,
     FLASH_CHANGE,
+    RED_CHANGE,
     Swing,
     area_transition_frames,
     linear_cells,
     most_area_flashes_in_a_second,
     most_flashes_in_a_second,
+    most_red_flashes_in_a_second,
     one_frame_flashes,
     one_frame_flashes_by_area,
+    red_states,
     swings,
 )
 
@@ -165,3 +168,43 @@ def test_a_screen_of_equal_cells_reads_the_same_by_mean_and_by_area(values: list
     luminance = np.array(values, dtype=float)  # the mean, without its rounding
     assert most_area_flashes_in_a_second(cells, 24.0) == most_flashes_in_a_second(luminance, 24.0)
     assert one_frame_flashes_by_area(cells) == one_frame_flashes(luminance)
+
+
+def _colour_strobe(colour: tuple[float, float, float], other: tuple[float, float, float],
+                   cells_flashing: int = CELLS, period: int = 3) -> np.ndarray:
+    """(48, CELLS, 3) R'G'B': `cells_flashing` cells swap `colour` for `other` every `period`
+    frames (4 flashes a second at 24 fps for period 3), the rest stay `colour`."""
+    cells = np.empty((48, CELLS, 3))
+    cells[:] = colour
+    on = (np.arange(48) // period) % 2 == 1
+    cells[np.ix_(on, np.arange(cells_flashing))] = other
+    return cells
+
+
+def test_red_swapping_with_grey_is_a_red_flash_over_a_quarter_of_the_screen() -> None:
+    red, grey = (1.0, 0.0, 0.0), (0.5, 0.5, 0.5)
+    assert most_red_flashes_in_a_second(_colour_strobe(red, grey), 24.0) == 4
+    assert most_red_flashes_in_a_second(_colour_strobe(grey, red), 24.0) == 4
+    assert most_red_flashes_in_a_second(_colour_strobe(red, grey, period=4), 24.0) == 3
+    quarter = int(np.ceil(FLASH_AREA * CELLS))  # 36 cells
+    assert most_red_flashes_in_a_second(_colour_strobe(red, grey, quarter), 24.0) == 4
+    assert most_red_flashes_in_a_second(_colour_strobe(red, grey, quarter - 1), 24.0) == 0
+
+
+def test_no_red_flash_without_a_saturated_red_or_far_enough_from_it() -> None:
+    distance, saturated = red_states(np.array([[[1.0, 0.0, 0.0], [0.5, 0.5, 0.5],
+                                                [1.0, 0.6, 0.6], [0.0, 0.0, 1.0]]]))
+    assert saturated[0].tolist() == [True, False, False, False]
+    assert distance[0, 0] < 0.01 and distance[0, 1] > RED_CHANGE
+    # pink and blue: far apart in chromaticity, neither a saturated red
+    assert most_red_flashes_in_a_second(_colour_strobe((1.0, 0.6, 0.6), (0.0, 0.0, 1.0)),
+                                        24.0) == 0
+    # red and orange: a saturated red, but too close to it
+    assert most_red_flashes_in_a_second(_colour_strobe((1.0, 0.0, 0.0), (1.0, 0.5, 0.0)),
+                                        24.0) == 0
+
+
+def test_a_dark_red_against_black_flashes_and_near_black_noise_does_not() -> None:
+    black = (0.0, 0.0, 0.0)
+    assert most_red_flashes_in_a_second(_colour_strobe((0.6, 0.0, 0.0), black), 24.0) == 4
+    assert most_red_flashes_in_a_second(_colour_strobe((0.03, 0.0, 0.0), black), 24.0) == 0

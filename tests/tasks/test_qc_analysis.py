@@ -57,7 +57,7 @@ def test_black_and_still_stretches_are_timed(tmp_path: Path) -> None:
     assert analysis.frozen_s == pytest.approx(0.5, abs=1.5 / FPS)
     checks = {c.name: c.passed for c in file_picture_checks(analysis, FPS)}
     assert checks == {"black_picture": True, "frozen_picture": True, "flashes": True,
-                      "one_frame_flash": True, "black_borders": True}
+                      "one_frame_flash": True, "red_flashes": True, "black_borders": True}
 
 
 def test_a_render_black_but_for_one_flash_fails(tmp_path: Path) -> None:
@@ -101,6 +101,32 @@ def test_a_strobe_fails_the_flash_rule_and_a_cut_or_a_fade_does_not(tmp_path: Pa
         analysis = file_analysis(_encode(frames, None, tmp_path / f"{name}.mp4"))
         failed[name] = [c.name for c in file_picture_checks(analysis, FPS) if not c.passed]
     assert failed == {"strobe": ["flashes"], "cut": [], "fade": []}
+
+
+def test_a_red_strobe_fails_the_red_flash_rule_where_the_luminance_barely_moves(
+        tmp_path: Path) -> None:
+    """Saturated red swapping with a grey of about the same luma, 4 times a second: no general
+    flash, but the red-flash rule's pairs of transitions to and from a saturated red. A red
+    that swaps with an orange (too close in chromaticity) or a pink (no saturated red) 4 times
+    a second passes."""
+    def strobe(colour: tuple[int, int, int], other: tuple[int, int, int]) -> np.ndarray:
+        frames = np.empty((48, 36, 64, 3), dtype=np.int16)
+        frames[:] = np.array(colour)
+        frames[(np.arange(48) // 3) % 2 == 1] = np.array(other)
+        frames += _grey(8).astype(np.int16) - 8  # a drifting ramp: a moving picture
+        return np.clip(frames, 0, 255).astype(np.uint8)
+
+    failed = {}
+    for name, frames in (("red-grey", strobe((230, 0, 0), (60, 60, 60))),
+                         ("red-orange", strobe((230, 0, 0), (230, 60, 0))),
+                         ("pink-grey", strobe((230, 150, 150), (170, 170, 170)))):
+        analysis = file_analysis(_encode(frames, None, tmp_path / f"{name}.mp4"))
+        checks = {c.name: c for c in file_picture_checks(analysis, FPS)}
+        failed[name] = [c.name for c in checks.values() if not c.passed]
+        if name == "red-grey":
+            assert checks["red_flashes"].measured == "4 red flashes in the worst second"
+            assert analysis.rgb_cells.shape == (48, 144, 3)
+    assert failed == {"red-grey": ["red_flashes"], "red-orange": [], "pink-grey": []}
 
 
 def test_a_strobe_over_part_of_the_screen_fails_though_the_screens_mean_barely_moves(
@@ -197,7 +223,7 @@ def test_a_file_without_a_picture_fails_the_picture_checks_without_an_error(
     assert (analysis.frames, analysis.picture_size) == (0, None)
     assert {c.name: c.passed for c in file_picture_checks(analysis, FPS)} == {
         "black_picture": False, "frozen_picture": True, "flashes": True,
-        "one_frame_flash": True, "black_borders": True}
+        "one_frame_flash": True, "red_flashes": True, "black_borders": True}
 
 
 def test_video_only_file_and_unreadable_file(tmp_path: Path) -> None:

@@ -290,7 +290,8 @@ def test_a_good_file_passes_every_check(finished: tuple[Path, MediaProbe, np.nda
     checks = _gate(finished, captions=vtt)
     assert checks == dict.fromkeys(
         ["duration", "resolution", "video_codec", "audio_codec", "faststart", "frame_count",
-         "black_picture", "frozen_picture", "flashes", "one_frame_flash", "black_borders",
+         "black_picture", "frozen_picture", "flashes", "one_frame_flash", "red_flashes",
+         "black_borders",
          "silence", "clipping", "loudness", "stereo", "true_peak", "av_offset", "captions"], True)
     good = _checks(finished, captions=vtt)["captions"]
     assert (good.measured, good.expected) == ("valid", "valid WebVTT")
