@@ -24,10 +24,11 @@ Each is read two ways, and a file fails if either reading does:
   of 0.8 or more) whose two states lie more than 0.2 apart in the CIE 1976 u'v' chromaticity
   diagram; more than three in any one second over a quarter of the screen fails. Read by area
   only, on each cell's distance in u'v' from the sRGB red primary: two states that far apart
-  along it are at least that far apart in the diagram, and a saturated red lies near the
-  primary, so the distance stands for the plane (a change between two colours equally far
-  from red, neither of them saturated, is no red flash anyway). A red that swaps for a grey
-  of the same luminance is a red flash and no general flash.
+  along it are at least that far apart in the diagram, so every red transition counted is
+  one. The reverse does not hold: saturated reds lie up to ~0.14 from the primary, so a swap
+  between an orange-red and a purple-red, far apart but equally far from the primary, is
+  missed; the count is a lower bound. A red that swaps for a grey of the same luminance is a
+  red flash and no general flash.
 The guideline's limits for regular patterns are not checked.
 """
 
