@@ -18,7 +18,9 @@ the same): colour 0.83, object 0.77, lip sync 0.13, first frame 24.1 dB, the res
 codecs: object 0.79, lip sync 0.83, first frame 24.9 dB (bench/README.md, more decoder
 steps). Since 2026-12-05 (night) 3000 more, with the mouth and the first frame weighted in the
 loss: colour 0.85, object 0.77, lip sync 0.21, first frame 25.1 dB, the rest as above; its
-codecs: object 0.88, lip sync 1.00, first frame 26.6 dB."""
+codecs: object 0.88, lip sync 1.00, first frame 26.6 dB. (Those object rates were read by how
+much of its bounding box the object fills; read by its outline since 2026-12-07, the
+committed model at the demo profile: 0.96, its codecs 1.00; bench/README.md.)"""
 
 from __future__ import annotations
 
