@@ -100,6 +100,11 @@ def read_colour(frames: np.ndarray) -> str | None:
     return _nearest(np.median(stacked, axis=0), COLOURS)
 
 
+def mask_centre(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float]:
+    """(y, x) midpoint of the bounding box of a mask's pixels (np.nonzero's rows and columns)."""
+    return (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+
+
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two (H, W) bool masks."""
     return float((a & b).sum() / max((a | b).sum(), 1))
@@ -124,7 +129,7 @@ def read_object(frames: np.ndarray) -> str | None:
         if len(ys) < 20:
             continue
         areas.append(len(ys))
-        cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+        cy, cx = mask_centre(ys, xs)
         overlaps["face"].append(_overlap(mask, face_silhouette(cx, cy)))
         overlaps["box"].append(_overlap(mask, box_silhouette(cx, cy)))
     if not areas:
@@ -164,7 +169,7 @@ def mouth_opening(frames: np.ndarray) -> np.ndarray:
             continue
         brightness = frame.max(axis=-1).astype(float)
         face = float(np.percentile(brightness[mask], 75))
-        cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+        cy, cx = mask_centre(ys, xs)
         rows = slice(max(int(round(cy + 1)), 0), int(round(cy + 14)))
         cols = slice(max(int(round(cx - 9)), 0), int(round(cx + 9)))
         darkening = (face - brightness[rows, cols]) / max(face - FEATURE_DARK, 1.0)

@@ -186,6 +186,10 @@ def border_check(analysis: MediaAnalysis) -> QCCheck:
     return _check("black_borders", not found, "; ".join(found) or "none", expected)
 
 
+def _in_the_worst_second(count: int, flash: str) -> str:
+    return f"{count} {flash}{'es' if count != 1 else ''} in the worst second"
+
+
 def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
     """Flashing picture over the whole file, end card included (tasks.photosensitivity)."""
     cells = photosensitivity.linear_cells(analysis.luma_cells)
@@ -200,14 +204,14 @@ def flash_checks(analysis: MediaAnalysis, fps: float) -> list[QCCheck]:
               f"screen's mean or over {photosensitivity.FLASH_AREA:.0%} of it")
     return [
         _check("flashes", flashes <= photosensitivity.MAX_FLASHES_PER_SECOND,
-               f"{flashes} flash{'es' if flashes != 1 else ''} in the worst second",
+               _in_the_worst_second(flashes, "flash"),
                f"at most {photosensitivity.MAX_FLASHES_PER_SECOND} a second (ITU-R BT.1702; "
                f"a flash: two opposing changes of {change})"),
         _check("one_frame_flash", not single,
                "frames " + ", ".join(f"{i} ({i / fps:.2f} s)" for i in single) if single
                else "none", f"no single frame apart from both neighbours by {change}"),
         _check("red_flashes", red <= photosensitivity.MAX_FLASHES_PER_SECOND,
-               f"{red} red flash{'es' if red != 1 else ''} in the worst second",
+               _in_the_worst_second(red, "red flash"),
                f"at most {photosensitivity.MAX_FLASHES_PER_SECOND} a second (ITU-R BT.1702's "
                "red flash, as WCAG 2.2 words it: two opposing changes to or from a saturated "
                f"red, {photosensitivity.RED_CHANGE} apart in CIE u'v', over "

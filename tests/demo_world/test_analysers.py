@@ -62,7 +62,7 @@ def test_a_box_with_round_corners_and_a_see_through_label_is_a_box() -> None:
     rectangle wider than tall; a disc of a face's size with the same hole is a face."""
     box = render(Scene("box", "white", "grey", "still", seed=3))
     ys, xs = np.nonzero(analysers.object_mask(box.frames[0]))
-    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    cy, cx = analysers.mask_centre(ys, xs)
     yy, xx = np.mgrid[0:box.frames.shape[1], 0:box.frames.shape[2]]
     dy = np.maximum(np.abs(yy - cy) - (BOX_HALF_H - 7), 0)
     dx = np.maximum(np.abs(xx - cx) - (BOX_HALF_W - 7), 0)
@@ -74,7 +74,7 @@ def test_a_box_with_round_corners_and_a_see_through_label_is_a_box() -> None:
 
     face = render(Scene("face", "white", "grey", "still", "ba", 1, seed=3))
     ys, xs = np.nonzero(analysers.object_mask(face.frames[0]))
-    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    cy, cx = analysers.mask_centre(ys, xs)
     band = (np.abs(yy - cy) <= 2.5) & (np.abs(xx - cx) <= BOX_HALF_W - 5)
     assert analysers.read_object(_background_where(face.frames, band)) == "face"
 
