@@ -26,6 +26,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util import metrics
 
+from infra.ray_processes import end_local_ray_at_exit
 from infra.render_gang import Gang
 from schemas.errors import PipelineError, TransientError
 
@@ -156,6 +157,7 @@ def ensure_ray(config: PoolConfig) -> None:
     """Connect to the configured cluster, or start local Ray once per process."""
     if ray.is_initialized():
         return
+    end_local_ray_at_exit()  # before ray.init: its handler then runs after Ray's shutdown
     if config.address:
         ray.init(address=config.address, log_to_driver=False)
     else:

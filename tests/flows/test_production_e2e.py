@@ -4,6 +4,7 @@ run killed mid-way. Slow (tens of seconds each); run in CI too."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from sqlalchemy import func, select
 
 from infra.db import make_engine, session_scope
 from infra.db_models import Artifact, BriefRow, Deliverable, RenderJob
+from infra.ray_processes import is_ray_process
 from infra.repository import lineage_chain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,6 +240,52 @@ def test_a_run_killed_mid_way_finishes_on_restart_without_duplicates(
     renders = list((tmp_path / "storage" / "renders").rglob("*.npz"))
     assert len(renders) == 4, "a render was stored twice"
     assert not list((tmp_path / "storage").rglob(".tmp-*")), "a partial object was left"
+
+
+def _group_processes(group: int) -> dict[int, str]:
+    """The running processes of process group `group` (a run started in its own session, as
+    a terminal starts a command): pid -> command line."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+            if proc.name.isdigit() and int(fields[2]) == group and fields[0] not in "ZX":
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(
+                    b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    return found
+
+
+def test_ctrl_c_as_ray_starts_leaves_none_of_its_processes(tmp_path: Path,
+                                                          checkpoint: Path) -> None:
+    """Ctrl-C a moment after the local Ray's raylet comes up: Ray's agents, still starting,
+    ignored it, `ray.shutdown` does not stop them, and they outlived the run by about a
+    minute. Now the run ends them as it exits."""
+    env = cli_env(tmp_path, checkpoint)
+    assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
+    with (tmp_path / "run.err").open("wb") as stderr:
+        run = subprocess.Popen([*CLI, "run"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not any("raylet" in line for line in _group_processes(run.pid).values()):
+            assert run.poll() is None and time.monotonic() < deadline, (
+                (tmp_path / "run.err").read_text()[-3000:])
+            time.sleep(0.05)
+        os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+        assert run.wait(timeout=60) == 130, (tmp_path / "run.err").read_text()[-3000:]
+        left = _group_processes(run.pid)
+        assert [line for line in left.values() if is_ray_process(line)] == [], left
+        deadline = time.monotonic() + 60  # the rest (Prefect's server) stops on the Ctrl-C
+        while time.monotonic() < deadline and _group_processes(run.pid):
+            time.sleep(0.5)
+        assert _group_processes(run.pid) == {}
+    finally:
+        if run.poll() is None:
+            run.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(("edit", "needle"), [
