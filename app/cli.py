@@ -851,6 +851,10 @@ def _stop_on_interrupt() -> None:
     tracebacks before it exited. Nothing is lost by stopping at once: finished renders and files
     are recorded as they complete, and the next `run` takes the unfinished briefs up again
     (a run killed outright recovers the same way). A second Ctrl-C skips the clean-up."""
+    from infra.leftover_processes import adopt_orphans, end_descendants
+
+    adopt_orphans()
+
     def stop(signum: int, frame: object) -> None:
         signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED_EXIT))
         errors.print("\ninterrupted: stopping. Finished work is kept; 'mova-ads run' produces "
@@ -860,6 +864,9 @@ def _stop_on_interrupt() -> None:
         cleanup = threading.Thread(target=atexit._run_exitfuncs, daemon=True)
         cleanup.start()
         cleanup.join(timeout=10)
+        # what they left, or what started meanwhile: a Ctrl-C as Prefect's server starts can
+        # fail that start, and Prefect's start loop then starts another, which nothing stops
+        end_descendants()
         _flush_and_exit(INTERRUPTED_EXIT)
 
     signal.signal(signal.SIGINT, stop)

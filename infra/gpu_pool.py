@@ -26,7 +26,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util import metrics
 
-from infra.ray_processes import end_local_ray_at_exit
+from infra.leftover_processes import end_local_ray_at_exit
 from infra.render_gang import Gang
 from schemas.errors import PipelineError, TransientError
 

@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 
 from infra.db import make_engine, session_scope
 from infra.db_models import Artifact, BriefRow, Deliverable, RenderJob
-from infra.ray_processes import is_ray_process
 from infra.repository import lineage_chain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,7 +260,8 @@ def test_ctrl_c_as_ray_starts_leaves_none_of_its_processes(tmp_path: Path,
                                                           checkpoint: Path) -> None:
     """Ctrl-C a moment after the local Ray's raylet comes up: Ray's agents, still starting,
     ignored it, `ray.shutdown` does not stop them, and they outlived the run by about a
-    minute. Now the run ends them as it exits."""
+    minute; at times Prefect's temporary server, started again by Prefect after the Ctrl-C
+    failed its start, outlived it for good. Now the run ends what it started as it exits."""
     env = cli_env(tmp_path, checkpoint)
     assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
     with (tmp_path / "run.err").open("wb") as stderr:
@@ -275,11 +275,7 @@ def test_ctrl_c_as_ray_starts_leaves_none_of_its_processes(tmp_path: Path,
             time.sleep(0.05)
         os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
         assert run.wait(timeout=60) == 130, (tmp_path / "run.err").read_text()[-3000:]
-        left = _group_processes(run.pid)
-        assert [line for line in left.values() if is_ray_process(line)] == [], left
-        deadline = time.monotonic() + 60  # the rest (Prefect's server) stops on the Ctrl-C
-        while time.monotonic() < deadline and _group_processes(run.pid):
-            time.sleep(0.5)
+        # nothing the run started is left: Ray's processes nor Prefect's temporary server
         assert _group_processes(run.pid) == {}
     finally:
         if run.poll() is None:

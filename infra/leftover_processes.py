@@ -1,11 +1,14 @@
-"""The processes a local Ray start launches, ended when the process that started it exits.
+"""Processes this one started, directly or not, that would outlive it: ended as it exits.
 
-`ray.shutdown` stops the GCS server and the raylet, but not the agents the raylet launched
-(dashboard, runtime env): stopped while Ray was still starting (a Ctrl-C a second after the
-raylet came up), the agents outlived the command by about a minute, until they noticed their
-raylet was gone. Once orphaned they are no longer this process's descendants, so this process
-first becomes their subreaper (Linux): orphans of its descendants are re-parented to it
-instead of to init, and at exit the Ray processes among its descendants are ended.
+- A local Ray: `ray.shutdown` stops the GCS server and the raylet, but not the agents the raylet
+  launched (dashboard, runtime env). Stopped while Ray was still starting (a Ctrl-C a second
+  after the raylet came up), the agents outlived the command by about a minute, until they
+  noticed their raylet was gone.
+- Prefect's temporary server: a Ctrl-C as it starts can fail its start, and Prefect's start
+  loop, still running, starts another on a new port, which nothing stopped.
+
+Once orphaned, a process is no longer this one's descendant, so this process first becomes the
+subreaper of its descendants (Linux): their orphans are re-parented to it instead of to init.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import importlib.util
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import ray
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +40,23 @@ def end_local_ray_at_exit() -> None:
     if _registered:
         return
     _registered = True
-    _become_subreaper()
-    atexit.register(end_ray_descendants)
+    adopt_orphans()
+    atexit.register(end_descendants, only=is_ray_process)
 
 
-def _become_subreaper() -> bool:
+def adopt_orphans() -> bool:
+    """Become the subreaper of this process's descendants (Linux; elsewhere an orphan is left
+    to end by itself, as Ray's agents do a minute later): whether it is."""
     if not sys.platform.startswith("linux"):
-        return False  # elsewhere an orphaned agent is left to notice its raylet is gone
+        return False
     libc = ctypes.CDLL(None, use_errno=True)
     return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 # Ray's daemons (GCS server, raylet) and its agents' scripts run from its package folder
-RAY_PACKAGE = str(Path(ray.__file__).parent) + os.sep
+# (located, not imported: the command line's interrupt handling needs no Ray)
+_RAY = importlib.util.find_spec("ray")  # a dependency: always there
+RAY_PACKAGE = str(Path(_RAY.origin if _RAY and _RAY.origin else "ray/_").parent) + os.sep
 
 
 def is_ray_process(command_line: str) -> bool:
@@ -59,8 +66,11 @@ def is_ray_process(command_line: str) -> bool:
 
 
 def _running_processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process that has not exited."""
-    found = {}
+    """pid -> (parent pid, command line) of every process that has not exited (none known
+    without Linux's /proc)."""
+    found: dict[int, tuple[int, str]] = {}
+    if not Path("/proc/self").is_dir():
+        return found
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -77,37 +87,38 @@ def _running_processes() -> dict[int, tuple[int, str]]:
     return found
 
 
-def ray_descendants(root: int | None = None) -> list[int]:
-    """The running Ray processes below `root` (this process)."""
+def descendants(only: Callable[[str], bool] | None = None) -> list[int]:
+    """The running processes below this one (those whose command line `only` accepts)."""
     processes = _running_processes()
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in processes.items():
         children.setdefault(parent, []).append(pid)
-    below, stack = [], list(children.get(os.getpid() if root is None else root, []))
+    below, stack = [], list(children.get(os.getpid(), []))
     while stack:
         pid = stack.pop()
         below.append(pid)
         stack.extend(children.get(pid, []))
-    return [pid for pid in below if is_ray_process(processes[pid][1])]
+    return [pid for pid in below if only is None or only(processes[pid][1])]
 
 
-def end_ray_descendants(grace_s: float = GRACE_S) -> list[int]:
-    """SIGTERM the Ray processes still running below this one, SIGKILL those still there after
-    `grace_s`, until a look finds none (an agent the raylet forked as it was being ended is
+def end_descendants(grace_s: float = GRACE_S, *,
+                    only: Callable[[str], bool] | None = None) -> list[int]:
+    """SIGTERM the processes still running below this one (those `only` accepts), SIGKILL those
+    still there after `grace_s`, until a look finds none (one forked or restarted meanwhile is
     found by the next look); the pids it signalled."""
     signalled: set[int] = set()
     started = time.monotonic()
-    while left := set(ray_descendants()):
+    while left := set(descendants(only)):
         waited = time.monotonic() - started
         if waited > 2 * grace_s:  # unkillable (stuck in the kernel): leave it
-            log.warning("ray.leftovers_remain pids=%s", sorted(left))
+            log.warning("process.leftovers_remain pids=%s", sorted(left))
             break
         for pid in left if waited > grace_s else left - signalled:
             _signal(pid, signal.SIGKILL if waited > grace_s else signal.SIGTERM)
         signalled |= left
         time.sleep(0.05)
     if signalled:
-        log.info("ray.leftovers_ended pids=%s", sorted(signalled))
+        log.info("process.leftovers_ended pids=%s", sorted(signalled))
     return sorted(signalled)
 
 
