@@ -864,8 +864,8 @@ def _stop_on_interrupt() -> None:
         cleanup = threading.Thread(target=atexit._run_exitfuncs, daemon=True)
         cleanup.start()
         cleanup.join(timeout=10)
-        # what they left, or what started meanwhile: a Ctrl-C as Prefect's server starts can
-        # fail that start, and Prefect's start loop then starts another, which nothing stops
+        # what they left, or what started meanwhile: Prefect's server, started on a thread the
+        # Ctrl-C does not stop, can come up after its stop handler had its turn
         end_descendants()
         _flush_and_exit(INTERRUPTED_EXIT)
 

@@ -4,8 +4,9 @@
   launched (dashboard, runtime env). Stopped while Ray was still starting (a Ctrl-C a second
   after the raylet came up), the agents outlived the command by about a minute, until they
   noticed their raylet was gone.
-- Prefect's temporary server: a Ctrl-C as it starts can fail its start, and Prefect's start
-  loop, still running, starts another on a new port, which nothing stopped.
+- Prefect's temporary server: it is started on a thread the Ctrl-C does not stop. When its
+  process came up after the exit handlers had run (2 of 10 tries, a Ctrl-C half a second
+  after the raylet came up), Prefect's stop handler never ran and the server ran on for good.
 
 Once orphaned, a process is no longer this one's descendant, so this process first becomes the
 subreaper of its descendants (Linux): their orphans are re-parented to it instead of to init.
