@@ -261,7 +261,8 @@ def test_ctrl_c_as_ray_starts_leaves_none_of_its_processes(tmp_path: Path,
     """Ctrl-C a moment after the local Ray's raylet comes up: Ray's agents, still starting,
     ignored it, `ray.shutdown` does not stop them, and they outlived the run by about a
     minute; at times Prefect's temporary server, whose start thread the Ctrl-C does not stop,
-    came up after its stop handler had run and outlived the run for good. Now the run ends what it started as it exits."""
+    came up after its stop handler had run and outlived the run for good. Now the run ends
+    what it started as it exits."""
     env = cli_env(tmp_path, checkpoint)
     assert run_cli(["submit", str(EXAMPLE)], env).returncode == 0
     with (tmp_path / "run.err").open("wb") as stderr:
