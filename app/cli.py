@@ -662,17 +662,32 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     errors.print(f"review service on http://{shown}:{port}/ (API docs: /docs); "
                  f"production: {_production_by(embedded is not None, settings)}")
-    interrupted = False
+    stopped_by = None
+    # uvicorn stops gracefully on SIGTERM, then raises it again under the handler it found:
+    # the default one ended the process there, before the worker's run was stopped, which
+    # then went on alone (its own session) to the end of its brief
+    on_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         server.run(sockets=[listening])
     except KeyboardInterrupt:  # a second Ctrl-C: uvicorn raises it again once it has stopped
-        interrupted = True
+        stopped_by = INTERRUPTED_EXIT
+    except _Terminated:
+        stopped_by = TERMINATED_EXIT
     finally:
         listening.close()
         if embedded is not None:
             embedded.stop()
-    if interrupted:
-        raise typer.Exit(INTERRUPTED_EXIT)
+        signal.signal(signal.SIGTERM, on_sigterm)
+    if stopped_by is not None:
+        raise typer.Exit(stopped_by)
+
+
+class _Terminated(Exception):
+    """SIGTERM, raised where the main thread is (a service manager's stop, `kill`)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -842,6 +857,7 @@ def _database_problem(err: DatabaseError) -> str:
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+TERMINATED_EXIT = 143  # 128 + SIGTERM
 
 
 def _stop_on_interrupt() -> None:
