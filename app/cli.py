@@ -675,9 +675,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         stopped_by = TERMINATED_EXIT
     finally:
         listening.close()
+        signal.signal(signal.SIGTERM, on_sigterm)  # a second SIGTERM: no wait for the run
         if embedded is not None:
             embedded.stop()
-        signal.signal(signal.SIGTERM, on_sigterm)
     if stopped_by is not None:
         raise typer.Exit(stopped_by)
 
