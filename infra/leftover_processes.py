@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,15 @@ def is_ray_process(command_line: str) -> bool:
     return command_line.startswith("ray::") or RAY_PACKAGE in command_line
 
 
-def _running_processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process that has not exited (none known
-    without Linux's /proc)."""
-    found: dict[int, tuple[int, str]] = {}
+class Process(NamedTuple):
+    parent: int
+    group: int
+    command: str  # its command line, arguments joined by spaces
+
+
+def running_processes() -> dict[int, Process]:
+    """Every process that has not exited, by pid (none known without Linux's /proc)."""
+    found: dict[int, Process] = {}
     if not Path("/proc/self").is_dir():
         return found
     for entry in Path("/proc").iterdir():
@@ -77,29 +83,29 @@ def _running_processes() -> dict[int, tuple[int, str]]:
             continue
         try:
             # the command name in parentheses may hold spaces: the fields follow the last ")"
-            state, parent = (entry / "stat").read_text().rpartition(")")[2].split()[:2]
+            state, parent, group = (entry / "stat").read_text().rpartition(")")[2].split()[:3]
             if state in ("Z", "X"):
                 continue
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
                 errors="replace").strip()
         except (OSError, ValueError):  # gone meanwhile
             continue
-        found[int(entry.name)] = (int(parent), command)
+        found[int(entry.name)] = Process(int(parent), int(group), command)
     return found
 
 
 def descendants(only: Callable[[str], bool] | None = None) -> list[int]:
     """The running processes below this one (those whose command line `only` accepts)."""
-    processes = _running_processes()
+    processes = running_processes()
     children: dict[int, list[int]] = {}
-    for pid, (parent, _) in processes.items():
-        children.setdefault(parent, []).append(pid)
+    for pid, process in processes.items():
+        children.setdefault(process.parent, []).append(pid)
     below, stack = [], list(children.get(os.getpid(), []))
     while stack:
         pid = stack.pop()
         below.append(pid)
         stack.extend(children.get(pid, []))
-    return [pid for pid in below if only is None or only(processes[pid][1])]
+    return [pid for pid in below if only is None or only(processes[pid].command)]
 
 
 def end_descendants(grace_s: float = GRACE_S, *,

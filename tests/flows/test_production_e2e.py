@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from infra.db import make_engine, session_scope
 from infra.db_models import Artifact, BriefRow, Deliverable, RenderJob
+from infra.leftover_processes import running_processes
 from infra.repository import lineage_chain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,16 +245,8 @@ def test_a_run_killed_mid_way_finishes_on_restart_without_duplicates(
 def _group_processes(group: int) -> dict[int, str]:
     """The running processes of process group `group` (a run started in its own session, as
     a terminal starts a command): pid -> command line."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        try:
-            fields = (proc / "stat").read_text().rpartition(")")[2].split()
-            if proc.name.isdigit() and int(fields[2]) == group and fields[0] not in "ZX":
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(
-                    b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError, ValueError):  # gone meanwhile
-            continue
-    return found
+    return {pid: process.command for pid, process in running_processes().items()
+            if process.group == group}
 
 
 def test_ctrl_c_as_ray_starts_leaves_none_of_its_processes(tmp_path: Path,
