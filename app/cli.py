@@ -663,31 +663,36 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     errors.print(f"review service on http://{shown}:{port}/ (API docs: /docs); "
                  f"production: {_production_by(embedded is not None, settings)}")
     stopped_by = None
-    # uvicorn stops gracefully on SIGTERM, then raises it again under the handler it found:
-    # the default one ended the process there, before the worker's run was stopped, which
-    # then went on alone (its own session) to the end of its brief
-    on_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+    # uvicorn stops gracefully on SIGINT and SIGTERM, then raises the signal again under the
+    # handler it found. SIGTERM's default handler ended the process there, before the worker's
+    # run was stopped, which then went on alone (its own session) to the end of its brief.
+    # Under Python's default SIGINT handler asyncio's runner takes the raised Ctrl-C as a
+    # cancel of a task that has already finished, and serve exited 0 now and then.
+    found = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[listening])
-    except KeyboardInterrupt:  # a second Ctrl-C: uvicorn raises it again once it has stopped
-        stopped_by = INTERRUPTED_EXIT
-    except _Terminated:
-        stopped_by = TERMINATED_EXIT
+    except _Stopped as stop:
+        stopped_by = stop.exit_code
     finally:
         listening.close()
-        signal.signal(signal.SIGTERM, on_sigterm)  # a second SIGTERM: no wait for the run
+        for sig, handler in found.items():  # a second Ctrl-C or SIGTERM: no wait for the run
+            signal.signal(sig, handler)
         if embedded is not None:
             embedded.stop()
     if stopped_by is not None:
         raise typer.Exit(stopped_by)
 
 
-class _Terminated(Exception):
-    """SIGTERM, raised where the main thread is (a service manager's stop, `kill`)."""
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM (a service manager's stop, `kill`), raised where the main thread is."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(INTERRUPTED_EXIT if signum == signal.SIGINT else TERMINATED_EXIT)
 
 
 def _listen(host: str, port: int) -> socket.socket:
