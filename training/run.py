@@ -495,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dit-steps", type=int, default=None,
                         help="diffusion steps instead of the budget's (a resumed run keeps its "
                              "step and follows the new schedule's length)")
+    parser.add_argument("--dit-lr", type=float, default=None, metavar="RATE",
+                        help="the diffusion's peak learning rate instead of the budget's "
+                             "(full: 1e-3, continue: 5e-4); a lower one lets a continuation "
+                             "move its weights less")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in all (the two codec workers split them until "
                              "the video VAE takes them all at a set step): the number of "
@@ -506,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dit_steps is not None and args.dit_steps < 1:
         parser.error(f"--dit-steps {args.dit_steps}: must be at least 1")
+    if args.dit_lr is not None and not (math.isfinite(args.dit_lr) and 0 < args.dit_lr <= 1):
+        parser.error(f"--dit-lr {args.dit_lr}: must be a rate in (0, 1]")
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: must be at least 1")
     for option, folder in (("--init-from", args.init_from), ("--codecs-from", args.codecs_from)):
@@ -539,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     budget = BUDGETS[args.budget]
     if args.dit_steps is not None:
         budget = dataclasses.replace(budget, dit_steps=args.dit_steps)
+    if args.dit_lr is not None:
+        budget = dataclasses.replace(budget, dit_lr=args.dit_lr)
     try:
         train_demo_model(args.out, args.work, budget, seed=args.seed,
                          init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,

@@ -135,6 +135,17 @@ def test_the_command_refuses_a_work_folder_of_another_run_with_the_reason(
     assert _contents(work) == before and not (tmp_path / "out").exists()
 
 
+def test_a_rerun_at_another_diffusion_rate_is_refused_since_the_state_holds_the_first_rate(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    work = tmp_path / "work"
+    claim_work_folder(work, _run())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "out"), "--work", str(work), "--budget", "smoke",
+              "--dit-lr", "1e-4"])
+    assert exit_info.value.code == 2
+    assert f"budget.dit_lr: {SMOKE.dit_lr} then, 0.0001 now" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("record", [b"{not json", b"[1, 2]", b"\xff\xfe"])
 def test_an_unreadable_record_is_refused_not_overwritten(tmp_path: Path, record: bytes) -> None:
     work = tmp_path / "work"
