@@ -496,9 +496,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="diffusion steps instead of the budget's (a resumed run keeps its "
                              "step and follows the new schedule's length)")
     parser.add_argument("--dit-lr", type=float, default=None, metavar="RATE",
-                        help="the diffusion's peak learning rate instead of the budget's "
-                             "(full: 1e-3, continue: 5e-4); a lower one lets a continuation "
-                             "move its weights less")
+                        help="the diffusion's peak learning rate instead of the budget's ("
+                             + ", ".join(f"{name}: {budget.dit_lr:g}"
+                                         for name, budget in sorted(BUDGETS.items()))
+                             + "); a lower one lets a continuation move its weights less")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in all (the two codec workers split them until "
                              "the video VAE takes them all at a set step): the number of "
