@@ -20,7 +20,9 @@ needed by a mode this pipeline offers:
 - optionally (`mouth_weight`, 1 in the recipe) the video loss on the latent cells that hold a
   speaking mouth counted `mouth_weight` times: the mouth is 12 x 9 pixels, 4-6 of a latent
   frame's 8 x 14 cells, so the plain mean lets the model settle for a mouth that barely
-  moves (bench/README.md, bridge timing: how joint lip sync fails).
+  moves (bench/README.md, bridge timing: how joint lip sync fails). `mouth_weight_where`
+  "voice-led" counts it so in the voice-led samples only, where the picture has a voice to
+  follow, and once in the joint ones.
 The text encoder (tiny UMT5) is trained end to end through both towers' text MLPs.
 """
 
@@ -55,6 +57,9 @@ TEXT_LEN = 512  # the pipeline pads every prompt to 512 rows (spec §5)
 TI2VA_FRACTION = 0.5
 TEXT_DROPOUT = 0.1
 VOICE_OVER_FRACTION = 0.2
+# The samples whose video loss counts the mouth `mouth_weight` times: every one, or the
+# voice-led ones only
+MOUTH_WEIGHT_WHERE = ("all", "voice-led")
 ENCODE_BATCH = 4
 # start_bridge_on_time: rotary pairs, the constant q/k offset in them and their norm scale.
 # At unit-scale states an offset of 2 puts 0.91-0.96 of the attention on its own latent frame
@@ -224,11 +229,15 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
                    boundary_ratio: float, rows: Tensor, expert: int,
                    generator: torch.Generator,
                    voice_over_fraction: float = VOICE_OVER_FRACTION,
-                   audio_led_fraction: float = 0.0, mouth_weight: float = 1.0
-                   ) -> tuple[Tensor, Tensor]:
+                   audio_led_fraction: float = 0.0, mouth_weight: float = 1.0,
+                   mouth_weight_where: str = "all") -> tuple[Tensor, Tensor]:
     """(video loss, audio loss) of one batch for one expert; `voice_over_fraction` of the low
     expert's samples are voice-over ones, `audio_led_fraction` of the others voice-led ones;
-    the video loss counts the mouth's latent cells `mouth_weight` times."""
+    the video loss counts the mouth's latent cells `mouth_weight` times, in every sample
+    (`mouth_weight_where` "all") or in the voice-led ones only ("voice-led")."""
+    if mouth_weight_where not in MOUTH_WEIGHT_WHERE:
+        raise ValueError(f"mouth_weight_where={mouth_weight_where!r}: one of "
+                         f"{', '.join(MOUTH_WEIGHT_WHERE)}")
     b = rows.numel()
     grid = scheduler.train_sigmas
     high, low = _timestep_ranges(scheduler, boundary_ratio)
@@ -280,7 +289,10 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
     # audio
     video_weight = None  # the recipe: every cell once (and its arithmetic, bit for bit)
     if mouth_weight != 1.0:
-        video_weight = 1.0 + (mouth_weight - 1.0) * data.mouth[rows].float()
+        mouth = data.mouth[rows].float()
+        if mouth_weight_where == "voice-led":
+            mouth = mouth * audio_led.float().view(b, *([1] * (mouth.dim() - 1)))
+        video_weight = 1.0 + (mouth_weight - 1.0) * mouth
     return (_masked_mse(v_pred, eps_v - x0_v, ~voice_over, video_weight),
             _masked_mse(a_pred, eps_a - x0_a, ~audio_led))
 
@@ -315,11 +327,11 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
                     boundary_ratio: float, budget: Budget, state_path: Path, seed: int,
-                    audio_led_fraction: float = 0.0, mouth_weight: float = 1.0
-                    ) -> DiffusionModels:
+                    audio_led_fraction: float = 0.0, mouth_weight: float = 1.0,
+                    mouth_weight_where: str = "all") -> DiffusionModels:
     """Train in place; returns the EMA copy (what gets saved). Resumable from `state_path`.
-    `audio_led_fraction`: voice-led samples, `mouth_weight`: the mouth's share of the video
-    loss (diffusion_loss)."""
+    `audio_led_fraction`: voice-led samples, `mouth_weight` / `mouth_weight_where`: the
+    mouth's share of the video loss and the samples it has it in (diffusion_loss)."""
     # Everything in `models` trains, however it was loaded: weights from a trained folder come
     # frozen from the inference loader, and a continued run trained the text encoder alone
     # until 2026-12-04.
@@ -347,7 +359,8 @@ def train_diffusion(models: DiffusionModels, data: LatentSet, scheduler: FlowMat
         video_loss, audio_loss = diffusion_loss(models, data, scheduler, boundary_ratio, rows,
                                                 expert, generator,
                                                 audio_led_fraction=audio_led_fraction,
-                                                mouth_weight=mouth_weight)
+                                                mouth_weight=mouth_weight,
+                                                mouth_weight_where=mouth_weight_where)
         loss = video_loss + audio_loss
         common.optimiser_step(models.parameters(), optimiser, loss, "diffusion", step)
         _ema_update(ema, models, budget.ema_decay)

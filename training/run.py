@@ -92,6 +92,7 @@ from training.common import (
     save_state,
 )
 from training.dit import (
+    MOUTH_WEIGHT_WHERE,
     DiffusionModels,
     LatentSet,
     encode_world,
@@ -351,7 +352,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                      parallel_codecs: bool = True, codecs_from: Path | None = None,
                      bridge_on_time: float | None = None, audio_led_fraction: float = 0.0,
                      mouth_weight: float = 1.0, shift: float | None = None,
-                     sizes: TowerSizes | None = None) -> Path:
+                     sizes: TowerSizes | None = None, mouth_weight_where: str = "all") -> Path:
     """Run every stage (resuming what is done) and write the checkpoint folder `out`.
 
     `init_from`: codecs, tokenizer and diffusion weights from a trained folder (a
@@ -359,7 +360,8 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     diffusion recipe tried in ~35 minutes instead of the whole run's ~75); `bridge_on_time`:
     start the bridge local in time with this q/k offset (`start_bridge_on_time`);
     `audio_led_fraction`: voice-led diffusion samples, `mouth_weight`: the mouth's cells
-    counted that many times in the video loss (training.dit.diffusion_loss); `shift`: the noise
+    counted that many times in the video loss, in every sample or (`mouth_weight_where`
+    "voice-led") in the voice-led ones only (training.dit.diffusion_loss); `shift`: the noise
     schedule's shift for training and for the written folder (None: the preset's, 5 as the
     release; a continuation keeps its folder's); `sizes`: the diffusion towers' (None: the
     recipe's; a continuation keeps its folder's)."""
@@ -374,6 +376,12 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     if not is_loss_weight(mouth_weight):
         raise ValueError(f"mouth_weight={mouth_weight}: {LOSS_WEIGHT_RULE} (1: the mouth counts "
                          "as any other cell)")
+    if mouth_weight_where not in MOUTH_WEIGHT_WHERE:
+        raise ValueError(f"mouth_weight_where={mouth_weight_where!r}: one of "
+                         f"{', '.join(MOUTH_WEIGHT_WHERE)}")
+    if mouth_weight_where == "voice-led" and (audio_led_fraction == 0 or mouth_weight == 1):
+        raise ValueError("mouth_weight_where='voice-led' weights the mouth in voice-led samples: "
+                         "it needs audio_led_fraction > 0 and mouth_weight > 1")
     if shift is not None and not (math.isfinite(shift) and shift > 0):
         raise ValueError(f"shift={shift}: a positive number")
     started = time.monotonic()
@@ -384,6 +392,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
                                          bridge_on_time=bridge_on_time,
                                          audio_led_fraction=audio_led_fraction,
                                          mouth_weight=mouth_weight,
+                                         mouth_weight_where=mouth_weight_where,
                                          shift=config.scheduler.shift,
                                          sizes=tower_sizes(config)))
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -405,7 +414,8 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     scheduler = FlowMatchPairScheduler(config.scheduler)
     ema = train_diffusion(models, data, scheduler, config.boundary_ratio, budget,
                           work / "state" / "diffusion.pt", seed + 4,
-                          audio_led_fraction=audio_led_fraction, mouth_weight=mouth_weight)
+                          audio_led_fraction=audio_led_fraction, mouth_weight=mouth_weight,
+                          mouth_weight_where=mouth_weight_where)
 
     # The folder: mova_model's writer lays out every component (model_index, scheduler, ...);
     # the trained components then replace the random ones through the same save functions.
@@ -479,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mouth-weight", type=float, default=1.0, metavar="WEIGHT",
                         help="count the latent cells that hold a speaking mouth this many times "
                              "in the video loss (1: as any other cell, the recipe)")
+    parser.add_argument("--mouth-weight-in", choices=MOUTH_WEIGHT_WHERE, default="all",
+                        dest="mouth_weight_where",
+                        help="the samples --mouth-weight counts in: all (default), or the "
+                             "voice-led ones only (needs --audio-led), where the picture has a "
+                             "voice to follow")
     parser.add_argument("--shift", type=float, default=None,
                         help="the noise schedule's shift for training and sampling (default: "
                              "the release's 5; lower puts more of the training on low noise); "
@@ -535,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--audio-led {args.audio_led}: must be a fraction in [0, 1)")
     if not is_loss_weight(args.mouth_weight):
         parser.error(f"--mouth-weight {args.mouth_weight}: must be {LOSS_WEIGHT_RULE}")
+    if args.mouth_weight_where == "voice-led" and (args.audio_led == 0 or args.mouth_weight == 1):
+        parser.error("--mouth-weight-in voice-led weights the mouth in the voice-led samples: "
+                     "it needs --audio-led above 0 and --mouth-weight above 1")
     if args.shift is not None and args.init_from is not None:
         parser.error("--shift starts a fresh schedule; --init-from continues a trained folder at "
                      "its own")
@@ -553,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                          init_from=args.init_from, parallel_codecs=not args.codecs_in_turn,
                          codecs_from=args.codecs_from, bridge_on_time=args.bridge_on_time,
                          audio_led_fraction=args.audio_led, mouth_weight=args.mouth_weight,
-                         shift=args.shift, sizes=sizes)
+                         shift=args.shift, sizes=sizes,
+                         mouth_weight_where=args.mouth_weight_where)
     except WorkFolderMismatch as mismatch:
         parser.error(str(mismatch))
     except TrainingDiverged as diverged:

@@ -35,7 +35,8 @@ INIT_COMPONENTS = CODEC_COMPONENTS + (
 # Requests added after records began, with the value every earlier run had: a folder recorded
 # before them resumes when the rerun asks for that value (every preset trained at the release's
 # shift, every run at the recipe's sizes).
-ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "shift": RELEASE_SCHEDULER.shift,
+ADDED_LATER: dict[str, Any] = {"mouth_weight": 1.0, "mouth_weight_where": "all",
+                               "shift": RELEASE_SCHEDULER.shift,
                                "first_frame_weight": FIRST_FRAME_WEIGHT, "object_weight": 1.0,
                                "sizes": {"video_layers": 4, "audio_layers": 2, "audio_dim": 48}}
 
@@ -69,12 +70,13 @@ def source_of(folder: Path | None, components: tuple[str, ...]) -> dict[str, str
 def describe_run(*, seed: int, preset: str, budget: Budget, init_from: Path | None,
                  codecs_from: Path | None, bridge_on_time: float | None,
                  audio_led_fraction: float = 0.0, mouth_weight: float = 1.0,
-                 shift: float = RELEASE_SCHEDULER.shift,
+                 mouth_weight_where: str = "all", shift: float = RELEASE_SCHEDULER.shift,
                  sizes: dict[str, int] | None = None) -> dict[str, Any]:
     """What a run asks for, as its work folder records it (JSON-ready)."""
     return {
         "seed": seed, "preset": preset, "bridge_on_time": bridge_on_time,
         "audio_led_fraction": audio_led_fraction, "mouth_weight": mouth_weight,
+        "mouth_weight_where": mouth_weight_where,
         "shift": shift, "sizes": sizes,
         "init_from": source_of(init_from, INIT_COMPONENTS),
         "codecs_from": source_of(codecs_from, CODEC_COMPONENTS),

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -429,6 +430,12 @@ def test_a_diffusion_trained_at_another_shift_is_sampled_and_continued_at_it(
     (["--mouth-weight", "inf"], "--mouth-weight inf: must be a number from 1 to 10000"),
     (["--mouth-weight", "nan"], "--mouth-weight nan: must be a number from 1 to 10000"),
     (["--mouth-weight", "1e300"], "--mouth-weight 1e+300: must be a number from 1 to 10000"),
+    (["--mouth-weight-in", "voice-led", "--mouth-weight", "8"],
+     "--mouth-weight-in voice-led weights the mouth in the voice-led samples: it needs "
+     "--audio-led above 0"),
+    (["--mouth-weight-in", "voice-led", "--audio-led", "0.5"],
+     "it needs --audio-led above 0 and --mouth-weight above 1"),
+    (["--mouth-weight-in", "joint"], "argument --mouth-weight-in: invalid choice: 'joint'"),
     (["--shift", "0"], "--shift 0.0: must be a positive number"),
     (["--shift", "-1"], "--shift -1.0: must be a positive number"),
     (["--shift", "inf"], "--shift inf: must be a positive number"),
@@ -447,6 +454,18 @@ def test_bad_training_arguments_are_refused_with_the_reason(
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), *extra])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize(("asked", "message"), [
+    (dict(mouth_weight_where="voice-led", mouth_weight=8.0), "it needs audio_led_fraction > 0"),
+    (dict(mouth_weight_where="voice-led", audio_led_fraction=0.5), "and mouth_weight > 1"),
+    (dict(mouth_weight_where="mouth"), "mouth_weight_where='mouth': one of all, voice-led"),
+])
+def test_train_demo_model_refuses_a_mouth_weight_where_it_would_do_nothing(
+        tmp_path: Path, asked: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train_demo_model(tmp_path / "out", tmp_path / "work", BUDGETS["smoke"], **asked)
     assert not (tmp_path / "work").exists()
 
 
@@ -638,6 +657,32 @@ def test_the_mouth_weight_counts_the_mouths_cells_that_many_times() -> None:
     some[:, :, :, 2:4, 5:7] = True
     between = losses(some, 8.0)[0]
     assert recipe[0] < between < everywhere[0]
+
+
+def test_the_mouth_weight_in_voice_led_samples_only_leaves_the_other_samples_counted_once(
+        ) -> None:
+    torch.manual_seed(0)
+    models = DiffusionModels(TINY, build_text_encoder(TINY.text_encoder), seed=0)
+    data = dataclasses.replace(_random_latents(4), mouth=torch.ones_like(_random_latents(4).mouth))
+    rows = torch.arange(4)
+    scheduler = FlowMatchPairScheduler(TINY.scheduler)
+
+    def video_loss(audio_led: float, weight: float, where: str) -> Tensor:
+        with torch.no_grad():
+            return diffusion_loss(models, data, scheduler, TINY.boundary_ratio, rows, 0,
+                                  torch.Generator().manual_seed(4), voice_over_fraction=0.0,
+                                  audio_led_fraction=audio_led, mouth_weight=weight,
+                                  mouth_weight_where=where)[0]
+
+    # every sample voice-led: the mouth (here every cell) counts 8 times, as with "all"
+    torch.testing.assert_close(video_loss(0.999, 8.0, "voice-led"), video_loss(0.999, 8.0, "all"))
+    torch.testing.assert_close(video_loss(0.999, 8.0, "voice-led"),
+                               8 * video_loss(0.999, 1.0, "all"))
+    # none voice-led (the same draws: a fraction above 0 still draws them): counted once
+    assert torch.equal(video_loss(1e-9, 8.0, "voice-led"), video_loss(1e-9, 1.0, "all"))
+    assert video_loss(1e-9, 8.0, "all") > video_loss(1e-9, 8.0, "voice-led")
+    with pytest.raises(ValueError, match="mouth_weight_where='joint': one of all, voice-led"):
+        video_loss(0.5, 8.0, "joint")
 
 
 def test_feature_pixels_are_the_eyes_mouth_and_outline_and_nothing_else() -> None:

@@ -97,14 +97,17 @@ def test_a_record_from_before_a_request_existed_resumes_at_that_requests_old_val
     work = tmp_path / "work"
     work.mkdir()
     older = _run()
-    # recorded before --mouth-weight and --shift existed: every run counted 1, at shift 5
-    del older["mouth_weight"], older["shift"]
+    # recorded before --mouth-weight(-in) and --shift existed: every run counted the mouth
+    # once, in every sample, at shift 5
+    del older["mouth_weight"], older["mouth_weight_where"], older["shift"]
     (work / RECORD_NAME).write_text(json.dumps(older))
     claim_work_folder(work, _run())
     with pytest.raises(WorkFolderMismatch, match="mouth_weight: 1.0 then, 8.0 now"):
         claim_work_folder(work, _run(mouth_weight=8.0))
     with pytest.raises(WorkFolderMismatch, match="shift: 5.0 then, 1.0 now"):
         claim_work_folder(work, _run(shift=1.0))
+    with pytest.raises(WorkFolderMismatch, match='mouth_weight_where: "all" then, "voice-led" now'):
+        claim_work_folder(work, _run(mouth_weight_where="voice-led"))
 
 
 def test_a_record_from_before_a_budget_field_existed_resumes_at_its_old_value(
