@@ -75,13 +75,24 @@ class Budget:
             raise ValueError(f"video_vae_steps_beside_dac={self.video_vae_steps_beside_dac} "
                              "must not be negative")
         for name in ("video_vae_steps", "audio_vae_steps", "num_clips", "dit_steps",
-                     "video_vae_clip_batch"):
+                     "video_vae_batch", "audio_vae_batch", "dit_batch", "video_vae_clip_batch",
+                     "calibration_clips", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         for name in ("video_vae_clip_steps", "video_vae_decoder_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must not be negative (0: no "
                                  "such phase)")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must not be negative")
+        # a rate of 0 trains nothing, nan poisons every weight, one above 1 diverges at once
+        for name in ("dit_lr", "video_vae_lr", "video_vae_clip_lr", "video_vae_decoder_lr",
+                     "audio_vae_lr"):
+            rate = getattr(self, name)
+            if not (math.isfinite(rate) and 0 < rate <= 1):
+                raise ValueError(f"{name}={rate} must be a rate in (0, 1]")
+        if not (math.isfinite(self.ema_decay) and 0 <= self.ema_decay < 1):
+            raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 
 
 BUDGETS: dict[str, Budget] = {

@@ -522,6 +522,20 @@ def test_budget_validation() -> None:
         dataclasses.replace(BUDGETS["smoke"], video_vae_decoder_steps=-2)
     with pytest.raises(ValueError, match="video_vae_clip_batch=0 must be at least 1"):
         dataclasses.replace(BUDGETS["smoke"], video_vae_clip_batch=0)
+    for field in ("dit_batch", "log_every", "checkpoint_every", "calibration_clips"):
+        with pytest.raises(ValueError, match=f"{field}=0 must be at least 1"):
+            dataclasses.replace(BUDGETS["smoke"], **{field: 0})
+    with pytest.raises(ValueError, match="warmup_steps=-1 must not be negative"):
+        dataclasses.replace(BUDGETS["smoke"], warmup_steps=-1)
+    for rate in (0.0, -1e-3, float("nan"), float("inf"), 2.0):
+        for field in ("dit_lr", "audio_vae_lr", "video_vae_decoder_lr"):
+            with pytest.raises(ValueError, match=f"{field}={rate} must be a rate in"):
+                dataclasses.replace(BUDGETS["smoke"], **{field: rate})
+    for decay in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=f"ema_decay={decay} must be in"):
+            dataclasses.replace(BUDGETS["smoke"], ema_decay=decay)
+    for budget in BUDGETS.values():  # the presets themselves pass
+        assert dataclasses.replace(budget) == budget
 
 
 def _random_latents(n: int) -> LatentSet:
