@@ -225,6 +225,12 @@ def _timestep_ranges(scheduler: FlowMatchPairScheduler, boundary_ratio: float
     return range(0, n_high), range(n_high, scheduler.config.num_train_timesteps)
 
 
+def check_mouth_weight_where(where: str) -> None:
+    """Refuse a `mouth_weight_where` that is none of MOUTH_WEIGHT_WHERE."""
+    if where not in MOUTH_WEIGHT_WHERE:
+        raise ValueError(f"mouth_weight_where={where!r}: one of {', '.join(MOUTH_WEIGHT_WHERE)}")
+
+
 def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
                    boundary_ratio: float, rows: Tensor, expert: int,
                    generator: torch.Generator,
@@ -235,9 +241,7 @@ def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatc
     expert's samples are voice-over ones, `audio_led_fraction` of the others voice-led ones;
     the video loss counts the mouth's latent cells `mouth_weight` times, in every sample
     (`mouth_weight_where` "all") or in the voice-led ones only ("voice-led")."""
-    if mouth_weight_where not in MOUTH_WEIGHT_WHERE:
-        raise ValueError(f"mouth_weight_where={mouth_weight_where!r}: one of "
-                         f"{', '.join(MOUTH_WEIGHT_WHERE)}")
+    check_mouth_weight_where(mouth_weight_where)
     b = rows.numel()
     grid = scheduler.train_sigmas
     high, low = _timestep_ranges(scheduler, boundary_ratio)

@@ -95,6 +95,7 @@ from training.dit import (
     MOUTH_WEIGHT_WHERE,
     DiffusionModels,
     LatentSet,
+    check_mouth_weight_where,
     encode_world,
     mouth_cells,
     start_bridge_on_time,
@@ -376,9 +377,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
     if not is_loss_weight(mouth_weight):
         raise ValueError(f"mouth_weight={mouth_weight}: {LOSS_WEIGHT_RULE} (1: the mouth counts "
                          "as any other cell)")
-    if mouth_weight_where not in MOUTH_WEIGHT_WHERE:
-        raise ValueError(f"mouth_weight_where={mouth_weight_where!r}: one of "
-                         f"{', '.join(MOUTH_WEIGHT_WHERE)}")
+    check_mouth_weight_where(mouth_weight_where)
     if mouth_weight_where == "voice-led" and (audio_led_fraction == 0 or mouth_weight == 1):
         raise ValueError("mouth_weight_where='voice-led' weights the mouth in voice-led samples: "
                          "it needs audio_led_fraction > 0 and mouth_weight > 1")
