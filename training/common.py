@@ -22,6 +22,14 @@ log = logging.getLogger("training")
 # invisible to mypy as nn.Modules (diffusers' mixins are untyped), hence Any.
 VideoVAE = Any
 
+# A learning rate: 0 trains nothing, nan poisons every weight, one above 1 diverges at once.
+RATE_RULE = "a rate in (0, 1]"
+
+
+def is_rate(rate: float) -> bool:
+    """Whether `rate` may be a learning rate (RATE_RULE)."""
+    return math.isfinite(rate) and 0 < rate <= 1
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -85,12 +93,10 @@ class Budget:
                                  "such phase)")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps={self.warmup_steps} must not be negative")
-        # a rate of 0 trains nothing, nan poisons every weight, one above 1 diverges at once
         for name in ("dit_lr", "video_vae_lr", "video_vae_clip_lr", "video_vae_decoder_lr",
                      "audio_vae_lr"):
-            rate = getattr(self, name)
-            if not (math.isfinite(rate) and 0 < rate <= 1):
-                raise ValueError(f"{name}={rate} must be a rate in (0, 1]")
+            if not is_rate(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)} must be {RATE_RULE}")
         if not (math.isfinite(self.ema_decay) and 0 <= self.ema_decay < 1):
             raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 

@@ -82,11 +82,13 @@ from training.codecs import (
 from training.common import (
     BUDGETS,
     LOSS_WEIGHT_RULE,
+    RATE_RULE,
     Budget,
     Progress,
     TrainingDiverged,
     VideoVAE,
     is_loss_weight,
+    is_rate,
     load_state,
     out_folder_problem,
     save_state,
@@ -525,8 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dit_steps is not None and args.dit_steps < 1:
         parser.error(f"--dit-steps {args.dit_steps}: must be at least 1")
-    if args.dit_lr is not None and not (math.isfinite(args.dit_lr) and 0 < args.dit_lr <= 1):
-        parser.error(f"--dit-lr {args.dit_lr}: must be a rate in (0, 1]")
+    if args.dit_lr is not None and not is_rate(args.dit_lr):
+        parser.error(f"--dit-lr {args.dit_lr}: must be {RATE_RULE}")
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: must be at least 1")
     for option, folder in (("--init-from", args.init_from), ("--codecs-from", args.codecs_from)):
