@@ -231,6 +231,12 @@ def check_mouth_weight_where(where: str) -> None:
         raise ValueError(f"mouth_weight_where={where!r}: one of {', '.join(MOUTH_WEIGHT_WHERE)}")
 
 
+def mouth_weight_is_idle(where: str, audio_led_fraction: float, mouth_weight: float) -> bool:
+    """Whether the mouth's weight, asked for in the voice-led samples only, would change
+    nothing: there are none, or the weight is 1."""
+    return where == "voice-led" and (audio_led_fraction == 0 or mouth_weight == 1)
+
+
 def diffusion_loss(models: DiffusionModels, data: LatentSet, scheduler: FlowMatchPairScheduler,
                    boundary_ratio: float, rows: Tensor, expert: int,
                    generator: torch.Generator,

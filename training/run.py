@@ -100,6 +100,7 @@ from training.dit import (
     check_mouth_weight_where,
     encode_world,
     mouth_cells,
+    mouth_weight_is_idle,
     start_bridge_on_time,
     train_diffusion,
 )
@@ -380,7 +381,7 @@ def train_demo_model(out: Path, work: Path, budget: Budget, seed: int = 0,
         raise ValueError(f"mouth_weight={mouth_weight}: {LOSS_WEIGHT_RULE} (1: the mouth counts "
                          "as any other cell)")
     check_mouth_weight_where(mouth_weight_where)
-    if mouth_weight_where == "voice-led" and (audio_led_fraction == 0 or mouth_weight == 1):
+    if mouth_weight_is_idle(mouth_weight_where, audio_led_fraction, mouth_weight):
         raise ValueError("mouth_weight_where='voice-led' weights the mouth in voice-led samples: "
                          "it needs audio_led_fraction > 0 and mouth_weight > 1")
     if shift is not None and not (math.isfinite(shift) and shift > 0):
@@ -551,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--audio-led {args.audio_led}: must be a fraction in [0, 1)")
     if not is_loss_weight(args.mouth_weight):
         parser.error(f"--mouth-weight {args.mouth_weight}: must be {LOSS_WEIGHT_RULE}")
-    if args.mouth_weight_where == "voice-led" and (args.audio_led == 0 or args.mouth_weight == 1):
+    if mouth_weight_is_idle(args.mouth_weight_where, args.audio_led, args.mouth_weight):
         parser.error("--mouth-weight-in voice-led weights the mouth in the voice-led samples: "
                      "it needs --audio-led above 0 and --mouth-weight above 1")
     if args.shift is not None and args.init_from is not None:
